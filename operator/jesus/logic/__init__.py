@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O, no Kubernetes client, no HTTP, no provider SDK."""

@@ -1,0 +1,324 @@
+"""Pure routing decisions: the fallback chain, retries with backoff, circuit breakers, allowances.
+
+Nothing here does I/O or reads a clock or a random source by itself: the router passes `now` and
+`rand` in, so every decision is a function of its arguments and tests can tabulate them.
+
+Error kinds arrive as strings (the values of `jesus_adapters.ErrorKind`, which RoutePolicy specs use in
+`failoverOn`) because the pure core does not import the adapter package.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+MICROS_PER_UNIT = 1_000_000
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
+
+# The caller's request is wrong; another adapter would reject it too, and retrying spends money.
+NEVER_FAIL_OVER: frozenset[str] = frozenset({"InvalidRequest"})
+
+# Failures that say something about the adapter's health and so count towards opening its breaker.
+# An invalid request, a content filter or a too-long context are the caller's problem, not the adapter's.
+BREAKER_FAILURES: frozenset[str] = frozenset(
+    {"RateLimited", "Overloaded", "Timeout", "Connection", "MalformedResponse", "Authentication"}
+)
+
+DEFAULT_FAILOVER_ON: frozenset[str] = frozenset(
+    {"RateLimited", "Overloaded", "Timeout", "Connection", "MalformedResponse"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries on one adapter: how many, and the exponential backoff between them."""
+
+    max_retries: int = 1
+    backoff_base_seconds: float = 0.05
+    backoff_max_seconds: float = 2.0
+    multiplier: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """A RoutePolicy turned into what the router walks: adapters in order and how to treat errors."""
+
+    chain: tuple[str, ...]
+    failover_on: frozenset[str] = DEFAULT_FAILOVER_ON
+    attempt_timeout_seconds: float = 60.0
+    retry: RetryPolicy = RetryPolicy()
+    failover_deadline_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("a route plan needs at least one adapter in its chain")
+        if len(set(self.chain)) != len(self.chain):
+            raise ValueError(f"the chain names an adapter twice: {list(self.chain)}")
+        if self.attempt_timeout_seconds <= 0:
+            raise ValueError("attempt_timeout_seconds must be positive")
+        if self.retry.max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+
+
+class ErrorAction(enum.StrEnum):
+    """What to do after a failed attempt."""
+
+    RETRY = "Retry"  # same adapter again, after a backoff
+    FAIL_OVER = "FailOver"  # next adapter in the chain
+    STOP = "Stop"  # give up: the call fails with this error
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDecision:
+    """The action after a failure and why, in words that go into the call record."""
+
+    action: ErrorAction
+    reason: str
+
+
+def decide_on_error(
+    kind: str,
+    *,
+    retryable: bool,
+    retries_done: int,
+    plan: RoutePlan,
+    retry_after_seconds: float | None = None,
+    elapsed_seconds: float = 0.0,
+) -> ErrorDecision:
+    """Decide whether a failed attempt is retried, fails over, or ends the call.
+
+    `retries_done` counts retries already made on the current adapter. A retry whose Retry-After hint
+    exceeds the policy's maximum backoff fails over instead: another adapter answers sooner. Past the
+    failover deadline nothing is tried any more.
+    """
+    if kind in NEVER_FAIL_OVER:
+        return ErrorDecision(ErrorAction.STOP, f"{kind} is never retried or failed over")
+    deadline = plan.failover_deadline_seconds
+    if deadline is not None and elapsed_seconds >= deadline:
+        return ErrorDecision(
+            ErrorAction.STOP, f"failover deadline of {deadline:g}s passed after {elapsed_seconds:.3f}s"
+        )
+    too_long_to_wait = (
+        retry_after_seconds is not None and retry_after_seconds > plan.retry.backoff_max_seconds
+    )
+    if retryable and retries_done < plan.retry.max_retries and not too_long_to_wait:
+        return ErrorDecision(
+            ErrorAction.RETRY, f"{kind} is retryable ({retries_done + 1}/{plan.retry.max_retries})"
+        )
+    if kind in plan.failover_on:
+        return ErrorDecision(ErrorAction.FAIL_OVER, f"{kind} is in failoverOn")
+    return ErrorDecision(ErrorAction.STOP, f"{kind} is not in failoverOn")
+
+
+def backoff_seconds(
+    retries_done: int,
+    policy: RetryPolicy,
+    rand: Callable[[], float],
+    retry_after_seconds: float | None = None,
+) -> float:
+    """Seconds to wait before retry number `retries_done + 1`: exponential with equal jitter.
+
+    Half the exponential step is fixed and half is random (`rand()` in [0, 1)), so concurrent callers
+    spread out without any of them retrying at once. A provider's Retry-After hint is a floor.
+    """
+    step = min(policy.backoff_max_seconds, policy.backoff_base_seconds * policy.multiplier**retries_done)
+    delay = step / 2 + (step / 2) * rand()
+    if retry_after_seconds is not None:
+        delay = max(delay, retry_after_seconds)
+    return min(delay, policy.backoff_max_seconds)
+
+
+# --- circuit breaker -------------------------------------------------------------------------------
+
+
+class BreakerStatus(enum.StrEnum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "Closed"  # calls flow
+    OPEN = "Open"  # calls are skipped until the open period ends
+    HALF_OPEN = "HalfOpen"  # one probe call is let through; its outcome closes or reopens
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """When a breaker opens (consecutive failures) and for how long it stays open."""
+
+    failure_threshold: int = 3
+    open_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """One adapter's breaker. Immutable: every transition returns a new state."""
+
+    status: BreakerStatus = BreakerStatus.CLOSED
+    consecutive_failures: int = 0
+    opened_at: float = 0.0
+    probe_in_flight: bool = False
+
+
+def breaker_admit(state: BreakerState, config: BreakerConfig, now: float) -> tuple[bool, BreakerState]:
+    """Whether a call may go to the adapter now, and the breaker's state after admitting it."""
+    if state.status is BreakerStatus.CLOSED:
+        return True, state
+    if state.status is BreakerStatus.OPEN:
+        if now - state.opened_at >= config.open_seconds:
+            return True, replace(state, status=BreakerStatus.HALF_OPEN, probe_in_flight=True)
+        return False, state
+    if state.probe_in_flight:
+        return False, state
+    return True, replace(state, probe_in_flight=True)
+
+
+def breaker_on_success(state: BreakerState) -> BreakerState:
+    """The adapter answered: the breaker closes and forgets past failures."""
+    del state  # every success leads to the same state; the argument keeps call sites uniform
+    return BreakerState()
+
+
+def breaker_release_probe(state: BreakerState) -> BreakerState:
+    """A probe ended without an outcome (the call was cancelled): let the next call probe instead."""
+    return replace(state, probe_in_flight=False)
+
+
+def breaker_on_failure(state: BreakerState, config: BreakerConfig, now: float, kind: str) -> BreakerState:
+    """The adapter failed with `kind`: count it, and open the breaker at the threshold or on a failed probe.
+
+    Failures that are the caller's fault (see `BREAKER_FAILURES`) prove the adapter is alive, so they
+    count as a success.
+    """
+    if kind not in BREAKER_FAILURES:
+        return breaker_on_success(state)
+    if state.status is BreakerStatus.HALF_OPEN:
+        return BreakerState(BreakerStatus.OPEN, state.consecutive_failures + 1, opened_at=now)
+    failures = state.consecutive_failures + 1
+    if failures >= config.failure_threshold:
+        return BreakerState(BreakerStatus.OPEN, failures, opened_at=now)
+    return replace(state, consecutive_failures=failures)
+
+
+# --- per-run allowance -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """What one run may spend on model calls; `None` means no limit on that axis."""
+
+    max_tokens: int | None = None
+    max_cost_micros: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """What a run has spent so far."""
+
+    tokens: int = 0
+    cost_micros: int = 0
+
+    def plus(self, tokens: int, cost_micros: int) -> Spend:
+        """This spend with one more call added."""
+        return Spend(self.tokens + tokens, self.cost_micros + cost_micros)
+
+
+@dataclass(frozen=True, slots=True)
+class CallPrice:
+    """An adapter's prices in micro-units per million tokens."""
+
+    input_micros_per_mtok: int = 0
+    output_micros_per_mtok: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AllowanceDecision:
+    """Whether a call may be sent and with how many output tokens at most; `reason` when it may not."""
+
+    allowed: bool
+    max_output_tokens: int = 0
+    reason: str = ""
+
+
+def estimate_input_tokens(characters: int) -> int:
+    """A deliberately high estimate of a prompt's tokens from its length (about 3 characters a token).
+
+    Over-estimating keeps the pre-call check on the safe side of the allowance.
+    """
+    return math.ceil(characters / 3)
+
+
+def cost_micros(input_tokens: int, output_tokens: int, price: CallPrice) -> int:
+    """Cost of a call in micro-units, rounded up so metering never under-charges."""
+    raw = input_tokens * price.input_micros_per_mtok + output_tokens * price.output_micros_per_mtok
+    return math.ceil(raw / TOKENS_PER_PRICE_UNIT)
+
+
+def admit_call(
+    allowance: Allowance,
+    spent: Spend,
+    *,
+    requested_output_tokens: int,
+    estimated_input_tokens: int,
+    price: CallPrice,
+) -> AllowanceDecision:
+    """Decide whether a call fits what the run has left, clamping its output tokens so that it does.
+
+    The worst case of a call is its estimated input plus every output token it asks for; the output
+    limit shrinks until that worst case fits both the token and the money allowance. A call that cannot
+    fit even one output token is refused.
+    """
+    output_tokens = requested_output_tokens
+    if allowance.max_tokens is not None:
+        left = allowance.max_tokens - spent.tokens - estimated_input_tokens
+        if left < 1:
+            return AllowanceDecision(
+                False,
+                reason=(
+                    f"token allowance exhausted: {spent.tokens} of {allowance.max_tokens} tokens spent, "
+                    f"the next prompt needs about {estimated_input_tokens}"
+                ),
+            )
+        output_tokens = min(output_tokens, left)
+    if allowance.max_cost_micros is not None:
+        money_left = (
+            allowance.max_cost_micros - spent.cost_micros - cost_micros(estimated_input_tokens, 0, price)
+        )
+        if money_left <= 0:
+            return AllowanceDecision(
+                False,
+                reason=(
+                    f"cost allowance exhausted: {format_micros(spent.cost_micros)} of "
+                    f"{format_micros(allowance.max_cost_micros)} spent"
+                ),
+            )
+        if price.output_micros_per_mtok > 0:
+            affordable = money_left * TOKENS_PER_PRICE_UNIT // price.output_micros_per_mtok
+            output_tokens = min(output_tokens, affordable)
+        if output_tokens < 1:
+            return AllowanceDecision(
+                False,
+                reason=(
+                    f"cost allowance too small for another call: {format_micros(money_left)} left of "
+                    f"{format_micros(allowance.max_cost_micros)}"
+                ),
+            )
+    return AllowanceDecision(True, max_output_tokens=output_tokens)
+
+
+def allowance_exceeded(allowance: Allowance, spent: Spend) -> str | None:
+    """Why `spent` is over the allowance, or None when it is within it."""
+    if allowance.max_tokens is not None and spent.tokens > allowance.max_tokens:
+        return f"token allowance exceeded: {spent.tokens} of {allowance.max_tokens} tokens spent"
+    if allowance.max_cost_micros is not None and spent.cost_micros > allowance.max_cost_micros:
+        return (
+            f"cost allowance exceeded: {format_micros(spent.cost_micros)} of "
+            f"{format_micros(allowance.max_cost_micros)} spent"
+        )
+    return None
+
+
+def format_micros(micros: int) -> str:
+    """Micro-units as a decimal amount with six places, e.g. 1_500_000 -> "1.500000"."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_UNIT)
+    return f"{sign}{whole}.{frac:06d}"

@@ -1,0 +1,278 @@
+"""Table-driven tests of the pure routing decisions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jesus.logic.routing import (
+    Allowance,
+    BreakerConfig,
+    BreakerState,
+    BreakerStatus,
+    CallPrice,
+    ErrorAction,
+    RetryPolicy,
+    RoutePlan,
+    Spend,
+    admit_call,
+    allowance_exceeded,
+    backoff_seconds,
+    breaker_admit,
+    breaker_on_failure,
+    breaker_on_success,
+    breaker_release_probe,
+    cost_micros,
+    decide_on_error,
+    format_micros,
+)
+
+
+def plan(
+    *,
+    max_retries: int = 1,
+    failover_on: frozenset[str] = frozenset({"Overloaded", "Timeout", "Connection", "RateLimited"}),
+    deadline: float | None = None,
+    backoff_max: float = 2.0,
+) -> RoutePlan:
+    return RoutePlan(
+        chain=("primary", "fallback"),
+        failover_on=failover_on,
+        retry=RetryPolicy(max_retries=max_retries, backoff_base_seconds=0.1, backoff_max_seconds=backoff_max),
+        failover_deadline_seconds=deadline,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "retryable", "retries_done", "the_plan", "retry_after", "elapsed", "expected"),
+    [
+        ("Overloaded", True, 0, plan(), None, 0.0, ErrorAction.RETRY),
+        ("Overloaded", True, 1, plan(), None, 0.0, ErrorAction.FAIL_OVER),
+        ("Overloaded", True, 0, plan(max_retries=0), None, 0.0, ErrorAction.FAIL_OVER),
+        ("Timeout", True, 3, plan(max_retries=3), None, 0.0, ErrorAction.FAIL_OVER),
+        ("Connection", True, 0, plan(max_retries=0, failover_on=frozenset()), None, 0.0, ErrorAction.STOP),
+        (
+            "InvalidRequest",
+            False,
+            0,
+            plan(failover_on=frozenset({"InvalidRequest"})),
+            None,
+            0,
+            ErrorAction.STOP,
+        ),
+        ("Authentication", False, 0, plan(), None, 0.0, ErrorAction.STOP),
+        (
+            "Authentication",
+            False,
+            0,
+            plan(failover_on=frozenset({"Authentication"})),
+            None,
+            0,
+            ErrorAction.FAIL_OVER,
+        ),
+        ("RateLimited", True, 0, plan(backoff_max=2.0), 30.0, 0.0, ErrorAction.FAIL_OVER),
+        ("RateLimited", True, 0, plan(backoff_max=2.0), 1.0, 0.0, ErrorAction.RETRY),
+        ("Overloaded", True, 0, plan(deadline=1.0), None, 1.5, ErrorAction.STOP),
+        ("Overloaded", True, 0, plan(deadline=1.0), None, 0.5, ErrorAction.RETRY),
+    ],
+)
+def test_decide_on_error(
+    kind: str,
+    retryable: bool,
+    retries_done: int,
+    the_plan: RoutePlan,
+    retry_after: float | None,
+    elapsed: float,
+    expected: ErrorAction,
+) -> None:
+    decision = decide_on_error(
+        kind,
+        retryable=retryable,
+        retries_done=retries_done,
+        plan=the_plan,
+        retry_after_seconds=retry_after,
+        elapsed_seconds=elapsed,
+    )
+    assert decision.action is expected
+    assert decision.reason
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"chain": ()}, "at least one adapter"),
+        ({"chain": ("a", "a")}, "twice"),
+        ({"chain": ("a",), "attempt_timeout_seconds": 0}, "positive"),
+        ({"chain": ("a",), "retry": RetryPolicy(max_retries=-1)}, "negative"),
+    ],
+)
+def test_route_plan_rejects_bad_input(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RoutePlan(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("retries_done", "rand", "retry_after", "expected"),
+    [
+        (0, 0.0, None, 0.05),  # half of the 0.1 s step, no jitter drawn
+        (0, 1.0, None, 0.1),
+        (1, 0.5, None, 0.15),  # step 0.2: 0.1 + 0.05
+        (10, 0.0, None, 1.0),  # capped at the 2 s maximum, then halved
+        (10, 1.0, None, 2.0),
+        (0, 0.0, 0.5, 0.5),  # Retry-After is a floor
+        (0, 0.0, 10.0, 2.0),  # ... but never above the maximum
+    ],
+)
+def test_backoff_seconds(retries_done: int, rand: float, retry_after: float | None, expected: float) -> None:
+    policy = RetryPolicy(max_retries=5, backoff_base_seconds=0.1, backoff_max_seconds=2.0)
+    assert backoff_seconds(retries_done, policy, lambda: rand, retry_after) == pytest.approx(expected)
+
+
+@given(retries=st.integers(0, 30), rand=st.floats(0, 1, exclude_max=True))
+def test_backoff_stays_within_its_step(retries: int, rand: float) -> None:
+    policy = RetryPolicy(backoff_base_seconds=0.05, backoff_max_seconds=3.0)
+    step = min(3.0, 0.05 * 2**retries)
+    delay = backoff_seconds(retries, policy, lambda: rand)
+    assert step / 2 <= delay <= step
+
+
+CONFIG = BreakerConfig(failure_threshold=2, open_seconds=10.0)
+OPEN_AT_100 = BreakerState(BreakerStatus.OPEN, 2, opened_at=100.0)
+HALF_OPEN_PROBING = BreakerState(BreakerStatus.HALF_OPEN, 2, opened_at=100.0, probe_in_flight=True)
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "admitted", "status_after"),
+    [
+        (BreakerState(), 0.0, True, BreakerStatus.CLOSED),
+        (OPEN_AT_100, 105.0, False, BreakerStatus.OPEN),
+        (OPEN_AT_100, 110.0, True, BreakerStatus.HALF_OPEN),
+        (HALF_OPEN_PROBING, 111.0, False, BreakerStatus.HALF_OPEN),
+        (breaker_release_probe(HALF_OPEN_PROBING), 111.0, True, BreakerStatus.HALF_OPEN),
+    ],
+)
+def test_breaker_admit(state: BreakerState, now: float, admitted: bool, status_after: BreakerStatus) -> None:
+    allowed, after = breaker_admit(state, CONFIG, now)
+    assert allowed is admitted
+    assert after.status is status_after
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "status_after", "failures_after"),
+    [
+        (BreakerState(), "Overloaded", BreakerStatus.CLOSED, 1),
+        (BreakerState(consecutive_failures=1), "Timeout", BreakerStatus.OPEN, 2),
+        (BreakerState(consecutive_failures=1), "InvalidRequest", BreakerStatus.CLOSED, 0),
+        (BreakerState(consecutive_failures=1), "ContextTooLong", BreakerStatus.CLOSED, 0),
+        (HALF_OPEN_PROBING, "Connection", BreakerStatus.OPEN, 3),
+    ],
+)
+def test_breaker_on_failure(
+    state: BreakerState, kind: str, status_after: BreakerStatus, failures_after: int
+) -> None:
+    after = breaker_on_failure(state, CONFIG, 200.0, kind)
+    assert after.status is status_after
+    assert after.consecutive_failures == failures_after
+    if status_after is BreakerStatus.OPEN:
+        assert after.opened_at == 200.0
+
+
+def test_breaker_full_cycle() -> None:
+    state = BreakerState()
+    for now in (1.0, 2.0):
+        allowed, state = breaker_admit(state, CONFIG, now)
+        assert allowed
+        state = breaker_on_failure(state, CONFIG, now, "Overloaded")
+    assert state.status is BreakerStatus.OPEN
+    assert not breaker_admit(state, CONFIG, 5.0)[0]
+    allowed, state = breaker_admit(state, CONFIG, 12.0)
+    assert allowed
+    assert state.status is BreakerStatus.HALF_OPEN
+    assert not breaker_admit(state, CONFIG, 12.1)[0], "only one probe at a time"
+    state = breaker_on_success(state)
+    assert state == BreakerState()
+
+
+PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
+
+
+@pytest.mark.parametrize(
+    ("allowance", "spent", "requested", "estimated_input", "allowed", "max_output"),
+    [
+        (Allowance(), Spend(), 1024, 100, True, 1024),
+        (Allowance(max_tokens=1000), Spend(tokens=200), 1024, 100, True, 700),
+        (Allowance(max_tokens=1000), Spend(tokens=900), 1024, 100, False, 0),
+        # 1.00 left; the prompt costs 300 micros, output 15 micros per token -> 66646 tokens affordable
+        (Allowance(max_cost_micros=1_000_000), Spend(), 100_000, 100, True, 66_646),
+        (Allowance(max_cost_micros=1_000_000), Spend(cost_micros=1_000_000), 10, 1, False, 0),
+        (Allowance(max_cost_micros=310), Spend(), 10, 100, False, 0),  # 10 micros left buys no token
+        (Allowance(max_tokens=500, max_cost_micros=1_000_000), Spend(tokens=100), 1024, 100, True, 300),
+    ],
+)
+def test_admit_call(
+    allowance: Allowance, spent: Spend, requested: int, estimated_input: int, allowed: bool, max_output: int
+) -> None:
+    decision = admit_call(
+        allowance,
+        spent,
+        requested_output_tokens=requested,
+        estimated_input_tokens=estimated_input,
+        price=PRICE,
+    )
+    assert decision.allowed is allowed
+    assert decision.max_output_tokens == max_output
+    assert bool(decision.reason) is not allowed
+
+
+@given(
+    max_tokens=st.integers(1, 10_000),
+    max_cost=st.integers(1, 10_000_000),
+    spent_tokens=st.integers(0, 10_000),
+    spent_cost=st.integers(0, 10_000_000),
+    requested=st.integers(1, 100_000),
+    estimated_input=st.integers(0, 5_000),
+)
+def test_an_admitted_call_fits_the_allowance_at_worst(
+    max_tokens: int, max_cost: int, spent_tokens: int, spent_cost: int, requested: int, estimated_input: int
+) -> None:
+    allowance = Allowance(max_tokens, max_cost)
+    spent = Spend(spent_tokens, spent_cost)
+    decision = admit_call(
+        allowance,
+        spent,
+        requested_output_tokens=requested,
+        estimated_input_tokens=estimated_input,
+        price=PRICE,
+    )
+    if decision.allowed:
+        worst = spent.plus(
+            estimated_input + decision.max_output_tokens,
+            cost_micros(estimated_input, decision.max_output_tokens, PRICE),
+        )
+        assert allowance_exceeded(allowance, worst) is None
+        assert 1 <= decision.max_output_tokens <= requested
+
+
+@pytest.mark.parametrize(
+    ("spent", "fragment"),
+    [
+        (Spend(tokens=100, cost_micros=100), None),
+        (Spend(tokens=101), "token allowance exceeded"),
+        (Spend(cost_micros=2_000_001), "cost allowance exceeded: 2.000001 of 2.000000"),
+    ],
+)
+def test_allowance_exceeded(spent: Spend, fragment: str | None) -> None:
+    reason = allowance_exceeded(Allowance(max_tokens=100, max_cost_micros=2_000_000), spent)
+    if fragment is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert fragment in reason
+
+
+@pytest.mark.parametrize(
+    ("micros", "text"), [(0, "0.000000"), (1, "0.000001"), (3_250_000, "3.250000"), (-5, "-0.000005")]
+)
+def test_format_micros(micros: int, text: str) -> None:
+    assert format_micros(micros) == text
