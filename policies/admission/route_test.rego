@@ -1,0 +1,25 @@
+package jesus.admission_test
+
+test_missing_route_denied if {
+	result := decide("route_missing")
+	not result.allow
+	result.reasons == ["route policy \"nope\" does not exist in namespace \"research\""]
+}
+
+test_empty_chain_denied if {
+	result := decide("route_empty_chain")
+	not result.allow
+	result.reasons == ["route policy \"default\" has an empty fallback chain"]
+}
+
+test_missing_adapter_denied if {
+	result := decide("adapter_missing")
+	not result.allow
+	result.reasons == ["model adapter \"ghost\" on the chain of route policy \"default\" does not exist"]
+}
+
+test_adapter_not_ready_warns if {
+	result := decide("adapter_not_ready")
+	result.allow
+	result.warnings == ["model adapter \"llama\" is not ready; the route will fail over past it"]
+}
