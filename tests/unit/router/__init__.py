@@ -1,0 +1,1 @@
+"""Tests of the router: the in-process library and the HTTP service."""

@@ -1,0 +1,96 @@
+"""Test doubles that implement the adapter protocol with scripted outcomes, plus a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.types import ChatRequest, ChatResponse, Message, StreamDone, TextDelta, Usage
+
+HANG: Literal["hang"] = "hang"
+BREAK_MID_STREAM: Literal["break"] = "break"
+
+Step = ChatResponse | AdapterError | Exception | Literal["hang", "break"]
+
+
+def reply(text: str = "hello there", *, input_tokens: int = 10, output_tokens: int = 5) -> ChatResponse:
+    """A plain text answer with the given usage."""
+    return ChatResponse(
+        content=text,
+        tool_calls=(),
+        finish_reason="stop",
+        usage=Usage(input_tokens, output_tokens),
+        model="fake-model",
+        provider="fake",
+    )
+
+
+def failure(kind: ErrorKind, *, retry_after: float | None = None) -> AdapterError:
+    """An adapter error of one kind."""
+    return AdapterError(kind, f"scripted {kind.value}", provider="fake", retry_after_seconds=retry_after)
+
+
+def request(text: str = "hi", *, max_tokens: int = 100) -> ChatRequest:
+    """A one-message chat request."""
+    return ChatRequest(messages=(Message("user", text),), max_tokens=max_tokens)
+
+
+@dataclass
+class FakeAdapter:
+    """Answers from a script, one step per call; repeats the last step when the script runs out."""
+
+    script: list[Step]
+    provider: str = "fake"
+    model: str = "fake-model"
+    received: list[ChatRequest] = field(default_factory=list)
+
+    def _next(self) -> Step:
+        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+        self.received.append(request)
+        step = self._next()
+        if step == HANG:
+            await asyncio.sleep(3600)
+        if isinstance(step, Exception):
+            raise step
+        assert isinstance(step, ChatResponse)
+        return step
+
+    async def stream(
+        self, request: ChatRequest, *, timeout_seconds: float
+    ) -> AsyncIterator[TextDelta | StreamDone]:
+        self.received.append(request)
+        step = self._next()
+        if step == HANG:
+            await asyncio.sleep(3600)
+        if isinstance(step, Exception):
+            raise step
+        if step == BREAK_MID_STREAM:
+            yield TextDelta("partial ")
+            raise failure(ErrorKind.CONNECTION)
+        assert isinstance(step, ChatResponse)
+        for word in step.content.split(" "):
+            yield TextDelta(word + " ")
+        yield StreamDone(step)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock that only moves when told to, or when the router sleeps."""
+
+    now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
