@@ -61,7 +61,7 @@ def plan(max_retries: int = 1, **kwargs: object) -> RoutePlan:
 
 
 async def test_the_first_adapter_answers_and_the_call_is_metered() -> None:
-    router, first, second, _, metrics = build_router([reply(input_tokens=1000, output_tokens=200)])
+    router, _, second, _, metrics = build_router([reply(input_tokens=1000, output_tokens=200)])
     ledger = RunLedger("run-a")
     routed = await router.complete(plan(), request(), ledger)
     assert routed.response.content == "hello there"
@@ -109,7 +109,7 @@ async def test_a_retryable_error_is_retried_after_a_jittered_backoff() -> None:
     [failure(ErrorKind.OVERLOADED), failure(ErrorKind.RATE_LIMITED), failure(ErrorKind.CONNECTION)],
 )
 async def test_exhausted_retries_fail_over_to_the_next_adapter(primary_failure: Exception) -> None:
-    router, first, second, _, metrics = build_router([primary_failure])
+    router, first, _, _, metrics = build_router([primary_failure])
     routed = await router.complete(plan(max_retries=1), request(), RunLedger("run-a"))
     record = routed.record
     assert record.adapter == "fallback"
@@ -199,7 +199,7 @@ async def test_the_failover_deadline_stops_the_walk() -> None:
 
 async def test_an_open_breaker_skips_its_adapter_until_the_probe() -> None:
     breaker = BreakerConfig(failure_threshold=2, open_seconds=30.0)
-    router, first, second, clock, _ = build_router([failure(ErrorKind.OVERLOADED)], breaker=breaker)
+    router, first, _, clock, _ = build_router([failure(ErrorKind.OVERLOADED)], breaker=breaker)
     ledger = RunLedger("run-a")
     for _ in range(2):
         await router.complete(plan(max_retries=0), request(), ledger)
@@ -289,10 +289,14 @@ async def test_a_stream_that_breaks_after_text_fails_instead_of_failing_over() -
     router, _, second, _, _ = build_router([BREAK_MID_STREAM])
     ledger = RunLedger("run-a")
     seen: list[str] = []
-    with pytest.raises(RouteError) as caught:
+
+    async def consume() -> None:
         async for event in router.stream(plan(max_retries=0), request(), ledger):
             if isinstance(event, TextDelta):
                 seen.append(event.text)
+
+    with pytest.raises(RouteError) as caught:
+        await consume()
     assert seen == ["partial "]
     assert caught.value.kind == "Connection"
     assert "stream broke" in caught.value.reason
