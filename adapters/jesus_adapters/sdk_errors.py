@@ -1,0 +1,82 @@
+"""Map an official SDK's exceptions into `AdapterError`.
+
+The `anthropic` and `openai` SDKs share one exception design (both are generated from the same
+template, over httpx2): a timeout error that subclasses a connection error, a status error with the
+decoded body, a validation error for answers that do not fit the schema, and a bare API error for
+errors reported inside a stream. `SdkExceptions` names one SDK's classes; `map_sdk_error` is the
+single mapping both adapters use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx2
+import pydantic
+
+from jesus_adapters.classify import ErrorDetail, classify_failure
+from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.profiles import ErrorWording
+
+
+@dataclass(frozen=True, slots=True)
+class SdkExceptions:
+    """The exception classes of one SDK, from most to least specific."""
+
+    timeout: type[Exception]
+    status: type[Exception]
+    response_validation: type[Exception]
+    connection: type[Exception]
+    api: type[Exception]
+    base: type[Exception]
+
+
+def map_sdk_error(
+    exc: BaseException, *, provider: str, sdk: SdkExceptions, wording: ErrorWording
+) -> AdapterError:
+    """The `AdapterError` for `exc`, raised by an SDK call, a stream, or the call's deadline."""
+    if isinstance(exc, AdapterError):
+        return exc
+    if isinstance(exc, TimeoutError | httpx2.TimeoutException | sdk.timeout):
+        return AdapterError(ErrorKind.TIMEOUT, "no answer before the deadline", provider=provider)
+    if isinstance(exc, sdk.status):
+        return classify_failure(
+            provider=provider,
+            status=_int_attr(exc, "status_code"),
+            detail=ErrorDetail.from_body(getattr(exc, "body", None), str(getattr(exc, "message", exc))),
+            wording=wording,
+            headers=_headers_of(exc),
+        )
+    if isinstance(exc, sdk.response_validation | json.JSONDecodeError | pydantic.ValidationError):
+        return AdapterError(
+            ErrorKind.MALFORMED_RESPONSE, f"answer does not fit the protocol: {exc}", provider=provider
+        )
+    if isinstance(exc, httpx2.DecodingError):
+        return AdapterError(ErrorKind.MALFORMED_RESPONSE, f"undecodable answer: {exc}", provider=provider)
+    if isinstance(exc, sdk.connection | httpx2.TransportError | ConnectionError):
+        cause = exc.__cause__ or exc
+        return AdapterError(ErrorKind.CONNECTION, f"connection failed: {cause}", provider=provider)
+    if isinstance(exc, sdk.api):
+        # An error event inside a stream: no HTTP status, the body says what happened.
+        return classify_failure(
+            provider=provider,
+            status=None,
+            detail=ErrorDetail.from_body(getattr(exc, "body", None), str(getattr(exc, "message", exc))),
+            wording=wording,
+        )
+    return AdapterError(
+        ErrorKind.MALFORMED_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", provider=provider
+    )
+
+
+def _int_attr(exc: BaseException, name: str) -> int | None:
+    value = getattr(exc, name, None)
+    return value if isinstance(value, int) else None
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str]:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers if isinstance(headers, Mapping) else {}
