@@ -1,15 +1,15 @@
 package jesus.admission_test
 
-test_unbounded_run_denied if {
-	result := decide("unbounded_cost")
+test_unknown_cost_denied if {
+	result := decide("cost_unknown")
 	not result.allow
-	result.reasons == ["the run's cost is unbounded: set limits.maxCost or limits.maxTokens"]
+	result.reasons == ["the run's maximum cost is unknown: the input has no run.cost.maxMicros"]
 }
 
 test_cost_over_site_limit_denied if {
 	result := decide("cost_over_site_limit")
 	not result.allow
-	"estimated maximum cost 30.00 USD exceeds the per-run limit 25.00 USD for team \"research\"" in result.reasons
+	result.reasons == ["maximum cost 30.00 USD exceeds the per-run limit 25.00 USD for team \"research\""]
 }
 
 test_cost_at_site_limit_admitted if {
@@ -19,7 +19,7 @@ test_cost_at_site_limit_admitted if {
 test_sub_cent_overrun_is_shown_exactly if {
 	result := decide("cost_just_over_site_limit")
 	not result.allow
-	"estimated maximum cost 25.004000 USD exceeds the per-run limit 25.00 USD for team \"research\"" in result.reasons
+	result.reasons == ["maximum cost 25.004000 USD exceeds the per-run limit 25.00 USD for team \"research\""]
 }
 
 test_team_override_raises_the_limit if {
@@ -29,14 +29,9 @@ test_team_override_raises_the_limit if {
 test_team_override_lowers_the_limit if {
 	result := decide("cost_over_stricter_team_limit")
 	not result.allow
-	"estimated maximum cost 6.00 USD exceeds the per-run limit 5.00 USD for team \"support\"" in result.reasons
+	"maximum cost 6.00 USD exceeds the per-run limit 5.00 USD for team \"support\"" in result.reasons
 }
 
-test_cost_estimated_from_tokens_warns if {
-	result := decide("cost_estimated_from_tokens")
-	result.allow
-	result.warnings == [concat("", [
-		"no limits.maxCost: the maximum cost 3.00 USD is estimated from limits.maxTokens ",
-		"at the most expensive adapter",
-	])]
+test_cost_bound_by_tokens_admitted if {
+	decide("cost_bound_by_tokens") == {"allow": true, "reasons": [], "warnings": []}
 }

@@ -1,15 +1,17 @@
-# Data goes only to models cleared for it. A run's data classification must be one that every adapter
-# the route can reach accepts (fallback may reach any of them), and the site's most sensitive
-# classifications go only to models the cluster serves itself.
+# Data goes only to models cleared for it. The router never sends a run to an adapter that does not
+# accept the run's data classification, so such adapters are skipped (a warning); a route that leaves
+# no adapter for the run's data is denied. The site's most sensitive classifications go only to
+# models the platform serves itself, whatever an adapter accepts.
 package jesus.admission
 
 deny contains reason if {
-	some adapter in reachable_adapters
-	not input.run.dataClassification in object.get(adapter, "dataClassifications", [])
-	reason := concat("", [
-		sprintf("data classification \"%s\" may not be sent to model adapter \"%s\"", [input.run.dataClassification, adapter.name]),
-		" (it accepts: ", accepted_list(adapter), ")",
-	])
+	input.route.found
+	count(chain_adapters) > 0
+	count(reachable_adapters) == 0
+	reason := sprintf(
+		"no model adapter on route policy \"%s\" accepts %s data",
+		[input.route.name, input.run.dataClassification],
+	)
 }
 
 deny contains reason if {
@@ -22,12 +24,25 @@ deny contains reason if {
 	)
 }
 
-# The adapters a run can reach: those on its chain that exist.
-reachable_adapters contains adapter if {
+warn contains reason if {
+	some adapter in chain_adapters
+	not accepts_run_data(adapter)
+	reason := concat("", [
+		sprintf("model adapter \"%s\" does not accept %s data", [adapter.name, input.run.dataClassification]),
+		" (it accepts: ", concat(", ", object.get(adapter, "dataClassifications", [])), "); the route skips it",
+	])
+}
+
+# The adapters on the run's chain that exist.
+chain_adapters contains adapter if {
 	some adapter in input.adapters
 	adapter.found
 }
 
-accepted_list(adapter) := "none" if count(object.get(adapter, "dataClassifications", [])) == 0
+# The adapters the router may send this run to: on the chain, existing, and cleared for its data.
+reachable_adapters contains adapter if {
+	some adapter in chain_adapters
+	accepts_run_data(adapter)
+}
 
-accepted_list(adapter) := concat(", ", adapter.dataClassifications) if count(adapter.dataClassifications) > 0
+accepts_run_data(adapter) if input.run.dataClassification in object.get(adapter, "dataClassifications", [])

@@ -1,24 +1,29 @@
 package jesus.admission_test
 
-test_confidential_data_not_sent_to_hosted_model if {
+test_confidential_data_not_sent_to_hosted_model_even_if_it_accepts_it if {
 	result := decide("confidential_to_hosted_model")
 	not result.allow
-	"confidential data goes only to self-hosted models, but model adapter \"claude\" is hosted by anthropic" in result.reasons
-	"data classification \"confidential\" may not be sent to model adapter \"claude\" (it accepts: public, internal)" in result.reasons
+	result.reasons == ["confidential data goes only to self-hosted models, but model adapter \"claude\" is hosted by anthropic"]
+}
+
+test_adapter_that_does_not_accept_the_data_is_skipped_with_a_warning if {
+	result := decide("confidential_skips_hosted_model")
+	result.allow
+	result.warnings == ["model adapter \"claude\" does not accept confidential data (it accepts: public, internal); the route skips it"]
 }
 
 test_confidential_data_to_self_hosted_model_admitted if {
-	decide("confidential_to_self_hosted_only").allow
+	decide("confidential_to_self_hosted_only") == {"allow": true, "reasons": [], "warnings": []}
+}
+
+test_route_with_no_adapter_for_the_data_denied if {
+	result := decide("no_adapter_accepts_the_data")
+	not result.allow
+	result.reasons == ["no model adapter on route policy \"default\" accepts restricted data"]
 }
 
 test_restricted_data_not_sent_to_hosted_model if {
 	result := decide("restricted_to_hosted_model")
 	not result.allow
 	"restricted data goes only to self-hosted models, but model adapter \"claude\" is hosted by anthropic" in result.reasons
-}
-
-test_adapter_that_lists_no_classifications_accepts_none if {
-	result := decide("adapter_without_classifications")
-	not result.allow
-	result.reasons == ["data classification \"internal\" may not be sent to model adapter \"claude\" (it accepts: none)"]
 }

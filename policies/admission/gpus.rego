@@ -1,11 +1,13 @@
-# GPUs are the scarcest thing in the cluster: cap how many one run may ask for.
+# GPUs are the scarcest thing in the cluster. A run occupies the GPUs of the self-hosted model serving
+# it (one replica's worth per call); cap how many GPUs per replica the models a team's runs reach may use.
 package jesus.admission
 
 deny contains reason if {
 	ceiling := team_setting("maxGpusPerRun")
-	input.run.gpus > ceiling
+	some adapter in reachable_adapters
+	adapter.gpus.count > ceiling
 	reason := sprintf(
-		"the run asks for %d GPUs; team \"%s\" may use at most %d per run",
-		[input.run.gpus, input.owner.team, ceiling],
+		"model adapter \"%s\" serves on %d GPUs per replica; runs of team \"%s\" may use at most %d",
+		[adapter.name, adapter.gpus.count, input.owner.team, ceiling],
 	)
 }

@@ -1,13 +1,13 @@
 package jesus.admission_test
 
-test_gpus_over_site_limit_denied if {
+test_model_on_more_gpus_than_the_site_allows_denied if {
 	result := decide("gpus_over_site_limit")
 	not result.allow
-	result.reasons == ["the run asks for 2 GPUs; team \"research\" may use at most 1 per run"]
+	result.reasons == ["model adapter \"llama\" serves on 2 GPUs per replica; runs of team \"research\" may use at most 1"]
 }
 
-test_gpus_at_site_limit_admitted if {
-	decide("gpus_at_site_limit").allow
+test_gpus_of_an_adapter_the_run_skips_do_not_count if {
+	decide("gpus_of_skipped_adapter_do_not_count").allow
 }
 
 test_team_may_use_more_gpus if {

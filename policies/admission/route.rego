@@ -1,10 +1,16 @@
-# A run must reach at least one model through a RoutePolicy that exists, and every adapter on the
-# chain must exist: a chain with a hole would fail over into nothing at run time.
+# A run must reach at least one model through a RoutePolicy that exists and serves it, and every
+# adapter on the chain must exist: a chain with a hole would fail over into nothing at run time.
 package jesus.admission
 
 deny contains reason if {
 	input.route.found == false
 	reason := sprintf("route policy \"%s\" does not exist in namespace \"%s\"", [input.route.name, input.run.namespace])
+}
+
+deny contains reason if {
+	input.route.found
+	input.route.appliesToRun == false
+	reason := sprintf("route policy \"%s\" does not serve this run: its selector does not match the run's labels", [input.route.name])
 }
 
 deny contains reason if {
