@@ -1,0 +1,313 @@
+"""Loading spec files and folders into typed objects, each with its source file and field lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from jesus.api import (
+    API_VERSION,
+    GROUP,
+    KINDS,
+    AgentRun,
+    ApiObject,
+    Budget,
+    ModelAdapter,
+    RoutePolicy,
+)
+from jesus.specs.errors import describe_validation_error
+from jesus.specs.problems import Problem, Severity, format_field_path
+from jesus.specs.source import Document, FieldPath, SourceError, parse_documents, read_documents
+
+YAML_SUFFIXES = (".yaml", ".yml")
+KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+
+T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
+
+
+@dataclass(frozen=True)
+class LoadedObject:
+    """A valid object from a spec file, with where it came from.
+
+    `namespace` is metadata.namespace, else the namespace of the nearest kustomization.yaml, else ""
+    (the namespace `kubectl apply` targets). References resolve within one namespace.
+    """
+
+    obj: ApiObject
+    document: Document
+    namespace: str
+
+    @property
+    def kind(self) -> str:
+        """The object's kind."""
+        return self.obj.kind
+
+    @property
+    def name(self) -> str:
+        """The object's metadata.name."""
+        return self.obj.metadata.name or ""
+
+    @property
+    def file(self) -> Path:
+        """The file the object was read from."""
+        return self.document.file
+
+    @property
+    def line(self) -> int:
+        """The line the object's document starts on."""
+        return self.document.line
+
+    def line_of(self, path: FieldPath) -> int:
+        """The line of a field such as ("spec", "chain", 1, "adapterRef")."""
+        return self.document.line_of(path)
+
+    def problem(self, path: FieldPath, message: str, severity: Severity = Severity.ERROR) -> Problem:
+        """A problem about one of this object's fields."""
+        return Problem(
+            file=self.file,
+            line=self.line_of(path),
+            kind=self.kind,
+            name=self.name,
+            field=format_field_path(path),
+            message=message,
+            severity=severity,
+        )
+
+
+ObjectKey = tuple[str, str, str]  # kind, namespace, name
+
+
+@dataclass
+class SpecSet:
+    """Everything read from a set of paths: valid typed objects, and the problems of the rest.
+
+    `declared` holds the key of every jesus.dev object that had a kind and a name, valid or not, so
+    a reference to an invalid object is not also reported as dangling.
+    """
+
+    objects: list[LoadedObject] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    declared: set[ObjectKey] = field(default_factory=set)
+    files: list[Path] = field(default_factory=list)
+
+    def of_kind(self, model: type[T]) -> list[T]:
+        """Every valid object of one kind, e.g. `spec_set.of_kind(AgentRun)`."""
+        return [o.obj for o in self.objects if isinstance(o.obj, model)]
+
+    def loaded_of_kind(self, kind: str) -> list[LoadedObject]:
+        """Every valid object of one kind, with its source."""
+        return [o for o in self.objects if o.kind == kind]
+
+    def get(self, kind: str, name: str, namespace: str = "") -> LoadedObject | None:
+        """The valid object of this kind, namespace and name, if the set has one."""
+        for loaded in self.objects:
+            if loaded.kind == kind and loaded.name == name and loaded.namespace == namespace:
+                return loaded
+        return None
+
+    def declares(self, kind: str, name: str, namespace: str = "") -> bool:
+        """Whether any document (valid or not) declares this object."""
+        return (kind, namespace, name) in self.declared
+
+    @property
+    def agent_runs(self) -> list[AgentRun]:
+        """The valid AgentRuns."""
+        return self.of_kind(AgentRun)
+
+    @property
+    def route_policies(self) -> list[RoutePolicy]:
+        """The valid RoutePolicies."""
+        return self.of_kind(RoutePolicy)
+
+    @property
+    def budgets(self) -> list[Budget]:
+        """The valid Budgets."""
+        return self.of_kind(Budget)
+
+    @property
+    def model_adapters(self) -> list[ModelAdapter]:
+        """The valid ModelAdapters."""
+        return self.of_kind(ModelAdapter)
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether loading found any error (warnings aside)."""
+        return any(p.severity is Severity.ERROR for p in self.problems)
+
+
+class SpecPathError(Exception):
+    """A path given to the loader that does not exist."""
+
+
+def _spec_files(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if (
+                child.is_file()
+                and child.suffix in YAML_SUFFIXES
+                and child.name not in KUSTOMIZATION_NAMES
+                and not any(part.startswith(".") for part in child.relative_to(path).parts)
+            ):
+                yield child
+    elif path.is_file():
+        yield path
+    else:
+        raise SpecPathError(f"{path}: no such file or directory")
+
+
+def _kustomize_namespace(file: Path, cache: dict[Path, str]) -> str:
+    """The `namespace:` of the nearest kustomization file above `file`, if any."""
+    for folder in file.resolve().parents:
+        if folder in cache:
+            return cache[folder]
+        for name in ("kustomization.yaml", "kustomization.yml"):
+            candidate = folder / name
+            if candidate.is_file():
+                try:
+                    docs = read_documents(candidate)
+                except SourceError:
+                    docs = []
+                namespace = ""
+                if docs and isinstance(docs[0].data, dict):
+                    namespace = str(docs[0].data.get("namespace") or "")
+                cache[folder] = namespace
+                return namespace
+        if (folder / ".git").exists():
+            break
+    return ""
+
+
+def _document_problem(document: Document, path: FieldPath, message: str, **kw: Any) -> Problem:
+    return Problem(
+        file=document.file,
+        line=document.line_of(path),
+        field=format_field_path(path),
+        message=message,
+        **kw,
+    )
+
+
+def load_document(document: Document, namespace_default: str, spec_set: SpecSet) -> None:
+    """Validate one document into a typed object (added to `spec_set`) or into problems."""
+    data = document.data
+    if not isinstance(data, dict):
+        spec_set.problems.append(
+            _document_problem(document, (), f"a spec document must be a mapping, not {type(data).__name__}")
+        )
+        return
+    api_version = data.get("apiVersion")
+    kind = data.get("kind")
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    name_text = name if isinstance(name, str) else ""
+    kind_text = kind if isinstance(kind, str) else ""
+    if not isinstance(api_version, str) or not api_version:
+        spec_set.problems.append(
+            _document_problem(
+                document, ("apiVersion",), "apiVersion is missing", kind=kind_text, name=name_text
+            )
+        )
+        return
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    if group != GROUP:
+        spec_set.problems.append(
+            _document_problem(
+                document,
+                (),
+                f"skipped: {api_version} is not a {GROUP} object",
+                kind=kind_text,
+                name=name_text,
+                severity=Severity.WARNING,
+            )
+        )
+        return
+    if api_version != API_VERSION:
+        spec_set.problems.append(
+            _document_problem(
+                document,
+                ("apiVersion",),
+                f"unknown version {api_version!r}; the API is {API_VERSION}",
+                kind=kind_text,
+                name=name_text,
+            )
+        )
+        return
+    if kind_text not in KINDS:
+        spec_set.problems.append(
+            _document_problem(
+                document,
+                ("kind",),
+                f"unknown kind {kind!r}; {GROUP} has {', '.join(KINDS)}",
+                name=name_text,
+            )
+        )
+        return
+    namespace = ""
+    if isinstance(metadata, dict) and isinstance(metadata.get("namespace"), str):
+        namespace = metadata["namespace"]
+    else:
+        namespace = namespace_default
+    if name_text:
+        spec_set.declared.add((kind_text, namespace, name_text))
+    else:
+        spec_set.problems.append(
+            _document_problem(document, ("metadata", "name"), "metadata.name is required", kind=kind_text)
+        )
+    model = KINDS[kind_text].model
+    try:
+        # Strict JSON validation: "5" is not an integer and 5 is not a string, as for the API server.
+        obj = model.model_validate_json(json.dumps(data), strict=True)
+    except ValidationError as exc:
+        for path, message in describe_validation_error(exc):
+            spec_set.problems.append(
+                _document_problem(document, path, message, kind=kind_text, name=name_text)
+            )
+        return
+    if name_text:
+        spec_set.objects.append(LoadedObject(obj=obj, document=document, namespace=namespace))
+
+
+def load_documents(
+    documents: Iterable[Document], spec_set: SpecSet | None = None, namespace: str = ""
+) -> SpecSet:
+    """Load already-parsed documents (all in `namespace` unless they name one)."""
+    spec_set = spec_set if spec_set is not None else SpecSet()
+    for document in documents:
+        load_document(document, namespace, spec_set)
+    return spec_set
+
+
+def load_text(text: str, file: Path = Path("<text>"), namespace: str = "") -> SpecSet:
+    """Load specs from YAML text; handy for tests and for `kubectl`-style stdin."""
+    spec_set = SpecSet(files=[file])
+    try:
+        documents = parse_documents(text, file)
+    except SourceError as exc:
+        spec_set.problems.append(Problem(file=file, line=exc.line, message=exc.message))
+        return spec_set
+    return load_documents(documents, spec_set, namespace)
+
+
+def load_specs(paths: Sequence[Path | str]) -> SpecSet:
+    """Read every YAML file under `paths` (files or folders, multi-document) into a SpecSet.
+
+    Never raises for bad content: unreadable files, broken YAML and invalid objects become problems.
+    Raises SpecPathError for a path that does not exist.
+    """
+    spec_set = SpecSet()
+    namespaces: dict[Path, str] = {}
+    for raw in paths:
+        for file in _spec_files(Path(raw)):
+            spec_set.files.append(file)
+            try:
+                documents = read_documents(file)
+            except SourceError as exc:
+                spec_set.problems.append(Problem(file=file, line=exc.line, message=exc.message))
+                continue
+            load_documents(documents, spec_set, _kustomize_namespace(file, namespaces))
+    return spec_set
