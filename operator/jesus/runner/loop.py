@@ -1,0 +1,178 @@
+"""The agent loop of one run: ask the model, run the tools it calls, until it answers or a limit hits.
+
+`execute_run` never raises for anything a run can run into (a model that fails, a tool server that
+crashes, a timeout, a bug in a tool): it ends in a `RunRecord` whose outcome and reason explain it,
+and it writes the artifacts (final answer, transcript, tool results, the record) in every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jesus.runner.artifacts import ArtifactStore, put_text, to_json
+from jesus.runner.model import ModelCallError, ModelClient
+from jesus.runner.record import RunOutcome, RunRecord
+from jesus.runner.tools import ToolBox, ToolServerError, ToolServerSpec
+from jesus_adapters.types import ChatRequest, Message
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You are an agent carrying out one task for a platform team. Use the tools you are given when they "
+    "help; when the task is done, answer with the final result and call no more tools."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTask:
+    """What the runner needs from an AgentRun: the task, its tools and its limits."""
+
+    run: str
+    namespace: str
+    instructions: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    tool_servers: tuple[ToolServerSpec, ...] = ()
+    max_turns: int = 20
+    timeout_seconds: float = 600.0
+    max_output_tokens: int = 4096
+    spec_digest: str | None = None
+
+
+def task_prompt(task: AgentTask) -> str:
+    """The first user message: the instructions, then each named input."""
+    parts = [task.instructions.strip()]
+    for name, value in sorted(task.inputs.items()):
+        parts.append(f'<input name="{name}">\n{value}\n</input>')
+    return "\n\n".join(parts)
+
+
+async def execute_run(
+    task: AgentTask,
+    model: ModelClient,
+    *,
+    store: ArtifactStore | None = None,
+    dry_run: bool = False,
+    connect_timeout_seconds: float = 20.0,
+    redact: Callable[[str], str] | None = None,
+) -> RunRecord:
+    """Run the agent loop for `task` and return its record (also stored as `result.json`).
+
+    `redact` is applied to every artifact's text before it is stored (secrets, personal data).
+    """
+    record = RunRecord(run=task.run, namespace=task.namespace, spec_digest=task.spec_digest, dry_run=dry_run)
+    record.started_at = _now()
+    started = time.monotonic()
+    transcript: list[Message] = [Message("system", SYSTEM_PROMPT), Message("user", task_prompt(task))]
+    toolbox = ToolBox(task.tool_servers, connect_timeout_seconds=connect_timeout_seconds)
+    log.info("Started run run=%s namespace=%s dry_run=%s", task.run, task.namespace, dry_run)
+    try:
+        async with asyncio.timeout(task.timeout_seconds):
+            async with toolbox:
+                await _loop(task, model, toolbox, transcript, record)
+    except TimeoutError:
+        record.outcome = RunOutcome.TIMED_OUT
+        record.reason = f"the run did not finish within its timeout of {task.timeout_seconds:g}s"
+    except ToolServerError as exc:
+        record.outcome = RunOutcome.TOOL_SERVER_FAILED
+        record.reason = str(exc)
+    except Exception as exc:  # the record must explain any failure, including a bug
+        log.exception("Run failed unexpectedly run=%s", task.run)
+        record.outcome = RunOutcome.FAILED
+        record.reason = f"{type(exc).__name__}: {exc}"
+    record.tool_calls = [call.to_dict() for call in toolbox.calls]
+    record.finished_at = _now()
+    record.duration_ms = (time.monotonic() - started) * 1000
+    if store is not None:
+        _store_artifacts(store, record, transcript, redact or _unchanged)
+    log.info(
+        "Finished run run=%s outcome=%s turns=%d cost_micros=%d",
+        task.run,
+        record.outcome.value,
+        record.turns,
+        record.cost_micros,
+    )
+    return record
+
+
+async def _loop(
+    task: AgentTask, model: ModelClient, tools: ToolBox, transcript: list[Message], record: RunRecord
+) -> None:
+    for turn in range(1, task.max_turns + 1):
+        record.turns = turn
+        request = ChatRequest(
+            messages=tuple(transcript),
+            tools=tools.specs,
+            max_tokens=task.max_output_tokens,
+            metadata={"run": task.run, "namespace": task.namespace},
+        )
+        try:
+            reply = await model.complete(request)
+        except ModelCallError as exc:
+            if exc.record is not None:
+                record.calls.append(exc.record)
+            record.outcome = RunOutcome.LIMIT_EXCEEDED if exc.stops_run else RunOutcome.MODEL_FAILED
+            record.reason = exc.reason
+            return
+        record.calls.append(reply.record)
+        answer = reply.response
+        transcript.append(Message("assistant", answer.content, answer.tool_calls))
+        if answer.finish_reason == "content_filter":
+            record.outcome = RunOutcome.FAILED
+            record.reason = "the model's answer was stopped by its content filter"
+            return
+        if not answer.tool_calls:
+            record.final_answer = answer.content
+            record.outcome = RunOutcome.SUCCEEDED
+            record.reason = "the model gave its final answer"
+            if answer.finish_reason == "length":
+                record.warnings.append("the final answer was cut off at the output token limit")
+            return
+        for call in answer.tool_calls:
+            result = await tools.call(call.id, call.name, call.arguments)
+            transcript.append(Message("tool", result.text, tool_call_id=call.id))
+    record.outcome = RunOutcome.MAX_TURNS_REACHED
+    record.reason = f"no final answer after {task.max_turns} turns (maxTurns)"
+
+
+def _store_artifacts(
+    store: ArtifactStore, record: RunRecord, transcript: list[Message], redact: Callable[[str], str]
+) -> None:
+    try:
+        stored = []
+        if record.final_answer is not None:
+            stored.append(put_text(store, "final-answer.md", redact(record.final_answer)))
+        stored.append(
+            put_text(store, "transcript.json", redact(to_json([_message_dict(m) for m in transcript])))
+        )
+        stored.append(put_text(store, "tool-results.json", redact(to_json(record.tool_calls))))
+        record.artifacts = [artifact.to_dict() for artifact in stored]
+        # The record names the other artifacts; it is written last and lists itself by name only.
+        record.artifacts.append({"name": "result.json"})
+        put_text(store, "result.json", redact(to_json(record.to_dict())))
+    except (OSError, ValueError) as exc:
+        record.warnings.append(f"artifacts could not be written: {exc}")
+
+
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        entry["toolCalls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        entry["toolCallId"] = message.tool_call_id
+    return entry
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

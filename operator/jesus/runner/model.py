@@ -1,0 +1,62 @@
+"""How the runner reaches models: a small protocol, and its in-process implementation over the router.
+
+Runner pods use `jesus.runner.http_model.RouterHttpModelClient` instead, which calls the router
+service with the run's token; both produce the same call records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jesus.logic.routing import RoutePlan
+from jesus.router.core import RouteError, Router
+from jesus.router.ledger import RunLedger
+from jesus_adapters.types import ChatRequest, ChatResponse
+
+
+class ModelCallError(Exception):
+    """A model call that failed for good. `stops_run` when the run's allowance is spent."""
+
+    def __init__(self, kind: str, reason: str, *, stops_run: bool, record: dict[str, Any] | None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.stops_run = stops_run
+        self.record = record
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    """An answer and the router's record of the call (the JSON shape of `CallRecord.to_dict`)."""
+
+    response: ChatResponse
+    record: dict[str, Any]
+
+
+class ModelClient(Protocol):
+    """Sends one chat request for the run; raises ModelCallError when no model answers."""
+
+    async def complete(self, request: ChatRequest) -> ModelReply:
+        """Answer one request."""
+        ...
+
+
+class InProcessModelClient:
+    """Calls the router in this process with the run's plan and ledger (local runs, `jesus run`)."""
+
+    def __init__(self, router: Router, plan: RoutePlan, ledger: RunLedger) -> None:
+        router.check_plan(plan)
+        self.router = router
+        self.plan = plan
+        self.ledger = ledger
+
+    async def complete(self, request: ChatRequest) -> ModelReply:
+        """Route the request along the run's chain."""
+        try:
+            routed = await self.router.complete(self.plan, request, self.ledger)
+        except RouteError as exc:
+            raise ModelCallError(
+                exc.kind, exc.reason, stops_run=exc.stops_run, record=exc.record.to_dict()
+            ) from exc
+        return ModelReply(routed.response, routed.record.to_dict())
