@@ -1,0 +1,104 @@
+"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from jesus.cli import CommandError
+from jesus.devcluster import ControlPlane, ControlPlaneError, ToolchainError, ensure_all
+
+DEFAULT_PORT = 16443
+
+
+def state_dir() -> Path:
+    """Where `jesus dev` keeps its control plane: $JESUS_DEV_DIR, else $XDG_STATE_HOME/jesus/dev."""
+    override = os.environ.get("JESUS_DEV_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "jesus" / "dev"
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _build(_: argparse.Namespace) -> int:
+    try:
+        paths = ensure_all(_progress)
+    except ToolchainError as exc:
+        raise CommandError(str(exc)) from exc
+    for name, path in sorted(paths.items()):
+        print(f"{name}\t{path}")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    existing = ControlPlane.load(state_dir())
+    if existing is not None and existing.running():
+        if existing.crashed():
+            names = ", ".join(p.name for p in existing.crashed())
+            raise CommandError(
+                f"the control plane in {state_dir()} is partly down ({names} exited; logs there): "
+                "run `jesus dev down`, then `jesus dev up`"
+            )
+        print(f"Control plane already running at {existing.server}; nothing started.", file=sys.stderr)
+        return 0
+    plane = ControlPlane(state_dir())
+    try:
+        plane.start(apiserver_port=args.port, progress=_progress)
+    except (ControlPlaneError, ToolchainError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"Control plane ready at {plane.server}. Point kubectl at it with:", file=sys.stderr)
+    print('  eval "$(jesus dev env)"', file=sys.stderr)
+    return 0
+
+
+def _down(_: argparse.Namespace) -> int:
+    plane = ControlPlane.load(state_dir())
+    if plane is None:
+        print("No control plane recorded; nothing to stop.", file=sys.stderr)
+        return 0
+    plane.stop()
+    print("Stopped control plane.", file=sys.stderr)
+    return 0
+
+
+def _env(_: argparse.Namespace) -> int:
+    plane = ControlPlane.load(state_dir())
+    if plane is None or not plane.running():
+        raise CommandError("no control plane is running: start one with `jesus dev up`")
+    kubectl_dir = plane.binary("kubectl").parent
+    print(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}")
+    print(f'export PATH={shlex.quote(str(kubectl_dir))}:"$PATH"')
+    return 0
+
+
+def _status(_: argparse.Namespace) -> int:
+    plane = ControlPlane.load(state_dir())
+    if plane is None:
+        print("No control plane recorded.")
+        return 1
+    for record in plane.processes:
+        alive = record.pid in {p.pid for p in plane.running()}
+        print(f"{record.name}\tpid={record.pid}\t{'running' if alive else 'EXITED'}\tlog={record.log}")
+    return 0 if not plane.crashed() else 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `jesus dev` and its sub-commands."""
+    parser = subparsers.add_parser("dev", help="run a local Kubernetes control plane (no Docker needed)")
+    commands = parser.add_subparsers(dest="dev_command", metavar="COMMAND", required=True)
+    commands.add_parser("build", help="build the control plane and tool binaries (cached)").set_defaults(
+        handler=_build
+    )
+    up = commands.add_parser("up", help="build if needed, then start the control plane")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="API server port (default %(default)s)")
+    up.set_defaults(handler=_up)
+    commands.add_parser("down", help="stop the control plane").set_defaults(handler=_down)
+    commands.add_parser("env", help="print shell lines that point kubectl at it").set_defaults(handler=_env)
+    commands.add_parser("status", help="show its processes").set_defaults(handler=_status)

@@ -1,0 +1,71 @@
+"""Building tools: clear errors when Go is missing or the module proxy cannot be reached."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from jesus.devcluster import toolchain
+from jesus.devcluster.toolchain import Tool, ToolchainError, build_module
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def wrapper_module(tmp_path: Path) -> Path:
+    module = tmp_path / "module"
+    module.mkdir()
+    (module / "go.mod").write_text(
+        "module jesus.dev/tools/probe\n\ngo 1.24.0\n\nrequire github.com/google/uuid v1.6.0\n"
+    )
+    (module / "main.go").write_text(
+        'package main\n\nimport "github.com/google/uuid"\n\nfunc main() { println(uuid.NewString()) }\n'
+    )
+    return module
+
+
+def test_missing_go_says_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, wrapper_module: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    tool = Tool("probe", "v0", {"probe": "."})
+    with pytest.raises(ToolchainError, match="Go is not installed"):
+        build_module(tool, wrapper_module, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_module_proxy_is_explained_and_leaves_no_partial_build(
+    monkeypatch: pytest.MonkeyPatch, wrapper_module: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GOPROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "modcache"))
+    monkeypatch.setenv("GONOSUMDB", "*")
+    monkeypatch.setenv("GOFLAGS", "")
+    tool = Tool("probe", "v0", {"probe": "."})
+    messages: list[str] = []
+    with pytest.raises(ToolchainError, match="module proxy could not be reached"):
+        build_module(tool, wrapper_module, tmp_path / "out", messages.append)
+    assert messages and "Building probe" in messages[0]
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.glob("out.partial-*")) == []
+
+
+def test_unknown_tool_names_the_known_ones() -> None:
+    with pytest.raises(ToolchainError, match="kube-apiserver"):
+        toolchain.ensure_tool("no-such-tool")
+
+
+def test_cache_key_changes_with_the_pins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JESUS_CACHE_DIR", str(tmp_path))
+    etcd = toolchain.TOOLS["etcd"]
+    first = toolchain.tool_dir(etcd)
+    other = Tool(etcd.name, etcd.version, etcd.binaries, ("-X main.changed=1",))
+    assert first.parent == tmp_path / "bin"
+    assert toolchain.tool_dir(other) != first
