@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+
+from jesus.api.modeladapter import ModelAdapter
+from jesus.api.routepolicy import RoutePolicySpec
 
 MICROS_PER_UNIT = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
@@ -60,6 +63,51 @@ class RoutePlan:
             raise ValueError("attempt_timeout_seconds must be positive")
         if self.retry.max_retries < 0:
             raise ValueError("max_retries must not be negative")
+
+
+class RouteUnavailableError(ValueError):
+    """A RoutePolicy leaves no adapter that may serve the run."""
+
+
+def plan_from_route_policy(
+    spec: RoutePolicySpec, *, classification: str, adapters: Mapping[str, ModelAdapter]
+) -> tuple[RoutePlan, list[str]]:
+    """Turn a RoutePolicy into the plan the router walks for one run, and say what was left out.
+
+    Adapters that are not among `adapters` or may not receive the run's data classification are
+    dropped from the chain (each with a sentence in the returned list); RouteUnavailableError when none
+    remains. Retries' `maxAttempts` counts the first attempt, so one attempt means no retry.
+    """
+    chain: list[str] = []
+    skipped: list[str] = []
+    for entry in spec.chain:
+        adapter = adapters.get(entry.adapter_ref)
+        if adapter is None:
+            skipped.append(f"ModelAdapter {entry.adapter_ref} does not exist")
+        elif classification not in {c.value for c in adapter.spec.data_classifications}:
+            allowed = ", ".join(c.value for c in adapter.spec.data_classifications)
+            skipped.append(
+                f"ModelAdapter {entry.adapter_ref} may not receive {classification} data (only {allowed})"
+            )
+        else:
+            chain.append(entry.adapter_ref)
+    if not chain:
+        raise RouteUnavailableError("no adapter in the chain may serve this run: " + "; ".join(skipped))
+    retries = spec.retries
+    plan = RoutePlan(
+        chain=tuple(chain),
+        failover_on=frozenset(e.value for e in spec.failover_on),
+        attempt_timeout_seconds=float(spec.attempt_timeout_seconds),
+        retry=RetryPolicy(
+            max_retries=retries.max_attempts - 1,
+            backoff_base_seconds=retries.initial_backoff_milliseconds / 1000,
+            backoff_max_seconds=retries.max_backoff_milliseconds / 1000,
+        ),
+        failover_deadline_seconds=(
+            float(spec.failover_deadline_seconds) if spec.failover_deadline_seconds is not None else None
+        ),
+    )
+    return plan, skipped
 
 
 class ErrorAction(enum.StrEnum):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.unit.api.builders import route_policy, scripted_adapter
 
+from jesus.api import ModelAdapter, RoutePolicy
 from jesus.logic.routing import (
     Allowance,
     BreakerConfig,
@@ -15,6 +17,7 @@ from jesus.logic.routing import (
     ErrorAction,
     RetryPolicy,
     RoutePlan,
+    RouteUnavailableError,
     Spend,
     admit_call,
     allowance_exceeded,
@@ -26,6 +29,7 @@ from jesus.logic.routing import (
     cost_micros,
     decide_on_error,
     format_micros,
+    plan_from_route_policy,
 )
 
 
@@ -276,3 +280,48 @@ def test_allowance_exceeded(spent: Spend, fragment: str | None) -> None:
 )
 def test_format_micros(micros: int, text: str) -> None:
     assert format_micros(micros) == text
+
+
+def _adapters(*objects: dict[str, object]) -> dict[str, ModelAdapter]:
+    return {str(o["metadata"]["name"]): ModelAdapter.model_validate(o) for o in objects}  # type: ignore[index]
+
+
+def test_a_route_policy_becomes_a_plan() -> None:
+    policy = route_policy(adapters=("first", "second"))
+    policy["spec"] |= {
+        "failoverOn": ["Timeout", "Overloaded"],
+        "attemptTimeoutSeconds": 30,
+        "retries": {"maxAttempts": 3, "initialBackoffMilliseconds": 200, "maxBackoffMilliseconds": 1000},
+        "failoverDeadlineSeconds": 90,
+    }
+    adapters = _adapters(scripted_adapter("first"), scripted_adapter("second"))
+    route_plan, skipped = plan_from_route_policy(
+        RoutePolicy.model_validate(policy).spec, classification="internal", adapters=adapters
+    )
+    assert route_plan == RoutePlan(
+        chain=("first", "second"),
+        failover_on=frozenset({"Timeout", "Overloaded"}),
+        attempt_timeout_seconds=30.0,
+        retry=RetryPolicy(max_retries=2, backoff_base_seconds=0.2, backoff_max_seconds=1.0),
+        failover_deadline_seconds=90.0,
+    )
+    assert skipped == []
+
+
+def test_adapters_that_may_not_see_the_data_or_are_missing_leave_the_chain() -> None:
+    policy = RoutePolicy.model_validate(route_policy(adapters=("public-only", "ghost", "internal")))
+    adapters = _adapters(
+        scripted_adapter("public-only", classifications=("public",)), scripted_adapter("internal")
+    )
+    route_plan, skipped = plan_from_route_policy(policy.spec, classification="internal", adapters=adapters)
+    assert route_plan.chain == ("internal",)
+    assert len(skipped) == 2
+    assert "may not receive internal data" in skipped[0]
+    assert "ghost does not exist" in skipped[1]
+
+
+def test_a_route_with_no_eligible_adapter_is_unavailable() -> None:
+    policy = RoutePolicy.model_validate(route_policy(adapters=("public-only",)))
+    adapters = _adapters(scripted_adapter("public-only", classifications=("public",)))
+    with pytest.raises(RouteUnavailableError, match="may not receive confidential data"):
+        plan_from_route_policy(policy.spec, classification="confidential", adapters=adapters)
