@@ -13,7 +13,7 @@ deny contains reason if {
 		"budget \"%s\" (%s, %s) would be exceeded: %s left of %s, the run may cost up to %s",
 		[
 			budget.name, budget.scope, budget.period, money.usd(max([budget.remainingMicros, 0])),
-			money.usd(budget.limitMicros), money.usd(input.run.cost.maxMicros),
+			money.usd(budget.limitMicros), money.usd(run_cost),
 		],
 	)
 }

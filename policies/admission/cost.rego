@@ -5,15 +5,17 @@ package jesus.admission
 
 import data.jesus.lib.money
 
-deny contains "the run's maximum cost is unknown: the input has no run.cost.maxMicros" if {
-	not is_number(object.get(input, ["run", "cost", "maxMicros"], null))
-}
+deny contains "the run's maximum cost is unknown: the input has no run.cost.maxMicros" if not run_cost
+
+# The run's maximum cost in micro-units; undefined unless it is a number, so no rule compares a
+# missing figure (engines disagree on what `null > 5` means).
+run_cost := input.run.cost.maxMicros if is_number(input.run.cost.maxMicros)
 
 deny contains reason if {
 	ceiling := team_setting("maxRunCostMicros")
-	input.run.cost.maxMicros > ceiling
+	run_cost > ceiling
 	reason := sprintf(
 		"maximum cost %s exceeds the per-run limit %s for team \"%s\"",
-		[money.usd(input.run.cost.maxMicros), money.usd(ceiling), input.owner.team],
+		[money.usd(run_cost), money.usd(ceiling), input.owner.team],
 	)
 }
