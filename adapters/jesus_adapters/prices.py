@@ -2,7 +2,8 @@
 
 Used only when a ModelAdapter spec gives no prices (the spec always wins). These are the
 providers' published list prices for standard, uncached, non-batch use when this table was
-written; providers change them, so production specs should state their prices.
+written, for the models whose prices were known then; providers change prices and add models,
+so production specs should state their prices.
 Self-hosted engines (vLLM, llama.cpp) have no list price: their cost is the cluster's.
 """
 
@@ -27,11 +28,8 @@ def _micros(amount: str) -> int:
 
 ANTHROPIC_PRICES: Mapping[str, Price] = {
     "claude-opus-4-5": usd("5", "25"),
-    "claude-opus-4-1": usd("15", "75"),
     "claude-sonnet-4-5": usd("3", "15"),
-    "claude-sonnet-4-0": usd("3", "15"),
     "claude-haiku-4-5": usd("1", "5"),
-    "claude-3-5-haiku-latest": usd("0.80", "4"),
 }
 
 OPENAI_PRICES: Mapping[str, Price] = {

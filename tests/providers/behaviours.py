@@ -29,7 +29,8 @@ class Reply:
     `include_usage=False` leaves usage out of the answer. For streams: `chunk_chars` sizes the text
     pieces, `drop_after_events` closes the connection after that many SSE events, and
     `omit_end=True` ends the stream cleanly but without its final events (finish chunk / [DONE],
-    message_delta / message_stop). `delay_seconds` waits before answering.
+    message_delta / message_stop). `delay_seconds` waits before answering; `event_gap_seconds`
+    waits between streamed events.
     """
 
     text: str = "ok"
@@ -42,6 +43,7 @@ class Reply:
     drop_after_events: int | None = None
     omit_end: bool = False
     delay_seconds: float = 0.0
+    event_gap_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,8 @@ class FakeProvider:
         for number, event in enumerate(events):
             if reply.drop_after_events is not None and number >= reply.drop_after_events:
                 return self._drop(request)
+            if number and reply.event_gap_seconds:
+                await asyncio.sleep(reply.event_gap_seconds)
             await response.write(event.encode())
         await response.write_eof()
         return response
