@@ -31,7 +31,11 @@ def _message(error: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern", ""))
         return _PATTERN_MESSAGES.get(pattern, f"must match the pattern {pattern}")
-    if kind == "string_type" and isinstance(given, int | float) and not isinstance(given, bool):
+    if kind == "string_type" and isinstance(given, bool):
+        return (
+            "must be a string; YAML reads an unquoted yes, no, on, off, y or n as true or false, so quote it"
+        )
+    if kind == "string_type" and isinstance(given, int | float):
         return f"must be a string; write {given} in quotes"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be a whole number; got {given!r}"

@@ -254,7 +254,7 @@ def load_document(document: Document, namespace_default: str, spec_set: SpecSet)
         namespace = namespace_default
     if name_text:
         spec_set.declared.add((kind_text, namespace, name_text))
-    else:
+    elif name is None:
         spec_set.problems.append(
             _document_problem(document, ("metadata", "name"), "metadata.name is required", kind=kind_text)
         )

@@ -22,6 +22,11 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # etcd refuses objects past ~1.5 MiB; a spec f
 MAX_NODES = 200_000  # bounds alias expansion ("billion laughs") and absurd documents
 MAX_DEPTH = 64
 
+YAML11_BOOLEANS = {
+    **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
+    **dict.fromkeys(("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
+}
+
 
 class SourceError(Exception):
     """A file that cannot be read as YAML; `line` is 1-based."""
@@ -75,6 +80,9 @@ class _Converter:
                 key_line = _key_line(node, key, line)
                 if not isinstance(key, str):
                     raise SourceError(f"key {key!r} is not a string; quote it", key_line)
+                if value is None:
+                    # The API server prunes nulls from objects before validating; so do we.
+                    continue
                 result[key] = self.convert(value, (*path, key), key_line)
             return result
         if isinstance(node, CommentedSeq):
@@ -94,6 +102,10 @@ class _Converter:
                 return int(node)
             if isinstance(node, float):
                 return float(node)
+            if type(node) is str and node in YAML11_BOOLEANS:
+                # kubectl reads YAML 1.1, where a plain yes, no, on, off, y or n is a boolean; seeing
+                # what the API server will see keeps `jesus validate` and the cluster in agreement.
+                return YAML11_BOOLEANS[node]
             return str(node)
         raise SourceError(f"unsupported YAML value of type {type(node).__name__}", line)
 
@@ -140,14 +152,14 @@ def parse_documents(text: str, path: Path) -> list[Document]:
     """Parse YAML text (possibly several documents) into Documents; raises SourceError with a line."""
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True  # quoted scalars keep their own type, so plain ones can be told apart
     documents: list[Document] = []
     try:
         for index, node in enumerate(yaml.load_all(text)):
             if node is None:
                 continue  # an empty document, e.g. after a trailing `---`
             converter = _Converter()
-            line = _node_line(node)
-            data = converter.convert(node, (), line)
+            data = converter.convert(node, (), _node_line(node))
             documents.append(Document(file=path, index=index, data=data, lines=converter.lines))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
