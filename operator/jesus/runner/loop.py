@@ -60,12 +60,17 @@ async def execute_run(
     dry_run: bool = False,
     connect_timeout_seconds: float = 20.0,
     redact: Callable[[str], str] | None = None,
+    record: RunRecord | None = None,
 ) -> RunRecord:
     """Run the agent loop for `task` and return its record (also stored as `result.json`).
 
-    `redact` is applied to every artifact's text before it is stored (secrets, personal data).
+    `redact` is applied to every artifact's text before it is stored (secrets, personal data). `record`
+    may carry what admission already wrote (policy decision, budgets, warnings); it is filled in place.
     """
-    record = RunRecord(run=task.run, namespace=task.namespace, spec_digest=task.spec_digest, dry_run=dry_run)
+    if record is None:
+        record = RunRecord(run=task.run, namespace=task.namespace)
+    record.spec_digest = task.spec_digest
+    record.dry_run = dry_run
     record.started_at = _now()
     started = time.monotonic()
     transcript: list[Message] = [Message("system", SYSTEM_PROMPT), Message("user", task_prompt(task))]

@@ -1,0 +1,252 @@
+"""One AgentRun end to end in this process, from spec files: the embedded default of `jesus run`.
+
+`prepare_local_run` does what admission does in the cluster (resolve the route, check the budgets,
+ask the policy) and builds the router; `execute_local_run` runs the agent loop over it. A run that
+may not start still gets a record, with the outcome and reasons that kept it from starting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy, format_micros
+from jesus.logic.budget import DEFAULT_NAMESPACE, covering_budgets, max_run_cost, project_reservation
+from jesus.logic.policy_input import build_policy_input
+from jesus.logic.routing import Allowance, RoutePlan, RouteUnavailableError, plan_from_route_policy
+from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
+from jesus.router.core import Router
+from jesus.router.ledger import RunLedger
+from jesus.runner.artifacts import ArtifactStore
+from jesus.runner.loop import AgentTask, execute_run
+from jesus.runner.model import InProcessModelClient
+from jesus.runner.record import RunOutcome, RunRecord, spec_digest
+from jesus.runner.tools import ToolServerSpec
+from jesus.specs import LoadedObject, SpecSet
+
+
+class PolicyDecision(Protocol):
+    """The parts of a policy engine's decision a local run reads."""
+
+    @property
+    def allow(self) -> bool: ...
+
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+    @property
+    def engine(self) -> str: ...
+
+
+class PolicyDecider(Protocol):
+    """A policy engine (jesus.policy's embedded engine, in practice)."""
+
+    async def decide(self, policy_input: dict[str, Any]) -> PolicyDecision:
+        """The admission decision for one input document."""
+        ...
+
+
+@dataclass
+class PreparedRun:
+    """A run ready to execute, or refused; everything the summary shows either way."""
+
+    run: AgentRun
+    namespace: str
+    record: RunRecord
+    task: AgentTask | None = None
+    router: Router | None = None
+    plan: RoutePlan | None = None
+    allowance: Allowance = field(default_factory=Allowance)
+    dry_run_adapters: tuple[str, ...] = ()
+    max_cost_micros: int = 0
+
+    @property
+    def refused(self) -> bool:
+        """Whether the run may not start; `record` says why."""
+        return self.task is None
+
+
+def select_run(spec_set: SpecSet, name: str | None) -> LoadedObject:
+    """The AgentRun to execute: the one named, or the only one. ValueError explains any ambiguity."""
+    runs = spec_set.loaded_of_kind("AgentRun")
+    if name is not None:
+        chosen = [r for r in runs if r.name == name]
+        if not chosen:
+            raise ValueError(
+                f"no valid AgentRun named {name!r}; found: {', '.join(r.name for r in runs) or 'none'}"
+            )
+        return chosen[0]
+    if len(runs) != 1:
+        found = ", ".join(r.name for r in runs) or "none"
+        raise ValueError(f"expected exactly one AgentRun, found {len(runs)} ({found}); choose one with --run")
+    return runs[0]
+
+
+def tool_server_specs(run: AgentRun) -> tuple[ToolServerSpec, ...]:
+    """The run's MCP servers in the runner's terms."""
+    servers = []
+    for tool in run.spec.tools or []:
+        allowed = tuple(tool.allowed_tools or ())
+        if tool.stdio is not None:
+            servers.append(
+                ToolServerSpec(
+                    name=tool.name,
+                    transport="stdio",
+                    command=tool.stdio.command,
+                    args=tuple(tool.stdio.args or ()),
+                    env=dict(tool.stdio.env or {}),
+                    allowed_tools=allowed,
+                )
+            )
+        else:
+            servers.append(
+                ToolServerSpec(name=tool.name, transport="http", url=tool.url, allowed_tools=allowed)
+            )
+    return tuple(servers)
+
+
+async def prepare_local_run(
+    spec_set: SpecSet,
+    loaded: LoadedObject,
+    *,
+    live: bool,
+    credentials: CredentialSource,
+    policy: PolicyDecider | None,
+    now: datetime | None = None,
+) -> PreparedRun:
+    """Admit the run as the operator would (route, budgets, policy) and build its router."""
+    run = loaded.obj
+    assert isinstance(run, AgentRun)
+    now = now or datetime.now(UTC)
+    namespace = loaded.namespace or DEFAULT_NAMESPACE
+    digest = spec_digest(run.to_kubernetes()["spec"])
+    record = RunRecord(run=loaded.name, namespace=namespace, spec_digest=digest, dry_run=not live)
+    prepared = PreparedRun(run=run, namespace=namespace, record=record)
+
+    def refuse(outcome: RunOutcome, reason: str) -> PreparedRun:
+        record.outcome = outcome
+        record.reason = reason
+        record.started_at = record.finished_at = _timestamp(now)
+        return prepared
+
+    route_name = run.spec.route_policy_ref.name
+    route_loaded = spec_set.get("RoutePolicy", route_name, loaded.namespace)
+    if route_loaded is None or not isinstance(route_loaded.obj, RoutePolicy):
+        return refuse(RunOutcome.INVALID_SPEC, f"RoutePolicy {route_name} is not among the specs")
+    route = route_loaded.obj
+    adapters = {
+        o.name: o.obj
+        for o in spec_set.loaded_of_kind("ModelAdapter")
+        if o.namespace == loaded.namespace and isinstance(o.obj, ModelAdapter)
+    }
+    budgets = [o.obj for o in spec_set.loaded_of_kind("Budget") if isinstance(o.obj, Budget)]
+    try:
+        plan, skipped = plan_from_route_policy(
+            route.spec, classification=run.spec.data_classification.value, adapters=adapters
+        )
+    except RouteUnavailableError as exc:
+        return refuse(RunOutcome.INVALID_SPEC, f"RoutePolicy {route_name}: {exc}")
+    record.warnings.extend(f"RoutePolicy {route_name}: {why}; left out of the chain" for why in skipped)
+    chain = {name: adapters[name] for name in plan.chain}
+    bound = max_run_cost(run.spec.limits, list(chain.values()))
+    prepared.max_cost_micros = bound.max_micros
+
+    budget_refusals = []
+    for budget in covering_budgets(budgets, run, default_namespace=namespace):
+        outcome = project_reservation(budget, bound.max_micros, now)
+        figures = outcome.after
+        record.budgets.append(
+            {
+                "name": budget.metadata.name,
+                "limit": format_micros(figures.limit_micros),
+                "reserved": format_micros(outcome.amount_micros),
+                "usedAfter": format_micros(figures.used_micros),
+                "remainingAfter": format_micros(figures.remaining_micros),
+                "utilizationPercentAfter": figures.utilization_percent,
+                "admits": outcome.admits,
+            }
+        )
+        if not outcome.admits:
+            budget_refusals.append(
+                f"Budget {budget.metadata.name}: reserving {format_micros(bound.max_micros)} would use "
+                f"{format_micros(figures.used_micros)} of {format_micros(figures.limit_micros)}"
+            )
+    if not record.budgets:
+        record.warnings.append("no Budget covers this run")
+
+    if policy is None:
+        record.warnings.append("no policy is configured: the run was not checked against admission policies")
+    else:
+        policy_input = build_policy_input(
+            run,
+            route_policy=route,
+            adapters=adapters,
+            budgets=budgets,
+            now=now,
+            source="specs",
+            default_namespace=namespace,
+        )
+        decision = await policy.decide(policy_input)
+        record.policy = {
+            "allowed": decision.allow,
+            "reasons": list(decision.reasons),
+            "warnings": list(decision.warnings),
+            "engine": decision.engine,
+        }
+        record.warnings.extend(f"policy: {warning}" for warning in decision.warnings)
+        if not decision.allow:
+            return refuse(
+                RunOutcome.POLICY_DENIED, "; ".join(decision.reasons) or "the policy denied the run"
+            )
+    if budget_refusals:
+        return refuse(RunOutcome.BUDGET_EXCEEDED, "; ".join(budget_refusals))
+
+    try:
+        built = build_routed_adapters(chain, live=live, credentials=credentials, namespace=namespace)
+    except RouterConfigError as exc:
+        return refuse(RunOutcome.INVALID_SPEC, str(exc))
+    prepared.dry_run_adapters = built.dry_run
+    prepared.router = Router(built.adapters)
+    prepared.plan = plan
+    limits = run.spec.limits
+    prepared.allowance = Allowance(max_tokens=limits.max_tokens, max_cost_micros=limits.max_cost_micros)
+    prepared.task = AgentTask(
+        run=loaded.name,
+        namespace=namespace,
+        instructions=run.spec.task.instructions,
+        inputs=dict(run.spec.task.inputs or {}),
+        tool_servers=tool_server_specs(run),
+        max_turns=limits.max_turns,
+        timeout_seconds=float(limits.timeout_seconds),
+        spec_digest=digest,
+    )
+    return prepared
+
+
+async def execute_local_run(prepared: PreparedRun, *, store: ArtifactStore | None = None) -> RunRecord:
+    """Run a prepared run's agent loop in this process; a refused run returns its record untouched."""
+    if prepared.task is None or prepared.router is None or prepared.plan is None:
+        return prepared.record
+    ledger = RunLedger(prepared.task.run, prepared.allowance)
+    client = InProcessModelClient(prepared.router, prepared.plan, ledger)
+    record = prepared.record
+    if prepared.dry_run_adapters:
+        record.warnings.insert(
+            0,
+            "dry run: ModelAdapters "
+            + ", ".join(prepared.dry_run_adapters)
+            + " were replaced by scripted stand-ins (no provider was called); use --live to call them",
+        )
+    try:
+        return await execute_run(prepared.task, client, store=store, dry_run=record.dry_run, record=record)
+    finally:
+        for routed in prepared.router.adapters.values():
+            await routed.adapter.aclose()
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
