@@ -84,9 +84,7 @@ def _decision_from_response(response: httpx.Response, base_url: str) -> Decision
             ENGINE_NAME, f"the OPA server at {base_url} answered {response.status_code}: {detail}"
         )
     if not isinstance(body, dict):
-        return fail_closed(
-            ENGINE_NAME, f"the OPA server at {base_url} answered with something that is not JSON"
-        )
+        return fail_closed(ENGINE_NAME, f"the OPA server at {base_url} did not answer with a JSON object")
     if "result" not in body:
         return fail_closed(
             ENGINE_NAME,

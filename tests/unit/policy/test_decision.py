@@ -1,0 +1,60 @@
+"""Turning a raw policy result into a Decision: only the documented shape gets through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jesus.policy import DECISION_REF, decision_from_result, fail_closed
+
+
+def test_well_formed_denial_keeps_reasons_and_warnings() -> None:
+    decision = decision_from_result({"allow": False, "reasons": ["r1", "r2"], "warnings": ["w"]}, "test")
+    assert (decision.allow, decision.reasons, decision.warnings) == (False, ("r1", "r2"), ("w",))
+    assert decision.decided
+    assert decision.engine == "test"
+    assert decision.as_json() == {"allow": False, "reasons": ["r1", "r2"], "warnings": ["w"]}
+
+
+def test_well_formed_admission() -> None:
+    decision = decision_from_result({"allow": True, "reasons": [], "warnings": []}, "test")
+    assert decision.allow
+    assert decision.decided
+
+
+@pytest.mark.parametrize(
+    ("result", "complaint"),
+    [
+        (None, f"{DECISION_REF} is missing, not an object"),
+        ([True], "not an object"),
+        ({"allow": "yes", "reasons": [], "warnings": []}, ".allow is str 'yes', not a boolean"),
+        ({"reasons": [], "warnings": []}, ".allow is missing, not a boolean"),
+        ({"allow": True, "warnings": []}, ".reasons is missing, not a list of strings"),
+        ({"allow": True, "reasons": [1], "warnings": []}, ".reasons is list [1], not a list of strings"),
+        ({"allow": True, "reasons": [], "warnings": "w"}, ".warnings is str 'w', not a list of strings"),
+        ({"allow": True, "reasons": ["why"], "warnings": []}, "allows the run but gives reasons to deny it"),
+    ],
+)
+def test_malformed_results_fail_closed(result: Any, complaint: str) -> None:
+    decision = decision_from_result(result, "test")
+    assert not decision.allow
+    assert not decision.decided
+    assert decision.error is not None
+    assert complaint in decision.error
+    assert complaint in decision.reasons[0]
+
+
+def test_denial_without_reasons_is_explained() -> None:
+    decision = decision_from_result({"allow": False, "reasons": [], "warnings": []}, "test")
+    assert not decision.allow
+    assert decision.reasons == ("the policy denied the run without giving a reason",)
+
+
+def test_fail_closed_names_the_engine_and_the_cause() -> None:
+    decision = fail_closed("opa-server", "the OPA server is unreachable")
+    assert not decision.allow
+    assert decision.error == "the OPA server is unreachable"
+    assert decision.reasons == (
+        "no policy decision (opa-server): the OPA server is unreachable; the run is not admitted without one",
+    )
