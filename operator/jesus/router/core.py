@@ -277,6 +277,7 @@ class Router:
                 else:
                     return _Walked(routed, attempt_started, started, reservation), result
                 now = self._clock()
+                self._charge_failed_attempt(routed, error, ledger, record)
                 self._breakers[name] = breaker_on_failure(
                     self._breakers[name], self.breaker_config, now, error.kind
                 )
@@ -329,9 +330,9 @@ class Router:
         record.adapter = name
         record.provider = response.provider or walked.routed.adapter.provider
         record.model = response.model or walked.routed.adapter.model
-        record.input_tokens = response.usage.input_tokens
-        record.output_tokens = response.usage.output_tokens
-        record.cost_micros = cost
+        record.input_tokens += response.usage.input_tokens
+        record.output_tokens += response.usage.output_tokens
+        record.cost_micros += cost
         record.latency_ms = (now - walked.call_started) * 1000
         ledger.charge(response.usage.total_tokens, cost)
         exceeded = ledger.exceeded()
@@ -340,6 +341,19 @@ class Router:
             record.error = exceeded
         if self.metrics is not None:
             self.metrics.observe(record)
+
+    def _charge_failed_attempt(
+        self, routed: RoutedAdapter, error: AdapterError, ledger: RunLedger, record: CallRecord
+    ) -> None:
+        """A provider may bill an answer that still failed (a refusal, a filtered answer): meter it."""
+        usage = error.usage
+        if usage is None or usage.total_tokens == 0:
+            return
+        cost = cost_micros(usage.input_tokens, usage.output_tokens, routed.price)
+        record.input_tokens += usage.input_tokens
+        record.output_tokens += usage.output_tokens
+        record.cost_micros += cost
+        ledger.charge(usage.total_tokens, cost)
 
     def _fail(self, record: CallRecord, started: float, kind: str, reason: str) -> RouteError:
         record.outcome = kind

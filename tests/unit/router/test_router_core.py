@@ -24,7 +24,7 @@ from jesus.router import (
     RunLedger,
 )
 from jesus_adapters.errors import ErrorKind
-from jesus_adapters.types import TextDelta
+from jesus_adapters.types import TextDelta, Usage
 
 from .doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step, failure, reply, request
 
@@ -308,3 +308,16 @@ def test_a_plan_naming_an_unknown_adapter_is_rejected() -> None:
     router, _, _, _, _ = build_router([reply()])
     with pytest.raises(ValueError, match="unknown model adapters: ghost"):
         router.check_plan(RoutePlan(chain=("primary", "ghost")))
+
+
+async def test_tokens_billed_for_a_failed_answer_are_metered() -> None:
+    billed = failure(ErrorKind.CONTENT_FILTERED)
+    billed.usage = Usage(30, 12)
+    router, _, _, _, _ = build_router([billed])
+    ledger = RunLedger("run-a")
+    with pytest.raises(RouteError) as caught:
+        await router.complete(plan(max_retries=0), request(), ledger)
+    assert caught.value.kind == "ContentFiltered"
+    assert (caught.value.record.input_tokens, caught.value.record.output_tokens) == (30, 12)
+    assert ledger.spent.tokens == 42
+    assert ledger.spent.cost_micros == caught.value.record.cost_micros > 0
