@@ -1,0 +1,162 @@
+"""`jesus plan`: decisions, costs, routes and budgets per AgentRun; exit 1 when any run is denied."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from jesus.api import ApiObject, Budget
+from jesus.cli import main
+from jesus.policy.planning import merge_live_budgets
+
+from .builders import build_budget, build_hosted_adapter, build_route, build_run, build_served_adapter
+
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
+
+
+def write_specs(folder: Path, objects: Sequence[ApiObject]) -> Path:
+    """Write `objects` as one multi-document YAML file (JSON documents are YAML too)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "\n---\n".join(json.dumps(obj.to_kubernetes(), indent=2) for obj in objects)
+    (folder / "specs.yaml").write_text(text + "\n")
+    return folder
+
+
+def standard_objects() -> list[ApiObject]:
+    return [build_hosted_adapter(), build_served_adapter(), build_route(), build_budget(), build_run()]
+
+
+def plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["plan", *args, "--policies", str(POLICIES)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_admitted_run_shows_cost_route_and_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    specs = write_specs(tmp_path / "specs", standard_objects())
+    code, out, _ = plan(capsys, str(specs))
+    assert code == 0
+    assert f"AgentRun research/summarise-tickets ({specs / 'specs.yaml'}:" in out
+    assert "ADMITTED" in out
+    assert "maximum cost: 3.00 USD (bound by limits.maxCost)" in out
+    assert "route: default: claude (anthropic claude-sonnet-4-5) -> llama (vllm llama-3.3-70b)" in out
+    assert (
+        "budget research/research-monthly (team=research, Monthly): 18.00 USD of 100.00 USD after this run "
+        "(18 %), 82.00 USD left"
+    ) in out
+    assert out.rstrip().endswith("1 run: 1 admitted, 0 denied")
+
+
+def test_denied_run_exits_1_with_its_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    objects = [*standard_objects()[:-1], build_run(classification="restricted", max_cost="30.00")]
+    code, out, _ = plan(capsys, str(write_specs(tmp_path / "specs", objects)))
+    assert code == 1
+    assert "DENIED" in out
+    assert '  reason: maximum cost 30.00 USD exceeds the per-run limit 25.00 USD for team "research"' in out
+    assert '  warning: model adapter "claude" does not accept restricted data' in out
+    assert out.rstrip().endswith("1 run: 0 admitted, 1 denied")
+
+
+def test_one_denied_run_among_several_fails_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = [*standard_objects(), build_run(name="greedy", max_cost="90.00")]
+    code, out, _ = plan(capsys, str(write_specs(tmp_path / "specs", objects)), "--output", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert (report["admitted"], report["denied"]) == (1, 1)
+    by_name = {run["name"]: run for run in report["runs"]}
+    assert by_name["summarise-tickets"]["allowed"] is True
+    greedy = by_name["greedy"]
+    assert greedy["allowed"] is False
+    assert greedy["maxCostMicros"] == 90_000_000
+    assert greedy["maxCost"] == "90.00"
+    assert any('budget "research-monthly"' in reason for reason in greedy["reasons"])
+    assert [step["name"] for step in greedy["route"]["chain"]] == ["claude", "llama"]
+    assert greedy["budgets"][0]["afterRun"]["remainingMicros"] == 100_000_000 - 15_000_000 - 90_000_000
+    assert greedy["source"] == "specs"
+
+
+def test_markdown_is_a_table_with_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    objects = [*standard_objects()[:-1], build_run(max_cost="30.00")]
+    code, out, _ = plan(capsys, str(write_specs(tmp_path / "specs", objects)), "-o", "markdown")
+    assert code == 1
+    assert "| AgentRun | Decision | Max cost | Route | Budgets after this run |" in out
+    assert "| `research/summarise-tickets` | ❌ denied | 30.00 USD (bound by limits.maxCost) |" in out
+    assert '- ❌ maximum cost 30.00 USD exceeds the per-run limit 25.00 USD for team "research"' in out
+
+
+def test_invalid_specs_are_reported_and_not_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = [build_hosted_adapter(), build_budget(), build_run()]  # the route is missing
+    code, out, err = plan(capsys, str(write_specs(tmp_path / "specs", objects)))
+    assert code == 1
+    assert out == ""
+    assert "RoutePolicy 'default' is not defined" in err
+    assert "before planning" in err
+
+
+def test_broken_policy_is_an_error_not_an_admission(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies = Path(shutil.copytree(POLICIES, tmp_path / "policies"))
+    (policies / "admission" / "broken.rego").write_text("package jesus.admission\n\ndeny contains x if {\n")
+    specs = write_specs(tmp_path / "specs", standard_objects())
+    code = main(["plan", str(specs), "--policies", str(policies)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "does not compile (admission/broken.rego)" in captured.err
+    assert "ADMITTED" not in captured.out
+
+
+def test_unreachable_opa_server_is_no_decision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    specs = write_specs(tmp_path / "specs", standard_objects())
+    code, out, _ = plan(capsys, str(specs), "--opa-url", "http://127.0.0.1:9")
+    assert code == 1
+    assert "NO DECISION" in out
+    assert "the OPA server at http://127.0.0.1:9 is unreachable" in out
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = plan(capsys, str(tmp_path / "nope"))
+    assert code == 2
+    assert "no such file or directory" in err
+
+
+def test_live_budgets_without_a_cluster_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = write_specs(tmp_path / "specs", standard_objects())
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    code, _, err = plan(capsys, str(specs), "--live", "--kubeconfig", str(kubeconfig))
+    assert code == 2
+    assert "cannot read Budgets from the cluster (--live)" in err
+
+
+def test_live_figures_replace_the_spec_files_ones() -> None:
+    spec_budget = build_budget(limit="200.00", spent_micros=0, reserved_micros=0)
+    live_same = build_budget(spent_micros=150_000_000, reserved_micros=1_000_000)
+    live_other = build_budget(name="cluster-only", scope={"namespace": "research"})
+    merged = merge_live_budgets([spec_budget], [live_same, live_other])
+    assert [b.metadata.name for b in merged] == ["research-monthly", "cluster-only"]
+    first: Budget = merged[0]
+    assert first.spec.limit == "200.00"  # the pull request's spec
+    assert first.status is not None
+    assert first.status.spent_micros == 150_000_000  # the cluster's spending
