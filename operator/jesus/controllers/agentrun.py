@@ -1,0 +1,563 @@
+"""The AgentRun reconciler: dependencies, policy, budgets, the runner Job, settlement.
+
+One level-based reconcile (`reconcile_run`) serves create, update, resume, the resync timer and the
+runner Job's events. It re-reads the run, observes what exists, decides with `jesus.logic`, acts
+idempotently (deterministic child names, ledger operations keyed by the run's UID) and writes status
+only when it changed, with the resourceVersion it read. Killed at any point, it picks up where the
+cluster's state says it is: a reservation in the Budget's status means held, a Job means started.
+
+A spec changed after admission does not change the run in flight: the run keeps the spec it was
+admitted with (its digest is in status) and reports `SpecChanged`; see docs/operator.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from jesus.api.agentrun import (
+    AgentRun,
+    AgentRunStatus,
+    Attempt,
+    AttemptOutcome,
+    BudgetReservation,
+    PolicyDecision,
+)
+from jesus.api.agentrun import (
+    AgentRunConditionType as C,
+)
+from jesus.api.agentrun import (
+    AgentRunPhase as Phase,
+)
+from jesus.api.agentrun import (
+    AgentRunReason as R,
+)
+from jesus.api.budget import Budget
+from jesus.api.common import GROUP, VERSION, ConditionStatus, format_micros
+from jesus.api.modeladapter import ModelAdapter
+from jesus.api.routepolicy import RoutePolicy
+from jesus.controllers.context import OperatorContext
+from jesus.controllers.kube import ConflictError, JsonObject, KubeError
+from jesus.logic import manifests, runs
+from jesus.logic.budget import covering_budgets, max_run_cost
+from jesus.logic.conditions import find_condition, format_time, set_condition
+from jesus.logic.ledger import RunKey
+from jesus.logic.policy_input import build_policy_input
+from jesus.runner.record import spec_digest
+
+logger = logging.getLogger(__name__)
+
+SPEC_CHANGED = "SpecChanged"
+
+
+class _Step:
+    """The status being built during one reconcile, with the helpers that keep conditions consistent."""
+
+    def __init__(self, run: AgentRun, now: datetime) -> None:
+        self.run = run
+        self.now = now
+        self.status = (run.status or AgentRunStatus()).model_copy(deep=True)
+        self.events: list[tuple[str, str, str]] = []
+
+    @property
+    def generation(self) -> int | None:
+        return self.run.metadata.generation
+
+    def condition(self, type_: str, status: bool | ConditionStatus, reason: str, message: str) -> None:
+        before = find_condition(self.status.conditions, type_)
+        self.status.conditions = set_condition(
+            self.status.conditions, type_, status, reason, message, self.generation, self.now
+        )
+        after = find_condition(self.status.conditions, type_)
+        assert after is not None
+        if before is None or (before.status, before.reason) != (after.status, after.reason):
+            warning = after.status == ConditionStatus.FALSE and type_ != C.READY
+            self.events.append(("Warning" if warning else "Normal", reason, message))
+
+    def phase(self, phase: Phase, message: str) -> None:
+        self.status.phase = phase
+        self.status.message = message[:4096]
+        self.condition(C.READY, phase == Phase.SUCCEEDED, phase.value, message)
+
+
+# --- observation ----------------------------------------------------------------------------------
+
+
+async def _get_model(context: OperatorContext, kind: str, namespace: str, name: str) -> Any:
+    obj = await context.kube.get(kind, namespace, name)
+    model = {"AgentRun": AgentRun, "RoutePolicy": RoutePolicy}[kind]
+    return model.model_validate(obj) if obj is not None else None
+
+
+async def _adapters(context: OperatorContext, namespace: str) -> dict[str, ModelAdapter]:
+    items = await context.kube.list("ModelAdapter", namespace)
+    return {i["metadata"]["name"]: ModelAdapter.model_validate(i) for i in items}
+
+
+async def _budgets(context: OperatorContext) -> list[Budget]:
+    return [Budget.model_validate(i) for i in await context.kube.list("Budget")]
+
+
+async def _dependency_phases(context: OperatorContext, run: AgentRun) -> dict[str, Phase | None]:
+    phases: dict[str, Phase | None] = {}
+    for name in run.spec.depends_on or []:
+        dep = await _get_model(context, "AgentRun", run.metadata.namespace or "", name)
+        phases[name] = (
+            dep.status.phase
+            if dep is not None and dep.status is not None
+            else (Phase.PENDING if dep is not None else None)
+        )
+    return phases
+
+
+# --- admission ------------------------------------------------------------------------------------
+
+
+async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool:
+    """Dependencies, route, policy and budgets; True when the run may start now."""
+    run, namespace = step.run, step.run.metadata.namespace or ""
+    deps = runs.dependency_state(run, await _dependency_phases(context, run))
+    if deps.failed:
+        step.condition(C.DEPENDENCIES_READY, False, R.DEPENDENCY_FAILED, deps.describe())
+        step.phase(Phase.FAILED, f"a dependency did not succeed: {deps.describe()}")
+        step.status.completion_time = format_time(step.now)
+        return False
+    if not deps.ready:
+        step.condition(C.DEPENDENCIES_READY, False, R.WAITING_FOR_DEPENDENCIES, deps.describe())
+        step.phase(Phase.WAITING, f"waiting for dependencies: {deps.describe()}")
+        return False
+    if run.spec.depends_on:
+        step.condition(C.DEPENDENCIES_READY, True, R.DEPENDENCIES_SUCCEEDED, deps.describe())
+
+    route_name = run.spec.route_policy_ref.name
+    route: RoutePolicy | None = await _get_model(context, "RoutePolicy", namespace, route_name)
+    if route is None:
+        step.condition(
+            C.ADMITTED, False, R.ROUTE_POLICY_NOT_FOUND, f"RoutePolicy {route_name} does not exist"
+        )
+        step.phase(Phase.WAITING, f"waiting for RoutePolicy {route_name}")
+        return False
+    route_ready = find_condition(route.status.conditions if route.status else None, "Ready")
+    if route_ready is not None and route_ready.status == ConditionStatus.FALSE:
+        step.condition(
+            C.ADMITTED, False, route_ready.reason, f"RoutePolicy {route_name}: {route_ready.message}"
+        )
+        step.phase(
+            Phase.WAITING, f"waiting for a ready adapter on RoutePolicy {route_name}: {route_ready.message}"
+        )
+        return False
+
+    adapters = await _adapters(context, namespace)
+    budgets = await _budgets(context)
+    policy_input = build_policy_input(
+        run,
+        route_policy=route,
+        adapters=adapters,
+        budgets=budgets,
+        now=step.now,
+        source="cluster",
+        default_namespace=namespace,
+    )
+    decision = await context.policy.decide(policy_input)
+    step.status.policy = PolicyDecision(
+        allowed=decision.allow,
+        reasons=list(decision.reasons)[:64] or None,
+        warnings=list(decision.warnings)[:64] or None,
+        evaluated_at=format_time(step.now),
+    )
+    if not decision.decided:
+        step.condition(C.POLICY_ALLOWED, ConditionStatus.UNKNOWN, R.POLICY_UNAVAILABLE, decision.error or "")
+        step.phase(Phase.WAITING, f"no policy decision, not admitted (fails closed): {decision.error}")
+        return False
+    if not decision.allow:
+        reasons = "; ".join(decision.reasons) or "denied by policy"
+        step.condition(C.POLICY_ALLOWED, False, R.POLICY_DENIED, reasons)
+        step.phase(Phase.DENIED, f"denied by policy: {reasons}")
+        step.status.completion_time = format_time(step.now)
+        return False
+    step.condition(
+        C.POLICY_ALLOWED, True, R.POLICY_ALLOWED, "; ".join(decision.reasons) or "allowed by policy"
+    )
+
+    chain = [adapters[e.adapter_ref] for e in route.spec.chain if e.adapter_ref in adapters]
+    amount = max_run_cost(run.spec.limits, chain).max_micros
+    if not await _reserve(context, step, run, budgets, amount):
+        return False
+    step.condition(C.ADMITTED, True, R.ADMITTED, "dependencies, policy and budgets allow the run")
+    step.status.spec_digest = spec_digest(obj["spec"])
+    step.status.trace_id = runs.trace_id(run.metadata.uid or "")
+    step.phase(Phase.ADMITTED, "admitted; creating the runner job")
+    return True
+
+
+def _run_key(run: AgentRun) -> RunKey:
+    return RunKey(run.metadata.namespace or "", run.metadata.name or "", run.metadata.uid or "")
+
+
+async def _reserve(
+    context: OperatorContext, step: _Step, run: AgentRun, budgets: list[Budget], amount: int
+) -> bool:
+    covering = sorted(
+        covering_budgets(budgets, run, default_namespace=run.metadata.namespace or ""),
+        key=lambda b: (b.metadata.namespace or "", b.metadata.name or ""),
+    )
+    held: list[BudgetReservation] = []
+    key = _run_key(run)
+    for budget in covering:
+        ns, name = budget.metadata.namespace or "", budget.metadata.name or ""
+        result = await context.ledger.reserve(ns, name, key, amount)
+        if result.newly_fired:
+            await _threshold_events(context, ns, name, result.newly_fired, result.figures.utilization_percent)
+        if not result.admitted:
+            for reservation in held:  # all or nothing: give back what this attempt took
+                await context.ledger.release(reservation.namespace, reservation.budget, key)
+            step.condition(C.BUDGET_RESERVED, False, R.BUDGET_EXCEEDED, result.message)
+            step.phase(Phase.WAITING, f"waiting for budget: {result.message}")
+            return False
+        held.append(BudgetReservation(namespace=ns, budget=name, amount_micros=amount))
+    step.status.budget_reservations = held or None
+    if held:
+        names = ", ".join(f"{r.namespace}/{r.budget}" for r in held)
+        step.condition(
+            C.BUDGET_RESERVED, True, R.BUDGET_RESERVED, f"reserved {format_micros(amount)} on {names}"
+        )
+    else:
+        step.condition(C.BUDGET_RESERVED, True, R.NO_BUDGET, "no Budget covers this run")
+    return True
+
+
+async def _threshold_events(
+    context: OperatorContext, namespace: str, name: str, thresholds: tuple[int, ...], utilization: int
+) -> None:
+    obj = await context.kube.get("Budget", namespace, name)
+    if obj is None:
+        return
+    for threshold in thresholds:
+        await context.kube.event(
+            obj,
+            type_="Warning" if threshold >= 100 else "Normal",
+            reason="ThresholdCrossed",
+            message=f"Budget {name} reached {threshold}% of its limit ({utilization}% spent or held)",
+        )
+
+
+async def _settle(context: OperatorContext, step: _Step, actual_micros: int) -> None:
+    """Spend the run's actual cost on every Budget that holds it and drop the holds (once)."""
+    key = _run_key(step.run)
+    settled = []
+    for reservation in step.status.budget_reservations or []:
+        if not reservation.settled:
+            result = await context.ledger.settle(
+                reservation.namespace, reservation.budget, key, actual_micros
+            )
+            if result.newly_fired:
+                await _threshold_events(
+                    context,
+                    reservation.namespace,
+                    reservation.budget,
+                    result.newly_fired,
+                    result.figures.utilization_percent,
+                )
+        settled.append(reservation.model_copy(update={"settled": True}))
+    step.status.budget_reservations = settled or None
+
+
+# --- the runner Job -------------------------------------------------------------------------------
+
+
+async def _ensure_job(context: OperatorContext, step: _Step, obj: JsonObject, attempt: int) -> str:
+    run, settings = step.run, context.settings.runner
+    namespace = run.metadata.namespace or ""
+    await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
+    token = secrets.token_urlsafe(32)
+    await context.kube.create_or_get(manifests.build_token_secret(run, obj, token))
+    job = manifests.build_runner_job(
+        run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
+    )
+    _, created = await context.kube.create_or_get(job)
+    if created:
+        logger.info(
+            "Created runner job run=%s/%s job=%s attempt=%d",
+            namespace,
+            run.metadata.name,
+            job["metadata"]["name"],
+            attempt,
+        )
+    return str(job["metadata"]["name"])
+
+
+async def _observe_job(context: OperatorContext, namespace: str, job_name: str) -> runs.JobObservation:
+    job = await context.kube.get("Job", namespace, job_name)
+    pods = await context.kube.list("Pod", namespace, labels={"job-name": job_name}) if job else []
+    return runs.observe_job(job, pods)
+
+
+def _current_attempt(step: _Step) -> Attempt | None:
+    attempts = step.status.attempts or []
+    return attempts[-1] if attempts else None
+
+
+def _totals(step: _Step) -> runs.Totals:
+    totals = runs.Totals()
+    for call in step.status.calls or []:
+        totals = runs.Totals(
+            totals.usage.model_copy(
+                update={
+                    "input_tokens": totals.usage.input_tokens + call.usage.input_tokens,
+                    "output_tokens": totals.usage.output_tokens + call.usage.output_tokens,
+                }
+            ),
+            totals.cost_micros + call.cost_micros,
+        )
+    return totals
+
+
+async def _drive(context: OperatorContext, step: _Step, obj: JsonObject) -> None:
+    """Create the current attempt's Job, follow it, retry or finish."""
+    namespace = step.run.metadata.namespace or ""
+    attempt = _current_attempt(step)
+    if attempt is None or attempt.outcome == AttemptOutcome.FAILED:
+        number = 1 if attempt is None else attempt.number + 1
+        if attempt is not None:
+            delay = runs.retry_delay(step.run, runs.failed_attempts(step.status.attempts))
+            finished = datetime.fromisoformat(
+                (attempt.completion_time or format_time(step.now)).replace("Z", "+00:00")
+            )
+            if delay is not None and step.now < finished + delay:
+                step.condition(
+                    C.RUNNING,
+                    False,
+                    R.RETRYING,
+                    f"attempt {attempt.number} failed; next in {delay.total_seconds():.0f}s",
+                )
+                return
+        name = await _ensure_job(context, step, obj, number)
+        attempt = Attempt(
+            number=number, job_name=name, outcome=AttemptOutcome.RUNNING, start_time=format_time(step.now)
+        )
+        step.status.attempts = [*(step.status.attempts or []), attempt]
+        step.status.job_name = name
+        step.status.start_time = step.status.start_time or format_time(step.now)
+        step.condition(C.RUNNING, True, R.JOB_CREATED, f"runner job {name} created (attempt {number})")
+        step.phase(Phase.RUNNING, f"running attempt {number} in job {name}")
+        return
+
+    observed = await _observe_job(context, namespace, attempt.job_name)
+    if observed.state == "missing":
+        # We record an attempt only after its Job exists, so a missing Job was deleted under us.
+        observed = runs.JobObservation("failed", f"runner job {attempt.job_name} disappeared")
+    if observed.state == "active":
+        if await _stopped_by_budget(context, step):
+            await context.kube.delete("Job", namespace, attempt.job_name)
+            await _finish(
+                context,
+                step,
+                attempt,
+                runs.JobObservation("failed", "stopped: a covering budget is exhausted"),
+                Phase.FAILED,
+                R.STOPPED_BY_BUDGET,
+            )
+            return
+        step.condition(C.RUNNING, True, R.JOB_RUNNING, f"runner job {attempt.job_name} is running")
+        step.phase(Phase.RUNNING, f"running attempt {attempt.number} in job {attempt.job_name}")
+        return
+    result = observed.result
+    succeeded = observed.state == "succeeded" and (result is None or result.succeeded)
+    if succeeded:
+        await _finish(context, step, attempt, observed, Phase.SUCCEEDED, R.JOB_SUCCEEDED)
+        return
+    failures = runs.failed_attempts(step.status.attempts) + 1
+    if runs.retry_delay(step.run, failures) is not None:
+        _record_attempt(step, attempt, observed, AttemptOutcome.FAILED)
+        step.condition(C.RUNNING, False, R.RETRYING, f"attempt {attempt.number} failed: {_why(observed)}")
+        step.phase(Phase.RUNNING, f"attempt {attempt.number} failed; retrying per the retry policy")
+        return
+    reason = R.RETRIES_EXHAUSTED if step.run.spec.retry_policy.max_retries else R.JOB_FAILED
+    await _finish(context, step, attempt, observed, Phase.FAILED, reason)
+
+
+def _why(observed: runs.JobObservation) -> str:
+    if observed.result is not None and observed.result.reason:
+        return f"{observed.result.outcome}: {observed.result.reason}"
+    return observed.message or "the runner failed"
+
+
+def _record_attempt(
+    step: _Step, attempt: Attempt, observed: runs.JobObservation, outcome: AttemptOutcome
+) -> None:
+    done = attempt.model_copy(
+        update={
+            "outcome": outcome,
+            "completion_time": format_time(step.now),
+            "message": _why(observed)[:4096],
+        }
+    )
+    step.status.attempts = [a if a.number != attempt.number else done for a in step.status.attempts or []]
+    result = observed.result
+    if result is not None:
+        calls = [*(step.status.calls or []), *result.calls][:1000]
+        step.status.calls = calls or None
+        step.status.artifacts = [*(step.status.artifacts or []), *result.artifacts][:100] or None
+    totals = _totals(step)
+    step.status.usage = totals.usage
+    step.status.cost_micros = totals.cost_micros
+
+
+async def _finish(
+    context: OperatorContext,
+    step: _Step,
+    attempt: Attempt,
+    observed: runs.JobObservation,
+    phase: Phase,
+    reason: str,
+) -> None:
+    outcome = AttemptOutcome.SUCCEEDED if phase == Phase.SUCCEEDED else AttemptOutcome.FAILED
+    _record_attempt(step, attempt, observed, outcome)
+    unknown = observed.result is None
+    held = max((r.amount_micros for r in step.status.budget_reservations or []), default=0)
+    actual = step.status.cost_micros or 0
+    if unknown and phase != Phase.SUCCEEDED:
+        # No metering reached us for this attempt: charge what was held, never less than what we know.
+        actual = max(actual, held)
+    await _settle(context, step, actual)
+    step.status.cost_micros = actual
+    step.status.completion_time = format_time(step.now)
+    verb = "succeeded" if phase == Phase.SUCCEEDED else "failed"
+    message = f"{verb} after {attempt.number} attempt(s): {_why(observed)}"
+    step.condition(C.RUNNING, False, reason, message)
+    step.condition(C.SUCCEEDED if phase == Phase.SUCCEEDED else C.FAILED, True, reason, message)
+    step.phase(phase, f"{message}; cost {format_micros(actual)}")
+
+
+async def _stopped_by_budget(context: OperatorContext, step: _Step) -> bool:
+    for reservation in step.status.budget_reservations or []:
+        obj = await context.kube.get("Budget", reservation.namespace, reservation.budget)
+        if obj is None:
+            continue
+        budget = Budget.model_validate(obj)
+        status = budget.status
+        if (
+            budget.spec.on_exceeded.stop_running_runs
+            and status is not None
+            and status.spent_micros >= budget.spec.limit_micros
+        ):
+            return True
+    return False
+
+
+# --- the reconcile --------------------------------------------------------------------------------
+
+
+async def reconcile_run(context: OperatorContext, namespace: str, name: str) -> None:
+    """Bring one AgentRun a step closer to its end, from what the cluster shows now."""
+    async with context.lock("AgentRun", namespace, name):
+        obj = await context.kube.get("AgentRun", namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        run = AgentRun.model_validate(obj)
+        step = _Step(run, context.clock())
+        phase = step.status.phase
+        if phase is not None and phase.terminal:
+            if any(not r.settled for r in step.status.budget_reservations or []):
+                await _settle(context, step, step.status.cost_micros or 0)
+        elif phase in (None, Phase.PENDING, Phase.WAITING):
+            if await _admit(context, step, obj):
+                await _drive(context, step, obj)
+        else:
+            if step.status.spec_digest not in (None, spec_digest(obj["spec"])):
+                step.condition(
+                    SPEC_CHANGED,
+                    True,
+                    SPEC_CHANGED,
+                    "the spec changed after admission; this run keeps the spec it was admitted with",
+                )
+            await _drive(context, step, obj)
+        step.status.observed_generation = run.metadata.generation
+        await _write(context, obj, step)
+
+
+async def _write(context: OperatorContext, obj: JsonObject, step: _Step) -> None:
+    before = AgentRunStatus.model_validate(obj.get("status") or {})
+    if step.status == before:
+        return
+    body = {**obj, "status": step.status.model_dump(mode="json", by_alias=True, exclude_none=True)}
+    try:
+        await context.kube.replace_status(body)
+    except ConflictError as exc:
+        raise kopf.TemporaryError(f"AgentRun changed while reconciling: {exc}", delay=0.2) from exc
+    for type_, reason, message in step.events:
+        try:
+            await context.kube.event(obj, type_=type_, reason=reason, message=message)
+        except KubeError as exc:  # an event is worth a log line, not a failed reconcile
+            logger.warning(
+                "Failed to record event run=%s reason=%s error=%s", obj["metadata"]["name"], reason, exc
+            )
+
+
+async def release_on_delete(context: OperatorContext, body: JsonObject) -> None:
+    """A deleted run gives back its holds; a run deleted mid-flight is charged what it held."""
+    run = AgentRun.model_validate(body)
+    status = run.status or AgentRunStatus()
+    key = _run_key(run)
+    running = status.phase in (Phase.ADMITTED, Phase.RUNNING)
+    for reservation in status.budget_reservations or []:
+        if reservation.settled:
+            continue
+        if running:
+            await context.ledger.settle(
+                reservation.namespace, reservation.budget, key, reservation.amount_micros
+            )
+        else:
+            await context.ledger.release(reservation.namespace, reservation.budget, key)
+
+
+def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """Add the AgentRun handlers to `registry`."""
+    resource = (GROUP, VERSION, "agentruns")
+
+    @kopf.on.resume(*resource, id="agentrun-resume", registry=registry)
+    @kopf.on.create(*resource, id="agentrun-create", registry=registry)
+    @kopf.on.update(*resource, id="agentrun-update", registry=registry)
+    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name)
+
+    @kopf.timer(
+        *resource,
+        id="agentrun-resync",
+        interval=context.settings.resync_seconds,
+        registry=registry,
+        when=lambda status, **_: (
+            not Phase(status.get("phase", "Pending")).terminal
+            or any(not r.get("settled") for r in status.get("budgetReservations", []))
+        ),
+    )
+    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name)
+
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        id="agentrun-job-event",
+        registry=registry,
+        labels={manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER},
+    )
+    async def on_job(body: kopf.Body, **_: Any) -> None:
+        owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "AgentRun"]
+        for owner in owners:
+            await reconcile_run(context, body.metadata["namespace"], owner["name"])
+
+    @kopf.on.delete(*resource, id="agentrun-release", registry=registry)
+    async def on_delete(*, body: kopf.Body, **_: Any) -> None:
+        await release_on_delete(context, dict(body))
+
+
+async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
+    try:
+        await reconcile_run(context, namespace, name)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc

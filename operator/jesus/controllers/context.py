@@ -1,0 +1,51 @@
+"""What every reconciler is handed: the API client, the policy engine, the budget ledger, settings.
+
+No module-level globals: the operator builds one OperatorContext at start-up and passes it to each
+controller's `register`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from jesus.controllers.kube import KubeClient
+from jesus.controllers.ledger import BudgetLedger
+from jesus.logic.manifests import RunnerSettings
+from jesus.policy.decision import PolicyEngine
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Tunables of the reconcilers (the CLI and the chart set them)."""
+
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    resync_seconds: float = 10.0
+    """How often a live object is reconciled even when nothing told us it changed."""
+    policy_retry_seconds: float = 5.0
+    """How soon a run is retried when the policy engine gave no decision (fail closed, not final)."""
+
+
+@dataclass
+class OperatorContext:
+    """The operator's collaborators, shared by every handler."""
+
+    kube: KubeClient
+    policy: PolicyEngine
+    ledger: BudgetLedger
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+    clock: Callable[[], datetime] = utc_now
+    locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+
+    def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
+        """One lock per object, so two triggers never reconcile the same object at once."""
+        return self.locks[(kind, namespace, name)]

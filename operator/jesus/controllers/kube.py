@@ -1,0 +1,249 @@
+"""A small typed client over kr8s for what the reconcilers do: get, list, create-or-adopt, status, events.
+
+Objects travel as plain Kubernetes JSON dicts; the reconcilers parse them into the API models.
+Errors the reconcilers act on become exceptions of their own: NotFound, Conflict, Invalid.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import kr8s
+import kr8s.asyncio
+
+from jesus.api.common import GROUP, VERSION
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: base path, group version, plural."""
+
+    base: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+
+RESOURCES: Mapping[str, Resource] = {
+    "AgentRun": Resource(f"/apis/{GROUP}", VERSION, "agentruns"),
+    "Budget": Resource(f"/apis/{GROUP}", VERSION, "budgets"),
+    "ModelAdapter": Resource(f"/apis/{GROUP}", VERSION, "modeladapters"),
+    "RoutePolicy": Resource(f"/apis/{GROUP}", VERSION, "routepolicies"),
+    "Job": Resource("/apis/batch", "v1", "jobs"),
+    "Deployment": Resource("/apis/apps", "v1", "deployments"),
+    "Service": Resource("/api", "v1", "services"),
+    "Secret": Resource("/api", "v1", "secrets"),
+    "ConfigMap": Resource("/api", "v1", "configmaps"),
+    "Pod": Resource("/api", "v1", "pods"),
+    "Event": Resource("/api", "v1", "events"),
+    "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),
+}
+
+
+class KubeError(Exception):
+    """An API request failed; `status` is the HTTP status, `reason` the Status reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFoundError(KubeError):
+    """404: the object does not exist."""
+
+
+class ConflictError(KubeError):
+    """409: the object exists already, or its resourceVersion moved on."""
+
+
+class InvalidError(KubeError):
+    """422: the API server rejected the object (schema, CEL, admission)."""
+
+
+_ERRORS: Mapping[int, type[KubeError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
+
+
+def _error(response: httpx.Response) -> KubeError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    reason = str(body.get("reason", response.reason_phrase))
+    message = str(body.get("message", response.text[:500]))
+    return _ERRORS.get(response.status_code, KubeError)(response.status_code, reason, message)
+
+
+class KubeClient:
+    """Async access to the API server for the operator; one instance, handed to every reconciler."""
+
+    def __init__(self, api: kr8s.asyncio.Api) -> None:
+        self._api = api
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> KubeClient:
+        """From a kubeconfig file, else $KUBECONFIG, else the in-cluster service account."""
+        api = await kr8s.asyncio.api(kubeconfig=kubeconfig)
+        return cls(api)
+
+    async def _call(
+        self, method: str, kind: str, namespace: str | None, url: str = "", **kwargs: Any
+    ) -> JsonObject:
+        resource = RESOURCES[kind]
+        path = resource.plural + (f"/{url}" if url else "")
+        try:
+            async with self._api.call_api(
+                method,
+                version=resource.version,
+                base=resource.base,
+                namespace=namespace if resource.namespaced else None,
+                url=path,
+                **kwargs,
+            ) as response:
+                body: JsonObject = response.json() if response.content else {}
+                return body
+        except kr8s.ServerError as exc:
+            if exc.response is None:
+                raise KubeError(0, "NoResponse", str(exc)) from exc
+            raise _error(exc.response) from exc
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> JsonObject | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self._call("GET", kind, namespace, name)
+        except NotFoundError:
+            return None
+
+    async def list(
+        self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> list[JsonObject]:
+        """Objects of `kind` in `namespace` (all namespaces when None), optionally by labels."""
+        params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else {}
+        resource = RESOURCES[kind]
+        try:
+            async with self._api.call_api(
+                "GET",
+                version=resource.version,
+                base=resource.base,
+                namespace=namespace,
+                url=resource.plural,
+                params=params,
+            ) as response:
+                items: list[JsonObject] = response.json().get("items", [])
+        except kr8s.ServerError as exc:
+            if exc.response is None:
+                raise KubeError(0, "NoResponse", str(exc)) from exc
+            raise _error(exc.response) from exc
+        return items
+
+    async def create(self, obj: JsonObject) -> JsonObject:
+        """Create `obj`; ConflictError when it exists."""
+        namespace = obj["metadata"].get("namespace")
+        return await self._call("POST", obj["kind"], namespace, json=obj)
+
+    async def create_or_get(self, obj: JsonObject) -> tuple[JsonObject, bool]:
+        """Create `obj`, or return the existing object of that name; the flag says whether we created it."""
+        try:
+            return await self.create(obj), True
+        except ConflictError:
+            existing = await self.get(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            if existing is None:  # deleted in between: try once more
+                return await self.create(obj), True
+            return existing, False
+
+    async def replace_status(self, obj: JsonObject) -> JsonObject:
+        """PUT the status subresource; ConflictError when obj's resourceVersion is stale."""
+        metadata = obj["metadata"]
+        return await self._call(
+            "PUT", obj["kind"], metadata.get("namespace"), f"{metadata['name']}/status", json=obj
+        )
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: JsonObject) -> JsonObject:
+        """Merge-patch the status subresource."""
+        return await self._call(
+            "PATCH",
+            kind,
+            namespace,
+            f"{name}/status",
+            json={"status": status},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: JsonObject) -> JsonObject:
+        """Merge-patch the object."""
+        return await self._call(
+            "PATCH",
+            kind,
+            namespace,
+            name,
+            json=patch,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    async def delete(
+        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+    ) -> bool:
+        """Delete the object; False when it was already gone."""
+        try:
+            await self._call("DELETE", kind, namespace, name, json={"propagationPolicy": propagation})
+        except NotFoundError:
+            return False
+        return True
+
+    async def event(
+        self,
+        involved: JsonObject,
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        component: str = "jesus-operator",
+    ) -> None:
+        """Record a core/v1 Event about `involved` (Normal or Warning)."""
+        metadata = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{metadata['name']}.{uuid.uuid4().hex[:10]}",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": component,
+        }
+        await self.create(event)
+
+
+def owner_reference(owner: Mapping[str, Any], *, controller: bool = True) -> JsonObject:
+    """An ownerReference to `owner`, so garbage collection removes what we made for it."""
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }

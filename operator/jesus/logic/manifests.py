@@ -1,0 +1,200 @@
+"""Child objects of an AgentRun, built as plain Kubernetes JSON: the runner Job, its router token
+Secret and the runner ServiceAccount. Pure: the reconciler creates them idempotently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jesus.api.agentrun import AgentRun
+from jesus.api.common import LABEL_MANAGED_BY, LABEL_RUN, LABEL_TEAM, LABEL_USER
+
+JsonObject = dict[str, Any]
+
+LABEL_COMPONENT = "jesus.dev/component"
+LABEL_ATTEMPT = "jesus.dev/attempt"
+LABEL_ROUTER_TOKEN = "jesus.dev/router-token"
+COMPONENT_RUNNER = "runner"
+MANAGED_BY = "jesus"
+TOKEN_KEY = "token"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# The runner needs no Kubernetes API access at all: its service account has no bindings and no token.
+RUNNER_SERVICE_ACCOUNT = "jesus-runner"
+TIMEOUT_GRACE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """What the operator's deployment decides for every runner pod."""
+
+    image: str = "jesus/runner:0.1.0"
+    command: tuple[str, ...] = ("jesus", "runner")
+    router_url: str = "http://jesus-router.jesus-system.svc:8080/v1"
+    service_account: str = RUNNER_SERVICE_ACCOUNT
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+    ttl_seconds_after_finished: int = 3600
+
+
+def owner_reference(owner: Mapping[str, Any]) -> JsonObject:
+    """A controller ownerReference to `owner`, so garbage collection removes its children."""
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _dns_name(base: str, suffix: str, limit: int = 63) -> str:
+    """`base-suffix`, shortened with a digest when it would pass `limit` characters."""
+    name = f"{base}-{suffix}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return f"{base[: limit - len(suffix) - 10].rstrip('-')}-{digest}-{suffix}"
+
+
+def job_name(run_name: str, attempt: int) -> str:
+    """The runner Job of attempt `attempt` (1-based); deterministic, so creation is idempotent."""
+    return _dns_name(run_name, f"a{attempt}", limit=52)  # the Job controller adds a pod suffix
+
+
+def token_secret_name(run_name: str) -> str:
+    """The Secret that holds the run's router token."""
+    return _dns_name(run_name, "router-token", limit=253)
+
+
+def run_labels(run: AgentRun) -> dict[str, str]:
+    """Labels every child of `run` carries."""
+    name = run.metadata.name or ""
+    return {
+        LABEL_RUN: name if len(name) <= 63 else hashlib.sha256(name.encode()).hexdigest()[:63],
+        LABEL_TEAM: run.spec.owner.team,
+        LABEL_USER: _label_value(run.spec.owner.user),
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def _label_value(value: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in value)[:63].strip("-_.")
+    return cleaned or "unknown"
+
+
+def build_token_secret(run: AgentRun, owner: Mapping[str, Any], token: str) -> JsonObject:
+    """The Secret with the per-run router token; the router authenticates the runner by it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": token_secret_name(run.metadata.name or ""),
+            "namespace": run.metadata.namespace,
+            "labels": {**run_labels(run), LABEL_ROUTER_TOKEN: "true"},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+def build_runner_service_account(namespace: str, settings: RunnerSettings) -> JsonObject:
+    """The runner's ServiceAccount: no token mounted, no role bound."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": settings.service_account,
+            "namespace": namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: COMPONENT_RUNNER},
+        },
+        "automountServiceAccountToken": False,
+    }
+
+
+def build_runner_job(
+    run: AgentRun,
+    owner: Mapping[str, Any],
+    attempt: int,
+    settings: RunnerSettings,
+    *,
+    traceparent: str,
+) -> JsonObject:
+    """The Job that runs attempt `attempt` of `run`: the runner with the run's spec, the router's URL and
+    the run's router token, and no provider credentials and no API access."""
+    name = run.metadata.name or ""
+    labels = {**run_labels(run), LABEL_COMPONENT: COMPONENT_RUNNER, LABEL_ATTEMPT: str(attempt)}
+    spec_json = json.dumps(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
+    resources = run.spec.resources
+    requests = {"cpu": settings.cpu_request, "memory": settings.memory_request}
+    limits = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
+    if resources is not None:
+        requests.update(resources.requests.model_dump(exclude_none=True) if resources.requests else {})
+        limits.update(resources.limits.model_dump(exclude_none=True) if resources.limits else {})
+    env = [
+        {"name": "JESUS_RUN_NAMESPACE", "value": run.metadata.namespace},
+        {"name": "JESUS_RUN_NAME", "value": name},
+        {"name": "JESUS_RUN_UID", "value": run.metadata.uid},
+        {"name": "JESUS_ATTEMPT", "value": str(attempt)},
+        {"name": "JESUS_RUN_SPEC", "value": spec_json},
+        {"name": "JESUS_ROUTER_URL", "value": settings.router_url},
+        {
+            "name": "JESUS_ROUTER_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}},
+        },
+        {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
+        {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        {"name": "TRACEPARENT", "value": traceparent},
+    ]
+    container = {
+        "name": "runner",
+        "image": settings.image,
+        "command": list(settings.command),
+        "env": env,
+        "resources": {"requests": requests, "limits": limits},
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": "/artifacts"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name, attempt),
+            "namespace": run.metadata.namespace,
+            "labels": labels,
+            "annotations": {"jesus.dev/traceparent": traceparent},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "backoffLimit": 0,  # the operator owns retries, with the run's retry policy
+            "activeDeadlineSeconds": run.spec.limits.timeout_seconds + TIMEOUT_GRACE_SECONDS,
+            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.service_account,
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": [{"name": "artifacts", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }

@@ -1,0 +1,270 @@
+"""Pure decisions of the AgentRun reconciler: dependencies, the runner Job's outcome, the result the
+runner reports, retries, trace ids.
+
+The runner reports its result in its container's termination message (at most 4096 bytes, as the
+kubelet keeps it): totals, the calls with the adapter that served each and the fallbacks taken, and the
+artifact references. The cost in it is the router's metering, relayed by the runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from jesus.api.agentrun import (
+    AgentRun,
+    AgentRunPhase,
+    ArtifactRef,
+    Attempt,
+    Fallback,
+    ModelCall,
+    Usage,
+)
+
+TERMINATION_MESSAGE_LIMIT = 4096
+RESULT_VERSION = 1
+
+
+# --- dependencies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DependencyState:
+    """Where a run's dependencies are."""
+
+    waiting: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return not (self.waiting or self.failed or self.missing)
+
+    def describe(self) -> str:
+        parts = []
+        if self.failed:
+            parts.append(f"failed or denied: {', '.join(self.failed)}")
+        if self.missing:
+            parts.append(f"not found: {', '.join(self.missing)}")
+        if self.waiting:
+            parts.append(f"not finished: {', '.join(self.waiting)}")
+        return "; ".join(parts) if parts else "all dependencies succeeded"
+
+
+def dependency_state(run: AgentRun, phases: Mapping[str, AgentRunPhase | None]) -> DependencyState:
+    """Classify each dependsOn entry by the phase of that run (None: it does not exist)."""
+    waiting, failed, missing = [], [], []
+    for name in run.spec.depends_on or []:
+        phase = phases.get(name)
+        if phase is None:
+            missing.append(name)
+        elif phase in (AgentRunPhase.FAILED, AgentRunPhase.DENIED):
+            failed.append(name)
+        elif phase != AgentRunPhase.SUCCEEDED:
+            waiting.append(name)
+    return DependencyState(tuple(waiting), tuple(failed), tuple(missing))
+
+
+# --- the runner's result -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the runner reported: outcome, totals, calls and artifacts."""
+
+    outcome: str
+    reason: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_micros: int = 0
+    calls: tuple[ModelCall, ...] = ()
+    artifacts: tuple[ArtifactRef, ...] = ()
+    spec_digest: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "Succeeded"
+
+
+def _call(call: Mapping[str, Any]) -> dict[str, Any]:
+    fallbacks = [
+        {"adapter": f.get("from", ""), "errorClass": str(f.get("reason", ""))[:64]}
+        for f in call.get("fallbacks", [])
+    ]
+    return {
+        "adapter": call.get("adapter") or "none",
+        "model": call.get("model") or "",
+        "fallbacks": fallbacks or None,
+        "usage": {
+            "inputTokens": int(call.get("inputTokens", 0)),
+            "outputTokens": int(call.get("outputTokens", 0)),
+        },
+        "costMicros": int(call.get("costMicros", 0)),
+        "durationMilliseconds": int(call.get("latencyMs", 0)),
+    }
+
+
+def summarize_record(record: Mapping[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+    """The runner's result record squeezed into a termination message of at most `limit` bytes.
+
+    Totals always fit; calls and artifacts are dropped from the end when they do not, and the count of
+    dropped calls is kept so nothing is silently lost.
+    """
+    usage = record.get("usage", {})
+    summary: dict[str, Any] = {
+        "v": RESULT_VERSION,
+        "outcome": record.get("outcome", "Failed"),
+        "reason": str(record.get("reason", ""))[:512],
+        "usage": {
+            "inputTokens": int(usage.get("inputTokens", 0)),
+            "outputTokens": int(usage.get("outputTokens", 0)),
+        },
+        "costMicros": int(record.get("costMicros", 0)),
+        "specDigest": record.get("specDigest"),
+        "calls": [_call(c) for c in record.get("calls", [])],
+        "artifacts": [
+            {k: v for k, v in a.items() if k in ("name", "uri", "sizeBytes", "digest")}
+            for a in record.get("artifacts", [])
+        ],
+        "droppedCalls": 0,
+    }
+    text = json.dumps(summary, separators=(",", ":"))
+    while len(text.encode()) > limit and (summary["calls"] or summary["artifacts"]):
+        if summary["calls"]:
+            summary["calls"].pop()
+            summary["droppedCalls"] += 1
+        else:
+            summary["artifacts"].pop()
+        text = json.dumps(summary, separators=(",", ":"))
+    return text
+
+
+def parse_result(message: str | None) -> RunResult | None:
+    """The runner's result from its termination message; None when absent or unreadable."""
+    if not message:
+        return None
+    try:
+        data = json.loads(message)
+        usage = data.get("usage", {})
+        return RunResult(
+            outcome=str(data["outcome"]),
+            reason=str(data.get("reason", "")),
+            input_tokens=int(usage.get("inputTokens", 0)),
+            output_tokens=int(usage.get("outputTokens", 0)),
+            cost_micros=int(data.get("costMicros", 0)),
+            calls=tuple(ModelCall.model_validate(c) for c in data.get("calls", [])),
+            artifacts=tuple(ArtifactRef.model_validate(a) for a in data.get("artifacts", [])),
+            spec_digest=data.get("specDigest"),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# --- the Job --------------------------------------------------------------------------------------
+
+
+JobState = Literal["missing", "active", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """The runner Job as observed: its state, why it failed, and the runner's result if it left one."""
+
+    state: JobState
+    message: str = ""
+    result: RunResult | None = None
+
+
+def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _termination_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            terminated = status.get("state", {}).get("terminated")
+            if terminated and terminated.get("message"):
+                return str(terminated["message"])
+    return None
+
+
+def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> JobObservation:
+    """Classify the runner Job from its conditions (Complete / Failed) and read the runner's result."""
+    if job is None:
+        return JobObservation("missing")
+    result = parse_result(_termination_message(pods))
+    if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
+        return JobObservation("succeeded", "the runner finished", result)
+    failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
+    if failed:
+        reason = failed.get("reason", "Failed")
+        return JobObservation("failed", f"{reason}: {failed.get('message', '')}".strip(": "), result)
+    return JobObservation("active")
+
+
+# --- retries and attempts -------------------------------------------------------------------------
+
+
+def retry_delay(run: AgentRun, failed_attempts: int) -> timedelta | None:
+    """How long to wait before the next attempt, or None when the retry policy is spent.
+
+    Exponential: backoffSeconds, then twice that, and so on, capped at one hour.
+    """
+    policy = run.spec.retry_policy
+    if failed_attempts > policy.max_retries:
+        return None
+    seconds = policy.backoff_seconds * (2 ** max(failed_attempts - 1, 0))
+    return timedelta(seconds=min(seconds, 3600))
+
+
+def failed_attempts(attempts: Sequence[Attempt] | None) -> int:
+    return sum(1 for a in attempts or () if a.outcome == "Failed")
+
+
+# --- totals and traces ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Usage and cost summed over the calls of every attempt."""
+
+    usage: Usage = field(default_factory=Usage)
+    cost_micros: int = 0
+
+
+def add_result(totals: Totals, result: RunResult | None) -> Totals:
+    if result is None:
+        return totals
+    return Totals(
+        Usage(
+            input_tokens=totals.usage.input_tokens + result.input_tokens,
+            output_tokens=totals.usage.output_tokens + result.output_tokens,
+        ),
+        totals.cost_micros + result.cost_micros,
+    )
+
+
+def fallbacks_taken(calls: Sequence[ModelCall]) -> list[Fallback]:
+    return [f for c in calls for f in c.fallbacks or ()]
+
+
+def trace_id(run_uid: str) -> str:
+    """The run's trace id (32 hex): derived from its UID, so a rerun reconcile keeps the same trace."""
+    return hashlib.sha256(f"trace:{run_uid}".encode()).hexdigest()[:32]
+
+
+def traceparent(run_uid: str, attempt: int) -> str:
+    """A W3C traceparent for the runner of `attempt`, child of the run's trace."""
+    span = hashlib.sha256(f"span:{run_uid}:{attempt}".encode()).hexdigest()[:16]
+    return f"00-{trace_id(run_uid)}-{span}-01"
+
+
+def due(moment: datetime, earliest: datetime | None) -> bool:
+    return earliest is None or moment >= earliest
