@@ -1,0 +1,135 @@
+"""`jesus router`: serve the model router over HTTP (OpenAI-compatible) for runner pods."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from jesus.api import ModelAdapter, RoutePolicy
+from jesus.cli import CommandError
+from jesus.logic.budget import DEFAULT_NAMESPACE
+from jesus.logic.routing import RoutePlan, plan_from_route_policy
+from jesus.router.config import (
+    EnvironmentCredentials,
+    FirstOf,
+    MountedSecretCredentials,
+    RouterConfigError,
+    build_routed_adapters,
+)
+from jesus.router.core import RoutedAdapter, Router
+from jesus.router.metrics import RouterMetrics
+from jesus.router.service import PlanResolver, RouterService, RunRegistry, build_app
+from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
+
+ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
+DEFAULT_SECRETS_DIR = Path("/var/run/secrets/jesus")
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `router` sub-command."""
+    parser = subparsers.add_parser(
+        "router",
+        help="serve the model router: OpenAI-compatible /v1/chat/completions for runner pods",
+        description=(
+            "Serve the router over HTTP. It loads ModelAdapters and RoutePolicies from --specs, resolves "
+            "provider credentials from mounted Secrets (--secrets-dir/<namespace>/<secret>/<key>) or the "
+            "environment, and answers /v1/chat/completions for runs registered through /admin/v1/runs "
+            f"(admin token from ${ADMIN_TOKEN_VARIABLE}). Metrics at /metrics."
+        ),
+    )
+    parser.add_argument(
+        "--specs", type=Path, action="append", required=True, metavar="DIR", help="spec files or folders"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--secrets-dir", type=Path, default=DEFAULT_SECRETS_DIR, help="mounted Secrets")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="replace real providers by scripted stand-ins (no credentials used)",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def build_service(
+    spec_set: SpecSet,
+    *,
+    live: bool,
+    secrets_dir: Path,
+    admin_token: str | None,
+    registry: CollectorRegistry,
+) -> RouterService:
+    """A router service over the ModelAdapters and RoutePolicies of `spec_set`.
+
+    Adapters are keyed `<namespace>/<name>` so that equal names in different namespaces stay apart.
+    """
+    credentials = FirstOf((MountedSecretCredentials(secrets_dir), EnvironmentCredentials()))
+    adapters: dict[str, RoutedAdapter] = {}
+    by_namespace: dict[str, dict[str, ModelAdapter]] = {}
+    for loaded in spec_set.loaded_of_kind("ModelAdapter"):
+        if isinstance(loaded.obj, ModelAdapter):
+            by_namespace.setdefault(loaded.namespace or DEFAULT_NAMESPACE, {})[loaded.name] = loaded.obj
+    for namespace, objects in by_namespace.items():
+        built = build_routed_adapters(objects, live=live, credentials=credentials, namespace=namespace)
+        for name, routed in built.adapters.items():
+            key = f"{namespace}/{name}"
+            adapters[key] = dataclasses.replace(routed, name=key)
+    policies = {
+        (loaded.namespace or DEFAULT_NAMESPACE, loaded.name): loaded.obj
+        for loaded in spec_set.loaded_of_kind("RoutePolicy")
+        if isinstance(loaded.obj, RoutePolicy)
+    }
+
+    def resolve_plan(namespace: str, route_policy: str, classification: str) -> RoutePlan:
+        policy = policies.get((namespace, route_policy))
+        if policy is None:
+            raise ValueError(f"RoutePolicy {namespace}/{route_policy} is not known to this router")
+        plan, _ = plan_from_route_policy(
+            policy.spec, classification=classification, adapters=by_namespace.get(namespace, {})
+        )
+        return dataclasses.replace(plan, chain=tuple(f"{namespace}/{name}" for name in plan.chain))
+
+    resolver: PlanResolver = resolve_plan
+    router = Router(adapters, metrics=RouterMetrics(registry))
+    return RouterService(router, RunRegistry(), registry, admin_token=admin_token, resolve_plan=resolver)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Load the specs, build the service and serve until interrupted."""
+    import uvicorn
+
+    try:
+        spec_set = load_specs(args.specs)
+    except SpecPathError as exc:
+        raise CommandError(str(exc)) from exc
+    errors = [p for p in spec_set.problems if p.severity is Severity.ERROR]
+    if errors:
+        raise CommandError("the specs do not validate:\n" + "\n".join(p.format() for p in errors))
+    admin_token = os.environ.get(ADMIN_TOKEN_VARIABLE) or None
+    try:
+        service = build_service(
+            spec_set,
+            live=not args.dry_run,
+            secrets_dir=args.secrets_dir,
+            admin_token=admin_token,
+            registry=REGISTRY,
+        )
+    except RouterConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info(
+        "Starting router host=%s port=%d adapters=%d admin_api=%s",
+        args.host,
+        args.port,
+        len(service.router.adapters),
+        admin_token is not None,
+    )
+    uvicorn.run(build_app(service), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,79 @@
+"""The runner's model client in a pod: the router service over HTTP, through the official openai SDK.
+
+The pod holds only its run token; the router holds the provider credentials. The SDK's own retries
+are off: the router already retried and failed over, and a second layer would double the spending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import openai
+
+from jesus.router.wire import RECORD_KEY, parse_completion, request_body
+from jesus.runner.model import ModelCallError, ModelReply
+from jesus_adapters.types import ChatRequest
+
+ALLOWANCE_EXCEEDED = "AllowanceExceeded"
+
+
+class RouterHttpModelClient:
+    """Calls `<router_url>/v1/chat/completions` with the run's token."""
+
+    def __init__(
+        self,
+        router_url: str,
+        run_token: str,
+        *,
+        timeout_seconds: float = 600.0,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self._client = openai.AsyncOpenAI(
+            base_url=router_url.rstrip("/") + "/v1",
+            api_key=run_token,
+            max_retries=0,
+            timeout=timeout_seconds,
+            http_client=http_client,
+        )
+
+    async def complete(self, request: ChatRequest) -> ModelReply:
+        """One call through the router; failures become ModelCallError with the router's record."""
+        body = request_body(request)
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**body)
+        except openai.APIStatusError as exc:
+            raise _call_error(exc) from exc
+        except openai.APIConnectionError as exc:
+            raise ModelCallError(
+                "Connection", f"the router is unreachable: {exc}", stops_run=False, record=None
+            ) from exc
+        try:
+            payload: dict[str, Any] = raw.http_response.json()
+            response = parse_completion(payload)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ModelCallError(
+                "MalformedResponse",
+                f"the router's answer is not a chat completion: {exc}",
+                stops_run=False,
+                record=None,
+            ) from exc
+        return ModelReply(response, dict(payload.get(RECORD_KEY) or {}))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
+
+def _call_error(exc: openai.APIStatusError) -> ModelCallError:
+    try:
+        payload = exc.response.json()
+    except ValueError:
+        payload = {}
+    error = payload.get("error") if isinstance(payload, dict) else None
+    kind = (
+        str(error.get("code")) if isinstance(error, dict) and error.get("code") else f"HTTP{exc.status_code}"
+    )
+    message = str(error.get("message")) if isinstance(error, dict) else exc.message
+    record = payload.get(RECORD_KEY) if isinstance(payload, dict) else None
+    return ModelCallError(kind, message, stops_run=kind == ALLOWANCE_EXCEEDED, record=record)
