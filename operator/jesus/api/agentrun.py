@@ -129,7 +129,7 @@ class ToolServer(ApiModel):
     )
 
     name: LabelValueName
-    """Name of the server within this run; tool calls are reported as <name>.<tool>."""
+    """Name of the server within this run (a DNS label); its tools keep their own names."""
     stdio: StdioServer | None = None
     """Start the server as a child process of the runner."""
     url: Url | None = None

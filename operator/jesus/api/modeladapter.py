@@ -67,6 +67,10 @@ class ModelAdapterReason(enum.StrEnum):
     DEPLOYMENT_AVAILABLE = "DeploymentAvailable"
     DEPLOYMENT_UNAVAILABLE = "DeploymentUnavailable"
     NOT_SELF_HOSTED = "NotSelfHosted"
+    CREDENTIALS_MISSING = "CredentialsMissing"
+    UNSCHEDULABLE = "Unschedulable"
+    SCALED_TO_ZERO = "ScaledToZero"
+    DEPLOYMENT_CONFLICT = "DeploymentConflict"
 
 
 class Pricing(ApiModel):
@@ -196,11 +200,11 @@ class ScriptedReply(ApiModel):
     error: ScriptedError | None = None
     """A failure to simulate instead of replying."""
     usage: ScriptedUsage | None = None
-    """Token usage to report; unset counts the words of the text."""
+    """Token usage to report; unset estimates it from the text (about four characters a token)."""
 
 
 class Scripted(ApiModel):
-    """Canned replies for provider scripted, played in order (the last one repeats)."""
+    """Canned replies for provider scripted, one per model call, in order; a run that needs more fails."""
 
     replies: Annotated[list[ScriptedReply], Field(min_length=1, max_length=256)]
     """The replies, in the order the model gives them."""

@@ -71,6 +71,7 @@ class RoutePolicyReason(enum.StrEnum):
     ADAPTER_NOT_FOUND = "AdapterNotFound"
     ADAPTER_NOT_READY = "AdapterNotReady"
     CHAIN_READY = "ChainReady"
+    NO_READY_ADAPTER = "NoReadyAdapter"
 
 
 class ChainEntry(ApiModel):
