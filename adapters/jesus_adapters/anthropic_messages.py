@@ -47,6 +47,7 @@ STOP_REASONS: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
 }
 REFUSAL_STOP_REASONS = frozenset({"refusal"})
+TRUNCATING_STOP_REASONS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 def to_anthropic_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
@@ -288,17 +289,21 @@ class AnthropicAdapter:
         if not assembly.stopped:
             raise self._malformed("stream ended before message_stop")
         text = "".join("".join(block.text) for _, block in sorted(assembly.blocks.items()))
-        tool_calls = tuple(
-            ToolCall(
-                id=block.tool_id,
-                name=block.tool_name,
-                arguments=self._json_arguments("".join(block.tool_json), block.tool_name),
-            )
-            for _, block in sorted(assembly.blocks.items())
-            if block.kind == "tool_use"
-        )
+        # An answer cut by max_tokens may end inside a tool call's input; that call is incomplete.
+        truncated = assembly.stop_reason in TRUNCATING_STOP_REASONS
+        tool_calls: list[ToolCall] = []
+        for _, block in sorted(assembly.blocks.items()):
+            if block.kind != "tool_use":
+                continue
+            try:
+                arguments = self._json_arguments("".join(block.tool_json), block.tool_name)
+            except AdapterError:
+                if truncated:
+                    continue
+                raise
+            tool_calls.append(ToolCall(id=block.tool_id, name=block.tool_name, arguments=arguments))
         usage = Usage(input_tokens=assembly.input_tokens, output_tokens=assembly.output_tokens)
-        return self._finish(text, tool_calls, assembly.stop_reason, usage, assembly.model)
+        return self._finish(text, tuple(tool_calls), assembly.stop_reason, usage, assembly.model)
 
     def _arguments(self, value: object, tool: str) -> dict[str, Any]:
         if not isinstance(value, dict):

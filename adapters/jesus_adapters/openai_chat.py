@@ -205,8 +205,15 @@ class OpenAIChatAdapter:
         """Stream `request`: text deltas, then one `StreamDone`.
 
         `timeout_seconds` bounds the wait for the answer to start and every gap between chunks, so a
-        hung server fails fast while a long, live answer is not cut off.
+        hung server fails fast while a long, live answer is not cut off. Where the profile says the
+        endpoint cannot stream, the whole answer comes as one delta.
         """
+        if not self._profile.capabilities.streaming:
+            response = await self.complete(request, timeout_seconds=timeout_seconds)
+            if response.content:
+                yield TextDelta(response.content)
+            yield StreamDone(response)
+            return
         params = self._params(request)
         if self._profile.capabilities.streaming_usage:
             params["stream_options"] = {"include_usage": True}
@@ -274,22 +281,15 @@ class OpenAIChatAdapter:
             message = choices[0].message
             if message is None:
                 raise self._malformed("answer's choice has no message")
-            tool_calls = tuple(
-                ToolCall(
-                    id=call.id,
-                    name=call.function.name,
-                    arguments=decode_arguments(
-                        call.function.arguments, provider=self.provider, tool=call.function.name
-                    ),
-                )
+            raw_calls = tuple(
+                _ToolCallParts(call.id, call.function.name, call.function.arguments or "")
                 for call in message.tool_calls or ()
                 if call.type == "function"
             )
-            content = message.content or ""
             usage = _usage_of(completion.usage) if completion.usage is not None else None
             return self._finish(
-                content=content,
-                tool_calls=tool_calls,
+                content=message.content or "",
+                raw_calls=raw_calls,
                 raw_finish_reason=choices[0].finish_reason,
                 refusal=message.refusal or "",
                 usage=usage,
@@ -303,20 +303,9 @@ class OpenAIChatAdapter:
     def _response_of_stream(self, assembly: _StreamAssembly, request: ChatRequest) -> ChatResponse:
         if assembly.finish_reason is None:
             raise self._malformed("stream ended before a finish reason")
-        tool_calls = tuple(
-            ToolCall(
-                id=parts.id,
-                name=parts.name,
-                arguments=decode_arguments(parts.arguments, provider=self.provider, tool=parts.name),
-            )
-            for _, parts in sorted(assembly.tool_calls.items())
-        )
-        for call in tool_calls:
-            if not call.id or not call.name:
-                raise self._malformed("streamed tool call lacks an id or a name")
         return self._finish(
             content="".join(assembly.text),
-            tool_calls=tool_calls,
+            raw_calls=tuple(parts for _, parts in sorted(assembly.tool_calls.items())),
             raw_finish_reason=assembly.finish_reason,
             refusal="".join(assembly.refusal),
             usage=assembly.usage,
@@ -324,25 +313,41 @@ class OpenAIChatAdapter:
             request=request,
         )
 
+    def _tool_calls(self, raw_calls: tuple[_ToolCallParts, ...], *, truncated: bool) -> tuple[ToolCall, ...]:
+        calls: list[ToolCall] = []
+        for parts in raw_calls:
+            if not parts.id or not parts.name:
+                raise self._malformed("tool call lacks an id or a name")
+            try:
+                arguments = decode_arguments(parts.arguments, provider=self.provider, tool=parts.name)
+            except AdapterError:
+                if truncated:
+                    # The answer hit max_tokens inside this call; it is incomplete, not malformed.
+                    continue
+                raise
+            calls.append(ToolCall(id=parts.id, name=parts.name, arguments=arguments))
+        return tuple(calls)
+
     def _finish(
         self,
         *,
         content: str,
-        tool_calls: tuple[ToolCall, ...],
+        raw_calls: tuple[_ToolCallParts, ...],
         raw_finish_reason: str | None,
         refusal: str,
         usage: Usage | None,
         model: str | None,
         request: ChatRequest,
     ) -> ChatResponse:
+        finish_reason = FINISH_REASONS.get(raw_finish_reason or "")
+        if finish_reason is None:
+            raise self._malformed(f"unknown finish reason {raw_finish_reason!r}")
+        tool_calls = self._tool_calls(raw_calls, truncated=finish_reason == "length")
         if usage is None:
             log.warning(
                 "Estimated usage, the server reported none provider=%s model=%s", self.provider, self.model
             )
             usage = estimate_usage(request, content, tool_calls)
-        finish_reason = FINISH_REASONS.get(raw_finish_reason or "")
-        if finish_reason is None:
-            raise self._malformed(f"unknown finish reason {raw_finish_reason!r}")
         if finish_reason == "content_filter" or refusal:
             raise AdapterError(
                 ErrorKind.CONTENT_FILTERED,
@@ -350,7 +355,7 @@ class OpenAIChatAdapter:
                 provider=self.provider,
                 usage=usage,
             )
-        if tool_calls:
+        if tool_calls and finish_reason == "stop":
             # Some servers (vLLM with certain tool parsers) finish a tool call with "stop".
             finish_reason = "tool_calls"
         return ChatResponse(

@@ -324,3 +324,64 @@ async def test_errors_are_adapter_errors_never_sdk_errors(fake: FakeProvider, ad
 
     assert type(caught.value) is AdapterError
     assert caught.value.kind is ErrorKind.OVERLOADED
+
+
+async def test_a_tool_call_cut_by_max_tokens_is_dropped_not_malformed(
+    fake: FakeProvider, adapter: ModelAdapter
+) -> None:
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 10, "output_tokens": 1},
+    }
+    events = [
+        ("message_start", {"type": "message_start", "message": message}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": '{"wo'},
+            },
+        ),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "max_tokens"},
+                "usage": {"output_tokens": 256},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+    fake.script(Raw(body, content_type="text/event-stream"))
+
+    done = (await collect(adapter, chat_request(tools=(LOOKUP_TOOL,))))[-1]
+
+    assert isinstance(done, StreamDone)
+    assert done.response.finish_reason == "length"
+    assert done.response.tool_calls == ()
+    assert done.response.usage.output_tokens == 256
+
+
+async def test_extra_headers_are_sent(fake: FakeProvider) -> None:
+    adapter = build_adapter(adapter_config("anthropic", fake.base_url, extra_headers={"X-Run": "run-7"}))
+    fake.script(Reply())
+
+    await adapter.complete(chat_request(), timeout_seconds=5)
+    await adapter.aclose()
+
+    assert fake.requests[0].headers["x-run"] == "run-7"

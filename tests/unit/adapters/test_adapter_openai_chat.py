@@ -486,3 +486,63 @@ async def test_self_hosted_servers_need_no_key() -> None:
         await adapter.aclose()
 
     assert response.content == "fine"
+
+
+def truncated_tool_call_body(*, stream: bool) -> str:
+    """An answer cut by max_tokens inside a tool call's arguments."""
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": '{"wo'},
+    }
+    if not stream:
+        message = {"role": "assistant", "content": "Looking up", "tool_calls": [call]}
+        choice = {"index": 0, "finish_reason": "length", "message": message}
+        usage = {"prompt_tokens": 10, "completion_tokens": 256, "total_tokens": 266}
+        return json.dumps(
+            {"id": "c", "object": "chat.completion", "model": "m", "choices": [choice], "usage": usage}
+        )
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "Looking up"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+    ]
+    envelope = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    return "".join(f"data: {json.dumps(envelope | chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_a_tool_call_cut_by_the_token_cap_is_dropped_not_malformed(
+    endpoint: Endpoint, stream: bool
+) -> None:
+    content_type = "text/event-stream" if stream else "application/json"
+    endpoint.fake.script(Raw(truncated_tool_call_body(stream=stream), content_type=content_type))
+
+    if stream:
+        done = (await collect(endpoint.adapter, chat_request(tools=(LOOKUP_TOOL,))))[-1]
+        assert isinstance(done, StreamDone)
+        response = done.response
+    else:
+        response = await endpoint.adapter.complete(chat_request(tools=(LOOKUP_TOOL,)), timeout_seconds=5)
+
+    assert response.finish_reason == "length"
+    assert response.content == "Looking up"
+    assert response.tool_calls == ()
+
+
+async def test_a_profile_that_cannot_stream_answers_a_stream_in_one_piece() -> None:
+    profile = PROVIDERS["openai-compatible"]
+    no_streaming = dataclasses.replace(
+        profile, capabilities=dataclasses.replace(profile.capabilities, streaming=False)
+    )
+    async with serve_openai() as fake:
+        fake.script(Reply(text="all at once", chunk_chars=2))
+        adapter = OpenAIChatAdapter(adapter_config("openai-compatible", fake.base_url), no_streaming)
+        events = await collect(adapter)
+        await adapter.aclose()
+
+    assert [type(event) for event in events] == [TextDelta, StreamDone]
+    assert isinstance(events[0], TextDelta)
+    assert events[0].text == "all at once"
+    assert fake.requests[0].json.get("stream") is not True
