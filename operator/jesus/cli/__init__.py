@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Modules under jesus.cli that contribute sub-commands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("dev", "crds", "validate", "run", "plan", "router")
+COMMAND_MODULES: tuple[str, ...] = ("dev", "crds", "validate", "run", "plan", "router", "operator", "runner")
 
 Handler = Callable[[argparse.Namespace], int]
 

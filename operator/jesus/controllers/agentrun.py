@@ -13,7 +13,6 @@ admitted with (its digest is in status) and reports `SpecChanged`; see docs/oper
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +41,7 @@ from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicy
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.kube import ConflictError, JsonObject, KubeError
+from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.logic import manifests, runs
 from jesus.logic.budget import covering_budgets, max_run_cost
 from jesus.logic.conditions import find_condition, format_time, set_condition
@@ -269,12 +269,22 @@ async def _settle(context: OperatorContext, step: _Step, actual_micros: int) -> 
 # --- the runner Job -------------------------------------------------------------------------------
 
 
+async def _router_token(context: OperatorContext, step: _Step, obj: JsonObject, attempt: int) -> None:
+    """Register the attempt with the router and keep its token in a Secret, once per attempt."""
+    run = step.run
+    namespace = run.metadata.namespace or ""
+    secret_name = manifests.token_secret_name(run.metadata.name or "", attempt)
+    if await context.kube.get("Secret", namespace, secret_name) is not None:
+        return
+    token = await context.router.register(run)
+    await context.kube.create_or_get(manifests.build_token_secret(run, obj, attempt, token))
+
+
 async def _ensure_job(context: OperatorContext, step: _Step, obj: JsonObject, attempt: int) -> str:
     run, settings = step.run, context.settings.runner
     namespace = run.metadata.namespace or ""
     await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
-    token = secrets.token_urlsafe(32)
-    await context.kube.create_or_get(manifests.build_token_secret(run, obj, token))
+    await _router_token(context, step, obj, attempt)
     job = manifests.build_runner_job(
         run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
     )
@@ -561,3 +571,5 @@ async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: st
         await reconcile_run(context, namespace, name)
     except KubeError as exc:
         raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
+    except RouterRegistrationError as exc:
+        raise kopf.TemporaryError(str(exc), delay=2) from exc

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
+from jesus.controllers.router_admin import RunRegistrar
 from jesus.logic.manifests import RunnerSettings
 from jesus.policy.decision import PolicyEngine
 
@@ -40,6 +41,7 @@ class OperatorContext:
     kube: KubeClient
     policy: PolicyEngine
     ledger: BudgetLedger
+    router: RunRegistrar
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     clock: Callable[[], datetime] = utc_now
     locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(

@@ -33,7 +33,7 @@ class RunnerSettings:
 
     image: str = "jesus/runner:0.1.0"
     command: tuple[str, ...] = ("jesus", "runner")
-    router_url: str = "http://jesus-router.jesus-system.svc:8080/v1"
+    router_url: str = "http://jesus-router.jesus-system.svc:8080"
     service_account: str = RUNNER_SERVICE_ACCOUNT
     cpu_request: str = "100m"
     memory_request: str = "256Mi"
@@ -68,9 +68,9 @@ def job_name(run_name: str, attempt: int) -> str:
     return _dns_name(run_name, f"a{attempt}", limit=52)  # the Job controller adds a pod suffix
 
 
-def token_secret_name(run_name: str) -> str:
-    """The Secret that holds the run's router token."""
-    return _dns_name(run_name, "router-token", limit=253)
+def token_secret_name(run_name: str, attempt: int) -> str:
+    """The Secret that holds the router token of attempt `attempt`."""
+    return f"{job_name(run_name, attempt)}-token"
 
 
 def run_labels(run: AgentRun) -> dict[str, str]:
@@ -89,14 +89,14 @@ def _label_value(value: str) -> str:
     return cleaned or "unknown"
 
 
-def build_token_secret(run: AgentRun, owner: Mapping[str, Any], token: str) -> JsonObject:
+def build_token_secret(run: AgentRun, owner: Mapping[str, Any], attempt: int, token: str) -> JsonObject:
     """The Secret with the per-run router token; the router authenticates the runner by it."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": token_secret_name(run.metadata.name or ""),
+            "name": token_secret_name(run.metadata.name or "", attempt),
             "namespace": run.metadata.namespace,
             "labels": {**run_labels(run), LABEL_ROUTER_TOKEN: "true"},
             "ownerReferences": [owner_reference(owner)],
@@ -147,7 +147,7 @@ def build_runner_job(
         {"name": "JESUS_ROUTER_URL", "value": settings.router_url},
         {
             "name": "JESUS_ROUTER_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}},
+            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name, attempt), "key": TOKEN_KEY}},
         },
         {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
         {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},

@@ -1,0 +1,73 @@
+"""`jesus operator`: run the control plane's reconcilers against the current cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from jesus.cli import CommandError
+from jesus.logic.manifests import RunnerSettings
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jesus.controllers.app import OperatorOptions, run_operator
+    from jesus.controllers.context import OperatorSettings
+    from jesus.controllers.router_admin import ADMIN_TOKEN_VARIABLE
+    from jesus.policy.decision import PolicyLoadError
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+    runner = RunnerSettings(
+        image=args.runner_image,
+        router_url=args.router_url,
+        command=tuple(args.runner_command.split()),
+    )
+    options = OperatorOptions(
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespace or ()),
+        peering=args.peering,
+        opa_url=args.opa_url,
+        policy_dir=Path(args.policies),
+        settings=OperatorSettings(runner=runner, resync_seconds=args.resync_seconds),
+        worker_limit=args.worker_limit,
+        router_admin_url=args.router_admin_url,
+        router_admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE, ""),
+    )
+    try:
+        asyncio.run(run_operator(options))
+    except PolicyLoadError as exc:
+        raise CommandError(f"the admission policies in {args.policies} do not load: {exc}") from exc
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `jesus operator`."""
+    defaults = RunnerSettings()
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the operator (Kopf); the router admin token comes from $JESUS_ROUTER_ADMIN_TOKEN",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    parser.add_argument("--namespace", action="append", help="watch only this namespace (repeatable)")
+    parser.add_argument(
+        "--peering", help="Kopf peering name, for several replicas with one active (needs the peering CRDs)"
+    )
+    parser.add_argument("--opa-url", help="OPA server (the chart's sidecar); default: the embedded engine")
+    parser.add_argument("--policies", default="policies", help="policy directory for the embedded engine")
+    parser.add_argument("--runner-image", default=defaults.image)
+    parser.add_argument("--runner-command", default=" ".join(defaults.command))
+    parser.add_argument(
+        "--router-url", default=defaults.router_url, help="the router's URL as runner pods reach it"
+    )
+    parser.add_argument(
+        "--router-admin-url", help="the router's admin API as the operator reaches it (default: --router-url)"
+    )
+    parser.add_argument("--resync-seconds", type=float, default=10.0)
+    parser.add_argument("--worker-limit", type=int, default=200)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(handler=_run)

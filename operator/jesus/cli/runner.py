@@ -1,0 +1,26 @@
+"""`jesus runner`: what the runner Job's container runs (configured entirely by its environment)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from jesus.cli import CommandError
+
+
+def _run(_: argparse.Namespace) -> int:
+    from jesus.runner.pod import PodEnvironmentError, run_pod
+
+    try:
+        return asyncio.run(run_pod(dict(os.environ)))
+    except PodEnvironmentError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `jesus runner`."""
+    parser = subparsers.add_parser(
+        "runner", help="run one AgentRun inside its Job's pod (the operator sets the environment)"
+    )
+    parser.set_defaults(handler=_run)

@@ -1,0 +1,112 @@
+"""Assemble and run the operator: one Kopf registry with every controller, settings that fit Jesus."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from jesus.api.common import GROUP
+from jesus.controllers.context import OperatorContext, OperatorSettings, utc_now
+from jesus.controllers.kube import KubeClient
+from jesus.controllers.ledger import BudgetLedger
+from jesus.controllers.router_admin import RouterAdminClient
+from jesus.policy.decision import PolicyEngine
+from jesus.policy.embedded import EmbeddedEngine
+from jesus.policy.opa_server import OpaServerEngine
+
+# Controller modules, each with register(registry, context); modules not present yet are skipped.
+CONTROLLER_MODULES = ("agentrun", "budget", "modeladapter", "routepolicy")
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """How `jesus operator` was asked to run."""
+
+    kubeconfig: str | None = None
+    namespaces: Sequence[str] = ()
+    peering: str | None = None
+    opa_url: str | None = None
+    policy_dir: Path | None = None
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+    worker_limit: int = 200
+    router_admin_url: str | None = None
+    """Where the operator reaches the router's admin API (default: the runners' router URL)."""
+    router_admin_token: str = ""
+
+
+def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.OperatorRegistry:
+    """A registry with every controller's handlers, the login and the settings."""
+    registry = kopf.OperatorRegistry()
+    for name in CONTROLLER_MODULES:
+        try:
+            module = importlib.import_module(f"jesus.controllers.{name}")
+        except ModuleNotFoundError:
+            continue
+        module.register(registry, context)
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
+
+    @kopf.on.startup(id="settings", registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Kopf's bookkeeping goes to annotations under our group, so the status schema stays strict.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        # Our reconcilers post their own Events for decisions; Kopf's per-handler chatter is noise.
+        settings.posting.level = logging.WARNING
+        # Many runs at once: bound concurrency so the API server is not flooded.
+        settings.batching.worker_limit = options.worker_limit
+        settings.execution.max_workers = 4
+        # Retries: kopf.TemporaryError sets its own delay; an unexpected error backs off.
+        settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+
+    return registry
+
+
+def build_policy_engine(options: OperatorOptions) -> PolicyEngine:
+    """The OPA server when a URL is given (the chart's sidecar), else the embedded engine."""
+    if options.opa_url:
+        return OpaServerEngine(options.opa_url)
+    return EmbeddedEngine.from_directory(options.policy_dir or Path("policies"))
+
+
+async def run_operator(
+    options: OperatorOptions,
+    *,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """Run until stopped: connect, build the context and the registry, start Kopf."""
+    kube = await KubeClient.connect(options.kubeconfig)
+    context = OperatorContext(
+        kube=kube,
+        policy=build_policy_engine(options),
+        ledger=BudgetLedger(kube, utc_now),
+        router=RouterAdminClient(
+            options.router_admin_url or options.settings.runner.router_url, options.router_admin_token
+        ),
+        settings=options.settings,
+    )
+    registry = build_registry(context, options)
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        standalone=options.peering is None,
+        peering_name=options.peering,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

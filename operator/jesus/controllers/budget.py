@@ -1,0 +1,43 @@
+"""The Budget reconciler: periods roll over, figures and conditions stay current.
+
+Spending and holds are written by the ledger as runs are admitted and settled; this reconciler only
+asks the ledger to refresh, so the ledger stays the single writer of Budget status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from jesus.api.common import GROUP, VERSION
+from jesus.controllers.context import OperatorContext
+from jesus.controllers.kube import KubeError
+from jesus.controllers.ledger import BudgetGoneError
+
+
+async def reconcile_budget(context: OperatorContext, namespace: str, name: str) -> None:
+    """Roll the Budget's period over if it ended and bring its conditions up to date."""
+    try:
+        await context.ledger.refresh(namespace, name)
+    except BudgetGoneError:
+        return
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
+
+
+def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """Add the Budget handlers to `registry`."""
+    resource = (GROUP, VERSION, "budgets")
+
+    @kopf.on.resume(*resource, id="budget-resume", registry=registry)
+    @kopf.on.create(*resource, id="budget-create", registry=registry)
+    @kopf.on.update(*resource, id="budget-update", registry=registry)
+    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
+        await reconcile_budget(context, namespace or "", name)
+
+    @kopf.timer(
+        *resource, id="budget-resync", interval=max(context.settings.resync_seconds, 30.0), registry=registry
+    )
+    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
+        await reconcile_budget(context, namespace or "", name)

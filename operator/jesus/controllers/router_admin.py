@@ -1,0 +1,62 @@
+"""The operator's side of the router's admin API: register a run, get its token.
+
+Runner pods get only that token; the router maps it to the run's route and allowance and holds the
+provider credentials itself.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httpx
+
+from jesus.api.agentrun import AgentRun
+
+ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
+
+
+class RouterRegistrationError(Exception):
+    """The router refused or could not be reached; the run waits and is retried."""
+
+
+class RunRegistrar(Protocol):
+    """Registers runs with the router."""
+
+    async def register(self, run: AgentRun) -> str:
+        """The run's bearer token for the router."""
+        ...
+
+
+class RouterAdminClient:
+    """POST /admin/v1/runs on the router service, with the admin token."""
+
+    def __init__(self, base_url: str, admin_token: str, *, timeout_seconds: float = 10.0) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=timeout_seconds,
+        )
+
+    async def register(self, run: AgentRun) -> str:
+        """Register `run` (route, classification, allowance); the token the router issued."""
+        limits = run.spec.limits
+        body = {
+            "run": run.metadata.name,
+            "namespace": run.metadata.namespace,
+            "routePolicy": run.spec.route_policy_ref.name,
+            "dataClassification": run.spec.data_classification.value,
+            "maxTokens": limits.max_tokens,
+            "maxCostMicros": limits.max_cost_micros,
+        }
+        try:
+            response = await self._client.post("/admin/v1/runs", json=body)
+        except httpx.HTTPError as exc:
+            raise RouterRegistrationError(f"the router is unreachable: {exc}") from exc
+        if response.status_code != 201:
+            raise RouterRegistrationError(
+                f"the router refused the run ({response.status_code}): {response.text[:300]}"
+            )
+        return str(response.json()["token"])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,75 @@
+"""The runner as a pod runs it: the run's spec and router token from the environment, the model
+through the router over HTTP, the result in the container's termination message for the operator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from jesus.api.agentrun import AgentRun, AgentRunSpec
+from jesus.api.common import ObjectMeta
+from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
+from jesus.logic.runs import summarize_record
+from jesus.runner.artifacts import DirectoryArtifactStore
+from jesus.runner.http_model import RouterHttpModelClient
+from jesus.runner.local import tool_server_specs
+from jesus.runner.loop import AgentTask, execute_run
+from jesus.runner.record import RunOutcome, RunRecord, spec_digest
+
+
+class PodEnvironmentError(Exception):
+    """The pod's environment lacks what the runner needs; names the variable."""
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise PodEnvironmentError(f"environment variable {name} is not set (the operator's Job sets it)")
+    return value
+
+
+def _write_termination_message(environ: Mapping[str, str], record: RunRecord) -> None:
+    path = Path(environ.get("JESUS_TERMINATION_MESSAGE_PATH", TERMINATION_MESSAGE_PATH))
+    path.write_text(summarize_record(record.to_dict()))
+
+
+async def run_pod(environ: Mapping[str, str]) -> int:
+    """Execute the run described by `environ`; 0 when it succeeded. The result goes to the
+    termination message either way, so the operator can settle what the run spent."""
+    namespace = _required(environ, "JESUS_RUN_NAMESPACE")
+    name = _required(environ, "JESUS_RUN_NAME")
+    record = RunRecord(run=name, namespace=namespace)
+    try:
+        spec = AgentRunSpec.model_validate(json.loads(_required(environ, "JESUS_RUN_SPEC")))
+    except (ValueError, PodEnvironmentError) as exc:
+        record.outcome, record.reason = RunOutcome.INVALID_SPEC, f"JESUS_RUN_SPEC: {exc}"
+        _write_termination_message(environ, record)
+        return 1
+    run = AgentRun(
+        metadata=ObjectMeta(name=name, namespace=namespace, uid=environ.get("JESUS_RUN_UID")), spec=spec
+    )
+    record.spec_digest = spec_digest(run.to_kubernetes()["spec"])
+    task = AgentTask(
+        run=name,
+        namespace=namespace,
+        instructions=spec.task.instructions,
+        inputs=dict(spec.task.inputs or {}),
+        tool_servers=tool_server_specs(run),
+        max_turns=spec.limits.max_turns,
+        timeout_seconds=float(spec.limits.timeout_seconds),
+        spec_digest=record.spec_digest,
+    )
+    model = RouterHttpModelClient(
+        _required(environ, "JESUS_ROUTER_URL"),
+        _required(environ, "JESUS_ROUTER_TOKEN"),
+        timeout_seconds=float(spec.limits.timeout_seconds),
+    )
+    store = DirectoryArtifactStore(Path(environ.get("JESUS_ARTIFACT_DIR", "/artifacts")))
+    try:
+        record = await execute_run(task, model, store=store, record=record)
+    finally:
+        await model.aclose()
+    _write_termination_message(environ, record)
+    return 0 if record.outcome.succeeded else 1
