@@ -1,0 +1,412 @@
+"""Self-hosted models: the vLLM Deployment and Service of a ModelAdapter with a `serving` block, and what
+the observed Deployment and pods say about it.
+
+Pure: builders return plain Kubernetes JSON and `serving_status` reads plain JSON, so the reconciler only
+creates, patches and lists. Every GPU decision lives here: the `nvidia.com/gpu` requests, the product
+affinity, the taint toleration, and vLLM's tensor parallelism across the replica's GPUs.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from jesus.api.common import LABEL_ADAPTER, LABEL_MANAGED_BY, Condition
+from jesus.api.modeladapter import (
+    ModelAdapter,
+    ModelAdapterConditionType,
+    ModelAdapterReason,
+    Serving,
+    ServingStatus,
+)
+from jesus.logic.conditions import set_condition
+
+JsonObject = dict[str, Any]
+
+GPU_RESOURCE = "nvidia.com/gpu"
+# Set by NVIDIA GPU feature discovery on every GPU node, e.g. NVIDIA-H100-80GB-HBM3.
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# GPU node pools carry this taint so that only pods which ask for GPUs land there.
+GPU_TAINT_KEY = "nvidia.com/gpu"
+
+MANAGED_BY = "jesus"
+COMPONENT = "inference"
+CONTAINER_NAME = "vllm"
+PORT_NAME = "http"
+HEALTH_PATH = "/health"
+# Annotation holding a digest of what the builders produced, so the reconciler patches only on change
+# instead of comparing against fields the API server defaults.
+SPEC_DIGEST_ANNOTATION = "jesus.dev/serving-digest"
+# vLLM reads the API key it demands from this variable; the router sends the same key.
+API_KEY_ENV = "VLLM_API_KEY"
+MODEL_CACHE_PATH = "/root/.cache/huggingface"
+# Loading weights takes minutes: the startup probe allows this long before the pod counts as failed.
+STARTUP_SECONDS = 1800
+PROBE_PERIOD_SECONDS = 10
+
+_NAME_LIMIT = 63  # Service names are DNS-1035 labels
+
+
+def serving_name(adapter_name: str) -> str:
+    """Name of the Deployment and Service of an adapter: `vllm-<adapter>` as a DNS-1035 label.
+
+    Adapter names are DNS subdomains (dots, up to 253 characters); Service names may hold neither, so
+    dots become dashes and long names are cut and given a digest of the full name.
+    """
+    name = f"vllm-{adapter_name.replace('.', '-')}"
+    if len(name) <= _NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(adapter_name.encode()).hexdigest()[:8]
+    return f"{name[: _NAME_LIMIT - 9].rstrip('-')}-{digest}"
+
+
+def adapter_label_value(adapter_name: str) -> str:
+    """The adapter's name as a label value (at most 63 characters; long names keep a digest)."""
+    if len(adapter_name) <= _NAME_LIMIT:
+        return adapter_name
+    digest = hashlib.sha256(adapter_name.encode()).hexdigest()[:8]
+    return f"{adapter_name[: _NAME_LIMIT - 9].rstrip('-.')}-{digest}"
+
+
+def selector_labels(adapter: ModelAdapter) -> dict[str, str]:
+    """The labels that select the serving pods of `adapter` (immutable once the Deployment exists)."""
+    name = _name(adapter)
+    return {LABEL_ADAPTER: adapter_label_value(name), "app.kubernetes.io/instance": serving_name(name)}
+
+
+def serving_labels(adapter: ModelAdapter) -> dict[str, str]:
+    """Every label the Deployment, its pods and the Service carry."""
+    return {
+        **selector_labels(adapter),
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/part-of": "jesus",
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def endpoint_url(adapter: ModelAdapter) -> str:
+    """The in-cluster OpenAI-compatible base URL of the serving Service."""
+    serving = _serving(adapter)
+    return f"http://{serving_name(_name(adapter))}.{_namespace(adapter)}.svc:{serving.port}/v1"
+
+
+def model_argument(model_uri: str) -> str:
+    """What vLLM's `serve` takes for a model URI: a Hugging Face repo id for hf://, a local path for
+    file://, and the URI itself for object stores (s3://, gs://), which vLLM streams from."""
+    scheme, _, rest = model_uri.partition("://")
+    if scheme == "hf":
+        return rest
+    if scheme == "file":
+        return rest if rest.startswith("/") else f"/{rest}"
+    return model_uri
+
+
+def vllm_args(adapter: ModelAdapter) -> list[str]:
+    """The OpenAI-compatible server's arguments: model, address, the name clients ask for, tensor
+    parallelism over the replica's GPUs, then the spec's extra arguments (last, so they can override)."""
+    serving = _serving(adapter)
+    return [
+        model_argument(serving.model_uri),
+        "--host=0.0.0.0",
+        f"--port={serving.port}",
+        f"--served-model-name={adapter.spec.model}",
+        f"--tensor-parallel-size={serving.gpu.count}",
+        *(serving.extra_args or []),
+    ]
+
+
+def owner_reference(adapter: ModelAdapter) -> JsonObject:
+    """A controller ownerReference to the ModelAdapter, so deleting it removes the Deployment and Service."""
+    return {
+        "apiVersion": adapter.api_version,
+        "kind": adapter.kind,
+        "name": _name(adapter),
+        "uid": adapter.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _affinity(serving: Serving) -> JsonObject | None:
+    if serving.gpu.type is None:
+        return None
+    term = {"matchExpressions": [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [serving.gpu.type]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
+def _container(adapter: ModelAdapter) -> JsonObject:
+    serving = _serving(adapter)
+    gpus = {GPU_RESOURCE: str(serving.gpu.count)}
+    probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME}, "periodSeconds": PROBE_PERIOD_SECONDS}
+    container: JsonObject = {
+        "name": CONTAINER_NAME,
+        "image": serving.image,
+        "command": ["vllm", "serve"],
+        "args": vllm_args(adapter),
+        "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
+        # Extended resources need requests equal to limits; the device plugin hands out whole GPUs.
+        "resources": {"requests": dict(gpus), "limits": dict(gpus)},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "startupProbe": {**probe, "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD_SECONDS},
+        "volumeMounts": [
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
+        ],
+    }
+    secret = adapter.spec.credentials_secret_ref
+    if secret is not None:
+        container["env"] = [
+            {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}
+        ]
+    return container
+
+
+def build_inference_deployment(adapter: ModelAdapter) -> JsonObject:
+    """The Deployment that runs `adapter`'s model with vLLM on `serving.gpu.count` GPUs per replica."""
+    serving = _serving(adapter)
+    labels = serving_labels(adapter)
+    pod_spec: JsonObject = {
+        "containers": [_container(adapter)],
+        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        # The inference server needs no Kubernetes API access.
+        "automountServiceAccountToken": False,
+        "volumes": [
+            # Tensor parallelism shares tensors between GPU workers through /dev/shm.
+            {"name": "shm", "emptyDir": {"medium": "Memory"}},
+            {"name": "model-cache", "emptyDir": {}},
+        ],
+    }
+    affinity = _affinity(serving)
+    if affinity is not None:
+        pod_spec["affinity"] = affinity
+    deployment: JsonObject = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": serving_name(_name(adapter)),
+            "namespace": _namespace(adapter),
+            "labels": labels,
+            "ownerReferences": [owner_reference(adapter)],
+        },
+        "spec": {
+            "replicas": serving.replicas,
+            "selector": {"matchLabels": selector_labels(adapter)},
+            # Replace one replica at a time without a surge: a surge pod would need GPUs nobody has spare.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "revisionHistoryLimit": 3,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+    return _with_digest(deployment)
+
+
+def build_inference_service(adapter: ModelAdapter) -> JsonObject:
+    """The ClusterIP Service in front of the serving pods; the router calls it."""
+    serving = _serving(adapter)
+    service: JsonObject = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": serving_name(_name(adapter)),
+            "namespace": _namespace(adapter),
+            "labels": serving_labels(adapter),
+            "ownerReferences": [owner_reference(adapter)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(adapter),
+            "ports": [{"name": PORT_NAME, "port": serving.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+    return _with_digest(service)
+
+
+def spec_digest(obj: Mapping[str, Any]) -> str:
+    """A digest of what a builder decided for `obj` (labels and spec), stable across runs."""
+    decided = {"labels": obj["metadata"].get("labels", {}), "spec": obj["spec"]}
+    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _with_digest(obj: JsonObject) -> JsonObject:
+    obj["metadata"]["annotations"] = {SPEC_DIGEST_ANNOTATION: spec_digest(obj)}
+    return obj
+
+
+def needs_update(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether the live object was built from something other than `desired` (or by someone else)."""
+    annotations = live.get("metadata", {}).get("annotations") or {}
+    return bool(
+        annotations.get(SPEC_DIGEST_ANNOTATION) != desired["metadata"]["annotations"][SPEC_DIGEST_ANNOTATION]
+    )
+
+
+def update_patch(desired: Mapping[str, Any]) -> JsonObject:
+    """The merge patch that brings a live object to `desired` (labels, annotations, owner, spec).
+
+    A Deployment's selector is immutable, and ours depends only on the adapter's name, so sending it
+    again is harmless.
+    """
+    metadata = desired["metadata"]
+    return {
+        "metadata": {
+            "labels": metadata["labels"],
+            "annotations": metadata["annotations"],
+            "ownerReferences": metadata["ownerReferences"],
+        },
+        "spec": desired["spec"],
+    }
+
+
+class Ownership(enum.StrEnum):
+    """Who controls a live object with the name we want."""
+
+    OURS = "Ours"
+    """Controlled by this adapter."""
+    ORPHAN = "Orphan"
+    """Controlled by nobody: we adopt it."""
+    FOREIGN = "Foreign"
+    """Controlled by another object: we leave it alone and report the conflict."""
+
+
+def ownership(live: Mapping[str, Any], adapter: ModelAdapter) -> Ownership:
+    """Whether the live object is ours, free to adopt, or someone else's."""
+    controllers = [
+        ref for ref in live.get("metadata", {}).get("ownerReferences") or [] if ref.get("controller")
+    ]
+    if not controllers:
+        return Ownership.ORPHAN
+    if any(ref.get("uid") == adapter.metadata.uid for ref in controllers):
+        return Ownership.OURS
+    return Ownership.FOREIGN
+
+
+# --- observation -------------------------------------------------------------------------------
+
+
+def _pod_condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in pod.get("status", {}).get("conditions") or [] if c.get("type") == type_), None)
+
+
+def unschedulable_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The scheduler's message for the first pod (by name) it could not place, with the pod's name."""
+    for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        scheduled = _pod_condition(pod, "PodScheduled")
+        if scheduled is not None and scheduled.get("status") == "False":
+            message = scheduled.get("message") or scheduled.get("reason") or "the scheduler cannot place it"
+            return f"{message} (pod {pod['metadata']['name']})"
+    return None
+
+
+def waiting_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a placed pod's container does not run, e.g. ImagePullBackOff or CrashLoopBackOff."""
+    for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
+        for status in pod.get("status", {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                where = f"container {status.get('name')} of pod {pod['metadata']['name']}"
+                return f"{where} is {waiting['reason']}{detail}"
+    return None
+
+
+def _deployment_failure(deployment: Mapping[str, Any]) -> str | None:
+    for condition in deployment.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return str(condition.get("message") or "the Deployment exceeded its progress deadline")
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or "the Deployment cannot create its pods")
+    return None
+
+
+def serving_status(
+    adapter: ModelAdapter,
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime,
+) -> tuple[list[Condition], ServingStatus]:
+    """The ServingAvailable condition and the serving status, from the live Deployment and its pods.
+
+    Available when the Deployment has seen its latest spec and as many available replicas as desired;
+    otherwise why not: the scheduler's message when a pod cannot be placed (no GPU node with room, no
+    node of the GPU type), a container's waiting reason, a failed rollout, or progress so far.
+    """
+    serving = _serving(adapter)
+    name = serving_name(_name(adapter))
+    status = deployment.get("status", {}) if deployment is not None else {}
+    observed = ServingStatus(
+        deployment_name=name,
+        service_name=name,
+        replicas=serving.replicas,
+        ready_replicas=int(status.get("readyReplicas") or 0),
+    )
+    previous = adapter.status.conditions if adapter.status else None
+
+    def result(
+        available: bool, reason: ModelAdapterReason, message: str
+    ) -> tuple[list[Condition], ServingStatus]:
+        conditions = set_condition(
+            previous,
+            ModelAdapterConditionType.SERVING_AVAILABLE,
+            available,
+            reason,
+            message,
+            adapter.metadata.generation,
+            now,
+        )
+        return conditions, observed
+
+    if deployment is None:
+        return result(
+            False, ModelAdapterReason.DEPLOYMENT_PROGRESSING, f"Deployment {name} is not created yet"
+        )
+    if serving.replicas == 0:
+        return result(
+            False, ModelAdapterReason.SCALED_TO_ZERO, "serving.replicas is 0: the model is scaled down"
+        )
+    available = int(status.get("availableReplicas") or 0)
+    # Until the Deployment controller has seen the latest spec, its counts describe the previous one.
+    current = int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
+    if current and available >= serving.replicas:
+        return result(
+            True,
+            ModelAdapterReason.DEPLOYMENT_AVAILABLE,
+            f"{available}/{serving.replicas} replicas available at {endpoint_url(adapter)}",
+        )
+    unschedulable = unschedulable_message(pods)
+    if unschedulable is not None:
+        return result(False, ModelAdapterReason.UNSCHEDULABLE, unschedulable)
+    failure = _deployment_failure(deployment) or waiting_message(pods)
+    if failure is not None:
+        return result(False, ModelAdapterReason.DEPLOYMENT_UNAVAILABLE, failure)
+    return result(
+        False,
+        ModelAdapterReason.DEPLOYMENT_PROGRESSING,
+        f"{available}/{serving.replicas} replicas available, {observed.ready_replicas} ready",
+    )
+
+
+def _serving(adapter: ModelAdapter) -> Serving:
+    if adapter.spec.serving is None:
+        raise ValueError(f"ModelAdapter {adapter.metadata.name!r} has no serving block")
+    return adapter.spec.serving
+
+
+def _name(adapter: ModelAdapter) -> str:
+    if not adapter.metadata.name:
+        raise ValueError("a ModelAdapter needs metadata.name to be served")
+    return adapter.metadata.name
+
+
+def _namespace(adapter: ModelAdapter) -> str:
+    if not adapter.metadata.namespace:
+        raise ValueError(f"ModelAdapter {adapter.metadata.name!r} needs metadata.namespace to be served")
+    return adapter.metadata.namespace
