@@ -16,6 +16,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from jesus_adapters.classify import ErrorDetail, classify_failure
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.estimate import estimate_usage
 from jesus_adapters.profiles import ProviderProfile
@@ -276,6 +277,15 @@ class OpenAIChatAdapter:
             raise self._malformed(f"answer is not a chat completion but {type(completion).__name__}")
         try:
             choices = completion.choices
+            embedded_error = (completion.model_extra or {}).get("error")
+            if not choices and embedded_error:
+                # Some compatible servers answer 200 with an error object instead of a completion.
+                raise classify_failure(
+                    provider=self.provider,
+                    status=None,
+                    detail=ErrorDetail.from_body({"error": embedded_error}),
+                    wording=self._profile.error_wording,
+                )
             if not choices:
                 raise self._malformed("answer has no choices")
             message = choices[0].message

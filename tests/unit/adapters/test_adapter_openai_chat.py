@@ -546,3 +546,12 @@ async def test_a_profile_that_cannot_stream_answers_a_stream_in_one_piece() -> N
     assert isinstance(events[0], TextDelta)
     assert events[0].text == "all at once"
     assert fake.requests[0].json.get("stream") is not True
+
+
+async def test_an_error_object_in_a_200_answer_is_classified(endpoint: Endpoint) -> None:
+    endpoint.fake.script(Raw(json.dumps({"error": {"message": "Model is loading", "type": "server_error"}})))
+
+    error = await failure_of(endpoint.adapter)
+
+    assert error.kind is ErrorKind.OVERLOADED
+    assert error.message == "Model is loading"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jesus_adapters import AdapterError, ErrorKind, Message, ToolCall
 from jesus_adapters.anthropic_messages import to_anthropic_messages
@@ -12,6 +15,25 @@ from jesus_adapters.openai_chat import decode_arguments, to_openai_messages
 
 CALL_A = ToolCall(id="call_a", name="lookup", arguments={"word": "haiku"})
 CALL_B = ToolCall(id="call_b", name="lookup", arguments={"word": "tanka"})
+
+words = st.text(alphabet="abc xyz", max_size=12)
+call_ids = st.from_regex(r"call_[a-z0-9]{1,6}", fullmatch=True)
+tool_calls = st.builds(ToolCall, id=call_ids, name=st.just("lookup"), arguments=st.just({"word": "haiku"}))
+messages = st.one_of(
+    st.builds(Message, role=st.sampled_from(["system", "user"]), content=words),
+    st.builds(
+        Message,
+        role=st.just("assistant"),
+        content=words,
+        tool_calls=st.lists(tool_calls, max_size=2).map(tuple),
+    ),
+    st.builds(
+        Message,
+        role=st.just("tool"),
+        content=words,
+        tool_call_id=call_ids,
+    ),
+)
 
 
 def test_anthropic_gets_system_apart_and_all_tool_results_in_one_user_turn() -> None:
@@ -77,3 +99,22 @@ def test_tool_arguments_that_are_not_an_object_are_malformed(raw: str) -> None:
 
     assert caught.value.kind is ErrorKind.MALFORMED_RESPONSE
     assert "'lookup'" in caught.value.message
+
+
+@given(st.lists(messages, max_size=12))
+def test_anthropic_turns_alternate_and_lose_nothing(conversation: list[Message]) -> None:
+    system, turns = to_anthropic_messages(tuple(conversation))
+
+    roles = [turn["role"] for turn in turns]
+    assert all(first != second for first, second in itertools.pairwise(roles))
+    blocks = [block for turn in turns for block in turn["content"]]
+    assert [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"] == [
+        m.tool_call_id for m in conversation if m.role == "tool"
+    ]
+    assert [b["id"] for b in blocks if b["type"] == "tool_use"] == [
+        call.id for m in conversation for call in m.tool_calls
+    ]
+    assert [b["text"] for b in blocks if b["type"] == "text"] == [
+        m.content for m in conversation if m.role in ("user", "assistant") and m.content
+    ]
+    assert system == "\n\n".join(m.content for m in conversation if m.role == "system")
