@@ -14,9 +14,10 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
-from mcp import Client, StdioServerParameters
+from mcp import Client, StdioServerParameters, stdio_client
+from mcp.client import Transport
 from mcp.types import CallToolResult, TextContent
 
 from jesus_adapters.types import ToolSpec
@@ -94,8 +95,16 @@ class ToolBox:
     Open and close it in the same task: the MCP client's transports hold task-scoped resources.
     """
 
-    def __init__(self, servers: tuple[ToolServerSpec, ...], *, connect_timeout_seconds: float = 20.0) -> None:
+    def __init__(
+        self,
+        servers: tuple[ToolServerSpec, ...],
+        *,
+        connect_timeout_seconds: float = 20.0,
+        errlog: TextIO | None = None,
+    ) -> None:
         self.servers = servers
+        # Where stdio servers' stderr goes: the process's real stderr, even when sys.stderr is replaced.
+        self.errlog = errlog or sys.__stderr__ or sys.stderr
         self.connect_timeout_seconds = connect_timeout_seconds
         self.specs: tuple[ToolSpec, ...] = ()
         self.calls: list[ToolCallRecord] = []
@@ -118,7 +127,7 @@ class ToolBox:
             log.warning("Closing tool servers failed error=%s", exc)
 
     async def _connect(self, server: ToolServerSpec) -> None:
-        client = Client(_target(server), read_timeout_seconds=server.timeout_seconds)
+        client = Client(_target(server, self.errlog), read_timeout_seconds=server.timeout_seconds)
         try:
             async with asyncio.timeout(self.connect_timeout_seconds):
                 await self._stack.enter_async_context(client)
@@ -191,7 +200,7 @@ class ToolBox:
         return _as_result(answer)
 
 
-def _target(server: ToolServerSpec) -> StdioServerParameters | str:
+def _target(server: ToolServerSpec, errlog: TextIO) -> Transport | str:
     if server.transport == "http":
         if not server.url:
             raise ToolServerError(f"tool server {server.name!r} uses http but names no url")
@@ -202,7 +211,9 @@ def _target(server: ToolServerSpec) -> StdioServerParameters | str:
     # The server inherits PATH and the like but not the runner's secrets: only what the spec names.
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "PYTHONPATH") if key in os.environ}
     env.update(server.env)
-    return StdioServerParameters(command=command, args=list(server.args), env=env)
+    return stdio_client(
+        StdioServerParameters(command=command, args=list(server.args), env=env), errlog=errlog
+    )
 
 
 def _as_result(answer: CallToolResult) -> ToolResult:
