@@ -13,7 +13,7 @@ from anthropic import types as wire
 
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.profiles import ProviderProfile
-from jesus_adapters.sdk_errors import SdkExceptions, map_sdk_error
+from jesus_adapters.sdk_errors import SHAPE_ERRORS, SdkExceptions, map_sdk_error
 from jesus_adapters.types import (
     AdapterConfig,
     ChatRequest,
@@ -222,7 +222,10 @@ class AnthropicAdapter:
                     break
                 except Exception as exc:
                     raise self._error(exc) from exc
-                text = assembly.add(event)
+                try:
+                    text = assembly.add(event)
+                except SHAPE_ERRORS as exc:
+                    raise self._malformed(f"stream event lacks a field or has a bad value: {exc}") from exc
                 if text:
                     yield TextDelta(text)
         finally:
@@ -279,7 +282,7 @@ class AnthropicAdapter:
                 input_tokens=_input_tokens(message.usage), output_tokens=int(message.usage.output_tokens)
             )
             return self._finish(text, tool_calls, message.stop_reason, usage, message.model)
-        except (AttributeError, TypeError) as exc:
+        except SHAPE_ERRORS as exc:
             # The SDK builds models without validation; a missing field surfaces here.
             raise self._malformed(f"answer lacks a field: {exc}") from exc
 

@@ -20,7 +20,7 @@ from jesus_adapters.classify import ErrorDetail, classify_failure
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.estimate import estimate_usage
 from jesus_adapters.profiles import ProviderProfile
-from jesus_adapters.sdk_errors import SdkExceptions, map_sdk_error
+from jesus_adapters.sdk_errors import SHAPE_ERRORS, SdkExceptions, map_sdk_error
 from jesus_adapters.types import (
     AdapterConfig,
     ChatRequest,
@@ -235,7 +235,10 @@ class OpenAIChatAdapter:
                     break
                 except Exception as exc:
                     raise self._error(exc) from exc
-                text = assembly.add(chunk)
+                try:
+                    text = assembly.add(chunk)
+                except SHAPE_ERRORS as exc:
+                    raise self._malformed(f"stream event lacks a field or has a bad value: {exc}") from exc
                 if text:
                     yield TextDelta(text)
         finally:
@@ -306,7 +309,7 @@ class OpenAIChatAdapter:
                 model=completion.model,
                 request=request,
             )
-        except AttributeError as exc:
+        except SHAPE_ERRORS as exc:
             # The SDK builds models without validation; a missing field surfaces here.
             raise self._malformed(f"answer lacks a field: {exc}") from exc
 

@@ -20,6 +20,10 @@ from jesus_adapters.classify import ErrorDetail, classify_failure
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.profiles import ErrorWording
 
+# What reading an answer the SDK built without validation raises when the answer has the wrong
+# shape: a missing field (AttributeError), a wrong type (TypeError), a bad number (ValueError).
+SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+
 
 @dataclass(frozen=True, slots=True)
 class SdkExceptions:

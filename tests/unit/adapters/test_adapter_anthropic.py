@@ -385,3 +385,25 @@ async def test_extra_headers_are_sent(fake: FakeProvider) -> None:
     await adapter.aclose()
 
     assert fake.requests[0].headers["x-run"] == "run-7"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ("message_start", {"type": "message_start"}),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "x"}},
+        ),
+    ],
+    ids=["message-start-without-message", "delta-without-index"],
+)
+async def test_a_malformed_stream_event_is_malformed_response(
+    fake: FakeProvider, adapter: ModelAdapter, event: tuple[str, dict[str, object]]
+) -> None:
+    name, data = event
+    fake.script(Raw(f"event: {name}\ndata: {json.dumps(data)}\n\n", content_type="text/event-stream"))
+
+    error = await failure_of(adapter, stream=True)
+
+    assert error.kind is ErrorKind.MALFORMED_RESPONSE

@@ -555,3 +555,27 @@ async def test_an_error_object_in_a_200_answer_is_classified(endpoint: Endpoint)
 
     assert error.kind is ErrorKind.OVERLOADED
     assert error.message == "Model is loading"
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0}]},
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [],
+            "usage": {"prompt_tokens": "lots"},
+        },
+        "this is not json",
+    ],
+    ids=["choice-without-delta", "usage-not-a-number", "not-json"],
+)
+async def test_a_malformed_stream_chunk_is_malformed_response(endpoint: Endpoint, chunk: object) -> None:
+    data = chunk if isinstance(chunk, str) else json.dumps(chunk)
+    endpoint.fake.script(Raw(f"data: {data}\n\ndata: [DONE]\n\n", content_type="text/event-stream"))
+
+    error = await failure_of(endpoint.adapter, stream=True)
+
+    assert error.kind is ErrorKind.MALFORMED_RESPONSE
