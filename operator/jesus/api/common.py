@@ -12,7 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
 from jesus.api.rules import VALIDATIONS_KEY, CelRule, ListType
@@ -112,9 +112,23 @@ def format_micros(micros: int, *, places: int = 2) -> str:
 
 
 def _add_model_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    """Model-level CEL rules, and defaults built by factories, into the model's JSON Schema.
+
+    pydantic leaves `default_factory` values out of the schema; the API server should apply them too.
+    """
     rules: tuple[CelRule, ...] = getattr(cls, "cel_rules", ())
     if rules:
         schema.setdefault(VALIDATIONS_KEY, []).extend(rule.to_schema() for rule in rules)
+    properties = schema.get("properties", {})
+    for name, info in cls.model_fields.items():
+        if info.default_factory is None or info.default_factory_takes_validated_data:
+            continue
+        key = info.alias if info.alias in properties else name
+        if key in properties:
+            value = info.default_factory()
+            properties[key]["default"] = TypeAdapter(Any).dump_python(
+                value, mode="json", by_alias=True, exclude_none=True
+            )
 
 
 class ApiModel(BaseModel):
