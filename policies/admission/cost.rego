@@ -12,7 +12,7 @@ deny contains "the run's maximum cost is unknown: the input has no run.cost.maxM
 run_cost := input.run.cost.maxMicros if is_number(input.run.cost.maxMicros)
 
 deny contains reason if {
-	ceiling := team_setting("maxRunCostMicros")
+	ceiling := team_settings.maxRunCostMicros
 	run_cost > ceiling
 	reason := sprintf(
 		"maximum cost %s exceeds the per-run limit %s for team \"%s\"",

@@ -33,16 +33,11 @@ warn contains reason if {
 	])
 }
 
-# The adapters on the run's chain that exist.
-chain_adapters contains adapter if {
-	some adapter in input.adapters
-	adapter.found
-}
+# The adapters on the run's chain that exist. (Arrays, not sets: a set of objects makes the engine
+# compare whole adapters, which the embedded engine does slowly.)
+chain_adapters := [adapter | some adapter in input.adapters; adapter.found]
 
 # The adapters the router may send this run to: on the chain, existing, and cleared for its data.
-reachable_adapters contains adapter if {
-	some adapter in chain_adapters
-	accepts_run_data(adapter)
-}
+reachable_adapters := [adapter | some adapter in chain_adapters; accepts_run_data(adapter)]
 
 accepts_run_data(adapter) if input.run.dataClassification in object.get(adapter, "dataClassifications", [])

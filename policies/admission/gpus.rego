@@ -3,7 +3,7 @@
 package jesus.admission
 
 deny contains reason if {
-	ceiling := team_setting("maxGpusPerRun")
+	ceiling := team_settings.maxGpusPerRun
 	some adapter in reachable_adapters
 	adapter.gpus.count > ceiling
 	reason := sprintf(

@@ -3,7 +3,7 @@ package jesus.admission
 
 deny contains reason if {
 	some tool in input.run.tools
-	allowed := team_setting("allowedTools")
+	allowed := team_settings.allowedTools
 	not tool.name in allowed
 	reason := concat("", [
 		sprintf("MCP tool server \"%s\" is not allowed for team \"%s\"", [tool.name, input.owner.team]),

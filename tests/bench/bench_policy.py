@@ -1,0 +1,105 @@
+"""Admission decision latency: the embedded engine (rego-cpp in process) and a real OPA server.
+
+Prints P50/P99 (and mean, max) per engine over the inputs of the Rego tests, cycled. Run:
+
+    .venv/bin/python tests/bench/bench_policy.py [--iterations 3000] [--warmup 200]
+
+The OPA server is the pinned binary (built into the cache if needed), on 127.0.0.1, asked over HTTP
+through the same client the operator uses, one request at a time. Figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from jesus.devcluster.toolchain import ensure_tool
+from jesus.policy import EmbeddedEngine, OpaServerEngine
+from jesus.policy.opa_process import OpaServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = ROOT / "policies"
+
+
+def rego_test_inputs(opa: Path) -> list[dict[str, Any]]:
+    """The inputs the Rego tests use: admitted runs, denials for every rule, failures of each kind."""
+    result = subprocess.run(
+        [str(opa), "eval", "--data", str(POLICIES), "--format", "raw", "data.jesus.admission_test.cases"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cases: dict[str, Any] = json.loads(result.stdout)
+    return [cases[name] for name in sorted(cases)]
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of already sorted values."""
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def summarise(name: str, seconds: list[float]) -> str:
+    values = sorted(s * 1000 for s in seconds)
+    return (
+        f"{name:<12} n={len(values):>6}  p50={percentile(values, 0.50):7.3f} ms  "
+        f"p99={percentile(values, 0.99):7.3f} ms  mean={statistics.fmean(values):7.3f} ms  "
+        f"max={values[-1]:7.3f} ms"
+    )
+
+
+async def measure(
+    decide: Callable[[dict[str, Any]], Awaitable[Any]],
+    inputs: list[dict[str, Any]],
+    iterations: int,
+    warmup: int,
+) -> list[float]:
+    """Latency of each of `iterations` decisions (after `warmup` unmeasured ones), inputs cycled."""
+    for i in range(warmup):
+        await decide(inputs[i % len(inputs)])
+    timings = []
+    for i in range(iterations):
+        document = inputs[i % len(inputs)]
+        started = time.perf_counter()
+        decision = await decide(document)
+        timings.append(time.perf_counter() - started)
+        if decision.error is not None:
+            raise SystemExit(f"no decision during the benchmark: {decision.error}")
+    return timings
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args()
+
+    opa = ensure_tool("opa")
+    inputs = rego_test_inputs(opa)
+    print(f"{len(inputs)} distinct inputs (the Rego test cases), {args.iterations} decisions per engine")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    embedded = EmbeddedEngine.from_directory(POLICIES)
+    embedded_times = await measure(embedded.decide, inputs, args.iterations, args.warmup)
+
+    with OpaServerProcess(opa, POLICIES) as server:
+        async with OpaServerEngine(server.url, timeout_seconds=5.0) as remote:
+            server_times = await measure(remote.decide, inputs, args.iterations, args.warmup)
+
+    print(summarise("embedded", embedded_times))
+    print(summarise("opa-server", server_times))
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
