@@ -356,6 +356,7 @@ class OpenAIChatAdapter:
         if finish_reason is None:
             raise self._malformed(f"unknown finish reason {raw_finish_reason!r}")
         tool_calls = self._tool_calls(raw_calls, truncated=finish_reason == "length")
+        estimated = usage is None
         if usage is None:
             log.warning(
                 "Estimated usage, the server reported none provider=%s model=%s", self.provider, self.model
@@ -378,4 +379,5 @@ class OpenAIChatAdapter:
             usage=usage,
             model=model or self.model,
             provider=self.provider,
+            usage_estimated=estimated,
         )

@@ -75,9 +75,8 @@ class ScriptedAdapter:
                 )
             reply = self._replies[self._next]
             self._next += 1
-        usage = reply.usage
-        if usage == Usage():
-            usage = estimate_usage(request, reply.content, reply.tool_calls)
+        estimated = reply.usage == Usage()
+        usage = estimate_usage(request, reply.content, reply.tool_calls) if estimated else reply.usage
         return ChatResponse(
             content=reply.content,
             tool_calls=reply.tool_calls,
@@ -85,6 +84,7 @@ class ScriptedAdapter:
             usage=usage,
             model=reply.model or self.model,
             provider=self.provider,
+            usage_estimated=estimated,
         )
 
     async def stream(self, request: ChatRequest, *, timeout_seconds: float) -> AsyncIterator[StreamEvent]:

@@ -88,7 +88,11 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
-    """A complete answer: text and/or tool calls, why it stopped, and usage."""
+    """A complete answer: text and/or tool calls, why it stopped, and usage.
+
+    `usage_estimated` is true when the provider reported no usage and the adapter estimated it
+    (dry runs, servers that do not report usage on streams).
+    """
 
     content: str
     tool_calls: tuple[ToolCall, ...]
@@ -96,6 +100,7 @@ class ChatResponse:
     usage: Usage
     model: str
     provider: str
+    usage_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ async def test_usage_is_estimated_when_the_script_gives_none() -> None:
     response = await adapter.complete(request, timeout_seconds=1)
 
     assert response.usage == estimate_usage(request, "x" * 400, ())
+    assert response.usage_estimated
     assert response.usage.output_tokens == 400 // CHARS_PER_TOKEN
 
 
@@ -80,6 +81,7 @@ async def test_scripted_usage_is_kept() -> None:
     response = await adapter.complete(chat_request(), timeout_seconds=1)
 
     assert response.usage == usage
+    assert not response.usage_estimated
 
 
 async def test_a_dry_run_costs_what_the_real_call_would() -> None:
