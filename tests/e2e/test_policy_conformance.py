@@ -7,17 +7,16 @@ and any difference in any decision fails the test. Both engines must also fail c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.unit.policy.builders import build_hosted_adapter, build_input, build_run, build_served_adapter
 
 from jesus.devcluster.toolchain import ensure_tool
 from jesus.policy import EmbeddedEngine, OpaServerEngine, PolicyLoadError
@@ -31,16 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 EXAMPLES = ROOT / "examples"
 CASES_REF = "data.jesus.admission_test.cases"
-
-
-def _load_builders() -> ModuleType:
-    # The unit tests' builders, loaded by path: tests/ is not a package, and this check is about the
-    # very objects those tests build.
-    spec = importlib.util.spec_from_file_location("policy_builders", ROOT / "tests/unit/policy/builders.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +129,8 @@ async def test_every_example_gets_the_same_decision_from_both_engines(
 
 
 def test_the_rego_tests_use_the_document_build_policy_input_builds(rego_cases: dict[str, Any]) -> None:
-    builders = _load_builders()
-    adapters = {
-        "claude": builders.build_hosted_adapter(ready=True),
-        "llama": builders.build_served_adapter(ready=True),
-    }
-    assert builders.build_input(adapters=adapters) == rego_cases["admitted"]
+    adapters = {"claude": build_hosted_adapter(ready=True), "llama": build_served_adapter(ready=True)}
+    assert build_input(adapters=adapters) == rego_cases["admitted"]
 
 
 async def test_failing_builtin_fails_closed_in_both_engines(opa: Path, tmp_path: Path) -> None:
@@ -155,7 +140,7 @@ async def test_failing_builtin_fails_closed_in_both_engines(opa: Path, tmp_path:
     (policies / "admission" / "divide.rego").write_text(
         'package jesus.admission\n\ndeny contains "never" if 1 / count(input.run.tools) > 5\n'
     )
-    document = _load_builders().build_input(run=_load_builders().build_run(tools=[]))
+    document = build_input(run=build_run(tools=[]))
     local_decision = EmbeddedEngine.from_directory(policies).evaluate(document)
     with OpaServerProcess(opa, policies) as server:
         async with OpaServerEngine(server.url) as remote:
@@ -169,7 +154,7 @@ async def test_failing_builtin_fails_closed_in_both_engines(opa: Path, tmp_path:
 async def test_missing_site_data_denies_in_both_engines(opa: Path, tmp_path: Path) -> None:
     policies = Path(shutil.copytree(POLICIES, tmp_path / "policies"))
     (policies / "data.json").unlink()
-    document = _load_builders().build_input()
+    document = build_input()
     local_decision = EmbeddedEngine.from_directory(policies).evaluate(document)
     with OpaServerProcess(opa, policies) as server:
         async with OpaServerEngine(server.url) as remote:
@@ -191,7 +176,7 @@ async def test_stopped_server_fails_closed(opa: Path) -> None:
     with OpaServerProcess(opa, POLICIES) as server:
         url = server.url
     async with OpaServerEngine(url, timeout_seconds=2.0) as remote:
-        decision = await remote.decide(_load_builders().build_input())
+        decision = await remote.decide(build_input())
     assert not decision.allow
     assert decision.error is not None
     assert "unreachable" in decision.error
