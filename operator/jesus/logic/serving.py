@@ -239,11 +239,12 @@ def _with_digest(obj: JsonObject) -> JsonObject:
 
 
 def needs_update(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether the live object was built from something other than `desired` (or by someone else)."""
+    """Whether the live object was built from something other than `desired` (or by someone else), or
+    was scaled by hand: the adapter's `serving.replicas` decides how many GPUs the model holds."""
     annotations = live.get("metadata", {}).get("annotations") or {}
-    return bool(
-        annotations.get(SPEC_DIGEST_ANNOTATION) != desired["metadata"]["annotations"][SPEC_DIGEST_ANNOTATION]
-    )
+    if annotations.get(SPEC_DIGEST_ANNOTATION) != desired["metadata"]["annotations"][SPEC_DIGEST_ANNOTATION]:
+        return True
+    return bool(live.get("spec", {}).get("replicas") != desired["spec"].get("replicas"))
 
 
 def update_patch(desired: Mapping[str, Any]) -> JsonObject:
@@ -253,13 +254,18 @@ def update_patch(desired: Mapping[str, Any]) -> JsonObject:
     again is harmless.
     """
     metadata = desired["metadata"]
+    spec = desired["spec"]
+    pod_spec = spec.get("template", {}).get("spec")
+    if pod_spec is not None and "affinity" not in pod_spec:
+        # A merge patch keeps keys it does not mention: an affinity from an earlier gpu.type must go.
+        spec = {**spec, "template": {**spec["template"], "spec": {**pod_spec, "affinity": None}}}
     return {
         "metadata": {
             "labels": metadata["labels"],
             "annotations": metadata["annotations"],
             "ownerReferences": metadata["ownerReferences"],
         },
-        "spec": desired["spec"],
+        "spec": spec,
     }
 
 
@@ -284,6 +290,14 @@ def ownership(live: Mapping[str, Any], adapter: ModelAdapter) -> Ownership:
     if any(ref.get("uid") == adapter.metadata.uid for ref in controllers):
         return Ownership.OURS
     return Ownership.FOREIGN
+
+
+def controller_of(live: Mapping[str, Any]) -> str:
+    """ "Kind name" of the object that controls `live`, for messages."""
+    for ref in live.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return f"{ref.get('kind')} {ref.get('name')}"
+    return "nobody"
 
 
 # --- observation -------------------------------------------------------------------------------
@@ -392,6 +406,28 @@ def serving_status(
         ModelAdapterReason.DEPLOYMENT_PROGRESSING,
         f"{available}/{serving.replicas} replicas available, {observed.ready_replicas} ready",
     )
+
+
+def serving_conflict(
+    adapter: ModelAdapter, live: Mapping[str, Any], *, now: datetime
+) -> tuple[list[Condition], ServingStatus]:
+    """ServingAvailable False when a Deployment or Service of our name belongs to another object."""
+    serving = _serving(adapter)
+    name = serving_name(_name(adapter))
+    message = (
+        f"{live.get('kind', 'object')} {name} already exists and is controlled by {controller_of(live)}; "
+        "rename the adapter or remove that object"
+    )
+    conditions = set_condition(
+        adapter.status.conditions if adapter.status else None,
+        ModelAdapterConditionType.SERVING_AVAILABLE,
+        False,
+        ModelAdapterReason.DEPLOYMENT_CONFLICT,
+        message,
+        adapter.metadata.generation,
+        now,
+    )
+    return conditions, ServingStatus(deployment_name=name, service_name=name, replicas=serving.replicas)
 
 
 def _serving(adapter: ModelAdapter) -> Serving:

@@ -30,6 +30,7 @@ from jesus.logic.serving import (
     model_argument,
     needs_update,
     ownership,
+    serving_conflict,
     serving_name,
     serving_status,
     update_patch,
@@ -202,8 +203,26 @@ def test_a_spec_change_is_an_update_and_the_same_spec_is_not() -> None:
     assert needs_update(first, desired)
     patch = update_patch(desired)
     assert patch["spec"]["replicas"] == 3
-    assert not needs_update({"metadata": patch["metadata"]}, desired)
+    assert not needs_update(patch, desired)
     assert needs_update({"metadata": {}}, desired)
+
+
+def test_a_hand_scaled_deployment_is_scaled_back() -> None:
+    desired = build_inference_deployment(live(vllm_adapter()))
+    scaled = {**desired, "spec": {**desired["spec"], "replicas": 5}}
+    assert needs_update(scaled, desired)
+
+
+def test_the_update_patch_removes_an_affinity_the_adapter_no_longer_asks_for() -> None:
+    typed = build_inference_deployment(live(vllm_adapter()))
+    assert "affinity" in typed["spec"]["template"]["spec"]
+    untyped = build_inference_deployment(live(drop_field(vllm_adapter(), "spec.serving.gpu.type")))
+    assert needs_update(typed, untyped)
+    assert update_patch(untyped)["spec"]["template"]["spec"]["affinity"] is None
+    assert (
+        update_patch(typed)["spec"]["template"]["spec"]["affinity"]
+        == typed["spec"]["template"]["spec"]["affinity"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -374,3 +393,16 @@ def test_the_transition_time_moves_only_when_availability_flips() -> None:
     flipped, _ = serving_status(adapter, deployment_state(available=1), [], now=T0 + timedelta(minutes=2))
     assert flipped[0].status == "True"
     assert flipped[0].last_transition_time == "2026-11-22T10:02:00Z"
+
+
+def test_a_foreign_deployment_of_our_name_is_a_conflict_naming_its_controller() -> None:
+    foreign = {
+        "kind": "Deployment",
+        "metadata": {"ownerReferences": [{"kind": "ModelAdapter", "name": "llama-old", "controller": True}]},
+    }
+    conditions, status = serving_conflict(live(vllm_adapter()), foreign, now=T0)
+    [condition] = conditions
+    assert (condition.status, condition.reason) == ("False", ModelAdapterReason.DEPLOYMENT_CONFLICT)
+    assert "Deployment vllm-llama" in condition.message
+    assert "ModelAdapter llama-old" in condition.message
+    assert status.deployment_name == "vllm-llama"

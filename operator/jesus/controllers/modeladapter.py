@@ -1,0 +1,168 @@
+"""The ModelAdapter reconciler: credentials, and for a serving block the vLLM Deployment and Service.
+
+One level-based reconcile (`reconcile_adapter`) serves create, update, resume, the resync timer and
+the serving Deployment's events. It reads the adapter, makes the Deployment and Service match what
+`jesus.logic.serving` builds (create; or adopt and patch when the live one differs), observes the
+Deployment and its pods, and writes the status `jesus.logic.routes` computes, only when it changed.
+The children carry an ownerReference, so deleting the adapter garbage-collects them: no finalizer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import pydantic
+
+from jesus.api.common import GROUP, LABEL_MANAGED_BY, VERSION, ConditionStatus
+from jesus.api.modeladapter import ModelAdapter, ModelAdapterConditionType, ModelAdapterStatus
+from jesus.controllers.context import OperatorContext
+from jesus.controllers.kube import ConflictError, JsonObject, KubeError
+from jesus.logic import serving as serving_logic
+from jesus.logic.conditions import find_condition
+from jesus.logic.routes import ServingObservation, model_adapter_status
+
+logger = logging.getLogger(__name__)
+
+Events = list[tuple[str, str, str]]
+
+
+async def _ensure_child(
+    context: OperatorContext, adapter: ModelAdapter, desired: JsonObject, events: Events
+) -> tuple[JsonObject, bool]:
+    """The live child after making it match `desired`; the flag is False when another object owns it."""
+    kind, namespace, name = desired["kind"], desired["metadata"]["namespace"], desired["metadata"]["name"]
+    live, created = await context.kube.create_or_get(desired)
+    if created:
+        logger.info(
+            "Created inference %s name=%s namespace=%s adapter=%s",
+            kind,
+            name,
+            namespace,
+            adapter.metadata.name,
+        )
+        events.append(("Normal", f"Created{kind}", f"Created {kind} {name}"))
+        return live, True
+    owner = serving_logic.ownership(live, adapter)
+    if owner is serving_logic.Ownership.FOREIGN:
+        return live, False
+    if owner is serving_logic.Ownership.ORPHAN or serving_logic.needs_update(live, desired):
+        live = await context.kube.patch(kind, namespace, name, serving_logic.update_patch(desired))
+        verb = "Adopted" if owner is serving_logic.Ownership.ORPHAN else "Updated"
+        logger.info("%s inference %s name=%s namespace=%s", verb, kind, name, namespace)
+        events.append(("Normal", f"{verb}{kind}", f"{verb} {kind} {name}"))
+    return live, True
+
+
+async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events) -> ServingObservation:
+    """Create or update the Deployment and Service, then observe the Deployment and its pods."""
+    now = context.clock()
+    deployment, ours = await _ensure_child(
+        context, adapter, serving_logic.build_inference_deployment(adapter), events
+    )
+    if not ours:
+        return serving_logic.serving_conflict(adapter, deployment, now=now)
+    service, ours = await _ensure_child(
+        context, adapter, serving_logic.build_inference_service(adapter), events
+    )
+    if not ours:
+        return serving_logic.serving_conflict(adapter, service, now=now)
+    pods = await context.kube.list(
+        "Pod", adapter.metadata.namespace, labels=serving_logic.selector_labels(adapter)
+    )
+    return serving_logic.serving_status(adapter, deployment, pods, now=now)
+
+
+async def reconcile_adapter(context: OperatorContext, namespace: str, name: str) -> None:
+    """Bring one ModelAdapter's children and status up to date with what the cluster shows now."""
+    async with context.lock("ModelAdapter", namespace, name):
+        obj = await context.kube.get("ModelAdapter", namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            adapter = ModelAdapter.model_validate(obj)
+        except pydantic.ValidationError as exc:
+            raise kopf.PermanentError(f"ModelAdapter {namespace}/{name} is invalid: {exc}") from exc
+        events: Events = []
+        ref = adapter.spec.credentials_secret_ref
+        secret = await context.kube.get("Secret", namespace, ref.name) if ref is not None else None
+        observation = await _serve(context, adapter, events) if adapter.spec.serving is not None else None
+        status = model_adapter_status(adapter, secret=secret, serving=observation, now=context.clock())
+        await _write(context, obj, adapter, status, events)
+
+
+def _ready_event(before: ModelAdapterStatus, after: ModelAdapterStatus) -> tuple[str, str, str] | None:
+    old = find_condition(before.conditions, ModelAdapterConditionType.READY)
+    new = find_condition(after.conditions, ModelAdapterConditionType.READY)
+    if new is None or (old is not None and (old.status, old.reason) == (new.status, new.reason)):
+        return None
+    return ("Normal" if new.status == ConditionStatus.TRUE else "Warning", new.reason, new.message)
+
+
+async def _write(
+    context: OperatorContext,
+    obj: JsonObject,
+    adapter: ModelAdapter,
+    status: ModelAdapterStatus,
+    events: Events,
+) -> None:
+    before = adapter.status or ModelAdapterStatus()
+    if status != before:
+        ready = _ready_event(before, status)
+        if ready is not None:
+            events.append(ready)
+        body = {**obj, "status": status.to_kubernetes()}
+        try:
+            await context.kube.replace_status(body)
+        except ConflictError as exc:
+            raise kopf.TemporaryError(f"ModelAdapter changed while reconciling: {exc}", delay=0.2) from exc
+    for type_, reason, message in events:
+        try:
+            await context.kube.event(obj, type_=type_, reason=reason, message=message)
+        except KubeError as exc:  # an event is worth a log line, not a failed reconcile
+            logger.warning(
+                "Failed to record event adapter=%s reason=%s error=%s", obj["metadata"]["name"], reason, exc
+            )
+
+
+async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
+    try:
+        await reconcile_adapter(context, namespace, name)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
+
+
+def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """Add the ModelAdapter handlers to `registry`."""
+    resource = (GROUP, VERSION, "modeladapters")
+
+    @kopf.on.resume(*resource, id="modeladapter-resume", registry=registry)
+    @kopf.on.create(*resource, id="modeladapter-create", registry=registry)
+    @kopf.on.update(*resource, id="modeladapter-update", registry=registry)
+    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name)
+
+    # Secrets and pods are not watched (the operator would hold every Secret and every runner pod in
+    # memory); the timer notices a Secret created later, or a pod the scheduler could not place.
+    @kopf.timer(
+        *resource, id="modeladapter-resync", interval=context.settings.resync_seconds, registry=registry
+    )
+    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        id="modeladapter-deployment-event",
+        registry=registry,
+        labels={
+            "app.kubernetes.io/component": serving_logic.COMPONENT,
+            LABEL_MANAGED_BY: serving_logic.MANAGED_BY,
+        },
+    )
+    async def on_deployment(body: kopf.Body, **_: Any) -> None:
+        owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "ModelAdapter"]
+        for owner in owners:
+            await _reconcile_or_retry(context, body.metadata["namespace"], owner["name"])

@@ -1,0 +1,100 @@
+"""The RoutePolicy reconciler: which adapters of the chain exist and are ready.
+
+One level-based reconcile (`reconcile_route_policy`) serves create, update, resume, the resync timer,
+and every change of a ModelAdapter in the namespace (its Ready condition decides the chain's). Status
+is written only when it changed; runs whose policy has no ready adapter wait (the AgentRun reconciler
+reads the Ready condition written here).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import pydantic
+
+from jesus.api.common import GROUP, VERSION, ConditionStatus
+from jesus.api.modeladapter import ModelAdapter
+from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyStatus
+from jesus.controllers.context import OperatorContext
+from jesus.controllers.kube import ConflictError, KubeError
+from jesus.logic.conditions import find_condition
+from jesus.logic.routes import route_policy_status
+
+logger = logging.getLogger(__name__)
+
+
+async def _adapters(context: OperatorContext, namespace: str) -> dict[str, ModelAdapter]:
+    adapters: dict[str, ModelAdapter] = {}
+    for item in await context.kube.list("ModelAdapter", namespace):
+        name = item["metadata"]["name"]
+        try:
+            adapters[name] = ModelAdapter.model_validate(item)
+        except pydantic.ValidationError as exc:
+            # Left out, so the chain reports it as not found; its own reconciler reports why.
+            logger.warning("Skipped invalid ModelAdapter namespace=%s name=%s error=%s", namespace, name, exc)
+    return adapters
+
+
+async def reconcile_route_policy(context: OperatorContext, namespace: str, name: str) -> None:
+    """Resolve one RoutePolicy's chain against the adapters of its namespace and write the result."""
+    async with context.lock("RoutePolicy", namespace, name):
+        obj = await context.kube.get("RoutePolicy", namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            policy = RoutePolicy.model_validate(obj)
+        except pydantic.ValidationError as exc:
+            raise kopf.PermanentError(f"RoutePolicy {namespace}/{name} is invalid: {exc}") from exc
+        status = route_policy_status(policy, await _adapters(context, namespace), now=context.clock())
+        before = policy.status or RoutePolicyStatus()
+        if status == before:
+            return
+        try:
+            await context.kube.replace_status({**obj, "status": status.to_kubernetes()})
+        except ConflictError as exc:
+            raise kopf.TemporaryError(f"RoutePolicy changed while reconciling: {exc}", delay=0.2) from exc
+        old = find_condition(before.conditions, RoutePolicyConditionType.READY)
+        new = find_condition(status.conditions, RoutePolicyConditionType.READY)
+        if new is not None and (old is None or (old.status, old.reason) != (new.status, new.reason)):
+            logger.info(
+                "Resolved route chain namespace=%s name=%s ready=%s", namespace, name, status.resolved_chain
+            )
+            type_ = "Normal" if new.status == ConditionStatus.TRUE else "Warning"
+            try:
+                await context.kube.event(obj, type_=type_, reason=new.reason, message=new.message)
+            except KubeError as exc:
+                logger.warning("Failed to record event policy=%s reason=%s error=%s", name, new.reason, exc)
+
+
+async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
+    try:
+        await reconcile_route_policy(context, namespace, name)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
+
+
+def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """Add the RoutePolicy handlers to `registry`."""
+    resource = (GROUP, VERSION, "routepolicies")
+
+    @kopf.on.resume(*resource, id="routepolicy-resume", registry=registry)
+    @kopf.on.create(*resource, id="routepolicy-create", registry=registry)
+    @kopf.on.update(*resource, id="routepolicy-update", registry=registry)
+    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name)
+
+    @kopf.timer(
+        *resource, id="routepolicy-resync", interval=context.settings.resync_seconds, registry=registry
+    )
+    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name)
+
+    @kopf.on.event(GROUP, VERSION, "modeladapters", id="routepolicy-adapter-event", registry=registry)
+    async def on_adapter(body: kopf.Body, **_: Any) -> None:
+        namespace, adapter = body.metadata["namespace"], body.metadata["name"]
+        for item in await context.kube.list("RoutePolicy", namespace):
+            chain = [entry.get("adapterRef") for entry in item.get("spec", {}).get("chain", [])]
+            if adapter in chain:
+                await _reconcile_or_retry(context, namespace, item["metadata"]["name"])
