@@ -8,11 +8,16 @@ Run from the repository root:
 Overhead: the same local OpenAI-compatible upstream (the fake provider of tests/providers, in its
 own process) is called three ways, each through the official openai SDK:
   direct   the SDK calls the upstream;
+  adapter  the openai-compatible adapter (over the same SDK) calls it, without the router: the
+           difference between `library` and `adapter` is the router's own work;
   library  the in-process Router (chain, breaker, allowance, metering, metrics) calls it through the
            openai-compatible adapter, as `jesus run` does;
   service  the SDK calls `jesus router`'s HTTP service (its own process, uvicorn), which calls it, as
            a runner pod does. This path has one more HTTP hop than `direct`, and its figure says so.
 Each at 1 and at 100 concurrent calls; P50 and P99 latency, and the difference to `direct`.
+
+In-memory: the router over an adapter that answers at once without I/O, against calling that adapter
+directly: the router's own cost per call (breaker, allowance, record, metrics) with nothing else in it.
 
 Failover: a two-adapter chain whose primary fails by a 503, a refused connection, or a hang past the
 attempt timeout. The figure is the time from the failure's detection (the primary attempt's end, as
@@ -31,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,7 @@ from jesus.logic.routing import BreakerConfig, CallPrice, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
 from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
 from jesus_adapters import AdapterConfig, build_adapter
-from jesus_adapters.types import ChatRequest, Message
+from jesus_adapters.types import ChatRequest, ChatResponse, Message, StreamDone, StreamEvent, Usage
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench-run-token"
@@ -169,6 +174,7 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
         service_client = openai.AsyncOpenAI(
             base_url=f"http://127.0.0.1:{router_port}/v1", api_key=TOKEN, max_retries=0
         )
+        bare_adapter = _adapter(upstream)
         router = Router(
             {"up": RoutedAdapter("up", _adapter(upstream), PRICE)}, metrics=RouterMetrics(CollectorRegistry())
         )
@@ -181,6 +187,9 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
                 model="bench-model", messages=MESSAGES, max_tokens=64
             )  # type: ignore[arg-type]
 
+        async def adapter() -> object:
+            return await bare_adapter.complete(request, timeout_seconds=60)
+
         async def library() -> object:
             return await router.complete(plan, request, ledger)
 
@@ -192,7 +201,12 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for concurrency in (1, 100):
             series = {}
-            for name, call in (("direct", direct), ("library", library), ("service", service)):
+            for name, call in (
+                ("direct", direct),
+                ("adapter", adapter),
+                ("library", library),
+                ("service", service),
+            ):
                 series[name] = await measure(call, calls=calls, concurrency=concurrency, warmup=50)
             base = series["direct"]
             results[f"concurrency_{concurrency}"] = {
@@ -205,8 +219,13 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
                 }
                 for name, figures in series.items()
             }
+            results[f"concurrency_{concurrency}"]["router_own_p50_ms"] = round(
+                series["library"].p50_ms - series["adapter"].p50_ms, 3
+            )
         await direct_client.close()
         await service_client.close()
+        await bare_adapter.aclose()
+        await _close(router)
         return results
     finally:
         for process in (router_process, upstream_process):
@@ -253,6 +272,7 @@ async def bench_failover(trials: int) -> dict[str, Any]:
                 detections.append(detected_ms / 1000)
                 totals.append(record.latency_ms / 1000)
                 after_detection.append((record.latency_ms - detected_ms) / 1000)
+            await _close(router)
             results[case] = {
                 "trials": trials,
                 "detection_p50_ms": round(Figures.of(detections).p50_ms, 3),
@@ -275,12 +295,64 @@ async def bench_failover(trials: int) -> dict[str, Any]:
             (await router.complete(plan, request, RunLedger("bench"))).record.latency_ms / 1000
             for _ in range(trials)
         ]
+        await _close(router)
         results["breaker_open"] = {
             "trials": trials,
             "total_p50_ms": round(Figures.of(skipped).p50_ms, 3),
             "total_p99_ms": round(Figures.of(skipped).p99_ms, 3),
         }
     return results
+
+
+async def _close(router: Router) -> None:
+    for routed in router.adapters.values():
+        await routed.adapter.aclose()
+
+
+class _InstantAdapter:
+    """Answers at once, without I/O."""
+
+    provider = "instant"
+    model = "instant"
+
+    def __init__(self) -> None:
+        self.answer = ChatResponse("ok", (), "stop", Usage(12, 4), "instant", "instant")
+
+    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+        return self.answer
+
+    async def stream(self, request: ChatRequest, *, timeout_seconds: float) -> AsyncIterator[StreamEvent]:
+        yield StreamDone(self.answer)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def bench_in_memory(calls: int) -> dict[str, Any]:
+    """The router's own cost: the router over an instant adapter vs the adapter alone."""
+    adapter = _InstantAdapter()
+    router = Router(
+        {"instant": RoutedAdapter("instant", adapter, PRICE)}, metrics=RouterMetrics(CollectorRegistry())
+    )
+    plan = RoutePlan(chain=("instant",))
+    ledger = RunLedger("bench")
+    request = ChatRequest(messages=(Message("user", "hi"),), max_tokens=64)
+
+    async def bare() -> object:
+        return await adapter.complete(request, timeout_seconds=60)
+
+    async def routed() -> object:
+        return await router.complete(plan, request, ledger)
+
+    bare_figures = await measure(bare, calls=calls, concurrency=1, warmup=100)
+    routed_figures = await measure(routed, calls=calls, concurrency=1, warmup=100)
+    return {
+        "router_over_instant_adapter": {
+            "calls": calls,
+            "p50_us": round((routed_figures.p50_ms - bare_figures.p50_ms) * 1000, 1),
+            "p99_us": round((routed_figures.p99_ms - bare_figures.p99_ms) * 1000, 1),
+        }
+    }
 
 
 def _print(title: str, figures: dict[str, Any]) -> None:
@@ -316,10 +388,16 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.calls} calls per series")
     overhead = asyncio.run(bench_overhead(args.calls))
     _print("Overhead per call (ms; overhead = minus direct SDK to the same upstream)", overhead)
+    in_memory = asyncio.run(bench_in_memory(max(args.calls, 10_000)))
+    _print(
+        "Router's own cost per call (microseconds over calling the adapter directly)",
+        {"in_memory": in_memory},
+    )
     failover = asyncio.run(bench_failover(args.trials))
     _print("Failover (ms; attempt timeout 0.25 s, no retries)", {"cases": failover})
     if args.json is not None:
-        args.json.write_text(json.dumps({"overhead": overhead, "failover": failover}, indent=2) + "\n")
+        figures = {"overhead": overhead, "in_memory": in_memory, "failover": failover}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
