@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.cluster.harness import apply, install_crds
@@ -47,7 +48,7 @@ def record_spending(plane: ControlPlane, namespace: str, name: str, spent_micros
     )
 
 
-def plan_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+def plan_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
     code = main(["plan", *args, "--policies", str(POLICIES), "--output", "json"])
     return code, json.loads(capsys.readouterr().out)
 
@@ -68,10 +69,10 @@ def test_live_plan_uses_the_spending_recorded_in_the_cluster(
     live_code, live = plan_json(capsys, str(specs), "--live", "--kubeconfig", str(crds.kubeconfig))
 
     assert offline_code == 0
-    (offline_run,) = offline["runs"]  # type: ignore[misc]
+    (offline_run,) = offline["runs"]
     assert (offline_run["allowed"], offline_run["source"]) == (True, "specs")
     assert live_code == 1, json.dumps(live, indent=1)
-    (live_run,) = live["runs"]  # type: ignore[misc]
+    (live_run,) = live["runs"]
     assert (live_run["allowed"], live_run["source"]) == (False, "cluster")
     assert live_run["budgets"][0]["afterRun"]["spentMicros"] == 98_000_000
     reasons = live_run["reasons"]
