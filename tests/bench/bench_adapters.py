@@ -82,9 +82,9 @@ async def bench_openai(calls: int) -> None:
         async def direct() -> object:
             return await client.chat.completions.create(
                 model="test-model",
-                messages=messages,
+                messages=messages,  # type: ignore[arg-type]  # the adapters' plain dicts
                 max_tokens=256,
-                timeout=5,  # type: ignore[arg-type]
+                timeout=5,
             )
 
         complete, stream = adapter_calls(adapter)
@@ -103,9 +103,9 @@ async def bench_anthropic(calls: int) -> None:
             return await client.messages.create(
                 model="claude-haiku-4-5",
                 system=system,
-                messages=messages,
+                messages=messages,  # type: ignore[arg-type]  # the adapters' plain dicts
                 max_tokens=256,
-                timeout=5,  # type: ignore[arg-type]
+                timeout=5,
             )
 
         complete, stream = adapter_calls(adapter)

@@ -329,7 +329,7 @@ async def test_errors_are_adapter_errors_never_sdk_errors(fake: FakeProvider, ad
 async def test_a_tool_call_cut_by_max_tokens_is_dropped_not_malformed(
     fake: FakeProvider, adapter: ModelAdapter
 ) -> None:
-    message = {
+    message: dict[str, object] = {
         "id": "msg_1",
         "type": "message",
         "role": "assistant",
