@@ -1,0 +1,132 @@
+"""`jesus router` as a process, as the cluster runs it: specs in, admin registration, a runner over HTTP.
+
+The router answers through a real adapter (openai-compatible, official SDK) from a local fake
+provider; the runner side is the official openai SDK, the same client runner pods use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from tests.providers import Fail, FakeProvider, Reply, serve_openai
+from tests.unit.api.builders import openai_adapter, route_policy, scripted_adapter, to_yaml
+
+from jesus.runner import AgentTask, RunOutcome, execute_run
+from jesus.runner.http_model import RouterHttpModelClient
+
+pytestmark = pytest.mark.e2e
+
+JESUS = Path(sys.executable).parent / "jesus"
+ADMIN = "e2e-admin-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeProvider]:
+    """A fake OpenAI-compatible provider: the first call fails with 503, then it answers."""
+    async with serve_openai(
+        default=Reply(text="served by the upstream", input_tokens=30, output_tokens=6)
+    ) as fake:
+        fake.script(Fail(503, "overloaded"))
+        yield fake
+
+
+@pytest.fixture
+def router_url(tmp_path: Path, upstream: FakeProvider) -> Iterator[str]:
+    """`jesus router` over a chain: the upstream (503 once), then a scripted fallback."""
+    adapter = openai_adapter("upstream")
+    adapter["spec"] |= {"provider": "openai-compatible", "endpoint": upstream.base_url}
+    policy = route_policy("route", ("upstream", "backup"))
+    policy["spec"]["retries"] = {"maxAttempts": 1}
+    specs = tmp_path / "specs.yaml"
+    specs.write_text(to_yaml(adapter, scripted_adapter("backup", text="served by the backup"), policy))
+    port = _free_port()
+    environment = {**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-e2e"}
+    process = subprocess.Popen(
+        [
+            str(JESUS),
+            "router",
+            "--specs",
+            str(specs),
+            "--port",
+            str(port),
+            "--secrets-dir",
+            str(tmp_path / "none"),
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    raise RuntimeError(f"jesus router did not start:\n{output}") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def register(router_url: str, **limits: int) -> str:
+    async with httpx.AsyncClient(base_url=router_url, headers={"authorization": f"Bearer {ADMIN}"}) as admin:
+        answer = await admin.post("/admin/v1/runs", json={"run": "e2e", "routePolicy": "route", **limits})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["chain"] == ["default/upstream", "default/backup"]
+    return str(answer.json()["token"])
+
+
+async def test_a_runner_runs_through_the_router_process(router_url: str, upstream: FakeProvider) -> None:
+    token = await register(router_url, maxCostMicros=1_000_000)
+    model = RouterHttpModelClient(router_url, token)
+    try:
+        first = await execute_run(AgentTask(run="e2e", namespace="default", instructions="Say hi."), model)
+        second = await execute_run(AgentTask(run="e2e", namespace="default", instructions="Again."), model)
+    finally:
+        await model.aclose()
+    assert first.outcome is RunOutcome.SUCCEEDED
+    assert first.final_answer == "served by the backup"
+    assert first.fallbacks[0]["from"] == "default/upstream"
+    assert second.final_answer == "served by the upstream"
+    assert (second.input_tokens, second.output_tokens) == (30, 6)
+    assert second.cost_micros > 0
+    assert upstream.requests[-1].headers["authorization"] == "Bearer sk-e2e", "the router holds the key"
+
+
+async def test_the_router_process_streams_and_exports_metrics(router_url: str) -> None:
+    token = await register(router_url)
+    client = openai.AsyncOpenAI(base_url=f"{router_url}/v1", api_key=token, max_retries=0)
+    stream = await client.chat.completions.create(
+        model="route", messages=[{"role": "user", "content": "stream it"}], stream=True
+    )
+    pieces = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+    await client.close()
+    assert "".join(pieces) in {"served by the backup", "served by the upstream"}
+    async with httpx.AsyncClient(base_url=router_url) as plain:
+        metrics = (await plain.get("/metrics")).text
+        refused = await plain.post("/v1/chat/completions", json={"messages": []})
+    assert "jesus_router_calls_total" in metrics
+    assert refused.status_code == 401
+    assert json.loads(refused.text)["error"]["code"] == "Unauthenticated"
