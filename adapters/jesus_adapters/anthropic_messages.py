@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -229,7 +230,9 @@ class AnthropicAdapter:
                 if text:
                     yield TextDelta(text)
         finally:
-            await events.close()
+            # Closing a broken stream can fail too; the error that ended it is the one to report.
+            with contextlib.suppress(Exception):
+                await events.close()
         yield StreamDone(self._response_of_stream(assembly))
 
     async def aclose(self) -> None:

@@ -7,6 +7,7 @@ llama.cpp); the provider's `ProviderProfile` carries what differs between them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -242,7 +243,9 @@ class OpenAIChatAdapter:
                 if text:
                     yield TextDelta(text)
         finally:
-            await chunks.close()
+            # Closing a broken stream can fail too; the error that ended it is the one to report.
+            with contextlib.suppress(Exception):
+                await chunks.close()
         yield StreamDone(self._response_of_stream(assembly, request))
 
     async def aclose(self) -> None:
