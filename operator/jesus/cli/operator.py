@@ -22,6 +22,9 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
+    # Every API request at INFO is noise; our reconcilers log what they decide.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     runner = RunnerSettings(
         image=args.runner_image,
         router_url=args.router_url,

@@ -162,6 +162,12 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
         source="cluster",
         default_namespace=namespace,
     )
+    # The ledger decides budgets (a run that does not fit waits for money, it is not denied); the
+    # policy sees the figures as they were before this run's hold, and a denial gives the hold back.
+    chain = [adapters[e.adapter_ref] for e in route.spec.chain if e.adapter_ref in adapters]
+    amount = max_run_cost(run.spec.limits, chain).max_micros
+    if not await _reserve(context, step, run, budgets, amount):
+        return False
     decision = await context.policy.decide(policy_input)
     step.status.policy = PolicyDecision(
         allowed=decision.allow,
@@ -169,6 +175,8 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
         warnings=list(decision.warnings)[:64] or None,
         evaluated_at=format_time(step.now),
     )
+    if not decision.decided or not decision.allow:
+        await _release(context, step)
     if not decision.decided:
         step.condition(C.POLICY_ALLOWED, ConditionStatus.UNKNOWN, R.POLICY_UNAVAILABLE, decision.error or "")
         step.phase(Phase.WAITING, f"no policy decision, not admitted (fails closed): {decision.error}")
@@ -182,11 +190,6 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
     step.condition(
         C.POLICY_ALLOWED, True, R.POLICY_ALLOWED, "; ".join(decision.reasons) or "allowed by policy"
     )
-
-    chain = [adapters[e.adapter_ref] for e in route.spec.chain if e.adapter_ref in adapters]
-    amount = max_run_cost(run.spec.limits, chain).max_micros
-    if not await _reserve(context, step, run, budgets, amount):
-        return False
     step.condition(C.ADMITTED, True, R.ADMITTED, "dependencies, policy and budgets allow the run")
     step.status.spec_digest = spec_digest(obj["spec"])
     step.status.trace_id = runs.trace_id(run.metadata.uid or "")
@@ -228,6 +231,14 @@ async def _reserve(
     else:
         step.condition(C.BUDGET_RESERVED, True, R.NO_BUDGET, "no Budget covers this run")
     return True
+
+
+async def _release(context: OperatorContext, step: _Step) -> None:
+    """Give back every hold of this run (it will not start now)."""
+    key = _run_key(step.run)
+    for reservation in step.status.budget_reservations or []:
+        await context.ledger.release(reservation.namespace, reservation.budget, key)
+    step.status.budget_reservations = None
 
 
 async def _threshold_events(

@@ -41,6 +41,7 @@ RESOURCES: Mapping[str, Resource] = {
     "Service": Resource("/api", "v1", "services"),
     "Secret": Resource("/api", "v1", "secrets"),
     "ConfigMap": Resource("/api", "v1", "configmaps"),
+    "ServiceAccount": Resource("/api", "v1", "serviceaccounts"),
     "Pod": Resource("/api", "v1", "pods"),
     "Event": Resource("/api", "v1", "events"),
     "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),

@@ -13,7 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
 
 from jesus.api.agentrun import (
     AgentRun,
@@ -26,6 +28,7 @@ from jesus.api.agentrun import (
 )
 
 TERMINATION_MESSAGE_LIMIT = 4096
+_M = TypeVar("_M", bound=BaseModel)
 RESULT_VERSION = 1
 
 
@@ -90,13 +93,18 @@ class RunResult:
         return self.outcome == "Succeeded"
 
 
+def _adapter_name(key: object) -> str:
+    """The router keys adapters `<namespace>/<name>`; status names the ModelAdapter."""
+    return str(key or "none").rsplit("/", 1)[-1]
+
+
 def _call(call: Mapping[str, Any]) -> dict[str, Any]:
     fallbacks = [
-        {"adapter": f.get("from", ""), "errorClass": str(f.get("reason", ""))[:64]}
+        {"adapter": _adapter_name(f.get("from")), "errorClass": str(f.get("reason", ""))[:64]}
         for f in call.get("fallbacks", [])
     ]
     return {
-        "adapter": call.get("adapter") or "none",
+        "adapter": _adapter_name(call.get("adapter")),
         "model": call.get("model") or "",
         "fallbacks": fallbacks or None,
         "usage": {
@@ -129,6 +137,7 @@ def summarize_record(record: Mapping[str, Any], limit: int = TERMINATION_MESSAGE
         "artifacts": [
             {k: v for k, v in a.items() if k in ("name", "uri", "sizeBytes", "digest")}
             for a in record.get("artifacts", [])
+            if a.get("uri")
         ],
         "droppedCalls": 0,
     }
@@ -141,6 +150,17 @@ def summarize_record(record: Mapping[str, Any], limit: int = TERMINATION_MESSAGE
             summary["artifacts"].pop()
         text = json.dumps(summary, separators=(",", ":"))
     return text
+
+
+def _valid(model: type[_M], items: Sequence[Any]) -> list[_M]:
+    """The items that validate; one bad entry costs that entry, not the totals of the whole result."""
+    valid = []
+    for item in items:
+        try:
+            valid.append(model.model_validate(item))
+        except ValueError:
+            continue
+    return valid
 
 
 def parse_result(message: str | None) -> RunResult | None:
@@ -156,8 +176,8 @@ def parse_result(message: str | None) -> RunResult | None:
             input_tokens=int(usage.get("inputTokens", 0)),
             output_tokens=int(usage.get("outputTokens", 0)),
             cost_micros=int(data.get("costMicros", 0)),
-            calls=tuple(ModelCall.model_validate(c) for c in data.get("calls", [])),
-            artifacts=tuple(ArtifactRef.model_validate(a) for a in data.get("artifacts", [])),
+            calls=tuple(_valid(ModelCall, data.get("calls", []))),
+            artifacts=tuple(_valid(ArtifactRef, data.get("artifacts", []))),
             spec_digest=data.get("specDigest"),
         )
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -1,0 +1,133 @@
+"""A stand-in for the container runtime on kwok's simulated nodes, for Jesus's own pods.
+
+kwok marks scheduled pods Running but runs nothing. For pods labelled `jesus.dev/component` (the
+runner), this runtime runs the pod's own command with the pod's own environment (Secret references
+resolved) as a local process, then reports the exit code and the termination message as the pod's
+outcome, as a kubelet would. The production path Job -> pod -> runner -> router -> operator is then the
+path the tests exercise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jesus.controllers.kube import JsonObject, KubeClient
+from jesus.logic.manifests import LABEL_COMPONENT
+
+logger = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ProcessRuntime:
+    """Runs the Running pods of Jesus components in `namespace` as local processes."""
+
+    def __init__(self, kube: KubeClient, namespace: str, *, poll_seconds: float = 0.2) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.poll_seconds = poll_seconds
+        self.started: list[str] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._workdir = Path(tempfile.mkdtemp(prefix="jesus-runtime-"))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll for pods to run until `stop` is set; wait for the processes started."""
+        while not stop.is_set():
+            pods = await self.kube.list("Pod", self.namespace)
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                labels = pod["metadata"].get("labels", {})
+                if (
+                    LABEL_COMPONENT in labels
+                    and pod["status"].get("phase") == "Running"
+                    and name not in self._tasks
+                ):
+                    self.started.append(name)
+                    self._tasks[name] = asyncio.create_task(self._execute(pod))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_seconds)
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _env(self, pod: JsonObject, container: JsonObject, termination: Path) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")
+        }
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = item["value"]
+            elif "secretKeyRef" in item.get("valueFrom", {}):
+                ref = item["valueFrom"]["secretKeyRef"]
+                secret = await self.kube.get("Secret", pod["metadata"]["namespace"], ref["name"])
+                data = (secret or {}).get("data", {})
+                if ref["key"] in data:
+                    env[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        # Volumes are not mounted here: the paths the pod would write to become local directories.
+        env["JESUS_TERMINATION_MESSAGE_PATH"] = str(termination)
+        env["JESUS_ARTIFACT_DIR"] = str(termination.parent / "artifacts")
+        return env
+
+    async def _execute(self, pod: JsonObject) -> None:
+        name = pod["metadata"]["name"]
+        container = pod["spec"]["containers"][0]
+        directory = self._workdir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        termination = directory / "termination-log"
+        started = _now()
+        log = (directory / "output.log").open("wb")
+        try:
+            env = await self._env(pod, container, termination)
+            process = await asyncio.create_subprocess_exec(
+                *container["command"],
+                *container.get("args", []),
+                env=env,
+                cwd=directory,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            code = await process.wait()
+        except OSError as exc:
+            code = 127
+            termination.write_text(f"the container's command could not start: {exc}")
+        finally:
+            log.close()
+        message = termination.read_text()[:4096] if termination.exists() else ""
+        logger.info("Ran pod pod=%s/%s exit_code=%d", self.namespace, name, code)
+        await self._report(pod, code, message, started)
+
+    async def _report(self, pod: JsonObject, code: int, message: str, started: str) -> None:
+        container = pod["spec"]["containers"][0]
+        terminated: dict[str, Any] = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": started,
+            "finishedAt": _now(),
+        }
+        if message:
+            terminated["message"] = message
+        status = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "image": container["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
+        await self.kube.patch_status("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], status)

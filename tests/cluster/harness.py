@@ -1,0 +1,278 @@
+"""The operator's world on the test control plane: CRDs, the router and the operator as processes, and
+the stand-in container runtime that runs runner pods for real.
+
+Test objects come from builders here, not from copied YAML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from jesus.controllers.kube import KubeClient
+from jesus.devcluster import ControlPlane
+from jesus.devcluster.controlplane import free_port
+from jesus.devcluster.runtime import ProcessRuntime
+
+REPO = Path(__file__).resolve().parents[2]
+JESUS = [sys.executable, "-m", "jesus.cli"]
+ADMIN_TOKEN = "test-admin-token"
+
+
+def adapter(
+    name: str, *, replies: int = 50, errors: tuple[str, ...] = (), price: str = "1.00"
+) -> dict[str, Any]:
+    script: list[dict[str, Any]] = [{"error": {"class": e, "message": f"scripted {e}"}} for e in errors]
+    script += [{"text": f"{name} answered", "usage": {"inputTokens": 1000, "outputTokens": 200}}] * replies
+    return {
+        "apiVersion": "jesus.dev/v1alpha1",
+        "kind": "ModelAdapter",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": "scripted",
+            "model": f"{name}-model",
+            "pricing": {"inputPerMillionTokens": price, "outputPerMillionTokens": price},
+            "dataClassifications": ["public", "internal"],
+            "scripted": {"replies": script},
+        },
+    }
+
+
+def route(name: str, *adapters: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "jesus.dev/v1alpha1",
+        "kind": "RoutePolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "chain": [{"adapterRef": a} for a in adapters],
+            "failoverOn": ["RateLimited", "Overloaded", "Timeout", "Connection"],
+            "attemptTimeoutSeconds": 10,
+            "retries": {"maxAttempts": 1, "initialBackoffMilliseconds": 10, "maxBackoffMilliseconds": 20},
+        },
+    }
+
+
+def budget(
+    name: str, team: str, limit: str, *, thresholds: tuple[int, ...] = (75, 90, 100)
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "jesus.dev/v1alpha1",
+        "kind": "Budget",
+        "metadata": {"name": name},
+        "spec": {"scope": {"team": team}, "period": "Daily", "limit": limit, "thresholds": list(thresholds)},
+    }
+
+
+def agent_run(
+    name: str,
+    *,
+    team: str,
+    route_name: str,
+    max_cost: str = "0.10",
+    depends_on: tuple[str, ...] = (),
+    retries: int = 0,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "owner": {"user": "ada@example.com", "team": team},
+        "task": {"instructions": f"Say hello for {name}."},
+        "routePolicyRef": {"name": route_name},
+        "limits": {"maxCost": max_cost, "maxTurns": 2, "timeoutSeconds": 60},
+        "retryPolicy": {"maxRetries": retries, "backoffSeconds": 0},
+    }
+    if depends_on:
+        spec["dependsOn"] = list(depends_on)
+    return {"apiVersion": "jesus.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec}
+
+
+def apply(plane: ControlPlane, namespace: str, *objects: dict[str, Any]) -> None:
+    listing = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(listing))
+
+
+def get(plane: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = plane.kubectl("get", "-n", namespace, kind, name, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, what: str, describe: Callable[[], str] = str
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{describe()}")
+
+
+def install_crds(plane: ControlPlane) -> None:
+    plane.kubectl("apply", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        plane.kubectl(
+            "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=30s"
+        )
+
+
+class Process:
+    """A child process with its log in a file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.command, self.env, self.log = name, command, env, log
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return f"--- {self.name} log ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+class RuntimeThread:
+    """The stand-in container runtime, on its own event loop in a thread."""
+
+    def __init__(self, plane: ControlPlane, namespace: str) -> None:
+        self.plane, self.namespace = plane, namespace
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.runtime: ProcessRuntime | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        kube = await KubeClient.connect(str(self.plane.kubeconfig))
+        self.runtime = ProcessRuntime(kube, self.namespace)
+        self._ready.set()
+        await self.runtime.run(self._stop)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(30)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+class OperatorWorld:
+    """Router, operator and runtime for one namespace, with specs written for the router to load."""
+
+    def __init__(
+        self, plane: ControlPlane, namespace: str, workdir: Path, objects: list[dict[str, Any]]
+    ) -> None:
+        self.plane, self.namespace, self.workdir = plane, namespace, workdir
+        specs = workdir / "specs"
+        specs.mkdir(parents=True, exist_ok=True)
+        documents = [{**o, "metadata": {**o["metadata"], "namespace": namespace}} for o in objects]
+        (specs / "specs.yaml").write_text(yaml.safe_dump_all(documents))
+        self.router_port = free_port()
+        env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
+        self.router = Process(
+            "router",
+            [*JESUS, "router", "--specs", str(specs), "--port", str(self.router_port)],
+            env,
+            workdir / "router.log",
+        )
+        self.operator = Process(
+            "operator",
+            [
+                *JESUS,
+                "operator",
+                "--namespace",
+                namespace,
+                "--router-url",
+                f"http://127.0.0.1:{self.router_port}",
+                "--runner-command",
+                f"{sys.executable} -m jesus.cli runner",
+                "--policies",
+                str(REPO / "policies"),
+                "--resync-seconds",
+                "2",
+            ],
+            env,
+            workdir / "operator.log",
+        )
+        self.runtime = RuntimeThread(plane, namespace)
+
+    def describe(self) -> str:
+        runs = self.plane.kubectl(
+            "get", "-n", self.namespace, "agentruns,jobs,pods", "-o", "wide", check=False
+        )
+        return "\n".join([runs.stdout, self.operator.tail(), self.router.tail(20)])
+
+    @contextmanager
+    def running(self) -> Iterator[OperatorWorld]:
+        self.router.start()
+        try:
+            wait_for(self._router_ready, timeout=30, what="the router", describe=self.router.tail)
+            self.runtime.start()
+            self.operator.start()
+            yield self
+        finally:
+            self.operator.stop()
+            self.runtime.stop()
+            self.router.stop()
+
+    def _router_ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.router_port}/healthz", timeout=1
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def run_status(self, name: str) -> dict[str, Any]:
+        obj = get(self.plane, self.namespace, "agentrun", name)
+        return (obj or {}).get("status", {})
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
+        return wait_for(
+            lambda: (s := self.run_status(name)) and s.get("phase") in phases and s,
+            timeout=timeout,
+            what=f"AgentRun {name} to reach {'/'.join(phases)}",
+            describe=self.describe,
+        )

@@ -1,0 +1,169 @@
+"""The operator on the real API server: runs admitted, denied, budget-blocked, waiting on dependencies,
+failing then retried, served by a fallback; budgets settled with the router-metered cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jesus.api.common import parse_money
+from jesus.devcluster import ControlPlane
+from tests.cluster.harness import (
+    OperatorWorld,
+    adapter,
+    agent_run,
+    apply,
+    budget,
+    get,
+    install_crds,
+    route,
+    wait_for,
+)
+
+OBJECTS = [
+    adapter("steady", replies=200),
+    adapter("flaky", errors=("Overloaded",) * 1),
+    adapter("backup", replies=50, price="0.50"),
+    adapter("once-broken", errors=("InvalidRequest",), replies=5),
+    route("simple", "steady"),
+    route("with-fallback", "flaky", "backup"),
+    route("broken-once", "once-broken"),
+    budget("team-a", "team-a", "100.00"),
+    budget("team-tiny", "team-tiny", "0.05"),
+]
+
+
+@pytest.fixture(scope="module")
+def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorWorld]:
+    install_crds(control_plane)
+    namespace = "operator-" + tmp_path_factory.mktemp("ns").name.replace("_", "-")[-8:].strip("-")
+    control_plane.kubectl("create", "namespace", namespace)
+    apply(control_plane, namespace, *OBJECTS)
+    world = OperatorWorld(control_plane, namespace, tmp_path_factory.mktemp("operator"), OBJECTS)
+    with world.running():
+        yield world
+    control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def spent(world: OperatorWorld, name: str) -> tuple[int, int]:
+    status = (get(world.plane, world.namespace, "budget", name) or {}).get("status", {})
+    return int(status.get("spentMicros", 0)), int(status.get("reservedMicros", 0))
+
+
+def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld) -> None:
+    before, _ = spent(world, "team-a")
+    apply(world.plane, world.namespace, agent_run("hello", team="team-a", route_name="simple"))
+    status = world.wait_phase("hello", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", world.describe()
+    assert status["attempts"][0]["outcome"] == "Succeeded"
+    assert status["calls"][0]["adapter"] == "steady"
+    assert status["usage"]["inputTokens"] >= 1000
+    assert status["costMicros"] > 0
+    assert status["specDigest"].startswith("sha256:")
+    assert len(status["traceId"]) == 32
+    job = get(world.plane, world.namespace, "job", status["jobName"])
+    assert job is not None
+    assert job["metadata"]["ownerReferences"][0]["name"] == "hello"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    names = {e["name"] for e in container["env"]}
+    assert "JESUS_ROUTER_TOKEN" in names
+    assert not any("API_KEY" in n for n in names)  # no provider credentials in the runner pod
+    after, reserved = wait_for(
+        lambda: (s := spent(world, "team-a")) and s[0] > before and s,
+        timeout=20,
+        what="the budget to be settled",
+        describe=world.describe,
+    )
+    assert after - before == status["costMicros"]
+    events = world.plane.kubectl(
+        "get", "events", "-n", world.namespace, "--field-selector", "involvedObject.name=hello", "-o", "name"
+    ).stdout
+    assert events.strip()
+
+
+def test_a_run_the_policy_denies_never_starts(world: OperatorWorld) -> None:
+    # The default policy caps one run at 25.00 (policies/data.json).
+    apply(
+        world.plane,
+        world.namespace,
+        agent_run("too-dear", team="team-a", route_name="simple", max_cost="99.00"),
+    )
+    status = world.wait_phase("too-dear", "Denied")
+    assert status["policy"]["allowed"] is False
+    assert status["policy"]["reasons"]
+    assert "jobName" not in status
+    denied = [c for c in status["conditions"] if c["type"] == "PolicyAllowed"][0]
+    assert (denied["status"], denied["reason"]) == ("False", "PolicyDenied")
+
+
+def test_a_run_that_does_not_fit_its_budget_waits_with_the_figures(world: OperatorWorld) -> None:
+    apply(
+        world.plane,
+        world.namespace,
+        agent_run("broke", team="team-tiny", route_name="simple", max_cost="1.00"),
+    )
+    status = world.wait_phase("broke", "Waiting")
+    condition = wait_for(
+        lambda: next(
+            (c for c in world.run_status("broke").get("conditions", []) if c["type"] == "BudgetReserved"),
+            None,
+        ),
+        timeout=20,
+        what="the budget condition",
+        describe=world.describe,
+    )
+    assert (condition["status"], condition["reason"]) == ("False", "BudgetExceeded")
+    assert "team-tiny" in condition["message"]
+    assert str(parse_money("0.05")) in condition["message"]
+    assert spent(world, "team-tiny") == (0, 0)  # nothing held for a run that did not fit
+    assert "jobName" not in status
+
+
+def test_a_run_waits_for_its_dependency_then_runs(world: OperatorWorld) -> None:
+    apply(
+        world.plane,
+        world.namespace,
+        agent_run("second", team="team-a", route_name="simple", depends_on=("first",)),
+    )
+    status = world.wait_phase("second", "Waiting")
+    assert "first" in status["message"]
+    apply(world.plane, world.namespace, agent_run("first", team="team-a", route_name="simple"))
+    assert world.wait_phase("first", "Succeeded", "Failed")["phase"] == "Succeeded"
+    assert world.wait_phase("second", "Succeeded", "Failed")["phase"] == "Succeeded"
+
+
+def test_a_failing_attempt_is_retried(world: OperatorWorld) -> None:
+    apply(
+        world.plane, world.namespace, agent_run("retried", team="team-a", route_name="broken-once", retries=2)
+    )
+    status = world.wait_phase("retried", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", world.describe()
+    outcomes = [a["outcome"] for a in status["attempts"]]
+    assert outcomes == ["Failed", "Succeeded"]
+    assert status["attempts"][0]["jobName"] != status["attempts"][1]["jobName"]
+
+
+def test_a_run_served_by_the_fallback_records_it(world: OperatorWorld) -> None:
+    apply(world.plane, world.namespace, agent_run("fell-back", team="team-a", route_name="with-fallback"))
+    status = world.wait_phase("fell-back", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", world.describe()
+    call = status["calls"][0]
+    assert call["adapter"] == "backup"
+    assert call["fallbacks"][0]["adapter"] == "flaky"
+
+
+def test_budget_reports_its_ledger(world: OperatorWorld, tmp_path: Path) -> None:
+    status = wait_for(
+        lambda: (get(world.plane, world.namespace, "budget", "team-a") or {}).get("status"),
+        timeout=20,
+        what="budget status",
+        describe=world.describe,
+    )
+    assert status["observedGeneration"] >= 1
+    assert (
+        status["remainingMicros"] == parse_money("100.00") - status["spentMicros"] - status["reservedMicros"]
+    )
+    types = {c["type"] for c in status["conditions"]}
+    assert {"Ready", "Exceeded", "ThresholdReached"} <= types
