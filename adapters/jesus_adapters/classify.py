@@ -59,6 +59,11 @@ ERROR_TYPE_KINDS: Mapping[str, ErrorKind] = {
 }
 
 
+# Providers report an account out of credit as a 429 (OpenAI) or a 400 (Anthropic); neither a retry
+# nor a different request helps, so both become Authentication (the account may not call).
+_QUOTA_REFINABLE = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.INVALID_REQUEST})
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorDetail:
     """The parts of a provider's error body that classification reads."""
@@ -111,7 +116,7 @@ def classify_failure(
         kind = ErrorKind.CONTEXT_TOO_LONG
     elif kind is ErrorKind.INVALID_REQUEST and _mentions(haystack, wording.content_filtered):
         kind = ErrorKind.CONTENT_FILTERED
-    elif kind is ErrorKind.RATE_LIMITED and _mentions(haystack, wording.quota_exhausted):
+    elif kind in _QUOTA_REFINABLE and _mentions(haystack, wording.quota_exhausted):
         kind = ErrorKind.AUTHENTICATION
     message = detail.message or detail.type or f"HTTP {effective_status}"
     return AdapterError(

@@ -45,7 +45,8 @@ class ErrorWording:
 
     context_too_long: tuple[str, ...] = ()
     content_filtered: tuple[str, ...] = ()
-    # A 429 that no retry can fix (an exhausted account), treated as an authentication failure.
+    # A 429 or 400 that no retry can fix (an account out of quota or credit), treated as an
+    # authentication failure.
     quota_exhausted: tuple[str, ...] = ()
 
 

@@ -36,6 +36,8 @@ _ANTHROPIC_WORDING = ErrorWording(
     # "prompt is too long: 208310 tokens > 200000 maximum"
     context_too_long=("prompt is too long", "context window", "context length"),
     content_filtered=("output blocked by content filtering",),
+    # "Your credit balance is too low to access the Anthropic API."
+    quota_exhausted=("credit balance is too low",),
 )
 # Any OpenAI-compatible server: the union of the known wordings.
 _COMPATIBLE_WORDING = ErrorWording(

@@ -407,3 +407,14 @@ async def test_a_malformed_stream_event_is_malformed_response(
     error = await failure_of(adapter, stream=True)
 
     assert error.kind is ErrorKind.MALFORMED_RESPONSE
+
+
+async def test_an_account_out_of_credit_is_an_authentication_failure(
+    fake: FakeProvider, adapter: ModelAdapter
+) -> None:
+    fake.script(Fail(400, "Your credit balance is too low to access the Anthropic API."))
+
+    error = await failure_of(adapter)
+
+    assert error.kind is ErrorKind.AUTHENTICATION
+    assert not error.retryable
