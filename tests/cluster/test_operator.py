@@ -7,9 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from jesus.api.common import parse_money
-from jesus.devcluster import ControlPlane
 from tests.cluster.harness import (
     OperatorWorld,
     adapter,
@@ -21,6 +18,9 @@ from tests.cluster.harness import (
     route,
     wait_for,
 )
+
+from jesus.api.common import parse_money
+from jesus.devcluster import ControlPlane
 
 OBJECTS = [
     adapter("steady", replies=200),
@@ -70,7 +70,7 @@ def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld)
     names = {e["name"] for e in container["env"]}
     assert "JESUS_ROUTER_TOKEN" in names
     assert not any("API_KEY" in n for n in names)  # no provider credentials in the runner pod
-    after, reserved = wait_for(
+    after, _ = wait_for(
         lambda: (s := spent(world, "team-a")) and s[0] > before and s,
         timeout=20,
         what="the budget to be settled",
@@ -94,7 +94,7 @@ def test_a_run_the_policy_denies_never_starts(world: OperatorWorld) -> None:
     assert status["policy"]["allowed"] is False
     assert status["policy"]["reasons"]
     assert "jobName" not in status
-    denied = [c for c in status["conditions"] if c["type"] == "PolicyAllowed"][0]
+    denied = next(c for c in status["conditions"] if c["type"] == "PolicyAllowed")
     assert (denied["status"], denied["reason"]) == ("False", "PolicyDenied")
 
 
