@@ -247,6 +247,70 @@ def breaker_on_failure(state: BreakerState, config: BreakerConfig, now: float, k
     return replace(state, consecutive_failures=failures)
 
 
+# --- client-side rate limits ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A ModelAdapter's limits per minute; `None` means no limit on that axis."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """Token buckets of one adapter: request and token credits, refilled continuously.
+
+    `updated_at is None` means never used: both buckets start full.
+    """
+
+    requests: float = 0.0
+    tokens: float = 0.0
+    updated_at: float | None = None
+
+
+def _refilled(state: RateState, limit: RateLimit, now: float) -> RateState:
+    if state.updated_at is None:
+        return RateState(float(limit.requests_per_minute or 0), float(limit.tokens_per_minute or 0), now)
+    elapsed = max(0.0, now - state.updated_at)
+    requests, tokens = state.requests, state.tokens
+    if limit.requests_per_minute is not None:
+        requests = min(float(limit.requests_per_minute), requests + elapsed * limit.requests_per_minute / 60)
+    if limit.tokens_per_minute is not None:
+        tokens = min(float(limit.tokens_per_minute), tokens + elapsed * limit.tokens_per_minute / 60)
+    return RateState(requests, tokens, now)
+
+
+def rate_admit(state: RateState, limit: RateLimit, now: float, tokens: int) -> tuple[float, RateState]:
+    """Whether a call of about `tokens` tokens may go now: (0, state after taking its credits), or
+    (seconds until it may, the refilled state). A call larger than a whole minute's tokens waits for
+    a full bucket rather than forever."""
+    current = _refilled(state, limit, now)
+    wait = 0.0
+    if limit.requests_per_minute is not None and current.requests < 1:
+        wait = max(wait, (1 - current.requests) * 60 / limit.requests_per_minute)
+    if limit.tokens_per_minute is not None:
+        needed = min(tokens, limit.tokens_per_minute)
+        if current.tokens < needed:
+            wait = max(wait, (needed - current.tokens) * 60 / limit.tokens_per_minute)
+    if wait > 0:
+        return wait, current
+    return 0.0, replace(
+        current,
+        requests=current.requests - (1 if limit.requests_per_minute is not None else 0),
+        tokens=current.tokens - (tokens if limit.tokens_per_minute is not None else 0),
+    )
+
+
+def rate_charge(state: RateState, limit: RateLimit, tokens: int) -> RateState:
+    """Take `tokens` more from the token bucket (what a call used beyond its admission estimate); the
+    bucket may go below zero, which delays the next calls."""
+    if limit.tokens_per_minute is None or tokens == 0:
+        return state
+    return replace(state, tokens=state.tokens - tokens)
+
+
 # --- per-run allowance -----------------------------------------------------------------------------
 
 

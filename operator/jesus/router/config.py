@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from jesus.api.modeladapter import ModelAdapter, Provider, ScriptedReply
-from jesus.logic.routing import CallPrice
+from jesus.logic.routing import CallPrice, RateLimit
 from jesus.router.core import RoutedAdapter
 from jesus_adapters import AdapterConfig, AdapterConfigError, build_adapter
 from jesus_adapters.base import ModelAdapter as Adapter
@@ -104,6 +104,14 @@ def call_price(adapter: ModelAdapter) -> CallPrice:
     return CallPrice(pricing.input_micros_per_million, pricing.output_micros_per_million)
 
 
+def rate_limit(adapter: ModelAdapter) -> RateLimit | None:
+    """The ModelAdapter's client-side rate limits, None when it sets none."""
+    limits = adapter.spec.limits
+    if limits is None or (limits.requests_per_minute is None and limits.tokens_per_minute is None):
+        return None
+    return RateLimit(limits.requests_per_minute, limits.tokens_per_minute)
+
+
 def build_routed_adapters(
     adapters: Mapping[str, ModelAdapter],
     *,
@@ -126,7 +134,7 @@ def build_routed_adapters(
             dry_run.append(name)
         else:
             adapter = _live(name, spec_object, sdk_price, credentials, namespace)
-        built[name] = RoutedAdapter(name, adapter, price)
+        built[name] = RoutedAdapter(name, adapter, price, rate_limit(spec_object))
     return BuiltAdapters(built, tuple(dry_run))
 
 

@@ -22,6 +22,8 @@ from jesus.logic.routing import (
     BreakerState,
     CallPrice,
     ErrorAction,
+    RateLimit,
+    RateState,
     RoutePlan,
     backoff_seconds,
     breaker_admit,
@@ -31,6 +33,8 @@ from jesus.logic.routing import (
     cost_micros,
     decide_on_error,
     estimate_input_tokens,
+    rate_admit,
+    rate_charge,
 )
 from jesus.router.ledger import Reservation, RunLedger
 from jesus.router.metrics import RouterMetrics
@@ -55,6 +59,7 @@ class RoutedAdapter:
     name: str
     adapter: ModelAdapter
     price: CallPrice = field(default_factory=CallPrice)
+    rate_limit: RateLimit | None = None
 
 
 class RouteError(Exception):
@@ -100,6 +105,7 @@ class _Walked:
     started: float  # when the successful attempt began
     call_started: float  # when the call began, retries and fallbacks included
     reservation: Reservation
+    estimated_input: int  # what the rate limiter took at admission
 
 
 class Router:
@@ -125,6 +131,7 @@ class Router:
         self._sleep = sleep
         self._rand = rand
         self._breakers: dict[str, BreakerState] = {}
+        self._rates: dict[str, RateState] = {}
         self._call_ids = itertools.count(1)
 
     def breaker_state(self, adapter: str) -> BreakerState:
@@ -250,56 +257,28 @@ class Router:
                     last_failure = (CIRCUIT_OPEN, f"circuit breaker of {name} is open")
                     record.attempts.append(AttemptRecord(name, "skipped", 0.0, CIRCUIT_OPEN, last_failure[1]))
                     break
-                decision, reservation = ledger.admit(
-                    requested_output_tokens=request.max_tokens,
-                    estimated_input_tokens=estimated_input,
-                    price=routed.price,
-                )
-                if reservation is None:
+                limited = self._rate_limited(routed, estimated_input)
+                if limited is not None:
+                    # Not sent, so neither the adapter's health nor the run's money is involved.
                     self._breakers[name] = breaker_release_probe(self._breakers[name])
-                    raise self._fail(record, started, ALLOWANCE_EXCEEDED, decision.reason)
-                sized = (
-                    request
-                    if decision.max_output_tokens == request.max_tokens
-                    else replace(request, max_tokens=decision.max_output_tokens)
-                )
-                attempt_started = self._clock()
-                try:
-                    async with asyncio.timeout(plan.attempt_timeout_seconds):
-                        result = await attempt(routed, sized)
-                except asyncio.CancelledError:
-                    ledger.release(reservation)
-                    self._breakers[name] = breaker_release_probe(self._breakers[name])
-                    raise
-                except Exception as exc:  # every failure of an attempt is classified and recorded
-                    ledger.release(reservation)
-                    error = _as_adapter_error(exc, routed, plan)
-                else:
-                    return _Walked(routed, attempt_started, started, reservation), result
-                now = self._clock()
-                self._charge_failed_attempt(routed, error, ledger, record)
-                self._breakers[name] = breaker_on_failure(
-                    self._breakers[name], self.breaker_config, now, error.kind
-                )
-                record.attempts.append(
-                    AttemptRecord(
-                        name, "error", (now - attempt_started) * 1000, error.kind.value, error.message
+                    record.attempts.append(
+                        AttemptRecord(name, "skipped", 0.0, limited.kind.value, limited.message)
                     )
-                )
-                log.info(
-                    "Model call attempt failed adapter=%s kind=%s run=%s error=%s",
-                    name,
-                    error.kind.value,
-                    ledger.run,
-                    error.message,
-                )
+                    error = limited
+                else:
+                    outcome = await self._attempt_once(
+                        plan, routed, request, ledger, record, attempt, estimated_input, started
+                    )
+                    if not isinstance(outcome, AdapterError):
+                        return outcome
+                    error = outcome
                 verdict = decide_on_error(
                     error.kind.value,
                     retryable=error.retryable,
                     retries_done=retries,
                     plan=plan,
                     retry_after_seconds=error.retry_after_seconds,
-                    elapsed_seconds=now - started,
+                    elapsed_seconds=self._clock() - started,
                 )
                 last_failure = (error.kind.value, f"{name}: {error.message} ({verdict.reason})")
                 if verdict.action is ErrorAction.RETRY:
@@ -316,6 +295,77 @@ class Router:
         if kind == CIRCUIT_OPEN:
             kind = NO_ADAPTER_AVAILABLE
         raise self._fail(record, started, kind, f"every adapter in the chain failed; last: {reason}")
+
+    async def _attempt_once(
+        self,
+        plan: RoutePlan,
+        routed: RoutedAdapter,
+        request: ChatRequest,
+        ledger: RunLedger,
+        record: CallRecord,
+        attempt: Callable[[RoutedAdapter, ChatRequest], Awaitable[T]],
+        estimated_input: int,
+        call_started: float,
+    ) -> tuple[_Walked, T] | AdapterError:
+        """One attempt on one adapter: the allowance, the call under the attempt timeout, the books."""
+        name = routed.name
+        decision, reservation = ledger.admit(
+            requested_output_tokens=request.max_tokens,
+            estimated_input_tokens=estimated_input,
+            price=routed.price,
+        )
+        if reservation is None:
+            self._breakers[name] = breaker_release_probe(self._breakers[name])
+            raise self._fail(record, call_started, ALLOWANCE_EXCEEDED, decision.reason)
+        sized = (
+            request
+            if decision.max_output_tokens == request.max_tokens
+            else replace(request, max_tokens=decision.max_output_tokens)
+        )
+        attempt_started = self._clock()
+        try:
+            async with asyncio.timeout(plan.attempt_timeout_seconds):
+                result = await attempt(routed, sized)
+        except asyncio.CancelledError:
+            ledger.release(reservation)
+            self._breakers[name] = breaker_release_probe(self._breakers[name])
+            raise
+        except Exception as exc:  # every failure of an attempt is classified and recorded
+            ledger.release(reservation)
+            error = _as_adapter_error(exc, routed, plan)
+        else:
+            return _Walked(routed, attempt_started, call_started, reservation, estimated_input), result
+        now = self._clock()
+        self._charge_failed_attempt(routed, error, ledger, record)
+        self._breakers[name] = breaker_on_failure(self._breakers[name], self.breaker_config, now, error.kind)
+        record.attempts.append(
+            AttemptRecord(name, "error", (now - attempt_started) * 1000, error.kind.value, error.message)
+        )
+        log.info(
+            "Model call attempt failed adapter=%s kind=%s run=%s error=%s",
+            name,
+            error.kind.value,
+            ledger.run,
+            error.message,
+        )
+        return error
+
+    def _rate_limited(self, routed: RoutedAdapter, estimated_input: int) -> AdapterError | None:
+        """The adapter's client-side rate limit, as a RateLimited error with the wait, or None."""
+        if routed.rate_limit is None:
+            return None
+        wait, state = rate_admit(
+            self._rates.get(routed.name, RateState()), routed.rate_limit, self._clock(), estimated_input
+        )
+        self._rates[routed.name] = state
+        if wait <= 0:
+            return None
+        return AdapterError(
+            ErrorKind.RATE_LIMITED,
+            f"client-side rate limit of {routed.name} reached; the next call fits in {wait:.3f}s",
+            provider=routed.name,
+            retry_after_seconds=wait,
+        )
 
     def _note_fallback(self, plan: RoutePlan, position: int, record: CallRecord, reason: str) -> None:
         if position + 1 < len(plan.chain):
@@ -335,6 +385,12 @@ class Router:
         record.cost_micros += cost
         record.latency_ms = (now - walked.call_started) * 1000
         ledger.charge(response.usage.total_tokens, cost)
+        if walked.routed.rate_limit is not None and name in self._rates:
+            self._rates[name] = rate_charge(
+                self._rates[name],
+                walked.routed.rate_limit,
+                response.usage.total_tokens - walked.estimated_input,
+            )
         exceeded = ledger.exceeded()
         if exceeded is not None:
             # The answer is delivered (it is paid for), and the run learns it cannot go on.

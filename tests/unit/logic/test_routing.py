@@ -15,6 +15,8 @@ from jesus.logic.routing import (
     BreakerStatus,
     CallPrice,
     ErrorAction,
+    RateLimit,
+    RateState,
     RetryPolicy,
     RoutePlan,
     RouteUnavailableError,
@@ -30,6 +32,8 @@ from jesus.logic.routing import (
     decide_on_error,
     format_micros,
     plan_from_route_policy,
+    rate_admit,
+    rate_charge,
 )
 
 
@@ -325,3 +329,38 @@ def test_a_route_with_no_eligible_adapter_is_unavailable() -> None:
     adapters = _adapters(scripted_adapter("public-only", classifications=("public",)))
     with pytest.raises(RouteUnavailableError, match="may not receive confidential data"):
         plan_from_route_policy(policy.spec, classification="confidential", adapters=adapters)
+
+
+MINUTE = RateLimit(requests_per_minute=60, tokens_per_minute=6000)
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "tokens", "expected_wait"),
+    [
+        (RateState(), 0.0, 100, 0.0),  # a fresh bucket is full
+        (RateState(requests=0.0, tokens=6000.0, updated_at=0.0), 0.0, 100, 1.0),  # one request a second
+        (RateState(requests=0.0, tokens=6000.0, updated_at=0.0), 1.0, 100, 0.0),  # refilled after a second
+        (RateState(requests=10.0, tokens=0.0, updated_at=0.0), 0.0, 500, 5.0),  # 100 tokens a second
+        (RateState(requests=10.0, tokens=-200.0, updated_at=0.0), 0.0, 100, 3.0),  # overdrawn by a call
+        (
+            RateState(requests=10.0, tokens=6000.0, updated_at=0.0),
+            0.0,
+            50_000,
+            0.0,
+        ),  # capped at a minute's worth
+    ],
+)
+def test_rate_admit(state: RateState, now: float, tokens: int, expected_wait: float) -> None:
+    wait, _ = rate_admit(state, MINUTE, now, tokens)
+    assert wait == pytest.approx(expected_wait)
+
+
+def test_rate_admit_takes_credits_and_rate_charge_overdraws() -> None:
+    wait, state = rate_admit(RateState(), MINUTE, 10.0, 1000)
+    assert wait == 0
+    assert (state.requests, state.tokens) == (59, 5000)
+    state = rate_charge(state, MINUTE, 5500)
+    assert state.tokens == -500
+    assert rate_admit(state, MINUTE, 10.0, 1)[0] > 0
+    unlimited = RateLimit()
+    assert rate_admit(RateState(), unlimited, 0.0, 10**9) == (0.0, RateState(0.0, 0.0, 0.0))
