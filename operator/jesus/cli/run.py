@@ -84,7 +84,10 @@ def handle(args: argparse.Namespace) -> int:
     problems = validate_specs(spec_set)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
-        record = RunRecord(run=args.run_name or "", namespace="", outcome=RunOutcome.INVALID_SPEC)
+        declared = sorted(name for kind, _, name in spec_set.declared if kind == "AgentRun")
+        record = RunRecord(
+            run=args.run_name or ", ".join(declared), namespace="", outcome=RunOutcome.INVALID_SPEC
+        )
         record.reason = f"{len(errors)} problem(s) in the specs: " + "; ".join(p.format() for p in errors)
         record.warnings = [p.format() for p in problems if p.severity is Severity.WARNING]
         return _report(record, args.output, problems=[p.format() for p in errors])
@@ -160,7 +163,8 @@ def summary_lines(record: RunRecord, *, artifacts: Path | None, problems: list[s
         lines.append(f"  reason: {record.reason if not problems else 'the specs do not validate'}")
     lines.extend(f"  problem: {p}" for p in problems)
     lines.extend(f"  warning: {w}" for w in record.warnings)
-    lines.append(f"Policy:    {_policy_line(record.policy)}")
+    if record.policy is not None or record.outcome is not RunOutcome.INVALID_SPEC:
+        lines.append(f"Policy:    {_policy_line(record.policy)}")
     for budget in record.budgets:
         lines.append(
             f"Budget:    {budget['name']}: reserves {budget['reserved']}, then {budget['usedAfter']} of "
