@@ -101,7 +101,8 @@ class _Converter:
             if isinstance(node, int):
                 return int(node)
             if isinstance(node, float):
-                return float(node)
+                # The API server takes 2.0 as the integer 2 (JSON has one number type); so do we.
+                return int(node) if node.is_integer() else float(node)
             if type(node) is str and node in YAML11_BOOLEANS:
                 # kubectl reads YAML 1.1, where a plain yes, no, on, off, y or n is a boolean; seeing
                 # what the API server will see keeps `jesus validate` and the cluster in agreement.

@@ -319,3 +319,11 @@ def test_hello_is_the_smallest_complete_run() -> None:
     assert sorted(o.kind for o in spec_set.objects) == ["AgentRun", "Budget", "ModelAdapter", "RoutePolicy"]
     (adapter,) = spec_set.model_adapters
     assert adapter.spec.provider == "scripted"
+
+
+def test_numbers_are_read_as_the_api_server_reads_them() -> None:
+    """2.0 is the integer 2 to the API server (JSON has one number type); 2.5 is not an integer."""
+    whole = to_yaml(set_field(route_policy(), "spec.attemptTimeoutSeconds", 30.0), scripted_adapter())
+    assert problems_of(whole) == []
+    fraction = to_yaml(set_field(route_policy(), "spec.attemptTimeoutSeconds", 2.5), scripted_adapter())
+    assert [p.field for p in problems_of(fraction)] == ["spec.attemptTimeoutSeconds"]
