@@ -6,8 +6,8 @@ package jesus.admission
 
 deny contains reason if {
 	input.route.found
-	count(chain_adapters) > 0
-	count(reachable_adapters) == 0
+	count(chain_adapter_indexes) > 0
+	count(reachable_adapter_indexes) == 0
 	reason := sprintf(
 		"no model adapter on route policy \"%s\" accepts %s data",
 		[input.route.name, input.run.dataClassification],
@@ -16,7 +16,8 @@ deny contains reason if {
 
 deny contains reason if {
 	input.run.dataClassification in config.selfHostedOnlyClassifications
-	some adapter in reachable_adapters
+	some i in reachable_adapter_indexes
+	adapter := input.adapters[i]
 	not adapter.selfHosted
 	reason := sprintf(
 		"%s data goes only to self-hosted models, but model adapter \"%s\" is hosted by %s",
@@ -25,19 +26,21 @@ deny contains reason if {
 }
 
 warn contains reason if {
-	some adapter in chain_adapters
-	not accepts_run_data(adapter)
+	some i in chain_adapter_indexes
+	not input.run.dataClassification in input.adapters[i].dataClassifications
+	adapter := input.adapters[i]
 	reason := concat("", [
 		sprintf("model adapter \"%s\" does not accept %s data", [adapter.name, input.run.dataClassification]),
 		" (it accepts: ", concat(", ", object.get(adapter, "dataClassifications", [])), "); the route skips it",
 	])
 }
 
-# The adapters on the run's chain that exist. (Arrays, not sets: a set of objects makes the engine
-# compare whole adapters, which the embedded engine does slowly.)
-chain_adapters := [adapter | some adapter in input.adapters; adapter.found]
+# Positions in input.adapters of the chain's adapters that exist, and of those the router may send
+# this run to (cleared for its data). Positions, not the adapters: the embedded engine copies every
+# object a comprehension collects, which costs more than the rest of a decision.
+chain_adapter_indexes := [i | some i; input.adapters[i].found]
 
-# The adapters the router may send this run to: on the chain, existing, and cleared for its data.
-reachable_adapters := [adapter | some adapter in chain_adapters; accepts_run_data(adapter)]
-
-accepts_run_data(adapter) if input.run.dataClassification in object.get(adapter, "dataClassifications", [])
+reachable_adapter_indexes := [i |
+	some i in chain_adapter_indexes
+	input.run.dataClassification in input.adapters[i].dataClassifications
+]

@@ -4,7 +4,8 @@ package jesus.admission
 
 deny contains reason if {
 	ceiling := team_settings.maxGpusPerRun
-	some adapter in reachable_adapters
+	some i in reachable_adapter_indexes
+	adapter := input.adapters[i]
 	adapter.gpus.count > ceiling
 	reason := sprintf(
 		"model adapter \"%s\" serves on %d GPUs per replica; runs of team \"%s\" may use at most %d",

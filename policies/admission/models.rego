@@ -4,7 +4,8 @@ package jesus.admission
 
 deny contains reason if {
 	patterns := namespace_allowed_models
-	some adapter in reachable_adapters
+	some i in reachable_adapter_indexes
+	adapter := input.adapters[i]
 	not model_allowed(adapter.model, patterns)
 	reason := concat("", [
 		sprintf(

@@ -21,8 +21,9 @@ deny contains reason if {
 
 deny contains reason if {
 	input.route.found
-	some adapter in input.adapters
-	adapter.found == false
+	some i
+	input.adapters[i].found == false
+	adapter := input.adapters[i]
 	reason := sprintf(
 		"model adapter \"%s\" on the chain of route policy \"%s\" does not exist",
 		[adapter.name, input.route.name],
@@ -30,8 +31,8 @@ deny contains reason if {
 }
 
 warn contains reason if {
-	some adapter in input.adapters
-	adapter.found
-	adapter.ready == false
+	some i in chain_adapter_indexes
+	input.adapters[i].ready == false
+	adapter := input.adapters[i]
 	reason := sprintf("model adapter \"%s\" is not ready; the route will fail over past it", [adapter.name])
 }

@@ -6,19 +6,17 @@ package jesus.lib.money
 # amounts as the same figure.
 #
 # Written for both engines (docs/policies.md): quotients go through floor() because %d accepts only
-# integers and engines differ on whether 6/2 is one; no `%` operator, which the embedded engine
-# gets wrong for some multiples of a million.
-usd(micros) := sprintf("%d.%02d USD", [dollars(micros), floor(cents(micros) / 10000)]) if {
-	sub_cent(micros) == 0
+# integers and engines differ on whether 6/2 is one; no `%` operator, which the embedded engine gets
+# wrong for some multiples of a million; no helper functions, which it calls slowly.
+usd(micros) := sprintf("%d.%02d USD", [dollars, cents]) if {
+	dollars := floor(micros / 1000000)
+	fraction := micros - (dollars * 1000000)
+	cents := floor(fraction / 10000)
+	fraction == cents * 10000
 }
 
-usd(micros) := sprintf("%d.%06d USD", [dollars(micros), cents(micros)]) if {
-	sub_cent(micros) != 0
+usd(micros) := sprintf("%d.%06d USD", [dollars, fraction]) if {
+	dollars := floor(micros / 1000000)
+	fraction := micros - (dollars * 1000000)
+	fraction != floor(fraction / 10000) * 10000
 }
-
-dollars(micros) := floor(micros / 1000000)
-
-# cents(micros) is the fraction of a dollar, in micro-units.
-cents(micros) := micros - (dollars(micros) * 1000000)
-
-sub_cent(micros) := cents(micros) - (floor(cents(micros) / 10000) * 10000)

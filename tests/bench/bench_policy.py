@@ -1,6 +1,8 @@
 """Admission decision latency: the embedded engine (rego-cpp in process) and a real OPA server.
 
-Prints P50/P99 (and mean, max) per engine over the inputs of the Rego tests, cycled. Run:
+Prints P50/P99 (and mean, max) of wall-clock latency per engine over the inputs of the Rego tests,
+cycled, and the CPU time a decision costs (the embedded engine's per decision; the OPA server's
+process CPU over the run, per request), which a busy machine does not inflate. Run:
 
     .venv/bin/python tests/bench/bench_policy.py [--iterations 3000] [--warmup 200]
 
@@ -62,19 +64,27 @@ async def measure(
     inputs: list[dict[str, Any]],
     iterations: int,
     warmup: int,
-) -> list[float]:
-    """Latency of each of `iterations` decisions (after `warmup` unmeasured ones), inputs cycled."""
+) -> tuple[list[float], list[float]]:
+    """Wall-clock latency and this thread's CPU time of each of `iterations` decisions (after `warmup`
+    unmeasured ones), inputs cycled."""
     for i in range(warmup):
         await decide(inputs[i % len(inputs)])
-    timings = []
+    wall, cpu = [], []
     for i in range(iterations):
         document = inputs[i % len(inputs)]
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         decision = await decide(document)
-        timings.append(time.perf_counter() - started)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - started_cpu)
         if decision.error is not None:
             raise SystemExit(f"no decision during the benchmark: {decision.error}")
-    return timings
+    return wall, cpu
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def main() -> None:
@@ -90,14 +100,23 @@ async def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     embedded = EmbeddedEngine.from_directory(POLICIES)
-    embedded_times = await measure(embedded.decide, inputs, args.iterations, args.warmup)
+    embedded_wall, embedded_cpu = await measure(embedded.decide, inputs, args.iterations, args.warmup)
 
     with OpaServerProcess(opa, POLICIES) as server:
+        assert server.pid is not None
         async with OpaServerEngine(server.url, timeout_seconds=5.0) as remote:
-            server_times = await measure(remote.decide, inputs, args.iterations, args.warmup)
+            await measure(remote.decide, inputs, args.warmup, 0)
+            server_cpu_before = process_cpu_seconds(server.pid)
+            server_wall, client_cpu = await measure(remote.decide, inputs, args.iterations, 0)
+            server_cpu = (process_cpu_seconds(server.pid) - server_cpu_before) / args.iterations
 
-    print(summarise("embedded", embedded_times))
-    print(summarise("opa-server", server_times))
+    print("wall-clock latency per decision:")
+    print(summarise("embedded", embedded_wall))
+    print(summarise("opa-server", server_wall))
+    print("CPU time per decision:")
+    print(summarise("embedded", embedded_cpu))
+    print(summarise("client", client_cpu) + "  (Python side of the HTTP call)")
+    print(f"{'opa-server':<12} mean={server_cpu * 1000:7.3f} ms  (server process, all threads)")
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -38,6 +38,11 @@ class OpaServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def url(self) -> str:
         """The server's base URL."""
         return f"http://127.0.0.1:{self.port}"
