@@ -8,6 +8,7 @@ and it writes the artifacts (final answer, transcript, tool results, the record)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 from jesus.runner.artifacts import ArtifactStore, put_text, to_json
 from jesus.runner.model import ModelCallError, ModelClient
 from jesus.runner.record import RunOutcome, RunRecord
+from jesus.runner.redaction import redact_secrets
 from jesus.runner.tools import ToolBox, ToolServerError, ToolServerSpec
 from jesus_adapters.types import ChatRequest, Message
 
@@ -64,7 +66,8 @@ async def execute_run(
 ) -> RunRecord:
     """Run the agent loop for `task` and return its record (also stored as `result.json`).
 
-    `redact` is applied to every artifact's text before it is stored (secrets, personal data). `record`
+    `redact` (default: `redact_secrets`) is applied to the record and to every artifact's text before it
+    is stored or returned, so credentials a model or tool let slip go nowhere. `record`
     may carry what admission already wrote (policy decision, budgets, warnings); it is filled in place.
     """
     if record is None:
@@ -93,8 +96,10 @@ async def execute_run(
     record.tool_calls = [call.to_dict() for call in toolbox.calls]
     record.finished_at = _now()
     record.duration_ms = (time.monotonic() - started) * 1000
+    redactor = redact or redact_secrets
+    _redact_record(record, redactor)
     if store is not None:
-        _store_artifacts(store, record, transcript, redact or _unchanged)
+        _store_artifacts(store, record, transcript, redactor)
     log.info(
         "Finished run run=%s outcome=%s turns=%d cost_micros=%d",
         task.run,
@@ -164,8 +169,13 @@ def _store_artifacts(
         record.warnings.append(f"artifacts could not be written: {exc}")
 
 
-def _unchanged(text: str) -> str:
-    return text
+def _redact_record(record: RunRecord, redact: Callable[[str], str]) -> None:
+    if record.final_answer is not None:
+        record.final_answer = redact(record.final_answer)
+    record.reason = redact(record.reason)
+    # The markers hold no quotes or backslashes, so redacting serialized JSON keeps it valid.
+    record.tool_calls = json.loads(redact(json.dumps(record.tool_calls)))
+    record.calls = json.loads(redact(json.dumps(record.calls)))
 
 
 def _message_dict(message: Message) -> dict[str, Any]:
