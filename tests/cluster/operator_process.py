@@ -44,9 +44,18 @@ class OperatorProcess:
 
 @contextmanager
 def running_operator(
-    plane: ControlPlane, namespace: str, log_path: Path, *, resync_seconds: float = 1.0
+    plane: ControlPlane,
+    namespace: str,
+    log_path: Path,
+    *,
+    resync_seconds: float = 1.0,
+    kubeconfig: Path | None = None,
 ) -> Iterator[OperatorProcess]:
-    """`jesus operator --namespace <namespace>` for the duration of the block; stopped afterwards."""
+    """`jesus operator --namespace <namespace>` for the duration of the block; stopped afterwards.
+
+    `kubeconfig` replaces the admin's, e.g. to run as the chart's operator ServiceAccount.
+    """
+    kubeconfig = kubeconfig or plane.kubeconfig
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -54,12 +63,12 @@ def running_operator(
                 "-m",
                 "jesus.cli",
                 "operator",
-                f"--kubeconfig={plane.kubeconfig}",
+                f"--kubeconfig={kubeconfig}",
                 f"--namespace={namespace}",
                 f"--resync-seconds={resync_seconds}",
                 f"--policies={REPO / 'policies'}",
             ],
-            env=plane.env,
+            env={**plane.env, "KUBECONFIG": str(kubeconfig)},
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

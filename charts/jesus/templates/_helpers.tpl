@@ -1,0 +1,79 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "jesus.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-<chart> unless the release name holds the chart name already; 52 leaves room for suffixes. */}}
+{{- define "jesus.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else if contains (include "jesus.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "jesus.name" .) | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "jesus.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "jesus.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: jesus
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "root" $ "component" "operator"). */}}
+{{- define "jesus.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jesus.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "jesus.componentLabels" -}}
+{{ include "jesus.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "jesus.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "jesus.runnerImage" -}}
+{{- $repository := default .Values.image.repository .Values.runner.image.repository -}}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.runner.image.tag -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+
+{{- define "jesus.operatorServiceAccount" -}}
+{{- default (printf "%s-operator" (include "jesus.fullname" .)) .Values.serviceAccounts.operator -}}
+{{- end -}}
+
+{{- define "jesus.routerServiceAccount" -}}
+{{- default (printf "%s-router" (include "jesus.fullname" .)) .Values.serviceAccounts.router -}}
+{{- end -}}
+
+{{- define "jesus.routerAdminSecret" -}}
+{{- default (printf "%s-router-admin" (include "jesus.fullname" .)) .Values.routerAdminToken.existingSecret -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects carry the namespace too, so two releases of one name never collide. */}}
+{{- define "jesus.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "jesus.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "jesus.routerURL" -}}
+{{- printf "http://%s-router.%s.svc:%d" (include "jesus.fullname" .) .Release.Namespace (int .Values.router.port) -}}
+{{- end -}}
+
+{{/* The hardened security context every Jesus container runs with. */}}
+{{- define "jesus.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}

@@ -1,0 +1,523 @@
+"""The Helm chart: its copies of the CRDs and policies agree with the sources, it lints and renders, its
+OPA sidecar loads the policies the way the kubelet mounts them, it installs into the real API server,
+and its RBAC lets the operator do its work while the runner and router can do nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from ruamel.yaml import YAML
+from tests.cluster.operator_process import (
+    apply_objects,
+    condition,
+    get_object,
+    running_operator,
+    wait_for,
+)
+from tests.unit.api.builders import route_policy, set_field, vllm_adapter
+
+from jesus.devcluster import ControlPlane, ensure_tool
+from jesus.policy.decision import DECISION_PATH
+from jesus.router.metrics import RouterMetrics
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "jesus"
+KUBE_VERSION = "1.34.0"
+MONITORING_APIS = ("monitoring.coreos.com/v1/PrometheusRule", "monitoring.coreos.com/v1/ServiceMonitor")
+
+Manifest = dict[str, Any]
+
+
+def helm(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the built helm binary."""
+    result = subprocess.run(
+        [str(ensure_tool("helm")), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def render(*sets: str, namespace: str = "jesus-system", release: str = "jesus") -> list[Manifest]:
+    """`helm template` with `--set` values, as parsed manifests."""
+    args = ["template", release, str(CHART), "-n", namespace, f"--kube-version={KUBE_VERSION}"]
+    args += [f"--api-versions={api}" for api in MONITORING_APIS]
+    for value in sets:
+        args += ["--set", value]
+    return [doc for doc in YAML(typ="safe", pure=True).load_all(helm(*args).stdout) if doc]
+
+
+def find(manifests: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
+
+
+def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    [found] = find(manifests, kind, name)
+    return found
+
+
+def container(deployment: Manifest, name: str) -> Manifest:
+    [found] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    return found
+
+
+def source_policies() -> dict[str, str]:
+    """The policy files the chart must carry: everything under policies/ but the Rego tests."""
+    root = REPO / "policies"
+    return {
+        str(p.relative_to(root)): p.read_text()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith("_test.rego")
+    }
+
+
+# --- the chart's sources ------------------------------------------------------------------------
+# Helm reads only files inside the chart, so the chart links to crds/ and policies/ (helm follows the
+# links and packages their contents); these tests catch a CRD or a policy the chart would miss.
+
+
+def test_the_chart_links_every_generated_crd() -> None:
+    generated = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    assert generated, "crds/ holds the generated CRDs"
+    for name in generated:
+        link = CHART / "crds" / name
+        assert link.is_symlink(), f"{link} should link to crds/{name}: ln -s ../../../crds/{name} {link}"
+        assert link.resolve() == (REPO / "crds" / name).resolve()
+    extra = {p.name for p in (CHART / "crds").glob("*.yaml")} - set(generated)
+    assert extra == {"kopf-peering.yaml"}
+
+
+def test_the_chart_links_the_policies() -> None:
+    link = CHART / "files" / "policies"
+    assert link.is_symlink()
+    assert link.resolve() == (REPO / "policies").resolve()
+
+
+# --- lint and render ---------------------------------------------------------------------------
+
+
+def test_the_chart_lints_strictly() -> None:
+    result = helm("lint", "--strict", str(CHART), f"--kube-version={KUBE_VERSION}")
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_the_chart_renders_operator_router_rbac_and_monitoring() -> None:
+    manifests = render()
+    kinds = {m["kind"] for m in manifests}
+    assert kinds >= {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Secret",
+        "PrometheusRule",
+        "ServiceMonitor",
+    }
+    operator = one(manifests, "Deployment", "jesus-operator")
+    assert operator["spec"]["strategy"]["type"] == "Recreate"
+    args = container(operator, "operator")["args"]
+    assert args[0] == "operator"
+    assert "--opa-url=http://127.0.0.1:8181" in args
+    assert "--router-url=http://jesus-router.jesus-system.svc:8080" in args
+    opa = container(operator, "opa")
+    assert opa["args"][:2] == ["run", "--server"]
+    # The decision API listens on localhost only; the kubelet probes the diagnostic port.
+    assert "--addr=127.0.0.1:8181" in opa["args"]
+    router = one(manifests, "Deployment", "jesus-router")
+    assert container(router, "router")["args"][0] == "router"
+    service = one(manifests, "Service", "jesus-router")
+    assert service["spec"]["selector"].items() <= router["spec"]["template"]["metadata"]["labels"].items()
+    for deployment in (operator, router):
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, c["name"]
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, c["name"]
+
+
+def test_the_policy_configmaps_hold_every_policy_and_the_site_data() -> None:
+    manifests = render()
+    policies = one(manifests, "ConfigMap", "jesus-policies")["data"]
+    expected = {
+        path.replace("/", "."): text for path, text in source_policies().items() if path.endswith(".rego")
+    }
+    assert {key: text.strip() for key, text in policies.items()} == {
+        k: v.strip() for k, v in expected.items()
+    }
+    data = one(manifests, "ConfigMap", "jesus-policy-data")["data"]["data.json"]
+    assert json.loads(data) == json.loads((REPO / "policies" / "data.json").read_text())
+    overridden = one(render("opa.data.jesus.config.version=7"), "ConfigMap", "jesus-policy-data")
+    assert json.loads(overridden["data"]["data.json"]) == {"jesus": {"config": {"version": 7}}}
+
+
+def test_runner_and_router_service_accounts_get_no_token_and_no_binding() -> None:
+    manifests = render()
+    accounts = {m["metadata"]["name"]: m for m in find(manifests, "ServiceAccount")}
+    assert set(accounts) == {"jesus-operator", "jesus-router", "jesus-runner"}
+    assert accounts["jesus-runner"]["automountServiceAccountToken"] is False
+    assert accounts["jesus-router"]["automountServiceAccountToken"] is False
+    bindings = find(manifests, "ClusterRoleBinding") + find(manifests, "RoleBinding")
+    subjects = {s["name"] for b in bindings for s in b["subjects"]}
+    assert subjects == {"jesus-operator"}
+
+
+def test_watching_namespaces_binds_the_operator_role_there_only() -> None:
+    manifests = render("operator.watchNamespaces={team-a,team-b}")
+    role_bindings = find(manifests, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in role_bindings) == ["team-a", "team-b"]
+    cluster_bindings = {b["roleRef"]["name"] for b in find(manifests, "ClusterRoleBinding")}
+    assert cluster_bindings == {"jesus-system-jesus-operator-framework"}
+    args = container(one(manifests, "Deployment", "jesus-operator"), "operator")["args"]
+    assert [a for a in args if a.startswith("--namespace=")] == ["--namespace=team-a", "--namespace=team-b"]
+
+
+def test_peering_replicas_get_a_peering_object_and_a_rolling_update() -> None:
+    manifests = render("operator.replicas=2", "operator.peering.enabled=true")
+    operator = one(manifests, "Deployment", "jesus-operator")
+    assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--peering=jesus" in container(operator, "operator")["args"]
+    assert one(manifests, "ClusterKopfPeering", "jesus")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("operator.replicas=2", "operator.replicas > 1 needs operator.peering.enabled"),
+        ("operator.replicas=two", "/operator/replicas"),
+        ("router.port=0", "/router/port"),
+        ("monitoring.alerts.fallbackRateWarning=3", "/monitoring/alerts/fallbackRateWarning"),
+        ("operator.watchNamespaces={Team_A}", "/operator/watchNamespaces/0"),
+    ],
+)
+def test_bad_values_fail_with_a_message_naming_them(value: str, message: str) -> None:
+    result = helm(
+        "template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}", "--set", value, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_monitoring_needs_the_prometheus_operator_apis() -> None:
+    plain = helm("template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}").stdout
+    assert "kind: PrometheusRule" not in plain
+    assert "kind: ServiceMonitor" not in plain
+
+
+def test_dashboards_and_alerts_use_the_routers_metric_names() -> None:
+    registry = CollectorRegistry()
+    RouterMetrics(registry)
+    exported = {
+        sample_name
+        for metric in registry.collect()
+        for sample_name in (
+            metric.name,
+            f"{metric.name}_total",
+            f"{metric.name}_bucket",
+            f"{metric.name}_count",
+            f"{metric.name}_sum",
+        )
+    }
+    manifests = render()
+    rules = one(manifests, "PrometheusRule", "jesus-alerts")
+    expressions = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
+    alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
+    assert alerts >= {
+        "JesusBudgetNearlyExhausted",
+        "JesusHighFallbackRate",
+        "JesusRunFailureRateHigh",
+        "JesusAdmissionLatencyHigh",
+    }
+    dashboards = one(manifests, "ConfigMap", "jesus-dashboards")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = [p for text in dashboards["data"].values() for p in json.loads(text)["panels"]]
+    expressions += [t["expr"] for p in panels for t in p.get("targets", [])]
+    used = {word for expr in expressions for word in _words(expr) if word.startswith("jesus_router_")}
+    assert used, "the router's metrics are charted"
+    assert used <= exported, f"not exported by the router: {sorted(used - exported)}"
+
+
+def _words(expr: str) -> list[str]:
+    return "".join(c if c.isalnum() or c == "_" else " " for c in expr).split()
+
+
+# --- the OPA sidecar loads the policies as the kubelet mounts them ------------------------------
+
+
+def _mount_configmap(configmap: Manifest, target: Path) -> None:
+    """Lay out a ConfigMap the way the kubelet does: files in a hidden timestamped folder, a `..data`
+    link to it, and one link per key."""
+    stamped = target / "..2026_11_22_10_00_00.000000001"
+    stamped.mkdir(parents=True)
+    for key, text in configmap["data"].items():
+        (stamped / key).write_text(text)
+    (target / "..data").symlink_to(stamped.name)
+    for key in configmap["data"]:
+        (target / key).symlink_to(f"..data/{key}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _http_json(url: str, body: Any | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return json.loads(response.read() or b"null")
+
+
+def test_the_opa_sidecar_serves_decisions_from_the_mounted_configmaps(tmp_path: Path) -> None:
+    manifests = render()
+    opa = container(one(manifests, "Deployment", "jesus-operator"), "opa")
+    mounts = {m["mountPath"]: m["name"] for m in opa["volumeMounts"]}
+    volumes = {
+        v["name"]: v["configMap"]["name"]
+        for v in one(manifests, "Deployment", "jesus-operator")["spec"]["template"]["spec"]["volumes"]
+        if "configMap" in v
+    }
+    paths: dict[str, str] = {}
+    for mount_path, volume in mounts.items():
+        local = tmp_path / volume
+        _mount_configmap(one(manifests, "ConfigMap", volumes[volume]), local)
+        paths[mount_path] = str(local)
+    api_port, diag_port = _free_port(), _free_port()
+    args = []
+    for arg in opa["args"]:
+        if arg.startswith("--addr="):
+            arg = f"--addr=127.0.0.1:{api_port}"
+        elif arg.startswith("--diagnostic-addr="):
+            arg = f"--diagnostic-addr=127.0.0.1:{diag_port}"
+        args.append(paths.get(arg, arg))
+    log = (tmp_path / "opa.log").open("wb")
+    process = subprocess.Popen([str(ensure_tool("opa")), *args], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _http_json(f"http://127.0.0.1:{diag_port}/health")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"OPA did not become healthy:\n{(tmp_path / 'opa.log').read_text()}")
+                time.sleep(0.2)
+        answer = _http_json(f"http://127.0.0.1:{api_port}/v1/data/{DECISION_PATH}", {"input": {}})
+        assert "result" in answer, answer
+        config = _http_json(f"http://127.0.0.1:{api_port}/v1/data/jesus/config")
+        assert (
+            config["result"] == json.loads((REPO / "policies" / "data.json").read_text())["jesus"]["config"]
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+# --- installed into the real API server ---------------------------------------------------------
+
+
+@dataclass
+class Release:
+    """An installed release: its name, namespace and helm's environment."""
+
+    name: str
+    namespace: str
+    env: dict[str, str]
+
+    def operator_account(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}-jesus-operator"
+
+    def account(self, name: str) -> str:
+        return f"system:serviceaccount:{self.namespace}:{name}"
+
+
+@pytest.fixture
+def release(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[Release]:
+    name = f"j{uuid.uuid4().hex[:6]}"
+    env = {
+        **control_plane.env,
+        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
+        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
+    }
+    installed = Release(name, namespace, env)
+    helm(
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        namespace,
+        f"--kubeconfig={control_plane.kubeconfig}",
+        "--wait",
+        "--timeout=120s",
+        env=env,
+    )
+    try:
+        yield installed
+    finally:
+        helm(
+            "uninstall",
+            name,
+            "-n",
+            namespace,
+            f"--kubeconfig={control_plane.kubeconfig}",
+            env=env,
+            check=False,
+        )
+
+
+def test_helm_install_creates_the_crds_deployments_and_rbac(
+    control_plane: ControlPlane, release: Release
+) -> None:
+    crds = {
+        c["metadata"]["name"]
+        for c in json.loads(control_plane.kubectl("get", "crds", "-o", "json").stdout)["items"]
+    }
+    expected = {p.name.removesuffix(".yaml") for p in (REPO / "crds").glob("*.yaml")}
+    assert expected | {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"} <= crds
+    for component in ("operator", "router"):
+        deployment = get_object(
+            control_plane, release.namespace, "deployment", f"{release.name}-jesus-{component}"
+        )
+        assert deployment is not None, component
+        available = condition(deployment, "Available")
+        assert available is not None
+        assert available["status"] == "True", component
+    role = f"{release.namespace}-{release.name}-jesus-operator"
+    assert control_plane.kubectl("get", "clusterrole", role, check=False).returncode == 0
+    assert control_plane.kubectl("get", "clusterrolebinding", role, check=False).returncode == 0
+    secret = get_object(control_plane, release.namespace, "secret", f"{release.name}-jesus-router-admin")
+    assert len(secret["data"]["token"]) > 40
+    assert get_object(control_plane, release.namespace, "configmap", f"{release.name}-jesus-policies")["data"]
+
+
+def can_i(plane: ControlPlane, who: str, verb: str, resource: str, namespace: str) -> bool:
+    resource, _, subresource = resource.partition("/")
+    extra = [f"--subresource={subresource}"] if subresource else []
+    result = plane.kubectl(
+        "auth", "can-i", verb, resource, *extra, f"--as={who}", "-n", namespace, check=False
+    )
+    return result.stdout.strip() == "yes"
+
+
+OPERATOR_NEEDS = [
+    ("watch", "agentruns.jesus.dev"),
+    ("patch", "agentruns.jesus.dev"),
+    ("update", "agentruns.jesus.dev/status"),
+    ("update", "budgets.jesus.dev/status"),
+    ("update", "modeladapters.jesus.dev/status"),
+    ("update", "routepolicies.jesus.dev/status"),
+    ("list", "budgets.jesus.dev"),
+    ("create", "jobs.batch"),
+    ("delete", "jobs.batch"),
+    ("watch", "jobs.batch"),
+    ("create", "deployments.apps"),
+    ("patch", "deployments.apps"),
+    ("watch", "deployments.apps"),
+    ("create", "services"),
+    ("patch", "services"),
+    ("get", "secrets"),
+    ("create", "secrets"),
+    ("create", "serviceaccounts"),
+    ("list", "pods"),
+    ("create", "events"),
+]
+OPERATOR_MUST_NOT = [
+    ("list", "secrets"),
+    ("delete", "secrets"),
+    ("update", "agentruns.jesus.dev"),
+    ("create", "agentruns.jesus.dev"),
+    ("delete", "namespaces"),
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "pods"),
+    ("patch", "nodes"),
+]
+NOBODY_ELSE = [
+    ("get", "secrets"),
+    ("list", "pods"),
+    ("create", "jobs.batch"),
+    ("get", "agentruns.jesus.dev"),
+    ("list", "modeladapters.jesus.dev"),
+]
+
+
+def test_the_operator_may_do_its_work_and_no_more_in_any_namespace(
+    control_plane: ControlPlane, release: Release
+) -> None:
+    who = release.operator_account()
+    for where in (release.namespace, "default"):
+        missing = [
+            f"{verb} {res}" for verb, res in OPERATOR_NEEDS if not can_i(control_plane, who, verb, res, where)
+        ]
+        assert missing == [], f"the operator lacks in {where}: {missing}"
+        extra = [
+            f"{verb} {res}" for verb, res in OPERATOR_MUST_NOT if can_i(control_plane, who, verb, res, where)
+        ]
+        assert extra == [], f"the operator may in {where}: {extra}"
+
+
+def test_the_runner_and_router_may_do_nothing(control_plane: ControlPlane, release: Release) -> None:
+    for account in ("jesus-runner", f"{release.name}-jesus-router"):
+        who = release.account(account)
+        allowed = [f"{v} {r}" for v, r in NOBODY_ELSE if can_i(control_plane, who, v, r, release.namespace)]
+        assert allowed == [], f"{account} may: {allowed}"
+
+
+def _token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
+    token = plane.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": plane.server, "certificate-authority": str(plane.pki_dir / "ca.crt")},
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_the_operator_reconciles_with_nothing_but_the_charts_rbac(
+    control_plane: ControlPlane, release: Release, tmp_path: Path
+) -> None:
+    """Run the operator as the chart's ServiceAccount: it serves a model and resolves a route."""
+    kubeconfig = _token_kubeconfig(
+        control_plane, release.namespace, f"{release.name}-jesus-operator", tmp_path / "sa.kubeconfig"
+    )
+    adapter = set_field(vllm_adapter("served"), "spec.serving.gpu.count", 1)
+    with running_operator(
+        control_plane, release.namespace, tmp_path / "operator.log", kubeconfig=kubeconfig
+    ) as operator:
+        apply_objects(control_plane, release.namespace, adapter, route_policy("via-served", ("served",)))
+        policy = wait_for(
+            lambda: (
+                (obj := get_object(control_plane, release.namespace, "routepolicy", "via-served"))
+                and (obj.get("status") or {}).get("resolvedChain") == ["served"]
+                and obj
+            ),
+            what="the route through the served model to be ready, as the operator ServiceAccount",
+            operator=operator,
+        )
+        assert condition(policy, "Ready")["reason"] == "ChainReady"
+        assert "Forbidden" not in operator.log(400), operator.log(400)
