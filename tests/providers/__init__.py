@@ -14,7 +14,9 @@ optional delay, mid-stream drop or missing end), `Fail` (status + the provider's
 headers), `StreamFail` (an error event inside a 200 stream), `Hang` (no answer), `Drop` (close the
 connection), `Raw` (any body: malformed answers). When the queue is empty, `default` answers
 (`serve_openai(default=Reply())` for benchmarks); with no default, a 500 says nothing was scripted.
-`unused_base_url()` gives a URL whose connections are refused. See docs/adapters.md.
+Requests the real provider would refuse (a tool result without its call, a call left unanswered,
+missing fields; see `request_rules`) get the provider's 400 unless the fake is built with
+`strict=False`. `unused_base_url()` gives a URL whose connections are refused. See docs/adapters.md.
 """
 
 from tests.providers.behaviours import Behaviour, Drop, Fail, FakeToolCall, Hang, Raw, Reply, StreamFail

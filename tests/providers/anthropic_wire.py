@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from tests.providers.behaviours import Reply
+from tests.providers.request_rules import messages_problem
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -40,6 +41,10 @@ class AnthropicWire:
 
     path = "/v1/messages"
     base_path = ""  # the SDK appends /v1/messages itself
+
+    def request_problem(self, body: dict[str, Any]) -> str | None:
+        """Why the real API would refuse `body` with a 400, or None."""
+        return messages_problem(body)
 
     def default_error_type(self, status: int) -> str:
         return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")

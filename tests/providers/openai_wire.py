@@ -16,6 +16,7 @@ import time
 from typing import Any, Literal
 
 from tests.providers.behaviours import Reply
+from tests.providers.request_rules import chat_completions_problem
 
 Dialect = Literal["openai", "vllm", "llamacpp"]
 DIALECTS: tuple[Dialect, ...] = ("openai", "vllm", "llamacpp")
@@ -59,6 +60,10 @@ class OpenAIWire:
 
     def __init__(self, dialect: Dialect = "openai") -> None:
         self.dialect = dialect
+
+    def request_problem(self, body: dict[str, Any]) -> str | None:
+        """Why the real server would refuse `body` with a 400, or None."""
+        return chat_completions_problem(body)
 
     def default_error_type(self, status: int) -> str:
         types = _ERROR_TYPES[self.dialect]

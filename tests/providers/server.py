@@ -30,6 +30,8 @@ class Wire(Protocol):
     path: str
     base_path: str
 
+    def request_problem(self, body: dict[str, Any]) -> str | None: ...
+
     def error_body(
         self, status: int, message: str, error_type: str | None, code: str | int | None
     ) -> Any: ...
@@ -55,12 +57,14 @@ class FakeProvider:
 
     Each request takes the next queued behaviour; when the queue is empty, `default` answers
     (when it is `None`, the fake answers 500 saying nothing was scripted, so a test notices).
-    `requests` records every request, in order.
+    With `strict` (the default), a request the real provider would refuse (see `request_rules`) gets
+    the provider's 400 instead and takes no behaviour. `requests` records every request, in order.
     """
 
-    def __init__(self, wire: Wire, *, default: Behaviour | None = None) -> None:
+    def __init__(self, wire: Wire, *, default: Behaviour | None = None, strict: bool = True) -> None:
         self.wire = wire
         self.default = default
+        self.strict = strict
         self.requests: list[RecordedRequest] = []
         self.base_url = ""
         self._queue: deque[Behaviour] = deque()
@@ -109,8 +113,11 @@ class FakeProvider:
             payload = None
         headers = {name.lower(): value for name, value in request.headers.items()}
         self.requests.append(RecordedRequest(request.path, headers, payload))
-        behaviour = self._queue.popleft() if self._queue else self.default
         body = payload if isinstance(payload, dict) else {}
+        problem = self.wire.request_problem(body) if self.strict else None
+        if problem is not None:
+            return web.json_response(self.wire.error_body(400, problem, None, None), status=400)
+        behaviour = self._queue.popleft() if self._queue else self.default
         if behaviour is None:
             message = f"fake provider: nothing scripted for request {len(self.requests)}"
             return web.json_response(self.wire.error_body(500, message, None, None), status=500)
@@ -185,9 +192,11 @@ class FakeProvider:
 
 
 @asynccontextmanager
-async def serve(wire: Wire, *, default: Behaviour | None = None) -> AsyncIterator[FakeProvider]:
+async def serve(
+    wire: Wire, *, default: Behaviour | None = None, strict: bool = True
+) -> AsyncIterator[FakeProvider]:
     """Run a fake provider for `wire` for the duration of the block."""
-    fake = FakeProvider(wire, default=default)
+    fake = FakeProvider(wire, default=default, strict=strict)
     await fake.start()
     try:
         yield fake
@@ -196,18 +205,20 @@ async def serve(wire: Wire, *, default: Behaviour | None = None) -> AsyncIterato
 
 
 def serve_openai(
-    dialect: Dialect = "openai", *, default: Behaviour | None = None
+    dialect: Dialect = "openai", *, default: Behaviour | None = None, strict: bool = True
 ) -> AbstractAsyncContextManager[FakeProvider]:
     """A fake OpenAI Chat Completions server (`dialect`: "openai", "vllm" or "llamacpp").
 
     `base_url` ends in /v1, as the openai SDK expects.
     """
-    return serve(OpenAIWire(dialect), default=default)
+    return serve(OpenAIWire(dialect), default=default, strict=strict)
 
 
-def serve_anthropic(*, default: Behaviour | None = None) -> AbstractAsyncContextManager[FakeProvider]:
+def serve_anthropic(
+    *, default: Behaviour | None = None, strict: bool = True
+) -> AbstractAsyncContextManager[FakeProvider]:
     """A fake Anthropic Messages server; `base_url` is the host root, as the anthropic SDK expects."""
-    return serve(AnthropicWire(), default=default)
+    return serve(AnthropicWire(), default=default, strict=strict)
 
 
 def unused_base_url(base_path: str = "/v1") -> str:
