@@ -169,3 +169,21 @@ def test_status_is_a_subresource_with_a_strict_schema(crds: ControlPlane, namesp
         )
         assert result.returncode != 0, bad
         assert fragment in result.stderr, result.stderr
+
+
+def test_the_specs_repository_applies_with_kustomize(crds: ControlPlane) -> None:
+    from jesus.specs import load_specs
+
+    expected = load_specs([REPO / "specs"]).objects
+    namespaces = sorted({o.namespace for o in expected})
+    for name in namespaces:
+        crds.kubectl("create", "namespace", name, check=False)
+    try:
+        result = crds.kubectl("apply", "-k", str(REPO / "specs"))
+        assert result.stdout.count(" created") + result.stdout.count(" unchanged") == len(expected)
+        for name in namespaces:
+            listed = crds.kubectl("get", "jesus", "-n", name, "-o", "name").stdout.split()
+            assert len(listed) == sum(1 for o in expected if o.namespace == name)
+    finally:
+        for name in namespaces:
+            crds.kubectl("delete", "namespace", name, "--wait=false", check=False)

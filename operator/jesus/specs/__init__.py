@@ -8,9 +8,9 @@ for run in spec_set.agent_runs: ...
 from __future__ import annotations
 
 from jesus.specs.checks import CHECKS, validate_specs
+from jesus.specs.discovery import SpecFile, SpecPathError, discover
 from jesus.specs.loader import (
     LoadedObject,
-    SpecPathError,
     SpecSet,
     load_documents,
     load_specs,
@@ -26,8 +26,10 @@ __all__ = [
     "Problem",
     "Severity",
     "SourceError",
+    "SpecFile",
     "SpecPathError",
     "SpecSet",
+    "discover",
     "format_field_path",
     "load_documents",
     "load_specs",

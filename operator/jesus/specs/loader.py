@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,12 +20,10 @@ from jesus.api import (
     ModelAdapter,
     RoutePolicy,
 )
+from jesus.specs.discovery import discover
 from jesus.specs.errors import describe_validation_error
 from jesus.specs.problems import Problem, Severity, format_field_path
 from jesus.specs.source import Document, FieldPath, SourceError, parse_documents, read_documents
-
-YAML_SUFFIXES = (".yaml", ".yml")
-KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 
 T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
 
@@ -34,8 +32,8 @@ T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
 class LoadedObject:
     """A valid object from a spec file, with where it came from.
 
-    `namespace` is metadata.namespace, else the namespace of the nearest kustomization.yaml, else ""
-    (the namespace `kubectl apply` targets). References resolve within one namespace.
+    `namespace` is metadata.namespace, else the kustomization's namespace, else "" (the namespace
+    `kubectl apply` targets). References resolve within one namespace.
     """
 
     obj: ApiObject
@@ -138,48 +136,6 @@ class SpecSet:
     def has_errors(self) -> bool:
         """Whether loading found any error (warnings aside)."""
         return any(p.severity is Severity.ERROR for p in self.problems)
-
-
-class SpecPathError(Exception):
-    """A path given to the loader that does not exist."""
-
-
-def _spec_files(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            if (
-                child.is_file()
-                and child.suffix in YAML_SUFFIXES
-                and child.name not in KUSTOMIZATION_NAMES
-                and not any(part.startswith(".") for part in child.relative_to(path).parts)
-            ):
-                yield child
-    elif path.is_file():
-        yield path
-    else:
-        raise SpecPathError(f"{path}: no such file or directory")
-
-
-def _kustomize_namespace(file: Path, cache: dict[Path, str]) -> str:
-    """The `namespace:` of the nearest kustomization file above `file`, if any."""
-    for folder in file.resolve().parents:
-        if folder in cache:
-            return cache[folder]
-        for name in ("kustomization.yaml", "kustomization.yml"):
-            candidate = folder / name
-            if candidate.is_file():
-                try:
-                    docs = read_documents(candidate)
-                except SourceError:
-                    docs = []
-                namespace = ""
-                if docs and isinstance(docs[0].data, dict):
-                    namespace = str(docs[0].data.get("namespace") or "")
-                cache[folder] = namespace
-                return namespace
-        if (folder / ".git").exists():
-            break
-    return ""
 
 
 def _document_problem(document: Document, path: FieldPath, message: str, **kw: Any) -> Problem:
@@ -294,20 +250,20 @@ def load_text(text: str, file: Path = Path("<text>"), namespace: str = "") -> Sp
 
 
 def load_specs(paths: Sequence[Path | str]) -> SpecSet:
-    """Read every YAML file under `paths` (files or folders, multi-document) into a SpecSet.
+    """Read every spec under `paths` (files or folders, multi-document YAML) into a SpecSet.
 
-    Never raises for bad content: unreadable files, broken YAML and invalid objects become problems.
-    Raises SpecPathError for a path that does not exist.
+    Folders with a kustomization file are read as kustomize builds them (resources, namespace); see
+    jesus.specs.discovery. Never raises for bad content: unreadable files, broken YAML and invalid
+    objects become problems. Raises SpecPathError for a path that does not exist.
     """
     spec_set = SpecSet()
-    namespaces: dict[Path, str] = {}
-    for raw in paths:
-        for file in _spec_files(Path(raw)):
-            spec_set.files.append(file)
-            try:
-                documents = read_documents(file)
-            except SourceError as exc:
-                spec_set.problems.append(Problem(file=file, line=exc.line, message=exc.message))
-                continue
-            load_documents(documents, spec_set, _kustomize_namespace(file, namespaces))
+    for spec_file in discover([Path(p) for p in paths], spec_set.problems):
+        if spec_file.path not in spec_set.files:
+            spec_set.files.append(spec_file.path)
+        try:
+            documents = read_documents(spec_file.path)
+        except SourceError as exc:
+            spec_set.problems.append(Problem(file=spec_file.path, line=exc.line, message=exc.message))
+            continue
+        load_documents(documents, spec_set, spec_file.namespace)
     return spec_set

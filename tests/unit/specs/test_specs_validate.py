@@ -327,3 +327,40 @@ def test_numbers_are_read_as_the_api_server_reads_them() -> None:
     assert problems_of(whole) == []
     fraction = to_yaml(set_field(route_policy(), "spec.attemptTimeoutSeconds", 2.5), scripted_adapter())
     assert [p.field for p in problems_of(fraction)] == ["spec.attemptTimeoutSeconds"]
+
+
+SPECS_REPO = REPO / "specs"
+
+
+def test_the_specs_repository_layout_is_valid_and_namespaced_per_team() -> None:
+    spec_set = load_specs([SPECS_REPO])
+    assert validate_specs(spec_set) == []
+    namespaces = {o.namespace for o in spec_set.objects}
+    assert namespaces == {"team-ml-platform", "team-support"}
+    # the platform base lands once in every team namespace
+    for namespace in namespaces:
+        assert spec_set.get("RoutePolicy", "default", namespace) is not None
+    # every run, budget and platform file is reachable from the root kustomization
+    reached = {f.resolve() for f in spec_set.files}
+    on_disk = {p.resolve() for p in SPECS_REPO.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert on_disk - reached == {(SPECS_REPO / "argocd" / "applicationset.yaml").resolve()}
+
+
+def test_kustomize_outer_namespace_wins_and_missing_resources_are_problems(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "kustomization.yaml").write_text("namespace: inner\nresources: [objects.yaml]\n")
+    (base / "objects.yaml").write_text(to_yaml(*complete_set()[:2]))
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "namespace: outer\nresources:\n  - ../base\n  - run.yaml\n  - gone.yaml\n"
+    )
+    (overlay / "run.yaml").write_text(to_yaml(agent_run()))
+    spec_set = load_specs([overlay])
+    assert {o.namespace for o in spec_set.objects} == {"outer"}
+    problems = validate_specs(spec_set)
+    assert [(p.file.name, p.line, p.message) for p in problems] == [
+        ("kustomization.yaml", 5, "resource gone.yaml does not exist")
+    ]
+    assert load_specs([base]).objects[0].namespace == "inner"
