@@ -114,3 +114,11 @@ async def test_a_slow_tool_times_out_as_an_error_result() -> None:
         slow = await tools.call("c1", "sleep", {"seconds": 30})
     assert slow.is_error
     assert "no answer within 0.5s" in slow.text
+
+
+async def test_a_tool_result_that_breaks_the_protocol_is_an_error_result() -> None:
+    async with ToolBox((misbehaving("bad-result"),)) as tools:
+        assert [s.name for s in tools.specs] == ["lookup"]
+        garbage = await tools.call("c1", "lookup", {})
+    assert garbage.is_error
+    assert "failed" in garbage.text
