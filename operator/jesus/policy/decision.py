@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from jesus.api import AgentRunReason, PolicyDecision
 from jesus.logic.policy_input import PolicyInput
 
 DECISION_PACKAGE = "jesus.admission"
@@ -20,6 +21,10 @@ DECISION_REF = f"data.{DECISION_PACKAGE}.{DECISION_RULE}"
 """The Rego reference both engines evaluate."""
 DECISION_PATH = f"{DECISION_PACKAGE.replace('.', '/')}/{DECISION_RULE}"
 """The same reference as a path (the OPA Data API's URL, the embedded engine's entrypoint)."""
+
+# The API's bounds on AgentRun status.policy; beyond them the status write would be rejected.
+STATUS_MAX_MESSAGES = 64
+STATUS_MAX_MESSAGE_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,22 @@ class Decision:
     def decided(self) -> bool:
         """Whether the policy itself decided (as opposed to the engine failing closed)."""
         return self.error is None
+
+    @property
+    def condition_reason(self) -> AgentRunReason:
+        """The reason of the AgentRun's PolicyAllowed condition: allowed, denied, or no decision."""
+        if self.allow:
+            return AgentRunReason.POLICY_ALLOWED
+        return AgentRunReason.POLICY_DENIED if self.decided else AgentRunReason.POLICY_UNAVAILABLE
+
+    def to_status(self, evaluated_at: str) -> PolicyDecision:
+        """The decision as AgentRun status.policy, cut to the bounds the API server enforces."""
+        return PolicyDecision(
+            allowed=self.allow,
+            reasons=_bounded(self.reasons) or None,
+            warnings=_bounded(self.warnings) or None,
+            evaluated_at=evaluated_at,
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The decision as the policy states it: {allow, reasons, warnings}."""
@@ -84,6 +105,16 @@ def decision_from_result(result: Any, engine: str) -> Decision:
         # A denial nobody can explain is useless to the run's owner; say so rather than guess.
         reasons = ["the policy denied the run without giving a reason"]
     return Decision(allow=allow, reasons=tuple(reasons), warnings=tuple(warnings), engine=engine)
+
+
+def _bounded(messages: tuple[str, ...]) -> list[str]:
+    kept = [
+        m if len(m) <= STATUS_MAX_MESSAGE_LENGTH else m[: STATUS_MAX_MESSAGE_LENGTH - 3] + "..."
+        for m in messages[:STATUS_MAX_MESSAGES]
+    ]
+    if len(messages) > STATUS_MAX_MESSAGES:
+        kept[-1] = f"... and {len(messages) - STATUS_MAX_MESSAGES + 1} more"
+    return kept
 
 
 def _describe(value: Any) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from jesus.api import PolicyDecision
 from jesus.policy import DECISION_REF, decision_from_result, fail_closed
 
 
@@ -58,3 +59,38 @@ def test_fail_closed_names_the_engine_and_the_cause() -> None:
     assert decision.reasons == (
         "no policy decision (opa-server): the OPA server is unreachable; the run is not admitted without one",
     )
+
+
+@pytest.mark.parametrize(
+    ("decision", "reason"),
+    [
+        (decision_from_result({"allow": True, "reasons": [], "warnings": []}, "t"), "PolicyAllowed"),
+        (decision_from_result({"allow": False, "reasons": ["no"], "warnings": []}, "t"), "PolicyDenied"),
+        (fail_closed("t", "server down"), "PolicyUnavailable"),
+    ],
+)
+def test_condition_reason_tells_denied_from_unavailable(decision: Any, reason: str) -> None:
+    assert decision.condition_reason.value == reason
+
+
+def test_status_form_fits_the_api_bounds() -> None:
+    reasons = [f"reason {i} " + "x" * 2000 for i in range(70)]
+    decision = decision_from_result({"allow": False, "reasons": reasons, "warnings": ["w"]}, "t")
+    status = decision.to_status("2026-11-22T04:00:00Z")
+    assert status.allowed is False
+    assert status.reasons is not None
+    assert len(status.reasons) == 64
+    assert all(len(reason) <= 1024 for reason in status.reasons)
+    assert status.reasons[0].startswith("reason 0 ")
+    assert status.reasons[-1] == "... and 7 more"
+    assert status.warnings == ["w"]
+    assert status.evaluated_at == "2026-11-22T04:00:00Z"
+    # It validates as part of an AgentRun status: the API server would accept it.
+    assert PolicyDecision.model_validate(status.model_dump(by_alias=True)) == status
+
+
+def test_status_form_of_an_admission_has_no_reasons() -> None:
+    status = decision_from_result({"allow": True, "reasons": [], "warnings": []}, "t").to_status(
+        "2026-11-22T04:00:00Z"
+    )
+    assert (status.allowed, status.reasons, status.warnings) == (True, None, None)
