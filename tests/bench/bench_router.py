@@ -21,7 +21,11 @@ directly: the router's own cost per call (breaker, allowance, record, metrics) w
 
 Failover: a two-adapter chain whose primary fails by a 503, a refused connection, or a hang past the
 attempt timeout. The figure is the time from the failure's detection (the primary attempt's end, as
-the call record measures it) to the fallback's answer, and the call's total.
+the call record measures it) to the fallback's answer, and the call's total; "switching" is the
+part of the call spent outside any attempt (the router's decision and bookkeeping).
+
+The figures of one run come with the machine's load average: on a shared machine, compare series of
+the same run (they are interleaved, so a change of load hits all of them), not runs.
 """
 
 from __future__ import annotations
@@ -153,6 +157,35 @@ async def measure(
     return Figures.of(samples)
 
 
+async def measure_interleaved(
+    calls: dict[str, Callable[[], Awaitable[object]]], *, per_series: int, concurrency: int, rounds: int = 20
+) -> dict[str, Figures]:
+    """Like `measure`, but the series take turns in short rounds, so that a machine whose load
+    changes during the benchmark slows every series alike instead of whichever ran at the time."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        await measure(call, calls=50, concurrency=1, warmup=0)  # connections and caches warm
+    per_round = max(1, per_series // rounds)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            await _timed_round(call, per_round, min(concurrency, per_round), samples[name])
+    return {name: Figures.of(values) for name, values in samples.items()}
+
+
+async def _timed_round(
+    call: Callable[[], Awaitable[object]], count: int, concurrency: int, samples: list[float]
+) -> None:
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            started = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
 async def bench_overhead(calls: int) -> dict[str, Any]:
     """Direct SDK vs the router library vs the router service, at 1 and 100 concurrent calls."""
     port_file = REPO / ".bench-upstream-url"
@@ -200,14 +233,12 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
 
         results: dict[str, Any] = {}
         for concurrency in (1, 100):
-            series = {}
-            for name, call in (
-                ("direct", direct),
-                ("adapter", adapter),
-                ("library", library),
-                ("service", service),
-            ):
-                series[name] = await measure(call, calls=calls, concurrency=concurrency, warmup=50)
+            series = await measure_interleaved(
+                {"direct": direct, "adapter": adapter, "library": library, "service": service},
+                per_series=calls,
+                concurrency=concurrency,
+                rounds=20 if concurrency == 1 else max(1, calls // concurrency),
+            )
             base = series["direct"]
             results[f"concurrency_{concurrency}"] = {
                 name: {
@@ -264,6 +295,7 @@ async def bench_failover(trials: int) -> dict[str, Any]:
             after_detection: list[float] = []
             totals: list[float] = []
             detections: list[float] = []
+            switching: list[float] = []
             for _ in range(trials):
                 routed = await router.complete(plan, request, RunLedger("bench"))
                 record = routed.record
@@ -272,13 +304,16 @@ async def bench_failover(trials: int) -> dict[str, Any]:
                 detections.append(detected_ms / 1000)
                 totals.append(record.latency_ms / 1000)
                 after_detection.append((record.latency_ms - detected_ms) / 1000)
+                switching.append((record.latency_ms - sum(a.latency_ms for a in record.attempts)) / 1000)
             await _close(router)
             results[case] = {
                 "trials": trials,
                 "detection_p50_ms": round(Figures.of(detections).p50_ms, 3),
                 "failover_after_detection_p50_ms": round(Figures.of(after_detection).p50_ms, 3),
                 "failover_after_detection_p99_ms": round(Figures.of(after_detection).p99_ms, 3),
-                "total_p50_ms": round(Figures.of(totals).p50_ms, 3),
+                "router_switching_p50_ms": round(Figures.of(switching).p50_ms, 3),
+                "router_switching_p99_ms": round(Figures.of(switching).p99_ms, 3),
+                "router_switching_p50_ms": round(Figures.of(switching).p50_ms, 3),
                 "total_p99_ms": round(Figures.of(totals).p99_ms, 3),
             }
         # With the breaker open the primary is skipped without a request.
@@ -385,7 +420,10 @@ def main() -> None:
     if args.mode == "serve-router":
         serve_router(args.port, args.upstream)
         return
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.calls} calls per series")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.calls} calls per series, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     overhead = asyncio.run(bench_overhead(args.calls))
     _print("Overhead per call (ms; overhead = minus direct SDK to the same upstream)", overhead)
     in_memory = asyncio.run(bench_in_memory(max(args.calls, 10_000)))
@@ -396,7 +434,13 @@ def main() -> None:
     failover = asyncio.run(bench_failover(args.trials))
     _print("Failover (ms; attempt timeout 0.25 s, no retries)", {"cases": failover})
     if args.json is not None:
-        figures = {"overhead": overhead, "in_memory": in_memory, "failover": failover}
+        figures = {
+            "overhead": overhead,
+            "in_memory": in_memory,
+            "failover": failover,
+            "cpus": os.cpu_count(),
+            "load_average_after": os.getloadavg()[0],
+        }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
