@@ -313,7 +313,7 @@ async def bench_failover(trials: int) -> dict[str, Any]:
                 "failover_after_detection_p99_ms": round(Figures.of(after_detection).p99_ms, 3),
                 "router_switching_p50_ms": round(Figures.of(switching).p50_ms, 3),
                 "router_switching_p99_ms": round(Figures.of(switching).p99_ms, 3),
-                "router_switching_p50_ms": round(Figures.of(switching).p50_ms, 3),
+                "total_p50_ms": round(Figures.of(totals).p50_ms, 3),
                 "total_p99_ms": round(Figures.of(totals).p99_ms, 3),
             }
         # With the breaker open the primary is skipped without a request.
