@@ -251,3 +251,16 @@ def test_a_file_with_several_runs_needs_a_choice(tmp_path: Path, capsys: pytest.
     assert main(["run", str(specs)]) == 2
     assert "choose one with --run" in capsys.readouterr().err
     assert main(["run", str(specs), "--run", "two", "--artifacts", str(tmp_path / "a")]) == 0
+
+
+def test_a_dry_run_of_real_providers_does_not_start_tool_servers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run = agent_run(policy="route")
+    run["spec"]["tools"] = [{"name": "fetch", "url": "http://tools.invalid:9/mcp"}]
+    specs = write_specs(tmp_path, openai_adapter("gpt"), route_policy("route", ("gpt",)), run)
+    code, record = run_json(capsys, str(specs), "--artifacts", str(tmp_path / "a"))
+    assert code == 0, record
+    assert any("tool servers fetch were not started" in w for w in record["warnings"])
+    assert record["toolCalls"] == []

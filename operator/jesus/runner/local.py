@@ -214,12 +214,21 @@ async def prepare_local_run(
     prepared.plan = plan
     limits = run.spec.limits
     prepared.allowance = Allowance(max_tokens=limits.max_tokens, max_cost_micros=limits.max_cost_micros)
+    tool_servers = tool_server_specs(run)
+    if tool_servers and set(built.dry_run) == set(chain):
+        # Placeholder answers never call a tool, and the servers may exist only in the cluster.
+        record.warnings.append(
+            "tool servers "
+            + ", ".join(server.name for server in tool_servers)
+            + " were not started: the dry-run stand-ins call no tools"
+        )
+        tool_servers = ()
     prepared.task = AgentTask(
         run=loaded.name,
         namespace=namespace,
         instructions=run.spec.task.instructions,
         inputs=dict(run.spec.task.inputs or {}),
-        tool_servers=tool_server_specs(run),
+        tool_servers=tool_servers,
         max_turns=limits.max_turns,
         timeout_seconds=float(limits.timeout_seconds),
         spec_digest=digest,
