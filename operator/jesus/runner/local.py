@@ -133,6 +133,11 @@ async def prepare_local_run(
         record.started_at = record.finished_at = _timestamp(now)
         return prepared
 
+    if run.spec.depends_on:
+        record.warnings.append(
+            f"dependsOn ({', '.join(run.spec.depends_on)}) is not awaited locally: jesus run executes this "
+            "one AgentRun; in a cluster it starts after they succeed"
+        )
     route_name = run.spec.route_policy_ref.name
     route_loaded = spec_set.get("RoutePolicy", route_name, loaded.namespace)
     if route_loaded is None or not isinstance(route_loaded.obj, RoutePolicy):
