@@ -226,3 +226,9 @@ cases["many_problems"] := object.union(base, {
 		object.union(base.adapters[1], {"gpus": {"count": 8}}),
 	],
 })
+
+# Quotes, backslashes, control characters and non-ASCII text must reach both engines unchanged.
+cases["odd_characters"] := object.union(base, {
+	"owner": {"user": "o\"brien\\ é\n"},
+	"run": {"tools": [{"name": "say \"hi\"\\ é", "transport": "stdio", "allowedTools": null}]},
+})

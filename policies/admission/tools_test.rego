@@ -19,3 +19,8 @@ test_team_list_replaces_site_default if {
 test_run_without_tools_admitted if {
 	decide("no_tools").allow
 }
+
+test_odd_characters_in_names_are_kept if {
+	result := decide("odd_characters")
+	result.reasons == ["MCP tool server \"say \"hi\"\\ é\" is not allowed for team \"research\" (allowed: fetch, filesystem, git)"]
+}

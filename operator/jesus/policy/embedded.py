@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import regopy
-from regopy.rego_shared import rego_output_string
+from regopy.rego_shared import rego_output_string, rego_set_input
 
 from jesus.logic.policy_input import PolicyInput
 from jesus.policy.decision import (
@@ -29,6 +29,7 @@ from jesus.policy.decision import (
     decision_from_result,
     fail_closed,
 )
+from jesus.policy.rego_input import InputConversionError, free_input, new_rego_input
 from jesus.policy.sources import PolicySource, load_policy_source
 
 ENGINE_NAME = "embedded"
@@ -110,13 +111,12 @@ class EmbeddedEngine:
     def evaluate(self, policy_input: PolicyInput) -> Decision:
         """The decision for `policy_input`, synchronously (it takes about a millisecond)."""
         try:
-            # Walking the Python objects into the engine is faster than having it parse JSON text.
-            document = regopy.Input(policy_input)
-        except (regopy.RegoError, ValueError, TypeError) as exc:
+            document = new_rego_input(policy_input)
+        except InputConversionError as exc:
             return fail_closed(self.name, f"the input document is not JSON: {exc}")
         with self._lock:
             try:
-                self._interpreter.set_input(document)
+                rego_set_input(self._interpreter._impl, document)
                 output: Any = self._interpreter.query_bundle_entrypoint(self._bundle, DECISION_PATH)
                 if not output.ok():
                     raise regopy.RegoError(_error_text(rego_output_string(output._impl)))
@@ -124,6 +124,8 @@ class EmbeddedEngine:
             except (regopy.RegoError, ValueError) as exc:
                 # regopy raises ValueError (a JSONDecodeError) when the engine returns an error as text.
                 return fail_closed(self.name, f"evaluating {DECISION_REF} failed: {str(exc).strip()[:500]}")
+            finally:
+                free_input(document)
         if not values:
             return fail_closed(self.name, f"{DECISION_REF} is undefined (is the admission policy loaded?)")
         if len(values) > 1:
