@@ -135,11 +135,25 @@ def drop_field(obj: Obj, path: str) -> Obj:
     return result
 
 
+# Plain scalars kubectl (YAML 1.1) reads as booleans; a careful author quotes them, and so do we.
+_YAML11_BOOLEAN_WORDS = frozenset(
+    word
+    for base in ("y", "yes", "n", "no", "true", "false", "on", "off")
+    for word in (base, base.capitalize(), base.upper())
+)
+
+
+def _represent_str(representer: Any, value: str) -> Any:
+    style = "'" if value in _YAML11_BOOLEAN_WORDS else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
 def to_yaml(*objects: Obj) -> str:
     """Objects as one multi-document YAML text, block style, as a person would write it."""
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    yaml.representer.add_representer(str, _represent_str)
     buffer = io.StringIO()
     yaml.dump_all(list(objects), buffer)
     return buffer.getvalue()
