@@ -151,3 +151,11 @@ def test_crds_command_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFi
     victim.write_text(victim.read_text() + "# edited by hand\n")
     assert main(["crds", "--check", "--output-dir", str(tmp_path)]) == 1
     assert "budgets.jesus.dev.yaml: differs from the models" in capsys.readouterr().err
+
+
+def test_docs_list_every_rule_of_every_kind() -> None:
+    docs = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    for info in INFOS:
+        section = docs.split(f"## {info.kind}\n", 1)[1].split("\n## ", 1)[0]
+        for rule in _model_rules(info.model, set()):
+            assert f"- {rule.message}" in section, f"docs/api.md ({info.kind}) misses: {rule.message}"
