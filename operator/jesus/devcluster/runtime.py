@@ -32,8 +32,12 @@ def _now() -> str:
 class ProcessRuntime:
     """Runs the Running pods of Jesus components in `namespace` as local processes."""
 
-    def __init__(self, kube: KubeClient, namespace: str, *, poll_seconds: float = 0.2) -> None:
+    def __init__(
+        self, kube: KubeClient, namespace: str, *, poll_seconds: float = 0.2, max_processes: int = 4
+    ) -> None:
         self.kube = kube
+        # A node runs only what fits on it: bound the processes so a hundred pods do not start at once.
+        self._slots = asyncio.Semaphore(max_processes)
         self.namespace = namespace
         self.poll_seconds = poll_seconds
         self.started: list[str] = []
@@ -85,26 +89,35 @@ class ProcessRuntime:
         directory.mkdir(parents=True, exist_ok=True)
         termination = directory / "termination-log"
         started = _now()
-        log = (directory / "output.log").open("wb")
-        try:
-            env = await self._env(pod, container, termination)
-            process = await asyncio.create_subprocess_exec(
-                *container["command"],
-                *container.get("args", []),
-                env=env,
-                cwd=directory,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            code = await process.wait()
-        except OSError as exc:
-            code = 127
-            termination.write_text(f"the container's command could not start: {exc}")
-        finally:
-            log.close()
+        async with self._slots:
+            code = await self._spawn(pod, container, directory, termination)
         message = termination.read_text()[:4096] if termination.exists() else ""
         logger.info("Ran pod pod=%s/%s exit_code=%d", self.namespace, name, code)
         await self._report(pod, code, message, started)
+
+    async def _spawn(self, pod: JsonObject, container: JsonObject, directory: Path, termination: Path) -> int:
+        process: asyncio.subprocess.Process | None = None
+        with (directory / "output.log").open("wb") as log:
+            try:
+                env = await self._env(pod, container, termination)
+                process = await asyncio.create_subprocess_exec(
+                    *container["command"],
+                    *container.get("args", []),
+                    env=env,
+                    cwd=directory,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                return await process.wait()
+            except OSError as exc:
+                termination.write_text(f"the container's command could not start: {exc}")  # noqa: ASYNC240 - a few bytes, local
+                return 127
+            finally:
+                # Stopped (cancelled) while the process runs: a node going away kills its containers.
+                if process is not None and process.returncode is None:
+                    process.kill()
+                    await asyncio.shield(process.wait())
 
     async def _report(self, pod: JsonObject, code: int, message: str, started: str) -> None:
         container = pod["spec"]["containers"][0]

@@ -1,0 +1,90 @@
+"""Chaos: the operator is killed at random points while 100 runs go through. In the end every run has
+finished exactly once: one Job each, every runner pod run once, and the Budget's spending is exactly
+the sum of the runs' costs with nothing left held."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from tests.cluster.harness import OperatorWorld, adapter, agent_run, apply, budget, get, install_crds, route
+
+from jesus.devcluster import ControlPlane
+
+RUNS = 100
+OBJECTS = [
+    adapter("steady", replies=RUNS + 20),
+    route("simple", "steady"),
+    budget("chaos", "chaos", "1000.00"),
+]
+
+
+@pytest.fixture(scope="module")
+def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorWorld]:
+    install_crds(control_plane)
+    namespace = "chaos-" + tmp_path_factory.mktemp("ns").name.replace("_", "-")[-8:].strip("-")
+    control_plane.kubectl("create", "namespace", namespace)
+    apply(control_plane, namespace, *OBJECTS)
+    world = OperatorWorld(control_plane, namespace, tmp_path_factory.mktemp("chaos"), OBJECTS)
+    with world.running():
+        yield world
+    control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def phases(world: OperatorWorld) -> Counter[str]:
+    listing = world.plane.kubectl("get", "-n", world.namespace, "agentruns", "-o", "json")
+    return Counter(
+        item.get("status", {}).get("phase", "None") for item in json.loads(listing.stdout)["items"]
+    )
+
+
+def test_killing_the_operator_at_random_points_charges_every_run_exactly_once(world: OperatorWorld) -> None:
+    rng = random.Random(20261122)
+    runs = [agent_run(f"chaos-{i:03d}", team="chaos", route_name="simple") for i in range(RUNS)]
+    apply(world.plane, world.namespace, *runs)
+
+    kills = 0
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        counts = phases(world)
+        if counts["Succeeded"] + counts["Failed"] == RUNS:
+            break
+        if kills < 12:
+            time.sleep(rng.uniform(0.3, 4.0))
+            world.operator.kill()  # SIGKILL: no clean shutdown, whatever was in flight is cut off
+            kills += 1
+            world.operator.start()
+        else:
+            time.sleep(1)
+    counts = phases(world)
+    assert counts["Succeeded"] == RUNS, f"{counts}\n{world.describe()}"
+    assert kills >= 5
+
+    listing = json.loads(world.plane.kubectl("get", "-n", world.namespace, "agentruns", "-o", "json").stdout)
+    statuses = {item["metadata"]["name"]: item["status"] for item in listing["items"]}
+    jobs = json.loads(
+        world.plane.kubectl(
+            "get", "-n", world.namespace, "jobs", "-l", "jesus.dev/component=runner", "-o", "json"
+        ).stdout
+    )["items"]
+    jobs_per_run = Counter(job["metadata"]["labels"]["jesus.dev/run"] for job in jobs)
+    assert set(jobs_per_run) == set(statuses)
+    assert max(jobs_per_run.values()) == 1, "a run got a second Job"
+    assert all(len(s["attempts"]) == 1 for s in statuses.values())
+    assert world.runtime.runtime is not None
+    started = Counter(world.runtime.runtime.started)
+    assert len(started) == RUNS
+    assert max(started.values()) == 1, "a runner pod was run twice"
+
+    costs = sum(int(s["costMicros"]) for s in statuses.values())
+    assert all(int(s["costMicros"]) > 0 for s in statuses.values())
+    ledger = get(world.plane, world.namespace, "budget", "chaos")
+    assert ledger is not None
+    assert int(ledger["status"]["spentMicros"]) == costs, "budget charged twice or a charge lost"
+    assert int(ledger["status"]["reservedMicros"]) == 0
+    assert not ledger["status"].get("reservations")
+    assert all(all(r["settled"] for r in s["budgetReservations"]) for s in statuses.values())
