@@ -17,6 +17,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Tracer
+
 from jesus.logic.routing import (
     BreakerConfig,
     BreakerState,
@@ -39,6 +42,7 @@ from jesus.logic.routing import (
 from jesus.router.ledger import Reservation, RunLedger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import AttemptRecord, CallRecord, FallbackRecord
+from jesus.router.tracing import end_call_span, start_call_span
 from jesus_adapters.base import ModelAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone, TextDelta
@@ -123,6 +127,7 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        tracer: Tracer | None = None,
     ) -> None:
         self.adapters = dict(adapters)
         self.breaker_config = breaker or BreakerConfig()
@@ -132,6 +137,8 @@ class Router:
         self._rand = rand
         self._breakers: dict[str, BreakerState] = {}
         self._rates: dict[str, RateState] = {}
+        self._spans: dict[str, Span] = {}
+        self._tracer = tracer
         self._call_ids = itertools.count(1)
 
     def breaker_state(self, adapter: str) -> BreakerState:
@@ -144,30 +151,48 @@ class Router:
         if missing:
             raise ValueError(f"route names unknown model adapters: {', '.join(missing)}")
 
-    async def complete(self, plan: RoutePlan, request: ChatRequest, ledger: RunLedger) -> RoutedResponse:
-        """Answer `request` along `plan`'s chain, charging `ledger`; RouteError when nothing answers."""
-        record = self._new_record(ledger)
+    async def complete(
+        self,
+        plan: RoutePlan,
+        request: ChatRequest,
+        ledger: RunLedger,
+        *,
+        trace_context: Context | None = None,
+    ) -> RoutedResponse:
+        """Answer `request` along `plan`'s chain, charging `ledger`; RouteError when nothing answers.
+
+        `trace_context` is the caller's trace (the service passes the runner's); by default the
+        current one.
+        """
+        record = self._new_record(ledger, request, streamed=False, trace_context=trace_context)
 
         async def attempt(routed: RoutedAdapter, sized: ChatRequest) -> ChatResponse:
             return await routed.adapter.complete(sized, timeout_seconds=plan.attempt_timeout_seconds)
 
-        walked, response = await self._walk(plan, request, ledger, record, attempt)
         try:
-            self._settle(walked, response, ledger, record)
+            walked, response = await self._walk(plan, request, ledger, record, attempt)
+            try:
+                self._settle(walked, response, ledger, record)
+            finally:
+                ledger.release(walked.reservation)
         finally:
-            ledger.release(walked.reservation)
+            self._abandon_span(record)
         return RoutedResponse(response, record)
 
     async def stream(
-        self, plan: RoutePlan, request: ChatRequest, ledger: RunLedger
+        self,
+        plan: RoutePlan,
+        request: ChatRequest,
+        ledger: RunLedger,
+        *,
+        trace_context: Context | None = None,
     ) -> AsyncIterator[RoutedStreamEvent]:
         """Stream an answer along the chain: text deltas, then one RoutedStreamEnd.
 
         The chain is walked until an adapter produces its first event; after text has reached the
         caller a failure ends the call instead of failing over, since the text cannot be taken back.
         """
-        record = self._new_record(ledger)
-        record.streamed = True
+        record = self._new_record(ledger, request, streamed=True, trace_context=trace_context)
 
         async def attempt(
             routed: RoutedAdapter, sized: ChatRequest
@@ -184,7 +209,11 @@ class Router:
                 raise
             return first, events
 
-        walked, (first, events) = await self._walk(plan, request, ledger, record, attempt)
+        try:
+            walked, (first, events) = await self._walk(plan, request, ledger, record, attempt)
+        except BaseException:
+            self._abandon_span(record)
+            raise
         try:
             event: TextDelta | StreamDone = first
             while True:
@@ -220,14 +249,32 @@ class Router:
                     raise self._fail_mid_stream(walked, record, exc) from exc
         finally:
             ledger.release(walked.reservation)
+            self._abandon_span(record)
             await _close(events)
 
     # --- the walk --------------------------------------------------------------------------------
 
-    def _new_record(self, ledger: RunLedger) -> CallRecord:
-        record = CallRecord(call_id=f"{ledger.run}-{next(self._call_ids)}", run=ledger.run)
+    def _new_record(
+        self, ledger: RunLedger, request: ChatRequest, *, streamed: bool, trace_context: Context | None
+    ) -> CallRecord:
+        record = CallRecord(call_id=f"{ledger.run}-{next(self._call_ids)}", run=ledger.run, streamed=streamed)
         ledger.calls.append(record)
+        self._spans[record.call_id] = start_call_span(
+            request, ledger.run, streamed=streamed, context=trace_context, tracer=self._tracer
+        )
         return record
+
+    def _end_span(self, record: CallRecord, response: ChatResponse | None) -> None:
+        span = self._spans.pop(record.call_id, None)
+        if span is not None:
+            end_call_span(span, record, response)
+
+    def _abandon_span(self, record: CallRecord) -> None:
+        """End the span of a call that ended neither in an answer nor a RouteError (cancelled)."""
+        if record.call_id in self._spans:
+            if record.outcome == "ok" and record.adapter is None:
+                record.outcome = "Cancelled"
+            self._end_span(record, None)
 
     async def _walk(
         self,
@@ -397,6 +444,7 @@ class Router:
             record.error = exceeded
         if self.metrics is not None:
             self.metrics.observe(record)
+        self._end_span(record, response)
 
     def _charge_failed_attempt(
         self, routed: RoutedAdapter, error: AdapterError, ledger: RunLedger, record: CallRecord
@@ -418,6 +466,7 @@ class Router:
         if self.metrics is not None:
             self.metrics.observe(record)
         log.info("Model call failed run=%s kind=%s reason=%s", record.run, kind, reason)
+        self._end_span(record, None)
         return RouteError(kind, reason, record)
 
     def _fail_mid_stream(self, walked: _Walked, record: CallRecord, error: AdapterError) -> RouteError:

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from jesus.logic.routing import Allowance, RoutePlan
 from jesus.router.core import ALLOWANCE_EXCEEDED, NO_ADAPTER_AVAILABLE, RoutedStreamEnd, RouteError, Router
 from jesus.router.ledger import RunLedger
+from jesus.router.tracing import context_from_headers
 from jesus.router.wire import (
     WireError,
     chunk_body,
@@ -157,15 +158,20 @@ def build_app(service: RouterService) -> Starlette:
             metadata={"run": route.run, "namespace": route.namespace},
         )
         completion_id = service.next_id()
+        trace_context = context_from_headers(request.headers)
         if not stream:
             try:
-                routed = await service.router.complete(route.plan, chat_request, route.ledger)
+                routed = await service.router.complete(
+                    route.plan, chat_request, route.ledger, trace_context=trace_context
+                )
             except RouteError as exc:
                 return _error(STATUS_BY_KIND.get(exc.kind, 502), exc.reason, exc.kind, exc.record.to_dict())
             return JSONResponse(
                 completion_body(routed.response, routed.record.to_dict(), completion_id=completion_id)
             )
-        events = aiter(service.router.stream(route.plan, chat_request, route.ledger))
+        events = aiter(
+            service.router.stream(route.plan, chat_request, route.ledger, trace_context=trace_context)
+        )
         try:
             # The chain is walked before the first event, so a failure here still gets a status code.
             first = await anext(events)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import openai
 
+from jesus.router.tracing import trace_headers
 from jesus.router.wire import RECORD_KEY, parse_completion, request_body
 from jesus.runner.model import ModelCallError, ModelReply
 from jesus_adapters.types import ChatRequest
@@ -41,7 +42,9 @@ class RouterHttpModelClient:
         """One call through the router; failures become ModelCallError with the router's record."""
         body = request_body(request)
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(**body)
+            raw = await self._client.chat.completions.with_raw_response.create(
+                **body, extra_headers=trace_headers()
+            )
         except openai.APIStatusError as exc:
             raise _call_error(exc) from exc
         except openai.APIConnectionError as exc:

@@ -1,0 +1,76 @@
+"""OpenTelemetry spans of model calls, with the GenAI semantic conventions' attributes.
+
+One span per routed call ("chat <model>", kind CLIENT), a child of whatever span is current (the
+service extracts the runner's `traceparent`, so a run's trace goes from admission through every model
+call). Without a configured tracer provider the spans are no-ops and cost next to nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from jesus.router.records import CallRecord
+from jesus_adapters.types import ChatRequest, ChatResponse
+
+default_tracer = trace.get_tracer("jesus.router")
+
+
+def start_call_span(
+    request: ChatRequest,
+    run: str,
+    *,
+    streamed: bool,
+    context: Context | None = None,
+    tracer: Tracer | None = None,
+) -> Span:
+    """A started span for one call (end it with `end_call_span`)."""
+    return (tracer or default_tracer).start_span(
+        "chat",
+        context=context,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.max_tokens": request.max_tokens,
+            "jesus.run": run,
+            "jesus.streamed": streamed,
+        },
+    )
+
+
+def end_call_span(span: Span, record: CallRecord, response: ChatResponse | None) -> None:
+    """Record the call's outcome on its span and end it."""
+    if record.model:
+        span.update_name(f"chat {record.model}")
+        span.set_attribute("gen_ai.request.model", record.model)
+        span.set_attribute("gen_ai.response.model", record.model)
+    if record.provider:
+        span.set_attribute("gen_ai.provider.name", record.provider)
+    if record.adapter:
+        span.set_attribute("jesus.adapter", record.adapter)
+    span.set_attribute("gen_ai.usage.input_tokens", record.input_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", record.output_tokens)
+    span.set_attribute("jesus.cost_micros", record.cost_micros)
+    span.set_attribute("jesus.attempts", len(record.attempts))
+    span.set_attribute("jesus.fallbacks", [f"{f.from_adapter}->{f.to_adapter}" for f in record.fallbacks])
+    if response is not None:
+        span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+    if record.outcome != "ok":
+        span.set_attribute("error.type", record.outcome)
+        span.set_status(Status(StatusCode.ERROR, record.error or record.outcome))
+    span.end()
+
+
+def context_from_headers(headers: Mapping[str, str]) -> Context:
+    """The trace context a caller sent (W3C `traceparent`), for the service's spans."""
+    return propagate.extract(dict(headers))
+
+
+def trace_headers() -> dict[str, str]:
+    """Headers that carry the current trace context to the router (for the runner's HTTP client)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier

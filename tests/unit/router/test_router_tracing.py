@@ -1,0 +1,100 @@
+"""OpenTelemetry spans of routed calls: GenAI attributes, fallbacks, errors, and the caller's trace."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import CollectorRegistry
+
+from jesus.logic.routing import CallPrice, RetryPolicy, RoutePlan
+from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
+from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus_adapters.errors import ErrorKind
+
+from .doubles import FakeAdapter, Step, failure, reply, request
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def traced_router(primary: list[Step], fallback: list[Step]) -> tuple[Router, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    router = Router(
+        {
+            "primary": RoutedAdapter("primary", FakeAdapter(primary), CallPrice(1_000_000, 1_000_000)),
+            "fallback": RoutedAdapter("fallback", FakeAdapter(fallback), CallPrice(1_000_000, 1_000_000)),
+        },
+        tracer=provider.get_tracer("test"),
+    )
+    return router, exporter
+
+
+def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 1
+    return spans[0]
+
+
+PLAN = RoutePlan(chain=("primary", "fallback"), retry=RetryPolicy(max_retries=0))
+
+
+async def test_a_call_span_carries_the_genai_attributes_and_fallbacks() -> None:
+    router, exporter = traced_router(
+        [failure(ErrorKind.OVERLOADED)], [reply(input_tokens=21, output_tokens=8)]
+    )
+    await router.complete(PLAN, request(max_tokens=64), RunLedger("run-a"))
+    span = only_span(exporter)
+    attributes = dict(span.attributes or {})
+    assert span.name == "chat fake-model"
+    assert span.kind is SpanKind.CLIENT
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "fake"
+    assert attributes["gen_ai.request.max_tokens"] == 64
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (21, 8)
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attributes["jesus.adapter"] == "fallback"
+    assert attributes["jesus.fallbacks"] == ("primary->fallback",)
+    assert attributes["jesus.run"] == "run-a"
+    assert span.status.status_code is not StatusCode.ERROR
+
+
+async def test_a_failed_call_span_is_an_error_with_its_kind() -> None:
+    router, exporter = traced_router([failure(ErrorKind.INVALID_REQUEST)], [reply()])
+    with pytest.raises(RouteError):
+        await router.complete(PLAN, request(), RunLedger("run-a"))
+    span = only_span(exporter)
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "InvalidRequest"
+
+
+async def test_the_service_continues_the_callers_trace() -> None:
+    router, exporter = traced_router([reply()], [reply()])
+    registry = CollectorRegistry()
+    service = RouterService(router, RunRegistry(), registry)
+    token = service.registry.register(RunRoute("run-a", "ns", PLAN, RunLedger("run-a")))
+    transport = httpx2.ASGITransport(app=build_app(service))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://router") as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {token}", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+    assert answer.status_code == 200
+    span = only_span(exporter)
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+
+
+async def test_an_abandoned_stream_still_ends_its_span() -> None:
+    router, exporter = traced_router([reply("one two three")], [reply()])
+    events = router.stream(PLAN, request(), RunLedger("run-a"))
+    await anext(events)
+    await events.aclose()
+    span = only_span(exporter)
+    assert dict(span.attributes or {})["jesus.streamed"] is True
