@@ -49,6 +49,7 @@ import openai
 from prometheus_client import CollectorRegistry
 from tests.providers import Fail, Hang, Reply, serve_openai, unused_base_url
 
+from jesus.cli.router import KEEP_ALIVE_SECONDS
 from jesus.logic.routing import BreakerConfig, CallPrice, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
 from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
@@ -99,7 +100,14 @@ def serve_router(port: int, upstream: str) -> None:
     service.registry.register(
         RunRoute("bench", "default", RoutePlan(chain=("up",)), RunLedger("bench")), TOKEN
     )
-    uvicorn.run(build_app(service), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        build_app(service),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:

@@ -28,6 +28,7 @@ from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
 DEFAULT_SECRETS_DIR = Path("/var/run/secrets/jesus")
+KEEP_ALIVE_SECONDS = 75
 
 log = logging.getLogger(__name__)
 
@@ -131,5 +132,14 @@ def handle(args: argparse.Namespace) -> int:
         len(service.router.adapters),
         admin_token is not None,
     )
-    uvicorn.run(build_app(service), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        build_app(service),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        # Longer than clients keep idle connections (5 s in httpx), so a client never sends on a
+        # connection the router is closing: runners do not retry, and a lost call fails the run.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     return 0
