@@ -22,6 +22,7 @@ from jesus.api import (
 )
 from jesus.specs.discovery import discover
 from jesus.specs.errors import describe_validation_error
+from jesus.specs.metadata import metadata_problems
 from jesus.specs.problems import Problem, Severity, format_field_path
 from jesus.specs.source import Document, FieldPath, SourceError, parse_documents, read_documents
 
@@ -148,8 +149,14 @@ def _document_problem(document: Document, path: FieldPath, message: str, **kw: A
     )
 
 
-def load_document(document: Document, namespace_default: str, spec_set: SpecSet) -> None:
-    """Validate one document into a typed object (added to `spec_set`) or into problems."""
+def load_document(
+    document: Document, namespace_default: str, spec_set: SpecSet, *, force_namespace: bool = False
+) -> None:
+    """Validate one document into a typed object (added to `spec_set`) or into problems.
+
+    The object's namespace is metadata.namespace, else `namespace_default`; with `force_namespace`
+    (a kustomization's `namespace:`), `namespace_default` wins, as kustomize sets it on everything.
+    """
     data = document.data
     if not isinstance(data, dict):
         spec_set.problems.append(
@@ -203,11 +210,13 @@ def load_document(document: Document, namespace_default: str, spec_set: SpecSet)
             )
         )
         return
-    namespace = ""
-    if isinstance(metadata, dict) and isinstance(metadata.get("namespace"), str):
+    namespace = namespace_default if force_namespace else ""
+    if not namespace and isinstance(metadata, dict) and isinstance(metadata.get("namespace"), str):
         namespace = metadata["namespace"]
-    else:
-        namespace = namespace_default
+    namespace = namespace or namespace_default
+    meta_problems = metadata_problems(metadata)
+    for path, message in meta_problems:
+        spec_set.problems.append(_document_problem(document, path, message, kind=kind_text, name=name_text))
     if name_text:
         spec_set.declared.add((kind_text, namespace, name_text))
     elif name is None:
@@ -224,17 +233,21 @@ def load_document(document: Document, namespace_default: str, spec_set: SpecSet)
                 _document_problem(document, path, message, kind=kind_text, name=name_text)
             )
         return
-    if name_text:
+    if name_text and not meta_problems:
         spec_set.objects.append(LoadedObject(obj=obj, document=document, namespace=namespace))
 
 
 def load_documents(
-    documents: Iterable[Document], spec_set: SpecSet | None = None, namespace: str = ""
+    documents: Iterable[Document],
+    spec_set: SpecSet | None = None,
+    namespace: str = "",
+    *,
+    force_namespace: bool = False,
 ) -> SpecSet:
-    """Load already-parsed documents (all in `namespace` unless they name one)."""
+    """Load already-parsed documents (all in `namespace` unless they name one, or it is forced)."""
     spec_set = spec_set if spec_set is not None else SpecSet()
     for document in documents:
-        load_document(document, namespace, spec_set)
+        load_document(document, namespace, spec_set, force_namespace=force_namespace)
     return spec_set
 
 
@@ -265,5 +278,6 @@ def load_specs(paths: Sequence[Path | str]) -> SpecSet:
         except SourceError as exc:
             spec_set.problems.append(Problem(file=spec_file.path, line=exc.line, message=exc.message))
             continue
-        load_documents(documents, spec_set, spec_file.namespace)
+        # a kustomization's namespace overrides the objects' own, as `kubectl apply -k` does
+        load_documents(documents, spec_set, spec_file.namespace, force_namespace=bool(spec_file.namespace))
     return spec_set

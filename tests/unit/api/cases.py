@@ -320,6 +320,21 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
         server_message="should match",
     ),
     InvalidCase(
+        "run-metadata-typo",
+        lambda: set_field(agent_run(), "metadata.lables", {"tier": "batch"}),
+        "metadata.lables",
+        "unknown field",
+        server_message='unknown field "metadata.lables"',
+    ),
+    InvalidCase(
+        "run-label-value-with-space",
+        lambda: set_field(agent_run(), "metadata.labels", {"tier": "not batch"}),
+        "metadata.labels.tier",
+        "a label value is at most 63",
+        server_message="Invalid value",
+        server_field="metadata.labels",
+    ),
+    InvalidCase(
         "run-without-max-cost",
         lambda: drop_field(agent_run(), "spec.limits.maxCost"),
         "spec.limits.maxCost",

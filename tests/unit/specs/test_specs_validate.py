@@ -364,3 +364,13 @@ def test_kustomize_outer_namespace_wins_and_missing_resources_are_problems(tmp_p
         ("kustomization.yaml", 5, "resource gone.yaml does not exist")
     ]
     assert load_specs([base]).objects[0].namespace == "inner"
+
+
+def test_a_kustomization_namespace_overrides_the_objects_own(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("namespace: team-a\nresources: [objects.yaml]\n")
+    (tmp_path / "objects.yaml").write_text(to_yaml(*complete_set(namespace="elsewhere")))
+    spec_set = load_specs([tmp_path])
+    assert {o.namespace for o in spec_set.objects} == {"team-a"}
+    assert validate_specs(spec_set) == []
+    # without a kustomization the object's own namespace counts
+    assert {o.namespace for o in load_specs([tmp_path / "objects.yaml"]).objects} == {"elsewhere"}
