@@ -294,7 +294,7 @@ class Router:
                 record.attempts.append(
                     AttemptRecord(name, "skipped", 0.0, NO_ADAPTER_AVAILABLE, last_failure[1])
                 )
-                self._note_fallback(plan, position, record, last_failure[1])
+                self._note_fallback(plan, position, record, last_failure)
                 continue
             retries = 0
             while True:
@@ -337,7 +337,7 @@ class Router:
                 if verdict.action is ErrorAction.STOP:
                     raise self._fail(record, started, error.kind.value, last_failure[1])
                 break
-            self._note_fallback(plan, position, record, last_failure[1] if last_failure else "")
+            self._note_fallback(plan, position, record, last_failure)
         kind, reason = last_failure or (NO_ADAPTER_AVAILABLE, "the chain is empty")
         if kind == CIRCUIT_OPEN:
             kind = NO_ADAPTER_AVAILABLE
@@ -414,9 +414,14 @@ class Router:
             retry_after_seconds=wait,
         )
 
-    def _note_fallback(self, plan: RoutePlan, position: int, record: CallRecord, reason: str) -> None:
+    def _note_fallback(
+        self, plan: RoutePlan, position: int, record: CallRecord, failure: tuple[str, str] | None
+    ) -> None:
+        kind, reason = failure or ("", "")
         if position + 1 < len(plan.chain):
-            record.fallbacks.append(FallbackRecord(plan.chain[position], plan.chain[position + 1], reason))
+            record.fallbacks.append(
+                FallbackRecord(plan.chain[position], plan.chain[position + 1], reason, kind)
+            )
 
     def _settle(self, walked: _Walked, response: ChatResponse, ledger: RunLedger, record: CallRecord) -> None:
         name = walked.routed.name

@@ -21,11 +21,13 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class FallbackRecord:
-    """The router moved from one adapter to the next, and why."""
+    """The router moved from one adapter to the next, and why; `error_kind` is the failure's class
+    (an ErrorKind value, `CircuitOpen` or `NoAdapterAvailable`), as AgentRun status `errorClass`."""
 
     from_adapter: str
     to_adapter: str
     reason: str
+    error_kind: str = ""
 
 
 @dataclass(slots=True)
@@ -76,7 +78,12 @@ class CallRecord:
                 for a in raw["attempts"]
             ],
             "fallbacks": [
-                {"from": f["from_adapter"], "to": f["to_adapter"], "reason": f["reason"]}
+                {
+                    "from": f["from_adapter"],
+                    "to": f["to_adapter"],
+                    "errorClass": f["error_kind"],
+                    "reason": f["reason"],
+                }
                 for f in raw["fallbacks"]
             ],
             "inputTokens": raw["input_tokens"],

@@ -24,7 +24,7 @@ from jesus.router import (
     RouterMetrics,
     RunLedger,
 )
-from jesus_adapters.errors import ErrorKind
+from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.types import TextDelta, Usage
 
 from .doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step, failure, reply, request
@@ -121,6 +121,8 @@ async def test_exhausted_retries_fail_over_to_the_next_adapter(primary_failure: 
         ("fallback", "ok"),
     ]
     assert [(f.from_adapter, f.to_adapter) for f in record.fallbacks] == [("primary", "fallback")]
+    assert isinstance(primary_failure, AdapterError)
+    assert record.to_dict()["fallbacks"][0]["errorClass"] == primary_failure.kind.value
     assert len(first.received) == 2
     assert (
         metrics.registry.get_sample_value(
