@@ -284,6 +284,12 @@ def test_each_example_is_valid_on_its_own(example: Path) -> None:
     assert [p.format() for p in problems] == []
 
 
+def test_the_examples_folder_is_valid_as_a_whole() -> None:
+    """`jesus validate examples/` is what the CI example runs: the examples must not clash."""
+    problems = validate_specs(load_specs([EXAMPLES]))
+    assert [p.format() for p in problems if p.severity is Severity.ERROR] == []
+
+
 def test_examples_cover_every_kind_and_field_group() -> None:
     assert "hello" in {p.stem for p in EXAMPLE_FILES}
     assert len(EXAMPLE_FILES) >= 5
