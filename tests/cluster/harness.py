@@ -83,12 +83,13 @@ def agent_run(
     max_cost: str = "0.10",
     depends_on: tuple[str, ...] = (),
     retries: int = 0,
+    timeout_seconds: int = 60,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "owner": {"user": "ada@example.com", "team": team},
         "task": {"instructions": f"Say hello for {name}."},
         "routePolicyRef": {"name": route_name},
-        "limits": {"maxCost": max_cost, "maxTurns": 2, "timeoutSeconds": 60},
+        "limits": {"maxCost": max_cost, "maxTurns": 2, "timeoutSeconds": timeout_seconds},
         "retryPolicy": {"maxRetries": retries, "backoffSeconds": 0},
     }
     if depends_on:

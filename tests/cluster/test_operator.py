@@ -3,6 +3,7 @@ failing then retried, served by a fallback; budgets settled with the router-mete
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tests.cluster.harness import (
     wait_for,
 )
 
-from jesus.api.common import parse_money
+from jesus.api.common import format_micros, parse_money
 from jesus.devcluster import ControlPlane
 
 OBJECTS = [
@@ -32,6 +33,7 @@ OBJECTS = [
     route("broken-once", "once-broken"),
     budget("team-a", "team-a", "100.00"),
     budget("team-tiny", "team-tiny", "0.05"),
+    budget("alerts", "alerts", "0.10"),
 ]
 
 
@@ -167,3 +169,42 @@ def test_budget_reports_its_ledger(world: OperatorWorld, tmp_path: Path) -> None
     )
     types = {c["type"] for c in status["conditions"]}
     assert {"Ready", "Exceeded", "ThresholdReached"} <= types
+
+
+def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: OperatorWorld) -> None:
+    limit = parse_money("0.10")
+
+    def run_to_reach(name: str, percent: int) -> None:
+        spent_now, _ = spent(world, "alerts")
+        amount = limit * percent // 100 - spent_now  # this run's hold takes the budget to `percent`
+        apply(
+            world.plane,
+            world.namespace,
+            agent_run(name, team="alerts", route_name="simple", max_cost=format_micros(amount, places=6)),
+        )
+        assert world.wait_phase(name, "Succeeded", "Failed")["phase"] == "Succeeded", world.describe()
+        wait_for(lambda: spent(world, "alerts")[1] == 0, timeout=20, what="the hold to be settled")
+
+    run_to_reach("alert-76", 76)
+    run_to_reach("alert-91", 91)
+    run_to_reach("alert-100", 100)
+    run_to_reach("alert-80-again", 80)  # 75 % is crossed again in the same period: no second alert
+
+    status = (get(world.plane, world.namespace, "budget", "alerts") or {})["status"]
+    assert status["firedThresholds"] == [75, 90, 100]
+    events = json.loads(
+        world.plane.kubectl(
+            "get",
+            "events",
+            "-n",
+            world.namespace,
+            "--field-selector",
+            "involvedObject.kind=Budget,involvedObject.name=alerts,reason=ThresholdCrossed",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    messages = sorted(e["message"] for e in events)
+    assert len(messages) == 3, messages
+    for threshold in (75, 90, 100):
+        assert sum(f"reached {threshold}%" in m for m in messages) == 1

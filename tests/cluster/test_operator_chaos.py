@@ -44,7 +44,10 @@ def phases(world: OperatorWorld) -> Counter[str]:
 
 def test_killing_the_operator_at_random_points_charges_every_run_exactly_once(world: OperatorWorld) -> None:
     rng = random.Random(20261122)
-    runs = [agent_run(f"chaos-{i:03d}", team="chaos", route_name="simple") for i in range(RUNS)]
+    # A long timeout: a hundred runner processes queue on two cores, and the Job's deadline counts the wait.
+    runs = [
+        agent_run(f"chaos-{i:03d}", team="chaos", route_name="simple", timeout_seconds=900) for i in range(RUNS)
+    ]
     apply(world.plane, world.namespace, *runs)
 
     kills = 0

@@ -89,6 +89,31 @@ def _status(_: argparse.Namespace) -> int:
     return 0 if not plane.crashed() else 1
 
 
+def _runtime(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from jesus.controllers.kube import KubeClient
+    from jesus.devcluster.runtime import ProcessRuntime
+
+    plane = ControlPlane.load(state_dir())
+    if plane is None or not plane.running():
+        raise CommandError("no control plane is running: start one with `jesus dev up`")
+
+    async def serve() -> None:
+        kube = await KubeClient.connect(str(plane.kubeconfig))
+        runtime = ProcessRuntime(kube, args.namespace, max_processes=args.max_processes)
+        print(
+            f"Running Jesus pods of namespace {args.namespace} as local processes; Ctrl-C stops.",
+            file=sys.stderr,
+        )
+        await runtime.run(asyncio.Event())
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `jesus dev` and its sub-commands."""
     parser = subparsers.add_parser("dev", help="run a local Kubernetes control plane (no Docker needed)")
@@ -102,3 +127,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands.add_parser("down", help="stop the control plane").set_defaults(handler=_down)
     commands.add_parser("env", help="print shell lines that point kubectl at it").set_defaults(handler=_env)
     commands.add_parser("status", help="show its processes").set_defaults(handler=_status)
+    runtime = commands.add_parser(
+        "runtime", help="run the runner pods of a namespace as local processes (kwok simulates the nodes)"
+    )
+    runtime.add_argument("--namespace", default="default")
+    runtime.add_argument("--max-processes", type=int, default=4)
+    runtime.set_defaults(handler=_runtime)

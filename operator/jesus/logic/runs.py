@@ -100,7 +100,10 @@ def _adapter_name(key: object) -> str:
 
 def _call(call: Mapping[str, Any]) -> dict[str, Any]:
     fallbacks = [
-        {"adapter": _adapter_name(f.get("from")), "errorClass": str(f.get("reason", ""))[:64]}
+        {
+            "adapter": _adapter_name(f.get("from")),
+            "errorClass": str(f.get("errorClass") or f.get("reason", ""))[:64],
+        }
         for f in call.get("fallbacks", [])
     ]
     return {

@@ -45,7 +45,9 @@ def record(calls: int = 1, artifacts: int = 1) -> dict[str, Any]:
                 "outputTokens": 2,
                 "costMicros": 7,
                 "latencyMs": 12.5,
-                "fallbacks": [{"from": "ns/flaky", "to": "ns/primary", "reason": "Overloaded"}],
+                "fallbacks": [
+                    {"from": "ns/flaky", "to": "ns/primary", "errorClass": "Overloaded", "reason": "503"}
+                ],
             }
         ]
         * calls,
@@ -82,6 +84,7 @@ def test_the_result_round_trips_through_the_termination_message() -> None:
     assert result.calls[0].adapter == "primary"  # the router's namespace/name key becomes the name
     assert result.calls[0].fallbacks is not None
     assert result.calls[0].fallbacks[0].adapter == "flaky"
+    assert result.calls[0].fallbacks[0].error_class == "Overloaded"
     assert [a.name for a in result.artifacts] == ["a0"]  # entries without a URI are left out
 
 
