@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from starlette.routing import Route
 from jesus.logic.routing import Allowance, RoutePlan
 from jesus.router.core import ALLOWANCE_EXCEEDED, NO_ADAPTER_AVAILABLE, RoutedStreamEnd, RouteError, Router
 from jesus.router.ledger import RunLedger
+from jesus.router.tokens import RunGrant, TokenSigner
 from jesus.router.tracing import context_from_headers
 from jesus.router.wire import (
     WireError,
@@ -40,6 +42,8 @@ from jesus.router.wire import (
 from jesus_adapters.types import TextDelta
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN_TTL_SECONDS = 7 * 24 * 3600
 
 # HTTP status per failure kind. AllowanceExceeded is 403, not 429: SDKs retry a 429 by themselves,
 # and a spent allowance does not come back.
@@ -66,6 +70,7 @@ class RunRoute:
     namespace: str
     plan: RoutePlan
     ledger: RunLedger
+    expires_at: float | None = None
 
 
 def _digest(token: str) -> str:
@@ -77,6 +82,7 @@ class RunRegistry:
     """Run tokens and what they grant. Only token digests are kept, never the tokens themselves."""
 
     _routes: dict[str, RunRoute] = field(default_factory=dict)
+    _revoked: set[str] = field(default_factory=set)
 
     def register(self, route: RunRoute, token: str | None = None) -> str:
         """Grant `route` to a token (a new random one unless given); returns the token."""
@@ -89,8 +95,13 @@ class RunRegistry:
         return self._routes.get(_digest(token))
 
     def revoke(self, token: str) -> bool:
-        """Forget a token; whether it was known."""
+        """Forget a token and refuse it from now on; whether it was known."""
+        self._revoked.add(_digest(token))
         return self._routes.pop(_digest(token), None) is not None
+
+    def revoked(self, token: str) -> bool:
+        """Whether the token was revoked here."""
+        return _digest(token) in self._revoked
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -109,11 +120,45 @@ class RouterService:
     metrics_registry: CollectorRegistry
     admin_token: str | None = None
     resolve_plan: PlanResolver | None = None
+    clock: Callable[[], float] = time.time
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        # Replicas sharing the admin token share the signing key: any of them accepts any run token.
+        self.signer = TokenSigner(self.admin_token) if self.admin_token else None
 
     def next_id(self) -> str:
         """A completion id, unique within this process."""
         return f"chatcmpl-jesus-{next(self._ids)}"
+
+    def route_for(self, grant: RunGrant) -> RunRoute:
+        """The route a grant gives: its RoutePolicy's plan and a fresh ledger. ValueError when the
+        policy is unknown or leaves no adapter."""
+        if self.resolve_plan is None:
+            raise ValueError("this router has no RoutePolicies to resolve")
+        plan = self.resolve_plan(grant.namespace, grant.route_policy, grant.classification)
+        self.router.check_plan(plan)
+        allowance = Allowance(max_tokens=grant.max_tokens, max_cost_micros=grant.max_cost_micros)
+        return RunRoute(grant.run, grant.namespace, plan, RunLedger(grant.run, allowance), grant.expires_at)
+
+    def resolve_token(self, token: str) -> RunRoute | None:
+        """The route of a known token, or of a genuine signed one seen first here (issued by another
+        replica, or before a restart); None otherwise. Expired tokens resolve to None."""
+        route = self.registry.resolve(token)
+        now = self.clock()
+        if route is not None:
+            return route if route.expires_at is None or route.expires_at > now else None
+        if self.signer is None or self.registry.revoked(token):
+            return None
+        grant = self.signer.verify(token, now)
+        if grant is None:
+            return None
+        try:
+            route = self.route_for(grant)
+        except ValueError:
+            return None
+        self.registry.register(route, token)
+        return route
 
 
 def _bearer(request: Request) -> str | None:
@@ -133,9 +178,9 @@ def build_app(service: RouterService) -> Starlette:
         token = _bearer(request)
         if token is None:
             return _error(401, "a run token is required (Authorization: Bearer <token>)", "Unauthenticated")
-        route = service.registry.resolve(token)
+        route = service.resolve_token(token)
         if route is None:
-            return _error(401, "the run token is not known to this router", "Unauthenticated")
+            return _error(401, "the run token is not known to this router or has expired", "Unauthenticated")
         return route
 
     async def chat_completions(request: Request) -> Response:
@@ -212,23 +257,36 @@ def build_app(service: RouterService) -> Starlette:
             namespace = str(body.get("namespace") or "default")
             route_policy = str(body["routePolicy"])
             classification = str(body.get("dataClassification") or "internal")
-            allowance = Allowance(
-                max_tokens=_optional_int(body.get("maxTokens")),
-                max_cost_micros=_optional_int(body.get("maxCostMicros")),
-            )
+            max_tokens = _optional_int(body.get("maxTokens"))
+            max_cost_micros = _optional_int(body.get("maxCostMicros"))
+            ttl = _optional_int(body.get("ttlSeconds")) or DEFAULT_TOKEN_TTL_SECONDS
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             return _error(400, f"expected run, routePolicy and optional limits: {exc}", "InvalidRequest")
-        if service.resolve_plan is None:
-            return _error(501, "this router has no RoutePolicies to resolve", "NotImplemented")
+        grant = RunGrant(
+            run=run,
+            namespace=namespace,
+            route_policy=route_policy,
+            classification=classification,
+            max_tokens=max_tokens,
+            max_cost_micros=max_cost_micros,
+            expires_at=int(service.clock()) + ttl,
+            nonce=secrets.token_urlsafe(12),
+        )
         try:
-            plan = service.resolve_plan(namespace, route_policy, classification)
-            service.router.check_plan(plan)
+            route = service.route_for(grant)
         except ValueError as exc:
             return _error(409, str(exc), "RouteUnavailable")
-        token = service.registry.register(RunRoute(run, namespace, plan, RunLedger(run, allowance)))
+        token = service.registry.register(route, service.signer.sign(grant) if service.signer else None)
         log.info("Registered run run=%s namespace=%s route=%s", run, namespace, route_policy)
         return JSONResponse(
-            {"run": run, "namespace": namespace, "token": token, "chain": list(plan.chain)}, 201
+            {
+                "run": run,
+                "namespace": namespace,
+                "token": token,
+                "chain": list(route.plan.chain),
+                "expiresAt": grant.expires_at,
+            },
+            201,
         )
 
     async def revoke_run(request: Request) -> Response:
@@ -236,7 +294,9 @@ def build_app(service: RouterService) -> Starlette:
         if denied is not None:
             return denied
         token = request.query_params.get("token", "")
-        if not service.registry.revoke(token):
+        known = service.registry.revoke(token)
+        genuine = service.signer is not None and service.signer.verify(token, service.clock()) is not None
+        if not known and not genuine:
             return _error(404, "no run has that token", "NotFound")
         return Response(status_code=204)
 
