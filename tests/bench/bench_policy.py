@@ -64,9 +64,10 @@ async def measure(
     inputs: list[dict[str, Any]],
     iterations: int,
     warmup: int,
+    pause: float = 0.0,
 ) -> tuple[list[float], list[float]]:
     """Wall-clock latency and this thread's CPU time of each of `iterations` decisions (after `warmup`
-    unmeasured ones), inputs cycled."""
+    unmeasured ones), inputs cycled, `pause` seconds apart."""
     for i in range(warmup):
         await decide(inputs[i % len(inputs)])
     wall, cpu = [], []
@@ -78,6 +79,8 @@ async def measure(
         cpu.append(time.thread_time() - started_cpu)
         if decision.error is not None:
             raise SystemExit(f"no decision during the benchmark: {decision.error}")
+        if pause:
+            await asyncio.sleep(pause)
     return wall, cpu
 
 
@@ -91,23 +94,34 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=2.0,
+        help="pause between decisions: admission is sporadic, and a busy loop is what a loaded "
+        "scheduler penalises most (0 for back-to-back decisions)",
+    )
     args = parser.parse_args()
 
     opa = ensure_tool("opa")
     inputs = rego_test_inputs(opa)
-    print(f"{len(inputs)} distinct inputs (the Rego test cases), {args.iterations} decisions per engine")
+    print(
+        f"{len(inputs)} distinct inputs (the Rego test cases), {args.iterations} decisions per engine, "
+        f"{args.pause_ms:g} ms apart"
+    )
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     embedded = EmbeddedEngine.from_directory(POLICIES)
-    embedded_wall, embedded_cpu = await measure(embedded.decide, inputs, args.iterations, args.warmup)
+    pause = args.pause_ms / 1000
+    embedded_wall, embedded_cpu = await measure(embedded.decide, inputs, args.iterations, args.warmup, pause)
 
     with OpaServerProcess(opa, POLICIES) as server:
         assert server.pid is not None
         async with OpaServerEngine(server.url, timeout_seconds=5.0) as remote:
             await measure(remote.decide, inputs, args.warmup, 0)
             server_cpu_before = process_cpu_seconds(server.pid)
-            server_wall, client_cpu = await measure(remote.decide, inputs, args.iterations, 0)
+            server_wall, client_cpu = await measure(remote.decide, inputs, args.iterations, 0, pause)
             server_cpu = (process_cpu_seconds(server.pid) - server_cpu_before) / args.iterations
 
     print("wall-clock latency per decision:")
