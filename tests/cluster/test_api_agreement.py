@@ -43,7 +43,7 @@ PLURALS = {
 
 def rich_bases() -> list[dict[str, Any]]:
     """Valid objects that between them set most optional fields, so mutations reach every rule."""
-    run = agent_run(name="rich", depends_on=("other",))
+    run = agent_run(name="rich", depends_on=("other",), labels={"tier": "batch", "jesus.dev/team": "ml"})
     run = set_field(
         run,
         "spec.tools",
@@ -154,6 +154,7 @@ def mutated_specs(draw: st.DrawFn) -> dict[str, Any]:
     body = copy.deepcopy(draw(st.sampled_from(BASES)))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         spec_paths = [("spec", *p) for p in paths(body["spec"])]
+        spec_paths += [("metadata", *p) for p in paths(body["metadata"]) if p[0] == "labels"]
         path = draw(st.sampled_from(spec_paths))
         parent, last = at(body, path[:-1]), path[-1]
         operation = draw(st.sampled_from(["replace", "replace", "replace", "drop", "unknown", "repeat"]))
