@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -13,6 +15,7 @@ from jesus.logic.routing import (
     RateLimit,
     RetryPolicy,
     RoutePlan,
+    Spend,
 )
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
@@ -25,7 +28,7 @@ from jesus.router import (
     RunLedger,
 )
 from jesus_adapters.errors import AdapterError, ErrorKind
-from jesus_adapters.types import TextDelta, Usage
+from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta, Usage
 
 from .doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step, failure, reply, request
 
@@ -364,3 +367,27 @@ async def test_a_short_rate_limit_wait_is_retried_on_the_same_adapter() -> None:
     assert waited.record.adapter == "primary"
     assert clock.slept == [pytest.approx(0.5)], "a slot frees every half second"
     assert not second.received
+
+
+class SlowAdapter(FakeAdapter):
+    """Answers after a short pause, so that calls overlap."""
+
+    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+        await asyncio.sleep(0.01)
+        return await super().complete(request, timeout_seconds=timeout_seconds)
+
+
+async def test_concurrent_calls_cannot_spend_the_same_allowance_twice() -> None:
+    slow = SlowAdapter([reply(input_tokens=1, output_tokens=20)])
+    router = Router({"primary": RoutedAdapter("primary", slow, PRICE)})
+    ledger = RunLedger("run-a", Allowance(max_tokens=100))
+    route = RoutePlan(chain=("primary",))
+    outcomes = await asyncio.gather(
+        *(router.complete(route, request(max_tokens=20), ledger) for _ in range(10)), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, RouteError)]
+    # Each call reserves 1 estimated input + 20 output tokens: four fit whole, the fifth gets the 15 left.
+    assert sorted(r.max_tokens for r in slow.received) == [15, 20, 20, 20, 20]
+    assert len(refused) == 5
+    assert all(r.kind == ALLOWANCE_EXCEEDED for r in refused)
+    assert ledger.reserved == Spend()
