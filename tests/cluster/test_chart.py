@@ -191,6 +191,9 @@ def test_peering_replicas_get_a_peering_object_and_a_rolling_update() -> None:
     assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
     assert "--peering=jesus" in container(operator, "operator")["args"]
     assert one(manifests, "ClusterKopfPeering", "jesus")
+    framework = one(manifests, "ClusterRole", "jesus-system-jesus-operator-framework")
+    [peering] = [r for r in framework["rules"] if r["apiGroups"] == ["kopf.dev"]]
+    assert "create" not in peering["verbs"], "the chart creates the peering object; Kopf only patches it"
 
 
 @pytest.mark.parametrize(
@@ -365,7 +368,7 @@ def release(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iter
         namespace,
         f"--kubeconfig={control_plane.kubeconfig}",
         "--wait",
-        "--timeout=120s",
+        "--timeout=300s",
         env=env,
     )
     try:
