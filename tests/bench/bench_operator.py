@@ -1,0 +1,943 @@
+"""Load benchmark of the operator: many AgentRuns created at once, until each is admitted with its Job.
+
+Run from the repository root (the control plane binaries are built and cached on first use):
+
+    .venv/bin/python -m tests.bench.bench_operator                     # 1,000 runs
+    .venv/bin/python -m tests.bench.bench_operator --runs 200 --hold 10000 --json figures.json
+
+It starts its own control plane (kwok nodes), installs the CRDs, and in two namespaces measures:
+
+  bare      the baseline: a bare client creates the same number of runner Jobs (built by
+            jesus.logic.manifests.build_runner_job, so the same shape) with the same concurrency;
+  operator  `jesus router` and `jesus operator` run as processes (no stand-in container runtime: runner
+            pods simply stay Pending or Running on kwok nodes; admission and Job creation are what is
+            measured); N AgentRuns are created at once with the same concurrency, and a watch records
+            when each run's Job first appears. Admission latency = Job seen - create returned.
+  hold      (--hold N) N more runs whose team has a budget too small for any of them: how long until
+            every one is Waiting, that none gets a Job, that the operator stays up, its memory and CPU
+            while it holds them, and the admission latency of a few fundable runs created meanwhile.
+
+The bare baseline runs first, so the operator's runs meet a cluster that already holds its objects
+(the ratio errs against the operator). Everything it starts is stopped at the end, on Ctrl-C too.
+Logs stay in the work directory it prints, for profiling (the operator logs each Job and ledger write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import math
+import os
+import pstats
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import kr8s
+import kr8s.asyncio
+import yaml  # type: ignore[import-untyped]
+from tests.cluster.harness import (
+    ADMIN_TOKEN,
+    JESUS,
+    REPO,
+    Process,
+    adapter,
+    agent_run,
+    apply,
+    budget,
+    install_crds,
+    route,
+)
+
+from jesus.api.agentrun import AgentRun
+from jesus.api.common import LABEL_RUN
+from jesus.controllers.kube import JsonObject, KubeClient
+from jesus.devcluster import ControlPlane, ensure_all
+from jesus.devcluster.controlplane import free_port
+from jesus.logic import manifests
+
+OPERATOR_NS = "bench-operator"
+BARE_NS = "bench-bare"
+TEAM = "bench"
+TINY_TEAM = "bench-tiny"
+MAX_COST = Decimal("0.10")
+RUNNER_SELECTOR = f"{manifests.LABEL_COMPONENT}={manifests.COMPONENT_RUNNER}"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TRACED_OPERATOR = "from tests.bench.bench_operator import traced_operator; traced_operator()"
+PROGRESS_SECONDS = 15
+PROFILE_VARIABLE = "JESUS_BENCH_PROFILE"
+# Runner Jobs must outlive the measurement: none ends (and settles) while admissions are timed.
+RUN_TIMEOUT_SECONDS = 3600
+LEDGER_LINE = re.compile(r"Updated budget ledger .*?operations=(\d+)")
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile `p` (0-100] of `values`."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def describe_latencies(values: list[float]) -> str:
+    return (
+        f"P50 {percentile(values, 50):.2f} s, P95 {percentile(values, 95):.2f} s, "
+        f"P99 {percentile(values, 99):.2f} s, max {max(values):.2f} s, mean {statistics.fmean(values):.2f} s"
+    )
+
+
+def latency_figures(values: list[float]) -> dict[str, float]:
+    return {f"p{p}": round(percentile(values, p), 3) for p in (50, 95, 99, 100)}
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """What /proc says about a process: peak and current resident memory, CPU time used so far."""
+
+    peak_mib: float
+    rss_mib: float
+    cpu_seconds: float
+
+
+def sample_process(pid: int) -> ProcessSample:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    # utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so split after it.
+    stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    cpu = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+    return ProcessSample(
+        peak_mib=int(fields["VmHWM"].split()[0]) / 1024,
+        rss_mib=int(fields["VmRSS"].split()[0]) / 1024,
+        cpu_seconds=cpu,
+    )
+
+
+class CpuMeter:
+    """CPU seconds each watched process used between `start()` and `read()`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self._started = 0.0
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._start = {name: sample_process(pid).cpu_seconds for name, pid in self.pids.items()}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def read(self) -> tuple[float, dict[str, float]]:
+        """Wall seconds since start, and CPU seconds per process."""
+        wall = time.monotonic() - self._started
+        used = {
+            name: sample_process(pid).cpu_seconds - self._start[name]
+            for name, pid in self.pids.items()
+            if Path(f"/proc/{pid}").exists()
+        }
+        return wall, used
+
+
+def describe_cpu(wall: float, used: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in used.items())
+    return f"CPU over {wall:.1f} s wall: {parts} (this machine has {os.cpu_count()} cores)"
+
+
+@dataclass
+class LogCursor:
+    """Reads the operator's log from where the last read stopped: ledger writes, Jobs, errors."""
+
+    path: Path
+    offset: int = 0
+
+    def skip_to_end(self) -> None:
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def read(self) -> dict[str, int]:
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            text = log.read().decode(errors="replace")
+            self.offset = log.tell()
+        batches = [int(m.group(1)) for m in LEDGER_LINE.finditer(text)]
+        lines = text.splitlines()
+        return {
+            "budget_status_writes": len(batches),
+            "ledger_operations_written": sum(batches),
+            "largest_batch": max(batches, default=0),
+            "jobs_created_logged": sum("Created runner job" in line for line in lines),
+            "warnings": sum('"level":"WARNING"' in line for line in lines),
+            "errors": sum('"level":"ERROR"' in line for line in lines),
+        }
+
+
+# --- watching -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """When the watch first saw each key reach what the predicate asks for (monotonic seconds)."""
+
+    times: dict[str, float] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark(self, key: str) -> None:
+        if key not in self.times:
+            self.times[key] = time.time()  # wall clock: compared with the traced operator's
+            self.changed.set()
+
+    async def wait_for(self, keys: set[str], *, limit: float, what: str, alive: Callable[[], None]) -> None:
+        """Until every key is seen; `alive` raises when something we depend on died."""
+        started = time.monotonic()
+        deadline, next_report = started + limit, started + PROGRESS_SECONDS
+        while not keys <= self.times.keys():
+            alive()
+            if time.monotonic() > next_report:
+                have = len(keys & self.times.keys())
+                print(
+                    f"  ... {have} of {len(keys)} {what} after {time.monotonic() - started:.0f} s", flush=True
+                )
+                next_report += PROGRESS_SECONDS
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = len(keys - self.times.keys())
+                raise TimeoutError(f"timed out after {limit:.0f} s: {missing} of {len(keys)} {what}")
+            self.changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 2.0))
+
+
+async def watch(
+    api: kr8s.asyncio.Api,
+    *,
+    base: str,
+    version: str,
+    plural: str,
+    namespace: str,
+    on_object: Callable[[JsonObject], None],
+    label_selector: str | None = None,
+) -> None:
+    """List then watch, calling `on_object` for every object and change; resumes where it stopped.
+
+    A raw watch over the API (one JSON event per line) rather than a client's object layer, so that the
+    benchmark's own watching costs little next to what it measures.
+    """
+    params: dict[str, str] = {"labelSelector": label_selector} if label_selector else {}
+    resource_version = ""
+    while True:
+        if not resource_version:
+            async with api.call_api(
+                "GET", version=version, base=base, namespace=namespace, url=plural, params=params
+            ) as response:
+                listing = response.json()
+            for item in listing.get("items", []):
+                on_object(item)
+            resource_version = listing["metadata"]["resourceVersion"]
+        query = {
+            **params,
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "240",
+        }
+        async with api.call_api(
+            "GET", version=version, base=base, namespace=namespace, url=plural, params=query, stream=True
+        ) as response:
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":  # 410 Gone: our resourceVersion is too old; list again
+                    resource_version = ""
+                    break
+                resource_version = obj["metadata"]["resourceVersion"]
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    on_object(obj)
+
+
+@dataclass
+class OperatorWatch:
+    """What the benchmark learns from watching one namespace: runner Jobs per run, runs per phase."""
+
+    job_seen: Seen = field(default_factory=Seen)
+    running_seen: Seen = field(default_factory=Seen)
+    waiting_seen: Seen = field(default_factory=Seen)
+    jobs_per_run: dict[str, set[str]] = field(default_factory=dict)
+
+    def on_job(self, job: JsonObject) -> None:
+        run = job["metadata"].get("labels", {}).get(LABEL_RUN, "")
+        self.jobs_per_run.setdefault(run, set()).add(job["metadata"]["name"])
+        self.job_seen.mark(run)
+
+    def on_run(self, run: JsonObject) -> None:
+        status = run.get("status") or {}
+        name = run["metadata"]["name"]
+        if status.get("phase") == "Running" and status.get("jobName"):
+            self.running_seen.mark(name)
+        if status.get("phase") == "Waiting":
+            self.waiting_seen.mark(name)
+
+
+# --- creating -------------------------------------------------------------------------------------
+
+
+async def create_all(
+    kube: KubeClient, objects: list[JsonObject], concurrency: int
+) -> tuple[float, dict[str, float]]:
+    """Create every object, at most `concurrency` requests in flight; the start and when each returned."""
+    gate = asyncio.Semaphore(concurrency)
+    returned: dict[str, float] = {}
+
+    async def create(obj: JsonObject) -> None:
+        async with gate:
+            await kube.create(obj)
+            returned[obj["metadata"]["name"]] = time.time()
+
+    started = time.time()
+    await asyncio.gather(*(create(o) for o in objects))
+    return started, returned
+
+
+def in_namespace(obj: JsonObject, namespace: str) -> JsonObject:
+    return {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+
+
+def bench_run(name: str, *, team: str = TEAM, namespace: str = OPERATOR_NS) -> JsonObject:
+    """An AgentRun on the benchmark's route, holding MAX_COST, whose Job outlives the benchmark."""
+    obj = in_namespace(agent_run(name, team=team, route_name="bench", max_cost=str(MAX_COST)), namespace)
+    obj["spec"]["limits"]["timeoutSeconds"] = RUN_TIMEOUT_SECONDS
+    return obj
+
+
+def bare_runner_jobs(count: int, namespace: str) -> list[JsonObject]:
+    """Runner Jobs as the operator builds them, for fake runs (names and UIDs made up)."""
+    settings = manifests.RunnerSettings()
+    jobs = []
+    for index in range(count):
+        obj = bench_run(f"bare-{index:05d}", namespace=namespace)
+        obj["metadata"]["uid"] = f"00000000-0000-4000-8000-{index:012d}"
+        run = AgentRun.model_validate(obj)
+        jobs.append(
+            manifests.build_runner_job(
+                run, obj, 1, settings, traceparent=f"00-{index:032x}-{index + 1:016x}-01"
+            )
+        )
+    return jobs
+
+
+# --- tracing the operator (--trace) ---------------------------------------------------------------
+
+
+@dataclass
+class OperatorTrace:
+    """Inside a traced operator: every API request, router registration, policy evaluation and
+    reconcile counted and timed, with when each run's first reconcile began and its Job was created."""
+
+    requests: dict[str, list[float]] = field(default_factory=dict)
+    first_reconcile: dict[str, float] = field(default_factory=dict)
+    job_created: dict[str, float] = field(default_factory=dict)
+
+    def record(self, key: str, seconds: float) -> None:
+        entry = self.requests.setdefault(key, [0, 0.0, 0.0])  # count, total seconds, longest
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2] = max(entry[2], seconds)
+
+    def dump(self, path: Path) -> None:
+        body = {
+            "requests": self.requests,
+            "first_reconcile": self.first_reconcile,
+            "job_created": self.job_created,
+        }
+        path.with_suffix(".tmp").write_text(json.dumps(body))
+        path.with_suffix(".tmp").replace(path)
+
+
+def _kopf_request_key(method: str, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    path = [p for p in parts.path.split("/") if p]
+    if "namespaces" in path and len(path) > path.index("namespaces") + 2:
+        path = path[path.index("namespaces") + 2 :]
+    what = path[0] if len(path) == 1 else f"{path[0]}/{path[2]}" if len(path) > 2 else f"{path[0]}/<name>"
+    watching = " (watch stream)" if "watch=" in parts.query else ""
+    return f"kopf {method.upper()} {what}{watching}"
+
+
+def traced_operator() -> None:
+    """`jesus operator` with its requests traced; argv: the trace file, then the operator's arguments.
+
+    The trace is written when the operator gets SIGUSR1 and when it exits. Only the benchmark's copy of
+    the operator is wrapped; `jesus operator` itself is unchanged.
+    """
+    import kopf._cogs.clients.api as kopf_api
+
+    from jesus.cli import main as jesus_main
+    from jesus.controllers import agentrun
+    from jesus.controllers.router_admin import RouterAdminClient
+    from jesus.policy.embedded import EmbeddedEngine
+
+    out, argv = Path(sys.argv[1]), sys.argv[2:]
+    trace = OperatorTrace()
+
+    call, list_, register = KubeClient._call, KubeClient.list, RouterAdminClient.register
+    evaluate, reconcile, kopf_request = EmbeddedEngine.evaluate, agentrun.reconcile_run, kopf_api.request
+
+    async def traced_call(
+        self: KubeClient, method: str, kind: str, namespace: str | None, url: str = "", **kw: Any
+    ) -> JsonObject:
+        key = f"{method} {kind}{' status' if url.endswith('/status') else ''}"
+        started = time.perf_counter()
+        try:
+            result = await call(self, method, kind, namespace, url, **kw)
+        except Exception as exc:
+            trace.record(f"{key} -> {type(exc).__name__}", time.perf_counter() - started)
+            raise
+        trace.record(key, time.perf_counter() - started)
+        if method == "POST" and kind == "Job":
+            trace.job_created.setdefault(kw["json"]["metadata"]["labels"][LABEL_RUN], time.time())
+        return result
+
+    async def traced_list(
+        self: KubeClient, kind: str, namespace: str | None = None, **kw: Any
+    ) -> list[JsonObject]:
+        started = time.perf_counter()
+        result = await list_(self, kind, namespace, **kw)
+        trace.record(f"LIST {kind}", time.perf_counter() - started)
+        return result
+
+    async def traced_register(self: RouterAdminClient, run: AgentRun) -> str:
+        started = time.perf_counter()
+        result = await register(self, run)
+        trace.record("router register", time.perf_counter() - started)
+        return result
+
+    def traced_evaluate(self: EmbeddedEngine, policy_input: Any) -> Any:
+        started = time.perf_counter()
+        result = evaluate(self, policy_input)
+        trace.record("policy evaluate (embedded)", time.perf_counter() - started)
+        return result
+
+    async def traced_reconcile(context: Any, namespace: str, name: str) -> None:
+        trace.first_reconcile.setdefault(name, time.time())
+        started = time.perf_counter()
+        try:
+            await reconcile(context, namespace, name)
+        finally:
+            trace.record("reconcile_run (whole, with lock wait)", time.perf_counter() - started)
+
+    async def traced_kopf_request(method: str, url: str, **kw: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await kopf_request(method, url, **kw)
+        finally:
+            trace.record(_kopf_request_key(method, url), time.perf_counter() - started)
+
+    KubeClient._call = traced_call  # type: ignore[method-assign]
+    KubeClient.list = traced_list  # type: ignore[method-assign]
+    RouterAdminClient.register = traced_register  # type: ignore[method-assign]
+    EmbeddedEngine.evaluate = traced_evaluate  # type: ignore[method-assign]
+    agentrun.reconcile_run = traced_reconcile
+    kopf_api.request = traced_kopf_request
+    signal.signal(signal.SIGUSR1, lambda signum, frame: trace.dump(out))
+    profile_path = os.environ.get(PROFILE_VARIABLE)
+    profiler = cProfile.Profile() if profile_path else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        code = jesus_main(["operator", *argv])
+    finally:
+        if profiler is not None and profile_path:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
+        trace.dump(out)
+    sys.exit(code)
+
+
+def describe_profile(path: Path, lines: int = 25) -> str:
+    """The operator's functions that took the most CPU of their own, from its cProfile dump."""
+    text = io.StringIO()
+    pstats.Stats(str(path), stream=text).sort_stats("tottime").print_stats(lines)
+    return text.getvalue()
+
+
+def read_trace(process: Process, path: Path) -> OperatorTrace:
+    """Ask the traced operator for its figures so far."""
+    path.unlink(missing_ok=True)
+    os.kill(pid_of(process), signal.SIGUSR1)
+    wait_until(path.exists, timeout=30, what="the operator's trace")
+    body = json.loads(path.read_text())
+    return OperatorTrace(body["requests"], body["first_reconcile"], body["job_created"])
+
+
+def describe_trace(trace: OperatorTrace, before: OperatorTrace, runs: int) -> list[str]:
+    """The requests made between two traces, per run, most time first."""
+    rows = []
+    for key, (count, total, longest) in trace.requests.items():
+        base = before.requests.get(key, [0, 0.0, 0.0])
+        count, total = count - base[0], total - base[1]
+        if count:
+            rows.append((total, key, count, longest))
+    lines = [f"  {'request':<58} {'count':>7} {'per run':>8} {'mean ms':>8} {'total s':>8}"]
+    for total, key, count, _ in sorted(rows, reverse=True):
+        lines.append(
+            f"  {key:<58} {count:>7.0f} {count / runs:>8.2f} {1000 * total / count:>8.1f} {total:>8.1f}"
+        )
+    return lines
+
+
+# --- the processes --------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.25)
+
+
+def router_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def check_alive(*processes: Process) -> Callable[[], None]:
+    def alive() -> None:
+        for process in processes:
+            if process.popen is None or process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited\n{process.tail()}")
+
+    return alive
+
+
+def pid_of(process: Process) -> int:
+    assert process.popen is not None
+    return process.popen.pid
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    plane: ControlPlane
+    workdir: Path
+    args: argparse.Namespace
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def report(self, line: str) -> None:
+        print(line, flush=True)
+
+    async def run(self, router: Process, operator: Process) -> None:
+        api = await kr8s.asyncio.api(kubeconfig=str(self.plane.kubeconfig))
+        kube = KubeClient(api)
+        await self.bare(api, kube)
+        alive = check_alive(router, operator)
+        router.start()
+        wait_until(lambda: router_ready(self.args.router_port), timeout=30, what="the router")
+        operator.start()
+        components = {r.name: r.pid for r in self.plane.running()}
+        cpu_pids: dict[str, int] = {
+            "operator": pid_of(operator),
+            "router": pid_of(router),
+            "bench": os.getpid(),
+            **{
+                k: components[k]
+                for k in ("kube-apiserver", "etcd", "kube-controller-manager")
+                if k in components
+            },
+        }
+        state = OperatorWatch()
+        watches = [
+            asyncio.create_task(
+                watch(
+                    api,
+                    base="/apis/batch",
+                    version="v1",
+                    plural="jobs",
+                    namespace=OPERATOR_NS,
+                    label_selector=RUNNER_SELECTOR,
+                    on_object=state.on_job,
+                )
+            ),
+            asyncio.create_task(
+                watch(
+                    api,
+                    base="/apis/jesus.dev",
+                    version="v1alpha1",
+                    plural="agentruns",
+                    namespace=OPERATOR_NS,
+                    on_object=state.on_run,
+                )
+            ),
+        ]
+        try:
+            await self.warm_up(kube, state, alive)
+            await self.measured(kube, state, alive, operator, CpuMeter(cpu_pids))
+            if self.args.hold:
+                await self.hold(kube, state, alive, operator, CpuMeter(cpu_pids))
+        finally:
+            for task in watches:
+                task.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
+
+    async def bare(self, api: kr8s.asyncio.Api, kube: KubeClient) -> None:
+        """The baseline: the same number of runner Jobs, created by a bare client."""
+        n = self.args.runs
+        await kube.create(manifests.build_runner_service_account(BARE_NS, manifests.RunnerSettings()))
+        jobs = bare_runner_jobs(n, BARE_NS)
+        seen = Seen()
+        watcher = asyncio.create_task(
+            watch(
+                api,
+                base="/apis/batch",
+                version="v1",
+                plural="jobs",
+                namespace=BARE_NS,
+                label_selector=RUNNER_SELECTOR,
+                on_object=lambda job: seen.mark(job["metadata"]["name"]),
+            )
+        )
+        try:
+            start, returned = await create_all(kube, jobs, self.args.concurrency)
+            created = max(returned.values()) - start
+            await seen.wait_for(set(returned), limit=self.args.timeout, what="bare Jobs", alive=lambda: None)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        total = max(seen.times.values()) - start
+        self.figures["bare"] = {
+            "jobs": n,
+            "created_seconds": round(created, 3),
+            "seen_seconds": round(total, 3),
+        }
+        self.report(
+            f"bare client: {n} runner Jobs created in {created:.2f} s, "
+            f"all seen by the watch in {total:.2f} s ({n / total:.0f} Jobs/s)"
+        )
+        # Let the Job controller make the baseline's pods before the operator's turn, so the two
+        # measurements do not overlap; capped, since pods beyond the kwok nodes' room stay Pending.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pods = await kube.list("Pod", BARE_NS)
+            if len(pods) >= n:
+                break
+            await asyncio.sleep(2)
+
+    async def warm_up(self, kube: KubeClient, state: OperatorWatch, alive: Callable[[], None]) -> None:
+        """One run through the operator first, so start-up (imports, policy load) is not measured."""
+        obj = bench_run("warm-up")
+        await kube.create(obj)
+        await state.job_seen.wait_for({"warm-up"}, limit=120, what="warm-up run's Job", alive=alive)
+
+    async def measured(
+        self,
+        kube: KubeClient,
+        state: OperatorWatch,
+        alive: Callable[[], None],
+        operator: Process,
+        cpu: CpuMeter,
+    ) -> None:
+        n = self.args.runs
+        log = LogCursor(operator.log)
+        log.skip_to_end()
+        trace_path = self.workdir / "trace.json"
+        before = read_trace(operator, trace_path) if self.args.trace else None
+        runs = [bench_run(f"load-{i:05d}") for i in range(n)]
+        cpu.start()
+        start, returned = await create_all(kube, runs, self.args.concurrency)
+        created = max(returned.values()) - start
+        names = set(returned)
+        await state.job_seen.wait_for(names, limit=self.args.timeout, what="runs' Jobs", alive=alive)
+        all_jobs = max(state.job_seen.times[name] for name in names) - start
+        await state.running_seen.wait_for(names, limit=self.args.timeout, what="runs Running", alive=alive)
+        all_running = max(state.running_seen.times[name] for name in names) - start
+        wall, used = cpu.read()
+        latencies = [state.job_seen.times[name] - returned[name] for name in names]
+        to_running = [state.running_seen.times[name] - returned[name] for name in names]
+        sample = sample_process(pid_of(operator))
+        counts = log.read()
+        duplicates = sum(len(state.jobs_per_run.get(name, ())) > 1 for name in names)
+        bare = self.figures["bare"]["seen_seconds"]
+        self.figures["operator"] = {
+            "runs": n,
+            "concurrency": self.args.concurrency,
+            "created_seconds": round(created, 3),
+            "all_jobs_seconds": round(all_jobs, 3),
+            "all_running_seconds": round(all_running, 3),
+            "admission_latency": latency_figures(latencies),
+            "running_latency": latency_figures(to_running),
+            "operator_peak_mib": round(sample.peak_mib, 1),
+            "operator_rss_mib": round(sample.rss_mib, 1),
+            "cpu_seconds": {k: round(v, 1) for k, v in used.items()},
+            "ratio_to_bare": round(all_jobs / bare, 2),
+            "runs_with_more_than_one_job": duplicates,
+            **counts,
+        }
+        self.report(
+            f"operator: {n} AgentRuns created in {created:.2f} s; all admitted with their Jobs in "
+            f"{all_jobs:.2f} s ({n / all_jobs:.0f} runs/s); all status Running in {all_running:.2f} s"
+        )
+        self.report(f"admission latency (Job seen - create returned): {describe_latencies(latencies)}")
+        self.report(f"to status Running (status seen - create returned): {describe_latencies(to_running)}")
+        self.report(
+            f"operator memory: peak (VmHWM) {sample.peak_mib:.0f} MiB, "
+            f"RSS at the end {sample.rss_mib:.0f} MiB"
+        )
+        self.report(describe_cpu(wall, used))
+        self.report(
+            f"budget status writes: {counts['budget_status_writes']} "
+            f"for {counts['ledger_operations_written']} ledger operations "
+            f"(largest batch {counts['largest_batch']}); Jobs logged {counts['jobs_created_logged']}; "
+            f"operator warnings {counts['warnings']}, errors {counts['errors']}; "
+            f"runs with more than one Job: {duplicates}"
+        )
+        self.report(f"ratio operator/bare (all Jobs seen): {all_jobs / bare:.2f}")
+        if before is not None:
+            self.explain(read_trace(operator, trace_path), before, state, returned)
+
+    def explain(
+        self, trace: OperatorTrace, before: OperatorTrace, state: OperatorWatch, returned: dict[str, float]
+    ) -> None:
+        """Where each admission's time went: waiting for Kopf to start the reconcile, the reconcile up to
+        the Job, the watch; and the requests the operator made per run."""
+        names = list(returned)
+        delivery = [trace.first_reconcile[n] - returned[n] for n in names]
+        admitting = [trace.job_created[n] - trace.first_reconcile[n] for n in names]
+        watch_lag = [state.job_seen.times[n] - trace.job_created[n] for n in names]
+        self.report(f"trace: create returned -> first reconcile began: {describe_latencies(delivery)}")
+        self.report(f"trace: first reconcile began -> Job created: {describe_latencies(admitting)}")
+        self.report(f"trace: Job created -> seen by the benchmark's watch: {describe_latencies(watch_lag)}")
+        self.report("trace: requests during the measured run (all kinds, all handlers):")
+        for line in describe_trace(trace, before, len(names)):
+            self.report(line)
+        self.figures["trace"] = {
+            "delivery": latency_figures(delivery),
+            "reconcile_to_job": latency_figures(admitting),
+            "watch_lag": latency_figures(watch_lag),
+            "requests": {
+                key: [count - before.requests.get(key, [0, 0.0, 0.0])[0], round(total, 3)]
+                for key, (count, total, _) in trace.requests.items()
+            },
+        }
+
+    async def hold(
+        self,
+        kube: KubeClient,
+        state: OperatorWatch,
+        alive: Callable[[], None],
+        operator: Process,
+        cpu: CpuMeter,
+    ) -> None:
+        """Runs whose budget cannot fit them: all Waiting, none with a Job, the operator still up."""
+        n = self.args.hold
+        log = LogCursor(operator.log)
+        log.skip_to_end()
+        held = [bench_run(f"held-{i:05d}", team=TINY_TEAM) for i in range(n)]
+        cpu.start()
+        start, returned = await create_all(kube, held, self.args.concurrency)
+        created = max(returned.values()) - start
+        names = set(returned)
+        await state.waiting_seen.wait_for(
+            names, limit=self.args.timeout, what="held runs Waiting", alive=alive
+        )
+        all_waiting = max(state.waiting_seen.times[name] for name in names) - start
+        wall, used = cpu.read()
+        waiting = [state.waiting_seen.times[name] - returned[name] for name in names]
+        after_waiting = sample_process(pid_of(operator))
+        self.report(
+            f"hold: {n} AgentRuns over budget created in {created:.2f} s; "
+            f"all Waiting in {all_waiting:.2f} s; to Waiting: {describe_latencies(waiting)}"
+        )
+        self.report(
+            f"hold: operator memory peak {after_waiting.peak_mib:.0f} MiB, "
+            f"RSS {after_waiting.rss_mib:.0f} MiB; " + describe_cpu(wall, used)
+        )
+        # Held runs are reconciled on every resync; new fundable runs must still be admitted promptly.
+        cpu.start()
+        probes = [bench_run(f"probe-{i:05d}") for i in range(self.args.probes)]
+        _, probe_returned = await create_all(kube, probes, self.args.concurrency)
+        await state.job_seen.wait_for(
+            set(probe_returned), limit=self.args.timeout, what="probe runs' Jobs", alive=alive
+        )
+        probe_latencies = [state.job_seen.times[name] - t for name, t in probe_returned.items()]
+        remaining = self.args.observe - cpu.elapsed()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        alive()
+        wall, used = cpu.read()
+        end = sample_process(pid_of(operator))
+        counts = log.read()
+        held_with_jobs = sum(1 for name in names if state.jobs_per_run.get(name))
+        still_waiting = sum(
+            1
+            for i in await kube.list("AgentRun", OPERATOR_NS)
+            if i["metadata"]["name"] in names and (i.get("status") or {}).get("phase") == "Waiting"
+        )
+        self.figures["hold"] = {
+            "runs": n,
+            "created_seconds": round(created, 3),
+            "all_waiting_seconds": round(all_waiting, 3),
+            "waiting_latency": latency_figures(waiting),
+            "held_runs_with_jobs": held_with_jobs,
+            "held_runs_still_waiting": still_waiting,
+            "probe_admission_latency": latency_figures(probe_latencies),
+            "operator_peak_mib": round(end.peak_mib, 1),
+            "operator_rss_mib": round(end.rss_mib, 1),
+            "steady_cpu_seconds": {k: round(v, 1) for k, v in used.items()},
+            "steady_wall_seconds": round(wall, 1),
+            "operator_up": True,
+            **counts,
+        }
+        self.report(
+            f"hold: {self.args.probes} fundable runs created while {n} are held: admission latency "
+            f"{describe_latencies(probe_latencies)}"
+        )
+        self.report(
+            f"hold: after {wall:.0f} s holding, the operator is up; {still_waiting} of {n} still Waiting, "
+            f"{held_with_jobs} got a Job; memory peak {end.peak_mib:.0f} MiB, RSS {end.rss_mib:.0f} MiB; "
+            + describe_cpu(wall, used)
+        )
+        self.report(
+            f"hold: budget status writes {counts['budget_status_writes']}, operator warnings "
+            f"{counts['warnings']}, errors {counts['errors']}"
+        )
+
+
+def setup_namespace(plane: ControlPlane, objects: list[JsonObject]) -> None:
+    for namespace in (OPERATOR_NS, BARE_NS):
+        plane.kubectl("create", "namespace", namespace)
+    apply(plane, OPERATOR_NS, *objects)
+
+
+def world_objects(args: argparse.Namespace) -> list[JsonObject]:
+    total_runs = args.runs + args.probes + 10  # the warm-up run, the probes, and room to spare
+    return [
+        adapter("bench-model", replies=1),
+        route("bench", "bench-model"),
+        budget(TEAM, TEAM, str(MAX_COST * total_runs)),
+        budget(TINY_TEAM, TINY_TEAM, str(MAX_COST / 10)),
+    ]
+
+
+def processes(
+    plane: ControlPlane, workdir: Path, args: argparse.Namespace, objects: list[JsonObject]
+) -> tuple[Process, Process]:
+    specs = workdir / "specs"
+    specs.mkdir(parents=True, exist_ok=True)
+    (specs / "specs.yaml").write_text(yaml.safe_dump_all([in_namespace(o, OPERATOR_NS) for o in objects]))
+    env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
+    operator_env = {**env, PROFILE_VARIABLE: str(workdir / "operator.prof")} if args.profile else env
+    router = Process(
+        "router",
+        [*JESUS, "router", "--specs", str(specs), "--port", str(args.router_port)],
+        env,
+        workdir / "router.log",
+    )
+    # With --trace, the same command runs inside traced_operator(), which counts and times its requests.
+    command = (
+        [sys.executable, "-c", TRACED_OPERATOR, str(workdir / "trace.json")]
+        if args.trace or args.profile
+        else [*JESUS, "operator"]
+    )
+    operator = Process(
+        "operator",
+        [
+            *command,
+            "--namespace",
+            OPERATOR_NS,
+            "--router-url",
+            f"http://127.0.0.1:{args.router_port}",
+            "--policies",
+            str(REPO / "policies"),
+            "--resync-seconds",
+            str(args.resync_seconds),
+            "--worker-limit",
+            str(args.worker_limit),
+        ],
+        operator_env,
+        workdir / "operator.log",
+    )
+    return router, operator
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000, help="AgentRuns created at once (and bare Jobs)")
+    parser.add_argument("--concurrency", type=int, default=50, help="create requests in flight")
+    parser.add_argument("--hold", type=int, default=0, help="then this many runs held Waiting by a budget")
+    parser.add_argument("--probes", type=int, default=20, help="fundable runs created while the hold lasts")
+    parser.add_argument("--observe", type=float, default=60, help="seconds to watch the operator hold them")
+    parser.add_argument("--resync-seconds", type=float, default=10.0, help="the operator's (its default)")
+    parser.add_argument("--worker-limit", type=int, default=200, help="the operator's (its default)")
+    parser.add_argument("--timeout", type=float, default=900, help="give up waiting after this many seconds")
+    parser.add_argument("--workdir", type=Path, help="where logs go (default: a new temporary directory)")
+    parser.add_argument(
+        "--trace", action="store_true", help="count and time the operator's requests (where time goes)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="run the operator under cProfile (slower; implies --trace)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    args.trace = args.trace or args.profile
+    args.router_port = free_port()
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # unwinds through every cleanup below
+
+    signal.signal(signal.SIGTERM, interrupted)
+    ensure_all()
+    print(f"work directory (logs): {workdir}; load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    plane = ControlPlane(workdir / "plane", die_with_parent=True)
+    objects = world_objects(args)
+    router, operator = processes(plane, workdir, args, objects)
+    bench = Bench(plane, workdir, args)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir / "plane", ignore_errors=True)
+        stack.callback(plane.stop)
+        plane.start()
+        stack.callback(router.stop)
+        stack.callback(operator.stop)  # callbacks run last-in first-out: the operator stops first
+        install_crds(plane)
+        setup_namespace(plane, objects)
+        asyncio.run(bench.run(router, operator))
+        print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.profile and (workdir / "operator.prof").exists():
+        print(f"operator profile ({workdir / 'operator.prof'}), by own time:")
+        print(describe_profile(workdir / "operator.prof"))
+    if args.json:
+        args.json.write_text(json.dumps(bench.figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
