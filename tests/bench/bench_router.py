@@ -39,6 +39,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -196,8 +197,7 @@ async def _timed_round(
 
 async def bench_overhead(calls: int) -> dict[str, Any]:
     """Direct SDK vs the router library vs the router service, at 1 and 100 concurrent calls."""
-    port_file = REPO / ".bench-upstream-url"
-    port_file.unlink(missing_ok=True)
+    port_file = Path(tempfile.mkdtemp(prefix="bench-router-")) / "upstream-url"
     upstream_process = _spawn("serve-upstream", str(port_file))
     router_process: subprocess.Popen[bytes] | None = None
     try:
@@ -272,6 +272,7 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(10)
         port_file.unlink(missing_ok=True)
+        port_file.parent.rmdir()
 
 
 async def bench_failover(trials: int) -> dict[str, Any]:
