@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
+from jesus.logic.budget import budget_covers
 from jesus.specs.loader import LoadedObject, SpecSet
 from jesus.specs.problems import Problem, Severity, sort_key
 
@@ -150,11 +151,42 @@ def check_routes_serve_runs(spec_set: SpecSet) -> Iterator[Problem]:
                 )
 
 
+def check_budget_currencies(spec_set: SpecSet) -> Iterator[Problem]:
+    """A Budget can only count money in its own currency: every adapter its runs may use must price in it."""
+    budgets = spec_set.loaded_of_kind("Budget")
+    reported: set[tuple[int, int]] = set()
+    for loaded_run in spec_set.loaded_of_kind("AgentRun"):
+        run = loaded_run.obj
+        if not isinstance(run, AgentRun):
+            continue
+        policy = spec_set.get("RoutePolicy", run.spec.route_policy_ref.name, loaded_run.namespace)
+        if policy is None or not isinstance(policy.obj, RoutePolicy):
+            continue
+        for entry in policy.obj.spec.chain:
+            adapter = spec_set.get("ModelAdapter", entry.adapter_ref, loaded_run.namespace)
+            if adapter is None or not isinstance(adapter.obj, ModelAdapter):
+                continue
+            for loaded_budget in budgets:
+                budget = loaded_budget.obj
+                if not isinstance(budget, Budget) or not budget_covers(budget, run):
+                    continue
+                currency, priced = budget.spec.currency, adapter.obj.spec.pricing.currency
+                key = (id(loaded_budget), id(adapter))
+                if currency != priced and key not in reported:
+                    reported.add(key)
+                    yield loaded_budget.problem(
+                        ("spec", "currency"),
+                        f"counts {currency}, but ModelAdapter/{adapter.name} (used by "
+                        f"AgentRun/{loaded_run.name} through RoutePolicy/{policy.name}) prices in {priced}",
+                    )
+
+
 CHECKS: tuple[Check, ...] = (
     check_duplicates,
     check_references,
     check_dependency_cycles,
     check_budget_scopes,
+    check_budget_currencies,
     check_routes_serve_runs,
 )
 

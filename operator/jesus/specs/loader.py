@@ -233,6 +233,9 @@ def load_document(
                 _document_problem(document, path, message, kind=kind_text, name=name_text)
             )
         return
+    if namespace and obj.metadata.namespace != namespace:
+        # what `kubectl kustomize` would send: the namespace written into the object
+        obj.metadata = obj.metadata.model_copy(update={"namespace": namespace})
     if name_text and not meta_problems:
         spec_set.objects.append(LoadedObject(obj=obj, document=document, namespace=namespace))
 

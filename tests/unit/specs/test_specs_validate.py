@@ -380,3 +380,20 @@ def test_a_kustomization_namespace_overrides_the_objects_own(tmp_path: Path) -> 
     assert validate_specs(spec_set) == []
     # without a kustomization the object's own namespace counts
     assert {o.namespace for o in load_specs([tmp_path / "objects.yaml"]).objects} == {"elsewhere"}
+
+
+def test_a_budget_must_count_in_the_currency_its_runs_are_priced_in() -> None:
+    euro_budget = set_field(budget(), "spec.currency", "EUR")
+    problems = problems_of(to_yaml(scripted_adapter(), route_policy(), euro_budget, agent_run()))
+    assert [(p.kind, p.field) for p in problems] == [("Budget", "spec.currency")]
+    assert "counts EUR, but ModelAdapter/scripted" in problems[0].message
+    # a budget that does not cover the run does not care
+    other_team = set_field(euro_budget, "spec.scope", {"team": "other"})
+    assert problems_of(to_yaml(scripted_adapter(), route_policy(), other_team, agent_run())) == []
+
+
+def test_kustomize_namespaces_are_written_into_the_objects(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("namespace: team-a\nresources: [objects.yaml]\n")
+    (tmp_path / "objects.yaml").write_text(to_yaml(*complete_set()))
+    spec_set = load_specs([tmp_path])
+    assert {o.obj.metadata.namespace for o in spec_set.objects} == {"team-a"}
