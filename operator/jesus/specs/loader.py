@@ -28,6 +28,9 @@ from jesus.specs.source import Document, FieldPath, SourceError, parse_documents
 
 T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
 
+# etcd's default request limit; the API server refuses larger objects.
+MAX_OBJECT_BYTES = 1_572_864
+
 
 @dataclass(frozen=True)
 class LoadedObject:
@@ -223,10 +226,23 @@ def load_document(
         spec_set.problems.append(
             _document_problem(document, ("metadata", "name"), "metadata.name is required", kind=kind_text)
         )
+    body = json.dumps(data)
+    if len(body.encode()) > MAX_OBJECT_BYTES:
+        spec_set.problems.append(
+            _document_problem(
+                document,
+                (),
+                f"object is {len(body.encode())} bytes as JSON; the API server stores at most "
+                f"{MAX_OBJECT_BYTES}",
+                kind=kind_text,
+                name=name_text,
+            )
+        )
+        return
     model = KINDS[kind_text].model
     try:
         # Strict JSON validation: "5" is not an integer and 5 is not a string, as for the API server.
-        obj = model.model_validate_json(json.dumps(data), strict=True)
+        obj = model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         for path, message in describe_validation_error(exc):
             spec_set.problems.append(

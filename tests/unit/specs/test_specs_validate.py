@@ -397,3 +397,11 @@ def test_kustomize_namespaces_are_written_into_the_objects(tmp_path: Path) -> No
     (tmp_path / "objects.yaml").write_text(to_yaml(*complete_set()))
     spec_set = load_specs([tmp_path])
     assert {o.obj.metadata.namespace for o in spec_set.objects} == {"team-a"}
+
+
+def test_an_object_too_large_for_the_api_server_is_a_problem() -> None:
+    inputs = {f"part{i}": "x" * 60_000 for i in range(40)}
+    problems = problems_of(to_yaml(set_field(agent_run(), "spec.task.inputs", inputs)))
+    assert len(problems) == 1
+    assert problems[0].line == 1
+    assert "the API server stores at most" in problems[0].message
