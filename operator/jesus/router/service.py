@@ -99,6 +99,13 @@ class RunRegistry:
         self._revoked.add(_digest(token))
         return self._routes.pop(_digest(token), None) is not None
 
+    def evict_expired(self, now: float) -> int:
+        """Forget the routes whose tokens have expired; how many."""
+        expired = [d for d, r in self._routes.items() if r.expires_at is not None and r.expires_at <= now]
+        for digest in expired:
+            del self._routes[digest]
+        return len(expired)
+
     def revoked(self, token: str) -> bool:
         """Whether the token was revoked here."""
         return _digest(token) in self._revoked
@@ -276,6 +283,7 @@ def build_app(service: RouterService) -> Starlette:
             route = service.route_for(grant)
         except ValueError as exc:
             return _error(409, str(exc), "RouteUnavailable")
+        service.registry.evict_expired(service.clock())
         token = service.registry.register(route, service.signer.sign(grant) if service.signer else None)
         log.info("Registered run run=%s namespace=%s route=%s", run, namespace, route_policy)
         return JSONResponse(

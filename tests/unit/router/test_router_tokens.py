@@ -102,3 +102,15 @@ async def test_a_revoked_token_stays_refused_on_that_replica() -> None:
         )
     assert revoked.status_code == 204
     assert (await post(second, "/v1/chat/completions", token, chat())).status_code == 401
+
+
+async def test_registering_forgets_expired_runs() -> None:
+    now = [1_000.0]
+    service = replica(now)
+    await post(
+        service, "/admin/v1/runs", "shared-admin", {"run": "old", "routePolicy": "route", "ttlSeconds": 10}
+    )
+    assert len(service.registry) == 1
+    now[0] += 11
+    await post(service, "/admin/v1/runs", "shared-admin", {"run": "new", "routePolicy": "route"})
+    assert len(service.registry) == 1
