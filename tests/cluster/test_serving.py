@@ -153,3 +153,34 @@ def test_a_spec_change_updates_the_deployment_and_deleting_the_adapter_removes_i
         ),
         what="the Deployment and Service to be garbage-collected",
     )
+
+
+def test_dropping_the_serving_block_deletes_the_deployment_and_service(
+    crds: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    apply_objects(crds, namespace, adapter("moving"))
+    wait_for(lambda: ready_with(crds, namespace, "moving", "True"), what="moving Ready", operator=operator)
+    name = serving_name("moving")
+    external = set_field(
+        drop_field(vllm_adapter("moving"), "spec.serving"), "spec.endpoint", "http://llm.internal:8000/v1"
+    )
+    apply_objects(crds, namespace, external)
+    wait_for(
+        lambda: (
+            get_object(crds, namespace, "deployment", name) is None
+            and get_object(crds, namespace, "service", name) is None
+        ),
+        what="the Deployment and Service of a model no longer served to be deleted",
+        operator=operator,
+    )
+    obj = wait_for(
+        lambda: (
+            (found := ready_with(crds, namespace, "moving", "True"))
+            and "serving" not in found["status"]
+            and found
+        ),
+        what="moving Ready on its external endpoint",
+        operator=operator,
+    )
+    assert obj["status"]["endpoint"] == "http://llm.internal:8000/v1"
+    assert condition(obj, "ServingAvailable") is None

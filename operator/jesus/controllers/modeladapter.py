@@ -74,6 +74,21 @@ async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events
     return serving_logic.serving_status(adapter, deployment, pods, now=now)
 
 
+async def _retire_serving(context: OperatorContext, adapter: ModelAdapter, events: Events) -> None:
+    """Delete the Deployment and Service of an adapter whose serving block was removed (ours only)."""
+    namespace = adapter.metadata.namespace or ""
+    name = serving_logic.serving_name(adapter.metadata.name or "")
+    for kind in ("Deployment", "Service"):
+        live = await context.kube.get(kind, namespace, name)
+        if live is None or serving_logic.ownership(live, adapter) is not serving_logic.Ownership.OURS:
+            continue
+        if await context.kube.delete(kind, namespace, name):
+            logger.info("Deleted inference %s name=%s namespace=%s", kind, name, namespace)
+            events.append(
+                ("Normal", f"Deleted{kind}", f"Deleted {kind} {name}: the adapter no longer serves")
+            )
+
+
 async def reconcile_adapter(context: OperatorContext, namespace: str, name: str) -> None:
     """Bring one ModelAdapter's children and status up to date with what the cluster shows now."""
     async with context.lock("ModelAdapter", namespace, name):
@@ -87,7 +102,11 @@ async def reconcile_adapter(context: OperatorContext, namespace: str, name: str)
         events: Events = []
         ref = adapter.spec.credentials_secret_ref
         secret = await context.kube.get("Secret", namespace, ref.name) if ref is not None else None
-        observation = await _serve(context, adapter, events) if adapter.spec.serving is not None else None
+        observation = None
+        if adapter.spec.serving is not None:
+            observation = await _serve(context, adapter, events)
+        elif adapter.status is not None and adapter.status.serving is not None:
+            await _retire_serving(context, adapter, events)
         status = model_adapter_status(adapter, secret=secret, serving=observation, now=context.clock())
         await _write(context, obj, adapter, status, events)
 
