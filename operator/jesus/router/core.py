@@ -1,9 +1,10 @@
 """The in-process router: walks a run's fallback chain over `jesus_adapters` adapters.
 
-Per attempt: the circuit breaker admits or skips the adapter, the run's allowance admits the call
-(clamping its output tokens), and the adapter gets the policy's per-attempt timeout. Failures are
-classified by the pure `decide_on_error`: retry after a jittered backoff, fail over, or stop. Every call
-ends in a `CallRecord` on the run's ledger, whether it succeeded or not.
+Per attempt: the circuit breaker admits or skips the adapter, its client-side rate limit lets the call
+go or names the wait, the run's allowance admits the call (clamping its output tokens), and the
+adapter gets the policy's per-attempt timeout. Failures are classified by the pure `decide_on_error`:
+retry after a jittered backoff, fail over, or stop. Every call ends in a `CallRecord` on the run's
+ledger, in the metrics and in an OpenTelemetry span, whether it succeeded or not.
 """
 
 from __future__ import annotations
