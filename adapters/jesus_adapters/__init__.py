@@ -4,10 +4,11 @@ This package never imports `jesus`; the operator, the router and the runner impo
 Build an adapter with `build_adapter(AdapterConfig(...))`; `PROVIDERS` lists the providers.
 """
 
+from typing import TYPE_CHECKING
+
 from jesus_adapters.base import ModelAdapter
 from jesus_adapters.errors import AdapterConfigError, AdapterError, ErrorKind
 from jesus_adapters.profiles import Capabilities, ErrorWording, ProviderProfile
-from jesus_adapters.registry import PROVIDERS, build_adapter, effective_price, profile_for
 from jesus_adapters.types import (
     AdapterConfig,
     ChatRequest,
@@ -21,6 +22,22 @@ from jesus_adapters.types import (
     ToolSpec,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from jesus_adapters.registry import PROVIDERS, build_adapter, effective_price, profile_for
+
+# The registry imports every provider SDK (seconds of start-up); callers that only need the types, such
+# as the runner in its pod, should not pay for it, so these names load on first use.
+_REGISTRY_NAMES = frozenset({"PROVIDERS", "build_adapter", "effective_price", "profile_for"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _REGISTRY_NAMES:
+        from jesus_adapters import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PROVIDERS",

@@ -21,13 +21,17 @@ class CommandError(Exception):
     """A failure the user can act on; printed as one line, without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every sub-command registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered (or just `only`).
+
+    Commands import what they need at module level, some of it heavy (provider SDKs); loading only the
+    command asked for keeps `jesus runner` in a pod and the other short commands quick to start.
+    """
     parser = argparse.ArgumentParser(
         prog="jesus", description="Declarative GitOps control plane for AI agents on Kubernetes."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in (only,) if only in COMMAND_MODULES else COMMAND_MODULES:
         module = importlib.import_module(f"jesus.cli.{name}")
         module.register(subparsers)
     return parser
@@ -35,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = arguments[0] if arguments and not arguments[0].startswith("-") else None
+    parser = build_parser(command)
+    args = parser.parse_args(arguments)
     handler: Handler = args.handler
     try:
         return handler(args)

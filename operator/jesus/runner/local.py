@@ -22,7 +22,7 @@ from jesus.runner.artifacts import ArtifactStore
 from jesus.runner.loop import AgentTask, execute_run
 from jesus.runner.model import InProcessModelClient
 from jesus.runner.record import RunOutcome, RunRecord, spec_digest
-from jesus.runner.tools import ToolServerSpec
+from jesus.runner.tools import tool_server_specs
 from jesus.specs import LoadedObject, SpecSet
 
 
@@ -84,29 +84,6 @@ def select_run(spec_set: SpecSet, name: str | None) -> LoadedObject:
         found = ", ".join(r.name for r in runs) or "none"
         raise ValueError(f"expected exactly one AgentRun, found {len(runs)} ({found}); choose one with --run")
     return runs[0]
-
-
-def tool_server_specs(run: AgentRun) -> tuple[ToolServerSpec, ...]:
-    """The run's MCP servers in the runner's terms."""
-    servers = []
-    for tool in run.spec.tools or []:
-        allowed = tuple(tool.allowed_tools or ())
-        if tool.stdio is not None:
-            servers.append(
-                ToolServerSpec(
-                    name=tool.name,
-                    transport="stdio",
-                    command=tool.stdio.command,
-                    args=tuple(tool.stdio.args or ()),
-                    env=dict(tool.stdio.env or {}),
-                    allowed_tools=allowed,
-                )
-            )
-        else:
-            servers.append(
-                ToolServerSpec(name=tool.name, transport="http", url=tool.url, allowed_tools=allowed)
-            )
-    return tuple(servers)
 
 
 async def prepare_local_run(

@@ -7,12 +7,14 @@ service with the run's token; both produce the same call records.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jesus.logic.routing import RoutePlan
-from jesus.router.core import RouteError, Router
-from jesus.router.ledger import RunLedger
 from jesus_adapters.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:  # the router (and every provider SDK behind it) loads only for in-process runs
+    from jesus.logic.routing import RoutePlan
+    from jesus.router.core import Router
+    from jesus.router.ledger import RunLedger
 
 
 class ModelCallError(Exception):
@@ -53,6 +55,8 @@ class InProcessModelClient:
 
     async def complete(self, request: ChatRequest) -> ModelReply:
         """Route the request along the run's chain."""
+        from jesus.router.core import RouteError
+
         try:
             routed = await self.router.complete(self.plan, request, self.ledger)
         except RouteError as exc:

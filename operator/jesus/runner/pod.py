@@ -14,9 +14,9 @@ from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
 from jesus.runner.artifacts import DirectoryArtifactStore
 from jesus.runner.http_model import RouterHttpModelClient
-from jesus.runner.local import tool_server_specs
 from jesus.runner.loop import AgentTask, execute_run
 from jesus.runner.record import RunOutcome, RunRecord, spec_digest
+from jesus.runner.tools import tool_server_specs
 
 
 class PodEnvironmentError(Exception):

@@ -20,6 +20,7 @@ from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client import Transport
 from mcp.types import CallToolResult, TextContent
 
+from jesus.api.agentrun import AgentRun
 from jesus_adapters.types import ToolSpec
 
 log = logging.getLogger(__name__)
@@ -236,3 +237,26 @@ def _describe(exc: BaseException) -> str:
         return "; ".join(_describe(inner) for inner in exc.exceptions)
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if str(exc) else text
+
+
+def tool_server_specs(run: AgentRun) -> tuple[ToolServerSpec, ...]:
+    """The run's MCP servers in the runner's terms."""
+    servers = []
+    for tool in run.spec.tools or []:
+        allowed = tuple(tool.allowed_tools or ())
+        if tool.stdio is not None:
+            servers.append(
+                ToolServerSpec(
+                    name=tool.name,
+                    transport="stdio",
+                    command=tool.stdio.command,
+                    args=tuple(tool.stdio.args or ()),
+                    env=dict(tool.stdio.env or {}),
+                    allowed_tools=allowed,
+                )
+            )
+        else:
+            servers.append(
+                ToolServerSpec(name=tool.name, transport="http", url=tool.url, allowed_tools=allowed)
+            )
+    return tuple(servers)
