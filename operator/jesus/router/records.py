@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AttemptOutcome = Literal["ok", "error", "skipped"]
@@ -59,37 +59,32 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view with camelCase keys, as status and result records use."""
-        raw = asdict(self)
+        # Built by hand: dataclasses.asdict deep-copies and costs more than the rest of a call.
         return {
-            "callId": raw["call_id"],
-            "run": raw["run"],
-            "outcome": raw["outcome"],
-            "adapter": raw["adapter"],
-            "provider": raw["provider"],
-            "model": raw["model"],
+            "callId": self.call_id,
+            "run": self.run,
+            "outcome": self.outcome,
+            "adapter": self.adapter,
+            "provider": self.provider,
+            "model": self.model,
             "attempts": [
                 {
-                    "adapter": a["adapter"],
-                    "outcome": a["outcome"],
-                    "latencyMs": round(a["latency_ms"], 3),
-                    "errorKind": a["error_kind"],
-                    "error": a["error"],
+                    "adapter": a.adapter,
+                    "outcome": a.outcome,
+                    "latencyMs": round(a.latency_ms, 3),
+                    "errorKind": a.error_kind,
+                    "error": a.error,
                 }
-                for a in raw["attempts"]
+                for a in self.attempts
             ],
             "fallbacks": [
-                {
-                    "from": f["from_adapter"],
-                    "to": f["to_adapter"],
-                    "errorClass": f["error_kind"],
-                    "reason": f["reason"],
-                }
-                for f in raw["fallbacks"]
+                {"from": f.from_adapter, "to": f.to_adapter, "errorClass": f.error_kind, "reason": f.reason}
+                for f in self.fallbacks
             ],
-            "inputTokens": raw["input_tokens"],
-            "outputTokens": raw["output_tokens"],
-            "costMicros": raw["cost_micros"],
-            "latencyMs": round(raw["latency_ms"], 3),
-            "streamed": raw["streamed"],
-            "error": raw["error"],
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "costMicros": self.cost_micros,
+            "latencyMs": round(self.latency_ms, 3),
+            "streamed": self.streamed,
+            "error": self.error,
         }
