@@ -96,6 +96,8 @@ class SpecSet:
     problems: list[Problem] = field(default_factory=list)
     declared: set[ObjectKey] = field(default_factory=set)
     files: list[Path] = field(default_factory=list)
+    _index: dict[ObjectKey, LoadedObject] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: int = field(default=0, repr=False, compare=False)
 
     def of_kind(self, model: type[T]) -> list[T]:
         """Every valid object of one kind, e.g. `spec_set.of_kind(AgentRun)`."""
@@ -106,11 +108,13 @@ class SpecSet:
         return [o for o in self.objects if o.kind == kind]
 
     def get(self, kind: str, name: str, namespace: str = "") -> LoadedObject | None:
-        """The valid object of this kind, namespace and name, if the set has one."""
-        for loaded in self.objects:
-            if loaded.kind == kind and loaded.name == name and loaded.namespace == namespace:
-                return loaded
-        return None
+        """The valid object of this kind, namespace and name (the first, if declared twice)."""
+        if self._indexed != len(self.objects):  # objects were added since the index was built
+            self._index.clear()
+            for loaded in reversed(self.objects):
+                self._index[(loaded.kind, loaded.namespace, loaded.name)] = loaded
+            self._indexed = len(self.objects)
+        return self._index.get((kind, namespace, name))
 
     def declares(self, kind: str, name: str, namespace: str = "") -> bool:
         """Whether any document (valid or not) declares this object."""
