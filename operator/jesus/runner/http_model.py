@@ -6,6 +6,8 @@ are off: the router already retried and failed over, and a second layer would do
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -17,6 +19,8 @@ from jesus.runner.model import ModelCallError, ModelReply
 from jesus_adapters.types import ChatRequest
 
 ALLOWANCE_EXCEEDED = "AllowanceExceeded"
+# Waits before retrying a call whose connection was refused (a router restarting or rolling out).
+CONNECT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
 
 class RouterHttpModelClient:
@@ -29,7 +33,11 @@ class RouterHttpModelClient:
         *,
         timeout_seconds: float = 600.0,
         http_client: httpx2.AsyncClient | None = None,
+        connect_retry_delays: tuple[float, ...] = CONNECT_RETRY_DELAYS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self._connect_retry_delays = connect_retry_delays
+        self._sleep = sleep
         self._client = openai.AsyncOpenAI(
             base_url=router_url.rstrip("/") + "/v1",
             api_key=run_token,
@@ -41,16 +49,24 @@ class RouterHttpModelClient:
     async def complete(self, request: ChatRequest) -> ModelReply:
         """One call through the router; failures become ModelCallError with the router's record."""
         body = request_body(request)
-        try:
-            raw = await self._client.chat.completions.with_raw_response.create(
-                **body, extra_headers=trace_headers()
-            )
-        except openai.APIStatusError as exc:
-            raise _call_error(exc) from exc
-        except openai.APIConnectionError as exc:
-            raise ModelCallError(
-                "Connection", f"the router is unreachable: {exc}", stops_run=False, record=None
-            ) from exc
+        delays = iter(self._connect_retry_delays)
+        while True:
+            try:
+                raw = await self._client.chat.completions.with_raw_response.create(
+                    **body, extra_headers=trace_headers()
+                )
+                break
+            except openai.APIStatusError as exc:
+                raise _call_error(exc) from exc
+            except openai.APIConnectionError as exc:
+                delay = next(delays, None)
+                # Only a refused connection is safe to repeat: the router never saw the call. Any
+                # later failure may have been answered and paid for.
+                if delay is None or not isinstance(exc.__cause__, httpx2.ConnectError):
+                    raise ModelCallError(
+                        "Connection", f"the router is unreachable: {exc}", stops_run=False, record=None
+                    ) from exc
+                await self._sleep(delay)
         try:
             payload: dict[str, Any] = raw.http_response.json()
             response = parse_completion(payload)

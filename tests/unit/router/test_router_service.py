@@ -19,16 +19,18 @@ from jesus.cli.router import build_service
 from jesus.logic.routing import Allowance, CallPrice, RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
 from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
-from jesus.runner import AgentTask, RunOutcome, execute_run
+from jesus.runner import AgentTask, ModelCallError, RunOutcome, execute_run
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus.specs import load_text
 from jesus_adapters.errors import ErrorKind
+from jesus_adapters.types import ChatRequest, Message
 
 from .doubles import FakeAdapter, Step, failure, reply
 
 ROUTER = "http://router.test"
 ADMIN = "admin-secret"
 ROUTER_SECRETS = Path("/nonexistent/secrets")
+HELLO_REQUEST = ChatRequest(messages=(Message("user", "hi"),))
 
 
 def make_service(primary: list[Step], fallback: list[Step] | None = None) -> RouterService:
@@ -230,3 +232,51 @@ async def test_a_runner_over_http_stops_when_the_allowance_is_spent(
     assert record.outcome is RunOutcome.LIMIT_EXCEEDED
     assert "token allowance exhausted" in record.reason
     assert json.dumps(record.calls)
+
+
+async def test_the_runner_client_retries_a_refused_connection_only() -> None:
+    attempts: list[str] = []
+    completion = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "after a restart"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        "jesus": {"adapter": "primary"},
+    }
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        attempts.append(request.url.path)
+        if len(attempts) < 3:
+            raise httpx2.ConnectError("connection refused", request=request)
+        return httpx2.Response(200, json=completion)
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
+        model = RouterHttpModelClient(ROUTER, "token", http_client=client, sleep=sleep)
+        answered = await model.complete(HELLO_REQUEST)
+    assert answered.response.content == "after a restart"
+    assert len(attempts) == 3
+    assert slept == [0.5, 1.0]
+
+    def broken(request: httpx2.Request) -> httpx2.Response:
+        attempts.append("read")
+        raise httpx2.ReadError("connection reset", request=request)
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(broken)) as client:
+        model = RouterHttpModelClient(ROUTER, "token", http_client=client, sleep=sleep)
+        with pytest.raises(ModelCallError) as caught:
+            await model.complete(HELLO_REQUEST)
+    assert caught.value.kind == "Connection"
+    assert attempts.count("read") == 1, "a call that may have reached the router is not repeated"
