@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 
 from jesus.cli import CommandError
-from jesus.specs import Severity, SpecPathError, load_specs, validate_specs
+from jesus.specs import (
+    Problem,
+    Severity,
+    SourceError,
+    SpecPathError,
+    load_documents,
+    load_specs,
+    parse_documents,
+    validate_specs,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "problem, `file:line: Kind/name: field.path: message`; exits 0 when valid, 1 otherwise."
         ),
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="spec file or folder")
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="spec file or folder; - reads YAML from stdin"
+    )
     parser.add_argument(
         "--output", "-o", choices=("text", "json"), default="text", help="text (default) or json"
     )
@@ -31,10 +42,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Validate the paths, print the problems, and return 0 (valid) or 1 (errors found)."""
+    files = [p for p in args.paths if str(p) != "-"]
     try:
-        spec_set = load_specs(args.paths)
+        spec_set = load_specs(files)
     except SpecPathError as exc:
         raise CommandError(str(exc)) from exc
+    if len(files) != len(args.paths):  # `-`: YAML on stdin, e.g. from `kubectl kustomize`
+        stdin = Path("<stdin>")
+        spec_set.files.append(stdin)
+        try:
+            load_documents(parse_documents(sys.stdin.read(), stdin), spec_set)
+        except SourceError as exc:
+            spec_set.problems.append(Problem(file=stdin, line=exc.line, message=exc.message))
     problems = validate_specs(spec_set)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if args.output == "json":

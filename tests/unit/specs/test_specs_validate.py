@@ -405,3 +405,15 @@ def test_an_object_too_large_for_the_api_server_is_a_problem() -> None:
     assert len(problems) == 1
     assert problems[0].line == 1
     assert "the API server stores at most" in problems[0].message
+
+
+def test_cli_reads_stdin_for_dash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(to_yaml(budget(limit="1.0000001"))))
+    assert main(["validate", "-"]) == 1
+    assert capsys.readouterr().out.startswith("<stdin>:")
+    monkeypatch.setattr("sys.stdin", io.StringIO(to_yaml(*complete_set())))
+    assert main(["validate", "-"]) == 0
