@@ -232,3 +232,6 @@ cases["odd_characters"] := object.union(base, {
 	"owner": {"user": "o\"brien\\ é\n"},
 	"run": {"tools": [{"name": "say \"hi\"\\ é", "transport": "stdio", "allowedTools": null}]},
 })
+
+# Names made only of Unicode spaces are blank in both engines.
+cases["unicode_blank_team"] := object.union(base, {"owner": {"team": "\u2003\u00a0\u3000"}})

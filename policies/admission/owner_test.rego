@@ -18,3 +18,9 @@ test_missing_owner_denies_both if {
 	"owner.user is required: the run names no user who answers for it" in result.reasons
 	"owner.team is required: the run names no team, so no team limits or budgets apply" in result.reasons
 }
+
+test_team_of_unicode_spaces_denied if {
+	result := decide("unicode_blank_team")
+	not result.allow
+	"owner.team is required: the run names no team, so no team limits or budgets apply" in result.reasons
+}

@@ -33,6 +33,8 @@ MODELS = st.sampled_from(["claude-sonnet-4-5", "gpt-5-mini", "llama-3", "mistral
 names = st.one_of(
     st.sampled_from(["research", "ml-platform", "support", "prod-agents", "filesystem", "git", "claude-x"]),
     st.text(min_size=0, max_size=12),
+    # Blank-looking names: engines differ on what whitespace is, the rules must not.
+    st.text(st.sampled_from(" \t\n\r\x0b\x85\u00a0\u2003\u3000\u200b\u2028x"), max_size=4),
 )
 amounts = st.one_of(
     st.integers(min_value=0, max_value=200).map(lambda units: units * 1_000_000),

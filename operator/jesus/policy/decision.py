@@ -104,7 +104,10 @@ def decision_from_result(result: Any, engine: str) -> Decision:
     if not allow and not reasons:
         # A denial nobody can explain is useless to the run's owner; say so rather than guess.
         reasons = ["the policy denied the run without giving a reason"]
-    return Decision(allow=allow, reasons=tuple(reasons), warnings=tuple(warnings), engine=engine)
+    # Sorted here, not only in Rego: rego-cpp orders strings by their escaped form, OPA by code point.
+    return Decision(
+        allow=allow, reasons=tuple(sorted(reasons)), warnings=tuple(sorted(warnings)), engine=engine
+    )
 
 
 def _bounded(messages: tuple[str, ...]) -> list[str]:

@@ -94,3 +94,10 @@ def test_status_form_of_an_admission_has_no_reasons() -> None:
         "2026-11-22T04:00:00Z"
     )
     assert (status.allowed, status.reasons, status.warnings) == (True, None, None)
+
+
+def test_reasons_and_warnings_come_in_code_point_order() -> None:
+    result = {"allow": False, "reasons": ['tool "0"', 'tool ""', "b"], "warnings": ["é", "e"]}
+    decision = decision_from_result(result, "t")
+    assert decision.reasons == ("b", 'tool ""', 'tool "0"')
+    assert decision.warnings == ("e", "é")
