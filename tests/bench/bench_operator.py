@@ -81,6 +81,7 @@ RUNNER_SELECTOR = f"{manifests.LABEL_COMPONENT}={manifests.COMPONENT_RUNNER}"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TRACED_OPERATOR = "from tests.bench.bench_operator import traced_operator; traced_operator()"
 PROGRESS_SECONDS = 15
+RUNNING_GRACE_SECONDS = 180
 PROFILE_VARIABLE = "JESUS_BENCH_PROFILE"
 # Runner Jobs must outlive the measurement: none ends (and settles) while admissions are timed.
 RUN_TIMEOUT_SECONDS = 3600
@@ -204,8 +205,11 @@ class Seen:
             self.times[key] = time.time()  # wall clock: compared with the traced operator's
             self.changed.set()
 
-    async def wait_for(self, keys: set[str], *, limit: float, what: str, alive: Callable[[], None]) -> None:
-        """Until every key is seen; `alive` raises when something we depend on died."""
+    async def wait_for(
+        self, keys: set[str], *, limit: float, what: str, alive: Callable[[], None], required: bool = True
+    ) -> bool:
+        """Until every key is seen (True); `alive` raises when something we depend on died. Past `limit`,
+        TimeoutError, or False when not `required`."""
         started = time.monotonic()
         deadline, next_report = started + limit, started + PROGRESS_SECONDS
         while not keys <= self.times.keys():
@@ -218,11 +222,14 @@ class Seen:
                 next_report += PROGRESS_SECONDS
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if not required:
+                    return False
                 missing = len(keys - self.times.keys())
                 raise TimeoutError(f"timed out after {limit:.0f} s: {missing} of {len(keys)} {what}")
             self.changed.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 2.0))
+        return True
 
 
 async def watch(
@@ -457,18 +464,23 @@ def traced_operator() -> None:
     EmbeddedEngine.evaluate = traced_evaluate  # type: ignore[method-assign]
     agentrun.reconcile_run = traced_reconcile
     kopf_api.request = traced_kopf_request
-    signal.signal(signal.SIGUSR1, lambda signum, frame: trace.dump(out))
     profile_path = os.environ.get(PROFILE_VARIABLE)
     profiler = cProfile.Profile() if profile_path else None
+
+    def dump(signum: int = 0, frame: FrameType | None = None) -> None:
+        if profiler is not None and profile_path:
+            profiler.dump_stats(profile_path)  # from the start until now; dumping stops the profiler
+            if signum:
+                profiler.enable()
+        trace.dump(out)
+
+    signal.signal(signal.SIGUSR1, dump)
     try:
         if profiler is not None:
             profiler.enable()
         code = jesus_main(["operator", *argv])
     finally:
-        if profiler is not None and profile_path:
-            profiler.disable()
-            profiler.dump_stats(profile_path)
-        trace.dump(out)
+        dump()
     sys.exit(code)
 
 
@@ -672,11 +684,15 @@ class Bench:
         names = set(returned)
         await state.job_seen.wait_for(names, limit=self.args.timeout, what="runs' Jobs", alive=alive)
         all_jobs = max(state.job_seen.times[name] for name in names) - start
-        await state.running_seen.wait_for(names, limit=self.args.timeout, what="runs Running", alive=alive)
-        all_running = max(state.running_seen.times[name] for name in names) - start
+        # Status follows the Job; how long it lags is worth knowing but is not the admission figure.
+        await state.running_seen.wait_for(
+            names, limit=RUNNING_GRACE_SECONDS, what="runs Running", alive=alive, required=False
+        )
         wall, used = cpu.read()
+        running = [name for name in names if name in state.running_seen.times]
+        all_running = max(state.running_seen.times[name] for name in running) - start
         latencies = [state.job_seen.times[name] - returned[name] for name in names]
-        to_running = [state.running_seen.times[name] - returned[name] for name in names]
+        to_running = [state.running_seen.times[name] - returned[name] for name in running]
         sample = sample_process(pid_of(operator))
         counts = log.read()
         duplicates = sum(len(state.jobs_per_run.get(name, ())) > 1 for name in names)
@@ -686,7 +702,8 @@ class Bench:
             "concurrency": self.args.concurrency,
             "created_seconds": round(created, 3),
             "all_jobs_seconds": round(all_jobs, 3),
-            "all_running_seconds": round(all_running, 3),
+            "running_seconds": round(all_running, 3),
+            "runs_seen_running": len(running),
             "admission_latency": latency_figures(latencies),
             "running_latency": latency_figures(to_running),
             "operator_peak_mib": round(sample.peak_mib, 1),
@@ -698,7 +715,8 @@ class Bench:
         }
         self.report(
             f"operator: {n} AgentRuns created in {created:.2f} s; all admitted with their Jobs in "
-            f"{all_jobs:.2f} s ({n / all_jobs:.0f} runs/s); all status Running in {all_running:.2f} s"
+            f"{all_jobs:.2f} s ({n / all_jobs:.1f} runs/s); "
+            f"{len(running)} of {n} showed status Running, the last after {all_running:.2f} s"
         )
         self.report(f"admission latency (Job seen - create returned): {describe_latencies(latencies)}")
         self.report(f"to status Running (status seen - create returned): {describe_latencies(to_running)}")
