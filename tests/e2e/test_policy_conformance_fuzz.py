@@ -172,7 +172,9 @@ async def _server_decision(url: str, document: dict[str, Any]) -> dict[str, Any]
 def test_engines_agree_on_generated_inputs(
     embedded: EmbeddedEngine, opa_url: str, base_case: dict[str, Any]
 ) -> None:
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # Derandomized: CI tries the same 150 inputs every time, so a build never fails by chance; run
+    # hypothesis with more examples (or another seed) by hand when changing the rules.
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
     @given(document=policy_inputs(base_case))
     def engines_agree(document: dict[str, Any]) -> None:
         local = embedded.evaluate(document)
