@@ -144,11 +144,16 @@ def _quiet_libraries() -> None:
 def _report(
     record: RunRecord, output: str, *, artifacts: Path | None = None, problems: list[str] | None = None
 ) -> int:
-    if output == "json":
-        json.dump(record.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print("\n".join(summary_lines(record, artifacts=artifacts, problems=problems or [])))
+    try:
+        if output == "json":
+            json.dump(record.to_dict(), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print("\n".join(summary_lines(record, artifacts=artifacts, problems=problems or [])))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away; the run itself is done and recorded.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout for the interpreter's exit
     return 0 if record.outcome.succeeded else 1
 
 
