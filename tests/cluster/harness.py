@@ -208,6 +208,7 @@ class OperatorWorld:
         documents = [{**o, "metadata": {**o["metadata"], "namespace": namespace}} for o in objects]
         (specs / "specs.yaml").write_text(yaml.safe_dump_all(documents))
         self.router_port = free_port()
+        self.metrics_port = free_port()
         env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
         self.router = Process(
             "router",
@@ -230,6 +231,8 @@ class OperatorWorld:
                 str(REPO / "policies"),
                 "--resync-seconds",
                 "2",
+                "--metrics-port",
+                str(self.metrics_port),
             ],
             env,
             workdir / "operator.log",

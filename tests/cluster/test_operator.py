@@ -4,10 +4,12 @@ failing then retried, served by a fallback; budgets settled with the router-mete
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster.harness import (
     OperatorWorld,
     adapter,
@@ -182,7 +184,8 @@ def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: Operato
             world.namespace,
             agent_run(name, team="alerts", route_name="simple", max_cost=format_micros(amount, places=6)),
         )
-        assert world.wait_phase(name, "Succeeded", "Failed")["phase"] == "Succeeded", world.describe()
+        status = world.wait_phase(name, "Succeeded", "Failed", "Denied")
+        assert status["phase"] == "Succeeded", f"{status}\n{world.describe()}"
         wait_for(lambda: spent(world, "alerts")[1] == 0, timeout=20, what="the hold to be settled")
 
     run_to_reach("alert-76", 76)
@@ -208,3 +211,23 @@ def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: Operato
     assert len(messages) == 3, messages
     for threshold in (75, 90, 100):
         assert sum(f"reached {threshold}%" in m for m in messages) == 1
+
+
+def test_operator_metrics_count_runs_admissions_and_budgets(world: OperatorWorld) -> None:
+    apply(world.plane, world.namespace, agent_run("metered", team="team-a", route_name="simple"))
+    world.wait_phase("metered", "Succeeded", "Failed")
+    with urllib.request.urlopen(f"http://127.0.0.1:{world.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    ns = ("namespace", world.namespace)
+    assert samples[("jesus_runs_finished_total", (ns, ("outcome", "Succeeded")))] >= 1
+    assert samples[("jesus_admission_latency_seconds_count", (ns,))] >= 1
+    spent_now, reserved_now = spent(world, "team-a")
+    labels = (("budget", "team-a"), ns)
+    assert samples[("jesus_budget_spent_micros", labels)] == spent_now
+    assert samples[("jesus_budget_reserved_micros", labels)] == reserved_now
+    assert samples[("jesus_budget_limit_micros", labels)] == parse_money("100.00")

@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         settings=OperatorSettings(runner=runner, resync_seconds=args.resync_seconds),
         worker_limit=args.worker_limit,
         router_admin_url=args.router_admin_url,
+        metrics_port=args.metrics_port,
         router_admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE, ""),
     )
     try:
@@ -70,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--router-admin-url", help="the router's admin API as the operator reaches it (default: --router-url)"
     )
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--resync-seconds", type=float, default=10.0)
     parser.add_argument("--worker-limit", type=int, default=200)
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -45,7 +45,7 @@ from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.logic import manifests, runs
 from jesus.logic.budget import covering_budgets, max_run_cost
 from jesus.logic.conditions import find_condition, format_time, set_condition
-from jesus.logic.ledger import RunKey
+from jesus.logic.ledger import RunKey, exclude_run
 from jesus.logic.policy_input import build_policy_input
 from jesus.runner.record import spec_digest
 
@@ -152,7 +152,8 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
         return False
 
     adapters = await _adapters(context, namespace)
-    budgets = await _budgets(context)
+    # Figures without this run's own hold: a reconcile cut off after reserving must not count it twice.
+    budgets = [exclude_run(b, _run_key(run)) for b in await _budgets(context)]
     policy_input = build_policy_input(
         run,
         route_policy=route,
@@ -194,6 +195,11 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
     step.status.spec_digest = spec_digest(obj["spec"])
     step.status.trace_id = runs.trace_id(run.metadata.uid or "")
     step.phase(Phase.ADMITTED, "admitted; creating the runner job")
+    if context.metrics is not None and run.metadata.creation_timestamp:
+        created = datetime.fromisoformat(run.metadata.creation_timestamp.replace("Z", "+00:00"))
+        context.metrics.admission_latency.labels(namespace).observe(
+            max((step.now - created).total_seconds(), 0.0)
+        )
     return True
 
 
@@ -510,6 +516,9 @@ async def _write(context: OperatorContext, obj: JsonObject, step: _Step) -> None
         await context.kube.replace_status(body)
     except ConflictError as exc:
         raise kopf.TemporaryError(f"AgentRun changed while reconciling: {exc}", delay=0.2) from exc
+    finished = step.status.phase is not None and step.status.phase.terminal
+    if finished and not (before.phase and before.phase.terminal) and context.metrics is not None:
+        context.metrics.runs_finished.labels(obj["metadata"]["namespace"], step.status.phase).inc()
     for type_, reason, message in step.events:
         try:
             await context.kube.event(obj, type_=type_, reason=reason, message=message)

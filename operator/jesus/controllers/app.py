@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from prometheus_client import REGISTRY, start_http_server
 
 from jesus.api.common import GROUP
 from jesus.controllers.context import OperatorContext, OperatorSettings, utc_now
 from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
+from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RouterAdminClient
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
@@ -39,6 +41,8 @@ class OperatorOptions:
     router_admin_url: str | None = None
     """Where the operator reaches the router's admin API (default: the runners' router URL)."""
     router_admin_token: str = ""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0.0.0.0) when set."""
 
 
 def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.OperatorRegistry:
@@ -91,10 +95,14 @@ async def run_operator(
 ) -> None:
     """Run until stopped: connect, build the context and the registry, start Kopf."""
     kube = await KubeClient.connect(options.kubeconfig)
+    metrics = OperatorMetrics(REGISTRY)
+    if options.metrics_port is not None:
+        start_http_server(options.metrics_port, registry=REGISTRY)
     context = OperatorContext(
         kube=kube,
         policy=build_policy_engine(options),
-        ledger=BudgetLedger(kube, utc_now),
+        ledger=BudgetLedger(kube, utc_now, metrics),
+        metrics=metrics,
         router=RouterAdminClient(
             options.router_admin_url or options.settings.runner.router_url, options.router_admin_token
         ),

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
+from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
 from jesus.logic.manifests import RunnerSettings
 from jesus.policy.decision import PolicyEngine
@@ -44,6 +45,7 @@ class OperatorContext:
     router: RunRegistrar
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     clock: Callable[[], datetime] = utc_now
+    metrics: OperatorMetrics | None = None
     locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from jesus.api.budget import Budget
 from jesus.controllers.kube import ConflictError, KubeClient
+from jesus.controllers.metrics import OperatorMetrics
 from jesus.logic import ledger
 from jesus.logic.budget import current_figures
 from jesus.logic.ledger import LedgerResult
@@ -40,8 +41,11 @@ class _Queue:
 class BudgetLedger:
     """Serialises and batches every write to Budget status in this operator."""
 
-    def __init__(self, kube: KubeClient, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, kube: KubeClient, clock: Callable[[], datetime], metrics: OperatorMetrics | None = None
+    ) -> None:
         self._kube = kube
+        self._metrics = metrics
         self._clock = clock
         self._queues: dict[tuple[str, str], _Queue] = {}
         self.writes = 0  # status writes that landed, for the load benchmark
@@ -90,6 +94,14 @@ class BudgetLedger:
             except ConflictError:
                 continue
             self.writes += 1
+            if self._metrics is not None and budget.status is not None:
+                self._metrics.budget(
+                    namespace,
+                    name,
+                    spent=budget.status.spent_micros,
+                    reserved=budget.status.reserved_micros,
+                    limit=budget.spec.limit_micros,
+                )
             logger.info(
                 "Updated budget ledger budget=%s/%s operations=%d spent=%s reserved=%s",
                 namespace,

@@ -184,3 +184,20 @@ def settle(budget: Budget, run: RunKey, actual_micros: int, now: datetime) -> tu
     figures = _figures(budget, remaining, spent, fired)
     updated = _with_figures(budget, figures, remaining, now)
     return updated, LedgerResult(name, True, figures, newly_fired=newly, changed=True)
+
+
+def exclude_run(budget: Budget, run: RunKey) -> Budget:
+    """`budget` as if `run` held nothing: the figures a decision about `run` must see, also when an
+    earlier, interrupted reconcile of the same run already placed its hold."""
+    existing = find_reservation(budget, run)
+    if existing is None or budget.status is None:
+        return budget
+    remaining = [r for r in _reservations(budget) if r is not existing]
+    status = budget.status.model_copy(
+        update={
+            "reservations": remaining or None,
+            "reserved_micros": max(budget.status.reserved_micros - existing.amount_micros, 0),
+            "remaining_micros": budget.status.remaining_micros + existing.amount_micros,
+        }
+    )
+    return budget.model_copy(update={"status": status})

@@ -83,6 +83,16 @@ def test_thresholds_fire_once_per_period_and_roll_over_with_it() -> None:
     assert rolled.status.period_start == "2026-11-23T00:00:00Z"
 
 
+def test_a_decision_sees_the_figures_without_the_runs_own_hold() -> None:
+    budget, _ = ledger.reserve(daily(), key(1), 300_000, NOW)
+    budget, _ = ledger.reserve(budget, key(2), 200_000, NOW)
+    seen = ledger.exclude_run(budget, key(1))
+    assert seen.status is not None
+    assert seen.status.reserved_micros == 200_000
+    assert [r.run for r in seen.status.reservations or []] == ["run-2"]
+    assert ledger.exclude_run(seen, key(1)) == seen
+
+
 def test_conditions_say_when_the_limit_is_reached() -> None:
     budget, _ = ledger.reserve(daily(), key(1), 1_000_000, NOW)
     assert budget.status is not None
