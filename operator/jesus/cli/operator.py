@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace or ()),
         peering=args.peering,
         opa_url=args.opa_url,
-        policy_dir=Path(args.policies),
+        policy_dir=Path(args.policies) if args.policies else None,
         settings=OperatorSettings(runner=runner, resync_seconds=args.resync_seconds),
         worker_limit=args.worker_limit,
         router_admin_url=args.router_admin_url,
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_operator(options))
     except PolicyLoadError as exc:
-        raise CommandError(f"the admission policies in {args.policies} do not load: {exc}") from exc
+        raise CommandError(f"the admission policies do not load: {exc}") from exc
     return 0
 
 
@@ -62,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--peering", help="Kopf peering name, for several replicas with one active (needs the peering CRDs)"
     )
     parser.add_argument("--opa-url", help="OPA server (the chart's sidecar); default: the embedded engine")
-    parser.add_argument("--policies", default="policies", help="policy directory for the embedded engine")
+    parser.add_argument(
+        "--policies", help="policy directory for the embedded engine (default: $JESUS_POLICY_DIR, ./policies)"
+    )
     parser.add_argument("--runner-image", default=defaults.image)
     parser.add_argument("--runner-command", default=" ".join(defaults.command))
     parser.add_argument(

@@ -24,7 +24,6 @@ from jesus.api.agentrun import (
     Attempt,
     AttemptOutcome,
     BudgetReservation,
-    PolicyDecision,
 )
 from jesus.api.agentrun import (
     AgentRunConditionType as C,
@@ -170,12 +169,7 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
     if not await _reserve(context, step, run, budgets, amount):
         return False
     decision = await context.policy.decide(policy_input)
-    step.status.policy = PolicyDecision(
-        allowed=decision.allow,
-        reasons=list(decision.reasons)[:64] or None,
-        warnings=list(decision.warnings)[:64] or None,
-        evaluated_at=format_time(step.now),
-    )
+    step.status.policy = decision.to_status(format_time(step.now))
     if not decision.decided or not decision.allow:
         await _release(context, step)
     if not decision.decided:

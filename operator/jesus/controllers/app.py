@@ -22,6 +22,7 @@ from jesus.controllers.router_admin import RouterAdminClient
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
+from jesus.policy.sources import default_policy_dir
 
 # Controller modules, each with register(registry, context); modules not present yet are skipped.
 CONTROLLER_MODULES = ("agentrun", "budget", "modeladapter", "routepolicy")
@@ -84,7 +85,7 @@ def build_policy_engine(options: OperatorOptions) -> PolicyEngine:
     """The OPA server when a URL is given (the chart's sidecar), else the embedded engine."""
     if options.opa_url:
         return OpaServerEngine(options.opa_url)
-    return EmbeddedEngine.from_directory(options.policy_dir or Path("policies"))
+    return EmbeddedEngine.from_directory(options.policy_dir or default_policy_dir())
 
 
 async def run_operator(
