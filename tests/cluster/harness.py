@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -280,3 +281,20 @@ class OperatorWorld:
             what=f"AgentRun {name} to reach {'/'.join(phases)}",
             describe=self.describe,
         )
+
+
+@contextmanager
+def operator_world(
+    plane: ControlPlane, workdir: Path, prefix: str, objects: list[dict[str, Any]]
+) -> Iterator[OperatorWorld]:
+    """A fresh namespace with `objects` applied, the router, operator and runtime running for it."""
+    install_crds(plane)
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    plane.kubectl("create", "namespace", namespace)
+    try:
+        apply(plane, namespace, *objects)
+        world = OperatorWorld(plane, namespace, workdir, objects)
+        with world.running():
+            yield world
+    finally:
+        plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

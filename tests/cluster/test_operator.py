@@ -17,7 +17,7 @@ from tests.cluster.harness import (
     apply,
     budget,
     get,
-    install_crds,
+    operator_world,
     route,
     wait_for,
 )
@@ -41,14 +41,8 @@ OBJECTS = [
 
 @pytest.fixture(scope="module")
 def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorWorld]:
-    install_crds(control_plane)
-    namespace = "operator-" + tmp_path_factory.mktemp("ns").name.replace("_", "-")[-8:].strip("-")
-    control_plane.kubectl("create", "namespace", namespace)
-    apply(control_plane, namespace, *OBJECTS)
-    world = OperatorWorld(control_plane, namespace, tmp_path_factory.mktemp("operator"), OBJECTS)
-    with world.running():
+    with operator_world(control_plane, tmp_path_factory.mktemp("operator"), "operator", OBJECTS) as world:
         yield world
-    control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def spent(world: OperatorWorld, name: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from tests.cluster.harness import OperatorWorld, adapter, agent_run, apply, budget, get, install_crds, route
+from tests.cluster.harness import OperatorWorld, adapter, agent_run, apply, budget, get, operator_world, route
 
 from jesus.devcluster import ControlPlane
 
@@ -25,14 +25,8 @@ OBJECTS = [
 
 @pytest.fixture(scope="module")
 def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorWorld]:
-    install_crds(control_plane)
-    namespace = "chaos-" + tmp_path_factory.mktemp("ns").name.replace("_", "-")[-8:].strip("-")
-    control_plane.kubectl("create", "namespace", namespace)
-    apply(control_plane, namespace, *OBJECTS)
-    world = OperatorWorld(control_plane, namespace, tmp_path_factory.mktemp("chaos"), OBJECTS)
-    with world.running():
+    with operator_world(control_plane, tmp_path_factory.mktemp("chaos"), "chaos", OBJECTS) as world:
         yield world
-    control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def phases(world: OperatorWorld) -> Counter[str]:

@@ -236,15 +236,3 @@ class KubeClient:
             "reportingComponent": component,
         }
         await self.create(event)
-
-
-def owner_reference(owner: Mapping[str, Any], *, controller: bool = True) -> JsonObject:
-    """An ownerReference to `owner`, so garbage collection removes what we made for it."""
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": controller,
-        "blockOwnerDeletion": True,
-    }
