@@ -49,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
 import kr8s
 import kr8s.asyncio
 import yaml  # type: ignore[import-untyped]
@@ -83,6 +84,7 @@ TRACED_OPERATOR = "from tests.bench.bench_operator import traced_operator; trace
 PROGRESS_SECONDS = 15
 RUNNING_GRACE_SECONDS = 180
 PROFILE_VARIABLE = "JESUS_BENCH_PROFILE"
+POOL_VARIABLE = "JESUS_BENCH_CLIENT_POOL"
 # Runner Jobs must outlive the measurement: none ends (and settles) while admissions are timed.
 RUN_TIMEOUT_SECONDS = 3600
 LEDGER_LINE = re.compile(r"Updated budget ledger .*?operations=(\d+)")
@@ -389,6 +391,30 @@ def _kopf_request_key(method: str, url: str) -> str:
     return f"kopf {method.upper()} {what}{watching}"
 
 
+def _widen_client_pool(size: int) -> None:
+    """An experiment, not a setting of the operator: kr8s's HTTP client keeps httpx's default of 20
+    idle connections, so beyond 20 requests in flight every request opens (TLS) and closes its own.
+    This gives the operator's client `size` kept-alive connections instead."""
+    create_session = kr8s.asyncio.Api._create_session
+
+    async def create_wide_session(self: kr8s.asyncio.Api) -> None:
+        await create_session(self)
+        narrow = self._session
+        assert narrow is not None
+        self._session = httpx.AsyncClient(
+            base_url=narrow.base_url,
+            headers=narrow.headers,
+            verify=await self.auth.ssl_context(),  # type: ignore[no-untyped-call]
+            timeout=self._timeout,
+            follow_redirects=True,
+            proxy=self.auth.proxy,
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        )
+        await narrow.aclose()
+
+    kr8s.asyncio.Api._create_session = create_wide_session  # type: ignore[method-assign]
+
+
 def traced_operator() -> None:
     """`jesus operator` with its requests traced; argv: the trace file, then the operator's arguments.
 
@@ -464,6 +490,9 @@ def traced_operator() -> None:
     EmbeddedEngine.evaluate = traced_evaluate  # type: ignore[method-assign]
     agentrun.reconcile_run = traced_reconcile
     kopf_api.request = traced_kopf_request
+    pool = int(os.environ.get(POOL_VARIABLE, "0"))
+    if pool:
+        _widen_client_pool(pool)
     profile_path = os.environ.get(PROFILE_VARIABLE)
     profiler = cProfile.Profile() if profile_path else None
 
@@ -867,7 +896,11 @@ def processes(
     specs.mkdir(parents=True, exist_ok=True)
     (specs / "specs.yaml").write_text(yaml.safe_dump_all([in_namespace(o, OPERATOR_NS) for o in objects]))
     env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
-    operator_env = {**env, PROFILE_VARIABLE: str(workdir / "operator.prof")} if args.profile else env
+    operator_env = dict(env)
+    if args.profile:
+        operator_env[PROFILE_VARIABLE] = str(workdir / "operator.prof")
+    if args.client_pool:
+        operator_env[POOL_VARIABLE] = str(args.client_pool)
     router = Process(
         "router",
         [*JESUS, "router", "--specs", str(specs), "--port", str(args.router_port)],
@@ -877,7 +910,7 @@ def processes(
     # With --trace, the same command runs inside traced_operator(), which counts and times its requests.
     command = (
         [sys.executable, "-c", TRACED_OPERATOR, str(workdir / "trace.json")]
-        if args.trace or args.profile
+        if args.trace
         else [*JESUS, "operator"]
     )
     operator = Process(
@@ -918,9 +951,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="run the operator under cProfile (slower; implies --trace)"
     )
+    parser.add_argument(
+        "--client-pool",
+        type=int,
+        default=0,
+        help="experiment: give the operator's API client this many kept-alive connections (implies --trace)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    args.trace = args.trace or args.profile
+    args.trace = args.trace or args.profile or bool(args.client_pool)
     args.router_port = free_port()
     return args
 
