@@ -322,21 +322,6 @@ def _current_attempt(step: _Step) -> Attempt | None:
     return attempts[-1] if attempts else None
 
 
-def _totals(step: _Step) -> runs.Totals:
-    totals = runs.Totals()
-    for call in step.status.calls or []:
-        totals = runs.Totals(
-            totals.usage.model_copy(
-                update={
-                    "input_tokens": totals.usage.input_tokens + call.usage.input_tokens,
-                    "output_tokens": totals.usage.output_tokens + call.usage.output_tokens,
-                }
-            ),
-            totals.cost_micros + call.cost_micros,
-        )
-    return totals
-
-
 async def _drive(context: OperatorContext, step: _Step, obj: JsonObject) -> None:
     """Create the current attempt's Job, follow it, retry or finish."""
     namespace = step.run.metadata.namespace or ""
@@ -423,7 +408,7 @@ def _record_attempt(
         calls = [*(step.status.calls or []), *result.calls][:1000]
         step.status.calls = calls or None
         step.status.artifacts = [*(step.status.artifacts or []), *result.artifacts][:100] or None
-    totals = _totals(step)
+    totals = runs.totals(step.status.calls or [])
     step.status.usage = totals.usage
     step.status.cost_micros = totals.cost_micros
 

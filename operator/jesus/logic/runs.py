@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -22,7 +22,6 @@ from jesus.api.agentrun import (
     AgentRunPhase,
     ArtifactRef,
     Attempt,
-    Fallback,
     ModelCall,
     Usage,
 )
@@ -262,20 +261,15 @@ class Totals:
     cost_micros: int = 0
 
 
-def add_result(totals: Totals, result: RunResult | None) -> Totals:
-    if result is None:
-        return totals
+def totals(calls: Sequence[ModelCall]) -> Totals:
+    """Tokens and cost summed over `calls`."""
     return Totals(
         Usage(
-            input_tokens=totals.usage.input_tokens + result.input_tokens,
-            output_tokens=totals.usage.output_tokens + result.output_tokens,
+            input_tokens=sum(c.usage.input_tokens for c in calls),
+            output_tokens=sum(c.usage.output_tokens for c in calls),
         ),
-        totals.cost_micros + result.cost_micros,
+        sum(c.cost_micros for c in calls),
     )
-
-
-def fallbacks_taken(calls: Sequence[ModelCall]) -> list[Fallback]:
-    return [f for c in calls for f in c.fallbacks or ()]
 
 
 def trace_id(run_uid: str) -> str:
@@ -287,7 +281,3 @@ def traceparent(run_uid: str, attempt: int) -> str:
     """A W3C traceparent for the runner of `attempt`, child of the run's trace."""
     span = hashlib.sha256(f"span:{run_uid}:{attempt}".encode()).hexdigest()[:16]
     return f"00-{trace_id(run_uid)}-{span}-01"
-
-
-def due(moment: datetime, earliest: datetime | None) -> bool:
-    return earliest is None or moment >= earliest

@@ -167,3 +167,12 @@ def test_long_run_names_still_give_valid_job_names() -> None:
     name = manifests.job_name("x" * 250, 10)
     assert len(name) <= 52
     assert name != manifests.job_name("x" * 249 + "y", 10)
+
+
+def test_totals_sum_every_call_of_every_attempt() -> None:
+    first = runs.parse_result(runs.summarize_record(record(calls=2)))
+    second = runs.parse_result(runs.summarize_record(record(calls=3)))
+    assert first is not None
+    assert second is not None
+    summed = runs.totals([*first.calls, *second.calls])
+    assert (summed.usage.input_tokens, summed.usage.output_tokens, summed.cost_micros) == (50, 10, 35)
