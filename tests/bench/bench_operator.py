@@ -99,15 +99,26 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if math.isfinite(value) else "not reached"
+
+
 def describe_latencies(values: list[float]) -> str:
+    """Percentiles of `values`; an infinite value is one that never happened within the wait."""
+    reached = [v for v in values if math.isfinite(v)]
+    missing = len(values) - len(reached)
     return (
-        f"P50 {percentile(values, 50):.2f} s, P95 {percentile(values, 95):.2f} s, "
-        f"P99 {percentile(values, 99):.2f} s, max {max(values):.2f} s, mean {statistics.fmean(values):.2f} s"
+        f"P50 {_seconds(percentile(values, 50))}, P95 {_seconds(percentile(values, 95))}, "
+        f"P99 {_seconds(percentile(values, 99))}, max {_seconds(max(values))}"
+        + (f", mean {statistics.fmean(reached):.2f} s" if reached else "")
+        + (f" ({missing} of {len(values)} not reached)" if missing else "")
     )
 
 
-def latency_figures(values: list[float]) -> dict[str, float]:
-    return {f"p{p}": round(percentile(values, p), 3) for p in (50, 95, 99, 100)}
+def latency_figures(values: list[float]) -> dict[str, float | None]:
+    """Percentiles for the JSON figures; None where the value was never reached."""
+    figures = {f"p{p}": percentile(values, p) for p in (50, 95, 99, 100)}
+    return {key: round(value, 3) if math.isfinite(value) else None for key, value in figures.items()}
 
 
 @dataclass(frozen=True)
@@ -636,8 +647,10 @@ class Bench:
         ]
         try:
             await self.warm_up(kube, state, alive)
-            await self.measured(kube, state, alive, operator, CpuMeter(cpu_pids))
-            if self.args.hold:
+            complete = await self.measured(kube, state, alive, operator, CpuMeter(cpu_pids))
+            if self.args.hold and not complete:
+                self.report("hold: skipped, the measured runs were not all admitted")
+            elif self.args.hold:
                 await self.hold(kube, state, alive, operator, CpuMeter(cpu_pids))
         finally:
             for task in watches:
@@ -700,7 +713,7 @@ class Bench:
         alive: Callable[[], None],
         operator: Process,
         cpu: CpuMeter,
-    ) -> None:
+    ) -> bool:
         n = self.args.runs
         log = LogCursor(operator.log)
         log.skip_to_end()
@@ -711,17 +724,23 @@ class Bench:
         start, returned = await create_all(kube, runs, self.args.concurrency)
         created = max(returned.values()) - start
         names = set(returned)
-        await state.job_seen.wait_for(names, limit=self.args.timeout, what="runs' Jobs", alive=alive)
-        all_jobs = max(state.job_seen.times[name] for name in names) - start
-        # Status follows the Job; how long it lags is worth knowing but is not the admission figure.
-        await state.running_seen.wait_for(
-            names, limit=RUNNING_GRACE_SECONDS, what="runs Running", alive=alive, required=False
+        # Past --timeout the figures are still reported, with the runs not admitted by then counted as
+        # not reached, so an overloaded operator yields numbers rather than a traceback.
+        complete = await state.job_seen.wait_for(
+            names, limit=self.args.timeout, what="runs' Jobs", alive=alive, required=False
         )
+        admitted = [name for name in names if name in state.job_seen.times]
+        all_jobs = (max(state.job_seen.times[name] for name in admitted) if complete else time.time()) - start
+        # Status follows the Job; how long it lags is worth knowing but is not the admission figure.
+        if complete:
+            await state.running_seen.wait_for(
+                names, limit=RUNNING_GRACE_SECONDS, what="runs Running", alive=alive, required=False
+            )
         wall, used = cpu.read()
         running = [name for name in names if name in state.running_seen.times]
-        all_running = max(state.running_seen.times[name] for name in running) - start
-        latencies = [state.job_seen.times[name] - returned[name] for name in names]
-        to_running = [state.running_seen.times[name] - returned[name] for name in running]
+        all_running = max((state.running_seen.times[name] for name in running), default=math.inf) - start
+        latencies = [state.job_seen.times.get(name, math.inf) - returned[name] for name in names]
+        to_running = [state.running_seen.times.get(name, math.inf) - returned[name] for name in names]
         sample = sample_process(pid_of(operator))
         counts = log.read()
         duplicates = sum(len(state.jobs_per_run.get(name, ())) > 1 for name in names)
@@ -730,8 +749,10 @@ class Bench:
             "runs": n,
             "concurrency": self.args.concurrency,
             "created_seconds": round(created, 3),
+            "all_admitted": complete,
+            "runs_admitted": len(admitted),
             "all_jobs_seconds": round(all_jobs, 3),
-            "running_seconds": round(all_running, 3),
+            "running_seconds": round(all_running, 3) if running else None,
             "runs_seen_running": len(running),
             "admission_latency": latency_figures(latencies),
             "running_latency": latency_figures(to_running),
@@ -742,10 +763,15 @@ class Bench:
             "runs_with_more_than_one_job": duplicates,
             **counts,
         }
+        admitted_line = (
+            f"all admitted with their Jobs in {all_jobs:.2f} s ({n / all_jobs:.1f} runs/s)"
+            if complete
+            else f"NOT all admitted: {len(admitted)} of {n} had their Jobs when the wait ended after "
+            f"{all_jobs:.0f} s (--timeout)"
+        )
         self.report(
-            f"operator: {n} AgentRuns created in {created:.2f} s; all admitted with their Jobs in "
-            f"{all_jobs:.2f} s ({n / all_jobs:.1f} runs/s); "
-            f"{len(running)} of {n} showed status Running, the last after {all_running:.2f} s"
+            f"operator: {n} AgentRuns created in {created:.2f} s; {admitted_line}; "
+            f"{len(running)} of {n} showed status Running, the last after {_seconds(all_running)}"
         )
         self.report(f"admission latency (Job seen - create returned): {describe_latencies(latencies)}")
         self.report(f"to status Running (status seen - create returned): {describe_latencies(to_running)}")
@@ -761,9 +787,11 @@ class Bench:
             f"operator warnings {counts['warnings']}, errors {counts['errors']}; "
             f"runs with more than one Job: {duplicates}"
         )
-        self.report(f"ratio operator/bare (all Jobs seen): {all_jobs / bare:.2f}")
+        more = "" if complete else "more than "
+        self.report(f"ratio operator/bare (all Jobs seen): {more}{all_jobs / bare:.2f}")
         if before is not None:
             self.explain(read_trace(operator, trace_path), before, state, returned)
+        return complete
 
     def explain(
         self, trace: OperatorTrace, before: OperatorTrace, state: OperatorWatch, returned: dict[str, float]
@@ -771,9 +799,18 @@ class Bench:
         """Where each admission's time went: waiting for Kopf to start the reconcile, the reconcile up to
         the Job, the watch; and the requests the operator made per run."""
         names = list(returned)
-        delivery = [trace.first_reconcile[n] - returned[n] for n in names]
-        admitting = [trace.job_created[n] - trace.first_reconcile[n] for n in names]
-        watch_lag = [state.job_seen.times[n] - trace.job_created[n] for n in names]
+        delivery = [trace.first_reconcile.get(n, math.inf) - returned[n] for n in names]
+        admitting = [
+            trace.job_created.get(n, math.inf) - trace.first_reconcile.get(n, math.inf)
+            if n in trace.first_reconcile
+            else math.inf
+            for n in names
+        ]
+        watch_lag = [
+            state.job_seen.times[n] - trace.job_created[n]
+            for n in names
+            if n in trace.job_created and n in state.job_seen.times
+        ] or [math.inf]
         self.report(f"trace: create returned -> first reconcile began: {describe_latencies(delivery)}")
         self.report(f"trace: first reconcile began -> Job created: {describe_latencies(admitting)}")
         self.report(f"trace: Job created -> seen by the benchmark's watch: {describe_latencies(watch_lag)}")
