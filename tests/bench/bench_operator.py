@@ -17,6 +17,12 @@ It starts its own control plane (kwok nodes), installs the CRDs, and in two name
             every one is Waiting, that none gets a Job, that the operator stays up, its memory and CPU
             while it holds them, and the admission latency of a few fundable runs created meanwhile.
 
+Where the time goes: --trace runs the same operator command inside traced_operator(), which counts
+and times every API request, router registration, policy decision and reconcile, and prints per-run
+figures and a request table; --profile adds cProfile (slower); --client-pool N is an experiment that
+gives the operator's API client N kept-alive connections. Past --timeout the figures are reported for
+the runs admitted so far.
+
 The bare baseline runs first, so the operator's runs meet a cluster that already holds its objects
 (the ratio errs against the operator). Everything it starts is stopped at the end, on Ctrl-C too.
 Logs stay in the work directory it prints, for profiling (the operator logs each Job and ledger write).
