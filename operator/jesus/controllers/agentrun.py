@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 SPEC_CHANGED = "SpecChanged"
 
 
+_EVENT_CONDITIONS = frozenset({C.ADMITTED, C.SUCCEEDED, C.FAILED, SPEC_CHANGED})
+
+
 class _Step:
     """The status being built during one reconcile, with the helpers that keep conditions consistent."""
 
@@ -73,9 +76,14 @@ class _Step:
         )
         after = find_condition(self.status.conditions, type_)
         assert after is not None
-        if before is None or (before.status, before.reason) != (after.status, after.reason):
-            warning = after.status == ConditionStatus.FALSE and type_ != C.READY
-            self.events.append(("Warning" if warning else "Normal", reason, message))
+        if before is not None and (before.status, before.reason) == (after.status, after.reason):
+            return
+        # Events for decisions a person acts on: refusals and failures, admission, the end. Every
+        # other flip is in the conditions; an Event each would double the API writes per run.
+        if after.status == ConditionStatus.FALSE and type_ not in (C.READY, C.RUNNING):
+            self.events.append(("Warning", reason, message))
+        elif after.status == ConditionStatus.TRUE and type_ in _EVENT_CONDITIONS:
+            self.events.append(("Normal", reason, message))
 
     def phase(self, phase: Phase, message: str) -> None:
         self.status.phase = phase
@@ -294,7 +302,9 @@ async def _router_token(context: OperatorContext, step: _Step, obj: JsonObject, 
 async def _ensure_job(context: OperatorContext, step: _Step, obj: JsonObject, attempt: int) -> str:
     run, settings = step.run, context.settings.runner
     namespace = run.metadata.namespace or ""
-    await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
+    if namespace not in context.runner_accounts:
+        await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
+        context.runner_accounts.add(namespace)
     await _router_token(context, step, obj, attempt)
     job = manifests.build_runner_job(
         run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
@@ -534,15 +544,21 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
         await _reconcile_or_retry(context, namespace or "", name)
 
+    # Waiting runs are re-checked often (money frees up, dependencies finish); running runs are
+    # driven by their Job's events, so their resync is only a safety net and much rarer.
     @kopf.timer(
         *resource,
         id="agentrun-resync",
         interval=context.settings.resync_seconds,
         registry=registry,
-        when=lambda status, **_: (
-            not Phase(status.get("phase", "Pending")).terminal
-            or any(not r.get("settled") for r in status.get("budgetReservations", []))
-        ),
+        when=lambda status, **_: _waiting(status),
+    )
+    @kopf.timer(
+        *resource,
+        id="agentrun-resync-running",
+        interval=context.settings.resync_seconds * RUNNING_RESYNC_FACTOR,
+        registry=registry,
+        when=lambda status, **_: _running(status),
     )
     async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
         await _reconcile_or_retry(context, namespace or "", name)
@@ -554,6 +570,7 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         id="agentrun-job-event",
         registry=registry,
         labels={manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER},
+        when=lambda status, **_: _job_finished(status),
     )
     async def on_job(body: kopf.Body, **_: Any) -> None:
         owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "AgentRun"]
@@ -563,6 +580,32 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     @kopf.on.delete(*resource, id="agentrun-release", registry=registry)
     async def on_delete(*, body: kopf.Body, **_: Any) -> None:
         await release_on_delete(context, dict(body))
+
+
+RUNNING_RESYNC_FACTOR = 12
+
+
+def _phase(status: Any) -> Phase:
+    return Phase(status.get("phase") or Phase.PENDING)
+
+
+def _waiting(status: Any) -> bool:
+    """Not admitted yet, or finished with a hold still to settle."""
+    unsettled = any(not r.get("settled") for r in status.get("budgetReservations", []))
+    return _phase(status) in (Phase.PENDING, Phase.WAITING) or (_phase(status).terminal and unsettled)
+
+
+def _job_finished(status: Any) -> bool:
+    """Only a finished Job tells the run something its own status does not already say."""
+    return any(
+        c.get("type") in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget")
+        and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _running(status: Any) -> bool:
+    return _phase(status) in (Phase.ADMITTED, Phase.RUNNING)
 
 
 async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:

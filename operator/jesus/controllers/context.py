@@ -46,6 +46,8 @@ class OperatorContext:
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     clock: Callable[[], datetime] = utc_now
     metrics: OperatorMetrics | None = None
+    runner_accounts: set[str] = field(default_factory=set)
+    """Namespaces where the runner ServiceAccount is known to exist (saves two requests a run)."""
     locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
