@@ -6,6 +6,7 @@ Errors the reconcilers act on become exceptions of their own: NotFound, Conflict
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import kr8s.asyncio
 from jesus.api.common import GROUP, VERSION
 
 JsonObject = dict[str, Any]
+
+MAX_IN_FLIGHT = 20
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,11 @@ def _error(response: httpx.Response) -> KubeError:
 class KubeClient:
     """Async access to the API server for the operator; one instance, handed to every reconciler."""
 
-    def __init__(self, api: kr8s.asyncio.Api) -> None:
+    def __init__(self, api: kr8s.asyncio.Api, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self._api = api
+        # kr8s's HTTP client keeps 20 idle connections; more requests in flight than that open a new
+        # TLS connection each (the load benchmark counted a handshake per request), so queue here.
+        self._slots = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None) -> KubeClient:
@@ -101,14 +107,17 @@ class KubeClient:
         resource = RESOURCES[kind]
         path = resource.plural + (f"/{url}" if url else "")
         try:
-            async with self._api.call_api(
-                method,
-                version=resource.version,
-                base=resource.base,
-                namespace=namespace if resource.namespaced else None,
-                url=path,
-                **kwargs,
-            ) as response:
+            async with (
+                self._slots,
+                self._api.call_api(
+                    method,
+                    version=resource.version,
+                    base=resource.base,
+                    namespace=namespace if resource.namespaced else None,
+                    url=path,
+                    **kwargs,
+                ) as response,
+            ):
                 body: JsonObject = response.json() if response.content else {}
                 return body
         except kr8s.ServerError as exc:
@@ -130,14 +139,17 @@ class KubeClient:
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else {}
         resource = RESOURCES[kind]
         try:
-            async with self._api.call_api(
-                "GET",
-                version=resource.version,
-                base=resource.base,
-                namespace=namespace,
-                url=resource.plural,
-                params=params,
-            ) as response:
+            async with (
+                self._slots,
+                self._api.call_api(
+                    "GET",
+                    version=resource.version,
+                    base=resource.base,
+                    namespace=namespace,
+                    url=resource.plural,
+                    params=params,
+                ) as response,
+            ):
                 items: list[JsonObject] = response.json().get("items", [])
         except kr8s.ServerError as exc:
             if exc.response is None:
