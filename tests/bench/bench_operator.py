@@ -486,11 +486,11 @@ def traced_operator() -> None:
         trace.record("policy evaluate (embedded)", time.perf_counter() - started)
         return result
 
-    async def traced_reconcile(context: Any, namespace: str, name: str) -> None:
+    async def traced_reconcile(context: Any, namespace: str, name: str, body: Any = None) -> None:
         trace.first_reconcile.setdefault(name, time.time())
         started = time.perf_counter()
         try:
-            await reconcile(context, namespace, name)
+            await reconcile(context, namespace, name, body)
         finally:
             trace.record("reconcile_run (whole, with lock wait)", time.perf_counter() - started)
 

@@ -36,8 +36,7 @@ from jesus.api.agentrun import (
 )
 from jesus.api.budget import Budget
 from jesus.api.common import GROUP, VERSION, ConditionStatus, format_micros
-from jesus.api.modeladapter import ModelAdapter
-from jesus.api.routepolicy import RoutePolicy
+from jesus.controllers.cache import plain
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.kube import ConflictError, JsonObject, KubeError
 from jesus.controllers.router_admin import RouterRegistrationError
@@ -94,25 +93,11 @@ class _Step:
 # --- observation ----------------------------------------------------------------------------------
 
 
-async def _get_model(context: OperatorContext, kind: str, namespace: str, name: str) -> Any:
-    obj = await context.kube.get(kind, namespace, name)
-    model = {"AgentRun": AgentRun, "RoutePolicy": RoutePolicy}[kind]
-    return model.model_validate(obj) if obj is not None else None
-
-
-async def _adapters(context: OperatorContext, namespace: str) -> dict[str, ModelAdapter]:
-    items = await context.kube.list("ModelAdapter", namespace)
-    return {i["metadata"]["name"]: ModelAdapter.model_validate(i) for i in items}
-
-
-async def _budgets(context: OperatorContext) -> list[Budget]:
-    return [Budget.model_validate(i) for i in await context.kube.list("Budget")]
-
-
 async def _dependency_phases(context: OperatorContext, run: AgentRun) -> dict[str, Phase | None]:
     phases: dict[str, Phase | None] = {}
     for name in run.spec.depends_on or []:
-        dep = await _get_model(context, "AgentRun", run.metadata.namespace or "", name)
+        found = await context.kube.get("AgentRun", run.metadata.namespace or "", name)
+        dep = AgentRun.model_validate(found) if found is not None else None
         phases[name] = (
             dep.status.phase
             if dep is not None and dep.status is not None
@@ -141,7 +126,7 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
         step.condition(C.DEPENDENCIES_READY, True, R.DEPENDENCIES_SUCCEEDED, deps.describe())
 
     route_name = run.spec.route_policy_ref.name
-    route: RoutePolicy | None = await _get_model(context, "RoutePolicy", namespace, route_name)
+    route = context.cache.route_policies.get(namespace, route_name)
     if route is None:
         step.condition(
             C.ADMITTED, False, R.ROUTE_POLICY_NOT_FOUND, f"RoutePolicy {route_name} does not exist"
@@ -158,9 +143,9 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
         )
         return False
 
-    adapters = await _adapters(context, namespace)
+    adapters = context.cache.adapters.by_name(namespace)
     # Figures without this run's own hold: a reconcile cut off after reserving must not count it twice.
-    budgets = [exclude_run(b, _run_key(run)) for b in await _budgets(context)]
+    budgets = [exclude_run(b, _run_key(run)) for b in context.cache.budgets.valid()]
     policy_input = build_policy_input(
         run,
         route_policy=route,
@@ -252,7 +237,7 @@ async def _release(context: OperatorContext, step: _Step) -> None:
 async def _threshold_events(
     context: OperatorContext, namespace: str, name: str, thresholds: tuple[int, ...], utilization: int
 ) -> None:
-    obj = await context.kube.get("Budget", namespace, name)
+    obj = context.cache.budgets.raw(namespace, name)
     if obj is None:
         return
     for threshold in thresholds:
@@ -292,11 +277,13 @@ async def _router_token(context: OperatorContext, step: _Step, obj: JsonObject, 
     """Register the attempt with the router and keep its token in a Secret, once per attempt."""
     run = step.run
     namespace = run.metadata.namespace or ""
-    secret_name = manifests.token_secret_name(run.metadata.name or "", attempt)
-    if await context.kube.get("Secret", namespace, secret_name) is not None:
-        return
     token = await context.router.register(run)
-    await context.kube.create_or_get(manifests.build_token_secret(run, obj, attempt, token))
+    try:
+        await context.kube.create(manifests.build_token_secret(run, obj, attempt, token))
+    except ConflictError:
+        # An earlier, interrupted reconcile made it; its token is as good (grants are signed, so the
+        # one registered just now is simply never used).
+        logger.debug("Token secret exists run=%s/%s attempt=%d", namespace, run.metadata.name, attempt)
 
 
 async def _ensure_job(context: OperatorContext, step: _Step, obj: JsonObject, attempt: int) -> str:
@@ -323,7 +310,9 @@ async def _ensure_job(context: OperatorContext, step: _Step, obj: JsonObject, at
 
 async def _observe_job(context: OperatorContext, namespace: str, job_name: str) -> runs.JobObservation:
     job = await context.kube.get("Job", namespace, job_name)
-    pods = await context.kube.list("Pod", namespace, labels={"job-name": job_name}) if job else []
+    # The pods carry the runner's result; only a finished Job has one worth reading.
+    finished = job is not None and runs.job_finished(job)
+    pods = await context.kube.list("Pod", namespace, labels={"job-name": job_name}) if finished else []
     return runs.observe_job(job, pods)
 
 
@@ -451,10 +440,9 @@ async def _finish(
 
 async def _stopped_by_budget(context: OperatorContext, step: _Step) -> bool:
     for reservation in step.status.budget_reservations or []:
-        obj = await context.kube.get("Budget", reservation.namespace, reservation.budget)
-        if obj is None:
+        budget = context.cache.budgets.get(reservation.namespace, reservation.budget)
+        if budget is None:
             continue
-        budget = Budget.model_validate(obj)
         status = budget.status
         if (
             budget.spec.on_exceeded.stop_running_runs
@@ -468,53 +456,89 @@ async def _stopped_by_budget(context: OperatorContext, step: _Step) -> bool:
 # --- the reconcile --------------------------------------------------------------------------------
 
 
-async def reconcile_run(context: OperatorContext, namespace: str, name: str) -> None:
-    """Bring one AgentRun a step closer to its end, from what the cluster shows now."""
+async def reconcile_run(
+    context: OperatorContext, namespace: str, name: str, body: JsonObject | None = None
+) -> None:
+    """Bring one AgentRun a step closer to its end, from what the cluster shows now.
+
+    `body` is the run as the triggering watch event showed it, which saves a read; when it is older
+    than what this operator last wrote, or the write finds the run changed, the run is read afresh.
+    """
     async with context.lock("AgentRun", namespace, name):
-        obj = await context.kube.get("AgentRun", namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
+        for _ in range(MAX_CONFLICTS):
+            obj = body if _current(context, namespace, name, body) else None
+            body = None
+            if obj is None:
+                obj = await context.kube.get("AgentRun", namespace, name)
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                context.written_versions.pop((namespace, name), None)
+                return
+            try:
+                await _reconcile_once(context, obj)
+            except ConflictError:
+                continue
             return
-        run = AgentRun.model_validate(obj)
-        step = _Step(run, context.clock())
-        phase = step.status.phase
-        if phase is not None and phase.terminal:
-            if any(not r.settled for r in step.status.budget_reservations or []):
-                await _settle(context, step, step.status.cost_micros or 0)
-        elif phase in (None, Phase.PENDING, Phase.WAITING):
-            if await _admit(context, step, obj):
-                await _drive(context, step, obj)
-        else:
-            if step.status.spec_digest not in (None, spec_digest(obj["spec"])):
-                step.condition(
-                    SPEC_CHANGED,
-                    True,
-                    SPEC_CHANGED,
-                    "the spec changed after admission; this run keeps the spec it was admitted with",
-                )
+        raise kopf.TemporaryError(f"AgentRun {namespace}/{name} kept changing while reconciling", delay=1)
+
+
+MAX_CONFLICTS = 3
+
+
+def _current(context: OperatorContext, namespace: str, name: str, body: JsonObject | None) -> bool:
+    """Whether `body` is at least as new as the last status this operator wrote for the run."""
+    if body is None:
+        return False
+    written = context.written_versions.get((namespace, name))
+    seen = str(body["metadata"].get("resourceVersion", ""))
+    if written is None:
+        return True
+    # resourceVersions are opaque; where both are etcd revisions (digits) an older one is known
+    # stale. Otherwise read afresh: the write's precondition would catch a stale one anyway.
+    return seen.isdigit() and written.isdigit() and int(seen) >= int(written)
+
+
+async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
+    run = AgentRun.model_validate(obj)
+    step = _Step(run, context.clock())
+    phase = step.status.phase
+    if phase is not None and phase.terminal:
+        if any(not r.settled for r in step.status.budget_reservations or []):
+            await _settle(context, step, step.status.cost_micros or 0)
+    elif phase in (None, Phase.PENDING, Phase.WAITING):
+        if await _admit(context, step, obj):
             await _drive(context, step, obj)
-        step.status.observed_generation = run.metadata.generation
-        await _write(context, obj, step)
+    else:
+        if step.status.spec_digest not in (None, spec_digest(obj["spec"])):
+            step.condition(
+                SPEC_CHANGED,
+                True,
+                SPEC_CHANGED,
+                "the spec changed after admission; this run keeps the spec it was admitted with",
+            )
+        await _drive(context, step, obj)
+    step.status.observed_generation = run.metadata.generation
+    await _write(context, obj, step)
 
 
 async def _write(context: OperatorContext, obj: JsonObject, step: _Step) -> None:
+    """PUT the status when it changed (ConflictError when the run moved on), then its Events."""
     before = AgentRunStatus.model_validate(obj.get("status") or {})
     if step.status == before:
         return
     body = {**obj, "status": step.status.model_dump(mode="json", by_alias=True, exclude_none=True)}
-    try:
-        await context.kube.replace_status(body)
-    except ConflictError as exc:
-        raise kopf.TemporaryError(f"AgentRun changed while reconciling: {exc}", delay=0.2) from exc
+    written = await context.kube.replace_status(body)
+    metadata = obj["metadata"]
+    context.written_versions[(metadata["namespace"], metadata["name"])] = str(
+        written.get("metadata", {}).get("resourceVersion", "")
+    )
     finished = step.status.phase is not None and step.status.phase.terminal
     if finished and not (before.phase and before.phase.terminal) and context.metrics is not None:
-        context.metrics.runs_finished.labels(obj["metadata"]["namespace"], step.status.phase).inc()
+        context.metrics.runs_finished.labels(metadata["namespace"], step.status.phase).inc()
     for type_, reason, message in step.events:
         try:
             await context.kube.event(obj, type_=type_, reason=reason, message=message)
         except KubeError as exc:  # an event is worth a log line, not a failed reconcile
-            logger.warning(
-                "Failed to record event run=%s reason=%s error=%s", obj["metadata"]["name"], reason, exc
-            )
+            logger.warning("Failed to record event run=%s reason=%s error=%s", metadata["name"], reason, exc)
 
 
 async def release_on_delete(context: OperatorContext, body: JsonObject) -> None:
@@ -541,8 +565,8 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     @kopf.on.resume(*resource, id="agentrun-resume", registry=registry)
     @kopf.on.create(*resource, id="agentrun-create", registry=registry)
     @kopf.on.update(*resource, id="agentrun-update", registry=registry)
-    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name)
+    async def on_change(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name, plain(body))
 
     # Waiting runs are re-checked often (money frees up, dependencies finish); running runs are
     # driven by their Job's events, so their resync is only a safety net and much rarer.
@@ -550,6 +574,7 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         *resource,
         id="agentrun-resync",
         interval=context.settings.resync_seconds,
+        initial_delay=context.settings.resync_seconds,  # create/resume reconcile it first
         registry=registry,
         when=lambda status, **_: _waiting(status),
     )
@@ -557,11 +582,12 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         *resource,
         id="agentrun-resync-running",
         interval=context.settings.resync_seconds * RUNNING_RESYNC_FACTOR,
+        initial_delay=context.settings.resync_seconds * RUNNING_RESYNC_FACTOR,
         registry=registry,
         when=lambda status, **_: _running(status),
     )
-    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name)
+    async def on_timer(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        await _reconcile_or_retry(context, namespace or "", name, plain(body))
 
     @kopf.on.event(
         "batch",
@@ -570,7 +596,7 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         id="agentrun-job-event",
         registry=registry,
         labels={manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER},
-        when=lambda status, **_: _job_finished(status),
+        when=lambda status, **_: runs.job_finished({"status": status}),
     )
     async def on_job(body: kopf.Body, **_: Any) -> None:
         owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "AgentRun"]
@@ -578,8 +604,10 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
             await reconcile_run(context, body.metadata["namespace"], owner["name"])
 
     @kopf.on.delete(*resource, id="agentrun-release", registry=registry)
-    async def on_delete(*, body: kopf.Body, **_: Any) -> None:
+    async def on_delete(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         await release_on_delete(context, dict(body))
+        context.written_versions.pop((namespace or "", name), None)
+        context.locks.pop(("AgentRun", namespace or "", name), None)
 
 
 RUNNING_RESYNC_FACTOR = 12
@@ -595,22 +623,15 @@ def _waiting(status: Any) -> bool:
     return _phase(status) in (Phase.PENDING, Phase.WAITING) or (_phase(status).terminal and unsettled)
 
 
-def _job_finished(status: Any) -> bool:
-    """Only a finished Job tells the run something its own status does not already say."""
-    return any(
-        c.get("type") in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget")
-        and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-
-
 def _running(status: Any) -> bool:
     return _phase(status) in (Phase.ADMITTED, Phase.RUNNING)
 
 
-async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
+async def _reconcile_or_retry(
+    context: OperatorContext, namespace: str, name: str, body: JsonObject | None = None
+) -> None:
     try:
-        await reconcile_run(context, namespace, name)
+        await reconcile_run(context, namespace, name, body)
     except KubeError as exc:
         raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
     except RouterRegistrationError as exc:

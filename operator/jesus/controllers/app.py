@@ -24,8 +24,9 @@ from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
 
-# Controller modules, each with register(registry, context); modules not present yet are skipped.
-CONTROLLER_MODULES = ("agentrun", "budget", "modeladapter", "routepolicy")
+# Controller modules, each with register(registry, context). The cache comes first, so its watch
+# handlers see an event before any reconciler that reads the cache does.
+CONTROLLER_MODULES = ("cache", "agentrun", "budget", "modeladapter", "routepolicy")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ async def run_operator(
         ),
         settings=options.settings,
     )
+    await context.cache.prime(kube, options.namespaces)
     registry = build_registry(context, options)
     await kopf.operator(
         registry=registry,

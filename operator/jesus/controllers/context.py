@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from jesus.controllers.cache import ClusterCache
 from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
@@ -46,8 +47,13 @@ class OperatorContext:
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     clock: Callable[[], datetime] = utc_now
     metrics: OperatorMetrics | None = None
+    cache: ClusterCache = field(default_factory=ClusterCache)
+    """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)
     """Namespaces where the runner ServiceAccount is known to exist (saves two requests a run)."""
+    written_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The resourceVersion of the last AgentRun status this operator wrote, by run: an event older
+    than it is known stale."""
     locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )

@@ -15,7 +15,6 @@ import kopf
 import pydantic
 
 from jesus.api.common import GROUP, VERSION, ConditionStatus
-from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyStatus
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.kube import ConflictError, KubeError
@@ -23,18 +22,6 @@ from jesus.logic.conditions import find_condition
 from jesus.logic.routes import route_policy_status
 
 logger = logging.getLogger(__name__)
-
-
-async def _adapters(context: OperatorContext, namespace: str) -> dict[str, ModelAdapter]:
-    adapters: dict[str, ModelAdapter] = {}
-    for item in await context.kube.list("ModelAdapter", namespace):
-        name = item["metadata"]["name"]
-        try:
-            adapters[name] = ModelAdapter.model_validate(item)
-        except pydantic.ValidationError as exc:
-            # Left out, so the chain reports it as not found; its own reconciler reports why.
-            logger.warning("Skipped invalid ModelAdapter namespace=%s name=%s error=%s", namespace, name, exc)
-    return adapters
 
 
 async def reconcile_route_policy(context: OperatorContext, namespace: str, name: str) -> None:
@@ -47,7 +34,7 @@ async def reconcile_route_policy(context: OperatorContext, namespace: str, name:
             policy = RoutePolicy.model_validate(obj)
         except pydantic.ValidationError as exc:
             raise kopf.PermanentError(f"RoutePolicy {namespace}/{name} is invalid: {exc}") from exc
-        status = route_policy_status(policy, await _adapters(context, namespace), now=context.clock())
+        status = route_policy_status(policy, context.cache.adapters.by_name(namespace), now=context.clock())
         before = policy.status or RoutePolicyStatus()
         if status == before:
             return
@@ -94,7 +81,5 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     @kopf.on.event(GROUP, VERSION, "modeladapters", id="routepolicy-adapter-event", registry=registry)
     async def on_adapter(body: kopf.Body, **_: Any) -> None:
         namespace, adapter = body.metadata["namespace"], body.metadata["name"]
-        for item in await context.kube.list("RoutePolicy", namespace):
-            chain = [entry.get("adapterRef") for entry in item.get("spec", {}).get("chain", [])]
-            if adapter in chain:
-                await _reconcile_or_retry(context, namespace, item["metadata"]["name"])
+        for name in context.cache.route_policies.names_referring(namespace, adapter):
+            await _reconcile_or_retry(context, namespace, name)

@@ -217,6 +217,13 @@ def _termination_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def job_finished(job: Mapping[str, Any]) -> bool:
+    """Whether the Job has ended, well or badly (the pods' result is worth reading only then)."""
+    return any(
+        _condition(job, type_) for type_ in ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
+    )
+
+
 def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> JobObservation:
     """Classify the runner Job from its conditions (Complete / Failed) and read the runner's result."""
     if job is None:
