@@ -669,6 +669,9 @@ class Bench:
         await kube.create(manifests.build_runner_service_account(BARE_NS, manifests.RunnerSettings()))
         jobs = bare_runner_jobs(n, BARE_NS)
         seen = Seen()
+        components = {r.name: r.pid for r in self.plane.running()}
+        cpu = CpuMeter({k: components[k] for k in ("kube-apiserver", "etcd") if k in components})
+        cpu.start()
         watcher = asyncio.create_task(
             watch(
                 api,
@@ -688,14 +691,16 @@ class Bench:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         total = max(seen.times.values()) - start
+        wall, used = cpu.read()
         self.figures["bare"] = {
             "jobs": n,
             "created_seconds": round(created, 3),
             "seen_seconds": round(total, 3),
+            "cpu_seconds": {k: round(v, 2) for k, v in used.items()},
         }
         self.report(
             f"bare client: {n} runner Jobs created in {created:.2f} s, "
-            f"all seen by the watch in {total:.2f} s ({n / total:.0f} Jobs/s)"
+            f"all seen by the watch in {total:.2f} s ({n / total:.0f} Jobs/s); {describe_cpu(wall, used)}"
         )
         # Let the Job controller make the baseline's pods before the operator's turn, so the two
         # measurements do not overlap; capped, since pods beyond the kwok nodes' room stay Pending.

@@ -4,8 +4,10 @@ failing then retried, served by a fallback; budgets settled with the router-mete
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,7 @@ OBJECTS = [
     budget("team-a", "team-a", "100.00"),
     budget("team-tiny", "team-tiny", "0.05"),
     budget("alerts", "alerts", "0.10"),
+    budget("team-raise", "team-raise", "0.05"),
 ]
 
 
@@ -117,6 +120,41 @@ def test_a_run_that_does_not_fit_its_budget_waits_with_the_figures(world: Operat
     assert str(parse_money("0.05")) in condition["message"]
     assert spent(world, "team-tiny") == (0, 0)  # nothing held for a run that did not fit
     assert "jobName" not in status
+
+
+def test_a_run_waiting_for_money_starts_when_its_budget_is_raised(world: OperatorWorld) -> None:
+    apply(
+        world.plane,
+        world.namespace,
+        agent_run("saver", team="team-raise", route_name="simple", max_cost="1.00"),
+    )
+    world.wait_phase("saver", "Waiting")
+    wait_for(
+        lambda: any(
+            c["type"] == "BudgetReserved" and c["reason"] == "BudgetExceeded"
+            for c in world.run_status("saver").get("conditions", [])
+        ),
+        timeout=20,
+        what="the run to wait for money",
+        describe=world.describe,
+    )
+    time.sleep(3)  # a resync later it is still waiting, and nothing was held for it
+    assert world.run_status("saver")["phase"] == "Waiting"
+    assert spent(world, "team-raise") == (0, 0)
+
+    raised = time.time()
+    world.plane.kubectl(
+        "patch", "budget", "team-raise", "-n", world.namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"limit": "5.00"}}),
+    )  # fmt: skip
+    status = world.wait_phase("saver", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", f"{status}\n{world.describe()}"
+    first = next(c for c in status["conditions"] if c["type"] == "BudgetReserved")
+    assert (first["status"], first["reason"]) == ("True", "BudgetReserved")
+    # Woken by the Budget's change, not by the safety resync of runs waiting for money (2 s x 12,
+    # which would come about 20 s after the raise).
+    admitted = datetime.fromisoformat(first["lastTransitionTime"].replace("Z", "+00:00"))
+    assert admitted.timestamp() - raised < 10
 
 
 def test_a_run_waits_for_its_dependency_then_runs(world: OperatorWorld) -> None:

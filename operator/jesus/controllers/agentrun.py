@@ -13,6 +13,8 @@ admitted with (its digest is in status) and reports `SpecChanged`; see docs/oper
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +47,7 @@ from jesus.logic.budget import covering_budgets, max_run_cost
 from jesus.logic.conditions import find_condition, format_time, set_condition
 from jesus.logic.ledger import RunKey, exclude_run
 from jesus.logic.policy_input import build_policy_input
+from jesus.logic.waiting import WaitingRun
 from jesus.runner.record import spec_digest
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class _Step:
         self.now = now
         self.status = (run.status or AgentRunStatus()).model_copy(deep=True)
         self.events: list[tuple[str, str, str]] = []
+        self.inputs: Inputs | None = None
 
     @property
     def generation(self) -> int | None:
@@ -88,6 +92,46 @@ class _Step:
         self.status.phase = phase
         self.status.message = message[:4096]
         self.condition(C.READY, phase == Phase.SUCCEEDED, phase.value, message)
+
+
+# --- waiting for money ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Versions of what an admission decision reads, taken before reading it."""
+
+    generation: int | None
+    labels: tuple[tuple[str, str], ...]
+    route: str | None
+    adapters: tuple[tuple[str, str], ...]
+    budgets: Mapping[tuple[str, str], str]
+
+    def fingerprint(self, covering: Sequence[tuple[str, str]]) -> Hashable:
+        budgets = tuple((key, self.budgets.get(key)) for key in covering)
+        return (self.generation, self.labels, self.route, self.adapters, budgets)
+
+
+def _inputs(context: OperatorContext, obj: JsonObject) -> Inputs:
+    metadata, namespace = obj["metadata"], obj["metadata"].get("namespace") or ""
+    route_name = obj.get("spec", {}).get("routePolicyRef", {}).get("name", "")
+    return Inputs(
+        generation=metadata.get("generation"),
+        labels=tuple(sorted((metadata.get("labels") or {}).items())),
+        route=context.cache.route_policies.version(namespace, route_name),
+        adapters=tuple(sorted((n, rv) for (_, n), rv in context.cache.adapters.versions(namespace).items())),
+        budgets=context.cache.budgets.versions(),
+    )
+
+
+def _waiting_for_money(context: OperatorContext, obj: JsonObject) -> bool:
+    """Whether the run was refused for money on inputs that have not changed since (skip it)."""
+    metadata = obj["metadata"]
+    namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
+    waiting = context.budget_waits.get(namespace, name)
+    if waiting is None:
+        return False
+    return waiting.fingerprint == _inputs(context, obj).fingerprint(waiting.budgets)
 
 
 # --- observation ----------------------------------------------------------------------------------
@@ -146,6 +190,12 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
     adapters = context.cache.adapters.by_name(namespace)
     # Figures without this run's own hold: a reconcile cut off after reserving must not count it twice.
     budgets = [exclude_run(b, _run_key(run)) for b in context.cache.budgets.valid()]
+    # The ledger decides budgets (a run that does not fit waits for money, it is not denied); the
+    # policy sees the figures as they were before this run's hold, and a denial gives the hold back.
+    chain = [adapters[e.adapter_ref] for e in route.spec.chain if e.adapter_ref in adapters]
+    amount = max_run_cost(run.spec.limits, chain).max_micros
+    if not await _reserve(context, step, run, budgets, amount):
+        return False
     policy_input = build_policy_input(
         run,
         route_policy=route,
@@ -155,12 +205,6 @@ async def _admit(context: OperatorContext, step: _Step, obj: JsonObject) -> bool
         source="cluster",
         default_namespace=namespace,
     )
-    # The ledger decides budgets (a run that does not fit waits for money, it is not denied); the
-    # policy sees the figures as they were before this run's hold, and a denial gives the hold back.
-    chain = [adapters[e.adapter_ref] for e in route.spec.chain if e.adapter_ref in adapters]
-    amount = max_run_cost(run.spec.limits, chain).max_micros
-    if not await _reserve(context, step, run, budgets, amount):
-        return False
     decision = await context.policy.decide(policy_input)
     step.status.policy = decision.to_status(format_time(step.now))
     if not decision.decided or not decision.allow:
@@ -213,6 +257,18 @@ async def _reserve(
                 await context.ledger.release(reservation.namespace, reservation.budget, key)
             step.condition(C.BUDGET_RESERVED, False, R.BUDGET_EXCEEDED, result.message)
             step.phase(Phase.WAITING, f"waiting for budget: {result.message}")
+            if step.inputs is not None:
+                keys = tuple((b.metadata.namespace or "", b.metadata.name or "") for b in covering)
+                context.budget_waits.wait(
+                    WaitingRun(
+                        namespace=key.namespace,
+                        name=key.name,
+                        created=run.metadata.creation_timestamp or "",
+                        amount_micros=amount,
+                        budgets=keys,
+                        fingerprint=step.inputs.fingerprint(keys),
+                    )
+                )
             return False
         held.append(BudgetReservation(namespace=ns, budget=name, amount_micros=amount))
     step.status.budget_reservations = held or None
@@ -476,6 +532,9 @@ async def reconcile_run(
             try:
                 await _reconcile_once(context, obj)
             except ConflictError:
+                # Decide afresh: a refusal remembered by the attempt whose write failed must not
+                # make the next attempt skip the run.
+                context.budget_waits.forget(namespace, name)
                 continue
             return
         raise kopf.TemporaryError(f"AgentRun {namespace}/{name} kept changing while reconciling", delay=1)
@@ -498,8 +557,14 @@ def _current(context: OperatorContext, namespace: str, name: str, body: JsonObje
 
 
 async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
+    if _waiting_for_money(context, obj):
+        return
+    inputs = _inputs(context, obj)
     run = AgentRun.model_validate(obj)
+    metadata = run.metadata
+    context.budget_waits.forget(metadata.namespace or "", metadata.name or "")
     step = _Step(run, context.clock())
+    step.inputs = inputs
     phase = step.status.phase
     if phase is not None and phase.terminal:
         if any(not r.settled for r in step.status.budget_reservations or []):
@@ -568,23 +633,24 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     async def on_change(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         await _reconcile_or_retry(context, namespace or "", name, plain(body))
 
-    # Waiting runs are re-checked often (money frees up, dependencies finish); running runs are
-    # driven by their Job's events, so their resync is only a safety net and much rarer.
+    # Runs waiting for dependencies, a route or the policy engine are re-checked often. Runs waiting
+    # for money are woken by their Budget's events (below), so their timer is only a safety net, as
+    # is the one of running runs, which their Job's events drive.
     @kopf.timer(
         *resource,
         id="agentrun-resync",
         interval=context.settings.resync_seconds,
         initial_delay=context.settings.resync_seconds,  # create/resume reconcile it first
         registry=registry,
-        when=lambda status, **_: _waiting(status),
+        when=lambda status, **_: _waiting(status) and not _waiting_for_budget(status),
     )
     @kopf.timer(
         *resource,
-        id="agentrun-resync-running",
-        interval=context.settings.resync_seconds * RUNNING_RESYNC_FACTOR,
-        initial_delay=context.settings.resync_seconds * RUNNING_RESYNC_FACTOR,
+        id="agentrun-resync-slow",
+        interval=context.settings.resync_seconds * SLOW_RESYNC_FACTOR,
+        initial_delay=context.settings.resync_seconds * SLOW_RESYNC_FACTOR,
         registry=registry,
-        when=lambda status, **_: _running(status),
+        when=lambda status, **_: _running(status) or _waiting_for_budget(status),
     )
     async def on_timer(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         await _reconcile_or_retry(context, namespace or "", name, plain(body))
@@ -603,6 +669,12 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         for owner in owners:
             await reconcile_run(context, body.metadata["namespace"], owner["name"])
 
+    @kopf.on.event(GROUP, VERSION, "budgets", id="agentrun-budget-wake", registry=registry)
+    async def on_budget(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            return  # runs it covered are re-decided by their safety timer; nothing got cheaper
+        await wake_for_budget(context, body.metadata.get("namespace") or "", body.metadata["name"])
+
     @kopf.on.delete(*resource, id="agentrun-release", registry=registry)
     async def on_delete(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         await release_on_delete(context, dict(body))
@@ -610,7 +682,22 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         context.locks.pop(("AgentRun", namespace or "", name), None)
 
 
-RUNNING_RESYNC_FACTOR = 12
+SLOW_RESYNC_FACTOR = 12
+
+
+async def wake_for_budget(context: OperatorContext, namespace: str, name: str) -> None:
+    """Re-decide the runs waiting on Budget namespace/name that what it has left could now admit."""
+    budget = context.cache.budgets.get(namespace, name)
+    if budget is None or budget.status is None:
+        return
+    for run_namespace, run_name in context.budget_waits.fitting(
+        (namespace, name), budget.status.remaining_micros
+    ):
+        try:
+            await reconcile_run(context, run_namespace, run_name)
+        except (KubeError, RouterRegistrationError, kopf.TemporaryError) as exc:
+            # Its own timer tries again; one failure must not keep the others waiting.
+            logger.warning("Failed to wake run=%s/%s error=%s", run_namespace, run_name, exc)
 
 
 def _phase(status: Any) -> Phase:
@@ -621,6 +708,14 @@ def _waiting(status: Any) -> bool:
     """Not admitted yet, or finished with a hold still to settle."""
     unsettled = any(not r.get("settled") for r in status.get("budgetReservations", []))
     return _phase(status) in (Phase.PENDING, Phase.WAITING) or (_phase(status).terminal and unsettled)
+
+
+def _waiting_for_budget(status: Any) -> bool:
+    """Waiting because a covering Budget has no room (its events wake the run)."""
+    return _phase(status) == Phase.WAITING and any(
+        c.get("type") == C.BUDGET_RESERVED and c.get("reason") == R.BUDGET_EXCEEDED
+        for c in status.get("conditions") or []
+    )
 
 
 def _running(status: Any) -> bool:

@@ -69,6 +69,19 @@ class KindCache(Generic[M]):
         entry = self._entries.get((namespace, name))
         return entry.obj if entry is not None else None
 
+    def version(self, namespace: str, name: str) -> str | None:
+        """The resourceVersion of the object, or None when it does not exist."""
+        entry = self._entries.get((namespace, name))
+        return entry.obj["metadata"].get("resourceVersion") if entry is not None else None
+
+    def versions(self, namespace: str | None = None) -> dict[tuple[str, str], str]:
+        """Every object's resourceVersion (of `namespace`, when given), by namespace and name."""
+        return {
+            key: entry.obj["metadata"].get("resourceVersion", "")
+            for key, entry in self._entries.items()
+            if namespace is None or key[0] == namespace
+        }
+
     def get(self, namespace: str, name: str) -> M | None:
         """The parsed object, or None when it does not exist; pydantic.ValidationError when invalid."""
         entry = self._entries.get((namespace, name))

@@ -18,6 +18,7 @@ from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
 from jesus.logic.manifests import RunnerSettings
+from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine
 
 
@@ -51,6 +52,8 @@ class OperatorContext:
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)
     """Namespaces where the runner ServiceAccount is known to exist (saves two requests a run)."""
+    budget_waits: BudgetWaits = field(default_factory=BudgetWaits)
+    """Runs refused for money, to wake when a Budget frees some (and to skip while nothing changed)."""
     written_versions: dict[tuple[str, str], str] = field(default_factory=dict)
     """The resourceVersion of the last AgentRun status this operator wrote, by run: an event older
     than it is known stale."""

@@ -21,7 +21,7 @@ from jesus.api.common import GROUP, VERSION
 
 JsonObject = dict[str, Any]
 
-MAX_IN_FLIGHT = 20
+MAX_IN_FLIGHT = 10
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,8 @@ class KubeClient:
         self._api = api
         # kr8s's HTTP client keeps 20 idle connections; more requests in flight than that open a new
         # TLS connection each (the load benchmark counted a handshake per request), so queue here.
+        # Fewer than 20: httpx's pool walks every connection on each request (a third of the
+        # operator's CPU in the load benchmark's profile at 20), and ten keep the API server busy.
         self._slots = asyncio.Semaphore(max_in_flight)
 
     @classmethod

@@ -6,6 +6,7 @@ provider credentials itself.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 import httpx
@@ -30,12 +31,19 @@ class RunRegistrar(Protocol):
 class RouterAdminClient:
     """POST /admin/v1/runs on the router service, with the admin token."""
 
-    def __init__(self, base_url: str, admin_token: str, *, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, admin_token: str, *, timeout_seconds: float = 10.0, max_in_flight: int = 8
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=timeout_seconds,
+            limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight),
         )
+        # Queue here rather than in httpx's pool: its bookkeeping walks every waiting request and
+        # every connection on each request, which cost more CPU than the registrations themselves
+        # with hundreds of runs admitted at once (the load benchmark's profile).
+        self._slots = asyncio.Semaphore(max_in_flight)
 
     async def register(self, run: AgentRun) -> str:
         """Register `run` (route, classification, allowance); the token the router issued."""
@@ -49,7 +57,8 @@ class RouterAdminClient:
             "maxCostMicros": limits.max_cost_micros,
         }
         try:
-            response = await self._client.post("/admin/v1/runs", json=body)
+            async with self._slots:
+                response = await self._client.post("/admin/v1/runs", json=body)
         except httpx.HTTPError as exc:
             raise RouterRegistrationError(f"the router is unreachable: {exc}") from exc
         if response.status_code != 201:

@@ -1,0 +1,72 @@
+"""The operator's watch-fed cache: the newest state of each object, parsed once, invalid ones set aside."""
+
+from __future__ import annotations
+
+import logging
+
+import pydantic
+import pytest
+from tests.unit.api.builders import Obj, budget, route_policy, set_field
+
+from jesus.controllers.cache import ClusterCache
+
+
+def versioned(obj: Obj, version: str, namespace: str = "team") -> Obj:
+    obj["metadata"].update(resourceVersion=version, namespace=namespace)
+    return obj
+
+
+def test_keeps_the_latest_state_and_forgets_deleted_objects() -> None:
+    cache = ClusterCache()
+    cache.budgets.put(versioned(budget("b", limit="1.00"), "1"))
+    first = cache.budgets.get("team", "b")
+    assert first is not None and first.spec.limit_micros == 1_000_000
+    cache.budgets.put(versioned(budget("b", limit="1.00"), "1"))
+    assert cache.budgets.get("team", "b") is first  # same version: not parsed again
+    cache.budgets.put(versioned(budget("b", limit="2.00"), "2"))
+    second = cache.budgets.get("team", "b")
+    assert second is not None and second.spec.limit_micros == 2_000_000
+    assert cache.budgets.versions() == {("team", "b"): "2"}
+    assert cache.budgets.version("team", "b") == "2"
+    cache.budgets.remove("team", "b")
+    assert (cache.budgets.get("team", "b"), cache.budgets.raw("team", "b"), cache.budgets.versions()) == (
+        None,
+        None,
+        {},
+    )
+
+
+def test_lists_by_namespace_and_finds_policies_naming_an_adapter() -> None:
+    cache = ClusterCache()
+    cache.route_policies.put(versioned(route_policy("a", ("fast", "slow")), "1"))
+    cache.route_policies.put(versioned(route_policy("b", ("slow",)), "2"))
+    cache.route_policies.put(versioned(route_policy("c", ("fast",)), "3", namespace="other"))
+    assert sorted(cache.route_policies.by_name("team")) == ["a", "b"]
+    assert [p.metadata.name for p in cache.route_policies.valid("other")] == ["c"]
+    assert len(cache.route_policies.valid()) == 3
+    assert cache.route_policies.names_referring("team", "fast") == ["a"]
+    assert sorted(cache.route_policies.names_referring("team", "slow")) == ["a", "b"]
+    assert cache.route_policies.versions("other") == {("other", "c"): "3"}
+
+
+def test_an_invalid_object_is_left_out_of_lists_logged_once_and_raises_when_asked_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = ClusterCache()
+    cache.budgets.put(versioned(budget("good"), "1"))
+    cache.budgets.put(versioned(set_field(budget("bad"), "spec.limit", "lots"), "2"))
+    with caplog.at_level(logging.WARNING, logger="jesus.controllers.cache"):
+        assert [b.metadata.name for b in cache.budgets.valid()] == ["good"]
+        assert [b.metadata.name for b in cache.budgets.valid()] == ["good"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "name=bad" in warnings[0] and "Budget" in warnings[0]
+    with pytest.raises(pydantic.ValidationError):
+        cache.budgets.get("team", "bad")
+    assert cache.budgets.raw("team", "bad") is not None
+
+
+def test_a_full_listing_replaces_what_was_known() -> None:
+    cache = ClusterCache()
+    cache.budgets.put(versioned(budget("gone"), "1"))
+    cache.budgets.replace_all([versioned(budget("kept"), "5")])
+    assert cache.budgets.versions() == {("team", "kept"): "5"}
