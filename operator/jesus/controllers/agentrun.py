@@ -423,7 +423,10 @@ async def _drive(context: OperatorContext, step: _Step, obj: JsonObject) -> None
                 R.STOPPED_BY_BUDGET,
             )
             return
-        step.condition(C.RUNNING, True, R.JOB_RUNNING, f"runner job {attempt.job_name} is running")
+        running = find_condition(step.status.conditions, C.RUNNING)
+        if running is None or running.status != ConditionStatus.TRUE:
+            # Already True (JobCreated) says as much; flipping the reason would cost a write a run.
+            step.condition(C.RUNNING, True, R.JOB_RUNNING, f"runner job {attempt.job_name} is running")
         step.phase(Phase.RUNNING, f"running attempt {attempt.number} in job {attempt.job_name}")
         return
     result = observed.result
@@ -705,9 +708,13 @@ def _phase(status: Any) -> Phase:
 
 
 def _waiting(status: Any) -> bool:
-    """Not admitted yet, or finished with a hold still to settle."""
+    """Waiting after a first decision, or finished with a hold still to settle.
+
+    A run with no status yet is left to its create (or resume) handler and Kopf's retries: a timer
+    on it would only race that first reconcile for the run's lock.
+    """
     unsettled = any(not r.get("settled") for r in status.get("budgetReservations", []))
-    return _phase(status) in (Phase.PENDING, Phase.WAITING) or (_phase(status).terminal and unsettled)
+    return _phase(status) == Phase.WAITING or (_phase(status).terminal and unsettled)
 
 
 def _waiting_for_budget(status: Any) -> bool:
