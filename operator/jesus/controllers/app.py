@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from prometheus_client import REGISTRY, start_http_server
@@ -47,6 +47,24 @@ class OperatorOptions:
     """Serve Prometheus metrics on this port (0.0.0.0) when set."""
 
 
+class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's annotation diff-base, without deep-copying the parts its essence throws away.
+
+    Kopf builds the essence of every event by deep-copying the whole object and then deleting its
+    metadata and status; for our runs that copy (managedFields, the status with its calls) was the
+    largest single cost in the operator's profile under load. Only the fields the essence keeps are
+    handed on, so the essence is exactly Kopf's.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        if extra_fields:
+            return super().build(body=body, extra_fields=extra_fields)
+        metadata = body.get("metadata", {})
+        kept: dict[str, Any] = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        kept["metadata"] = {k: metadata[k] for k in ("labels", "annotations") if k in metadata}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)))
+
+
 def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.OperatorRegistry:
     """A registry with every controller's handlers, the login and the settings."""
     registry = kopf.OperatorRegistry()
@@ -65,7 +83,7 @@ def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.O
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Kopf's bookkeeping goes to annotations under our group, so the status schema stays strict.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.diffbase_storage = LeanDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
