@@ -32,9 +32,11 @@ OBJECTS = [
     adapter("flaky", errors=("Overloaded",) * 1),
     adapter("backup", replies=50, price="0.50"),
     adapter("once-broken", errors=("InvalidRequest",), replies=5),
+    adapter("broken-for-edit", errors=("InvalidRequest",), replies=5),
     route("simple", "steady"),
     route("with-fallback", "flaky", "backup"),
     route("broken-once", "once-broken"),
+    route("broken-for-edit", "broken-for-edit"),
     budget("team-a", "team-a", "100.00"),
     budget("team-tiny", "team-tiny", "0.05"),
     budget("alerts", "alerts", "0.10"),
@@ -179,6 +181,41 @@ def test_a_failing_attempt_is_retried(world: OperatorWorld) -> None:
     outcomes = [a["outcome"] for a in status["attempts"]]
     assert outcomes == ["Failed", "Succeeded"]
     assert status["attempts"][0]["jobName"] != status["attempts"][1]["jobName"]
+
+
+def test_a_spec_edited_after_admission_is_reported_and_not_applied(world: OperatorWorld) -> None:
+    run = agent_run("edited", team="team-a", route_name="broken-for-edit", retries=1)
+    run["spec"]["retryPolicy"]["backoffSeconds"] = 600  # stays between attempts while we edit it
+    apply(world.plane, world.namespace, run)
+    retrying = wait_for(
+        lambda: (
+            (s := world.run_status("edited"))
+            and any(c["type"] == "Running" and c["reason"] == "Retrying" for c in s.get("conditions", []))
+            and s
+        ),
+        timeout=60,
+        what="the first attempt to fail",
+        describe=world.describe,
+    )
+    admitted_digest = retrying["specDigest"]
+    world.plane.kubectl(
+        "patch", "agentrun", "edited", "-n", world.namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"task": {"instructions": "Say goodbye instead."}}}),
+    )  # fmt: skip
+    changed = wait_for(
+        lambda: (
+            (s := world.run_status("edited"))
+            and next((c for c in s.get("conditions", []) if c["type"] == "SpecChanged"), None)
+        ),
+        timeout=15,  # the update handler, not the running runs' resync (2 s x 12)
+        what="the SpecChanged condition",
+        describe=world.describe,
+    )
+    assert (changed["status"], changed["reason"]) == ("True", "SpecChanged")
+    status = world.run_status("edited")
+    assert status["specDigest"] == admitted_digest  # the record keeps the spec it was admitted with
+    assert status["phase"] == "Running"
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed"]
 
 
 def test_a_run_served_by_the_fallback_records_it(world: OperatorWorld) -> None:
