@@ -12,6 +12,7 @@ so a cache a few milliseconds behind can make the policy see slightly older figu
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from jesus.api.budget import Budget
 from jesus.api.common import GROUP, VERSION
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicy
-from jesus.controllers.kube import JsonObject, KubeClient
+from jesus.controllers.kube import JsonObject, KubeClient, KubeError
 
 if TYPE_CHECKING:
     from jesus.controllers.context import OperatorContext
@@ -159,13 +160,28 @@ class ClusterCache:
         }
         return caches[kind]
 
-    async def prime(self, kube: KubeClient, namespaces: Iterable[str] = ()) -> None:
-        """List every cached kind once (cluster-wide, or in `namespaces`) before the watches start."""
+    async def prime(
+        self, kube: KubeClient, namespaces: Iterable[str] = (), *, retry_seconds: float = 0.5
+    ) -> None:
+        """List every cached kind once (cluster-wide, or in `namespaces`) before the watches start.
+
+        An API server that is busy, restarting or still serving a CRD it has just installed is waited
+        for, with a log line per try, as Kopf waits for its watches; the operator does not start
+        deciding with an empty cache.
+        """
         scopes: list[str | None] = list(namespaces) or [None]
         for kind in ("Budget", "RoutePolicy", "ModelAdapter"):
-            items: list[JsonObject] = []
-            for namespace in scopes:
-                items.extend(await kube.list(kind, namespace))
+            delay = retry_seconds
+            while True:
+                try:
+                    items: list[JsonObject] = []
+                    for namespace in scopes:
+                        items.extend(await kube.list(kind, namespace))
+                    break
+                except KubeError as exc:
+                    logger.warning("Waiting to list %s error=%s retry_in=%.1fs", kind, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
             self.of(kind).replace_all(items)
 
 

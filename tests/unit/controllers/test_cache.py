@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import cast
 
 import pydantic
 import pytest
 from tests.unit.api.builders import Obj, budget, route_policy, set_field
 
 from jesus.controllers.cache import ClusterCache
+from jesus.controllers.kube import KubeClient, KubeError
 
 
 def versioned(obj: Obj, version: str, namespace: str = "team") -> Obj:
@@ -70,3 +73,38 @@ def test_a_full_listing_replaces_what_was_known() -> None:
     cache.budgets.put(versioned(budget("gone"), "1"))
     cache.budgets.replace_all([versioned(budget("kept"), "5")])
     assert cache.budgets.versions() == {("team", "kept"): "5"}
+
+
+class FlakyKube:
+    """Answers LISTs the way a just-started API server does: 429 a few times, then the objects."""
+
+    def __init__(self, failures: int, objects: dict[str, list[Obj]]) -> None:
+        self.failures, self.objects, self.calls = failures, objects, 0
+
+    async def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise KubeError(429, "TooManyRequests", "storage is (re)initializing")
+        return [o for o in self.objects.get(kind, []) if namespace in (None, o["metadata"]["namespace"])]
+
+
+def test_priming_waits_out_a_busy_api_server(caplog: pytest.LogCaptureFixture) -> None:
+    objects = {"Budget": [versioned(budget("b"), "7")], "RoutePolicy": [versioned(route_policy("r"), "8")]}
+    kube = FlakyKube(2, objects)
+    cache = ClusterCache()
+    with caplog.at_level(logging.WARNING, logger="jesus.controllers.cache"):
+        asyncio.run(cache.prime(cast(KubeClient, kube), retry_seconds=0.01))
+    assert cache.budgets.versions() == {("team", "b"): "7"}
+    assert cache.route_policies.versions() == {("team", "r"): "8"}
+    assert cache.adapters.versions() == {}
+    assert kube.calls == 5
+    assert sum("Waiting to list Budget" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_priming_lists_only_the_operators_namespaces() -> None:
+    budgets = [versioned(budget("in"), "1"), versioned(budget("out"), "2", namespace="other")]
+    kube = FlakyKube(0, {"Budget": budgets})
+    cache = ClusterCache()
+    asyncio.run(cache.prime(cast(KubeClient, kube), ["team"]))
+    assert cache.budgets.versions() == {("team", "in"): "1"}
