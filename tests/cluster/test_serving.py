@@ -145,13 +145,20 @@ def test_a_spec_change_updates_the_deployment_and_deleting_the_adapter_removes_i
     assert deployment["spec"]["replicas"] == 2
     assert "affinity" in deployment["spec"]["template"]["spec"]
 
-    crds.kubectl("delete", "-n", namespace, "modeladapter", "resize")
+    # Not kubectl's own wait: if the operator never lets the adapter go, the failure shows its log.
+    crds.kubectl("delete", "-n", namespace, "modeladapter", "resize", "--wait=false")
+    wait_for(
+        lambda: get_object(crds, namespace, "modeladapter", "resize") is None,
+        what="the adapter's finalizer to be removed",
+        operator=operator,
+    )
     wait_for(
         lambda: (
             get_object(crds, namespace, "deployment", name) is None
             and get_object(crds, namespace, "service", name) is None
         ),
         what="the Deployment and Service to be garbage-collected",
+        operator=operator,
     )
 
 

@@ -18,7 +18,8 @@ import pydantic
 from jesus.api.common import GROUP, LABEL_MANAGED_BY, VERSION, ConditionStatus
 from jesus.api.modeladapter import ModelAdapter, ModelAdapterConditionType, ModelAdapterStatus
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import ConflictError, JsonObject, KubeError
+from jesus.controllers.kube import JsonObject, KubeError
+from jesus.controllers.retry import until_written
 from jesus.logic import serving as serving_logic
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import ServingObservation, model_adapter_status
@@ -92,23 +93,29 @@ async def _retire_serving(context: OperatorContext, adapter: ModelAdapter, event
 async def reconcile_adapter(context: OperatorContext, namespace: str, name: str) -> None:
     """Bring one ModelAdapter's children and status up to date with what the cluster shows now."""
     async with context.lock("ModelAdapter", namespace, name):
-        obj = await context.kube.get("ModelAdapter", namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return
-        try:
-            adapter = ModelAdapter.model_validate(obj)
-        except pydantic.ValidationError as exc:
-            raise kopf.PermanentError(f"ModelAdapter {namespace}/{name} is invalid: {exc}") from exc
-        events: Events = []
-        ref = adapter.spec.credentials_secret_ref
-        secret = await context.kube.get("Secret", namespace, ref.name) if ref is not None else None
-        observation = None
-        if adapter.spec.serving is not None:
-            observation = await _serve(context, adapter, events)
-        elif adapter.status is not None and adapter.status.serving is not None:
-            await _retire_serving(context, adapter, events)
-        status = model_adapter_status(adapter, secret=secret, serving=observation, now=context.clock())
-        await _write(context, obj, adapter, status, events)
+        await until_written(
+            lambda: _reconcile_once(context, namespace, name), f"ModelAdapter {namespace}/{name}"
+        )
+
+
+async def _reconcile_once(context: OperatorContext, namespace: str, name: str) -> None:
+    obj = await context.kube.get("ModelAdapter", namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        adapter = ModelAdapter.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        raise kopf.PermanentError(f"ModelAdapter {namespace}/{name} is invalid: {exc}") from exc
+    events: Events = []
+    ref = adapter.spec.credentials_secret_ref
+    secret = await context.kube.get("Secret", namespace, ref.name) if ref is not None else None
+    observation = None
+    if adapter.spec.serving is not None:
+        observation = await _serve(context, adapter, events)
+    elif adapter.status is not None and adapter.status.serving is not None:
+        await _retire_serving(context, adapter, events)
+    status = model_adapter_status(adapter, secret=secret, serving=observation, now=context.clock())
+    await _write(context, obj, adapter, status, events)
 
 
 def _ready_event(before: ModelAdapterStatus, after: ModelAdapterStatus) -> tuple[str, str, str] | None:
@@ -131,11 +138,7 @@ async def _write(
         ready = _ready_event(before, status)
         if ready is not None:
             events.append(ready)
-        body = {**obj, "status": status.to_kubernetes()}
-        try:
-            await context.kube.replace_status(body)
-        except ConflictError as exc:
-            raise kopf.TemporaryError(f"ModelAdapter changed while reconciling: {exc}", delay=0.2) from exc
+        await context.kube.replace_status({**obj, "status": status.to_kubernetes()})
     for type_, reason, message in events:
         try:
             await context.kube.event(obj, type_=type_, reason=reason, message=message)

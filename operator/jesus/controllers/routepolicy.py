@@ -17,7 +17,8 @@ import pydantic
 from jesus.api.common import GROUP, VERSION, ConditionStatus
 from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyStatus
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import ConflictError, KubeError
+from jesus.controllers.kube import KubeError
+from jesus.controllers.retry import until_written
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import route_policy_status
 
@@ -27,32 +28,35 @@ logger = logging.getLogger(__name__)
 async def reconcile_route_policy(context: OperatorContext, namespace: str, name: str) -> None:
     """Resolve one RoutePolicy's chain against the adapters of its namespace and write the result."""
     async with context.lock("RoutePolicy", namespace, name):
-        obj = await context.kube.get("RoutePolicy", namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return
+        await until_written(
+            lambda: _reconcile_once(context, namespace, name), f"RoutePolicy {namespace}/{name}"
+        )
+
+
+async def _reconcile_once(context: OperatorContext, namespace: str, name: str) -> None:
+    obj = await context.kube.get("RoutePolicy", namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        policy = RoutePolicy.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        raise kopf.PermanentError(f"RoutePolicy {namespace}/{name} is invalid: {exc}") from exc
+    status = route_policy_status(policy, context.cache.adapters.by_name(namespace), now=context.clock())
+    before = policy.status or RoutePolicyStatus()
+    if status == before:
+        return
+    await context.kube.replace_status({**obj, "status": status.to_kubernetes()})
+    old = find_condition(before.conditions, RoutePolicyConditionType.READY)
+    new = find_condition(status.conditions, RoutePolicyConditionType.READY)
+    if new is not None and (old is None or (old.status, old.reason) != (new.status, new.reason)):
+        logger.info(
+            "Resolved route chain namespace=%s name=%s ready=%s", namespace, name, status.resolved_chain
+        )
+        type_ = "Normal" if new.status == ConditionStatus.TRUE else "Warning"
         try:
-            policy = RoutePolicy.model_validate(obj)
-        except pydantic.ValidationError as exc:
-            raise kopf.PermanentError(f"RoutePolicy {namespace}/{name} is invalid: {exc}") from exc
-        status = route_policy_status(policy, context.cache.adapters.by_name(namespace), now=context.clock())
-        before = policy.status or RoutePolicyStatus()
-        if status == before:
-            return
-        try:
-            await context.kube.replace_status({**obj, "status": status.to_kubernetes()})
-        except ConflictError as exc:
-            raise kopf.TemporaryError(f"RoutePolicy changed while reconciling: {exc}", delay=0.2) from exc
-        old = find_condition(before.conditions, RoutePolicyConditionType.READY)
-        new = find_condition(status.conditions, RoutePolicyConditionType.READY)
-        if new is not None and (old is None or (old.status, old.reason) != (new.status, new.reason)):
-            logger.info(
-                "Resolved route chain namespace=%s name=%s ready=%s", namespace, name, status.resolved_chain
-            )
-            type_ = "Normal" if new.status == ConditionStatus.TRUE else "Warning"
-            try:
-                await context.kube.event(obj, type_=type_, reason=new.reason, message=new.message)
-            except KubeError as exc:
-                logger.warning("Failed to record event policy=%s reason=%s error=%s", name, new.reason, exc)
+            await context.kube.event(obj, type_=type_, reason=new.reason, message=new.message)
+        except KubeError as exc:
+            logger.warning("Failed to record event policy=%s reason=%s error=%s", name, new.reason, exc)
 
 
 async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
