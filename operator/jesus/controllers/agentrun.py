@@ -13,8 +13,6 @@ admitted with (its digest is in status) and reports `SpecChanged`; see docs/oper
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +45,7 @@ from jesus.logic.budget import covering_budgets, max_run_cost
 from jesus.logic.conditions import find_condition, format_time, set_condition
 from jesus.logic.ledger import RunKey, exclude_run
 from jesus.logic.policy_input import build_policy_input
-from jesus.logic.waiting import WaitingRun
+from jesus.logic.waiting import Inputs, WaitingRun
 from jesus.runner.record import spec_digest
 
 logger = logging.getLogger(__name__)
@@ -97,21 +95,6 @@ class _Step:
 # --- waiting for money ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """Versions of what an admission decision reads, taken before reading it."""
-
-    generation: int | None
-    labels: tuple[tuple[str, str], ...]
-    route: str | None
-    adapters: tuple[tuple[str, str], ...]
-    budgets: Mapping[tuple[str, str], str]
-
-    def fingerprint(self, covering: Sequence[tuple[str, str]]) -> Hashable:
-        budgets = tuple((key, self.budgets.get(key)) for key in covering)
-        return (self.generation, self.labels, self.route, self.adapters, budgets)
-
-
 def _inputs(context: OperatorContext, obj: JsonObject) -> Inputs:
     metadata, namespace = obj["metadata"], obj["metadata"].get("namespace") or ""
     route_name = obj.get("spec", {}).get("routePolicyRef", {}).get("name", "")
@@ -124,14 +107,11 @@ def _inputs(context: OperatorContext, obj: JsonObject) -> Inputs:
     )
 
 
-def _waiting_for_money(context: OperatorContext, obj: JsonObject) -> bool:
-    """Whether the run was refused for money on inputs that have not changed since (skip it)."""
+def _unchanged_refusal(context: OperatorContext, obj: JsonObject, inputs: Inputs) -> bool:
+    """Whether the run was refused for money on the inputs it still has (so deciding is moot)."""
     metadata = obj["metadata"]
-    namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
-    waiting = context.budget_waits.get(namespace, name)
-    if waiting is None:
-        return False
-    return waiting.fingerprint == _inputs(context, obj).fingerprint(waiting.budgets)
+    waiting = context.budget_waits.get(metadata.get("namespace") or "", metadata.get("name") or "")
+    return waiting is not None and waiting.fingerprint == inputs.fingerprint(waiting.budgets)
 
 
 # --- observation ----------------------------------------------------------------------------------
@@ -560,9 +540,9 @@ def _current(context: OperatorContext, namespace: str, name: str, body: JsonObje
 
 
 async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
-    if _waiting_for_money(context, obj):
-        return
     inputs = _inputs(context, obj)
+    if _unchanged_refusal(context, obj, inputs):
+        return
     run = AgentRun.model_validate(obj)
     metadata = run.metadata
     context.budget_waits.forget(metadata.namespace or "", metadata.name or "")

@@ -9,11 +9,30 @@ Budget frees money only the runs that now fit are woken, oldest first.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 BudgetKey = tuple[str, str]
 RunName = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Versions of what an admission decision reads, taken before reading it.
+
+    A refusal remembers `fingerprint(its covering budgets)`; an equal fingerprint later means the
+    same decision. A Budget created since can only refuse more, so only the covering ones count.
+    """
+
+    generation: int | None
+    labels: tuple[tuple[str, str], ...]
+    route: str | None
+    adapters: tuple[tuple[str, str], ...]
+    budgets: Mapping[tuple[str, str], str]
+
+    def fingerprint(self, covering: Sequence[tuple[str, str]]) -> Hashable:
+        budgets = tuple((key, self.budgets.get(key)) for key in covering)
+        return (self.generation, self.labels, self.route, self.adapters, budgets)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from jesus.logic.waiting import BudgetWaits, WaitingRun
+from jesus.logic.waiting import BudgetWaits, Inputs, WaitingRun
 
 TEAM = ("ns", "team")
 ORG = ("ns", "org")
@@ -47,3 +47,16 @@ def test_a_new_refusal_replaces_the_old_one() -> None:
     found = waits.get("ns", "run")
     assert found is not None and found.fingerprint == "after"
     assert len(waits) == 1
+
+
+def inputs(budgets: dict[tuple[str, str], str], generation: int = 1) -> Inputs:
+    return Inputs(generation, (("team", "a"),), "7", (("steady", "3"),), budgets)
+
+
+def test_a_refusal_stands_until_something_it_depends_on_changes() -> None:
+    before = inputs({TEAM: "10", ORG: "20"}).fingerprint([TEAM])
+    assert inputs({TEAM: "10", ORG: "21"}).fingerprint([TEAM]) == before  # a Budget not covering it
+    assert inputs({TEAM: "10", ORG: "20", ("ns", "new"): "1"}).fingerprint([TEAM]) == before
+    assert inputs({TEAM: "11", ORG: "20"}).fingerprint([TEAM]) != before  # its Budget changed
+    assert inputs({ORG: "20"}).fingerprint([TEAM]) != before  # its Budget was deleted
+    assert inputs({TEAM: "10", ORG: "20"}, generation=2).fingerprint([TEAM]) != before  # its spec changed
