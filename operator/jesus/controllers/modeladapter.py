@@ -13,13 +13,12 @@ import logging
 from typing import Any
 
 import kopf
-import pydantic
 
 from jesus.api.common import GROUP, LABEL_MANAGED_BY, VERSION, ConditionStatus
 from jesus.api.modeladapter import ModelAdapter, ModelAdapterConditionType, ModelAdapterStatus
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.kube import JsonObject, KubeError
-from jesus.controllers.retry import until_written
+from jesus.controllers.retry import reconcile_live
 from jesus.logic import serving as serving_logic
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import ServingObservation, model_adapter_status
@@ -92,20 +91,13 @@ async def _retire_serving(context: OperatorContext, adapter: ModelAdapter, event
 
 async def reconcile_adapter(context: OperatorContext, namespace: str, name: str) -> None:
     """Bring one ModelAdapter's children and status up to date with what the cluster shows now."""
-    async with context.lock("ModelAdapter", namespace, name):
-        await until_written(
-            lambda: _reconcile_once(context, namespace, name), f"ModelAdapter {namespace}/{name}"
-        )
+    await reconcile_live(
+        context, ModelAdapter, namespace, name, lambda obj, adapter: _decide(context, obj, adapter)
+    )
 
 
-async def _reconcile_once(context: OperatorContext, namespace: str, name: str) -> None:
-    obj = await context.kube.get("ModelAdapter", namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return
-    try:
-        adapter = ModelAdapter.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        raise kopf.PermanentError(f"ModelAdapter {namespace}/{name} is invalid: {exc}") from exc
+async def _decide(context: OperatorContext, obj: JsonObject, adapter: ModelAdapter) -> None:
+    namespace = obj["metadata"]["namespace"]
     events: Events = []
     ref = adapter.spec.credentials_secret_ref
     secret = await context.kube.get("Secret", namespace, ref.name) if ref is not None else None

@@ -9,10 +9,17 @@ the fresh object at once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import kopf
+import pydantic
 
-from jesus.controllers.kube import ConflictError
+from jesus.controllers.kube import ConflictError, JsonObject
+
+if TYPE_CHECKING:
+    from jesus.controllers.context import OperatorContext
+
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 CONFLICT_TRIES = 3
 
@@ -29,3 +36,30 @@ async def until_written(attempt: Callable[[], Awaitable[None]], what: str) -> No
         await attempt()
     except ConflictError as exc:
         raise kopf.TemporaryError(f"{what} kept changing while reconciling: {exc}", delay=0.2) from exc
+
+
+async def reconcile_live(
+    context: OperatorContext,
+    model: type[M],
+    namespace: str,
+    name: str,
+    decide: Callable[[JsonObject, M], Awaitable[None]],
+) -> None:
+    """Under the object's lock: read it, parse it, `decide` on it; again on a conflict.
+
+    A missing or deleting object is left alone; an invalid one is a PermanentError naming it.
+    """
+    kind = model.__name__
+
+    async def attempt() -> None:
+        obj = await context.kube.get(kind, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            parsed = model.model_validate(obj)
+        except pydantic.ValidationError as exc:
+            raise kopf.PermanentError(f"{kind} {namespace}/{name} is invalid: {exc}") from exc
+        await decide(obj, parsed)
+
+    async with context.lock(kind, namespace, name):
+        await until_written(attempt, f"{kind} {namespace}/{name}")

@@ -12,13 +12,12 @@ import logging
 from typing import Any
 
 import kopf
-import pydantic
 
 from jesus.api.common import GROUP, VERSION, ConditionStatus
 from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyStatus
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import KubeError
-from jesus.controllers.retry import until_written
+from jesus.controllers.kube import JsonObject, KubeError
+from jesus.controllers.retry import reconcile_live
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import route_policy_status
 
@@ -27,20 +26,13 @@ logger = logging.getLogger(__name__)
 
 async def reconcile_route_policy(context: OperatorContext, namespace: str, name: str) -> None:
     """Resolve one RoutePolicy's chain against the adapters of its namespace and write the result."""
-    async with context.lock("RoutePolicy", namespace, name):
-        await until_written(
-            lambda: _reconcile_once(context, namespace, name), f"RoutePolicy {namespace}/{name}"
-        )
+    await reconcile_live(
+        context, RoutePolicy, namespace, name, lambda obj, policy: _decide(context, obj, policy)
+    )
 
 
-async def _reconcile_once(context: OperatorContext, namespace: str, name: str) -> None:
-    obj = await context.kube.get("RoutePolicy", namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return
-    try:
-        policy = RoutePolicy.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        raise kopf.PermanentError(f"RoutePolicy {namespace}/{name} is invalid: {exc}") from exc
+async def _decide(context: OperatorContext, obj: JsonObject, policy: RoutePolicy) -> None:
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     status = route_policy_status(policy, context.cache.adapters.by_name(namespace), now=context.clock())
     before = policy.status or RoutePolicyStatus()
     if status == before:
