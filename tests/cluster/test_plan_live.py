@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.cluster.harness import apply, install_crds
 from tests.unit.policy.builders import (
+    NOW,
+    PERIOD_START,
     build_budget,
     build_hosted_adapter,
     build_route,
@@ -20,6 +21,7 @@ from tests.unit.policy.builders import (
 from jesus.api import ApiObject
 from jesus.cli import main
 from jesus.devcluster import ControlPlane
+from jesus.logic.clock import format_time
 from jesus.policy.planning import placed
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -39,9 +41,8 @@ def write_specs(folder: Path, objects: list[ApiObject]) -> Path:
 
 
 def record_spending(plane: ControlPlane, namespace: str, name: str, spent_micros: int) -> None:
-    """Write Budget status as the operator's ledger would: spending in the current month."""
-    period_start = datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z")
-    status = {"periodStart": period_start, "spentMicros": spent_micros, "reservedMicros": 0}
+    """Write Budget status as the operator's ledger would: spending in the month of the plans' NOW."""
+    status = {"periodStart": PERIOD_START, "spentMicros": spent_micros, "reservedMicros": 0}
     plane.kubectl(
         *("patch", "budget", name, "-n", namespace, "--subresource=status", "--type=merge"),
         *("-p", json.dumps({"status": status})),
@@ -49,7 +50,7 @@ def record_spending(plane: ControlPlane, namespace: str, name: str, spent_micros
 
 
 def plan_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    code = main(["plan", *args, "--policies", str(POLICIES), "--output", "json"])
+    code = main(["plan", *args, "--policies", str(POLICIES), "--output", "json", "--now", format_time(NOW)])
     return code, json.loads(capsys.readouterr().out)
 
 

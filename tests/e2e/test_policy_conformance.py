@@ -11,12 +11,17 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.policy.builders import build_hosted_adapter, build_input, build_run, build_served_adapter
+from tests.unit.policy.builders import (
+    NOW,
+    build_hosted_adapter,
+    build_input,
+    build_run,
+    build_served_adapter,
+)
 
 from jesus.devcluster.toolchain import ensure_tool
 from jesus.policy import EmbeddedEngine, OpaServerEngine, PolicyLoadError
@@ -121,7 +126,7 @@ async def test_every_example_gets_the_same_decision_from_both_engines(
     embedded: EmbeddedEngine, opa_server: OpaServerProcess
 ) -> None:
     spec_set = load_specs([EXAMPLES])
-    planned = plan_runs(spec_set, now=datetime.now(UTC))
+    planned = plan_runs(spec_set, now=NOW)
     assert planned, "examples/ holds no AgentRun"
     inputs = {f"{p.loaded.file}:{p.namespace}/{p.name}": p.policy_input for p in planned}
     differences = await _differences(embedded, opa_server, inputs)

@@ -3,7 +3,8 @@
 Validates the specs as `jesus validate` does, then puts each AgentRun through the admission policy
 (the embedded engine by default, an OPA server with --opa-url) and prints the decision with its
 reasons, the run's maximum cost, its route, and each covering Budget's figures after the run. Budget
-figures come from the spec files, or from the cluster's Budget status with --live. Exit status: 0 when
+figures come from the spec files, or from the cluster's Budget status with --live; which budget period
+spending counts in is judged as of the machine's clock, or of --now. Exit status: 0 when
 every run would be admitted, 1 when any would be denied or the specs are invalid, 2 on other errors.
 """
 
@@ -15,12 +16,13 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jesus.api import Budget, format_micros
 from jesus.cli import CommandError
+from jesus.logic.clock import parse_time, system_clock
 from jesus.policy import (
     Decision,
     EmbeddedEngine,
@@ -64,7 +66,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="take Budget figures from the cluster's Budget status ($KUBECONFIG or --kubeconfig)",
     )
     parser.add_argument("--kubeconfig", default=None, metavar="FILE", help="kubeconfig for --live")
+    parser.add_argument(
+        "--now",
+        type=_moment,
+        default=None,
+        metavar="TIME",
+        help=(
+            "judge the plan as of this RFC 3339 moment (e.g. 2026-11-30T23:59:59Z) instead of the "
+            "machine's clock: it decides which budget period spending counts in"
+        ),
+    )
     parser.set_defaults(handler=run)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     live_budgets = _read_live_budgets(args.kubeconfig) if args.live else None
-    planned = plan_runs(spec_set, now=datetime.now(UTC), live_budgets=live_budgets)
+    planned = plan_runs(spec_set, now=args.now or system_clock(), live_budgets=live_budgets)
     verdicts = asyncio.run(_decide_all(_engine(args), planned))
     render = {"json": render_json, "markdown": render_markdown}.get(args.output, render_text)
     sys.stdout.write(render(verdicts, spec_set))

@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jesus.api import format_micros
 from jesus.cli import CommandError
+from jesus.logic.clock import system_clock
 from jesus.router.config import EnvironmentCredentials
 from jesus.runner.artifacts import DirectoryArtifactStore
 from jesus.runner.local import PolicyDecider, execute_local_run, prepare_local_run, select_run
@@ -96,7 +96,7 @@ def handle(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"{args.file}: {exc}") from exc
     policy = _policy_engine(args.policies)
-    artifacts = args.artifacts or Path(".jesus") / "runs" / loaded.name / datetime.now(UTC).strftime(
+    artifacts = args.artifacts or Path(".jesus") / "runs" / loaded.name / system_clock().strftime(
         "%Y%m%dT%H%M%SZ"
     )
 

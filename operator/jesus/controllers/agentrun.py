@@ -42,7 +42,8 @@ from jesus.controllers.kube import ConflictError, JsonObject, KubeError
 from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.logic import manifests, runs
 from jesus.logic.budget import covering_budgets, max_run_cost
-from jesus.logic.conditions import find_condition, format_time, set_condition
+from jesus.logic.clock import format_time
+from jesus.logic.conditions import find_condition, set_condition
 from jesus.logic.ledger import RunKey, exclude_run
 from jesus.logic.policy_input import build_policy_input
 from jesus.logic.waiting import Inputs, WaitingRun

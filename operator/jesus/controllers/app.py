@@ -14,11 +14,12 @@ import kopf
 from prometheus_client import REGISTRY, start_http_server
 
 from jesus.api.common import GROUP
-from jesus.controllers.context import OperatorContext, OperatorSettings, utc_now
+from jesus.controllers.context import OperatorContext, OperatorSettings
 from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RouterAdminClient
+from jesus.logic.clock import system_clock
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
@@ -121,7 +122,7 @@ async def run_operator(
     context = OperatorContext(
         kube=kube,
         policy=build_policy_engine(options),
-        ledger=BudgetLedger(kube, utc_now, metrics),
+        ledger=BudgetLedger(kube, system_clock, metrics),
         metrics=metrics,
         router=RouterAdminClient(
             options.router_admin_url or options.settings.runner.router_url, options.router_admin_token

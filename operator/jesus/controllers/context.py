@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from jesus.controllers.cache import ClusterCache
 from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
+from jesus.logic.clock import Clock, system_clock
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,7 @@ class OperatorContext:
     ledger: BudgetLedger
     router: RunRegistrar
     settings: OperatorSettings = field(default_factory=OperatorSettings)
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = system_clock
     metrics: OperatorMetrics | None = None
     cache: ClusterCache = field(default_factory=ClusterCache)
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""

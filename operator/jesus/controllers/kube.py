@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ import kr8s
 import kr8s.asyncio
 
 from jesus.api.common import GROUP, VERSION
+from jesus.logic.clock import format_time, system_clock
 
 JsonObject = dict[str, Any]
 
@@ -224,7 +224,7 @@ class KubeClient:
     ) -> None:
         """Record a core/v1 Event about `involved` (Normal or Warning)."""
         metadata = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(system_clock())
         event = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from jesus.logic.clock import system_clock
+
 _VALIDITY = datetime.timedelta(days=365)
 
 
@@ -68,7 +70,7 @@ def _issue(
     usages: tuple[x509.ObjectIdentifier, ...] = (),
     sans: tuple[x509.GeneralName, ...] = (),
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
+    now = system_clock()
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

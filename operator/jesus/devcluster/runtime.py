@@ -15,18 +15,18 @@ import contextlib
 import logging
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jesus.controllers.kube import JsonObject, KubeClient
+from jesus.logic.clock import format_time, system_clock
 from jesus.logic.manifests import LABEL_COMPONENT
 
 logger = logging.getLogger(__name__)
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(system_clock())
 
 
 class ProcessRuntime:

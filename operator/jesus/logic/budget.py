@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from jesus.api.agentrun import AgentRun, RunLimits
 from jesus.api.budget import Budget, BudgetPeriod
 from jesus.api.modeladapter import ModelAdapter
+from jesus.logic.clock import parse_time
 
 # Kubernetes puts objects without an explicit namespace into this one.
 DEFAULT_NAMESPACE = "default"
@@ -96,11 +97,6 @@ def period_window(period: BudgetPeriod, now: datetime) -> PeriodWindow:
         days = calendar.monthrange(start.year, start.month)[1]
         return PeriodWindow(start, start + timedelta(days=days))
     return PeriodWindow(None, None)
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse an RFC 3339 timestamp as the API stores them ("2026-11-22T04:00:00Z")."""
-    return _as_utc(datetime.fromisoformat(value))
 
 
 # --- the maximum cost of a run ---------------------------------------------------------------
@@ -210,7 +206,7 @@ def current_figures(budget: Budget, now: datetime) -> BudgetFigures:
     fired = tuple(sorted(status.fired_thresholds or ()))
     spent = status.spent_micros
     window = period_window(budget.spec.period, now)
-    started = parse_timestamp(status.period_start) if status.period_start is not None else None
+    started = parse_time(status.period_start) if status.period_start is not None else None
     if started is not None and window.start is not None and started < window.start:
         spent, fired = 0, ()
     return BudgetFigures(limit, spent, status.reserved_micros, fired)

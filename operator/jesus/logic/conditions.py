@@ -7,14 +7,10 @@ observedGeneration follow the latest observation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from jesus.api.common import Condition, ConditionStatus
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from jesus.logic.clock import format_time
 
 
 def find_condition(conditions: Sequence[Condition] | None, type_: str) -> Condition | None:

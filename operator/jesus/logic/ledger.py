@@ -13,7 +13,8 @@ from datetime import datetime
 
 from jesus.api.budget import Budget, BudgetConditionType, BudgetReason, BudgetStatus, Reservation
 from jesus.logic.budget import BudgetFigures, current_figures, period_window, thresholds_reached
-from jesus.logic.conditions import format_time, set_condition
+from jesus.logic.clock import format_time
+from jesus.logic.conditions import set_condition
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ may not start still gets a record, with the outcome and reasons that kept it fro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy, format_micros
 from jesus.logic.budget import DEFAULT_NAMESPACE, covering_budgets, max_run_cost, project_reservation
+from jesus.logic.clock import format_time, system_clock
 from jesus.logic.policy_input import build_policy_input
 from jesus.logic.routing import Allowance, RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
@@ -98,7 +99,7 @@ async def prepare_local_run(
     """Admit the run as the operator would (route, budgets, policy) and build its router."""
     run = loaded.obj
     assert isinstance(run, AgentRun)
-    now = now or datetime.now(UTC)
+    now = now or system_clock()
     namespace = loaded.namespace or DEFAULT_NAMESPACE
     digest = spec_digest(run.to_kubernetes()["spec"])
     record = RunRecord(run=loaded.name, namespace=namespace, spec_digest=digest, dry_run=not live)
@@ -107,7 +108,7 @@ async def prepare_local_run(
     def refuse(outcome: RunOutcome, reason: str) -> PreparedRun:
         record.outcome = outcome
         record.reason = reason
-        record.started_at = record.finished_at = _timestamp(now)
+        record.started_at = record.finished_at = format_time(now)
         return prepared
 
     if run.spec.depends_on:
@@ -237,7 +238,3 @@ async def execute_local_run(prepared: PreparedRun, *, store: ArtifactStore | Non
     finally:
         for routed in prepared.router.adapters.values():
             await routed.adapter.aclose()
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from jesus.logic.clock import Clock, format_time, system_clock
 from jesus.runner.artifacts import ArtifactStore, put_text, to_json
 from jesus.runner.model import ModelCallError, ModelClient
 from jesus.runner.record import RunOutcome, RunRecord
@@ -63,18 +63,20 @@ async def execute_run(
     connect_timeout_seconds: float = 20.0,
     redact: Callable[[str], str] | None = None,
     record: RunRecord | None = None,
+    clock: Clock = system_clock,
 ) -> RunRecord:
     """Run the agent loop for `task` and return its record (also stored as `result.json`).
 
     `redact` (default: `redact_secrets`) is applied to the record and to every artifact's text before it
     is stored or returned, so credentials a model or tool let slip go nowhere. `record`
     may carry what admission already wrote (policy decision, budgets, warnings); it is filled in place.
+    `clock` gives the record's start and finish times.
     """
     if record is None:
         record = RunRecord(run=task.run, namespace=task.namespace)
     record.spec_digest = task.spec_digest
     record.dry_run = dry_run
-    record.started_at = _now()
+    record.started_at = format_time(clock())
     started = time.monotonic()
     transcript: list[Message] = [Message("system", SYSTEM_PROMPT), Message("user", task_prompt(task))]
     toolbox = ToolBox(task.tool_servers, connect_timeout_seconds=connect_timeout_seconds)
@@ -94,7 +96,7 @@ async def execute_run(
         record.outcome = RunOutcome.FAILED
         record.reason = f"{type(exc).__name__}: {exc}"
     record.tool_calls = [call.to_dict() for call in toolbox.calls]
-    record.finished_at = _now()
+    record.finished_at = format_time(clock())
     record.duration_ms = (time.monotonic() - started) * 1000
     redactor = redact or redact_secrets
     _redact_record(record, redactor)
@@ -187,7 +189,3 @@ def _message_dict(message: Message) -> dict[str, Any]:
     if message.tool_call_id is not None:
         entry["toolCallId"] = message.tool_call_id
     return entry
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

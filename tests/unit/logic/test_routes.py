@@ -24,7 +24,8 @@ from jesus.api.modeladapter import (
     ModelAdapterStatus,
 )
 from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyReason
-from jesus.logic.conditions import find_condition, format_time
+from jesus.logic.clock import format_time
+from jesus.logic.conditions import find_condition
 from jesus.logic.routes import (
     chain_readiness,
     credentials_condition,

@@ -6,9 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
+from jesus.logic.clock import format_time
 from jesus.logic.policy_input import PolicyInput, build_policy_input
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+"""The moment every policy test is judged at: pass it (or a moment relative to it), never the wall clock."""
+PERIOD_START = format_time(NOW.replace(day=1, hour=0, minute=0))
+"""The start of NOW's month: the period of the Budgets built here."""
 NAMESPACE = "research"
 
 
@@ -147,7 +151,7 @@ def build_budget(
                 "onExceeded": {"denyNewRuns": deny},
             },
             "status": {
-                "periodStart": "2026-11-01T00:00:00Z",
+                "periodStart": PERIOD_START,
                 "spentMicros": spent_micros,
                 "reservedMicros": reserved_micros,
                 "firedThresholds": fired or [],

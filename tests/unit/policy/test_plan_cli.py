@@ -5,17 +5,29 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from jesus.api import ApiObject, Budget
+from jesus.api import ApiObject, Budget, BudgetPeriod
 from jesus.cli import main
+from jesus.logic.budget import period_window
+from jesus.logic.clock import format_time
 from jesus.policy.planning import merge_live_budgets
 
-from .builders import build_budget, build_hosted_adapter, build_route, build_run, build_served_adapter
+from .builders import (
+    NOW,
+    build_budget,
+    build_hosted_adapter,
+    build_route,
+    build_run,
+    build_served_adapter,
+)
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
+NEXT_MONTH = period_window(BudgetPeriod.MONTHLY, NOW).end
+assert NEXT_MONTH is not None
 
 
 def write_specs(folder: Path, objects: Sequence[ApiObject]) -> Path:
@@ -30,8 +42,9 @@ def standard_objects() -> list[ApiObject]:
     return [build_hosted_adapter(), build_served_adapter(), build_route(), build_budget(), build_run()]
 
 
-def plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["plan", *args, "--policies", str(POLICIES)])
+def plan(capsys: pytest.CaptureFixture[str], *args: str, now: datetime = NOW) -> tuple[int, str, str]:
+    """`jesus plan ARGS` judged as of `now` (the builders' moment unless a test moves it)."""
+    code = main(["plan", *args, "--policies", str(POLICIES), "--now", format_time(now)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -49,6 +62,46 @@ def test_admitted_run_shows_cost_route_and_budget(tmp_path: Path, capsys: pytest
         "(18 %), 82.00 USD left"
     ) in out
     assert out.rstrip().endswith("1 run: 1 admitted, 0 denied")
+
+
+@pytest.mark.parametrize(
+    ("now", "after"),
+    [
+        # The Budget month's last second: its 10.00 spent and 5.00 reserved count, plus this run's 3.00.
+        (NEXT_MONTH - timedelta(seconds=1), "18.00 USD"),
+        # The first second of the next month: a new period. The spending was last month's; the
+        # reservation is still held (its run has not settled), so 5.00 + 3.00.
+        (NEXT_MONTH, "8.00 USD"),
+        # About 400 days on: a new period again.
+        (NOW + timedelta(days=400), "8.00 USD"),
+    ],
+)
+def test_now_decides_which_period_spending_counts_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], now: datetime, after: str
+) -> None:
+    code, out, _ = plan(capsys, str(write_specs(tmp_path / "specs", standard_objects())), now=now)
+    assert code == 0
+    assert f"(team=research, Monthly): {after} of 100.00 USD after this run" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-11-22T04:00:00", "has no timezone offset"),
+        ("yesterday", "is not an RFC 3339 timestamp"),
+        ("", "is not an RFC 3339 timestamp"),
+    ],
+)
+def test_now_must_be_a_moment_with_an_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    specs = write_specs(tmp_path / "specs", standard_objects())
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", str(specs), "--policies", str(POLICIES), "--now", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--now" in err
+    assert message in err
 
 
 def test_denied_run_exits_1_with_its_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
