@@ -45,16 +45,17 @@ from jesus.router.metrics import RouterMetrics
 from jesus.router.records import AttemptRecord, CallRecord, FallbackRecord
 from jesus.router.tracing import end_call_span, start_call_span
 from jesus_adapters.base import ModelAdapter
-from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.errors import AdapterError, ErrorKind, RouteErrorKind, error_rule
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone, TextDelta
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ALLOWANCE_EXCEEDED = "AllowanceExceeded"
-NO_ADAPTER_AVAILABLE = "NoAdapterAvailable"
-CIRCUIT_OPEN = "CircuitOpen"
+# The router's own verdicts, under the names the router package has always exported.
+ALLOWANCE_EXCEEDED = RouteErrorKind.ALLOWANCE_EXCEEDED
+NO_ADAPTER_AVAILABLE = RouteErrorKind.NO_ADAPTER_AVAILABLE
+CIRCUIT_OPEN = RouteErrorKind.CIRCUIT_OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,8 @@ class RouteError(Exception):
 
     @property
     def stops_run(self) -> bool:
-        """Whether the run cannot usefully go on: its allowance is spent."""
-        return self.kind == ALLOWANCE_EXCEEDED
+        """Whether the run cannot usefully go on (its allowance is spent), as the error table says."""
+        return error_rule(self.kind).stops_run
 
 
 @dataclass(frozen=True, slots=True)
