@@ -3,7 +3,7 @@
 `SdkDriver` is the adapter the registry hands out for every SDK-backed provider. It owns what every
 call shares: the capability check, the deadline (the only place a model call's timeout is applied, see
 ADR 0009), mapping SDK exceptions into the one taxonomy, reading a stream event by event and closing
-it. The `WireProtocol` it is given owns the provider's request and answer formats.
+it. Its wire class (`jesus_adapters.wire.SdkWire`) owns the provider's request and answer formats.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
+from jesus_adapters.base import ProfiledAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.profiles import ProviderProfile
 from jesus_adapters.sdk_errors import SHAPE_ERRORS, map_sdk_error
@@ -23,7 +24,7 @@ from jesus_adapters.wire import EventStream, SdkParams, SdkWire, malformed
 T = TypeVar("T")
 
 
-class SdkDriver:
+class SdkDriver(ProfiledAdapter):
     """A model endpoint behind an official SDK, speaking the wire protocol of its `wire_class`.
 
     Each protocol's adapter is this driver with its wire class set (`AnthropicAdapter`,
@@ -33,22 +34,8 @@ class SdkDriver:
     wire_class: ClassVar[type[SdkWire[Any]]]
 
     def __init__(self, config: AdapterConfig, profile: ProviderProfile) -> None:
-        self._config = config
-        self._profile = profile
+        super().__init__(config, profile)
         self._wire = self.wire_class(config, profile)
-
-    @property
-    def provider(self) -> str:
-        return self._profile.name
-
-    @property
-    def model(self) -> str:
-        return self._config.model
-
-    @property
-    def profile(self) -> ProviderProfile:
-        """The provider profile this adapter was built with."""
-        return self._profile
 
     async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
         """Send `request` and return the whole answer; `timeout_seconds` bounds the whole call."""
