@@ -1,42 +1,32 @@
-"""The Anthropic Messages wire protocol, over the official `anthropic` SDK."""
+"""The Anthropic Messages wire protocol, over the official `anthropic` SDK.
+
+`AnthropicMessagesWire` builds Messages requests, reads messages and assembles streams;
+`jesus_adapters.driver.SdkDriver` makes the calls. `AnthropicAdapter` is the two together.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
 from anthropic import types as wire
 
+from jesus_adapters.driver import SdkDriver
 from jesus_adapters.errors import AdapterError, ErrorKind
-from jesus_adapters.profiles import ProviderProfile
-from jesus_adapters.sdk_errors import SHAPE_ERRORS, SdkExceptions, map_sdk_error
-from jesus_adapters.types import (
-    AdapterConfig,
-    ChatRequest,
-    ChatResponse,
-    FinishReason,
-    Message,
-    StreamDone,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolSpec,
-    Usage,
+from jesus_adapters.sdk_errors import SdkExceptions
+from jesus_adapters.types import ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolSpec, Usage
+from jesus_adapters.wire import (
+    SdkCall,
+    SdkParams,
+    SdkWire,
+    decode_arguments,
+    malformed,
+    tool_arguments,
 )
 
-ANTHROPIC_EXCEPTIONS = SdkExceptions(
-    timeout=anthropic.APITimeoutError,
-    status=anthropic.APIStatusError,
-    response_validation=anthropic.APIResponseValidationError,
-    connection=anthropic.APIConnectionError,
-    api=anthropic.APIError,
-    base=anthropic.AnthropicError,
-)
+ANTHROPIC_EXCEPTIONS = SdkExceptions.of(anthropic, base=anthropic.AnthropicError)
 
 # Anthropic stop reasons -> ours. "refusal" is not here: it becomes a ContentFiltered error.
 STOP_REASONS: dict[str, FinishReason] = {
@@ -112,7 +102,6 @@ class _Block:
     text: list[str] = field(default_factory=list)
     tool_id: str = ""
     tool_name: str = ""
-    tool_input: dict[str, Any] = field(default_factory=dict)
     tool_json: list[str] = field(default_factory=list)
 
 
@@ -120,6 +109,7 @@ class _Block:
 class _StreamAssembly:
     """What a Messages stream has said so far."""
 
+    reader: AnthropicMessagesWire  # the wire that reads the finished stream
     started: bool = False
     stopped: bool = False
     model: str = ""
@@ -165,93 +155,24 @@ class _StreamAssembly:
             block.tool_json.append(delta.partial_json)
         return ""
 
+    def response(self) -> ChatResponse:
+        """The whole streamed message; `MalformedResponse` when the stream did not run its course."""
+        return self.reader.response_of_stream(self)
 
-class AnthropicAdapter:
-    """A Claude model behind the Messages API, called through `anthropic.AsyncAnthropic`."""
 
-    def __init__(self, config: AdapterConfig, profile: ProviderProfile) -> None:
-        self._config = config
-        self._profile = profile
-        self._client = anthropic.AsyncAnthropic(
-            api_key=config.api_key,
-            base_url=config.base_url or profile.default_base_url,
-            max_retries=0,  # the router owns retries and failover
-            default_headers=dict(config.extra_headers),
-        )
+class AnthropicMessagesWire(SdkWire[anthropic.AsyncAnthropic]):
+    """The Messages API through `anthropic.AsyncAnthropic`: requests, messages and their streams."""
 
-    @property
-    def provider(self) -> str:
-        return self._profile.name
+    exceptions = ANTHROPIC_EXCEPTIONS
 
-    @property
-    def model(self) -> str:
-        return self._config.model
+    def open_client(self, api_key: str | None, **options: Any) -> anthropic.AsyncAnthropic:
+        """`anthropic.AsyncAnthropic` with the shared options."""
+        return anthropic.AsyncAnthropic(api_key=api_key, **options)
 
-    @property
-    def profile(self) -> ProviderProfile:
-        """The provider profile this adapter was built with."""
-        return self._profile
-
-    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
-        """Send `request` and return the whole answer; `timeout_seconds` bounds the whole call."""
-        params = self._params(request)
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                message = await self._client.messages.create(**params, timeout=timeout_seconds)
-        except Exception as exc:
-            raise self._error(exc) from exc
-        return self._response_of(message)
-
-    async def stream(self, request: ChatRequest, *, timeout_seconds: float) -> AsyncIterator[StreamEvent]:
-        """Stream `request`: text deltas, then one `StreamDone`.
-
-        `timeout_seconds` bounds the wait for the answer to start and every gap between events.
-        """
-        params = self._params(request)
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                events = await self._client.messages.create(**params, stream=True, timeout=timeout_seconds)
-        except Exception as exc:
-            raise self._error(exc) from exc
-        assembly = _StreamAssembly()
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(timeout_seconds):
-                        event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise self._error(exc) from exc
-                try:
-                    text = assembly.add(event)
-                except SHAPE_ERRORS as exc:
-                    raise self._malformed(f"stream event lacks a field or has a bad value: {exc}") from exc
-                if text:
-                    yield TextDelta(text)
-        finally:
-            # Closing a broken stream can fail too; the error that ended it is the one to report.
-            with contextlib.suppress(Exception):
-                await events.close()
-        yield StreamDone(self._response_of_stream(assembly))
-
-    async def aclose(self) -> None:
-        """Close the SDK client and its connection pool."""
-        await self._client.close()
-
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
-        if request.tools and not self._profile.capabilities.tool_calling:
-            raise AdapterError(
-                ErrorKind.INVALID_REQUEST,
-                f"model {self.model!r} is configured without tool calling, but the request has tools",
-                provider=self.provider,
-            )
+    def params(self, request: ChatRequest, *, stream: bool) -> SdkParams:
+        """`messages.create` arguments for `request` (a stream asks for the same)."""
         system, messages = to_anthropic_messages(request.messages)
-        params: dict[str, Any] = {
-            "model": self._config.model,
-            "messages": messages,
-            self._profile.max_tokens_field: request.max_tokens,
-        }
+        params = self.base_params(request, messages)
         if system:
             params["system"] = system
         if request.tools:
@@ -260,69 +181,61 @@ class AnthropicAdapter:
             params["stop_sequences"] = list(request.stop)
         return params
 
-    def _error(self, exc: BaseException) -> AdapterError:
-        return map_sdk_error(
-            exc, provider=self.provider, sdk=ANTHROPIC_EXCEPTIONS, wording=self._profile.error_wording
+    @property
+    def create(self) -> SdkCall:
+        """`messages.create`."""
+        return self._client.messages.create
+
+    def parse(self, answer: object, request: ChatRequest) -> ChatResponse:
+        """Read a whole `Message`."""
+        if not isinstance(answer, wire.Message):
+            raise malformed(self.provider, f"answer is not a message but {type(answer).__name__}")
+        blocks = answer.content
+        if blocks is None:
+            raise malformed(self.provider, "answer has no content")
+        text = "".join(block.text for block in blocks if isinstance(block, wire.TextBlock))
+        tool_calls = tuple(
+            ToolCall(
+                id=block.id,
+                name=block.name,
+                arguments=tool_arguments(block.input, provider=self.provider, tool=block.name),
+            )
+            for block in blocks
+            if isinstance(block, wire.ToolUseBlock)
         )
+        usage = Usage(input_tokens=_input_tokens(answer.usage), output_tokens=int(answer.usage.output_tokens))
+        return self._finish(text, tool_calls, answer.stop_reason, usage, answer.model)
 
-    def _malformed(self, what: str) -> AdapterError:
-        return AdapterError(ErrorKind.MALFORMED_RESPONSE, what, provider=self.provider)
+    def assembly(self, request: ChatRequest) -> _StreamAssembly:
+        """A fresh assembly for one streamed message."""
+        return _StreamAssembly(self)
 
-    def _response_of(self, message: object) -> ChatResponse:
-        if not isinstance(message, wire.Message):
-            raise self._malformed(f"answer is not a message but {type(message).__name__}")
-        try:
-            blocks = message.content
-            if blocks is None:
-                raise self._malformed("answer has no content")
-            text = "".join(block.text for block in blocks if isinstance(block, wire.TextBlock))
-            tool_calls = tuple(
-                ToolCall(id=block.id, name=block.name, arguments=self._arguments(block.input, block.name))
-                for block in blocks
-                if isinstance(block, wire.ToolUseBlock)
-            )
-            usage = Usage(
-                input_tokens=_input_tokens(message.usage), output_tokens=int(message.usage.output_tokens)
-            )
-            return self._finish(text, tool_calls, message.stop_reason, usage, message.model)
-        except SHAPE_ERRORS as exc:
-            # The SDK builds models without validation; a missing field surfaces here.
-            raise self._malformed(f"answer lacks a field: {exc}") from exc
-
-    def _response_of_stream(self, assembly: _StreamAssembly) -> ChatResponse:
+    def response_of_stream(self, assembly: _StreamAssembly) -> ChatResponse:
+        """The message a finished stream assembled."""
         if not assembly.started:
-            raise self._malformed("stream did not start with message_start")
+            raise malformed(self.provider, "stream did not start with message_start")
         if not assembly.stopped:
-            raise self._malformed("stream ended before message_stop")
-        text = "".join("".join(block.text) for _, block in sorted(assembly.blocks.items()))
+            raise malformed(self.provider, "stream ended before message_stop")
+        blocks = [block for _, block in sorted(assembly.blocks.items())]
+        text = "".join("".join(block.text) for block in blocks)
         # An answer cut by max_tokens may end inside a tool call's input; that call is incomplete.
         truncated = assembly.stop_reason in TRUNCATING_STOP_REASONS
-        tool_calls: list[ToolCall] = []
-        for _, block in sorted(assembly.blocks.items()):
+        tool_calls = tuple(self._streamed_tool_calls(blocks, truncated=truncated))
+        usage = Usage(input_tokens=assembly.input_tokens, output_tokens=assembly.output_tokens)
+        return self._finish(text, tool_calls, assembly.stop_reason, usage, assembly.model)
+
+    def _streamed_tool_calls(self, blocks: Iterable[_Block], *, truncated: bool) -> Iterable[ToolCall]:
+        for block in blocks:
             if block.kind != "tool_use":
                 continue
             try:
-                arguments = self._json_arguments("".join(block.tool_json), block.tool_name)
+                raw = "".join(block.tool_json)
+                arguments = decode_arguments(raw, provider=self.provider, tool=block.tool_name)
             except AdapterError:
                 if truncated:
                     continue
                 raise
-            tool_calls.append(ToolCall(id=block.tool_id, name=block.tool_name, arguments=arguments))
-        usage = Usage(input_tokens=assembly.input_tokens, output_tokens=assembly.output_tokens)
-        return self._finish(text, tuple(tool_calls), assembly.stop_reason, usage, assembly.model)
-
-    def _arguments(self, value: object, tool: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self._malformed(f"tool call {tool!r} has input that is not a JSON object")
-        return value
-
-    def _json_arguments(self, raw: str, tool: str) -> dict[str, Any]:
-        if not raw:
-            return {}
-        try:
-            return self._arguments(json.loads(raw), tool)
-        except json.JSONDecodeError as exc:
-            raise self._malformed(f"tool call {tool!r} has input that is not JSON: {exc}") from exc
+            yield ToolCall(id=block.tool_id, name=block.tool_name, arguments=arguments)
 
     def _finish(
         self,
@@ -341,12 +254,18 @@ class AnthropicAdapter:
             )
         finish_reason = STOP_REASONS.get(stop_reason or "")
         if finish_reason is None:
-            raise self._malformed(f"unknown stop reason {stop_reason!r}")
+            raise malformed(self.provider, f"unknown stop reason {stop_reason!r}")
         return ChatResponse(
             content=text,
             tool_calls=tool_calls,
             finish_reason=finish_reason,
             usage=usage,
-            model=model or self.model,
+            model=model or self._model,
             provider=self.provider,
         )
+
+
+class AnthropicAdapter(SdkDriver):
+    """A Claude model behind the Messages API: the SDK driver speaking `AnthropicMessagesWire`."""
+
+    wire_class = AnthropicMessagesWire

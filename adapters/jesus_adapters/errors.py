@@ -1,42 +1,124 @@
-"""One error taxonomy that every adapter maps its provider's failures into."""
+"""One error taxonomy, and the one table of what each kind of failure means everywhere.
+
+Adapters map every provider failure into an `ErrorKind`; the router adds its own verdicts
+(`RouteErrorKind`). `ERROR_TABLE` says, for every kind, whether a retry may help, whether RoutePolicies
+fail over on it by default, whether it counts against an adapter's circuit breaker, which HTTP status
+the router service answers with, and how the runner records a run that ends on it. The adapters, the
+API models (`failoverOn`), the routing logic, the router and the runner all read this table; nothing
+else lists error kinds. This module imports no SDK (an import-linter contract proves it), so the pure
+core may import it.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
 
 from jesus_adapters.types import Usage
 
 
 class ErrorKind(enum.StrEnum):
-    """Why a model call failed, independent of the provider.
+    """Why a model call failed, independent of the provider: what adapters raise.
 
-    The values are the names RoutePolicy specs use in `failoverOn`.
+    The values are the names RoutePolicy specs use in `failoverOn`, in the order the CRD lists them.
     """
 
     RATE_LIMITED = "RateLimited"
     OVERLOADED = "Overloaded"  # 5xx and the providers' "overloaded" answers
     TIMEOUT = "Timeout"
     CONNECTION = "Connection"
+    MALFORMED_RESPONSE = "MalformedResponse"
     INVALID_REQUEST = "InvalidRequest"
     AUTHENTICATION = "Authentication"
     CONTENT_FILTERED = "ContentFiltered"
     CONTEXT_TOO_LONG = "ContextTooLong"
-    MALFORMED_RESPONSE = "MalformedResponse"
 
     @property
     def retryable(self) -> bool:
         """Whether the same request may succeed if sent again (here or to another adapter)."""
-        return self in _RETRYABLE
+        return ERROR_TABLE[self].retryable
 
 
-_RETRYABLE = frozenset(
-    {
-        ErrorKind.RATE_LIMITED,
-        ErrorKind.OVERLOADED,
-        ErrorKind.TIMEOUT,
-        ErrorKind.CONNECTION,
-        ErrorKind.MALFORMED_RESPONSE,
-    }
+class RouteErrorKind(enum.StrEnum):
+    """Why a routed call failed where no adapter's answer says why: the router's own verdicts."""
+
+    ALLOWANCE_EXCEEDED = "AllowanceExceeded"  # the run's token or cost allowance is spent
+    NO_ADAPTER_AVAILABLE = "NoAdapterAvailable"  # no adapter in the chain could be tried
+    # One attempt skipped; a call that ends on it is reported as NoAdapterAvailable.
+    CIRCUIT_OPEN = "CircuitOpen"
+
+
+# The runner's `RunOutcome` values a failed model call can end a run with.
+RunFailure = Literal["ModelFailed", "LimitExceeded"]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """What one kind of failure means to every part of the platform.
+
+    `retryable`: the same request may pass if sent again. `fails_over_by_default`: in a RoutePolicy's
+    default `failoverOn`, and the only kinds a spec may list there. `stops_at_once`: never retried
+    nor failed over, whatever a plan lists (the request itself is wrong, and retrying spends money).
+    `counts_for_breaker`: says something about the adapter's health (a caller's bad request does not).
+    `http_status`: the router service's answer. `run_outcome`: how the runner records a run that ends
+    on it.
+    """
+
+    retryable: bool
+    fails_over_by_default: bool
+    stops_at_once: bool
+    counts_for_breaker: bool
+    http_status: int
+    run_outcome: RunFailure
+
+    @property
+    def stops_run(self) -> bool:
+        """Whether the run cannot usefully go on after a call that failed this way."""
+        return self.run_outcome == "LimitExceeded"
+
+
+def _rule(
+    retryable: bool, failover: bool, stops: bool, breaker: bool, status: int, outcome: RunFailure
+) -> ErrorRule:
+    return ErrorRule(retryable, failover, stops, breaker, status, outcome)
+
+
+# AllowanceExceeded answers 403, not 429: SDKs retry a 429 by themselves, and a spent allowance does
+# not come back. Authentication answers 502: the router's own credentials were refused, which is not
+# the caller's fault.
+# fmt: off
+ERROR_TABLE: Mapping[str, ErrorRule] = MappingProxyType({
+    #                                           retry  failover stops  breaker status run outcome
+    ErrorKind.RATE_LIMITED:               _rule(True,  True,    False, True,   503,   "ModelFailed"),
+    ErrorKind.OVERLOADED:                 _rule(True,  True,    False, True,   503,   "ModelFailed"),
+    ErrorKind.TIMEOUT:                    _rule(True,  True,    False, True,   504,   "ModelFailed"),
+    ErrorKind.CONNECTION:                 _rule(True,  True,    False, True,   502,   "ModelFailed"),
+    ErrorKind.MALFORMED_RESPONSE:         _rule(True,  True,    False, True,   502,   "ModelFailed"),
+    ErrorKind.INVALID_REQUEST:            _rule(False, False,   True,  False,  400,   "ModelFailed"),
+    ErrorKind.AUTHENTICATION:             _rule(False, False,   False, True,   502,   "ModelFailed"),
+    ErrorKind.CONTENT_FILTERED:           _rule(False, False,   False, False,  400,   "ModelFailed"),
+    ErrorKind.CONTEXT_TOO_LONG:           _rule(False, False,   False, False,  400,   "ModelFailed"),
+    RouteErrorKind.ALLOWANCE_EXCEEDED:    _rule(False, False,   True,  False,  403,   "LimitExceeded"),
+    RouteErrorKind.NO_ADAPTER_AVAILABLE:  _rule(False, False,   False, False,  503,   "ModelFailed"),
+    RouteErrorKind.CIRCUIT_OPEN:          _rule(False, False,   False, False,  503,   "ModelFailed"),
+})
+# fmt: on
+
+# A kind outside the table (a status the router answered without a kind): a failed call, no more.
+UNCLASSIFIED = _rule(False, False, False, False, 502, "ModelFailed")
+
+
+def error_rule(kind: str) -> ErrorRule:
+    """The table's row for `kind`, or `UNCLASSIFIED` for a kind it does not know."""
+    return ERROR_TABLE.get(kind, UNCLASSIFIED)
+
+
+# The default of a RoutePolicy's `failoverOn`, in table order.
+DEFAULT_FAILOVER_KINDS: tuple[ErrorKind, ...] = tuple(
+    kind for kind in ErrorKind if ERROR_TABLE[kind].fails_over_by_default
 )
 
 

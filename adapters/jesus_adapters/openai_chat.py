@@ -1,16 +1,15 @@
 """The OpenAI Chat Completions wire protocol, over the official `openai` SDK.
 
-One adapter serves every provider that speaks it (OpenAI, any OpenAI-compatible server, vLLM,
-llama.cpp); the provider's `ProviderProfile` carries what differs between them.
+One wire serves every provider that speaks it (OpenAI, any OpenAI-compatible server, vLLM,
+llama.cpp); the provider's `ProviderProfile` carries what differs between them. `OpenAIChatWire` builds
+requests, reads completions and assembles streams; `jesus_adapters.driver.SdkDriver` makes the calls.
+`OpenAIChatAdapter` is the two together.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,34 +17,16 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from jesus_adapters.classify import ErrorDetail, classify_failure
+from jesus_adapters.driver import SdkDriver
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.estimate import estimate_usage
-from jesus_adapters.profiles import ProviderProfile
-from jesus_adapters.sdk_errors import SHAPE_ERRORS, SdkExceptions, map_sdk_error
-from jesus_adapters.types import (
-    AdapterConfig,
-    ChatRequest,
-    ChatResponse,
-    FinishReason,
-    Message,
-    StreamDone,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
+from jesus_adapters.sdk_errors import SdkExceptions
+from jesus_adapters.types import ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolSpec, Usage
+from jesus_adapters.wire import SdkCall, SdkParams, SdkWire, decode_arguments, malformed
 
 log = logging.getLogger(__name__)
 
-OPENAI_EXCEPTIONS = SdkExceptions(
-    timeout=openai.APITimeoutError,
-    status=openai.APIStatusError,
-    response_validation=openai.APIResponseValidationError,
-    connection=openai.APIConnectionError,
-    api=openai.APIError,
-    base=openai.OpenAIError,
-)
+OPENAI_EXCEPTIONS = SdkExceptions.of(openai, base=openai.OpenAIError)
 
 # Sent as the bearer token to servers that need none (vLLM, llama.cpp without --api-key): the SDK
 # insists on a key, and without an explicit one it would read OPENAI_API_KEY from the environment.
@@ -95,27 +76,6 @@ def to_openai_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def decode_arguments(raw: str | None, *, provider: str, tool: str) -> dict[str, Any]:
-    """A tool call's arguments: a JSON object in a string ("" means no arguments)."""
-    if not raw:
-        return {}
-    try:
-        decoded = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise AdapterError(
-            ErrorKind.MALFORMED_RESPONSE,
-            f"tool call {tool!r} has arguments that are not JSON: {exc}",
-            provider=provider,
-        ) from exc
-    if not isinstance(decoded, dict):
-        raise AdapterError(
-            ErrorKind.MALFORMED_RESPONSE,
-            f"tool call {tool!r} has arguments that are not a JSON object",
-            provider=provider,
-        )
-    return decoded
-
-
 @dataclass
 class _ToolCallParts:
     id: str = ""
@@ -123,10 +83,24 @@ class _ToolCallParts:
     arguments: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One completion's parts, whole or streamed, before they are checked and turned into a response."""
+
+    content: str
+    raw_calls: tuple[_ToolCallParts, ...]
+    raw_finish_reason: str | None
+    refusal: str
+    usage: Usage | None
+    model: str | None
+
+
 @dataclass
 class _StreamAssembly:
     """What a stream has said so far: text, tool-call fragments by index, finish reason, usage."""
 
+    reader: OpenAIChatWire  # the wire that reads the finished stream
+    request: ChatRequest
     text: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
@@ -134,8 +108,11 @@ class _StreamAssembly:
     usage: Usage | None = None
     model: str | None = None
 
-    def add(self, chunk: ChatCompletionChunk) -> str:
+    def add(self, event: object) -> str:
         """Take in one chunk; return the text it adds."""
+        if not isinstance(event, ChatCompletionChunk):
+            raise TypeError(f"stream event is not a chunk but {type(event).__name__}")
+        chunk = event
         self.model = self.model or chunk.model
         if chunk.usage is not None:
             # llama.cpp sends usage on the chunk that finishes; OpenAI and vLLM on a final one.
@@ -160,180 +137,125 @@ class _StreamAssembly:
         self.text.append(added)
         return added
 
+    def response(self) -> ChatResponse:
+        """The whole streamed completion; `MalformedResponse` when the stream never finished."""
+        if self.finish_reason is None:
+            raise malformed(self.reader.provider, "stream ended before a finish reason")
+        answer = _Answer(
+            content="".join(self.text),
+            raw_calls=tuple(parts for _, parts in sorted(self.tool_calls.items())),
+            raw_finish_reason=self.finish_reason,
+            refusal="".join(self.refusal),
+            usage=self.usage,
+            model=self.model,
+        )
+        return self.reader.finish(answer, self.request)
+
 
 def _usage_of(usage: Any) -> Usage:
     return Usage(input_tokens=int(usage.prompt_tokens or 0), output_tokens=int(usage.completion_tokens or 0))
 
 
-class OpenAIChatAdapter:
-    """A model behind a Chat Completions endpoint, called through `openai.AsyncOpenAI`."""
+class OpenAIChatWire(SdkWire[openai.AsyncOpenAI]):
+    """Chat Completions through `openai.AsyncOpenAI`: requests, completions and their streams."""
 
-    def __init__(self, config: AdapterConfig, profile: ProviderProfile) -> None:
-        self._config = config
-        self._profile = profile
-        self._client = openai.AsyncOpenAI(
-            api_key=config.api_key or NO_API_KEY,
-            base_url=config.base_url or profile.default_base_url,
-            max_retries=0,  # the router owns retries and failover
-            default_headers=dict(config.extra_headers),
-        )
+    exceptions = OPENAI_EXCEPTIONS
 
-    @property
-    def provider(self) -> str:
-        return self._profile.name
+    def open_client(self, api_key: str | None, **options: Any) -> openai.AsyncOpenAI:
+        """`openai.AsyncOpenAI` with the shared options."""
+        return openai.AsyncOpenAI(api_key=api_key or NO_API_KEY, **options)
 
-    @property
-    def model(self) -> str:
-        return self._config.model
-
-    @property
-    def profile(self) -> ProviderProfile:
-        """The provider profile this adapter was built with."""
-        return self._profile
-
-    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
-        """Send `request` and return the whole answer; `timeout_seconds` bounds the whole call."""
-        params = self._params(request)
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                completion = await self._client.chat.completions.create(
-                    **params, stream=False, timeout=timeout_seconds
-                )
-        except Exception as exc:
-            raise self._error(exc) from exc
-        return self._response_of(completion, request)
-
-    async def stream(self, request: ChatRequest, *, timeout_seconds: float) -> AsyncIterator[StreamEvent]:
-        """Stream `request`: text deltas, then one `StreamDone`.
-
-        `timeout_seconds` bounds the wait for the answer to start and every gap between chunks, so a
-        hung server fails fast while a long, live answer is not cut off. Where the profile says the
-        endpoint cannot stream, the whole answer comes as one delta.
-        """
-        if not self._profile.capabilities.streaming:
-            response = await self.complete(request, timeout_seconds=timeout_seconds)
-            if response.content:
-                yield TextDelta(response.content)
-            yield StreamDone(response)
-            return
-        params = self._params(request)
-        if self._profile.capabilities.streaming_usage:
-            params["stream_options"] = {"include_usage": True}
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                chunks = await self._client.chat.completions.create(
-                    **params, stream=True, timeout=timeout_seconds
-                )
-        except Exception as exc:
-            raise self._error(exc) from exc
-        assembly = _StreamAssembly()
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(timeout_seconds):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise self._error(exc) from exc
-                try:
-                    text = assembly.add(chunk)
-                except SHAPE_ERRORS as exc:
-                    raise self._malformed(f"stream event lacks a field or has a bad value: {exc}") from exc
-                if text:
-                    yield TextDelta(text)
-        finally:
-            # Closing a broken stream can fail too; the error that ended it is the one to report.
-            with contextlib.suppress(Exception):
-                await chunks.close()
-        yield StreamDone(self._response_of_stream(assembly, request))
-
-    async def aclose(self) -> None:
-        """Close the SDK client and its connection pool."""
-        await self._client.close()
-
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
-        if request.tools and not self._profile.capabilities.tool_calling:
-            raise AdapterError(
-                ErrorKind.INVALID_REQUEST,
-                f"model {self.model!r} is configured without tool calling, but the request has tools",
-                provider=self.provider,
-            )
-        params: dict[str, Any] = {
-            "model": self._config.model,
-            "messages": to_openai_messages(request.messages),
-            self._profile.max_tokens_field: request.max_tokens,
-        }
+    def params(self, request: ChatRequest, *, stream: bool) -> SdkParams:
+        """`chat.completions.create` arguments; a stream asks for usage where the server reports it."""
+        params = self.base_params(request, to_openai_messages(request.messages))
         if request.tools:
             params["tools"] = to_openai_tools(request.tools)
         if request.stop:
             params["stop"] = list(request.stop)
+        if stream and self._profile.capabilities.streaming_usage:
+            params["stream_options"] = {"include_usage": True}
         return params
 
-    def _error(self, exc: BaseException) -> AdapterError:
-        return map_sdk_error(
-            exc, provider=self.provider, sdk=OPENAI_EXCEPTIONS, wording=self._profile.error_wording
+    @property
+    def create(self) -> SdkCall:
+        """`chat.completions.create`."""
+        return self._client.chat.completions.create
+
+    def parse(self, answer: object, request: ChatRequest) -> ChatResponse:
+        """Read a whole `ChatCompletion` (or the error object some servers answer 200 with)."""
+        if not isinstance(answer, ChatCompletion):
+            raise malformed(self.provider, f"answer is not a chat completion but {type(answer).__name__}")
+        choices = answer.choices
+        embedded_error = (answer.model_extra or {}).get("error")
+        if not choices and embedded_error:
+            # Some compatible servers answer 200 with an error object instead of a completion.
+            raise classify_failure(
+                provider=self.provider,
+                status=None,
+                detail=ErrorDetail.from_body({"error": embedded_error}),
+                wording=self._profile.error_wording,
+            )
+        if not choices:
+            raise malformed(self.provider, "answer has no choices")
+        message = choices[0].message
+        if message is None:
+            raise malformed(self.provider, "answer's choice has no message")
+        raw_calls = tuple(
+            _ToolCallParts(call.id, call.function.name, call.function.arguments or "")
+            for call in message.tool_calls or ()
+            if call.type == "function"
         )
+        parts = _Answer(
+            content=message.content or "",
+            raw_calls=raw_calls,
+            raw_finish_reason=choices[0].finish_reason,
+            refusal=message.refusal or "",
+            usage=_usage_of(answer.usage) if answer.usage is not None else None,
+            model=answer.model,
+        )
+        return self.finish(parts, request)
 
-    def _malformed(self, what: str) -> AdapterError:
-        return AdapterError(ErrorKind.MALFORMED_RESPONSE, what, provider=self.provider)
+    def assembly(self, request: ChatRequest) -> _StreamAssembly:
+        """A fresh assembly for one streamed completion."""
+        return _StreamAssembly(self, request)
 
-    def _response_of(self, completion: object, request: ChatRequest) -> ChatResponse:
-        if not isinstance(completion, ChatCompletion):
-            raise self._malformed(f"answer is not a chat completion but {type(completion).__name__}")
-        try:
-            choices = completion.choices
-            embedded_error = (completion.model_extra or {}).get("error")
-            if not choices and embedded_error:
-                # Some compatible servers answer 200 with an error object instead of a completion.
-                raise classify_failure(
-                    provider=self.provider,
-                    status=None,
-                    detail=ErrorDetail.from_body({"error": embedded_error}),
-                    wording=self._profile.error_wording,
-                )
-            if not choices:
-                raise self._malformed("answer has no choices")
-            message = choices[0].message
-            if message is None:
-                raise self._malformed("answer's choice has no message")
-            raw_calls = tuple(
-                _ToolCallParts(call.id, call.function.name, call.function.arguments or "")
-                for call in message.tool_calls or ()
-                if call.type == "function"
+    def finish(self, answer: _Answer, request: ChatRequest) -> ChatResponse:
+        """Check a completion's parts and make them a response (or the error they amount to)."""
+        finish_reason = FINISH_REASONS.get(answer.raw_finish_reason or "")
+        if finish_reason is None:
+            raise malformed(self.provider, f"unknown finish reason {answer.raw_finish_reason!r}")
+        tool_calls = self._tool_calls(answer.raw_calls, truncated=finish_reason == "length")
+        usage = answer.usage
+        if usage is None:
+            log.warning(
+                "Estimated usage, the server reported none provider=%s model=%s", self.provider, self._model
             )
-            usage = _usage_of(completion.usage) if completion.usage is not None else None
-            return self._finish(
-                content=message.content or "",
-                raw_calls=raw_calls,
-                raw_finish_reason=choices[0].finish_reason,
-                refusal=message.refusal or "",
+            usage = estimate_usage(request, answer.content, tool_calls)
+        if finish_reason == "content_filter" or answer.refusal:
+            raise AdapterError(
+                ErrorKind.CONTENT_FILTERED,
+                answer.refusal or "the answer was withheld by the provider's content filter",
+                provider=self.provider,
                 usage=usage,
-                model=completion.model,
-                request=request,
             )
-        except SHAPE_ERRORS as exc:
-            # The SDK builds models without validation; a missing field surfaces here.
-            raise self._malformed(f"answer lacks a field: {exc}") from exc
-
-    def _response_of_stream(self, assembly: _StreamAssembly, request: ChatRequest) -> ChatResponse:
-        if assembly.finish_reason is None:
-            raise self._malformed("stream ended before a finish reason")
-        return self._finish(
-            content="".join(assembly.text),
-            raw_calls=tuple(parts for _, parts in sorted(assembly.tool_calls.items())),
-            raw_finish_reason=assembly.finish_reason,
-            refusal="".join(assembly.refusal),
-            usage=assembly.usage,
-            model=assembly.model,
-            request=request,
+        if tool_calls and finish_reason == "stop":
+            # Some servers (vLLM with certain tool parsers) finish a tool call with "stop".
+            finish_reason = "tool_calls"
+        return ChatResponse(
+            content=answer.content,
+            tool_calls=tool_calls,
+            finish_reason=finish_reason,
+            usage=usage,
+            model=answer.model or self._model,
+            provider=self.provider,
+            usage_estimated=answer.usage is None,
         )
 
     def _tool_calls(self, raw_calls: tuple[_ToolCallParts, ...], *, truncated: bool) -> tuple[ToolCall, ...]:
         calls: list[ToolCall] = []
         for parts in raw_calls:
             if not parts.id or not parts.name:
-                raise self._malformed("tool call lacks an id or a name")
+                raise malformed(self.provider, "tool call lacks an id or a name")
             try:
                 arguments = decode_arguments(parts.arguments, provider=self.provider, tool=parts.name)
             except AdapterError:
@@ -344,43 +266,8 @@ class OpenAIChatAdapter:
             calls.append(ToolCall(id=parts.id, name=parts.name, arguments=arguments))
         return tuple(calls)
 
-    def _finish(
-        self,
-        *,
-        content: str,
-        raw_calls: tuple[_ToolCallParts, ...],
-        raw_finish_reason: str | None,
-        refusal: str,
-        usage: Usage | None,
-        model: str | None,
-        request: ChatRequest,
-    ) -> ChatResponse:
-        finish_reason = FINISH_REASONS.get(raw_finish_reason or "")
-        if finish_reason is None:
-            raise self._malformed(f"unknown finish reason {raw_finish_reason!r}")
-        tool_calls = self._tool_calls(raw_calls, truncated=finish_reason == "length")
-        estimated = usage is None
-        if usage is None:
-            log.warning(
-                "Estimated usage, the server reported none provider=%s model=%s", self.provider, self.model
-            )
-            usage = estimate_usage(request, content, tool_calls)
-        if finish_reason == "content_filter" or refusal:
-            raise AdapterError(
-                ErrorKind.CONTENT_FILTERED,
-                refusal or "the answer was withheld by the provider's content filter",
-                provider=self.provider,
-                usage=usage,
-            )
-        if tool_calls and finish_reason == "stop":
-            # Some servers (vLLM with certain tool parsers) finish a tool call with "stop".
-            finish_reason = "tool_calls"
-        return ChatResponse(
-            content=content,
-            tool_calls=tool_calls,
-            finish_reason=finish_reason,
-            usage=usage,
-            model=model or self.model,
-            provider=self.provider,
-            usage_estimated=estimated,
-        )
+
+class OpenAIChatAdapter(SdkDriver):
+    """A model behind a Chat Completions endpoint: the SDK driver speaking `OpenAIChatWire`."""
+
+    wire_class = OpenAIChatWire

@@ -13,6 +13,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
+from jesus_adapters.base import ProfiledAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.estimate import estimate_usage
 from jesus_adapters.profiles import ProviderProfile
@@ -30,28 +31,14 @@ from jesus_adapters.types import (
 _PIECE = re.compile(r"\S+\s*|\s+")
 
 
-class ScriptedAdapter:
+class ScriptedAdapter(ProfiledAdapter):
     """Answers each call with the next scripted reply; never touches the network."""
 
     def __init__(self, config: AdapterConfig, profile: ProviderProfile) -> None:
-        self._config = config
-        self._profile = profile
+        super().__init__(config, profile)
         self._replies = config.scripted_replies
         self._next = 0
         self._lock = asyncio.Lock()
-
-    @property
-    def provider(self) -> str:
-        return self._profile.name
-
-    @property
-    def model(self) -> str:
-        return self._config.model
-
-    @property
-    def profile(self) -> ProviderProfile:
-        """The provider profile this adapter was built with."""
-        return self._profile
 
     @property
     def calls_made(self) -> int:

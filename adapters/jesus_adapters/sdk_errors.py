@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 import httpx2
 import pydantic
@@ -35,6 +36,25 @@ class SdkExceptions:
     connection: type[Exception]
     api: type[Exception]
     base: type[Exception]
+
+    @classmethod
+    def of(cls, sdk: ModuleType, *, base: type[Exception]) -> SdkExceptions:
+        """The classes of an SDK built from the shared template, which names them alike."""
+        return cls(
+            timeout=_exception(sdk, "APITimeoutError"),
+            status=_exception(sdk, "APIStatusError"),
+            response_validation=_exception(sdk, "APIResponseValidationError"),
+            connection=_exception(sdk, "APIConnectionError"),
+            api=_exception(sdk, "APIError"),
+            base=base,
+        )
+
+
+def _exception(sdk: ModuleType, name: str) -> type[Exception]:
+    found = getattr(sdk, name)
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        raise TypeError(f"{sdk.__name__}.{name} is not an exception class")
+    return found
 
 
 def map_sdk_error(

@@ -24,6 +24,7 @@ from jesus.api.common import (
     present,
 )
 from jesus.api.rules import CelRule, ListType
+from jesus_adapters.errors import ErrorKind
 
 KIND = "ModelAdapter"
 PLURAL = "modeladapters"
@@ -161,12 +162,13 @@ class ScriptedToolCall(ApiModel):
 class ScriptedErrorClass(enum.StrEnum):
     """Error classes a scripted reply can simulate (the adapters' error taxonomy)."""
 
-    RATE_LIMITED = "RateLimited"
-    OVERLOADED = "Overloaded"
-    TIMEOUT = "Timeout"
-    CONNECTION = "Connection"
-    INVALID_REQUEST = "InvalidRequest"
-    MALFORMED_RESPONSE = "MalformedResponse"
+    # A chosen subset of the taxonomy, in the order the CRD lists it; a unit test holds it inside.
+    RATE_LIMITED = ErrorKind.RATE_LIMITED.value
+    OVERLOADED = ErrorKind.OVERLOADED.value
+    TIMEOUT = ErrorKind.TIMEOUT.value
+    CONNECTION = ErrorKind.CONNECTION.value
+    INVALID_REQUEST = ErrorKind.INVALID_REQUEST.value
+    MALFORMED_RESPONSE = ErrorKind.MALFORMED_RESPONSE.value
 
 
 class ScriptedError(ApiModel):

@@ -17,40 +17,33 @@ from jesus.api.common import (
     present,
 )
 from jesus.api.rules import CelRule, ListType
+from jesus_adapters.errors import DEFAULT_FAILOVER_KINDS, ERROR_TABLE, ErrorKind
 
 KIND = "RoutePolicy"
 PLURAL = "routepolicies"
 
 
-class ErrorClass(enum.StrEnum):
-    """Why a model call failed; the same names as the adapters' error taxonomy."""
-
-    RATE_LIMITED = "RateLimited"
-    OVERLOADED = "Overloaded"
-    TIMEOUT = "Timeout"
-    CONNECTION = "Connection"
-    MALFORMED_RESPONSE = "MalformedResponse"
-    INVALID_REQUEST = "InvalidRequest"
-    AUTHENTICATION = "Authentication"
-    CONTENT_FILTERED = "ContentFiltered"
-    CONTEXT_TOO_LONG = "ContextTooLong"
-
-
-# Errors another attempt (here or on the next adapter) can cure; the rest would fail everywhere.
-FAILOVER_ERROR_CLASSES: tuple[ErrorClass, ...] = (
-    ErrorClass.RATE_LIMITED,
-    ErrorClass.OVERLOADED,
-    ErrorClass.TIMEOUT,
-    ErrorClass.CONNECTION,
-    ErrorClass.MALFORMED_RESPONSE,
+# The kinds of failure a RoutePolicy names are the adapters' error taxonomy itself, and which of them
+# fail over by default comes from the one error table.
+ErrorClass = ErrorKind
+_ERROR_CLASS_DESCRIPTION = "Why a model call failed; the same names as the adapters' error taxonomy."
+FAILOVER_ERROR_CLASSES: tuple[ErrorKind, ...] = DEFAULT_FAILOVER_KINDS
+_NEVER_FAIL_OVER = tuple(k.value for k in ErrorKind if ERROR_TABLE[k].stops_at_once)
+_NOT_LISTABLE = tuple(
+    k.value for k in ErrorKind if k not in FAILOVER_ERROR_CLASSES and k.value not in _NEVER_FAIL_OVER
 )
+
+
+def _words(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
 
 _FAILOVER_CEL_LIST = ", ".join(f"'{e.value}'" for e in FAILOVER_ERROR_CLASSES)
 _FAILOVER_ONLY = CelRule(
     rule=f"self.all(e, e in [{_FAILOVER_CEL_LIST}])",
     message=(
-        "failoverOn may list only RateLimited, Overloaded, Timeout, Connection and MalformedResponse: "
-        "InvalidRequest (and Authentication, ContentFiltered, ContextTooLong) never fail over, "
+        f"failoverOn may list only {_words(tuple(e.value for e in FAILOVER_ERROR_CLASSES))}: "
+        f"{_words(_NEVER_FAIL_OVER)} (and {', '.join(_NOT_LISTABLE)}) never fail over, "
         "the next adapter would reject the same request"
     ),
     check=lambda classes: all(e in FAILOVER_ERROR_CLASSES for e in classes),
@@ -120,7 +113,7 @@ class RoutePolicySpec(ApiModel):
     ]
     """ModelAdapters to try in order: the first serves; the next takes over on an error in failoverOn."""
     failover_on: Annotated[
-        list[ErrorClass],
+        list[Annotated[ErrorKind, Field(description=_ERROR_CLASS_DESCRIPTION)]],
         Field(max_length=9),
         ListType.as_set(),
         _FAILOVER_ONLY,

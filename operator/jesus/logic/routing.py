@@ -3,8 +3,9 @@
 Nothing here does I/O or reads a clock or a random source by itself: the router passes `now` and
 `rand` in, so every decision is a function of its arguments and tests can tabulate them.
 
-Error kinds arrive as strings (the values of `jesus_adapters.ErrorKind`, which RoutePolicy specs use in
-`failoverOn`) because the pure core does not import the adapter package.
+Error kinds arrive as strings (the values of `jesus_adapters.errors.ErrorKind`, which RoutePolicy specs use
+in `failoverOn`); what each kind means comes from the one error table, `jesus_adapters.errors.ERROR_TABLE`
+(an SDK-free module, the only part of the adapter package the pure core imports).
 """
 
 from __future__ import annotations
@@ -16,22 +17,21 @@ from dataclasses import dataclass, replace
 
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicySpec
+from jesus_adapters.errors import DEFAULT_FAILOVER_KINDS, ERROR_TABLE
 
 MICROS_PER_UNIT = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
 
 # The caller's request is wrong; another adapter would reject it too, and retrying spends money.
-NEVER_FAIL_OVER: frozenset[str] = frozenset({"InvalidRequest"})
+NEVER_FAIL_OVER: frozenset[str] = frozenset(kind for kind, rule in ERROR_TABLE.items() if rule.stops_at_once)
 
 # Failures that say something about the adapter's health and so count towards opening its breaker.
 # An invalid request, a content filter or a too-long context are the caller's problem, not the adapter's.
 BREAKER_FAILURES: frozenset[str] = frozenset(
-    {"RateLimited", "Overloaded", "Timeout", "Connection", "MalformedResponse", "Authentication"}
+    kind for kind, rule in ERROR_TABLE.items() if rule.counts_for_breaker
 )
 
-DEFAULT_FAILOVER_ON: frozenset[str] = frozenset(
-    {"RateLimited", "Overloaded", "Timeout", "Connection", "MalformedResponse"}
-)
+DEFAULT_FAILOVER_ON: frozenset[str] = frozenset(DEFAULT_FAILOVER_KINDS)
 
 
 @dataclass(frozen=True, slots=True)

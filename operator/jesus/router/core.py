@@ -2,8 +2,9 @@
 
 Per attempt: the circuit breaker admits or skips the adapter, its client-side rate limit lets the call
 go or names the wait, the run's allowance admits the call (clamping its output tokens), and the
-adapter gets the policy's per-attempt timeout. Failures are classified by the pure `decide_on_error`:
-retry after a jittered backoff, fail over, or stop. Every call ends in a `CallRecord` on the run's
+adapter gets the policy's per-attempt timeout, which it applies (the router applies none of its own).
+Failures are classified by the pure `decide_on_error`: retry after a jittered backoff, fail over, or
+stop. Every call ends in a `CallRecord` on the run's
 ledger, in the metrics and in an OpenTelemetry span, whether it succeeded or not.
 """
 
@@ -45,16 +46,17 @@ from jesus.router.metrics import RouterMetrics
 from jesus.router.records import AttemptRecord, CallRecord, FallbackRecord
 from jesus.router.tracing import end_call_span, start_call_span
 from jesus_adapters.base import ModelAdapter
-from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.errors import AdapterError, ErrorKind, RouteErrorKind, error_rule
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone, TextDelta
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ALLOWANCE_EXCEEDED = "AllowanceExceeded"
-NO_ADAPTER_AVAILABLE = "NoAdapterAvailable"
-CIRCUIT_OPEN = "CircuitOpen"
+# The router's own verdicts, under the names the router package has always exported.
+ALLOWANCE_EXCEEDED = RouteErrorKind.ALLOWANCE_EXCEEDED
+NO_ADAPTER_AVAILABLE = RouteErrorKind.NO_ADAPTER_AVAILABLE
+CIRCUIT_OPEN = RouteErrorKind.CIRCUIT_OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,8 @@ class RouteError(Exception):
 
     @property
     def stops_run(self) -> bool:
-        """Whether the run cannot usefully go on: its allowance is spent."""
-        return self.kind == ALLOWANCE_EXCEEDED
+        """Whether the run cannot usefully go on (its allowance is spent), as the error table says."""
+        return error_rule(self.kind).stops_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +226,8 @@ class Router:
                     return
                 yield event
                 try:
-                    async with asyncio.timeout(plan.attempt_timeout_seconds):
-                        event = await anext(events)
+                    # The adapter bounds every gap between events with the attempt timeout.
+                    event = await anext(events)
                 except StopAsyncIteration:
                     raise self._fail_mid_stream(
                         walked,
@@ -236,18 +238,9 @@ class Router:
                             provider=walked.routed.name,
                         ),
                     ) from None
-                except TimeoutError:
-                    raise self._fail_mid_stream(
-                        walked,
-                        record,
-                        AdapterError(
-                            ErrorKind.TIMEOUT,
-                            f"no stream event within {plan.attempt_timeout_seconds:g}s",
-                            provider=walked.routed.name,
-                        ),
-                    ) from None
-                except AdapterError as exc:
-                    raise self._fail_mid_stream(walked, record, exc) from exc
+                except Exception as exc:  # classified like a failed attempt
+                    error = _as_adapter_error(exc, walked.routed, plan)
+                    raise self._fail_mid_stream(walked, record, error) from exc
         finally:
             ledger.release(walked.reservation)
             self._abandon_span(record)
@@ -372,8 +365,8 @@ class Router:
         )
         attempt_started = self._clock()
         try:
-            async with asyncio.timeout(plan.attempt_timeout_seconds):
-                result = await attempt(routed, sized)
+            # The adapter applies the attempt timeout it was given (ADR 0009); the router adds none.
+            result = await attempt(routed, sized)
         except asyncio.CancelledError:
             ledger.release(reservation)
             self._breakers[name] = breaker_release_probe(self._breakers[name])

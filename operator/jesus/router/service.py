@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from jesus.logic.routing import Allowance, RoutePlan
-from jesus.router.core import ALLOWANCE_EXCEEDED, NO_ADAPTER_AVAILABLE, RoutedStreamEnd, RouteError, Router
+from jesus.router.core import RoutedStreamEnd, RouteError, Router
 from jesus.router.ledger import RunLedger
 from jesus.router.tokens import RunGrant, TokenSigner
 from jesus.router.tracing import context_from_headers
@@ -39,27 +39,12 @@ from jesus.router.wire import (
     final_chunks,
     parse_chat_request,
 )
+from jesus_adapters.errors import error_rule
 from jesus_adapters.types import TextDelta
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_TTL_SECONDS = 7 * 24 * 3600
-
-# HTTP status per failure kind. AllowanceExceeded is 403, not 429: SDKs retry a 429 by themselves,
-# and a spent allowance does not come back.
-STATUS_BY_KIND: Mapping[str, int] = {
-    ALLOWANCE_EXCEEDED: 403,
-    "InvalidRequest": 400,
-    "ContextTooLong": 400,
-    "ContentFiltered": 400,
-    "Authentication": 502,  # the router's own credentials were refused: not the caller's fault
-    "RateLimited": 503,
-    "Overloaded": 503,
-    NO_ADAPTER_AVAILABLE: 503,
-    "Connection": 502,
-    "MalformedResponse": 502,
-    "Timeout": 504,
-}
 
 
 @dataclass
@@ -217,7 +202,7 @@ def build_app(service: RouterService) -> Starlette:
                     route.plan, chat_request, route.ledger, trace_context=trace_context
                 )
             except RouteError as exc:
-                return _error(STATUS_BY_KIND.get(exc.kind, 502), exc.reason, exc.kind, exc.record.to_dict())
+                return _error(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
             return JSONResponse(
                 completion_body(routed.response, routed.record.to_dict(), completion_id=completion_id)
             )
@@ -228,7 +213,7 @@ def build_app(service: RouterService) -> Starlette:
             # The chain is walked before the first event, so a failure here still gets a status code.
             first = await anext(events)
         except RouteError as exc:
-            return _error(STATUS_BY_KIND.get(exc.kind, 502), exc.reason, exc.kind, exc.record.to_dict())
+            return _error(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
         return StreamingResponse(
             _sse(completion_id, first, events),
             media_type="text/event-stream",

@@ -16,9 +16,9 @@ import openai
 from jesus.router.tracing import trace_headers
 from jesus.router.wire import RECORD_KEY, parse_completion, request_body
 from jesus.runner.model import ModelCallError, ModelReply
+from jesus_adapters.errors import ErrorKind
 from jesus_adapters.types import ChatRequest
 
-ALLOWANCE_EXCEEDED = "AllowanceExceeded"
 # Waits before retrying a call whose connection was refused (a router restarting or rolling out).
 CONNECT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
@@ -64,7 +64,7 @@ class RouterHttpModelClient:
                 # later failure may have been answered and paid for.
                 if delay is None or not isinstance(exc.__cause__, httpx2.ConnectError):
                     raise ModelCallError(
-                        "Connection", f"the router is unreachable: {exc}", stops_run=False, record=None
+                        ErrorKind.CONNECTION, f"the router is unreachable: {exc}", record=None
                     ) from exc
                 await self._sleep(delay)
         try:
@@ -72,9 +72,8 @@ class RouterHttpModelClient:
             response = parse_completion(payload)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ModelCallError(
-                "MalformedResponse",
+                ErrorKind.MALFORMED_RESPONSE,
                 f"the router's answer is not a chat completion: {exc}",
-                stops_run=False,
                 record=None,
             ) from exc
         return ModelReply(response, dict(payload.get(RECORD_KEY) or {}))
@@ -95,4 +94,4 @@ def _call_error(exc: openai.APIStatusError) -> ModelCallError:
     )
     message = str(error.get("message")) if isinstance(error, dict) else exc.message
     record = payload.get(RECORD_KEY) if isinstance(payload, dict) else None
-    return ModelCallError(kind, message, stops_run=kind == ALLOWANCE_EXCEEDED, record=record)
+    return ModelCallError(kind, message, record=record)

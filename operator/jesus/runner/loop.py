@@ -128,7 +128,7 @@ async def _loop(
         except ModelCallError as exc:
             if exc.record is not None:
                 record.calls.append(exc.record)
-            record.outcome = RunOutcome.LIMIT_EXCEEDED if exc.stops_run else RunOutcome.MODEL_FAILED
+            record.outcome = RunOutcome(exc.run_outcome)
             record.reason = exc.reason
             return
         record.calls.append(reply.record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jesus_adapters.errors import RunFailure, error_rule
 from jesus_adapters.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:  # the router (and every provider SDK behind it) loads only for in-process runs
@@ -18,14 +19,23 @@ if TYPE_CHECKING:  # the router (and every provider SDK behind it) loads only fo
 
 
 class ModelCallError(Exception):
-    """A model call that failed for good. `stops_run` when the run's allowance is spent."""
+    """A model call that failed for good; what its `kind` means to the run comes from the error table."""
 
-    def __init__(self, kind: str, reason: str, *, stops_run: bool, record: dict[str, Any] | None) -> None:
+    def __init__(self, kind: str, reason: str, *, record: dict[str, Any] | None) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
-        self.stops_run = stops_run
         self.record = record
+
+    @property
+    def run_outcome(self) -> RunFailure:
+        """How the run ends after this failure (a `RunOutcome` value): ModelFailed or LimitExceeded."""
+        return error_rule(self.kind).run_outcome
+
+    @property
+    def stops_run(self) -> bool:
+        """Whether the run cannot usefully go on (its allowance is spent)."""
+        return error_rule(self.kind).stops_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +70,5 @@ class InProcessModelClient:
         try:
             routed = await self.router.complete(self.plan, request, self.ledger)
         except RouteError as exc:
-            raise ModelCallError(
-                exc.kind, exc.reason, stops_run=exc.stops_run, record=exc.record.to_dict()
-            ) from exc
+            raise ModelCallError(exc.kind, exc.reason, record=exc.record.to_dict()) from exc
         return ModelReply(routed.response, routed.record.to_dict())

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from jesus_adapters import AdapterError, ErrorKind, Message, ToolCall
 from jesus_adapters.anthropic_messages import to_anthropic_messages
-from jesus_adapters.openai_chat import decode_arguments, to_openai_messages
+from jesus_adapters.openai_chat import to_openai_messages
+from jesus_adapters.wire import decode_arguments
 
 CALL_A = ToolCall(id="call_a", name="lookup", arguments={"word": "haiku"})
 CALL_B = ToolCall(id="call_b", name="lookup", arguments={"word": "tanka"})

@@ -46,15 +46,22 @@ class FakeAdapter:
     provider: str = "fake"
     model: str = "fake-model"
     received: list[ChatRequest] = field(default_factory=list)
+    timeouts: list[float] = field(default_factory=list)
 
     def _next(self) -> Step:
         return self.script.pop(0) if len(self.script) > 1 else self.script[0]
 
+    async def _hang(self, timeout_seconds: float) -> None:
+        """Wait out the deadline and fail as every adapter must: the adapter owns its timeout."""
+        await asyncio.sleep(timeout_seconds)
+        raise failure(ErrorKind.TIMEOUT)
+
     async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
         self.received.append(request)
+        self.timeouts.append(timeout_seconds)
         step = self._next()
         if step == HANG:
-            await asyncio.sleep(3600)
+            await self._hang(timeout_seconds)
         if isinstance(step, Exception):
             raise step
         assert isinstance(step, ChatResponse)
@@ -64,9 +71,10 @@ class FakeAdapter:
         self, request: ChatRequest, *, timeout_seconds: float
     ) -> AsyncIterator[TextDelta | StreamDone]:
         self.received.append(request)
+        self.timeouts.append(timeout_seconds)
         step = self._next()
         if step == HANG:
-            await asyncio.sleep(3600)
+            await self._hang(timeout_seconds)
         if isinstance(step, Exception):
             raise step
         if step == BREAK_MID_STREAM:

@@ -159,10 +159,11 @@ async def test_an_error_outside_failover_on_stops_the_call() -> None:
 
 
 async def test_a_hanging_adapter_times_out_and_fails_over() -> None:
-    router, _, second, _, _ = build_router([HANG])
+    router, first, second, _, _ = build_router([HANG])
     routed = await router.complete(
         plan(max_retries=0, attempt_timeout_seconds=0.05), request(), RunLedger("run-a")
     )
+    assert first.timeouts == [0.05], "the adapter gets the policy's attempt timeout"
     assert routed.record.adapter == "fallback"
     assert routed.record.attempts[0].error_kind == "Timeout"
     assert len(second.received) == 1

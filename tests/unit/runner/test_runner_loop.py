@@ -122,9 +122,7 @@ async def test_a_model_that_never_finishes_stops_at_max_turns() -> None:
 
 
 async def test_a_spent_allowance_ends_the_run_as_limit_exceeded() -> None:
-    error = ModelCallError(
-        "AllowanceExceeded", "token allowance exhausted", stops_run=True, record={"callId": "x"}
-    )
+    error = ModelCallError("AllowanceExceeded", "token allowance exhausted", record={"callId": "x"})
     record = await execute_run(task(), ScriptedModel(error))
     assert record.outcome is RunOutcome.LIMIT_EXCEEDED
     assert record.reason == "token allowance exhausted"
@@ -132,7 +130,7 @@ async def test_a_spent_allowance_ends_the_run_as_limit_exceeded() -> None:
 
 
 async def test_a_model_failure_ends_the_run_as_model_failed() -> None:
-    error = ModelCallError("Overloaded", "every adapter in the chain failed", stops_run=False, record=None)
+    error = ModelCallError("Overloaded", "every adapter in the chain failed", record=None)
     record = await execute_run(task(), ScriptedModel(error))
     assert record.outcome is RunOutcome.MODEL_FAILED
     assert "every adapter" in record.reason
