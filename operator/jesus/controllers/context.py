@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from jesus.controllers.cache import ClusterCache
-from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
+from jesus.kube import KubeClient
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jesus.controllers.kube import JsonObject, KubeClient
+from jesus.kube import JsonObject, KubeClient
 from jesus.logic.manifests import LABEL_COMPONENT
 
 logger = logging.getLogger(__name__)

@@ -149,6 +149,14 @@ def test_format_micros(micros: int, text: str) -> None:
     assert format_micros(micros) == text
 
 
+# Allowance messages and the run record show every place a micro-unit has (the router's figures).
+@pytest.mark.parametrize(
+    ("micros", "text"), [(0, "0.000000"), (1, "0.000001"), (3_250_000, "3.250000"), (-5, "-0.000005")]
+)
+def test_format_micros_to_all_six_places(micros: int, text: str) -> None:
+    assert format_micros(micros, places=6) == text
+
+
 @given(st.integers(min_value=0, max_value=10**18 - 1))
 def test_money_formatting_and_parsing_are_inverse(micros: int) -> None:
     text = format_micros(micros)
