@@ -31,9 +31,13 @@ class ChildAction(enum.StrEnum):
     """What `ensure_child` did."""
 
     CREATED = "Created"
+    """Nothing had the name: the desired child was created."""
     ADOPTED = "Adopted"
+    """An object without a controller had the name: it now carries our owner reference."""
     UPDATED = "Updated"
+    """Our child differed from the desired one and was patched."""
     UNCHANGED = "Unchanged"
+    """Our child is as desired (or is never updated once made)."""
     FOREIGN = "Foreign"
     """The name is taken by an object another owner controls; nothing was done."""
 
