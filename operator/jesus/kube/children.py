@@ -27,21 +27,6 @@ class ChildStore(Protocol):
     async def patch(self, kind: str, namespace: str | None, name: str, patch: JsonObject) -> JsonObject: ...
 
 
-class ChildAction(enum.StrEnum):
-    """What `ensure_child` did."""
-
-    CREATED = "Created"
-    """Nothing had the name: the desired child was created."""
-    ADOPTED = "Adopted"
-    """An object without a controller had the name: it now carries our owner reference."""
-    UPDATED = "Updated"
-    """Our child differed from the desired one and was patched."""
-    UNCHANGED = "Unchanged"
-    """Our child is as desired (or is never updated once made)."""
-    FOREIGN = "Foreign"
-    """The name is taken by an object another owner controls; nothing was done."""
-
-
 @dataclass(frozen=True, slots=True)
 class Child:
     """The live child and what was done to it."""
@@ -62,6 +47,21 @@ class Child:
                 str(self.live.get("kind")), str(metadata.get("name")), controller_of(self.live)
             )
         return self.live
+
+
+class ChildAction(enum.StrEnum):
+    """What `ensure_child` did."""
+
+    CREATED = "Created"
+    """Nothing had the name: the desired child was created."""
+    ADOPTED = "Adopted"
+    """An object without a controller had the name: it now carries our owner reference."""
+    UPDATED = "Updated"
+    """Our child differed from the desired one and was patched."""
+    UNCHANGED = "Unchanged"
+    """Our child is as desired (or is never updated once made)."""
+    FOREIGN = "Foreign"
+    """The name is taken by an object another owner controls; nothing was done."""
 
 
 def adoption_patch(desired: Mapping[str, Any]) -> JsonObject:
