@@ -74,9 +74,9 @@ from tests.cluster.harness import (
 
 from jesus.api.agentrun import AgentRun
 from jesus.api.common import LABEL_RUN
-from jesus.controllers.kube import JsonObject, KubeClient
 from jesus.devcluster import ControlPlane, ensure_all
 from jesus.devcluster.controlplane import free_port
+from jesus.kube import JsonObject, KubeClient
 from jesus.logic import manifests
 
 OPERATOR_NS = "bench-operator"

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from jesus.controllers.kube import KubeClient
 from jesus.devcluster import ControlPlane
 from jesus.devcluster.controlplane import free_port
 from jesus.devcluster.runtime import ProcessRuntime
+from jesus.kube import KubeClient
 
 REPO = Path(__file__).resolve().parents[2]
 JESUS = [sys.executable, "-m", "jesus.cli"]

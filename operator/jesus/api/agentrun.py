@@ -22,6 +22,7 @@ from jesus.api.common import (
     parse_money,
     present,
 )
+from jesus.api.objects import DIGEST_PATTERN
 from jesus.api.rules import CelRule, ListType
 
 KIND = "AgentRun"
@@ -323,7 +324,7 @@ class ArtifactRef(ApiModel):
     """Where it is stored."""
     size_bytes: Annotated[int, Field(ge=0)] | None = None
     """Size in bytes."""
-    digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    digest: Annotated[str, Field(pattern=DIGEST_PATTERN)] | None = None
     """sha256 of the content."""
 
 
@@ -359,7 +360,7 @@ class AgentRunStatus(ApiModel):
     """OpenTelemetry trace id that covers admission and every model call."""
     artifacts: Annotated[list[ArtifactRef], Field(max_length=100)] | None = None
     """Redacted artifacts the run left."""
-    spec_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    spec_digest: Annotated[str, Field(pattern=DIGEST_PATTERN)] | None = None
     """sha256 of the canonical spec the run executed, so it can be reproduced."""
     start_time: Timestamp | None = None
     """When the first attempt started."""

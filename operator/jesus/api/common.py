@@ -31,6 +31,7 @@ LABEL_ADAPTER = f"{GROUP}/adapter"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 MICROS_PER_UNIT = 1_000_000
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
 
 # --- scalar shapes -----------------------------------------------------------------------------
 

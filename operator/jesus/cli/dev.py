@@ -93,8 +93,8 @@ def _runtime(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
-    from jesus.controllers.kube import KubeClient
     from jesus.devcluster.runtime import ProcessRuntime
+    from jesus.kube import KubeClient
 
     plane = ControlPlane.load(state_dir())
     if plane is None or not plane.running():

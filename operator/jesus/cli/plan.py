@@ -153,12 +153,10 @@ def _read_live_budgets(kubeconfig: str | None) -> list[Budget]:
 
 async def _list_budgets(kubeconfig: str | None) -> list[dict[str, Any]]:
     # Imported here so that planning from files never needs a Kubernetes client configured.
-    import kr8s.asyncio
+    from jesus.kube import KubeClient
 
-    api = await kr8s.asyncio.api(kubeconfig=kubeconfig)
-    async with api.call_api("GET", version="v1alpha1", base="/apis/jesus.dev", url="budgets") as response:
-        items: list[dict[str, Any]] = response.json().get("items", [])
-    return items
+    kube = await KubeClient.connect(kubeconfig)
+    return await kube.list("Budget")
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -36,10 +36,11 @@ from jesus.api.agentrun import (
 )
 from jesus.api.budget import Budget
 from jesus.api.common import GROUP, VERSION, ConditionStatus, format_micros
+from jesus.api.objects import spec_digest
 from jesus.controllers.cache import plain
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import ConflictError, JsonObject, KubeError
 from jesus.controllers.router_admin import RouterRegistrationError
+from jesus.kube import ChildAction, ConflictError, JsonObject, KubeError, ensure_child
 from jesus.logic import manifests, runs
 from jesus.logic.budget import covering_budgets, max_run_cost
 from jesus.logic.clock import format_time
@@ -47,7 +48,6 @@ from jesus.logic.conditions import find_condition, set_condition
 from jesus.logic.ledger import RunKey, exclude_run
 from jesus.logic.policy_input import build_policy_input
 from jesus.logic.waiting import Inputs, WaitingRun
-from jesus.runner.record import spec_digest
 
 logger = logging.getLogger(__name__)
 
@@ -315,9 +315,9 @@ async def _router_token(context: OperatorContext, step: _Step, obj: JsonObject, 
     run = step.run
     namespace = run.metadata.namespace or ""
     token = await context.router.register(run)
-    try:
-        await context.kube.create(manifests.build_token_secret(run, obj, attempt, token))
-    except ConflictError:
+    secret = await ensure_child(context.kube, manifests.build_token_secret(run, obj, attempt, token))
+    secret.require_ours()  # another owner's Secret of this name would hand the runner a stranger's token
+    if secret.action is not ChildAction.CREATED:
         # An earlier, interrupted reconcile made it; its token is as good (grants are signed, so the
         # one registered just now is simply never used).
         logger.debug("Token secret exists run=%s/%s attempt=%d", namespace, run.metadata.name, attempt)
@@ -333,8 +333,11 @@ async def _ensure_job(context: OperatorContext, step: _Step, obj: JsonObject, at
     job = manifests.build_runner_job(
         run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
     )
-    _, created = await context.kube.create_or_get(job)
-    if created:
+    # A Job of this name that another owner controls (say, a deleted run's of the same name, not yet
+    # collected) is not this run's to follow: ForeignChildError, and the reconcile is retried.
+    child = await ensure_child(context.kube, job)
+    child.require_ours()
+    if child.action is ChildAction.CREATED:
         logger.info(
             "Created runner job run=%s/%s job=%s attempt=%d",
             namespace,

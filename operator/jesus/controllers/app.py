@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY, start_http_server
 
 from jesus.api.common import GROUP
 from jesus.controllers.context import OperatorContext, OperatorSettings
-from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RouterAdminClient
+from jesus.kube import KubeClient
 from jesus.logic.clock import system_clock
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine

@@ -12,8 +12,8 @@ import kopf
 
 from jesus.api.common import GROUP, VERSION
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import KubeError
 from jesus.controllers.ledger import BudgetGoneError
+from jesus.kube import KubeError
 
 
 async def reconcile_budget(context: OperatorContext, namespace: str, name: str) -> None:

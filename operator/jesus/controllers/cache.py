@@ -26,7 +26,7 @@ from jesus.api.budget import Budget
 from jesus.api.common import GROUP, VERSION
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicy
-from jesus.controllers.kube import JsonObject, KubeClient, KubeError
+from jesus.kube import JsonObject, KubeClient, KubeError
 
 if TYPE_CHECKING:
     from jesus.controllers.context import OperatorContext

@@ -11,10 +11,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from jesus.controllers.cache import ClusterCache
-from jesus.controllers.kube import KubeClient
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
+from jesus.kube import KubeClient
 from jesus.logic.clock import Clock, system_clock
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.waiting import BudgetWaits

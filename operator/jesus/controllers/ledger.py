@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from jesus.api.budget import Budget
-from jesus.controllers.kube import ConflictError, KubeClient
 from jesus.controllers.metrics import OperatorMetrics
+from jesus.kube import ConflictError, KubeClient
 from jesus.logic import ledger
 from jesus.logic.budget import current_figures
 from jesus.logic.ledger import LedgerResult

@@ -10,15 +10,17 @@ The children carry an ownerReference, so deleting the adapter garbage-collects t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from jesus.api.common import GROUP, LABEL_MANAGED_BY, VERSION, ConditionStatus
 from jesus.api.modeladapter import ModelAdapter, ModelAdapterConditionType, ModelAdapterStatus
+from jesus.api.objects import Ownership, ownership
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import JsonObject, KubeError
 from jesus.controllers.retry import reconcile_live
+from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
 from jesus.logic import serving as serving_logic
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import ServingObservation, model_adapter_status
@@ -28,13 +30,17 @@ logger = logging.getLogger(__name__)
 Events = list[tuple[str, str, str]]
 
 
+def _serving_update(live: Mapping[str, Any], desired: Mapping[str, Any]) -> JsonObject | None:
+    return serving_logic.update_patch(desired) if serving_logic.needs_update(live, desired) else None
+
+
 async def _ensure_child(
     context: OperatorContext, adapter: ModelAdapter, desired: JsonObject, events: Events
 ) -> tuple[JsonObject, bool]:
     """The live child after making it match `desired`; the flag is False when another object owns it."""
     kind, namespace, name = desired["kind"], desired["metadata"]["namespace"], desired["metadata"]["name"]
-    live, created = await context.kube.create_or_get(desired)
-    if created:
+    child = await ensure_child(context.kube, desired, update=_serving_update)
+    if child.action is ChildAction.CREATED:
         logger.info(
             "Created inference %s name=%s namespace=%s adapter=%s",
             kind,
@@ -42,17 +48,11 @@ async def _ensure_child(
             namespace,
             adapter.metadata.name,
         )
-        events.append(("Normal", f"Created{kind}", f"Created {kind} {name}"))
-        return live, True
-    owner = serving_logic.ownership(live, adapter)
-    if owner is serving_logic.Ownership.FOREIGN:
-        return live, False
-    if owner is serving_logic.Ownership.ORPHAN or serving_logic.needs_update(live, desired):
-        live = await context.kube.patch(kind, namespace, name, serving_logic.update_patch(desired))
-        verb = "Adopted" if owner is serving_logic.Ownership.ORPHAN else "Updated"
-        logger.info("%s inference %s name=%s namespace=%s", verb, kind, name, namespace)
-        events.append(("Normal", f"{verb}{kind}", f"{verb} {kind} {name}"))
-    return live, True
+    elif child.action in (ChildAction.ADOPTED, ChildAction.UPDATED):
+        logger.info("%s inference %s name=%s namespace=%s", child.action, kind, name, namespace)
+    if child.action in (ChildAction.CREATED, ChildAction.ADOPTED, ChildAction.UPDATED):
+        events.append(("Normal", f"{child.action}{kind}", f"{child.action} {kind} {name}"))
+    return child.live, child.ours
 
 
 async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events) -> ServingObservation:
@@ -80,7 +80,7 @@ async def _retire_serving(context: OperatorContext, adapter: ModelAdapter, event
     name = serving_logic.serving_name(adapter.metadata.name or "")
     for kind in ("Deployment", "Service"):
         live = await context.kube.get(kind, namespace, name)
-        if live is None or serving_logic.ownership(live, adapter) is not serving_logic.Ownership.OURS:
+        if live is None or ownership(live, adapter.metadata.uid) is not Ownership.OURS:
             continue
         if await context.kube.delete(kind, namespace, name):
             logger.info("Deleted inference %s name=%s namespace=%s", kind, name, namespace)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import kopf
 import pydantic
 
-from jesus.controllers.kube import ConflictError, JsonObject
+from jesus.kube import ConflictError, JsonObject
 
 if TYPE_CHECKING:
     from jesus.controllers.context import OperatorContext

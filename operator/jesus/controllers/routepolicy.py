@@ -16,8 +16,8 @@ import kopf
 from jesus.api.common import GROUP, VERSION, ConditionStatus
 from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyStatus
 from jesus.controllers.context import OperatorContext
-from jesus.controllers.kube import JsonObject, KubeError
 from jesus.controllers.retry import reconcile_live
+from jesus.kube import JsonObject, KubeError
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import route_policy_status
 

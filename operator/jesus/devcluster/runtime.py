@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jesus.controllers.kube import JsonObject, KubeClient
+from jesus.kube import JsonObject, KubeClient
 from jesus.logic.clock import format_time, system_clock
 from jesus.logic.manifests import LABEL_COMPONENT
 

@@ -15,14 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 from jesus.api.agentrun import AgentRun, RunLimits
 from jesus.api.budget import Budget, BudgetPeriod
+from jesus.api.common import TOKENS_PER_PRICE_UNIT
 from jesus.api.modeladapter import ModelAdapter
 from jesus.logic.clock import parse_time
 
 # Kubernetes puts objects without an explicit namespace into this one.
 DEFAULT_NAMESPACE = "default"
-
-TOKENS_PER_PRICE_UNIT = 1_000_000
-"""Adapter prices are per million tokens."""
 
 
 def namespace_of(namespace: str | None, default: str = DEFAULT_NAMESPACE) -> str:

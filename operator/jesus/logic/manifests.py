@@ -4,7 +4,6 @@ Secret and the runner ServiceAccount. Pure: the reconciler creates them idempote
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,8 +11,7 @@ from typing import Any
 
 from jesus.api.agentrun import AgentRun
 from jesus.api.common import LABEL_MANAGED_BY, LABEL_RUN, LABEL_TEAM, LABEL_USER
-
-JsonObject = dict[str, Any]
+from jesus.api.objects import JsonObject, bounded_name, owner_reference
 
 LABEL_COMPONENT = "jesus.dev/component"
 LABEL_ATTEMPT = "jesus.dev/attempt"
@@ -42,30 +40,9 @@ class RunnerSettings:
     ttl_seconds_after_finished: int = 3600
 
 
-def owner_reference(owner: Mapping[str, Any]) -> JsonObject:
-    """A controller ownerReference to `owner`, so garbage collection removes its children."""
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _dns_name(base: str, suffix: str, limit: int = 63) -> str:
-    """`base-suffix`, shortened with a digest when it would pass `limit` characters."""
-    name = f"{base}-{suffix}"
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    return f"{base[: limit - len(suffix) - 10].rstrip('-')}-{digest}-{suffix}"
-
-
 def job_name(run_name: str, attempt: int) -> str:
     """The runner Job of attempt `attempt` (1-based); deterministic, so creation is idempotent."""
-    return _dns_name(run_name, f"a{attempt}", limit=52)  # the Job controller adds a pod suffix
+    return bounded_name(run_name, suffix=f"a{attempt}", limit=52)  # the Job controller adds a pod suffix
 
 
 def token_secret_name(run_name: str, attempt: int) -> str:
@@ -77,7 +54,7 @@ def run_labels(run: AgentRun) -> dict[str, str]:
     """Labels every child of `run` carries."""
     name = run.metadata.name or ""
     return {
-        LABEL_RUN: name if len(name) <= 63 else hashlib.sha256(name.encode()).hexdigest()[:63],
+        LABEL_RUN: bounded_name(name),
         LABEL_TEAM: run.spec.owner.team,
         LABEL_USER: _label_value(run.spec.owner.user),
         LABEL_MANAGED_BY: MANAGED_BY,

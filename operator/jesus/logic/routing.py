@@ -15,12 +15,10 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from jesus.api.common import TOKENS_PER_PRICE_UNIT, format_micros
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicySpec
 from jesus_adapters.errors import DEFAULT_FAILOVER_KINDS, ERROR_TABLE
-
-MICROS_PER_UNIT = 1_000_000
-TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
 
 # The caller's request is wrong; another adapter would reject it too, and retrying spends money.
 NEVER_FAIL_OVER: frozenset[str] = frozenset(kind for kind, rule in ERROR_TABLE.items() if rule.stops_at_once)
@@ -399,8 +397,8 @@ def admit_call(
             return AllowanceDecision(
                 False,
                 reason=(
-                    f"cost allowance exhausted: {format_micros(spent.cost_micros)} of "
-                    f"{format_micros(allowance.max_cost_micros)} spent"
+                    f"cost allowance exhausted: {format_micros(spent.cost_micros, places=6)} of "
+                    f"{format_micros(allowance.max_cost_micros, places=6)} spent"
                 ),
             )
         if price.output_micros_per_mtok > 0:
@@ -410,8 +408,9 @@ def admit_call(
             return AllowanceDecision(
                 False,
                 reason=(
-                    f"cost allowance too small for another call: {format_micros(money_left)} left of "
-                    f"{format_micros(allowance.max_cost_micros)}"
+                    "cost allowance too small for another call: "
+                    f"{format_micros(money_left, places=6)} left of "
+                    f"{format_micros(allowance.max_cost_micros, places=6)}"
                 ),
             )
     return AllowanceDecision(True, max_output_tokens=output_tokens)
@@ -423,14 +422,7 @@ def allowance_exceeded(allowance: Allowance, spent: Spend) -> str | None:
         return f"token allowance exceeded: {spent.tokens} of {allowance.max_tokens} tokens spent"
     if allowance.max_cost_micros is not None and spent.cost_micros > allowance.max_cost_micros:
         return (
-            f"cost allowance exceeded: {format_micros(spent.cost_micros)} of "
-            f"{format_micros(allowance.max_cost_micros)} spent"
+            f"cost allowance exceeded: {format_micros(spent.cost_micros, places=6)} of "
+            f"{format_micros(allowance.max_cost_micros, places=6)} spent"
         )
     return None
-
-
-def format_micros(micros: int) -> str:
-    """Micro-units as a decimal amount with six places, e.g. 1_500_000 -> "1.500000"."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS_PER_UNIT)
-    return f"{sign}{whole}.{frac:06d}"

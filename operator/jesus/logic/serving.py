@@ -8,9 +8,6 @@ affinity, the taint toleration, and vLLM's tensor parallelism across the replica
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,9 +20,8 @@ from jesus.api.modeladapter import (
     Serving,
     ServingStatus,
 )
+from jesus.api.objects import JsonObject, bounded_name, controller_of, owner_reference, spec_digest
 from jesus.logic.conditions import set_condition
-
-JsonObject = dict[str, Any]
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # Set by NVIDIA GPU feature discovery on every GPU node, e.g. NVIDIA-H100-80GB-HBM3.
@@ -48,28 +44,20 @@ MODEL_CACHE_PATH = "/root/.cache/huggingface"
 STARTUP_SECONDS = 1800
 PROBE_PERIOD_SECONDS = 10
 
-_NAME_LIMIT = 63  # Service names are DNS-1035 labels
-
 
 def serving_name(adapter_name: str) -> str:
     """Name of the Deployment and Service of an adapter: `vllm-<adapter>` as a DNS-1035 label.
 
     Adapter names are DNS subdomains (dots, up to 253 characters); Service names may hold neither, so
-    dots become dashes and long names are cut and given a digest of the full name.
+    dots become dashes and long names are cut and given a digest of the full adapter name (two names
+    that differ only in a dot or a dash stay apart).
     """
-    name = f"vllm-{adapter_name.replace('.', '-')}"
-    if len(name) <= _NAME_LIMIT:
-        return name
-    digest = hashlib.sha256(adapter_name.encode()).hexdigest()[:8]
-    return f"{name[: _NAME_LIMIT - 9].rstrip('-')}-{digest}"
+    return bounded_name(f"vllm-{adapter_name.replace('.', '-')}", key=adapter_name)
 
 
 def adapter_label_value(adapter_name: str) -> str:
     """The adapter's name as a label value (at most 63 characters; long names keep a digest)."""
-    if len(adapter_name) <= _NAME_LIMIT:
-        return adapter_name
-    digest = hashlib.sha256(adapter_name.encode()).hexdigest()[:8]
-    return f"{adapter_name[: _NAME_LIMIT - 9].rstrip('-.')}-{digest}"
+    return bounded_name(adapter_name)
 
 
 def selector_labels(adapter: ModelAdapter) -> dict[str, str]:
@@ -120,16 +108,10 @@ def vllm_args(adapter: ModelAdapter) -> list[str]:
     ]
 
 
-def owner_reference(adapter: ModelAdapter) -> JsonObject:
-    """A controller ownerReference to the ModelAdapter, so deleting it removes the Deployment and Service."""
-    return {
-        "apiVersion": adapter.api_version,
-        "kind": adapter.kind,
-        "name": _name(adapter),
-        "uid": adapter.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+def _owner_reference(adapter: ModelAdapter) -> JsonObject:
+    """So deleting the adapter garbage-collects its Deployment and Service."""
+    identity = {"apiVersion": adapter.api_version, "kind": adapter.kind}
+    return owner_reference({**identity, "metadata": adapter.metadata.to_kubernetes()})
 
 
 def _affinity(serving: Serving) -> JsonObject | None:
@@ -192,7 +174,7 @@ def build_inference_deployment(adapter: ModelAdapter) -> JsonObject:
             "name": serving_name(_name(adapter)),
             "namespace": _namespace(adapter),
             "labels": labels,
-            "ownerReferences": [owner_reference(adapter)],
+            "ownerReferences": [_owner_reference(adapter)],
         },
         "spec": {
             "replicas": serving.replicas,
@@ -216,7 +198,7 @@ def build_inference_service(adapter: ModelAdapter) -> JsonObject:
             "name": serving_name(_name(adapter)),
             "namespace": _namespace(adapter),
             "labels": serving_labels(adapter),
-            "ownerReferences": [owner_reference(adapter)],
+            "ownerReferences": [_owner_reference(adapter)],
         },
         "spec": {
             "type": "ClusterIP",
@@ -227,14 +209,13 @@ def build_inference_service(adapter: ModelAdapter) -> JsonObject:
     return _with_digest(service)
 
 
-def spec_digest(obj: Mapping[str, Any]) -> str:
-    """A digest of what a builder decided for `obj` (labels and spec), stable across runs."""
-    decided = {"labels": obj["metadata"].get("labels", {}), "spec": obj["spec"]}
-    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
+def decided_digest(obj: Mapping[str, Any]) -> str:
+    """The digest of what a builder decided for `obj` (labels and spec), stable across runs."""
+    return spec_digest({"labels": obj["metadata"].get("labels", {}), "spec": obj["spec"]})
 
 
 def _with_digest(obj: JsonObject) -> JsonObject:
-    obj["metadata"]["annotations"] = {SPEC_DIGEST_ANNOTATION: spec_digest(obj)}
+    obj["metadata"]["annotations"] = {SPEC_DIGEST_ANNOTATION: decided_digest(obj)}
     return obj
 
 
@@ -267,37 +248,6 @@ def update_patch(desired: Mapping[str, Any]) -> JsonObject:
         },
         "spec": spec,
     }
-
-
-class Ownership(enum.StrEnum):
-    """Who controls a live object with the name we want."""
-
-    OURS = "Ours"
-    """Controlled by this adapter."""
-    ORPHAN = "Orphan"
-    """Controlled by nobody: we adopt it."""
-    FOREIGN = "Foreign"
-    """Controlled by another object: we leave it alone and report the conflict."""
-
-
-def ownership(live: Mapping[str, Any], adapter: ModelAdapter) -> Ownership:
-    """Whether the live object is ours, free to adopt, or someone else's."""
-    controllers = [
-        ref for ref in live.get("metadata", {}).get("ownerReferences") or [] if ref.get("controller")
-    ]
-    if not controllers:
-        return Ownership.ORPHAN
-    if any(ref.get("uid") == adapter.metadata.uid for ref in controllers):
-        return Ownership.OURS
-    return Ownership.FOREIGN
-
-
-def controller_of(live: Mapping[str, Any]) -> str:
-    """ "Kind name" of the object that controls `live`, for messages."""
-    for ref in live.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return f"{ref.get('kind')} {ref.get('name')}"
-    return "nobody"
 
 
 # --- observation -------------------------------------------------------------------------------

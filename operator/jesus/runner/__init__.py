@@ -4,7 +4,7 @@ result record and artifacts."""
 from jesus.runner.artifacts import ArtifactStore, DirectoryArtifactStore, StoredArtifact
 from jesus.runner.loop import AgentTask, execute_run
 from jesus.runner.model import InProcessModelClient, ModelCallError, ModelClient, ModelReply
-from jesus.runner.record import RunOutcome, RunRecord, spec_digest
+from jesus.runner.record import RunOutcome, RunRecord
 from jesus.runner.tools import ToolBox, ToolServerError, ToolServerSpec
 
 __all__ = [
@@ -22,5 +22,4 @@ __all__ = [
     "ToolServerError",
     "ToolServerSpec",
     "execute_run",
-    "spec_digest",
 ]

@@ -5,13 +5,14 @@ An S3-compatible store implements the same protocol later; the runner only ever 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from jesus.api.objects import content_digest
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -72,5 +73,5 @@ class DirectoryArtifactStore:
             name=name,
             uri=target.resolve().as_uri(),
             size_bytes=len(content),
-            digest="sha256:" + hashlib.sha256(content).hexdigest(),
+            digest=content_digest(content),
         )

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy, format_micros
+from jesus.api.objects import spec_digest
 from jesus.logic.budget import DEFAULT_NAMESPACE, covering_budgets, max_run_cost, project_reservation
 from jesus.logic.clock import format_time, system_clock
 from jesus.logic.policy_input import build_policy_input
@@ -22,7 +23,7 @@ from jesus.router.ledger import RunLedger
 from jesus.runner.artifacts import ArtifactStore
 from jesus.runner.loop import AgentTask, execute_run
 from jesus.runner.model import InProcessModelClient
-from jesus.runner.record import RunOutcome, RunRecord, spec_digest
+from jesus.runner.record import RunOutcome, RunRecord
 from jesus.runner.tools import tool_server_specs
 from jesus.specs import LoadedObject, SpecSet
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from jesus.api.agentrun import AgentRun, AgentRunSpec
 from jesus.api.common import ObjectMeta
+from jesus.api.objects import spec_digest
 from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
 from jesus.runner.artifacts import DirectoryArtifactStore
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus.runner.loop import AgentTask, execute_run
-from jesus.runner.record import RunOutcome, RunRecord, spec_digest
+from jesus.runner.record import RunOutcome, RunRecord
 from jesus.runner.tools import tool_server_specs
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from jesus.logic.routing import format_micros
+from jesus.api.common import format_micros
 
 RECORD_VERSION = 1
 
@@ -31,12 +29,6 @@ class RunOutcome(enum.StrEnum):
     def succeeded(self) -> bool:
         """Whether the run did its job."""
         return self is RunOutcome.SUCCEEDED
-
-
-def spec_digest(spec: Any) -> str:
-    """sha256 of the canonical JSON of a spec (sorted keys, no whitespace): `sha256:<hex>`."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(slots=True)
@@ -94,7 +86,7 @@ class RunRecord:
             "turns": self.turns,
             "usage": {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens},
             "costMicros": self.cost_micros,
-            "cost": format_micros(self.cost_micros),
+            "cost": format_micros(self.cost_micros, places=6),
             "calls": self.calls,
             "fallbacks": self.fallbacks,
             "toolCalls": self.tool_calls,

@@ -35,6 +35,8 @@ from jesus.api import (
     parse_money,
     parse_object,
 )
+from jesus.api.common import TOKENS_PER_PRICE_UNIT
+from jesus_adapters import types as adapter_types
 
 BUILDERS = {
     "scripted-adapter": scripted_adapter,
@@ -147,6 +149,22 @@ def test_parse_money_rejects_what_the_schema_rejects(text: str) -> None:
 )
 def test_format_micros(micros: int, text: str) -> None:
     assert format_micros(micros) == text
+
+
+def test_the_adapters_count_money_and_prices_in_the_same_units() -> None:
+    # jesus_adapters never imports jesus, so it keeps its own copy of these two facts; they must agree.
+    assert (adapter_types.MICROS_PER_UNIT, adapter_types.TOKENS_PER_PRICE_UNIT) == (
+        MICROS_PER_UNIT,
+        TOKENS_PER_PRICE_UNIT,
+    )
+
+
+# Allowance messages and the run record show every place a micro-unit has (the router's figures).
+@pytest.mark.parametrize(
+    ("micros", "text"), [(0, "0.000000"), (1, "0.000001"), (3_250_000, "3.250000"), (-5, "-0.000005")]
+)
+def test_format_micros_to_all_six_places(micros: int, text: str) -> None:
+    assert format_micros(micros, places=6) == text
 
 
 @given(st.integers(min_value=0, max_value=10**18 - 1))

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.api.builders import Obj, budget, route_policy, set_field
 
 from jesus.controllers.cache import ClusterCache
-from jesus.controllers.kube import KubeClient, KubeError
+from jesus.kube import KubeClient, KubeError
 
 
 def versioned(obj: Obj, version: str, namespace: str = "team") -> Obj:

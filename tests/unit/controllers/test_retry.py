@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 import kopf
 import pytest
 
-from jesus.controllers.kube import ConflictError, NotFoundError
 from jesus.controllers.retry import CONFLICT_TRIES, until_written
+from jesus.kube import ConflictError, NotFoundError
 
 
 def conflicting(times: int) -> tuple[list[int], Callable[[], Awaitable[None]]]:

@@ -30,7 +30,6 @@ from jesus.logic.routing import (
     breaker_release_probe,
     cost_micros,
     decide_on_error,
-    format_micros,
     plan_from_route_policy,
     rate_admit,
     rate_charge,
@@ -277,13 +276,6 @@ def test_allowance_exceeded(spent: Spend, fragment: str | None) -> None:
     else:
         assert reason is not None
         assert fragment in reason
-
-
-@pytest.mark.parametrize(
-    ("micros", "text"), [(0, "0.000000"), (1, "0.000001"), (3_250_000, "3.250000"), (-5, "-0.000005")]
-)
-def test_format_micros(micros: int, text: str) -> None:
-    assert format_micros(micros) == text
 
 
 def _adapters(*objects: dict[str, object]) -> dict[str, ModelAdapter]:

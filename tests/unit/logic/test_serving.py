@@ -23,13 +23,11 @@ from jesus.logic.serving import (
     GPU_RESOURCE,
     GPU_TAINT_KEY,
     HEALTH_PATH,
-    Ownership,
     build_inference_deployment,
     build_inference_service,
     endpoint_url,
     model_argument,
     needs_update,
-    ownership,
     serving_conflict,
     serving_name,
     serving_status,
@@ -223,19 +221,6 @@ def test_the_update_patch_removes_an_affinity_the_adapter_no_longer_asks_for() -
         update_patch(typed)["spec"]["template"]["spec"]["affinity"]
         == typed["spec"]["template"]["spec"]["affinity"]
     )
-
-
-@pytest.mark.parametrize(
-    ("owners", "expected"),
-    [
-        ([], Ownership.ORPHAN),
-        ([{"uid": UID, "controller": True}], Ownership.OURS),
-        ([{"uid": "someone-else", "controller": True}], Ownership.FOREIGN),
-        ([{"uid": "someone-else", "controller": False}], Ownership.ORPHAN),
-    ],
-)
-def test_ownership_of_a_live_object(owners: list[dict[str, Any]], expected: Ownership) -> None:
-    assert ownership({"metadata": {"ownerReferences": owners}}, live(vllm_adapter())) is expected
 
 
 # --- observation -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from jesus.api.objects import spec_digest
 from jesus.logic.routing import Allowance, CallPrice, RoutePlan
 from jesus.router import RoutedAdapter, Router, RunLedger
 from jesus.runner import (
@@ -20,7 +21,6 @@ from jesus.runner import (
     RunOutcome,
     ToolServerSpec,
     execute_run,
-    spec_digest,
 )
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone, StreamEvent, ToolCall, Usage
 

@@ -1,7 +1,8 @@
-"""A small typed client over kr8s for what the reconcilers do: get, list, create-or-adopt, status, events.
+"""A small typed client over kr8s for what the platform does: get, list, create-or-get, patch, status,
+events.
 
-Objects travel as plain Kubernetes JSON dicts; the reconcilers parse them into the API models.
-Errors the reconcilers act on become exceptions of their own: NotFound, Conflict, Invalid.
+Objects travel as plain Kubernetes JSON dicts; the callers parse them into the API models. Errors the
+callers act on become the exceptions of `jesus.kube.errors`: NotFound, Conflict, Invalid.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import kr8s
 import kr8s.asyncio
 
 from jesus.api.common import GROUP, VERSION
+from jesus.api.objects import JsonObject
+from jesus.kube.errors import ConflictError, KubeError, NotFoundError, error_from_response
 from jesus.logic.clock import format_time, system_clock
-
-JsonObject = dict[str, Any]
 
 MAX_IN_FLIGHT = 10
 
@@ -51,43 +51,8 @@ RESOURCES: Mapping[str, Resource] = {
 }
 
 
-class KubeError(Exception):
-    """An API request failed; `status` is the HTTP status, `reason` the Status reason."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-class NotFoundError(KubeError):
-    """404: the object does not exist."""
-
-
-class ConflictError(KubeError):
-    """409: the object exists already, or its resourceVersion moved on."""
-
-
-class InvalidError(KubeError):
-    """422: the API server rejected the object (schema, CEL, admission)."""
-
-
-_ERRORS: Mapping[int, type[KubeError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
-
-
-def _error(response: httpx.Response) -> KubeError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    reason = str(body.get("reason", response.reason_phrase))
-    message = str(body.get("message", response.text[:500]))
-    return _ERRORS.get(response.status_code, KubeError)(response.status_code, reason, message)
-
-
 class KubeClient:
-    """Async access to the API server for the operator; one instance, handed to every reconciler."""
+    """Async access to the API server; the operator makes one and hands it to every reconciler."""
 
     def __init__(self, api: kr8s.asyncio.Api, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self._api = api
@@ -125,7 +90,7 @@ class KubeClient:
         except kr8s.ServerError as exc:
             if exc.response is None:
                 raise KubeError(0, "NoResponse", str(exc)) from exc
-            raise _error(exc.response) from exc
+            raise error_from_response(exc.response) from exc
 
     async def get(self, kind: str, namespace: str | None, name: str) -> JsonObject | None:
         """The object, or None when it does not exist."""
@@ -156,7 +121,7 @@ class KubeClient:
         except kr8s.ServerError as exc:
             if exc.response is None:
                 raise KubeError(0, "NoResponse", str(exc)) from exc
-            raise _error(exc.response) from exc
+            raise error_from_response(exc.response) from exc
         return items
 
     async def create(self, obj: JsonObject) -> JsonObject:
