@@ -312,6 +312,18 @@ def decide(verdict: AdmissionVerdict, answer: PolicyAnswer | None) -> AdmissionV
     )
 
 
+def refused_by_ledger(verdict: AdmissionVerdict, refusal: str) -> AdmissionVerdict:
+    """Step 5 refused: a Budget's figures changed between step 3 and the hold; the run waits as in 3."""
+    return replace(
+        verdict,
+        outcome=Outcome.WAITING,
+        condition=C.BUDGET_RESERVED,
+        reason=R.BUDGET_EXCEEDED,
+        reasons=(refusal,),
+        summary=f"waiting for budget: {refusal}",
+    )
+
+
 def held_on(verdict: AdmissionVerdict) -> str:
     """The BudgetReserved message of an admitted run: what it holds, and where."""
     if not verdict.budgets:
