@@ -163,28 +163,27 @@ R = AgentRunReason
 
 def admit(inputs: AdmissionInputs) -> AdmissionVerdict:
     """Steps 1 to 3 (dependencies, route, budgets): a verdict that is final or waits, or one that
-    asks the policy (Outcome.ASK_POLICY, with its input document) for `decide` to finish."""
-    waiting = _dependencies(inputs)
-    if waiting is not None:
-        return waiting
-    dependencies = (
-        dependency_state(inputs.run, inputs.dependency_phases)
-        if inputs.dependency_phases is not None and inputs.run.spec.depends_on
-        else None
-    )
-    route_verdict = _route(inputs)
-    if route_verdict is not None:
-        return route_verdict
-    route = inputs.route
-    assert route is not None
-    chain = [inputs.adapters[e.adapter_ref] for e in route.spec.chain if e.adapter_ref in inputs.adapters]
-    cost = max_run_cost(inputs.run.spec.limits, chain)
+    asks the policy (Outcome.ASK_POLICY) for `decide` to finish. Every verdict carries the figures:
+    the maximum cost, the covering Budgets' projections and the policy input document."""
+    asking = _figures(inputs)
+    for step in (_dependencies, _route, _budgets):
+        verdict = step(inputs, asking)
+        if verdict is not None:
+            return verdict
+    return asking
+
+
+def _figures(inputs: AdmissionInputs) -> AdmissionVerdict:
+    route, run = inputs.route, inputs.run
+    entries = route.spec.chain if route is not None else []
+    chain = [inputs.adapters[e.adapter_ref] for e in entries if e.adapter_ref in inputs.adapters]
+    cost = max_run_cost(run.spec.limits, chain)
     checks = tuple(
         BudgetCheck(budget, project_reservation(budget, cost.max_micros, inputs.now))
-        for budget in covering_budgets(inputs.budgets, inputs.run, default_namespace=inputs.default_namespace)
+        for budget in covering_budgets(inputs.budgets, run, default_namespace=inputs.default_namespace)
     )
     policy_input = build_policy_input(
-        inputs.run,
+        run,
         route_policy=route,
         adapters=inputs.adapters,
         budgets=inputs.budgets,
@@ -192,81 +191,85 @@ def admit(inputs: AdmissionInputs) -> AdmissionVerdict:
         source=inputs.source,
         default_namespace=inputs.default_namespace,
     )
-    refusals = tuple(
-        refusal_message(c.budget, c.projection.before, cost.max_micros)
-        for c in checks
-        if not c.projection.admits
-    )
-    asking = AdmissionVerdict(
+    known = inputs.dependency_phases is not None and run.spec.depends_on
+    return AdmissionVerdict(
         Outcome.ASK_POLICY,
         C.POLICY_ALLOWED,
         R.POLICY_ALLOWED,
         (),
         "waiting for the policy decision",
-        dependencies=dependencies,
+        dependencies=dependency_state(run, inputs.dependency_phases or {}) if known else None,
         max_cost=cost,
         budgets=checks,
         policy_input=policy_input,
     )
-    if refusals:
+
+
+def _dependencies(inputs: AdmissionInputs, asking: AdmissionVerdict) -> AdmissionVerdict | None:
+    state = asking.dependencies
+    if state is None or state.ready:
+        return None
+    why = state.describe()
+    if state.failed:
+        outcome, reason, summary = Outcome.FAILED, R.DEPENDENCY_FAILED, f"a dependency did not succeed: {why}"
+    else:
+        outcome, reason, summary = (
+            Outcome.WAITING,
+            R.WAITING_FOR_DEPENDENCIES,
+            f"waiting for dependencies: {why}",
+        )
+    return replace(
+        asking,
+        outcome=outcome,
+        condition=C.DEPENDENCIES_READY,
+        reason=reason,
+        reasons=(why,),
+        summary=summary,
+    )
+
+
+def _route(inputs: AdmissionInputs, asking: AdmissionVerdict) -> AdmissionVerdict | None:
+    name = inputs.run.spec.route_policy_ref.name
+    if inputs.route is None:
         return replace(
             asking,
             outcome=Outcome.WAITING,
-            condition=C.BUDGET_RESERVED,
-            reason=R.BUDGET_EXCEEDED,
-            reasons=refusals,
-            summary=f"waiting for budget: {'; '.join(refusals)}",
-        )
-    return asking
-
-
-def _dependencies(inputs: AdmissionInputs) -> AdmissionVerdict | None:
-    if inputs.dependency_phases is None or not inputs.run.spec.depends_on:
-        return None
-    state = dependency_state(inputs.run, inputs.dependency_phases)
-    if state.failed:
-        return AdmissionVerdict(
-            Outcome.FAILED,
-            C.DEPENDENCIES_READY,
-            R.DEPENDENCY_FAILED,
-            (state.describe(),),
-            f"a dependency did not succeed: {state.describe()}",
-            dependencies=state,
-        )
-    if not state.ready:
-        return AdmissionVerdict(
-            Outcome.WAITING,
-            C.DEPENDENCIES_READY,
-            R.WAITING_FOR_DEPENDENCIES,
-            (state.describe(),),
-            f"waiting for dependencies: {state.describe()}",
-            dependencies=state,
-        )
-    return None
-
-
-def _route(inputs: AdmissionInputs) -> AdmissionVerdict | None:
-    name = inputs.run.spec.route_policy_ref.name
-    if inputs.route is None:
-        return AdmissionVerdict(
-            Outcome.WAITING,
-            C.ADMITTED,
-            R.ROUTE_POLICY_NOT_FOUND,
-            (f"RoutePolicy {name} does not exist",),
-            f"waiting for RoutePolicy {name}",
+            condition=C.ADMITTED,
+            reason=R.ROUTE_POLICY_NOT_FOUND,
+            reasons=(f"RoutePolicy {name} does not exist",),
+            summary=f"waiting for RoutePolicy {name}",
         )
     status = inputs.route.status
     ready = find_condition(status.conditions if status else None, "Ready")
     if ready is not None and ready.status == ConditionStatus.FALSE:
         # The RoutePolicy's reconciler found no ready adapter; its reason says which case.
-        return AdmissionVerdict(
-            Outcome.WAITING,
-            C.ADMITTED,
-            ready.reason,
-            (f"RoutePolicy {name}: {ready.message}",),
-            f"waiting for a ready adapter on RoutePolicy {name}: {ready.message}",
+        return replace(
+            asking,
+            outcome=Outcome.WAITING,
+            condition=C.ADMITTED,
+            reason=ready.reason,
+            reasons=(f"RoutePolicy {name}: {ready.message}",),
+            summary=f"waiting for a ready adapter on RoutePolicy {name}: {ready.message}",
         )
     return None
+
+
+def _budgets(inputs: AdmissionInputs, asking: AdmissionVerdict) -> AdmissionVerdict | None:
+    refusals = tuple(
+        refusal_message(c.budget, c.projection.before, asking.amount_micros)
+        for c in asking.budgets
+        if not c.projection.admits
+    )
+    if not refusals:
+        return None
+    return replace(
+        asking,
+        outcome=Outcome.WAITING,
+        condition=C.BUDGET_RESERVED,
+        reason=R.BUDGET_EXCEEDED,
+        reasons=refusals,
+        summary=f"waiting for budget: {'; '.join(refusals)}",
+    )
 
 
 def decide(verdict: AdmissionVerdict, answer: PolicyAnswer | None) -> AdmissionVerdict:
