@@ -56,8 +56,9 @@ async def observe(context: OperatorContext, run: AgentRun, now: datetime) -> Adm
     )
 
 
-async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObject) -> bool:
-    """Decide admission in the documented order and write it to `draft`; True when the run may start."""
+async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObject) -> AdmissionVerdict:
+    """Decide admission in the documented order, hold the money of an admitted run, and write the
+    verdict to `draft`; the verdict says whether the run may start."""
     run = draft.run
     verdict = admit(await observe(context, run, draft.now))
     if verdict.outcome is Outcome.ASK_POLICY:
@@ -91,7 +92,7 @@ async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObjec
         draft.status.spec_digest = spec_digest(obj["spec"])
         draft.status.trace_id = runs.trace_id(run.metadata.uid or "")
         _observe_latency(context, draft)
-    return verdict.admitted
+    return verdict
 
 
 async def _release_stale_holds(context: OperatorContext, run: AgentRun) -> None:

@@ -104,7 +104,7 @@ async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
     draft = StatusDraft(run, context.clock(), inputs)
     step = next_step(run, draft.status, draft.now)
     if step.action is Action.ADMIT:
-        admitted = await admit_run(context, draft, obj)
+        admitted = (await admit_run(context, draft, obj)).admitted
         # An admitted run starts its first attempt in the same reconcile.
         step = next_step(run, draft.status, draft.now) if admitted else NextStep(Action.NOTHING)
     elif step.action in (Action.START_ATTEMPT, Action.AWAIT_RETRY, Action.OBSERVE_JOB):
