@@ -441,7 +441,7 @@ def traced_operator() -> None:
     import kopf._cogs.clients.api as kopf_api
 
     from jesus.cli import main as jesus_main
-    from jesus.controllers import agentrun
+    from jesus.controllers.agentrun import reconcile as agentrun
     from jesus.controllers.router_admin import RouterAdminClient
     from jesus.policy.embedded import EmbeddedEngine
 

@@ -1,11 +1,14 @@
 """`jesus plan DIR...`: what admission would decide for every AgentRun of a specs tree, before merge.
 
-Validates the specs as `jesus validate` does, then puts each AgentRun through the admission policy
-(the embedded engine by default, an OPA server with --opa-url) and prints the decision with its
-reasons, the run's maximum cost, its route, and each covering Budget's figures after the run. Budget
-figures come from the spec files, or from the cluster's Budget status with --live; which budget period
-spending counts in is judged as of the machine's clock, or of --now. Exit status: 0 when
-every run would be admitted, 1 when any would be denied or the specs are invalid, 2 on other errors.
+Validates the specs as `jesus validate` does, then puts each AgentRun through admission as the
+operator decides it (`jesus.logic.admission`: route, budgets, then the admission policy, with the
+embedded engine by default or an OPA server with --opa-url) and prints the verdict with its reasons,
+the run's maximum cost, its route, and each covering Budget's figures after the run. A run that does
+not fit a Budget shows WAITING (BudgetExceeded): the operator would hold it until money frees up.
+Budget figures come from the spec files, or from the cluster's Budget status with --live; which budget
+period spending counts in is judged as of the machine's clock, or of --now. Exit status: 0 when every
+run would be admitted, 1 when any would not (denied, or waiting) or the specs are invalid, 2 on other
+errors.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ from typing import Any
 
 from jesus.api import Budget, format_micros
 from jesus.cli import CommandError
+from jesus.logic.admission import AdmissionVerdict, Outcome
 from jesus.logic.clock import parse_time, system_clock
 from jesus.policy import (
-    Decision,
     EmbeddedEngine,
     OpaServerEngine,
     PolicyEngine,
     PolicyLoadError,
     default_policy_dir,
 )
-from jesus.policy.planning import PlannedRun, plan_runs
+from jesus.policy.planning import PlannedRun, decide_planned, plan_runs
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs, validate_specs
 
 
@@ -88,10 +91,10 @@ def _moment(text: str) -> datetime:
 
 @dataclass(frozen=True)
 class RunVerdict:
-    """One planned run and the policy's decision on it."""
+    """One planned run and admission's final verdict on it."""
 
     planned: PlannedRun
-    decision: Decision
+    verdict: AdmissionVerdict
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     verdicts = asyncio.run(_decide_all(_engine(args), planned))
     render = {"json": render_json, "markdown": render_markdown}.get(args.output, render_text)
     sys.stdout.write(render(verdicts, spec_set))
-    return 1 if any(not v.decision.allow for v in verdicts) else 0
+    return 1 if any(not v.verdict.admitted for v in verdicts) else 0
 
 
 def _engine(args: argparse.Namespace) -> PolicyEngine:
@@ -130,7 +133,7 @@ def _engine(args: argparse.Namespace) -> PolicyEngine:
 
 async def _decide_all(engine: PolicyEngine, planned: Sequence[PlannedRun]) -> list[RunVerdict]:
     try:
-        return [RunVerdict(p, await engine.decide(p.policy_input)) for p in planned]
+        return [RunVerdict(p, await decide_planned(engine, p)) for p in planned]
     finally:
         if isinstance(engine, OpaServerEngine):
             await engine.aclose()
@@ -196,21 +199,23 @@ def _cost_text(document: dict[str, Any]) -> str:
     return f"{_usd(cost['maxMicros'])} (bound by limits.{cost['basis']})"
 
 
-def _verdict_word(decision: Decision) -> str:
-    if decision.allow:
+def _verdict_word(verdict: AdmissionVerdict) -> str:
+    if verdict.admitted:
         return "ADMITTED"
-    return "DENIED" if decision.decided else "NO DECISION"
+    if verdict.outcome is Outcome.WAITING:
+        return f"WAITING ({verdict.reason})" if verdict.decided else "NO DECISION"
+    return "DENIED"
 
 
 def render_text(verdicts: Sequence[RunVerdict], spec_set: SpecSet) -> str:
     """One block per run, then a summary line."""
     lines: list[str] = []
     for verdict in verdicts:
-        planned, decision, document = verdict.planned, verdict.decision, verdict.planned.policy_input
+        planned, decided, document = verdict.planned, verdict.verdict, verdict.planned.policy_input
         where = f"{planned.loaded.file}:{planned.loaded.line}"
-        lines.append(f"AgentRun {planned.namespace}/{planned.name} ({where}): {_verdict_word(decision)}")
-        lines.extend(f"  reason: {reason}" for reason in decision.reasons)
-        lines.extend(f"  warning: {warning}" for warning in decision.warnings)
+        lines.append(f"AgentRun {planned.namespace}/{planned.name} ({where}): {_verdict_word(decided)}")
+        lines.extend(f"  reason: {reason}" for reason in decided.reasons)
+        lines.extend(f"  warning: {warning}" for warning in decided.warnings)
         lines.append(f"  maximum cost: {_cost_text(document)}")
         lines.append(f"  route: {_route_text(document)}")
         budgets = document["budgets"]
@@ -223,7 +228,7 @@ def render_text(verdicts: Sequence[RunVerdict], spec_set: SpecSet) -> str:
 
 
 def _summary(verdicts: Sequence[RunVerdict]) -> str:
-    admitted = sum(1 for v in verdicts if v.decision.allow)
+    admitted = sum(1 for v in verdicts if v.verdict.admitted)
     runs = "1 run" if len(verdicts) == 1 else f"{len(verdicts)} runs"
     return f"{runs}: {admitted} admitted, {len(verdicts) - admitted} denied"
 
@@ -242,15 +247,15 @@ def render_markdown(verdicts: Sequence[RunVerdict], spec_set: SpecSet) -> str:
     ]
     for verdict in verdicts:
         planned, document = verdict.planned, verdict.planned.policy_input
-        mark = "✅" if verdict.decision.allow else "❌"
+        mark = "✅" if verdict.verdict.admitted else "❌"
         budgets = "<br>".join(_cell(_budget_text(b)) for b in document["budgets"]) or "none"
         lines.append(
-            f"| `{planned.namespace}/{planned.name}` | {mark} {_verdict_word(verdict.decision).lower()} "
+            f"| `{planned.namespace}/{planned.name}` | {mark} {_verdict_word(verdict.verdict).lower()} "
             f"| {_cell(_cost_text(document))} | {_cell(_route_text(document))} | {budgets} |"
         )
     lines.append("")
     for verdict in verdicts:
-        decision = verdict.decision
+        decision = verdict.verdict
         if decision.reasons or decision.warnings:
             lines.append(f"**{verdict.planned.namespace}/{verdict.planned.name}**")
             lines.extend(f"- ❌ {_cell(reason)}" for reason in decision.reasons)
@@ -267,16 +272,18 @@ def render_json(verdicts: Sequence[RunVerdict], spec_set: SpecSet) -> str:
     """Everything as one JSON document (money in micro-units and as decimal strings)."""
     runs = []
     for verdict in verdicts:
-        planned, decision, document = verdict.planned, verdict.decision, verdict.planned.policy_input
+        planned, decision, document = verdict.planned, verdict.verdict, verdict.planned.policy_input
         runs.append(
             {
                 "namespace": planned.namespace,
                 "name": planned.name,
                 "file": str(planned.loaded.file),
                 "line": planned.loaded.line,
-                "allowed": decision.allow,
+                "allowed": decision.admitted,
+                "outcome": decision.outcome.value,
+                "reason": decision.reason,
                 "decided": decision.decided,
-                "engine": decision.engine,
+                "engine": decision.policy.engine if decision.policy is not None else None,
                 "reasons": list(decision.reasons),
                 "warnings": list(decision.warnings),
                 "maxCostMicros": document["run"]["cost"]["maxMicros"],

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from jesus.api.agentrun import AgentRun, RunLimits
 from jesus.api.budget import Budget, BudgetPeriod
-from jesus.api.common import TOKENS_PER_PRICE_UNIT
+from jesus.api.common import TOKENS_PER_PRICE_UNIT, format_micros
 from jesus.api.modeladapter import ModelAdapter
 from jesus.logic.clock import parse_time
 
@@ -270,4 +270,20 @@ def project_reservation(budget: Budget, amount_micros: int, now: datetime) -> Re
         thresholds=thresholds,
         newly_crossed=newly,
         deny_when_exceeded=budget.spec.on_exceeded.deny_new_runs,
+    )
+
+
+def refusal_message(budget: Budget, figures: BudgetFigures, amount_micros: int) -> str:
+    """Why `budget`, at `figures` (before the run), refuses a run that may cost `amount_micros`.
+
+    The one wording of a budget refusal: admission (`jesus plan`, `jesus run`, the operator) and the
+    ledger both use it. Amounts in USD for people, then exact micro-units.
+    """
+    left = max(figures.remaining_micros, 0)
+    return (
+        f'budget "{budget.metadata.name}" ({budget.spec.scope.describe()}, {budget.spec.period.value}) '
+        f"would be exceeded: {format_micros(left)} USD left of {format_micros(figures.limit_micros)} USD, "
+        f"the run may cost up to {format_micros(amount_micros)} USD (micro-units: limit "
+        f"{figures.limit_micros}, spent {figures.spent_micros}, held {figures.reserved_micros}, "
+        f"this run {amount_micros})"
     )

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jesus.api.budget import Budget, BudgetConditionType, BudgetReason, BudgetStatus, Reservation
-from jesus.logic.budget import BudgetFigures, current_figures, period_window, thresholds_reached
+from jesus.logic.budget import (
+    BudgetFigures,
+    current_figures,
+    period_window,
+    refusal_message,
+    thresholds_reached,
+)
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import set_condition
 
@@ -148,10 +154,7 @@ def reserve(budget: Budget, run: RunKey, amount_micros: int, now: datetime) -> t
     limit = budget.spec.limit_micros
     if used > limit and budget.spec.on_exceeded.deny_new_runs:
         figures = _figures(budget, reservations, current.spent_micros, current.fired_thresholds)
-        message = (
-            f"Budget {name} would be exceeded: limit {limit}, spent {current.spent_micros}, "
-            f"held {figures.reserved_micros}, this run needs {amount_micros} (micro-units)"
-        )
+        message = refusal_message(budget, figures, amount_micros)
         return budget, LedgerResult(name, False, figures, message=message)
     reached = thresholds_reached(used, limit, budget.spec.thresholds)
     newly = tuple(t for t in reached if t not in current.fired_thresholds)

@@ -1,8 +1,9 @@
-"""Policy inputs for every AgentRun of a specs tree, as admission would see them after a merge.
+"""Admission for every AgentRun of a specs tree, as the operator would decide it after a merge.
 
-`jesus plan` and the conformance test use this: references resolve within the run's namespace (the
+`jesus plan` and the conformance tests use this: references resolve within the run's namespace (the
 loader's namespace: metadata, else the nearest kustomization, else "default"), Budgets come from the
-specs or, with live figures, from the cluster.
+specs or, with live figures, from the cluster. Each run goes through `jesus.logic.admission`, the
+operator's own decision; dependencies are not known before merge, so that step is left out.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
+from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, admit, decide
 from jesus.logic.budget import DEFAULT_NAMESPACE
-from jesus.logic.policy_input import PolicyInput, build_policy_input
+from jesus.logic.policy_input import PolicyInput
+from jesus.policy.decision import PolicyEngine
 from jesus.specs import LoadedObject, SpecSet
 
 T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
@@ -22,11 +25,18 @@ T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One AgentRun of the specs, where it was read from, and its policy input document."""
+    """One AgentRun of the specs, where it was read from, and admission's verdict on it."""
 
     run: AgentRun
     loaded: LoadedObject
-    policy_input: PolicyInput
+    verdict: AdmissionVerdict
+    """Before the policy was asked (Outcome.ASK_POLICY) unless a step before it decided."""
+
+    @property
+    def policy_input(self) -> PolicyInput:
+        """The run's policy input document."""
+        assert self.verdict.policy_input is not None
+        return self.verdict.policy_input
 
     @property
     def namespace(self) -> str:
@@ -68,7 +78,7 @@ def merge_live_budgets(spec_budgets: Sequence[Budget], live_budgets: Sequence[Bu
 def plan_runs(
     spec_set: SpecSet, *, now: datetime, live_budgets: Iterable[Budget] | None = None
 ) -> list[PlannedRun]:
-    """The policy input of every valid AgentRun in `spec_set`, in source order.
+    """Admission's verdict on every valid AgentRun in `spec_set` up to the policy, in source order.
 
     With `live_budgets` (read from a cluster) the Budgets carry the cluster's current figures and the
     document says source "cluster"; otherwise the figures are those the spec files state.
@@ -88,13 +98,22 @@ def plan_runs(
             continue
         run = placed(loaded.obj, loaded.namespace)
         namespace = run.metadata.namespace
-        document = build_policy_input(
-            run,
-            route_policy=routes.get((namespace, run.spec.route_policy_ref.name)),
+        inputs = AdmissionInputs(
+            run=run,
+            route=routes.get((namespace, run.spec.route_policy_ref.name)),
             adapters=adapters.get(namespace, {}),
             budgets=budgets,
+            dependency_phases=None,
             now=now,
             source=source,
         )
-        planned.append(PlannedRun(run=run, loaded=loaded, policy_input=document))
+        planned.append(PlannedRun(run=run, loaded=loaded, verdict=admit(inputs)))
     return planned
+
+
+async def decide_planned(engine: PolicyEngine, planned: PlannedRun) -> AdmissionVerdict:
+    """The final verdict on a planned run: the policy is asked only when admission says to."""
+    verdict = planned.verdict
+    if verdict.outcome is not Outcome.ASK_POLICY:
+        return verdict
+    return decide(verdict, await engine.decide(planned.policy_input))

@@ -1,8 +1,9 @@
 """One AgentRun end to end in this process, from spec files: the embedded default of `jesus run`.
 
-`prepare_local_run` does what admission does in the cluster (resolve the route, check the budgets,
-ask the policy) and builds the router; `execute_local_run` runs the agent loop over it. A run that
-may not start still gets a record, with the outcome and reasons that kept it from starting.
+`prepare_local_run` admits the run as the operator does (`jesus.logic.admission`: the route, the
+budgets, then the policy; nothing waits here, so a run that would wait is refused) and builds the
+router; `execute_local_run` runs the agent loop over it. A run that may not start still gets a
+record, with the outcome and reasons that kept it from starting.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy, format_micros
+from jesus.api import AgentRun, AgentRunReason, Budget, ModelAdapter, RoutePolicy, format_micros
 from jesus.api.objects import spec_digest
-from jesus.logic.budget import DEFAULT_NAMESPACE, covering_budgets, max_run_cost, project_reservation
+from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, PolicyAnswer, admit, decide
+from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
-from jesus.logic.policy_input import build_policy_input
 from jesus.logic.routing import Allowance, RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
@@ -28,26 +29,10 @@ from jesus.runner.tools import tool_server_specs
 from jesus.specs import LoadedObject, SpecSet
 
 
-class PolicyDecision(Protocol):
-    """The parts of a policy engine's decision a local run reads."""
-
-    @property
-    def allow(self) -> bool: ...
-
-    @property
-    def reasons(self) -> tuple[str, ...]: ...
-
-    @property
-    def warnings(self) -> tuple[str, ...]: ...
-
-    @property
-    def engine(self) -> str: ...
-
-
 class PolicyDecider(Protocol):
     """A policy engine (jesus.policy's embedded engine, in practice)."""
 
-    async def decide(self, policy_input: dict[str, Any]) -> PolicyDecision:
+    async def decide(self, policy_input: dict[str, Any]) -> PolicyAnswer:
         """The admission decision for one input document."""
         ...
 
@@ -119,15 +104,21 @@ async def prepare_local_run(
         )
     route_name = run.spec.route_policy_ref.name
     route_loaded = spec_set.get("RoutePolicy", route_name, loaded.namespace)
-    if route_loaded is None or not isinstance(route_loaded.obj, RoutePolicy):
-        return refuse(RunOutcome.INVALID_SPEC, f"RoutePolicy {route_name} is not among the specs")
-    route = route_loaded.obj
+    route = (
+        route_loaded.obj if route_loaded is not None and isinstance(route_loaded.obj, RoutePolicy) else None
+    )
     adapters = {
         o.name: o.obj
         for o in spec_set.loaded_of_kind("ModelAdapter")
         if o.namespace == loaded.namespace and isinstance(o.obj, ModelAdapter)
     }
     budgets = [o.obj for o in spec_set.loaded_of_kind("Budget") if isinstance(o.obj, Budget)]
+    verdict = await _admit(run, route, adapters, budgets, namespace, now, policy)
+    _record_admission(record, verdict)
+    prepared.max_cost_micros = verdict.amount_micros
+    if not verdict.admitted:
+        return refuse(_REFUSALS.get(verdict.reason, RunOutcome.INVALID_SPEC), "; ".join(verdict.reasons))
+    assert route is not None
     try:
         plan, skipped = plan_from_route_policy(
             route.spec, classification=run.spec.data_classification.value, adapters=adapters
@@ -136,59 +127,6 @@ async def prepare_local_run(
         return refuse(RunOutcome.INVALID_SPEC, f"RoutePolicy {route_name}: {exc}")
     record.warnings.extend(f"RoutePolicy {route_name}: {why}; left out of the chain" for why in skipped)
     chain = {name: adapters[name] for name in plan.chain}
-    bound = max_run_cost(run.spec.limits, list(chain.values()))
-    prepared.max_cost_micros = bound.max_micros
-
-    budget_refusals = []
-    for budget in covering_budgets(budgets, run, default_namespace=namespace):
-        outcome = project_reservation(budget, bound.max_micros, now)
-        figures = outcome.after
-        record.budgets.append(
-            {
-                "name": budget.metadata.name,
-                "limit": format_micros(figures.limit_micros),
-                "reserved": format_micros(outcome.amount_micros),
-                "usedAfter": format_micros(figures.used_micros),
-                "remainingAfter": format_micros(figures.remaining_micros),
-                "utilizationPercentAfter": figures.utilization_percent,
-                "admits": outcome.admits,
-            }
-        )
-        if not outcome.admits:
-            budget_refusals.append(
-                f"Budget {budget.metadata.name}: reserving {format_micros(bound.max_micros)} would use "
-                f"{format_micros(figures.used_micros)} of {format_micros(figures.limit_micros)}"
-            )
-    if not record.budgets:
-        record.warnings.append("no Budget covers this run")
-
-    if policy is None:
-        record.warnings.append("no policy is configured: the run was not checked against admission policies")
-    else:
-        policy_input = build_policy_input(
-            run,
-            route_policy=route,
-            adapters=adapters,
-            budgets=budgets,
-            now=now,
-            source="specs",
-            default_namespace=namespace,
-        )
-        decision = await policy.decide(policy_input)
-        record.policy = {
-            "allowed": decision.allow,
-            "reasons": list(decision.reasons),
-            "warnings": list(decision.warnings),
-            "engine": decision.engine,
-        }
-        record.warnings.extend(f"policy: {warning}" for warning in decision.warnings)
-        if not decision.allow:
-            return refuse(
-                RunOutcome.POLICY_DENIED, "; ".join(decision.reasons) or "the policy denied the run"
-            )
-    if budget_refusals:
-        return refuse(RunOutcome.BUDGET_EXCEEDED, "; ".join(budget_refusals))
-
     try:
         built = build_routed_adapters(chain, live=live, credentials=credentials, namespace=namespace)
     except RouterConfigError as exc:
@@ -218,6 +156,73 @@ async def prepare_local_run(
         spec_digest=digest,
     )
     return prepared
+
+
+# Why a local run that admission did not admit does not start (it cannot wait: it runs once, now).
+_REFUSALS: dict[str, RunOutcome] = {
+    AgentRunReason.BUDGET_EXCEEDED: RunOutcome.BUDGET_EXCEEDED,
+    AgentRunReason.POLICY_DENIED: RunOutcome.POLICY_DENIED,
+    AgentRunReason.POLICY_UNAVAILABLE: RunOutcome.POLICY_DENIED,
+}
+
+
+async def _admit(
+    run: AgentRun,
+    route: RoutePolicy | None,
+    adapters: dict[str, ModelAdapter],
+    budgets: list[Budget],
+    namespace: str,
+    now: datetime,
+    policy: PolicyDecider | None,
+) -> AdmissionVerdict:
+    """Admission as the operator decides it (jesus.logic.admission); dependencies are not awaited here."""
+    inputs = AdmissionInputs(
+        run=run,
+        route=route,
+        adapters=adapters,
+        budgets=budgets,
+        dependency_phases=None,
+        now=now,
+        source="specs",
+        default_namespace=namespace,
+    )
+    verdict = admit(inputs)
+    if verdict.outcome is not Outcome.ASK_POLICY or policy is None:
+        return decide(verdict, None)
+    assert verdict.policy_input is not None
+    return decide(verdict, await policy.decide(verdict.policy_input))
+
+
+def _record_admission(record: RunRecord, verdict: AdmissionVerdict) -> None:
+    """The verdict's budgets, policy answer and warnings in the run's record."""
+    if verdict.reason == AgentRunReason.ROUTE_POLICY_NOT_FOUND:
+        return  # nothing is priced without a route
+    for check in verdict.budgets:
+        figures = check.projection.after
+        record.budgets.append(
+            {
+                "name": check.budget.metadata.name,
+                "limit": format_micros(figures.limit_micros),
+                "reserved": format_micros(check.projection.amount_micros),
+                "usedAfter": format_micros(figures.used_micros),
+                "remainingAfter": format_micros(figures.remaining_micros),
+                "utilizationPercentAfter": figures.utilization_percent,
+                "admits": check.projection.admits,
+            }
+        )
+    if not verdict.budgets:
+        record.warnings.append("no Budget covers this run")
+    answer = verdict.policy
+    if answer is not None:
+        record.policy = {
+            "allowed": answer.allow,
+            "reasons": list(answer.reasons),
+            "warnings": list(answer.warnings),
+            "engine": answer.engine,
+        }
+        record.warnings.extend(f"policy: {warning}" for warning in answer.warnings)
+    else:
+        record.warnings.extend(verdict.warnings)
 
 
 async def execute_local_run(prepared: PreparedRun, *, store: ArtifactStore | None = None) -> RunRecord:

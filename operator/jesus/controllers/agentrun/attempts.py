@@ -1,0 +1,164 @@
+"""The runner Job of each attempt: create it, follow it, and write what `jesus.logic.lifecycle`
+makes of it (running, stopped by a Budget, succeeded, retry, failed) into the run's status."""
+
+from __future__ import annotations
+
+import logging
+
+from jesus.api.agentrun import AgentRunConditionType as C
+from jesus.api.agentrun import AgentRunPhase as Phase
+from jesus.api.agentrun import AgentRunReason as R
+from jesus.api.agentrun import Attempt, AttemptOutcome
+from jesus.api.common import format_micros
+from jesus.controllers.agentrun.draft import StatusDraft
+from jesus.controllers.agentrun.holds import settle
+from jesus.controllers.context import OperatorContext
+from jesus.kube import ChildAction, JsonObject, ensure_child
+from jesus.logic import manifests, runs
+from jesus.logic.clock import format_time
+from jesus.logic.conditions import is_true
+from jesus.logic.lifecycle import JobAction, attempt_failure, budget_stops_run, charge, job_step
+
+logger = logging.getLogger(__name__)
+
+
+async def start_attempt(context: OperatorContext, draft: StatusDraft, obj: JsonObject, number: int) -> None:
+    """Create the Job of attempt `number` (and what it needs) and record the attempt."""
+    name = await _ensure_job(context, draft, obj, number)
+    now = format_time(draft.now)
+    attempt = Attempt(number=number, job_name=name, outcome=AttemptOutcome.RUNNING, start_time=now)
+    draft.status.attempts = [*(draft.status.attempts or []), attempt]
+    draft.status.job_name = name
+    draft.status.start_time = draft.status.start_time or now
+    draft.condition(C.RUNNING, True, R.JOB_CREATED, f"runner job {name} created (attempt {number})")
+    draft.phase(Phase.RUNNING, f"running attempt {number} in job {name}")
+
+
+def await_retry(draft: StatusDraft, failed: int, delay_seconds: float) -> None:
+    """The last attempt failed and its backoff has not passed."""
+    draft.condition(C.RUNNING, False, R.RETRYING, f"attempt {failed} failed; next in {delay_seconds:.0f}s")
+
+
+async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> None:
+    """Register the attempt with the router and keep its token in a Secret, once per attempt."""
+    run = draft.run
+    token = await context.router.register(run)
+    secret = await ensure_child(context.kube, manifests.build_token_secret(run, obj, attempt, token))
+    secret.require_ours()  # another owner's Secret of this name would hand the runner a stranger's token
+    if secret.action is not ChildAction.CREATED:
+        # An earlier, interrupted reconcile made it; its token is as good (grants are signed, so the
+        # one registered just now is simply never used).
+        logger.debug(
+            "Token secret exists run=%s/%s attempt=%d", run.metadata.namespace, run.metadata.name, attempt
+        )
+
+
+async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> str:
+    run, settings = draft.run, context.settings.runner
+    namespace = run.metadata.namespace or ""
+    if namespace not in context.runner_accounts:
+        await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
+        context.runner_accounts.add(namespace)
+    await _router_token(context, draft, obj, attempt)
+    job = manifests.build_runner_job(
+        run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
+    )
+    # A Job of this name that another owner controls (say, a deleted run's of the same name, not yet
+    # collected) is not this run's to follow: ForeignChildError, and the reconcile is retried.
+    child = await ensure_child(context.kube, job)
+    child.require_ours()
+    if child.action is ChildAction.CREATED:
+        logger.info(
+            "Created runner job run=%s/%s job=%s attempt=%d",
+            namespace,
+            run.metadata.name,
+            job["metadata"]["name"],
+            attempt,
+        )
+    return str(job["metadata"]["name"])
+
+
+async def _observe_job(context: OperatorContext, namespace: str, job_name: str) -> runs.JobObservation:
+    job = await context.kube.get("Job", namespace, job_name)
+    # The pods carry the runner's result; only a finished Job has one worth reading.
+    finished = job is not None and runs.job_finished(job)
+    pods = await context.kube.list("Pod", namespace, labels={"job-name": job_name}) if finished else []
+    return runs.observe_job(job, pods)
+
+
+async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
+    """Observe the current attempt's Job and perform what `job_step` makes of it."""
+    namespace = draft.run.metadata.namespace or ""
+    attempt = (draft.status.attempts or [])[-1]
+    observed = await _observe_job(context, namespace, attempt.job_name)
+    budgets = {
+        (r.namespace, r.budget): b
+        for r in draft.status.budget_reservations or []
+        if (b := context.cache.budgets.get(r.namespace, r.budget)) is not None
+    }
+    step = job_step(
+        draft.run,
+        draft.status.attempts,
+        observed,
+        budget_stops_run(draft.status.budget_reservations, budgets),
+    )
+    if step.action is JobAction.RUNNING:
+        # Already True (JobCreated) says as much; flipping the reason would cost a write a run.
+        if not is_true(draft.status.conditions, C.RUNNING):
+            draft.condition(C.RUNNING, True, R.JOB_RUNNING, f"runner job {attempt.job_name} is running")
+        draft.phase(Phase.RUNNING, f"running attempt {attempt.number} in job {attempt.job_name}")
+        return
+    if step.action is JobAction.RETRY:
+        _record_attempt(draft, attempt, step.observed, AttemptOutcome.FAILED)
+        why = attempt_failure(step.observed)
+        draft.condition(C.RUNNING, False, R.RETRYING, f"attempt {attempt.number} failed: {why}")
+        draft.phase(Phase.RUNNING, f"attempt {attempt.number} failed; retrying per the retry policy")
+        return
+    if step.action is JobAction.STOP_FOR_BUDGET:
+        await context.kube.delete("Job", namespace, attempt.job_name)
+    phase = Phase.SUCCEEDED if step.action is JobAction.SUCCEED else Phase.FAILED
+    await _finish(context, draft, attempt, step.observed, phase, step.reason)
+
+
+def _record_attempt(
+    draft: StatusDraft, attempt: Attempt, observed: runs.JobObservation, outcome: AttemptOutcome
+) -> None:
+    done = attempt.model_copy(
+        update={
+            "outcome": outcome,
+            "completion_time": format_time(draft.now),
+            "message": attempt_failure(observed)[:4096],
+        }
+    )
+    status = draft.status
+    status.attempts = [a if a.number != attempt.number else done for a in status.attempts or []]
+    result = observed.result
+    if result is not None:
+        status.calls = [*(status.calls or []), *result.calls][:1000] or None
+        status.artifacts = [*(status.artifacts or []), *result.artifacts][:100] or None
+    totals = runs.totals(status.calls or [])
+    status.usage = totals.usage
+    status.cost_micros = totals.cost_micros
+
+
+async def _finish(
+    context: OperatorContext,
+    draft: StatusDraft,
+    attempt: Attempt,
+    observed: runs.JobObservation,
+    phase: Phase,
+    reason: str,
+) -> None:
+    succeeded = phase == Phase.SUCCEEDED
+    _record_attempt(
+        draft, attempt, observed, AttemptOutcome.SUCCEEDED if succeeded else AttemptOutcome.FAILED
+    )
+    actual = charge(draft.status, observed, succeeded)
+    await settle(context, draft, actual)
+    draft.status.cost_micros = actual
+    draft.status.completion_time = format_time(draft.now)
+    verb = "succeeded" if succeeded else "failed"
+    message = f"{verb} after {attempt.number} attempt(s): {attempt_failure(observed)}"
+    draft.condition(C.RUNNING, False, reason, message)
+    draft.condition(C.SUCCEEDED if succeeded else C.FAILED, True, reason, message)
+    draft.phase(phase, f"{message}; cost {format_micros(actual)}")

@@ -1,0 +1,86 @@
+"""A run's money in the Budgets: take the holds admission decided, give them back, settle them.
+
+Every operation goes through the ledger (the only writer of Budget status), keyed by the run's UID,
+so a reconcile rerun after a crash neither holds nor charges twice.
+"""
+
+from __future__ import annotations
+
+from jesus.api.agentrun import AgentRun, AgentRunPhase, BudgetReservation
+from jesus.controllers.agentrun.draft import StatusDraft
+from jesus.controllers.context import OperatorContext
+from jesus.logic.ledger import LedgerResult, RunKey
+
+
+def run_key(run: AgentRun) -> RunKey:
+    """The ledger's key of `run`."""
+    return RunKey(run.metadata.namespace or "", run.metadata.name or "", run.metadata.uid or "")
+
+
+async def reserve_all(
+    context: OperatorContext, run: AgentRun, budgets: list[tuple[str, str]], amount: int
+) -> tuple[list[BudgetReservation], str | None]:
+    """Hold `amount` on every Budget of `budgets`, all or nothing: the holds taken, or none and the
+    refusal of the Budget that said no (its figures changed since admission decided)."""
+    held: list[BudgetReservation] = []
+    key = run_key(run)
+    for namespace, name in budgets:
+        result = await context.ledger.reserve(namespace, name, key, amount)
+        await threshold_events(context, namespace, name, result)
+        if not result.admitted:
+            for reservation in held:  # all or nothing: give back what this attempt took
+                await context.ledger.release(reservation.namespace, reservation.budget, key)
+            return [], result.message
+        held.append(BudgetReservation(namespace=namespace, budget=name, amount_micros=amount))
+    return held, None
+
+
+async def settle(context: OperatorContext, draft: StatusDraft, actual_micros: int) -> None:
+    """Spend the run's actual cost on every Budget that holds it and drop the holds (once)."""
+    key = run_key(draft.run)
+    settled = []
+    for reservation in draft.status.budget_reservations or []:
+        if not reservation.settled:
+            result = await context.ledger.settle(
+                reservation.namespace, reservation.budget, key, actual_micros
+            )
+            await threshold_events(context, reservation.namespace, reservation.budget, result)
+        settled.append(reservation.model_copy(update={"settled": True}))
+    draft.status.budget_reservations = settled or None
+
+
+async def release_on_delete(context: OperatorContext, run: AgentRun) -> None:
+    """A deleted run gives back its holds; a run deleted mid-flight is charged what it held."""
+    status = run.status
+    if status is None:
+        return
+    key = run_key(run)
+    running = status.phase in (AgentRunPhase.ADMITTED, AgentRunPhase.RUNNING)
+    for reservation in status.budget_reservations or []:
+        if reservation.settled:
+            continue
+        if running:
+            await context.ledger.settle(
+                reservation.namespace, reservation.budget, key, reservation.amount_micros
+            )
+        else:
+            await context.ledger.release(reservation.namespace, reservation.budget, key)
+
+
+async def threshold_events(context: OperatorContext, namespace: str, name: str, result: LedgerResult) -> None:
+    """An Event on the Budget for each alert threshold the operation newly crossed."""
+    if not result.newly_fired:
+        return
+    obj = context.cache.budgets.raw(namespace, name)
+    if obj is None:
+        return
+    for threshold in result.newly_fired:
+        await context.kube.event(
+            obj,
+            type_="Warning" if threshold >= 100 else "Normal",
+            reason="ThresholdCrossed",
+            message=(
+                f"Budget {name} reached {threshold}% of its limit "
+                f"({result.figures.utilization_percent}% spent or held)"
+            ),
+        )

@@ -1,0 +1,113 @@
+"""An in-memory stand-in for the API server, as `KubeClient` speaks to it, and an operator context
+over it: enough to drive the AgentRun reconcile without a cluster."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from jesus.controllers.context import OperatorContext
+from jesus.controllers.ledger import BudgetLedger
+from jesus.kube import ConflictError, JsonObject, KubeClient, NotFoundError
+from jesus.policy.decision import PolicyEngine
+
+Key = tuple[str, str, str]
+
+
+class FakeKube:
+    """Objects by (kind, namespace, name), with resourceVersions and optimistic concurrency."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Key, JsonObject] = {}
+        self.events: list[tuple[str, str, str, str]] = []
+        """(involved name, type, reason, message)"""
+        self.deleted: list[Key] = []
+        self._versions = itertools.count(1)
+
+    def put(self, obj: JsonObject) -> JsonObject:
+        """Store `obj` as the API server would (a new resourceVersion, a uid)."""
+        stored = copy.deepcopy(obj)
+        metadata = stored.setdefault("metadata", {})
+        metadata.setdefault("uid", f"uid-{metadata['name']}")
+        metadata["resourceVersion"] = str(next(self._versions))
+        self.objects[(stored["kind"], metadata.get("namespace") or "", metadata["name"])] = stored
+        return copy.deepcopy(stored)
+
+    def find(self, kind: str, namespace: str, name: str) -> JsonObject | None:
+        """The stored object (a copy), or None."""
+        found = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> JsonObject | None:
+        return self.find(kind, namespace or "", name)
+
+    async def list(
+        self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> list[JsonObject]:
+        return [
+            copy.deepcopy(obj)
+            for (k, ns, _), obj in self.objects.items()
+            if k == kind
+            and namespace in (None, ns)
+            and all(obj["metadata"].get("labels", {}).get(a) == b for a, b in (labels or {}).items())
+        ]
+
+    async def create(self, obj: JsonObject) -> JsonObject:
+        if (obj["kind"], obj["metadata"].get("namespace") or "", obj["metadata"]["name"]) in self.objects:
+            raise ConflictError(409, "AlreadyExists", f"{obj['kind']} {obj['metadata']['name']} exists")
+        return self.put(obj)
+
+    async def create_or_get(self, obj: JsonObject) -> tuple[JsonObject, bool]:
+        try:
+            return await self.create(obj), True
+        except ConflictError:
+            found = self.find(obj["kind"], obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+            assert found is not None
+            return found, False
+
+    async def replace_status(self, obj: JsonObject) -> JsonObject:
+        metadata = obj["metadata"]
+        key = (obj["kind"], metadata.get("namespace") or "", metadata["name"])
+        current = self.objects.get(key)
+        if current is None:
+            raise NotFoundError(404, "NotFound", f"{key} does not exist")
+        if current["metadata"]["resourceVersion"] != metadata.get("resourceVersion"):
+            raise ConflictError(409, "Conflict", f"{key} changed")
+        return self.put({**current, "status": copy.deepcopy(obj.get("status"))})
+
+    async def delete(
+        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+    ) -> bool:
+        self.deleted.append((kind, namespace or "", name))
+        return self.objects.pop((kind, namespace or "", name), None) is not None
+
+    async def event(self, involved: JsonObject, *, type_: str, reason: str, message: str) -> None:
+        self.events.append((involved["metadata"]["name"], type_, reason, message))
+
+
+class FakeRouter:
+    """Issues a token per registration."""
+
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+
+    async def register(self, run: Any) -> str:
+        self.registered.append(run.metadata.name)
+        return f"token-{len(self.registered)}"
+
+
+def operator_context(kube: FakeKube, policy: PolicyEngine, clock: Callable[[], datetime]) -> OperatorContext:
+    """An OperatorContext over `kube`, with the real ledger; the cache is filled with `sync_cache`."""
+    client = cast(KubeClient, kube)
+    return OperatorContext(
+        kube=client, policy=policy, ledger=BudgetLedger(client, clock), router=FakeRouter(), clock=clock
+    )
+
+
+def sync_cache(context: OperatorContext, kube: FakeKube) -> None:
+    """Feed the cache what the watches would have reported by now."""
+    for kind in ("Budget", "RoutePolicy", "ModelAdapter"):
+        context.cache.of(kind).replace_all([o for (k, _, _), o in kube.objects.items() if k == kind])

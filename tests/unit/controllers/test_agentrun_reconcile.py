@@ -1,0 +1,247 @@
+"""The AgentRun reconcile against an in-memory API server: admission in the documented order, the
+runner Job of each attempt, retries, settlement. The cluster tier proves the same against a real one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tests.unit.api.builders import agent_run, budget, route_policy, scripted_adapter, set_field
+from tests.unit.controllers.fake_cluster import FakeKube, operator_context, sync_cache
+
+from jesus.controllers.agentrun import reconcile_run, release_on_delete
+from jesus.kube import JsonObject
+from jesus.logic.runs import summarize_record
+from jesus.policy.decision import Decision, PolicyInput, fail_closed
+
+NS = "team"
+NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+
+
+class Engine:
+    """A policy engine with a fixed answer that counts how often it was asked."""
+
+    name = "fake"
+
+    def __init__(self, answer: Decision | None = None) -> None:
+        self.answer = answer or Decision(allow=True, reasons=(), warnings=(), engine="fake")
+        self.asked: list[PolicyInput] = []
+
+    async def decide(self, policy_input: PolicyInput) -> Decision:
+        self.asked.append(policy_input)
+        return self.answer
+
+
+class World:
+    """One namespace with an adapter, a route, a Budget and a run, and the operator over it."""
+
+    def __init__(
+        self, engine: Engine | None = None, *, limit: str = "100.00", run: JsonObject | None = None
+    ) -> None:
+        self.now = NOW
+        self.kube = FakeKube()
+        self.engine = engine or Engine()
+        self.context = operator_context(self.kube, self.engine, lambda: self.now)
+        for obj in (
+            scripted_adapter(namespace=NS),
+            route_policy(namespace=NS),
+            budget(namespace=NS, limit=limit),
+        ):
+            self.kube.put(obj)
+        self.kube.put(run or agent_run(namespace=NS))
+
+    async def reconcile(self, name: str = "run") -> dict[str, Any]:
+        sync_cache(self.context, self.kube)
+        await reconcile_run(self.context, NS, name)
+        return self.status(name)
+
+    def status(self, name: str = "run") -> dict[str, Any]:
+        found = self.kube.find("AgentRun", NS, name)
+        assert found is not None
+        status: dict[str, Any] = found.get("status", {})
+        return status
+
+    def budget(self) -> dict[str, Any]:
+        found = self.kube.find("Budget", NS, "budget")
+        assert found is not None
+        status: dict[str, Any] = found.get("status", {})
+        return status
+
+    def finish_job(self, name: str, *, complete: bool, record: dict[str, Any] | None = None) -> None:
+        job = self.kube.find("Job", NS, name)
+        assert job is not None, f"no Job {name}"
+        job["status"] = {"conditions": [{"type": "Complete" if complete else "Failed", "status": "True"}]}
+        self.kube.put(job)
+        if record is not None:
+            terminated = {"message": summarize_record(record)}
+            self.kube.put(
+                {
+                    "kind": "Pod",
+                    "metadata": {"name": f"{name}-pod", "namespace": NS, "labels": {"job-name": name}},
+                    "status": {"containerStatuses": [{"state": {"terminated": terminated}}]},
+                }
+            )
+
+
+def condition(status: dict[str, Any], type_: str) -> tuple[str, str, str]:
+    found = next(c for c in status["conditions"] if c["type"] == type_)
+    return found["status"], found["reason"], found["message"]
+
+
+async def test_an_admitted_run_holds_its_maximum_cost_and_starts_its_first_job() -> None:
+    world = World()
+    status = await world.reconcile()
+    assert status["phase"] == "Running"
+    assert condition(status, "PolicyAllowed")[:2] == ("True", "PolicyAllowed")
+    assert condition(status, "BudgetReserved") == ("True", "BudgetReserved", "reserved 0.50 on team/budget")
+    assert condition(status, "Admitted")[:2] == ("True", "Admitted")
+    assert [(a["number"], a["outcome"]) for a in status["attempts"]] == [(1, "Running")]
+    job = status["attempts"][0]["jobName"]
+    assert world.kube.find("Job", NS, job) is not None
+    assert status["budgetReservations"] == [
+        {"namespace": NS, "budget": "budget", "amountMicros": 500_000, "settled": False}
+    ]
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (500_000, 0)
+    assert len(world.engine.asked) == 1
+    assert world.engine.asked[0]["cluster"] == {"source": "cluster", "now": "2026-11-22T04:00:00Z"}
+    assert ("run", "Normal", "Admitted") in [e[:3] for e in world.kube.events]
+
+
+async def test_a_succeeded_job_settles_the_metered_cost() -> None:
+    world = World()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    call = {"adapter": f"{NS}/scripted", "model": "scripted-1", "inputTokens": 10, "costMicros": 120_000}
+    world.finish_job(
+        job, complete=True, record={"outcome": "Succeeded", "costMicros": 120_000, "calls": [call]}
+    )
+    status = await world.reconcile()
+    assert status["phase"] == "Succeeded"
+    assert (status["costMicros"], status["calls"][0]["adapter"]) == (120_000, "scripted")
+    assert status["budgetReservations"][0]["settled"] is True
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, 120_000)
+    assert condition(status, "Succeeded")[:2] == ("True", "JobSucceeded")
+
+
+async def test_an_attempt_that_left_no_result_is_charged_what_was_held() -> None:
+    world = World()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    world.finish_job(job, complete=False)
+    status = await world.reconcile()
+    assert (status["phase"], status["costMicros"]) == ("Failed", 500_000)
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, 500_000)
+    assert condition(status, "Failed")[:2] == ("True", "JobFailed")
+
+
+async def test_a_denied_run_never_holds_money_nor_starts() -> None:
+    world = World(Engine(Decision(allow=False, reasons=("too dear",), warnings=(), engine="fake")))
+    status = await world.reconcile()
+    assert status["phase"] == "Denied"
+    assert condition(status, "PolicyAllowed") == ("False", "PolicyDenied", "too dear")
+    assert status["policy"]["reasons"] == ["too dear"]
+    assert "budgetReservations" not in status and "jobName" not in status
+    assert world.budget() == {}  # the ledger never wrote the Budget
+    assert [k for k in world.kube.objects if k[0] == "Job"] == []
+
+
+async def test_a_run_that_does_not_fit_waits_for_money_without_asking_the_policy() -> None:
+    world = World(limit="0.10")
+    status = await world.reconcile()
+    assert status["phase"] == "Waiting"
+    state, reason, message = condition(status, "BudgetReserved")
+    assert (state, reason) == ("False", "BudgetExceeded")
+    assert message.startswith('budget "budget" (team=ml, Daily) would be exceeded: 0.10 USD left of 0.10 USD')
+    assert world.engine.asked == []
+    assert world.context.budget_waits.get(NS, "run") is not None
+    version = world.kube.find("AgentRun", NS, "run")["metadata"]["resourceVersion"]  # type: ignore[index]
+    await world.reconcile()  # nothing changed: nothing decided, nothing written
+    assert world.kube.find("AgentRun", NS, "run")["metadata"]["resourceVersion"] == version  # type: ignore[index]
+
+    world.kube.put(set_field(world.kube.find("Budget", NS, "budget") or {}, "spec.limit", "5.00"))
+    status = await world.reconcile()
+    assert status["phase"] == "Running"
+    assert len(world.engine.asked) == 1
+
+
+async def test_no_policy_decision_keeps_the_run_waiting_with_nothing_held() -> None:
+    world = World(Engine(fail_closed("fake", "the engine is down")))
+    status = await world.reconcile()
+    assert status["phase"] == "Waiting"
+    assert condition(status, "PolicyAllowed") == ("Unknown", "PolicyUnavailable", "the engine is down")
+    assert world.budget() == {}
+
+
+async def test_a_run_waits_for_its_route_and_its_dependencies() -> None:
+    world = World(run=agent_run(namespace=NS, policy="elsewhere"))
+    status = await world.reconcile()
+    assert (status["phase"], condition(status, "Admitted")[:2]) == (
+        "Waiting",
+        ("False", "RoutePolicyNotFound"),
+    )
+
+    world = World(run=agent_run(namespace=NS, depends_on=("first",)))
+    status = await world.reconcile()
+    assert condition(status, "DependenciesReady") == ("False", "WaitingForDependencies", "not found: first")
+    world.kube.put({**agent_run("first", namespace=NS), "status": {"phase": "Succeeded"}})
+    status = await world.reconcile()
+    assert condition(status, "DependenciesReady")[:2] == ("True", "DependenciesSucceeded")
+    assert status["phase"] == "Running"
+
+    world.kube.put({**agent_run("first", namespace=NS), "status": {"phase": "Denied"}})
+    world = World(run=agent_run(namespace=NS, depends_on=("gone",)))
+    world.kube.put({**agent_run("gone", namespace=NS), "status": {"phase": "Failed"}})
+    status = await world.reconcile()
+    assert (status["phase"], condition(status, "DependenciesReady")[1]) == ("Failed", "DependencyFailed")
+
+
+async def test_a_failed_attempt_is_retried_after_its_backoff() -> None:
+    run = set_field(agent_run(namespace=NS), "spec.retryPolicy", {"maxRetries": 1, "backoffSeconds": 10})
+    world = World(run=run)
+    first = (await world.reconcile())["attempts"][0]["jobName"]
+    world.finish_job(first, complete=False, record={"outcome": "Failed", "reason": "boom"})
+    status = await world.reconcile()
+    assert condition(status, "Running") == ("False", "Retrying", "attempt 1 failed: Failed: boom")
+    world.now = NOW + timedelta(seconds=5)
+    status = await world.reconcile()
+    assert condition(status, "Running")[2] == "attempt 1 failed; next in 10s"
+    assert len(status["attempts"]) == 1
+    world.now = NOW + timedelta(seconds=11)
+    status = await world.reconcile()
+    assert [(a["number"], a["outcome"]) for a in status["attempts"]] == [(1, "Failed"), (2, "Running")]
+    world.finish_job(status["attempts"][1]["jobName"], complete=False, record={"outcome": "Failed"})
+    status = await world.reconcile()
+    assert (status["phase"], condition(status, "Failed")[1]) == ("Failed", "RetriesExhausted")
+
+
+async def test_a_spent_budget_stops_a_running_run() -> None:
+    world = World()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    spent = set_field(
+        world.kube.find("Budget", NS, "budget") or {}, "spec.onExceeded", {"stopRunningRuns": True}
+    )
+    spent["status"]["spentMicros"] = 100_000_000
+    world.kube.put(spent)
+    status = await world.reconcile()
+    assert (status["phase"], condition(status, "Failed")[1]) == ("Failed", "StoppedByBudget")
+    assert ("Job", NS, job) in world.kube.deleted
+
+
+async def test_a_changed_spec_after_admission_is_reported_not_applied() -> None:
+    world = World()
+    await world.reconcile()
+    run = world.kube.find("AgentRun", NS, "run") or {}
+    world.kube.put(set_field(run, "spec.task.instructions", "Something else."))
+    status = await world.reconcile()
+    assert condition(status, "SpecChanged")[:2] == ("True", "SpecChanged")
+    assert status["phase"] == "Running"
+
+
+@pytest.mark.parametrize(("running", "spent"), [(True, 500_000), (False, 0)])
+async def test_a_deleted_run_gives_back_or_pays_its_holds(running: bool, spent: int) -> None:
+    world = World()
+    await world.reconcile()
+    body = world.kube.find("AgentRun", NS, "run") or {}
+    if not running:
+        body["status"]["phase"] = "Waiting"
+    await release_on_delete(world.context, body)
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, spent)
