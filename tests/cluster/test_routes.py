@@ -98,9 +98,12 @@ def test_a_route_policy_reports_which_adapters_of_its_chain_are_ready(
         lambda: (
             (found := get_object(crds, namespace, "routepolicy", "main"))
             and (found.get("status") or {}).get("resolvedChain") == ["canned"]
+            # The chain can resolve before the operator has observed gpt at all ("not yet observed");
+            # wait for the settled state, in which gpt's own reason is known.
+            and "gpt (CredentialsMissing" in ((condition(found, "Ready") or {}).get("message") or "")
             and found
         ),
-        what="RoutePolicy main resolving to canned",
+        what="RoutePolicy main resolving to canned, with gpt's reason",
         operator=operator,
     )
     ready, resolved = condition(obj, "Ready"), condition(obj, "AdaptersResolved")
