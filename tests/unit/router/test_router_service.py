@@ -13,7 +13,11 @@ import httpx2
 import openai
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.unit.api.builders import route_policy, scripted_adapter, to_yaml
+from tests.builders.adapters import scripted_adapter
+from tests.builders.chat import failure, reply
+from tests.builders.doubles import FakeAdapter, Step
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.cli.router import build_service
 from jesus.logic.routing import Allowance, CallPrice, RoutePlan
@@ -24,8 +28,6 @@ from jesus.runner.http_model import RouterHttpModelClient
 from jesus.specs import load_text
 from jesus_adapters.errors import ErrorKind
 from jesus_adapters.types import ChatRequest, Message
-
-from .doubles import FakeAdapter, Step, failure, reply
 
 ROUTER = "http://router.test"
 ADMIN = "admin-secret"
