@@ -36,7 +36,8 @@ class FakeAdapter:
         await asyncio.sleep(timeout_seconds)
         raise failure(ErrorKind.TIMEOUT)
 
-    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+    async def _take(self, request: ChatRequest, timeout_seconds: float) -> ChatResponse | Literal["break"]:
+        """Record the call and play the next step: hang out the deadline, raise, or hand it back."""
         self.received.append(request)
         self.timeouts.append(timeout_seconds)
         step = self._next()
@@ -44,19 +45,18 @@ class FakeAdapter:
             await self._hang(timeout_seconds)
         if isinstance(step, Exception):
             raise step
+        assert isinstance(step, ChatResponse) or step == BREAK_MID_STREAM
+        return step
+
+    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+        step = await self._take(request, timeout_seconds)
         assert isinstance(step, ChatResponse)
         return step
 
     async def stream(
         self, request: ChatRequest, *, timeout_seconds: float
     ) -> AsyncIterator[TextDelta | StreamDone]:
-        self.received.append(request)
-        self.timeouts.append(timeout_seconds)
-        step = self._next()
-        if step == HANG:
-            await self._hang(timeout_seconds)
-        if isinstance(step, Exception):
-            raise step
+        step = await self._take(request, timeout_seconds)
         if step == BREAK_MID_STREAM:
             yield TextDelta("partial ")
             raise failure(ErrorKind.CONNECTION)

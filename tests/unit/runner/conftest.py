@@ -5,14 +5,29 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tests.builders.processes import free_port, wait_for_port
 
+from jesus.runner.tools import ToolServerSpec
+
 REPO = Path(__file__).resolve().parents[3]
 WORKSPACE_SERVER = REPO / "examples" / "tools" / "workspace_server.py"
 MISBEHAVING_SERVER = Path(__file__).resolve().parent / "servers" / "misbehaving_server.py"
+
+
+def workspace_server(root: Path, *allowed: str, timeout_seconds: float | None = None) -> ToolServerSpec:
+    """The example workspace server over stdio, rooted at `root`, limited to `allowed` tools (all if none)."""
+    spec = ToolServerSpec(
+        name="workspace",
+        transport="stdio",
+        command=sys.executable,
+        args=(str(WORKSPACE_SERVER), "--root", str(root)),
+        allowed_tools=allowed,
+    )
+    return spec if timeout_seconds is None else replace(spec, timeout_seconds=timeout_seconds)
 
 
 @pytest.fixture
