@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 
 import anthropic
 import openai
+from tests.builders.adapters import adapter_config
+from tests.builders.chat import chat_request
 from tests.providers import Reply, serve_anthropic, serve_openai
-from tests.providers.builders import adapter_config, chat_request
 
 from jesus_adapters import ModelAdapter, build_adapter
 from jesus_adapters.anthropic_messages import to_anthropic_messages

@@ -59,18 +59,11 @@ import httpx
 import kr8s
 import kr8s.asyncio
 import yaml  # type: ignore[import-untyped]
-from tests.cluster.harness import (
-    ADMIN_TOKEN,
-    JESUS,
-    REPO,
-    Process,
-    adapter,
-    agent_run,
-    apply,
-    budget,
-    install_crds,
-    route,
-)
+from tests.builders.adapters import answering_adapter
+from tests.builders.agentrun import hello_run
+from tests.builders.budget import team_budget
+from tests.builders.routes import failover_route
+from tests.cluster.harness import ADMIN_TOKEN, JESUS, REPO, Process, apply, install_crds
 
 from jesus.api.agentrun import AgentRun
 from jesus.api.common import LABEL_RUN
@@ -349,7 +342,7 @@ def in_namespace(obj: JsonObject, namespace: str) -> JsonObject:
 
 def bench_run(name: str, *, team: str = TEAM, namespace: str = OPERATOR_NS) -> JsonObject:
     """An AgentRun on the benchmark's route, holding MAX_COST, whose Job outlives the benchmark."""
-    obj = in_namespace(agent_run(name, team=team, route_name="bench", max_cost=str(MAX_COST)), namespace)
+    obj = in_namespace(hello_run(name, team=team, route_name="bench", max_cost=str(MAX_COST)), namespace)
     obj["spec"]["limits"]["timeoutSeconds"] = RUN_TIMEOUT_SECONDS
     return obj
 
@@ -938,10 +931,10 @@ def setup_namespace(plane: ControlPlane, objects: list[JsonObject]) -> None:
 def world_objects(args: argparse.Namespace) -> list[JsonObject]:
     total_runs = args.runs + args.probes + 10  # the warm-up run, the probes, and room to spare
     return [
-        adapter("bench-model", replies=1),
-        route("bench", "bench-model"),
-        budget(TEAM, TEAM, str(MAX_COST * total_runs)),
-        budget(TINY_TEAM, TINY_TEAM, str(MAX_COST / 10)),
+        answering_adapter("bench-model", replies=1),
+        failover_route("bench", "bench-model"),
+        team_budget(TEAM, TEAM, str(MAX_COST * total_runs)),
+        team_budget(TINY_TEAM, TINY_TEAM, str(MAX_COST / 10)),
     ]
 
 

@@ -35,7 +35,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 
 import openai
 from prometheus_client import CollectorRegistry
+from tests.builders.processes import free_port, wait_for_port
 from tests.providers import Fail, Hang, Reply, serve_openai, unused_base_url
 
 from jesus.cli.router import KEEP_ALIVE_SECONDS
@@ -61,13 +61,6 @@ REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench-run-token"
 PRICE = CallPrice(input_micros_per_mtok=1_000_000, output_micros_per_mtok=2_000_000)
 MESSAGES = [{"role": "user", "content": "Say something short."}]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _adapter(base_url: str) -> Any:
@@ -115,18 +108,6 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.bench.bench_router", *args], cwd=REPO, start_new_session=True
     )
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("a benchmark server did not start") from None
-            time.sleep(0.05)
 
 
 # --- measurement ------------------------------------------------------------------------------
@@ -207,9 +188,9 @@ async def bench_overhead(calls: int) -> dict[str, Any]:
                 raise RuntimeError("the upstream did not start")
             await asyncio.sleep(0.05)
         upstream = port_file.read_text()
-        router_port = _free_port()
+        router_port = free_port()
         router_process = _spawn("serve-router", str(router_port), upstream)
-        _wait_for_port(router_port, router_process)
+        wait_for_port(router_port, router_process, what="the benchmark router")
 
         direct_client = openai.AsyncOpenAI(base_url=upstream, api_key="x", max_retries=0)
         service_client = openai.AsyncOpenAI(

@@ -19,6 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.builders.adapters import scripted_adapter, vllm_adapter
+from tests.builders.manifest import set_field
 from tests.cluster.operator_process import (
     apply_objects,
     condition,
@@ -26,7 +28,6 @@ from tests.cluster.operator_process import (
     install_crds,
     running_operator,
 )
-from tests.unit.api.builders import scripted_adapter, set_field, vllm_adapter
 
 from jesus.devcluster import ControlPlane
 

@@ -12,7 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from tests.unit.api.builders import agent_run, complete_set, to_yaml
+from tests.builders.agentrun import agent_run
+from tests.builders.spec_files import complete_set, to_yaml
 
 from jesus.specs import load_documents, parse_documents, validate_specs
 

@@ -1,7 +1,7 @@
 """The operator's world on the test control plane: CRDs, the router and the operator as processes, and
 the stand-in container runtime that runs runner pods for real.
 
-Test objects come from builders here, not from copied YAML.
+Test objects come from `tests.builders`, not from copied YAML.
 """
 
 from __future__ import annotations
@@ -30,72 +30,6 @@ from jesus.kube import KubeClient
 REPO = Path(__file__).resolve().parents[2]
 JESUS = [sys.executable, "-m", "jesus.cli"]
 ADMIN_TOKEN = "test-admin-token"
-
-
-def adapter(
-    name: str, *, replies: int = 50, errors: tuple[str, ...] = (), price: str = "1.00"
-) -> dict[str, Any]:
-    script: list[dict[str, Any]] = [{"error": {"class": e, "message": f"scripted {e}"}} for e in errors]
-    script += [{"text": f"{name} answered", "usage": {"inputTokens": 1000, "outputTokens": 200}}] * replies
-    return {
-        "apiVersion": "jesus.dev/v1alpha1",
-        "kind": "ModelAdapter",
-        "metadata": {"name": name},
-        "spec": {
-            "provider": "scripted",
-            "model": f"{name}-model",
-            "pricing": {"inputPerMillionTokens": price, "outputPerMillionTokens": price},
-            "dataClassifications": ["public", "internal"],
-            "scripted": {"replies": script},
-        },
-    }
-
-
-def route(name: str, *adapters: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "jesus.dev/v1alpha1",
-        "kind": "RoutePolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "chain": [{"adapterRef": a} for a in adapters],
-            "failoverOn": ["RateLimited", "Overloaded", "Timeout", "Connection"],
-            "attemptTimeoutSeconds": 10,
-            "retries": {"maxAttempts": 1, "initialBackoffMilliseconds": 10, "maxBackoffMilliseconds": 20},
-        },
-    }
-
-
-def budget(
-    name: str, team: str, limit: str, *, thresholds: tuple[int, ...] = (75, 90, 100)
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "jesus.dev/v1alpha1",
-        "kind": "Budget",
-        "metadata": {"name": name},
-        "spec": {"scope": {"team": team}, "period": "Daily", "limit": limit, "thresholds": list(thresholds)},
-    }
-
-
-def agent_run(
-    name: str,
-    *,
-    team: str,
-    route_name: str,
-    max_cost: str = "0.10",
-    depends_on: tuple[str, ...] = (),
-    retries: int = 0,
-    timeout_seconds: int = 60,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "owner": {"user": "ada@example.com", "team": team},
-        "task": {"instructions": f"Say hello for {name}."},
-        "routePolicyRef": {"name": route_name},
-        "limits": {"maxCost": max_cost, "maxTurns": 2, "timeoutSeconds": timeout_seconds},
-        "retryPolicy": {"maxRetries": retries, "backoffSeconds": 0},
-    }
-    if depends_on:
-        spec["dependsOn"] = list(depends_on)
-    return {"apiVersion": "jesus.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec}
 
 
 def apply(plane: ControlPlane, namespace: str, *objects: dict[str, Any]) -> None:

@@ -18,15 +18,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from tests.unit.api.builders import (
-    agent_run,
-    budget,
-    openai_adapter,
-    route_policy,
-    scripted_adapter,
-    set_field,
-    vllm_adapter,
-)
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
 
 from jesus.devcluster import ControlPlane
 from jesus.specs import Severity, load_text

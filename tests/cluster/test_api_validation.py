@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.unit.api.builders import line_of, to_yaml
-from tests.unit.api.cases import INVALID_CASES, InvalidCase
+from tests.builders.invalid_cases import INVALID_CASES, InvalidCase
+from tests.builders.spec_files import line_of, to_yaml
 
 from jesus.cli import main
 from jesus.devcluster import ControlPlane
@@ -87,7 +87,7 @@ def test_kubectl_and_validate_read_yaml_the_same_way(
 
 
 def test_a_valid_file_passes_both(crds: ControlPlane, namespace: str, tmp_path: Path) -> None:
-    from tests.unit.api.builders import complete_set
+    from tests.builders.spec_files import complete_set
 
     spec_file = tmp_path / "ok.yaml"
     spec_file.write_text(to_yaml(*complete_set()))

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
+from tests.builders.adapters import vllm_adapter
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
 from tests.cluster.operator_process import (
     apply_objects,
     condition,
@@ -26,7 +29,6 @@ from tests.cluster.operator_process import (
     running_operator,
     wait_for,
 )
-from tests.unit.api.builders import route_policy, set_field, vllm_adapter
 
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.policy.decision import DECISION_PATH

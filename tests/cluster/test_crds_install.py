@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.unit.api.builders import agent_run, budget, complete_set
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.spec_files import complete_set
 
 from jesus.api import BudgetSpec
 from jesus.devcluster import ControlPlane

@@ -12,35 +12,29 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.cluster.harness import (
-    OperatorWorld,
-    adapter,
-    agent_run,
-    apply,
-    budget,
-    get,
-    operator_world,
-    route,
-    wait_for,
-)
+from tests.builders.adapters import answering_adapter
+from tests.builders.agentrun import hello_run
+from tests.builders.budget import team_budget
+from tests.builders.routes import failover_route
+from tests.cluster.harness import OperatorWorld, apply, get, operator_world, wait_for
 
 from jesus.api.common import format_micros, parse_money
 from jesus.devcluster import ControlPlane
 
 OBJECTS = [
-    adapter("steady", replies=200),
-    adapter("flaky", errors=("Overloaded",) * 1),
-    adapter("backup", replies=50, price="0.50"),
-    adapter("once-broken", errors=("InvalidRequest",), replies=5),
-    adapter("broken-for-edit", errors=("InvalidRequest",), replies=5),
-    route("simple", "steady"),
-    route("with-fallback", "flaky", "backup"),
-    route("broken-once", "once-broken"),
-    route("broken-for-edit", "broken-for-edit"),
-    budget("team-a", "team-a", "100.00"),
-    budget("team-tiny", "team-tiny", "0.05"),
-    budget("alerts", "alerts", "0.10"),
-    budget("team-raise", "team-raise", "0.05"),
+    answering_adapter("steady", replies=200),
+    answering_adapter("flaky", errors=("Overloaded",) * 1),
+    answering_adapter("backup", replies=50, price="0.50"),
+    answering_adapter("once-broken", errors=("InvalidRequest",), replies=5),
+    answering_adapter("broken-for-edit", errors=("InvalidRequest",), replies=5),
+    failover_route("simple", "steady"),
+    failover_route("with-fallback", "flaky", "backup"),
+    failover_route("broken-once", "once-broken"),
+    failover_route("broken-for-edit", "broken-for-edit"),
+    team_budget("team-a", "team-a", "100.00"),
+    team_budget("team-tiny", "team-tiny", "0.05"),
+    team_budget("alerts", "alerts", "0.10"),
+    team_budget("team-raise", "team-raise", "0.05"),
 ]
 
 
@@ -57,7 +51,7 @@ def spent(world: OperatorWorld, name: str) -> tuple[int, int]:
 
 def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld) -> None:
     before, _ = spent(world, "team-a")
-    apply(world.plane, world.namespace, agent_run("hello", team="team-a", route_name="simple"))
+    apply(world.plane, world.namespace, hello_run("hello", team="team-a", route_name="simple"))
     status = world.wait_phase("hello", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", world.describe()
     assert status["attempts"][0]["outcome"] == "Succeeded"
@@ -91,7 +85,7 @@ def test_a_run_the_policy_denies_never_starts(world: OperatorWorld) -> None:
     apply(
         world.plane,
         world.namespace,
-        agent_run("too-dear", team="team-a", route_name="simple", max_cost="99.00"),
+        hello_run("too-dear", team="team-a", route_name="simple", max_cost="99.00"),
     )
     status = world.wait_phase("too-dear", "Denied")
     assert status["policy"]["allowed"] is False
@@ -105,7 +99,7 @@ def test_a_run_that_does_not_fit_its_budget_waits_with_the_figures(world: Operat
     apply(
         world.plane,
         world.namespace,
-        agent_run("broke", team="team-tiny", route_name="simple", max_cost="1.00"),
+        hello_run("broke", team="team-tiny", route_name="simple", max_cost="1.00"),
     )
     status = world.wait_phase("broke", "Waiting")
     condition = wait_for(
@@ -128,7 +122,7 @@ def test_a_run_waiting_for_money_starts_when_its_budget_is_raised(world: Operato
     apply(
         world.plane,
         world.namespace,
-        agent_run("saver", team="team-raise", route_name="simple", max_cost="1.00"),
+        hello_run("saver", team="team-raise", route_name="simple", max_cost="1.00"),
     )
     world.wait_phase("saver", "Waiting")
     wait_for(
@@ -163,18 +157,18 @@ def test_a_run_waits_for_its_dependency_then_runs(world: OperatorWorld) -> None:
     apply(
         world.plane,
         world.namespace,
-        agent_run("second", team="team-a", route_name="simple", depends_on=("first",)),
+        hello_run("second", team="team-a", route_name="simple", depends_on=("first",)),
     )
     status = world.wait_phase("second", "Waiting")
     assert "first" in status["message"]
-    apply(world.plane, world.namespace, agent_run("first", team="team-a", route_name="simple"))
+    apply(world.plane, world.namespace, hello_run("first", team="team-a", route_name="simple"))
     assert world.wait_phase("first", "Succeeded", "Failed")["phase"] == "Succeeded"
     assert world.wait_phase("second", "Succeeded", "Failed")["phase"] == "Succeeded"
 
 
 def test_a_failing_attempt_is_retried(world: OperatorWorld) -> None:
     apply(
-        world.plane, world.namespace, agent_run("retried", team="team-a", route_name="broken-once", retries=2)
+        world.plane, world.namespace, hello_run("retried", team="team-a", route_name="broken-once", retries=2)
     )
     status = world.wait_phase("retried", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "Succeeded", world.describe()
@@ -184,7 +178,7 @@ def test_a_failing_attempt_is_retried(world: OperatorWorld) -> None:
 
 
 def test_a_spec_edited_after_admission_is_reported_and_not_applied(world: OperatorWorld) -> None:
-    run = agent_run("edited", team="team-a", route_name="broken-for-edit", retries=1)
+    run = hello_run("edited", team="team-a", route_name="broken-for-edit", retries=1)
     run["spec"]["retryPolicy"]["backoffSeconds"] = 600  # stays between attempts while we edit it
     apply(world.plane, world.namespace, run)
     retrying = wait_for(
@@ -219,7 +213,7 @@ def test_a_spec_edited_after_admission_is_reported_and_not_applied(world: Operat
 
 
 def test_a_run_served_by_the_fallback_records_it(world: OperatorWorld) -> None:
-    apply(world.plane, world.namespace, agent_run("fell-back", team="team-a", route_name="with-fallback"))
+    apply(world.plane, world.namespace, hello_run("fell-back", team="team-a", route_name="with-fallback"))
     status = world.wait_phase("fell-back", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", world.describe()
     call = status["calls"][0]
@@ -251,7 +245,7 @@ def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: Operato
         apply(
             world.plane,
             world.namespace,
-            agent_run(name, team="alerts", route_name="simple", max_cost=format_micros(amount, places=6)),
+            hello_run(name, team="alerts", route_name="simple", max_cost=format_micros(amount, places=6)),
         )
         status = world.wait_phase(name, "Succeeded", "Failed", "Denied")
         assert status["phase"] == "Succeeded", f"{status}\n{world.describe()}"
@@ -283,7 +277,7 @@ def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: Operato
 
 
 def test_operator_metrics_count_runs_admissions_and_budgets(world: OperatorWorld) -> None:
-    apply(world.plane, world.namespace, agent_run("metered", team="team-a", route_name="simple"))
+    apply(world.plane, world.namespace, hello_run("metered", team="team-a", route_name="simple"))
     world.wait_phase("metered", "Succeeded", "Failed")
     with urllib.request.urlopen(f"http://127.0.0.1:{world.metrics_port}/metrics", timeout=5) as response:
         text = response.read().decode()

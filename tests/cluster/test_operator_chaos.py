@@ -11,15 +11,19 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from tests.cluster.harness import OperatorWorld, adapter, agent_run, apply, budget, get, operator_world, route
+from tests.builders.adapters import answering_adapter
+from tests.builders.agentrun import hello_run
+from tests.builders.budget import team_budget
+from tests.builders.routes import failover_route
+from tests.cluster.harness import OperatorWorld, apply, get, operator_world
 
 from jesus.devcluster import ControlPlane
 
 RUNS = 100
 OBJECTS = [
-    adapter("steady", replies=RUNS + 20),
-    route("simple", "steady"),
-    budget("chaos", "chaos", "1000.00"),
+    answering_adapter("steady", replies=RUNS + 20),
+    failover_route("simple", "steady"),
+    team_budget("chaos", "chaos", "1000.00"),
 ]
 
 
@@ -40,7 +44,7 @@ def test_killing_the_operator_at_random_points_charges_every_run_exactly_once(wo
     rng = random.Random(20261122)
     # A long timeout: a hundred runner processes queue on two cores, and the Job's deadline counts the wait.
     runs = [
-        agent_run(f"chaos-{i:03d}", team="chaos", route_name="simple", timeout_seconds=900)
+        hello_run(f"chaos-{i:03d}", team="chaos", route_name="simple", timeout_seconds=900)
         for i in range(RUNS)
     ]
     apply(world.plane, world.namespace, *runs)

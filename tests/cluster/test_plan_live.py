@@ -7,16 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter
+from tests.builders.agentrun import build_run
+from tests.builders.budget import spending_budget
+from tests.builders.defaults import NOW, PERIOD_START
+from tests.builders.routes import build_route
 from tests.cluster.harness import apply, install_crds
-from tests.unit.policy.builders import (
-    NOW,
-    PERIOD_START,
-    build_budget,
-    build_hosted_adapter,
-    build_route,
-    build_run,
-    build_served_adapter,
-)
 
 from jesus.api import ApiObject
 from jesus.cli import main
@@ -57,7 +53,7 @@ def plan_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict
 def test_live_plan_uses_the_spending_recorded_in_the_cluster(
     crds: ControlPlane, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    budget = placed(build_budget(spent_micros=0, reserved_micros=0), namespace)
+    budget = placed(spending_budget(spent_micros=0, reserved_micros=0), namespace)
     others = (build_hosted_adapter(), build_served_adapter(), build_route(), build_run())
     specs = write_specs(tmp_path / "specs", [*(placed(obj, namespace) for obj in others), budget])
     live_budget = budget.to_kubernetes()

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.builders.adapters import openai_adapter, scripted_adapter
+from tests.builders.routes import route_policy
 from tests.cluster.operator_process import (
     OperatorProcess,
     apply_objects,
@@ -18,7 +20,6 @@ from tests.cluster.operator_process import (
     running_operator,
     wait_for,
 )
-from tests.unit.api.builders import openai_adapter, route_policy, scripted_adapter
 
 from jesus.devcluster import ControlPlane
 

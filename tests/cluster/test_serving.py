@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.builders.adapters import vllm_adapter
+from tests.builders.manifest import drop_field, set_field
 from tests.cluster.operator_process import (
     OperatorProcess,
     apply_objects,
@@ -17,7 +19,6 @@ from tests.cluster.operator_process import (
     running_operator,
     wait_for,
 )
-from tests.unit.api.builders import drop_field, set_field, vllm_adapter
 
 from jesus.devcluster import ControlPlane
 from jesus.devcluster.nodes import DEFAULT_NODES, GPU_RESOURCE

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.controllers.fake_cluster import FakeKube, operator_context, sync_cache
+from tests.builders.cluster import FakeKube, operator_context, sync_cache
 
 from jesus.api import AgentRun
 from jesus.controllers.agentrun.admission import admit_run

@@ -15,13 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.policy.builders import (
-    NOW,
-    build_hosted_adapter,
-    build_input,
-    build_run,
-    build_served_adapter,
-)
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter
+from tests.builders.agentrun import build_run
+from tests.builders.defaults import NOW
+from tests.builders.policy import build_input
 
 from jesus.devcluster.toolchain import ensure_tool
 from jesus.policy import EmbeddedEngine, OpaServerEngine, PolicyLoadError

@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.builders.adapters import openai_adapter, scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 from tests.providers import Reply, serve_openai
-from tests.unit.api.builders import agent_run, budget, openai_adapter, route_policy, scripted_adapter, to_yaml
 
 from jesus.cli import main
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from tests.builders.adapters import openai_adapter, scripted_adapter
+from tests.builders.processes import free_port, wait_for_port
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 from tests.providers import Fail, FakeProvider, Reply, serve_openai
-from tests.unit.api.builders import openai_adapter, route_policy, scripted_adapter, to_yaml
 
 from jesus.runner import AgentTask, RunOutcome, execute_run
 from jesus.runner.http_model import RouterHttpModelClient
@@ -28,13 +29,6 @@ pytestmark = pytest.mark.e2e
 
 JESUS = Path(sys.executable).parent / "jesus"
 ADMIN = "e2e-admin-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -56,7 +50,7 @@ def router_url(tmp_path: Path, upstream: FakeProvider) -> Iterator[str]:
     policy["spec"]["retries"] = {"maxAttempts": 1}
     specs = tmp_path / "specs.yaml"
     specs.write_text(to_yaml(adapter, scripted_adapter("backup", text="served by the backup"), policy))
-    port = _free_port()
+    port = free_port()
     environment = {**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-e2e"}
     process = subprocess.Popen(
         [
@@ -74,16 +68,7 @@ def router_url(tmp_path: Path, upstream: FakeProvider) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode() if process.stdout else ""
-                    raise RuntimeError(f"jesus router did not start:\n{output}") from None
-                time.sleep(0.05)
+        wait_for_port(port, process, what="jesus router")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -1,11 +1,11 @@
-"""Helpers that call an adapter the way tests need: collect a stream, expect a failure."""
+"""Helpers that call an adapter the way tests need: collect a stream, take the response, expect a failure."""
 
 from __future__ import annotations
 
 import pytest
-from tests.providers.builders import chat_request
+from tests.builders.chat import chat_request
 
-from jesus_adapters import AdapterError, ChatRequest, ModelAdapter, StreamEvent
+from jesus_adapters import AdapterError, ChatRequest, ChatResponse, ModelAdapter, StreamDone, StreamEvent
 
 
 async def collect(
@@ -24,6 +24,18 @@ async def call(
         await collect(adapter, request, timeout_seconds=timeout_seconds)
     else:
         await adapter.complete(request or chat_request(), timeout_seconds=timeout_seconds)
+
+
+async def response_of(
+    adapter: ModelAdapter, request: ChatRequest | None = None, *, stream: bool, timeout_seconds: float = 5.0
+) -> ChatResponse:
+    """The response of one call: `complete`'s, or the one a stream's final `StreamDone` carries."""
+    chosen = request or chat_request()
+    if not stream:
+        return await adapter.complete(chosen, timeout_seconds=timeout_seconds)
+    done = (await collect(adapter, chosen, timeout_seconds=timeout_seconds))[-1]
+    assert isinstance(done, StreamDone), f"the stream ended with {done!r}, not StreamDone"
+    return done.response
 
 
 async def failure_of(

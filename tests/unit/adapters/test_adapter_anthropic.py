@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.builders.adapters import adapter_config
+from tests.builders.chat import LOOKUP_TOOL, chat_request, tool_round_trip_request
 from tests.providers import (
     Drop,
     Fail,
@@ -19,8 +21,7 @@ from tests.providers import (
     serve_anthropic,
     unused_base_url,
 )
-from tests.providers.builders import LOOKUP_TOOL, adapter_config, chat_request, tool_round_trip_request
-from tests.providers.calls import collect, failure_of
+from tests.providers.calls import collect, failure_of, response_of
 
 from jesus_adapters import (
     AdapterConfigError,
@@ -108,12 +109,7 @@ async def test_tool_calls_come_back_decoded(fake: FakeProvider, adapter: ModelAd
     fake.script(Reply(text="Looking both up.", tool_calls=calls, chunk_chars=3))
     request = chat_request(tools=(LOOKUP_TOOL,))
 
-    if stream:
-        done = (await collect(adapter, request))[-1]
-        assert isinstance(done, StreamDone)
-        response = done.response
-    else:
-        response = await adapter.complete(request, timeout_seconds=5)
+    response = await response_of(adapter, request, stream=stream)
 
     assert response.finish_reason == "tool_calls"
     assert response.content == "Looking both up."

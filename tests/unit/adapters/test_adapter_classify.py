@@ -7,7 +7,7 @@ import email.utils
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.providers.builders import LOOKUP_TOOL, chat_request
+from tests.builders.chat import LOOKUP_TOOL, chat_request
 
 from jesus_adapters import ErrorKind, ErrorWording
 from jesus_adapters.classify import ErrorDetail, classify_failure, parse_retry_after

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.builders.adapters import adapter_config
+from tests.builders.chat import chat_request
 from tests.providers import Reply, serve_anthropic, serve_openai
-from tests.providers.builders import adapter_config, chat_request
 from tests.providers.calls import failure_of
 from tests.providers.request_rules import chat_completions_problem, messages_problem
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from tests.builders.adapters import adapter_config
+from tests.builders.chat import LOOKUP_TOOL, chat_request, tool_round_trip_request
 from tests.providers import (
     Drop,
     Fail,
@@ -24,8 +26,7 @@ from tests.providers import (
     serve_openai,
     unused_base_url,
 )
-from tests.providers.builders import LOOKUP_TOOL, adapter_config, chat_request, tool_round_trip_request
-from tests.providers.calls import collect, failure_of
+from tests.providers.calls import collect, failure_of, response_of
 from tests.providers.openai_wire import Dialect
 
 from jesus_adapters import (
@@ -162,12 +163,7 @@ async def test_tool_calls_come_back_decoded(endpoint: Endpoint, stream: bool) ->
     )
     endpoint.fake.script(Reply(text="", tool_calls=calls, chunk_chars=3))
 
-    if stream:
-        done = (await collect(endpoint.adapter, chat_request(tools=(LOOKUP_TOOL,))))[-1]
-        assert isinstance(done, StreamDone)
-        response = done.response
-    else:
-        response = await endpoint.adapter.complete(chat_request(tools=(LOOKUP_TOOL,)), timeout_seconds=5)
+    response = await response_of(endpoint.adapter, chat_request(tools=(LOOKUP_TOOL,)), stream=stream)
 
     assert response.finish_reason == "tool_calls"
     assert [(call.id, call.name, call.arguments) for call in response.tool_calls] == [
@@ -207,12 +203,7 @@ async def test_tools_and_tool_results_go_out_in_chat_completions_shape(endpoint:
 async def test_missing_usage_is_estimated_not_zero(endpoint: Endpoint, stream: bool) -> None:
     endpoint.fake.script(Reply(text="An answer without usage.", include_usage=False))
 
-    if stream:
-        done = (await collect(endpoint.adapter))[-1]
-        assert isinstance(done, StreamDone)
-        response = done.response
-    else:
-        response = await endpoint.adapter.complete(chat_request(), timeout_seconds=5)
+    response = await response_of(endpoint.adapter, stream=stream)
 
     assert response.usage == estimate_usage(chat_request(), "An answer without usage.", ())
     assert response.usage_estimated
@@ -521,12 +512,7 @@ async def test_a_tool_call_cut_by_the_token_cap_is_dropped_not_malformed(
     content_type = "text/event-stream" if stream else "application/json"
     endpoint.fake.script(Raw(truncated_tool_call_body(stream=stream), content_type=content_type))
 
-    if stream:
-        done = (await collect(endpoint.adapter, chat_request(tools=(LOOKUP_TOOL,))))[-1]
-        assert isinstance(done, StreamDone)
-        response = done.response
-    else:
-        response = await endpoint.adapter.complete(chat_request(tools=(LOOKUP_TOOL,)), timeout_seconds=5)
+    response = await response_of(endpoint.adapter, chat_request(tools=(LOOKUP_TOOL,)), stream=stream)
 
     assert response.finish_reason == "length"
     assert response.content == "Looking up"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.providers.builders import adapter_config
+from tests.builders.adapters import adapter_config
 
 from jesus_adapters import (
     PROVIDERS,

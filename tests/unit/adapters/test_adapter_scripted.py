@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.providers.builders import adapter_config, chat_request
+from tests.builders.adapters import adapter_config
+from tests.builders.chat import chat_request
 from tests.providers.calls import collect, failure_of
 
 from jesus_adapters import (

@@ -8,15 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from tests.unit.api.builders import (
-    agent_run,
-    budget,
-    openai_adapter,
-    route_policy,
-    scripted_adapter,
-    set_field,
-    vllm_adapter,
-)
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
 
 from jesus.api import (
     DEFAULT_THRESHOLDS,

@@ -7,8 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.unit.api.builders import agent_run, budget, route_policy, scripted_adapter, set_field
-from tests.unit.controllers.fake_cluster import FakeKube, operator_context, sync_cache
+from tests.builders.adapters import scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.cluster import FakeKube, operator_context, sync_cache
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
 
 from jesus.controllers.agentrun import reconcile_run, release_on_delete
 from jesus.kube import JsonObject

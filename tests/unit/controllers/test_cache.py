@@ -8,7 +8,9 @@ from typing import cast
 
 import pydantic
 import pytest
-from tests.unit.api.builders import Obj, budget, route_policy, set_field
+from tests.builders.budget import budget
+from tests.builders.manifest import Obj, set_field
+from tests.builders.routes import route_policy
 
 from jesus.controllers.cache import ClusterCache
 from jesus.kube import KubeClient, KubeError

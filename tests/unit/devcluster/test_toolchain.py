@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from jesus.devcluster import toolchain
+from jesus.devcluster.controlplane import free_port
 from jesus.devcluster.toolchain import Tool, ToolchainError, build_module
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -44,7 +37,7 @@ def test_missing_go_says_to_install_it(
 def test_unreachable_module_proxy_is_explained_and_leaves_no_partial_build(
     monkeypatch: pytest.MonkeyPatch, wrapper_module: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("GOPROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("GOPROXY", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("GOMODCACHE", str(tmp_path / "modcache"))
     monkeypatch.setenv("GONOSUMDB", "*")
     monkeypatch.setenv("GOFLAGS", "")

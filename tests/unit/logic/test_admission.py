@@ -6,13 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
-from tests.unit.policy.builders import (
-    NOW,
-    build_budget,
-    build_route,
-    build_run,
-    standard_adapters,
-)
+from tests.builders.adapters import standard_adapters
+from tests.builders.agentrun import build_run
+from tests.builders.budget import spending_budget
+from tests.builders.defaults import NOW
+from tests.builders.routes import build_route
 
 from jesus.api.agentrun import AgentRun, AgentRunPhase
 from jesus.api.routepolicy import RoutePolicy
@@ -77,7 +75,7 @@ def inputs(
         run=run or build_run(),
         route=build_route() if route is True else (route or None),
         adapters=standard_adapters(),
-        budgets=[build_budget(limit=budget_limit, deny=deny)],
+        budgets=[spending_budget(limit=budget_limit, deny=deny)],
         dependency_phases=phases,
         now=NOW,
         source="specs",

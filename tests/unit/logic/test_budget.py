@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.builders.adapters import build_hosted_adapter
+from tests.builders.agentrun import build_run
+from tests.builders.budget import build_budget
+from tests.builders.defaults import NOW
 
-from jesus.api import AgentRun, Budget, BudgetPeriod, ModelAdapter, format_micros
+from jesus.api import BudgetPeriod, format_micros
 from jesus.logic.budget import (
     BudgetFigures,
     CostBasis,
@@ -27,78 +31,6 @@ from jesus.logic.budget import (
     utilization_percent,
 )
 
-NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
-
-# --- builders --------------------------------------------------------------------------------
-
-
-def build_run(
-    *,
-    name: str = "summarise",
-    namespace: str | None = "research",
-    team: str = "research",
-    user: str = "alice",
-    labels: dict[str, str] | None = None,
-    max_cost: str = "3.00",
-    max_tokens: int | None = None,
-) -> AgentRun:
-    """An AgentRun with the fields budget arithmetic reads."""
-    limits: dict[str, Any] = {"maxCost": max_cost}
-    if max_tokens is not None:
-        limits["maxTokens"] = max_tokens
-    return AgentRun.model_validate(
-        {
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "owner": {"user": user, "team": team},
-                "task": {"instructions": "Summarise the tickets."},
-                "routePolicyRef": {"name": "default"},
-                "limits": limits,
-            },
-        }
-    )
-
-
-def build_budget(
-    *,
-    name: str = "research-monthly",
-    namespace: str | None = "research",
-    scope: dict[str, Any] | None = None,
-    period: str = "Monthly",
-    limit: str = "100.00",
-    thresholds: list[int] | None = None,
-    deny: bool = True,
-    status: dict[str, Any] | None = None,
-) -> Budget:
-    """A Budget; scope defaults to team research."""
-    spec: dict[str, Any] = {
-        "scope": scope or {"team": "research"},
-        "period": period,
-        "limit": limit,
-        "onExceeded": {"denyNewRuns": deny},
-    }
-    if thresholds is not None:
-        spec["thresholds"] = thresholds
-    return Budget.model_validate(
-        {"metadata": {"name": name, "namespace": namespace}, "spec": spec, "status": status}
-    )
-
-
-def build_adapter(name: str, input_price: str, output_price: str) -> ModelAdapter:
-    """A hosted ModelAdapter with the given prices per million tokens."""
-    return ModelAdapter.model_validate(
-        {
-            "metadata": {"name": name, "namespace": "research"},
-            "spec": {
-                "provider": "openai",
-                "model": name,
-                "credentialsSecretRef": {"name": "keys", "key": "openai"},
-                "pricing": {"inputPerMillionTokens": input_price, "outputPerMillionTokens": output_price},
-            },
-        }
-    )
-
-
 # --- scope -----------------------------------------------------------------------------------
 
 
@@ -114,7 +46,7 @@ def build_adapter(name: str, input_price: str, output_price: str) -> ModelAdapte
         ({"user": "alice"}, "research", {"user": "bob"}, False),
         ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {"labels": {"app": "x"}}, True),
         ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {"labels": {"app": "y"}}, False),
-        ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {}, False),
+        ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {"labels": None}, False),
         ({"team": "research"}, None, {"namespace": None}, True),
     ],
 )
@@ -200,12 +132,18 @@ def test_period_contains_its_moment_and_abuts_the_next(moment: datetime, period:
 
 
 def test_max_cost_bounds_a_run_without_max_tokens() -> None:
-    bound = max_run_cost(build_run(max_cost="3.50").spec.limits, [build_adapter("a", "3", "15")])
+    bound = max_run_cost(
+        build_run(max_cost="3.50").spec.limits,
+        [build_hosted_adapter(name="a", input_price="3", output_price="15")],
+    )
     assert (bound.max_micros, bound.basis) == (3_500_000, CostBasis.MAX_COST)
 
 
 def test_tokens_at_the_most_expensive_price_bound_when_tighter() -> None:
-    adapters = [build_adapter("cheap", "0.10", "0.40"), build_adapter("dear", "3", "15")]
+    adapters = [
+        build_hosted_adapter(name="cheap", input_price="0.10", output_price="0.40"),
+        build_hosted_adapter(name="dear", input_price="3", output_price="15"),
+    ]
     bound = max_run_cost(build_run(max_cost="10.00", max_tokens=100_000).spec.limits, adapters)
     # 100 000 tokens at 15 per million is 1.50, under the 10.00 of maxCost.
     assert (bound.max_micros, bound.basis) == (1_500_000, CostBasis.MAX_TOKENS)
@@ -213,14 +151,17 @@ def test_tokens_at_the_most_expensive_price_bound_when_tighter() -> None:
 
 def test_max_cost_wins_when_tokens_would_allow_more() -> None:
     bound = max_run_cost(
-        build_run(max_cost="1.00", max_tokens=1_000_000).spec.limits, [build_adapter("a", "3", "15")]
+        build_run(max_cost="1.00", max_tokens=1_000_000).spec.limits,
+        [build_hosted_adapter(name="a", input_price="3", output_price="15")],
     )
     assert (bound.max_micros, bound.basis) == (1_000_000, CostBasis.MAX_COST)
 
 
 def test_token_bound_rounds_up_to_a_whole_micro_unit() -> None:
     # 1 token at 0.000001 per million tokens costs a millionth of a micro-unit: still 1 micro-unit.
-    assert token_cost_bound(1, [build_adapter("a", "0.000001", "0")]) == 1
+    assert (
+        token_cost_bound(1, [build_hosted_adapter(name="a", input_price="0.000001", output_price="0")]) == 1
+    )
     assert token_cost_bound(1, []) is None
 
 
@@ -236,7 +177,10 @@ prices = st.integers(min_value=0, max_value=200_000_000).map(lambda micros: form
 def test_no_run_within_its_limits_costs_more_than_its_bound(
     price_pairs: list[tuple[str, str]], max_tokens: int, max_cost_micros: int, data: st.DataObject
 ) -> None:
-    adapters = [build_adapter(f"a{i}", inp, out) for i, (inp, out) in enumerate(price_pairs)]
+    adapters = [
+        build_hosted_adapter(name=f"a{i}", input_price=inp, output_price=out)
+        for i, (inp, out) in enumerate(price_pairs)
+    ]
     limits = build_run(max_cost=format_micros(max_cost_micros, places=6), max_tokens=max_tokens).spec.limits
     bound = max_run_cost(limits, adapters)
     assert bound.max_micros <= max_cost_micros

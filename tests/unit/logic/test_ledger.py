@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.logic.test_budget import build_budget
+from tests.builders.budget import build_budget
 
 from jesus.api.budget import Budget
 from jesus.logic import ledger

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.builders.agentrun import reconciled_run
+from tests.builders.budget import build_budget
+from tests.builders.defaults import NOW
 
-from jesus.api.agentrun import AgentRun, AgentRunStatus
+from jesus.api.agentrun import AgentRunStatus
 from jesus.api.budget import Budget
 from jesus.logic.lifecycle import (
     Action,
@@ -20,23 +23,7 @@ from jesus.logic.lifecycle import (
 )
 from jesus.logic.runs import JobObservation, RunResult
 
-NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 A, J, Obs = Action, JobAction, JobObservation
-
-
-def build_run(retries: int = 2, backoff: int = 10) -> AgentRun:
-    return AgentRun.model_validate(
-        {
-            "metadata": {"name": "r", "namespace": "ns", "uid": "u-1"},
-            "spec": {
-                "owner": {"user": "ada@example.com", "team": "research"},
-                "task": {"instructions": "Do it."},
-                "routePolicyRef": {"name": "route"},
-                "limits": {"maxCost": "1.00", "timeoutSeconds": 120},
-                "retryPolicy": {"maxRetries": retries, "backoffSeconds": backoff},
-            },
-        }
-    )
 
 
 def attempt(number: int, outcome: str, finished_ago: int | None = None) -> dict[str, Any]:
@@ -87,7 +74,7 @@ NEXT_STEP_TABLE = [
     ids=[c[0] for c in NEXT_STEP_TABLE],
 )
 def test_next_step(given: AgentRunStatus, action: Action, number: int, delay: int | None) -> None:
-    step = next_step(build_run(), given, NOW)
+    step = next_step(reconciled_run(retries=2), given, NOW)
     assert (step.action, step.attempt) == (action, number)
     assert step.delay == (timedelta(seconds=delay) if delay is not None else None)
 
@@ -95,7 +82,7 @@ def test_next_step(given: AgentRunStatus, action: Action, number: int, delay: in
 def test_retries_spent_start_no_new_attempt_by_backoff() -> None:
     # The last failure was final (job_step said Fail): next_step is not asked for a retry any more,
     # because the run is terminal; a non-terminal run with its retries spent starts at once.
-    step = next_step(build_run(retries=0), status("Running", attempt(1, "Failed", finished_ago=1)), NOW)
+    step = next_step(reconciled_run(retries=0), status("Running", attempt(1, "Failed", finished_ago=1)), NOW)
     assert step.action is Action.START_ATTEMPT
 
 
@@ -128,29 +115,25 @@ def test_job_step(
     observed: JobObservation, failed: int, retries: int, exhausted: bool, action: JobAction, reason: str
 ) -> None:
     attempts = [attempt(i + 1, "Failed", 100) for i in range(failed)] + [attempt(failed + 1, "Running")]
-    step = job_step(build_run(retries=retries), status("Running", *attempts).attempts, observed, exhausted)
+    step = job_step(
+        reconciled_run(retries=retries), status("Running", *attempts).attempts, observed, exhausted
+    )
     assert (step.action, step.reason) == (action, reason)
 
 
 def test_a_vanished_job_is_named_in_the_failure() -> None:
     step = job_step(
-        build_run(), status("Running", attempt(1, "Running")).attempts, JobObservation("missing"), False
+        reconciled_run(retries=2),
+        status("Running", attempt(1, "Running")).attempts,
+        JobObservation("missing"),
+        False,
     )
     assert attempt_failure(step.observed) == "runner job r-a1 disappeared"
 
 
 def budget(spent: int, limit: str = "1.00", stop: bool = True) -> Budget:
-    return Budget.model_validate(
-        {
-            "metadata": {"name": "b0", "namespace": "ns"},
-            "spec": {
-                "scope": {"team": "research"},
-                "period": "Monthly",
-                "limit": limit,
-                "onExceeded": {"denyNewRuns": True, "stopRunningRuns": stop},
-            },
-            "status": {"spentMicros": spent, "reservedMicros": 0},
-        }
+    return build_budget(
+        name="b0", namespace="ns", limit=limit, stop=stop, status={"spentMicros": spent, "reservedMicros": 0}
     )
 
 

@@ -8,13 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.unit.api.builders import (
-    openai_adapter,
-    route_policy,
-    scripted_adapter,
-    set_field,
-    vllm_adapter,
-)
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
 
 from jesus.api.common import Condition, ConditionStatus
 from jesus.api.modeladapter import (

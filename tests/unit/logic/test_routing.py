@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.unit.api.builders import route_policy, scripted_adapter
+from tests.builders.adapters import scripted_adapter
+from tests.builders.routes import route_policy
 
 from jesus.api import ModelAdapter, RoutePolicy
 from jesus.logic.routing import (

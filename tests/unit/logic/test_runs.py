@@ -8,27 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.builders.agentrun import reconciled_run
 
-from jesus.api.agentrun import AgentRun, AgentRunPhase
+from jesus.api.agentrun import AgentRunPhase
 from jesus.logic import manifests, runs
 
 OWNER = {"apiVersion": "jesus.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": "r", "uid": "u-1"}}
-
-
-def build_run(depends_on: list[str] | None = None, retries: int = 0, backoff: int = 10) -> AgentRun:
-    return AgentRun.model_validate(
-        {
-            "metadata": {"name": "r", "namespace": "ns", "uid": "u-1"},
-            "spec": {
-                "owner": {"user": "ada@example.com", "team": "research"},
-                "task": {"instructions": "Do it."},
-                "routePolicyRef": {"name": "route"},
-                "limits": {"maxCost": "1.00", "timeoutSeconds": 120},
-                "dependsOn": depends_on,
-                "retryPolicy": {"maxRetries": retries, "backoffSeconds": backoff},
-            },
-        }
-    )
 
 
 def record(calls: int = 1, artifacts: int = 1) -> dict[str, Any]:
@@ -72,7 +57,7 @@ def test_dependency_state(
     waiting: tuple[str, ...],
     missing: tuple[str, ...],
 ) -> None:
-    state = runs.dependency_state(build_run(depends_on=["a"]), phases)
+    state = runs.dependency_state(reconciled_run(depends_on=["a"]), phases)
     assert (state.ready, state.failed, state.waiting, state.missing) == (ready, failed, waiting, missing)
 
 
@@ -129,7 +114,7 @@ def test_a_failed_job_carries_the_runners_result() -> None:
 
 
 def test_retries_back_off_exponentially_until_the_policy_is_spent() -> None:
-    run = build_run(retries=2, backoff=10)
+    run = reconciled_run(retries=2, backoff=10)
     assert [runs.retry_delay(run, n) for n in (1, 2, 3)] == [
         timedelta(seconds=10),
         timedelta(seconds=20),
@@ -146,7 +131,7 @@ def test_traces_are_stable_per_run_and_distinct_per_attempt() -> None:
 
 def test_runner_job_carries_no_credentials_and_no_api_access() -> None:
     settings = manifests.RunnerSettings()
-    built = manifests.build_runner_job(build_run(), OWNER, 2, settings, traceparent="00-x-y-01")
+    built = manifests.build_runner_job(reconciled_run(), OWNER, 2, settings, traceparent="00-x-y-01")
     pod_spec = built["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     assert built["metadata"]["name"] == manifests.job_name("r", 2)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.unit.api.builders import drop_field, set_field, vllm_adapter
+from tests.builders.adapters import vllm_adapter
+from tests.builders.manifest import drop_field, set_field
 
 from jesus.api.common import LABEL_ADAPTER
 from jesus.api.modeladapter import (

@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter
+from tests.builders.agentrun import build_run
+from tests.builders.policy import build_input
 
 from jesus.logic.policy_input import PolicyInput
 from jesus.policy import EmbeddedEngine, PolicyLoadError, load_policy_source
-
-from .builders import build_hosted_adapter, build_input, build_run, build_served_adapter
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 

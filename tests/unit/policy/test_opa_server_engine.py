@@ -7,10 +7,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from tests.builders.policy import build_input
 
 from jesus.policy import OpaServerEngine
-
-from .builders import build_input
 
 BASE = "http://opa.test:8181"
 Handler = Callable[[httpx.Request], httpx.Response]

@@ -9,21 +9,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter
+from tests.builders.agentrun import build_run
+from tests.builders.budget import spending_budget
+from tests.builders.defaults import NOW
+from tests.builders.routes import build_route
 
 from jesus.api import ApiObject, Budget, BudgetPeriod
 from jesus.cli import main
 from jesus.logic.budget import period_window
 from jesus.logic.clock import format_time
 from jesus.policy.planning import merge_live_budgets
-
-from .builders import (
-    NOW,
-    build_budget,
-    build_hosted_adapter,
-    build_route,
-    build_run,
-    build_served_adapter,
-)
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 NEXT_MONTH = period_window(BudgetPeriod.MONTHLY, NOW).end
@@ -39,7 +35,7 @@ def write_specs(folder: Path, objects: Sequence[ApiObject]) -> Path:
 
 
 def standard_objects() -> list[ApiObject]:
-    return [build_hosted_adapter(), build_served_adapter(), build_route(), build_budget(), build_run()]
+    return [build_hosted_adapter(), build_served_adapter(), build_route(), spending_budget(), build_run()]
 
 
 def plan(capsys: pytest.CaptureFixture[str], *args: str, now: datetime = NOW) -> tuple[int, str, str]:
@@ -146,7 +142,7 @@ def test_markdown_is_a_table_with_reasons(tmp_path: Path, capsys: pytest.Capture
 def test_invalid_specs_are_reported_and_not_planned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    objects = [build_hosted_adapter(), build_budget(), build_run()]  # the route is missing
+    objects = [build_hosted_adapter(), spending_budget(), build_run()]  # the route is missing
     code, out, err = plan(capsys, str(write_specs(tmp_path / "specs", objects)))
     assert code == 1
     assert out == ""
@@ -204,9 +200,9 @@ def test_live_budgets_without_a_cluster_is_an_error(
 
 
 def test_live_figures_replace_the_spec_files_ones() -> None:
-    spec_budget = build_budget(limit="200.00", spent_micros=0, reserved_micros=0)
-    live_same = build_budget(spent_micros=150_000_000, reserved_micros=1_000_000)
-    live_other = build_budget(name="cluster-only", scope={"namespace": "research"})
+    spec_budget = spending_budget(limit="200.00", spent_micros=0, reserved_micros=0)
+    live_same = spending_budget(spent_micros=150_000_000, reserved_micros=1_000_000)
+    live_other = spending_budget(name="cluster-only", scope={"namespace": "research"})
     merged = merge_live_budgets([spec_budget], [live_same, live_other])
     assert [b.metadata.name for b in merged] == ["research-monthly", "cluster-only"]
     first: Budget = merged[0]

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter
+from tests.builders.agentrun import build_run
+from tests.builders.budget import spending_budget
+from tests.builders.routes import build_route
+
 from jesus.api import ApiObject
 from jesus.policy.planning import placed, plan_runs
 from jesus.specs import load_specs
-
-from .builders import build_budget, build_hosted_adapter, build_route, build_run, build_served_adapter
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 
@@ -29,7 +32,7 @@ def write(path: Path, objects: Sequence[ApiObject], *, strip_namespace: bool = F
 
 def test_references_resolve_in_the_runs_namespace(tmp_path: Path) -> None:
     elsewhere = [placed(build_route(chain=("claude",)), "other"), placed(build_hosted_adapter(), "other")]
-    here = [build_hosted_adapter(), build_served_adapter(), build_route(), build_budget(), build_run()]
+    here = [build_hosted_adapter(), build_served_adapter(), build_route(), spending_budget(), build_run()]
     write(tmp_path / "other.yaml", elsewhere)
     write(tmp_path / "research.yaml", here)
     (planned,) = plan_runs(load_specs([tmp_path]), now=NOW)
@@ -66,7 +69,8 @@ def test_kustomization_namespace_places_the_objects(tmp_path: Path) -> None:
 
 
 def test_a_namespace_budget_elsewhere_covers_the_run(tmp_path: Path) -> None:
-    platform_budget = placed(build_budget(name="research-cap", scope={"namespace": "research"}), "platform")
+    research_cap = spending_budget(name="research-cap", scope={"namespace": "research"})
+    platform_budget = placed(research_cap, "platform")
     write(tmp_path / "platform.yaml", [platform_budget])
     write(
         tmp_path / "research.yaml",

@@ -6,18 +6,14 @@ import copy
 import json
 from typing import Any
 
-from jesus.logic.policy_input import INPUT_VERSION, build_policy_input
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter, standard_adapters
+from tests.builders.agentrun import build_run
+from tests.builders.budget import spending_budget
+from tests.builders.defaults import NOW
+from tests.builders.policy import build_input
+from tests.builders.routes import build_route
 
-from .builders import (
-    NOW,
-    build_budget,
-    build_hosted_adapter,
-    build_input,
-    build_route,
-    build_run,
-    build_served_adapter,
-    standard_adapters,
-)
+from jesus.logic.policy_input import INPUT_VERSION, build_policy_input
 
 
 def _floats(value: Any) -> list[float]:
@@ -111,8 +107,8 @@ def test_cost_is_bounded_by_tokens_at_the_most_expensive_adapter_when_tighter() 
 
 def test_only_covering_budgets_are_included_with_figures_after_the_run() -> None:
     budgets = [
-        build_budget(spent_micros=70_000_000, reserved_micros=4_000_000),
-        build_budget(name="ml-monthly", scope={"team": "ml-platform"}),
+        spending_budget(spent_micros=70_000_000, reserved_micros=4_000_000),
+        spending_budget(name="ml-monthly", scope={"team": "ml-platform"}),
     ]
     (budget,) = build_input(budgets=budgets)["budgets"]
     assert budget["name"] == "research-monthly"
@@ -133,7 +129,7 @@ def test_only_covering_budgets_are_included_with_figures_after_the_run() -> None
 
 
 def test_building_changes_none_of_its_arguments() -> None:
-    run, route, adapters, budgets = build_run(), build_route(), standard_adapters(), [build_budget()]
+    run, route, adapters, budgets = build_run(), build_route(), standard_adapters(), [spending_budget()]
     before = copy.deepcopy((run, route, adapters, budgets))
     build_policy_input(run, route_policy=route, adapters=adapters, budgets=budgets, now=NOW, source="specs")
     assert (run, route, adapters, budgets) == before

@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from .builders import build_hosted_adapter, build_input, build_served_adapter
+from tests.builders.adapters import build_hosted_adapter, build_served_adapter
+from tests.builders.policy import build_input
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "policy-input.md"
 

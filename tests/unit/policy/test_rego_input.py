@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 import regopy
+from tests.builders.policy import build_input
 
 from jesus.policy.rego_input import InputConversionError, free_input, new_rego_input
-
-from .builders import build_input
 
 
 def echo(document: Any) -> Any:

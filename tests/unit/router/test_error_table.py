@@ -13,6 +13,8 @@ import httpx2
 import pytest
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
+from tests.builders.chat import failure
+from tests.builders.doubles import FakeAdapter
 
 from jesus.api import FAILOVER_ERROR_CLASSES, ErrorClass, RoutePolicySpec, ScriptedErrorClass
 from jesus.logic.routing import (
@@ -41,8 +43,6 @@ from jesus_adapters.errors import (
     error_rule,
 )
 from jesus_adapters.types import ChatRequest, Message
-
-from .doubles import FakeAdapter, failure
 
 ROUTER = "http://router.test"
 CRD = Path(__file__).resolve().parents[3] / "crds" / "routepolicies.jesus.dev.yaml"

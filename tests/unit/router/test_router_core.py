@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tests.builders.chat import failure, reply, request
+from tests.builders.doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step
 
 from jesus.logic.routing import (
     Allowance,
@@ -29,8 +31,6 @@ from jesus.router import (
 )
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta, Usage
-
-from .doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step, failure, reply, request
 
 PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
 

@@ -10,8 +10,9 @@ import time
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tests.builders.adapters import adapter_config
+from tests.builders.chat import request
 from tests.providers import Fail, Hang, Raw, Reply, serve_anthropic, serve_openai, unused_base_url
-from tests.providers.builders import adapter_config
 
 from jesus.logic.routing import Allowance, BreakerConfig, CallPrice, RetryPolicy, RoutePlan
 from jesus.router import (
@@ -26,13 +27,16 @@ from jesus.router import (
 from jesus_adapters import build_adapter
 from jesus_adapters.types import TextDelta
 
-from .doubles import request
-
 PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
 
 
 def routed(name: str, provider: str, base_url: str) -> RoutedAdapter:
     return RoutedAdapter(name, build_adapter(adapter_config(provider, base_url)), PRICE)
+
+
+def router_over(provider: str, /, **base_urls: str) -> Router:
+    """A router over one adapter of `provider` per keyword (adapter name = its base URL), in order."""
+    return Router({name: routed(name, provider, url) for name, url in base_urls.items()})
 
 
 def plan(*chain: str, retries: int = 0, timeout: float = 5.0) -> RoutePlan:
@@ -72,12 +76,7 @@ async def test_a_503_from_the_primary_fails_over_to_a_different_provider() -> No
 async def test_a_refused_connection_fails_over() -> None:
     async with serve_openai() as fallback:
         fallback.script(Reply(text="backup"))
-        router = Router(
-            {
-                "dead": routed("dead", "openai-compatible", unused_base_url()),
-                "live": routed("live", "openai-compatible", fallback.base_url),
-            }
-        )
+        router = router_over("openai-compatible", dead=unused_base_url(), live=fallback.base_url)
         answer = await router.complete(plan("dead", "live"), request(), RunLedger("run-a"))
     assert answer.record.attempts[0].error_kind == "Connection"
     assert answer.record.adapter == "live"
@@ -87,12 +86,7 @@ async def test_a_hanging_provider_fails_over_after_the_attempt_timeout() -> None
     async with serve_openai() as primary, serve_openai() as fallback:
         primary.script(Hang())
         fallback.script(Reply(text="in time"))
-        router = Router(
-            {
-                "slow": routed("slow", "vllm", primary.base_url),
-                "fast": routed("fast", "vllm", fallback.base_url),
-            }
-        )
+        router = router_over("vllm", slow=primary.base_url, fast=fallback.base_url)
         started = time.monotonic()
         answer = await router.complete(plan("slow", "fast", timeout=0.5), request(), RunLedger("run-a"))
         elapsed = time.monotonic() - started
@@ -105,12 +99,7 @@ async def test_a_malformed_answer_fails_over() -> None:
     async with serve_openai() as primary, serve_openai() as fallback:
         primary.script(Raw("{not json at all"))
         fallback.script(Reply(text="well formed"))
-        router = Router(
-            {
-                "bad": routed("bad", "openai", primary.base_url),
-                "good": routed("good", "openai", fallback.base_url),
-            }
-        )
+        router = router_over("openai", bad=primary.base_url, good=fallback.base_url)
         answer = await router.complete(plan("bad", "good"), request(), RunLedger("run-a"))
     assert answer.record.attempts[0].error_kind == "MalformedResponse"
     assert answer.response.content == "well formed"
@@ -119,9 +108,7 @@ async def test_a_malformed_answer_fails_over() -> None:
 async def test_an_invalid_request_does_not_fail_over() -> None:
     async with serve_openai() as primary, serve_openai() as fallback:
         primary.script(Fail(400, "messages: field required", type="invalid_request_error"))
-        router = Router(
-            {"a": routed("a", "openai", primary.base_url), "b": routed("b", "openai", fallback.base_url)}
-        )
+        router = router_over("openai", a=primary.base_url, b=fallback.base_url)
         with pytest.raises(RouteError) as caught:
             await router.complete(plan("a", "b", retries=2), request(), RunLedger("run-a"))
         assert not fallback.requests
@@ -132,7 +119,7 @@ async def test_an_invalid_request_does_not_fail_over() -> None:
 async def test_a_rate_limit_is_retried_on_the_same_provider() -> None:
     async with serve_openai() as primary:
         primary.script(Fail(429, "slow down", headers={"retry-after": "0"}), Reply(text="after the wait"))
-        router = Router({"a": routed("a", "openai", primary.base_url)})
+        router = router_over("openai", a=primary.base_url)
         answer = await router.complete(plan("a", retries=1), request(), RunLedger("run-a"))
     assert [a.error_kind for a in answer.record.attempts] == ["RateLimited", None]
     assert answer.response.content == "after the wait"
@@ -156,7 +143,7 @@ async def test_the_breaker_stops_calling_a_dead_provider() -> None:
 
 async def test_the_allowance_is_enforced_against_real_usage() -> None:
     async with serve_openai(default=Reply(text="long answer", input_tokens=60, output_tokens=40)) as provider:
-        router = Router({"a": routed("a", "openai", provider.base_url)})
+        router = router_over("openai", a=provider.base_url)
         ledger = RunLedger("run-a", Allowance(max_tokens=150))
         await router.complete(plan("a"), request(max_tokens=80), ledger)
         # 50 tokens are left and the prompt is estimated at 1: the output limit shrinks to 49.
@@ -175,9 +162,7 @@ async def test_a_streamed_answer_is_relayed_and_metered() -> None:
     async with serve_openai() as primary, serve_openai() as fallback:
         primary.script(Fail(502, "bad gateway"))
         fallback.script(Reply(text="streamed through the router", input_tokens=9, output_tokens=5))
-        router = Router(
-            {"a": routed("a", "openai", primary.base_url), "b": routed("b", "openai", fallback.base_url)}
-        )
+        router = router_over("openai", a=primary.base_url, b=fallback.base_url)
         events = [e async for e in router.stream(plan("a", "b"), request(), RunLedger("run-a"))]
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     end = events[-1]

@@ -13,7 +13,11 @@ import httpx2
 import openai
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.unit.api.builders import route_policy, scripted_adapter, to_yaml
+from tests.builders.adapters import scripted_adapter
+from tests.builders.chat import failure, reply
+from tests.builders.doubles import FakeAdapter, Step
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.cli.router import build_service
 from jesus.logic.routing import Allowance, CallPrice, RoutePlan
@@ -24,8 +28,6 @@ from jesus.runner.http_model import RouterHttpModelClient
 from jesus.specs import load_text
 from jesus_adapters.errors import ErrorKind
 from jesus_adapters.types import ChatRequest, Message
-
-from .doubles import FakeAdapter, Step, failure, reply
 
 ROUTER = "http://router.test"
 ADMIN = "admin-secret"
@@ -61,6 +63,13 @@ async def http() -> AsyncIterator[tuple[RouterService, httpx2.AsyncClient]]:
         yield service, client
 
 
+def openai_sdk(service: RouterService, client: httpx2.AsyncClient) -> openai.AsyncOpenAI:
+    """The OpenAI SDK with a fresh run token, speaking to the router in-process through `client`."""
+    return openai.AsyncOpenAI(
+        base_url=f"{ROUTER}/v1", api_key=grant(service), http_client=client, max_retries=0
+    )
+
+
 def chat(**extra: object) -> dict[str, object]:
     return {"model": "any", "messages": [{"role": "user", "content": "hi"}], **extra}
 
@@ -79,9 +88,7 @@ async def test_the_openai_sdk_gets_an_answer_and_the_call_record(
     http: tuple[RouterService, httpx2.AsyncClient],
 ) -> None:
     service, client = http
-    sdk = openai.AsyncOpenAI(
-        base_url=f"{ROUTER}/v1", api_key=grant(service), http_client=client, max_retries=0
-    )
+    sdk = openai_sdk(service, client)
     completion = await sdk.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].message.content == "hello from the router"
     assert completion.usage is not None
@@ -95,9 +102,7 @@ async def test_a_stream_is_served_as_server_sent_events(
     http: tuple[RouterService, httpx2.AsyncClient],
 ) -> None:
     service, client = http
-    sdk = openai.AsyncOpenAI(
-        base_url=f"{ROUTER}/v1", api_key=grant(service), http_client=client, max_retries=0
-    )
+    sdk = openai_sdk(service, client)
     stream = await sdk.chat.completions.create(
         model="any", messages=[{"role": "user", "content": "hi"}], stream=True
     )

@@ -7,7 +7,9 @@ import dataclasses
 import httpx2
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.unit.api.builders import route_policy, scripted_adapter, to_yaml
+from tests.builders.adapters import scripted_adapter
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.cli.router import build_service
 from jesus.router.service import RouterService, build_app

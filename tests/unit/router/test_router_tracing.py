@@ -9,13 +9,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
+from tests.builders.chat import failure, reply, request
+from tests.builders.doubles import FakeAdapter, Step
 
 from jesus.logic.routing import CallPrice, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
 from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
 from jesus_adapters.errors import ErrorKind
-
-from .doubles import FakeAdapter, Step, failure, reply, request
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

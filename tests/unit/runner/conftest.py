@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tests.builders.processes import free_port, wait_for_port
+
+from jesus.runner.tools import ToolServerSpec
 
 REPO = Path(__file__).resolve().parents[3]
 WORKSPACE_SERVER = REPO / "examples" / "tools" / "workspace_server.py"
 MISBEHAVING_SERVER = Path(__file__).resolve().parent / "servers" / "misbehaving_server.py"
+
+
+def workspace_server(root: Path, *allowed: str, timeout_seconds: float | None = None) -> ToolServerSpec:
+    """The example workspace server over stdio, rooted at `root`, limited to `allowed` tools (all if none)."""
+    spec = ToolServerSpec(
+        name="workspace",
+        transport="stdio",
+        command=sys.executable,
+        args=(str(WORKSPACE_SERVER), "--root", str(root)),
+        allowed_tools=allowed,
+    )
+    return spec if timeout_seconds is None else replace(spec, timeout_seconds=timeout_seconds)
 
 
 @pytest.fixture
@@ -26,32 +40,17 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def workspace_http_url(workspace: Path) -> Iterator[str]:
     """The example workspace server serving streamable HTTP; yields its MCP endpoint URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(WORKSPACE_SERVER), "--root", str(workspace), "--http", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the workspace server did not start") from None
-                time.sleep(0.05)
+        wait_for_port(port, process, what="the workspace server", timeout=20)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()

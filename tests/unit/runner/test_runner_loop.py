@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from jesus.runner import (
 )
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone, StreamEvent, ToolCall, Usage
 
-from .conftest import MISBEHAVING_SERVER, WORKSPACE_SERVER
+from .conftest import MISBEHAVING_SERVER, workspace_server
 
 
 def text(content: str, *, tokens: int = 10) -> ChatResponse:
@@ -50,16 +49,6 @@ class ScriptedModel:
             raise step
         usage = step.usage
         return ModelReply(step, {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens})
-
-
-def workspace_server(root: Path, *allowed: str) -> ToolServerSpec:
-    return ToolServerSpec(
-        name="workspace",
-        transport="stdio",
-        command=sys.executable,
-        args=(str(WORKSPACE_SERVER), "--root", str(root)),
-        allowed_tools=allowed,
-    )
 
 
 def task(*servers: ToolServerSpec, **overrides: Any) -> AgentTask:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -10,18 +9,7 @@ import pytest
 
 from jesus.runner.tools import ToolBox, ToolServerError, ToolServerSpec
 
-from .conftest import MISBEHAVING_SERVER, WORKSPACE_SERVER
-
-
-def workspace_stdio(root: Path, *, allowed: tuple[str, ...] = ()) -> ToolServerSpec:
-    return ToolServerSpec(
-        name="workspace",
-        transport="stdio",
-        command=sys.executable,
-        args=(str(WORKSPACE_SERVER), "--root", str(root)),
-        allowed_tools=allowed,
-        timeout_seconds=10,
-    )
+from .conftest import MISBEHAVING_SERVER, workspace_server
 
 
 def misbehaving(mode: str, *, timeout: float = 2.0) -> ToolServerSpec:
@@ -35,7 +23,7 @@ def misbehaving(mode: str, *, timeout: float = 2.0) -> ToolServerSpec:
 
 
 async def test_stdio_server_tools_are_listed_and_called(workspace: Path) -> None:
-    async with ToolBox((workspace_stdio(workspace),)) as tools:
+    async with ToolBox((workspace_server(workspace, timeout_seconds=10),)) as tools:
         assert {spec.name for spec in tools.specs} == {
             "list_files",
             "read_file",
@@ -65,7 +53,7 @@ async def test_http_server_tools_are_called(workspace_http_url: str) -> None:
 
 
 async def test_a_tool_that_is_not_allowed_is_refused_with_an_explanation(workspace: Path) -> None:
-    async with ToolBox((workspace_stdio(workspace, allowed=("read_file",)),)) as tools:
+    async with ToolBox((workspace_server(workspace, "read_file", timeout_seconds=10),)) as tools:
         refused = await tools.call("c1", "list_files", {})
     assert refused.is_error
     assert "not allowed" in refused.text
@@ -73,7 +61,7 @@ async def test_a_tool_that_is_not_allowed_is_refused_with_an_explanation(workspa
 
 
 async def test_a_tool_error_reaches_the_model_as_an_error_result(workspace: Path) -> None:
-    async with ToolBox((workspace_stdio(workspace),)) as tools:
+    async with ToolBox((workspace_server(workspace, timeout_seconds=10),)) as tools:
         escaped = await tools.call("c1", "read_file", {"path": "../../etc/passwd"})
     assert escaped.is_error
     assert "outside the workspace" in escaped.text
@@ -81,7 +69,7 @@ async def test_a_tool_error_reaches_the_model_as_an_error_result(workspace: Path
 
 async def test_allowing_a_tool_the_server_lacks_fails_at_start(workspace: Path) -> None:
     with pytest.raises(ToolServerError, match="does not offer the allowed tools"):
-        async with ToolBox((workspace_stdio(workspace, allowed=("delete_everything",)),)):
+        async with ToolBox((workspace_server(workspace, "delete_everything", timeout_seconds=10),)):
             pass
 
 

@@ -10,16 +10,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.unit.api.builders import (
-    agent_run,
-    budget,
-    openai_adapter,
-    route_policy,
-    scripted_adapter,
-    set_field,
-    to_yaml,
-    vllm_adapter,
-)
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.api import parse_object
 from jesus.specs import Severity, load_text, validate_specs

@@ -7,16 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.unit.api.builders import (
-    agent_run,
-    budget,
-    complete_set,
-    route_policy,
-    scripted_adapter,
-    set_field,
-    to_yaml,
-)
-from tests.unit.api.cases import INVALID_CASES, InvalidCase
+from tests.builders.adapters import scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.invalid_cases import INVALID_CASES, InvalidCase
+from tests.builders.manifest import set_field
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import complete_set, to_yaml
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
 from jesus.cli import main
@@ -54,7 +51,7 @@ def test_each_invalid_spec_fails_with_its_field_line_and_message(case: InvalidCa
     expected_line = None
     while expected_line is None:
         try:
-            from tests.unit.api.builders import line_of
+            from tests.builders.spec_files import line_of
 
             expected_line = line_of(text, path)
         except AssertionError:

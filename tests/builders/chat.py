@@ -1,10 +1,9 @@
-"""Test-object builders for adapter requests and configs."""
+"""Chat requests and replies of the adapter protocol, and adapter errors, as router and adapters see them."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from jesus_adapters import AdapterConfig, ChatRequest, Message, Price, ToolCall, ToolSpec
+from jesus_adapters import ChatRequest, ChatResponse, Message, ToolCall, ToolSpec, Usage
+from jesus_adapters.errors import AdapterError, ErrorKind
 
 LOOKUP_TOOL = ToolSpec(
     name="lookup",
@@ -36,14 +35,23 @@ def tool_round_trip_request() -> ChatRequest:
     )
 
 
-def adapter_config(provider: str, base_url: str | None, **overrides: Any) -> AdapterConfig:
-    """A config for `provider` at `base_url`, with a test key and a model name."""
-    fields: dict[str, Any] = {
-        "provider": provider,
-        "model": "test-model",
-        "base_url": base_url,
-        "api_key": "sk-test",
-        "price": Price(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000),
-    }
-    fields.update(overrides)
-    return AdapterConfig(**fields)
+def reply(text: str = "hello there", *, input_tokens: int = 10, output_tokens: int = 5) -> ChatResponse:
+    """A plain text answer with the given usage."""
+    return ChatResponse(
+        content=text,
+        tool_calls=(),
+        finish_reason="stop",
+        usage=Usage(input_tokens, output_tokens),
+        model="fake-model",
+        provider="fake",
+    )
+
+
+def failure(kind: ErrorKind, *, retry_after: float | None = None) -> AdapterError:
+    """An adapter error of one kind."""
+    return AdapterError(kind, f"scripted {kind.value}", provider="fake", retry_after_seconds=retry_after)
+
+
+def request(text: str = "hi", *, max_tokens: int = 100) -> ChatRequest:
+    """A one-message chat request."""
+    return ChatRequest(messages=(Message("user", text),), max_tokens=max_tokens)

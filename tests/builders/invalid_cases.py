@@ -7,17 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.unit.api.builders import (
-    Obj,
-    agent_run,
-    budget,
-    drop_field,
-    openai_adapter,
-    route_policy,
-    scripted_adapter,
-    set_field,
-    vllm_adapter,
-)
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.manifest import Obj, drop_field, set_field
+from tests.builders.routes import route_policy
 
 
 @dataclass(frozen=True)

@@ -7,35 +7,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tests.builders.chat import failure
+
 from jesus_adapters.errors import AdapterError, ErrorKind
-from jesus_adapters.types import ChatRequest, ChatResponse, Message, StreamDone, TextDelta, Usage
+from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone, TextDelta
 
 HANG: Literal["hang"] = "hang"
 BREAK_MID_STREAM: Literal["break"] = "break"
 
 Step = ChatResponse | AdapterError | Exception | Literal["hang", "break"]
-
-
-def reply(text: str = "hello there", *, input_tokens: int = 10, output_tokens: int = 5) -> ChatResponse:
-    """A plain text answer with the given usage."""
-    return ChatResponse(
-        content=text,
-        tool_calls=(),
-        finish_reason="stop",
-        usage=Usage(input_tokens, output_tokens),
-        model="fake-model",
-        provider="fake",
-    )
-
-
-def failure(kind: ErrorKind, *, retry_after: float | None = None) -> AdapterError:
-    """An adapter error of one kind."""
-    return AdapterError(kind, f"scripted {kind.value}", provider="fake", retry_after_seconds=retry_after)
-
-
-def request(text: str = "hi", *, max_tokens: int = 100) -> ChatRequest:
-    """A one-message chat request."""
-    return ChatRequest(messages=(Message("user", text),), max_tokens=max_tokens)
 
 
 @dataclass
@@ -56,7 +36,8 @@ class FakeAdapter:
         await asyncio.sleep(timeout_seconds)
         raise failure(ErrorKind.TIMEOUT)
 
-    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+    async def _take(self, request: ChatRequest, timeout_seconds: float) -> ChatResponse | Literal["break"]:
+        """Record the call and play the next step: hang out the deadline, raise, or hand it back."""
         self.received.append(request)
         self.timeouts.append(timeout_seconds)
         step = self._next()
@@ -64,19 +45,18 @@ class FakeAdapter:
             await self._hang(timeout_seconds)
         if isinstance(step, Exception):
             raise step
+        assert isinstance(step, ChatResponse) or step == BREAK_MID_STREAM
+        return step
+
+    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
+        step = await self._take(request, timeout_seconds)
         assert isinstance(step, ChatResponse)
         return step
 
     async def stream(
         self, request: ChatRequest, *, timeout_seconds: float
     ) -> AsyncIterator[TextDelta | StreamDone]:
-        self.received.append(request)
-        self.timeouts.append(timeout_seconds)
-        step = self._next()
-        if step == HANG:
-            await self._hang(timeout_seconds)
-        if isinstance(step, Exception):
-            raise step
+        step = await self._take(request, timeout_seconds)
         if step == BREAK_MID_STREAM:
             yield TextDelta("partial ")
             raise failure(ErrorKind.CONNECTION)
