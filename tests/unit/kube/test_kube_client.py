@@ -1,0 +1,187 @@
+"""The cluster client over a recording stand-in for kr8s: which request each method sends, and how the
+API server's failures become the errors the reconcilers act on."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+import kr8s
+import kr8s.asyncio
+import pytest
+
+from jesus.kube import ConflictError, InvalidError, KubeClient, KubeError, NotFoundError
+
+
+@dataclass
+class Call:
+    method: str
+    version: str
+    base: str
+    namespace: str | None
+    url: str
+    kwargs: dict[str, Any]
+
+
+def status(code: int, reason: str, message: str) -> httpx.Response:
+    return httpx.Response(code, json={"kind": "Status", "reason": reason, "message": message})
+
+
+@dataclass
+class FakeApi:
+    """Answers each call with the next scripted response (a dict body, an httpx.Response, or None)."""
+
+    answers: list[Any] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def call_api(
+        self,
+        method: str = "GET",
+        version: str = "v1",
+        base: str = "",
+        namespace: str | None = None,
+        url: str = "",
+        **kwargs: Any,
+    ) -> AsyncIterator[httpx.Response]:
+        self.calls.append(Call(method, version, base, namespace, url, kwargs))
+        answer = self.answers.pop(0) if self.answers else {}
+        if answer is None:
+            raise kr8s.ServerError("connection reset", response=None)
+        response = answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+        if response.status_code >= 400:
+            raise kr8s.ServerError("failed", response=response)
+        yield response
+
+
+def client(*answers: Any) -> tuple[KubeClient, FakeApi]:
+    api = FakeApi(list(answers))
+    return KubeClient(cast(kr8s.asyncio.Api, api)), api
+
+
+def run(name: str = "r") -> dict[str, Any]:
+    return {
+        "apiVersion": "jesus.dev/v1alpha1",
+        "kind": "AgentRun",
+        "metadata": {"name": name, "namespace": "team"},
+    }
+
+
+async def test_get_reads_the_named_object_and_none_when_it_is_missing() -> None:
+    kube, api = client(run(), status(404, "NotFound", 'agentruns "x" not found'))
+    assert (await kube.get("AgentRun", "team", "r")) == run()
+    assert await kube.get("AgentRun", "team", "x") is None
+    assert [(c.method, c.base, c.version, c.namespace, c.url) for c in api.calls] == [
+        ("GET", "/apis/jesus.dev", "v1alpha1", "team", "agentruns/r"),
+        ("GET", "/apis/jesus.dev", "v1alpha1", "team", "agentruns/x"),
+    ]
+
+
+async def test_a_cluster_scoped_kind_is_asked_without_a_namespace() -> None:
+    kube, api = client({"metadata": {"name": "team"}})
+    await kube.get("Namespace", "ignored", "team")
+    assert (api.calls[0].base, api.calls[0].namespace, api.calls[0].url) == ("/api", None, "namespaces/team")
+
+
+async def test_list_selects_by_labels_and_returns_the_items() -> None:
+    kube, api = client({"items": [{"metadata": {"name": "a"}}]}, {"items": []})
+    assert await kube.list("Pod", "team", labels={"job-name": "j", "app": "x"}) == [
+        {"metadata": {"name": "a"}}
+    ]
+    assert await kube.list("Job") == []
+    assert api.calls[0].kwargs["params"] == {"labelSelector": "job-name=j,app=x"}
+    assert (api.calls[1].base, api.calls[1].namespace, api.calls[1].kwargs["params"]) == (
+        "/apis/batch",
+        None,
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "text"),
+    [
+        (status(404, "NotFound", "gone"), NotFoundError, "404 NotFound: gone"),
+        (status(409, "AlreadyExists", "taken"), ConflictError, "409 AlreadyExists: taken"),
+        (
+            status(422, "Invalid", "spec.limits.maxCost: bad"),
+            InvalidError,
+            "422 Invalid: spec.limits.maxCost: bad",
+        ),
+        (
+            httpx.Response(503, text="upstream connect error"),
+            KubeError,
+            "503 Service Unavailable: upstream connect",
+        ),
+        (None, KubeError, "0 NoResponse: connection reset"),
+    ],
+)
+async def test_failures_become_the_errors_the_reconcilers_act_on(
+    response: httpx.Response | None, error: type[KubeError], text: str
+) -> None:
+    kube, _ = client(response, response)
+    with pytest.raises(error) as caught:
+        await kube.replace_status(run())
+    assert str(caught.value).startswith(text)
+    assert type(caught.value) is error
+    with pytest.raises(error):
+        await kube.list("AgentRun", "team")
+
+
+async def test_create_or_get_returns_the_existing_object_or_retries_when_it_vanished() -> None:
+    exists = status(409, "AlreadyExists", "exists")
+    gone = status(404, "NotFound", "gone")
+    kube, api = client(
+        exists, {"metadata": {"name": "r", "uid": "old"}}, exists, gone, {"metadata": {"uid": "new"}}
+    )
+    assert await kube.create_or_get(run()) == ({"metadata": {"name": "r", "uid": "old"}}, False)
+    assert await kube.create_or_get(run()) == ({"metadata": {"uid": "new"}}, True)
+    assert [c.method for c in api.calls] == ["POST", "GET", "POST", "GET", "POST"]
+    assert api.calls[0].kwargs["json"] == run() and api.calls[0].url == "agentruns"
+
+
+async def test_status_and_merge_patches_go_where_they_belong() -> None:
+    kube, api = client({}, {}, {}, {})
+    await kube.replace_status(run())
+    await kube.patch_status("AgentRun", "team", "r", {"phase": "Running"})
+    await kube.patch("Deployment", "team", "d", {"spec": {"replicas": 2}})
+    await kube.delete("Job", "team", "j", propagation="Foreground")
+    assert [(c.method, c.url) for c in api.calls] == [
+        ("PUT", "agentruns/r/status"),
+        ("PATCH", "agentruns/r/status"),
+        ("PATCH", "deployments/d"),
+        ("DELETE", "jobs/j"),
+    ]
+    assert api.calls[1].kwargs["json"] == {"status": {"phase": "Running"}}
+    assert api.calls[2].kwargs["headers"] == {"Content-Type": "application/merge-patch+json"}
+    assert api.calls[3].kwargs["json"] == {"propagationPolicy": "Foreground"}
+
+
+async def test_deleting_what_is_gone_says_so() -> None:
+    kube, _ = client(status(404, "NotFound", "gone"), httpx.Response(200, content=b""))
+    assert await kube.delete("Job", "team", "j") is False
+    assert await kube.delete("Job", "team", "j") is True
+
+
+async def test_an_event_names_the_object_and_is_capped() -> None:
+    kube, api = client({})
+    involved = {**run(), "metadata": {"name": "r", "namespace": "team", "uid": "u1", "resourceVersion": "7"}}
+    await kube.event(involved, type_="Warning", reason="PolicyDenied", message="x" * 5000)
+    (call,) = api.calls
+    event = call.kwargs["json"]
+    assert (call.method, call.url, call.namespace) == ("POST", "events", "team")
+    assert event["metadata"]["name"].startswith("r.")
+    assert event["involvedObject"] == {
+        "apiVersion": "jesus.dev/v1alpha1",
+        "kind": "AgentRun",
+        "name": "r",
+        "namespace": "team",
+        "uid": "u1",
+        "resourceVersion": "7",
+    }
+    assert (event["type"], event["reason"], len(event["message"])) == ("Warning", "PolicyDenied", 1024)
+    assert event["firstTimestamp"] == event["lastTimestamp"]
+    json.dumps(event)  # what goes over the wire is plain JSON

@@ -1,0 +1,135 @@
+"""The runner as its Job's pod runs it (`jesus runner`): configured by the environment the operator
+sets, model calls through the router over HTTP, the result in the termination message either way."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from prometheus_client import CollectorRegistry
+from tests.unit.api.builders import agent_run
+from tests.unit.router.doubles import FakeAdapter, reply
+
+from jesus.cli import main
+from jesus.logic.routing import CallPrice, RoutePlan
+from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
+from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.runner import http_model, pod
+from jesus.runner.pod import PodEnvironmentError, run_pod
+
+ROUTER = "http://router.test"
+
+
+def environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "JESUS_RUN_NAMESPACE": "team",
+        "JESUS_RUN_NAME": "run",
+        "JESUS_RUN_UID": "uid-1",
+        "JESUS_RUN_SPEC": json.dumps(agent_run()["spec"]),
+        "JESUS_ROUTER_URL": ROUTER,
+        "JESUS_ROUTER_TOKEN": "token",
+        "JESUS_TERMINATION_MESSAGE_PATH": str(tmp_path / "termination-log"),
+        "JESUS_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != "-"}
+
+
+def termination(tmp_path: Path) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads((tmp_path / "termination-log").read_text())
+    return message
+
+
+@pytest.fixture
+async def router(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RouterService]:
+    """A router service in process; the pod's HTTP client reaches it through an ASGI transport."""
+    registry = CollectorRegistry()
+    adapter = FakeAdapter([reply("the summary", input_tokens=20, output_tokens=4)])
+    service = RouterService(
+        Router(
+            {"a": RoutedAdapter("a", adapter, CallPrice(1_000_000, 1_000_000))},
+            metrics=RouterMetrics(registry),
+        ),
+        RunRegistry(),
+        registry,
+        admin_token="admin",
+    )
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=build_app(service)), base_url=ROUTER
+    ) as client:
+        real = http_model.RouterHttpModelClient
+
+        def in_process(url: str, token: str, **kwargs: Any) -> http_model.RouterHttpModelClient:
+            return real(url, token, http_client=client, **kwargs)
+
+        monkeypatch.setattr(pod, "RouterHttpModelClient", in_process)
+        yield service
+
+
+async def test_a_run_calls_the_router_and_reports_in_its_termination_message(
+    tmp_path: Path, router: RouterService
+) -> None:
+    token = router.registry.register(RunRoute("run", "team", RoutePlan(chain=("a",)), RunLedger("run")))
+    code = await run_pod(environment(tmp_path, JESUS_ROUTER_TOKEN=token))
+    assert code == 0
+    message = termination(tmp_path)
+    assert message["outcome"] == "Succeeded"
+    assert message["costMicros"] == 24  # 20 + 4 tokens at 1.00 per million, rounded up
+    assert message["specDigest"].startswith("sha256:")
+    assert [c["adapter"] for c in message["calls"]] == ["a"]
+    assert (tmp_path / "artifacts" / "result.json").is_file()
+
+
+async def test_a_token_the_router_does_not_know_fails_the_run_with_a_record(
+    tmp_path: Path, router: RouterService
+) -> None:
+    code = await run_pod(environment(tmp_path, JESUS_ROUTER_TOKEN="stolen"))
+    assert code == 1
+    message = termination(tmp_path)
+    assert message["outcome"] == "ModelFailed"
+    assert message["reason"].endswith("has expired")
+
+
+async def test_a_spec_that_does_not_parse_is_reported_not_raised(tmp_path: Path) -> None:
+    assert await run_pod(environment(tmp_path, JESUS_RUN_SPEC="{not json")) == 1
+    message = termination(tmp_path)
+    assert message["outcome"] == "InvalidSpec"
+    assert message["reason"].startswith("JESUS_RUN_SPEC: ")
+
+
+async def test_a_spec_that_does_not_validate_names_the_field(tmp_path: Path) -> None:
+    spec = agent_run()["spec"]
+    spec["limits"]["maxCost"] = "a lot"
+    assert await run_pod(environment(tmp_path, JESUS_RUN_SPEC=json.dumps(spec))) == 1
+    message = termination(tmp_path)
+    assert message["outcome"] == "InvalidSpec"
+    assert "maxCost" in message["reason"]
+
+
+async def test_a_missing_spec_variable_is_an_invalid_spec(tmp_path: Path) -> None:
+    assert await run_pod(environment(tmp_path, JESUS_RUN_SPEC="-")) == 1
+    assert "environment variable JESUS_RUN_SPEC is not set" in termination(tmp_path)["reason"]
+
+
+@pytest.mark.parametrize(
+    "variable", ["JESUS_RUN_NAMESPACE", "JESUS_RUN_NAME", "JESUS_ROUTER_URL", "JESUS_ROUTER_TOKEN"]
+)
+async def test_a_missing_variable_is_named(tmp_path: Path, variable: str) -> None:
+    with pytest.raises(PodEnvironmentError, match=f"environment variable {variable} is not set"):
+        await run_pod(environment(tmp_path, **{variable: ""}))
+
+
+def test_the_runner_command_explains_a_missing_variable_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("JESUS_RUN_NAME")
+    assert main(["runner"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: environment variable JESUS_RUN_NAME is not set (the operator's Job sets it)"
+    )
