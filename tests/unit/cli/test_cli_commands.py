@@ -12,7 +12,11 @@ import httpx2
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
-from tests.unit.api.builders import agent_run, budget, openai_adapter, route_policy, scripted_adapter, to_yaml
+from tests.builders.adapters import openai_adapter, scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.cli import main
 from jesus.cli import router as router_cli

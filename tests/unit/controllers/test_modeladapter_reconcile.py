@@ -10,8 +10,9 @@ from typing import Any
 
 import kopf
 import pytest
-from tests.unit.api.builders import openai_adapter, scripted_adapter, set_field, vllm_adapter
-from tests.unit.controllers.fake_cluster import FakeKube, operator_context
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.cluster import FakeKube, operator_context
+from tests.builders.manifest import set_field
 
 from jesus.controllers.modeladapter import reconcile_adapter, register
 from jesus.kube import JsonObject, KubeError, NotFoundError

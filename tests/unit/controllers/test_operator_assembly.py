@@ -10,8 +10,8 @@ from pathlib import Path
 import kopf
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.unit.api.builders import agent_run
-from tests.unit.controllers.fake_cluster import FakeKube, operator_context
+from tests.builders.agentrun import agent_run
+from tests.builders.cluster import FakeKube, operator_context
 
 from jesus.api import AgentRun
 from jesus.controllers.app import OperatorOptions, build_policy_engine, build_registry

@@ -9,8 +9,11 @@ from typing import Any, cast
 
 import kopf
 import pytest
-from tests.unit.api.builders import agent_run, budget, route_policy, scripted_adapter
-from tests.unit.controllers.fake_cluster import FakeKube, operator_context, sync_cache
+from tests.builders.adapters import scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.cluster import FakeKube, operator_context, sync_cache
+from tests.builders.routes import route_policy
 
 from jesus.controllers import agentrun, cache, routepolicy
 from jesus.controllers import budget as budget_controller

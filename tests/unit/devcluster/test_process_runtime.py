@@ -10,7 +10,7 @@ import copy
 import shutil
 from typing import Any, cast
 
-from tests.unit.controllers.fake_cluster import FakeKube
+from tests.builders.cluster import FakeKube
 
 from jesus.devcluster.runtime import ProcessRuntime
 from jesus.kube import JsonObject, KubeClient

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.unit.api.builders import drop_field, scripted_adapter, set_field, vllm_adapter
+from tests.builders.adapters import scripted_adapter, vllm_adapter
+from tests.builders.manifest import drop_field, set_field
 
 from jesus.api.modeladapter import ModelAdapter
 from jesus.logic.serving import (

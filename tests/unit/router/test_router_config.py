@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.unit.api.builders import openai_adapter, scripted_adapter, set_field, vllm_adapter
+from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.manifest import set_field
 
 from jesus.api import ModelAdapter
 from jesus.router.config import (

@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.unit.api.builders import agent_run, budget, openai_adapter, route_policy, scripted_adapter, to_yaml
+from tests.builders.adapters import openai_adapter, scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.router.config import EnvironmentCredentials
 from jesus.runner.local import execute_local_run, prepare_local_run, select_run

@@ -11,8 +11,9 @@ from typing import Any
 import httpx2
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.unit.api.builders import agent_run
-from tests.unit.router.doubles import FakeAdapter, reply
+from tests.builders.agentrun import agent_run
+from tests.builders.chat import reply
+from tests.builders.doubles import FakeAdapter
 
 from jesus.cli import main
 from jesus.logic.routing import CallPrice, RoutePlan
