@@ -14,6 +14,11 @@ NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 PERIOD_START = format_time(NOW.replace(day=1, hour=0, minute=0))
 """The start of NOW's month: the period of the Budgets built here."""
 NAMESPACE = "research"
+FILESYSTEM_TOOL = {
+    "name": "filesystem",
+    "stdio": {"command": "mcp-server-filesystem", "args": ["/workspace"]},
+}
+"""The run's default tool server, one the site data (policies/data.json) allows by what it runs."""
 
 
 def build_run(
@@ -42,9 +47,7 @@ def build_run(
                 "routePolicyRef": {"name": route},
                 "dataClassification": classification,
                 "limits": limits,
-                "tools": tools
-                if tools is not None
-                else [{"name": "filesystem", "stdio": {"command": "mcp-fs"}}],
+                "tools": tools if tools is not None else [FILESYSTEM_TOOL],
             },
         }
     )
