@@ -131,6 +131,27 @@ def test_serving_block_with_its_endpoint_overridden_is_outside(engine: EmbeddedE
     assert any("carries no prices" in r for r in got)
 
 
+def llama_at(provider: str, endpoint: str, *, priced: bool) -> ModelAdapter:
+    """An adapter named llama that takes restricted data, at `endpoint`."""
+    spec: dict[str, Any] = {
+        "provider": provider,
+        "model": "llama-3",
+        "endpoint": endpoint,
+        "dataClassifications": ["restricted"],
+    }
+    if priced:
+        spec["pricing"] = {"inputPerMillionTokens": "1.00", "outputPerMillionTokens": "1.00"}
+    return adapter("llama", spec)
+
+
+def restricted_run_reasons(engine: EmbeddedEngine, llama: ModelAdapter) -> tuple[str, ...]:
+    return reasons(
+        engine,
+        run=build_run(classification="restricted"),
+        adapters={"llama": llama, "claude": build_hosted_adapter()},
+    )
+
+
 @pytest.mark.parametrize(
     "endpoint",
     [
@@ -141,21 +162,7 @@ def test_serving_block_with_its_endpoint_overridden_is_outside(engine: EmbeddedE
     ],
 )
 def test_addresses_that_are_not_service_names_are_outside(engine: EmbeddedEngine, endpoint: str) -> None:
-    local = adapter(
-        "llama",
-        {
-            "provider": "llamacpp",
-            "model": "llama-3",
-            "endpoint": endpoint,
-            "dataClassifications": ["restricted"],
-            "pricing": {"inputPerMillionTokens": "1.00", "outputPerMillionTokens": "1.00"},
-        },
-    )
-    got = reasons(
-        engine,
-        run=build_run(classification="restricted"),
-        adapters={"llama": local, "claude": build_hosted_adapter()},
-    )
+    got = restricted_run_reasons(engine, llama_at("llamacpp", endpoint, priced=True))
     assert got == (
         "restricted data goes only to models inside the cluster, "
         f'but model adapter "llama" (llamacpp) calls {endpoint}',
@@ -163,23 +170,8 @@ def test_addresses_that_are_not_service_names_are_outside(engine: EmbeddedEngine
 
 
 def test_any_provider_at_a_service_url_is_inside(engine: EmbeddedEngine) -> None:
-    service = adapter(
-        "llama",
-        {
-            "provider": "openai-compatible",
-            "model": "llama-3",
-            "endpoint": "http://llama-8b.models.svc:8000/v1",
-            "dataClassifications": ["restricted"],
-        },
-    )
-    assert (
-        reasons(
-            engine,
-            run=build_run(classification="restricted"),
-            adapters={"llama": service, "claude": build_hosted_adapter()},
-        )
-        == ()
-    )
+    service = llama_at("openai-compatible", "http://llama-8b.models.svc:8000/v1", priced=False)
+    assert restricted_run_reasons(engine, service) == ()
 
 
 # --- allowed models, by adapter --------------------------------------------------------------
