@@ -1,7 +1,9 @@
 # Data goes only to models cleared for it. The router never sends a run to an adapter that does not
 # accept the run's data classification, so such adapters are skipped (a warning); a route that leaves
 # no adapter for the run's data is denied. The site's most sensitive classifications go only to
-# models the platform serves itself, whatever an adapter accepts.
+# models inside the cluster, whatever an adapter accepts. "Inside" is the platform's finding from the
+# endpoint URL and the serving block (input adapters[].endpoint.inCluster), never the provider label:
+# a "vllm" adapter may point anywhere.
 package jesus.admission
 
 deny contains reason if {
@@ -15,14 +17,16 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	input.run.dataClassification in config.selfHostedOnlyClassifications
+	input.run.dataClassification in config.inClusterOnlyClassifications
 	some i in reachable_adapter_indexes
 	adapter := input.adapters[i]
-	not adapter.selfHosted
-	reason := sprintf(
-		"%s data goes only to self-hosted models, but model adapter \"%s\" is hosted by %s",
-		[input.run.dataClassification, adapter.name, adapter.provider],
-	)
+	not adapter.endpoint.inCluster == true
+	reason := concat("", [
+		sprintf("%s data goes only to models inside the cluster, but model adapter \"%s\" (%s) calls ", [
+			input.run.dataClassification, adapter.name, adapter.provider,
+		]),
+		endpoint_text(adapter),
+	])
 }
 
 warn contains reason if {

@@ -9,10 +9,10 @@
 package jesus.admission
 
 # The input document version these rules understand; a different one fails closed.
-supported_input_version := "jesus.dev/policy-input/v1"
+supported_input_version := "jesus.dev/policy-input/v2"
 
 # The site-data version these rules understand.
-supported_config_version := 1
+supported_config_version := 2
 
 config := data.jesus.config
 
@@ -26,7 +26,7 @@ namespace_config := object.get(config, ["namespaces", input.run.namespace], {})
 # (One complete rule rather than a function per lookup: the embedded engine evaluates it once.)
 team_settings := object.union(object.filter(config, team_setting_keys), team_config)
 
-team_setting_keys := ["maxRunCostMicros", "maxGpusPerRun", "allowedTools"]
+team_setting_keys := ["maxRunCostMicros", "maxGpusPerRun", "allowedToolServers"]
 
 decision := {
 	"allow": allow,

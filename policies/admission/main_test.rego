@@ -24,10 +24,10 @@ test_missing_policy_data_denies if {
 }
 
 test_unknown_policy_data_version_denies if {
-	config := object.union(data.jesus.config, {"version": 2})
+	config := object.union(data.jesus.config, {"version": 1})
 	result := admission.decision with input as cases.admitted with data.jesus.config as config
 	not result.allow
-	"policy data version 2 is not supported (expected 1)" in result.reasons
+	"policy data version 1 is not supported (expected 2)" in result.reasons
 }
 
 test_wrong_input_version_denies if {
@@ -35,12 +35,12 @@ test_wrong_input_version_denies if {
 	not result.allow
 	concat("", [
 		"input document version jesus.dev/policy-input/v0 is not supported ",
-		"(expected jesus.dev/policy-input/v1)",
+		"(expected jesus.dev/policy-input/v2)",
 	]) in result.reasons
 }
 
 test_missing_input_version_denies if {
 	result := decide("no_input_version")
 	not result.allow
-	"input document version null is not supported (expected jesus.dev/policy-input/v1)" in result.reasons
+	"input document version null is not supported (expected jesus.dev/policy-input/v2)" in result.reasons
 }

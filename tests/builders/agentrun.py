@@ -51,7 +51,12 @@ def hello_run(
 # --- parsed models -------------------------------------------------------------------------------
 
 SUMMARISER_LABELS: Mapping[str, str] = {"app": "summariser"}
-FILESYSTEM_TOOLS: Sequence[Mapping[str, Any]] = ({"name": "filesystem", "stdio": {"command": "mcp-fs"}},)
+FILESYSTEM_TOOL: Mapping[str, Any] = {
+    "name": "filesystem",
+    "stdio": {"command": "mcp-server-filesystem", "args": ["/workspace"]},
+}
+"""The run's default tool server, one the site data (policies/data.json) allows by what it runs."""
+FILESYSTEM_TOOLS: Sequence[Mapping[str, Any]] = (FILESYSTEM_TOOL,)
 
 
 def build_run(

@@ -2,7 +2,8 @@
 
 Where tests/e2e/test_policy_conformance.py puts the hand-written cases through both engines, this
 lets hypothesis vary every field the rules read (amounts, names with odd characters, classifications,
-chains, GPUs, budgets) and fails on the first input the engines decide differently.
+chains, endpoints, tool identities, GPUs, budgets) and fails on the first input the engines decide
+differently.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.e2e
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 CASES_REF = "data.jesus.admission_test.cases"
 CLASSIFICATIONS = ["public", "internal", "confidential", "restricted"]
+ENDPOINTS = ["https://api.openai.com/v1", "http://llama-8b.models.svc:8000/v1", "https://llm.evil.example/v1"]
+TOOL_URLS = [
+    "http://fetch-mcp.tools.svc:8080/mcp",
+    "http://kubernetes-mcp.tools.svc:8080/mcp",
+    "https://x.example/mcp",
+]
 MODELS = st.sampled_from(["claude-sonnet-4-5", "gpt-5-mini", "llama-3", "mistral"])
 
 names = st.one_of(
@@ -51,6 +58,7 @@ def adapters(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()) and draw(st.booleans()):
         return {"name": draw(names), "found": False}
     served = draw(st.booleans())
+    url = None if served else draw(st.sampled_from([None, *ENDPOINTS]) | names)
     return {
         "name": draw(names),
         "found": True,
@@ -59,7 +67,11 @@ def adapters(draw: st.DrawFn) -> dict[str, Any]:
         "model": draw(
             st.one_of(st.sampled_from(["claude-sonnet-4-5", "gpt-5-mini", "llama-3", "mistral"]), names)
         ),
-        "selfHosted": served,
+        "endpoint": {
+            "url": "http://vllm-x.research.svc:8000/v1" if served else url,
+            "served": served,
+            "inCluster": served or draw(st.booleans()),
+        },
         "dataClassifications": draw(st.lists(st.sampled_from(CLASSIFICATIONS), unique=True)),
         "pricing": {
             "inputPerMillionMicros": draw(amounts),
@@ -67,6 +79,36 @@ def adapters(draw: st.DrawFn) -> dict[str, Any]:
             "currency": "USD",
         },
         "gpus": {"count": draw(st.integers(1, 8)), "type": None, "replicas": 1} if served else None,
+    }
+
+
+@st.composite
+def tools(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    """A tool server by identity: often one the site data allows, or one an argument, an environment
+    variable or a URL away from it."""
+    if draw(st.booleans()):
+        return {
+            "name": name,
+            "transport": "http",
+            "command": None,
+            "args": [],
+            "envNames": [],
+            "url": draw(st.sampled_from(TOOL_URLS) | names),
+            "allowedTools": None,
+        }
+    return {
+        "name": name,
+        "transport": "stdio",
+        "command": draw(st.sampled_from(["mcp-server-filesystem", "mcp-server-git", "python3"]) | names),
+        "args": draw(
+            st.sampled_from([["/workspace"], ["--repository", "/workspace/repo"], []])
+            | st.lists(names, max_size=3)
+        ),
+        "envNames": draw(
+            st.lists(st.sampled_from(["PYTHONUNBUFFERED", "LD_PRELOAD"]) | names, max_size=2, unique=True)
+        ),
+        "url": None,
+        "allowedTools": None,
     }
 
 
@@ -109,10 +151,7 @@ def policy_inputs(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
     run["namespace"] = draw(names)
     run["dataClassification"] = draw(st.sampled_from(CLASSIFICATIONS))
     run["cost"] = {"maxMicros": run_cost, "basis": draw(st.sampled_from(["maxCost", "maxTokens"]))}
-    run["tools"] = [
-        {"name": name, "transport": "stdio", "allowedTools": None}
-        for name in draw(st.lists(names, max_size=3, unique=True))
-    ]
+    run["tools"] = [draw(tools(name)) for name in draw(st.lists(names, max_size=3, unique=True))]
     chain = draw(st.lists(adapters(), max_size=3))
     found = draw(st.booleans()) or draw(st.booleans())
     document["route"] = {

@@ -262,7 +262,8 @@ def test_a_dry_run_of_real_providers_does_not_start_tool_servers(
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run = agent_run(policy="route")
-    run["spec"]["tools"] = [{"name": "fetch", "url": "http://tools.invalid:9/mcp"}]
+    # a server the site data allows (by URL), that no one listens at: starting it would fail the run
+    run["spec"]["tools"] = [{"name": "fetch", "url": "http://fetch-mcp.tools.svc:8080/mcp"}]
     specs = write_specs(tmp_path, openai_adapter("gpt"), route_policy("route", ("gpt",)), run)
     code, record = run_json(capsys, str(specs), "--artifacts", str(tmp_path / "a"))
     assert code == 0, record

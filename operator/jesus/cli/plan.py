@@ -5,6 +5,9 @@ operator decides it (`jesus.logic.admission`: route, budgets, then the admission
 embedded engine by default or an OPA server with --opa-url) and prints the verdict with its reasons,
 the run's maximum cost, its route, and each covering Budget's figures after the run. A run that does
 not fit a Budget shows WAITING (BudgetExceeded): the operator would hold it until money frees up.
+Runs are decided in source order on the running totals of their Budgets: an admitted run holds its
+maximum cost before the next is decided, as the operator's ledger would, so two runs that together
+overspend a Budget are not both admitted.
 Budget figures come from the spec files, or from the cluster's Budget status with --live; which budget
 period spending counts in is judged as of the machine's clock, or of --now. Exit status: 0 when every
 run would be admitted, 1 when any would not (denied, or waiting) or the specs are invalid, 2 on other
@@ -34,7 +37,7 @@ from jesus.policy import (
     PolicyLoadError,
     default_policy_dir,
 )
-from jesus.policy.planning import PlannedRun, decide_planned, plan_runs
+from jesus.policy.planning import PlannedRun, plan_in_order
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs, validate_specs
 
 
@@ -114,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     live_budgets = _read_live_budgets(args.kubeconfig) if args.live else None
-    planned = plan_runs(spec_set, now=args.now or system_clock(), live_budgets=live_budgets)
-    verdicts = asyncio.run(_decide_all(_engine(args), planned))
+    now = args.now or system_clock()
+    verdicts = asyncio.run(_decide_all(_engine(args), spec_set, now, live_budgets))
     render = {"json": render_json, "markdown": render_markdown}.get(args.output, render_text)
     sys.stdout.write(render(verdicts, spec_set))
     return 1 if any(not v.verdict.admitted for v in verdicts) else 0
@@ -131,9 +134,12 @@ def _engine(args: argparse.Namespace) -> PolicyEngine:
         raise CommandError(str(exc)) from exc
 
 
-async def _decide_all(engine: PolicyEngine, planned: Sequence[PlannedRun]) -> list[RunVerdict]:
+async def _decide_all(
+    engine: PolicyEngine, spec_set: SpecSet, now: datetime, live_budgets: list[Budget] | None
+) -> list[RunVerdict]:
     try:
-        return [RunVerdict(p, await decide_planned(engine, p)) for p in planned]
+        decided = await plan_in_order(engine, spec_set, now=now, live_budgets=live_budgets)
+        return [RunVerdict(planned, verdict) for planned, verdict in decided]
     finally:
         if isinstance(engine, OpaServerEngine):
             await engine.aclose()

@@ -42,6 +42,7 @@ from jesus.logic.budget import (
     refusal_message,
 )
 from jesus.logic.conditions import find_condition
+from jesus.logic.ledger import RunKey, hold_projected
 from jesus.logic.policy_input import PolicyInput, build_policy_input
 from jesus.logic.runs import DependencyState, dependency_state
 
@@ -325,6 +326,27 @@ def refused_by_ledger(verdict: AdmissionVerdict, refusal: str) -> AdmissionVerdi
         reasons=(refusal,),
         summary=f"waiting for budget: {refusal}",
     )
+
+
+def take_holds(
+    budgets: Sequence[Budget], verdict: AdmissionVerdict, run: RunKey, now: datetime
+) -> list[Budget]:
+    """Step 5 without a cluster: the Budgets after an admitted run holds its maximum cost on every
+    covering one, with the figures step 3 projected (`jesus.logic.ledger.hold_projected`).
+
+    A verdict that is not admitted holds nothing. `jesus plan` calls this after each run, so the next
+    run is decided on the running totals, as the operator's ledger would decide it: two runs that
+    together overspend a Budget are not both admitted. (Step 3 admitted the run on those very
+    projections, so no Budget can refuse here, unlike the cluster's ledger.)
+    """
+    if not verdict.admitted:
+        return list(budgets)
+    checks = {c.key: c for c in verdict.budgets}
+    updated: list[Budget] = []
+    for budget in budgets:
+        check = checks.get((budget.metadata.namespace or "", budget.metadata.name or ""))
+        updated.append(budget if check is None else hold_projected(budget, run, check.projection, now))
+    return updated
 
 
 def held_on(verdict: AdmissionVerdict) -> str:

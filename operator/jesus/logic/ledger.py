@@ -14,6 +14,7 @@ from datetime import datetime
 from jesus.api.budget import Budget, BudgetConditionType, BudgetReason, BudgetStatus, Reservation
 from jesus.logic.budget import (
     BudgetFigures,
+    ReservationOutcome,
     current_figures,
     period_window,
     refusal_message,
@@ -162,6 +163,38 @@ def reserve(budget: Budget, run: RunKey, amount_micros: int, now: datetime) -> t
     figures = _figures(budget, held, current.spent_micros, fired)
     updated = _with_figures(budget, figures, held, now)
     return updated, LedgerResult(name, True, figures, newly_fired=newly, changed=True)
+
+
+def hold_projected(budget: Budget, run: RunKey, outcome: ReservationOutcome, now: datetime) -> Budget:
+    """`budget` after `run` took the hold `outcome` projects (`project_reservation`): the figures its
+    status states plus the hold, and the hold in the list of reservations.
+
+    Unlike `reserve`, the reserved amount is status.reservedMicros plus the hold, not the sum of the
+    listed reservations: a spec file may state figures without listing the runs that hold them, and
+    `jesus plan` must not forget that money (in the cluster the two agree).
+    """
+    previous = budget.status or BudgetStatus()
+    window = period_window(budget.spec.period, now)
+    after = outcome.after
+    reservation = Reservation(
+        namespace=run.namespace,
+        run=run.name,
+        uid=run.uid or None,
+        amount_micros=outcome.amount_micros,
+        reserved_at=format_time(now),
+    )
+    status = previous.model_copy(
+        update={
+            "period_start": format_time(window.start) if window.start is not None else previous.period_start,
+            "spent_micros": after.spent_micros,
+            "reserved_micros": after.reserved_micros,
+            "remaining_micros": after.remaining_micros,
+            "utilization_percent": after.utilization_percent,
+            "fired_thresholds": list(after.fired_thresholds) or None,
+            "reservations": [*(previous.reservations or []), reservation],
+        }
+    )
+    return budget.model_copy(update={"status": status})
 
 
 def release(budget: Budget, run: RunKey, now: datetime) -> tuple[Budget, LedgerResult]:

@@ -24,8 +24,9 @@ from jesus.logic.budget import (
     namespace_of,
     project_reservation,
 )
+from jesus.logic.endpoints import adapter_endpoint
 
-INPUT_VERSION = "jesus.dev/policy-input/v1"
+INPUT_VERSION = "jesus.dev/policy-input/v2"
 """The version of the document; policies/admission/main.rego refuses any other."""
 
 PolicyInput = dict[str, Any]
@@ -97,9 +98,16 @@ def _run_document(run: AgentRun, namespace: str, max_micros: int, basis: str) ->
 
 
 def _tool_document(tool: ToolServer) -> dict[str, Any]:
+    """The server's identity (what runs, or where it is), not only the name the run gives it: a
+    policy that allowed a name would allow whatever command or URL hides behind it."""
+    stdio = tool.stdio
     return {
         "name": tool.name,
-        "transport": "stdio" if tool.stdio is not None else "http",
+        "transport": "stdio" if stdio is not None else "http",
+        "command": stdio.command if stdio is not None else None,
+        "args": list(stdio.args or []) if stdio is not None else [],
+        "envNames": sorted(stdio.env or {}) if stdio is not None else [],
+        "url": tool.url,
         "allowedTools": sorted(tool.allowed_tools) if tool.allowed_tools is not None else None,
     }
 
@@ -133,13 +141,14 @@ def _adapter_document(name: str, adapter: ModelAdapter | None) -> dict[str, Any]
         return {"name": name, "found": False}
     spec = adapter.spec
     serving = spec.serving
+    endpoint = adapter_endpoint(adapter)
     return {
         "name": name,
         "found": True,
         "ready": _ready(adapter),
         "provider": spec.provider.value,
         "model": spec.model,
-        "selfHosted": spec.self_hosted,
+        "endpoint": {"url": endpoint.url, "served": endpoint.served, "inCluster": endpoint.in_cluster},
         "dataClassifications": [c.value for c in spec.data_classifications],
         "pricing": {
             "inputPerMillionMicros": spec.pricing.input_micros_per_million,

@@ -22,6 +22,7 @@ from jesus.api import (
 )
 from jesus.specs.discovery import discover
 from jesus.specs.errors import describe_validation_error
+from jesus.specs.groups import lookalike_problem
 from jesus.specs.metadata import metadata_problems
 from jesus.specs.problems import Problem, Severity, format_field_path
 from jesus.specs.source import Document, FieldPath, SourceError, parse_documents, read_documents
@@ -181,6 +182,12 @@ def load_document(
             _document_problem(
                 document, ("apiVersion",), "apiVersion is missing", kind=kind_text, name=name_text
             )
+        )
+        return
+    lookalike = lookalike_problem(api_version, kind_text)
+    if lookalike is not None:
+        spec_set.problems.append(
+            _document_problem(document, ("apiVersion",), lookalike, kind=kind_text, name=name_text)
         )
         return
     group = api_version.split("/", 1)[0] if "/" in api_version else ""

@@ -48,7 +48,8 @@ def test_confidential_data_to_a_hosted_model_is_denied(engine: EmbeddedEngine) -
     assert not decision.allow
     (reason,) = decision.reasons
     assert reason == (
-        'confidential data goes only to self-hosted models, but model adapter "claude" is hosted by anthropic'
+        'confidential data goes only to models inside the cluster, but model adapter "claude" (anthropic) '
+        "calls its provider's own API"
     )
 
 
@@ -117,7 +118,7 @@ def test_sources_leave_tests_out_and_place_data_like_opa(policy_copy: Path) -> N
     assert "admission/main.rego" in source.modules
     assert not any(path.endswith("_test.rego") for path in source.modules)
     assert source.data["extra"] == {"flag": True}
-    assert source.data["jesus"]["config"]["version"] == 1
+    assert source.data["jesus"]["config"]["version"] == 2
 
 
 @pytest.mark.parametrize(

@@ -126,8 +126,48 @@ def test_one_denied_run_among_several_fails_the_plan(
     assert greedy["maxCost"] == "90.00"
     assert any('budget "research-monthly"' in reason for reason in greedy["reasons"])
     assert [step["name"] for step in greedy["route"]["chain"]] == ["claude", "llama"]
-    assert greedy["budgets"][0]["afterRun"]["remainingMicros"] == 100_000_000 - 15_000_000 - 90_000_000
+    # decided after summarise-tickets, which holds its 3.00 first (running totals, as the ledger would)
+    assert (
+        greedy["budgets"][0]["afterRun"]["remainingMicros"]
+        == 100_000_000 - 15_000_000 - 3_000_000 - 90_000_000
+    )
     assert greedy["source"] == "specs"
+
+
+def test_runs_that_together_overspend_a_budget_are_not_all_admitted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 85.00 left; each run fits alone (20.00), four of them do not: the fifth waits, as in the cluster
+    runs = [build_run(name=f"run-{i}", max_cost="20.00") for i in range(5)]
+    objects = [*standard_objects()[:-1], *runs]
+    code, out, _ = plan(capsys, str(write_specs(tmp_path / "specs", objects)), "--output", "json")
+    assert code == 1
+    report = json.loads(out)
+    outcomes = [(run["name"], run["outcome"]) for run in report["runs"]]
+    assert outcomes == [*((f"run-{i}", "Admitted") for i in range(4)), ("run-4", "Waiting")]
+    left = [run["budgets"][0]["afterRun"]["remainingMicros"] for run in report["runs"]]
+    assert left == [65_000_000, 45_000_000, 25_000_000, 5_000_000, -15_000_000]
+    assert report["runs"][4]["reason"] == "BudgetExceeded"
+    assert "5.00 USD left" in report["runs"][4]["reasons"][0]
+
+
+def test_a_denied_run_does_not_hold_money_for_the_runs_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the first run is denied by policy (over the 25.00 per-run limit) before holding anything
+    objects = [
+        *standard_objects()[:-1],
+        build_run(name="denied", max_cost="80.00"),
+        build_run(name="fits", max_cost="20.00"),
+    ]
+    code, out, _ = plan(capsys, str(write_specs(tmp_path / "specs", objects)), "--output", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert [(run["name"], run["outcome"]) for run in report["runs"]] == [
+        ("denied", "Denied"),
+        ("fits", "Admitted"),
+    ]
+    assert report["runs"][1]["budgets"][0]["afterRun"]["remainingMicros"] == 65_000_000
 
 
 def test_markdown_is_a_table_with_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

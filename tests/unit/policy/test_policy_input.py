@@ -40,7 +40,17 @@ def test_run_owner_and_route_are_described() -> None:
     assert document["run"]["namespace"] == "research"
     assert document["run"]["labels"] == {"app": "x"}
     assert document["run"]["dataClassification"] == "confidential"
-    assert document["run"]["tools"] == [{"name": "filesystem", "transport": "stdio", "allowedTools": None}]
+    assert document["run"]["tools"] == [
+        {
+            "name": "filesystem",
+            "transport": "stdio",
+            "command": "mcp-server-filesystem",
+            "args": ["/workspace"],
+            "envNames": [],
+            "url": None,
+            "allowedTools": None,
+        }
+    ]
     assert document["route"] == {
         "name": "default",
         "found": True,
@@ -56,8 +66,28 @@ def test_http_tools_list_their_allowed_tools_sorted() -> None:
         tools=[{"name": "github", "url": "https://mcp.example/github", "allowedTools": ["b", "a"]}]
     )
     assert build_input(run=run)["run"]["tools"] == [
-        {"name": "github", "transport": "http", "allowedTools": ["a", "b"]}
+        {
+            "name": "github",
+            "transport": "http",
+            "command": None,
+            "args": [],
+            "envNames": [],
+            "url": "https://mcp.example/github",
+            "allowedTools": ["a", "b"],
+        }
     ]
+
+
+def test_stdio_tools_carry_command_arguments_and_environment_names_not_values() -> None:
+    stdio = {"command": "python3", "args": ["-m", "srv", "--x"], "env": {"TOKEN": "s3cret", "A": "1"}}
+    (tool,) = build_input(run=build_run(tools=[{"name": "fs", "stdio": stdio}]))["run"]["tools"]
+    assert (tool["command"], tool["args"], tool["envNames"], tool["url"]) == (
+        "python3",
+        ["-m", "srv", "--x"],
+        ["A", "TOKEN"],
+        None,
+    )
+    assert "s3cret" not in json.dumps(tool)
 
 
 def test_missing_route_has_no_chain() -> None:
@@ -82,13 +112,22 @@ def test_adapter_facts_the_policies_read() -> None:
         "llama": build_served_adapter(gpus=4, ready=True),
     }
     hosted, served = build_input(adapters=adapters)["adapters"]
-    assert (hosted["selfHosted"], hosted["ready"], hosted["gpus"]) == (False, False, None)
+    assert (hosted["endpoint"], hosted["ready"], hosted["gpus"]) == (
+        {"url": None, "served": False, "inCluster": False},
+        False,
+        None,
+    )
     assert hosted["pricing"] == {
         "inputPerMillionMicros": 3_000_000,
         "outputPerMillionMicros": 15_000_000,
         "currency": "USD",
     }
-    assert (served["selfHosted"], served["ready"]) == (True, True)
+    assert served["endpoint"] == {
+        "url": "http://vllm-llama.research.svc:8000/v1",
+        "served": True,
+        "inCluster": True,
+    }
+    assert served["ready"] is True
     assert served["gpus"] == {"count": 4, "type": "NVIDIA-H100-80GB-HBM3", "replicas": 1}
 
 
