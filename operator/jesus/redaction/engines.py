@@ -29,6 +29,9 @@ from presidio_analyzer.predefined_recognizers import (
     PhoneRecognizer,
     SpacyRecognizer,
 )
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as Replacement
 
 from jesus.redaction.common_words import COMMON_WORDS
 from jesus.redaction.patterns import ADDRESS_PATTERN, CUED_NAME_PATTERN, SECRET_PATTERNS, SitePattern
@@ -157,3 +160,35 @@ def name_analyzer() -> AnalyzerEngine:
     )
     engine = _PreloadedSpacyEngine(pipeline)
     return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
+
+
+Span = tuple[int, int, str, float]
+"""A finding as plain data: start, end, kind (the marker's name), score."""
+
+
+def analyze_patterns(text: str, site_patterns: tuple[SitePattern, ...], threshold: float) -> list[Span]:
+    """What the pattern analyzer finds in `text`."""
+    results = pattern_analyzer(site_patterns).analyze(
+        text, LANGUAGE, score_threshold=threshold, regex_flags=0
+    )
+    return [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
+
+
+def analyze_names(text: str, threshold: float) -> list[Span]:
+    """The people spaCy finds in `text`."""
+    results = name_analyzer().analyze(text, LANGUAGE, score_threshold=threshold)
+    return [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
+
+
+@functools.cache
+def _anonymizer() -> AnonymizerEngine:
+    return AnonymizerEngine()  # type: ignore[no-untyped-call]  # Presidio's constructor is untyped
+
+
+def replace(text: str, findings: Sequence[Span]) -> str:
+    """`text` with each finding replaced by `[REDACTED:<kind>]` (presidio-anonymizer)."""
+    results = [Replacement(kind, start, end, score) for start, end, kind, score in findings]
+    operators = {
+        kind: OperatorConfig("replace", {"new_value": f"[REDACTED:{kind}]"}) for _, _, kind, _ in findings
+    }
+    return _anonymizer().anonymize(text, results, operators).text

@@ -8,16 +8,13 @@ stretch of text around them, not the whole string: a transcript's code and JSON 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 import regex
-from presidio_analyzer import RecognizerResult
-from presidio_anonymizer import AnonymizerEngine
-from presidio_anonymizer.entities import OperatorConfig
-from presidio_anonymizer.entities import RecognizerResult as Replacement
 
 from jesus.redaction.common_words import COMMON_WORDS
-from jesus.redaction.engines import LANGUAGE, PRESIDIO_KINDS, name_analyzer, pattern_analyzer
 from jesus.redaction.patterns import ADDRESS_PATTERN, CUED_NAME_PATTERN, SECRET_PATTERNS, SitePattern
 
 # Words that look like a name to spaCy but are the platform's own ("Hello from Jesus!").
@@ -63,7 +60,6 @@ class PresidioRedactor:
         self.site_patterns = site_patterns
         self.names = names
         self.allow = frozenset(ALWAYS_ALLOWED + allow)
-        self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]  # Presidio's is untyped
         # The pattern stage runs only when one of these finds something: each is cheap, Presidio is not.
         self._triggers = (
             _PII_TRIGGER,
@@ -78,28 +74,25 @@ class PresidioRedactor:
         findings = self.analyze(text)
         if not findings:
             return text
-        results = [Replacement(f.kind, f.start, f.end, f.score) for f in findings]
-        operators = {
-            f.kind: OperatorConfig("replace", {"new_value": f"[REDACTED:{f.kind}]"}) for f in findings
-        }
-        return self._anonymizer.anonymize(text, results, operators).text
+        replaced: str = _engines().replace(text, [(f.start, f.end, f.kind, f.score) for f in findings])
+        return replaced
 
     def analyze(self, text: str) -> list[Finding]:
         """Every finding in `text`, in order of position."""
         findings: list[Finding] = []
         spans = [match.span() for trigger in self._triggers for match in trigger.finditer(text)]
         for start, end in _windows(text, spans, _PATTERN_MARGIN):
-            results = pattern_analyzer(self.site_patterns).analyze(
-                text[start:end], LANGUAGE, score_threshold=SCORE_THRESHOLD, regex_flags=0
-            )
-            findings += [_finding(r, start) for r in results]
+            found = _engines().analyze_patterns(text[start:end], self.site_patterns, SCORE_THRESHOLD)
+            findings += [
+                Finding(begin + start, end_ + start, kind, score) for begin, end_, kind, score in found
+            ]
         if self.names:
             candidates = [
                 m.span() for m in _CANDIDATE.finditer(text) if m.group().lower() not in COMMON_WORDS
             ]
             for start, end in _windows(text, candidates, _NAME_MARGIN):
-                results = name_analyzer().analyze(text[start:end], LANGUAGE, score_threshold=SCORE_THRESHOLD)
-                findings += [_finding(r, start) for r in results]
+                found = _engines().analyze_names(text[start:end], SCORE_THRESHOLD)
+                findings += [Finding(b + start, e + start, kind, score) for b, e, kind, score in found]
         return _outermost([f for f in findings if text[f.start : f.end] not in self.allow])
 
 
@@ -114,9 +107,10 @@ def _outermost(findings: list[Finding]) -> list[Finding]:
     return sorted(kept)
 
 
-def _finding(result: RecognizerResult, offset: int) -> Finding:
-    kind = PRESIDIO_KINDS.get(result.entity_type, result.entity_type)
-    return Finding(result.start + offset, result.end + offset, kind, result.score)
+def _engines() -> ModuleType:
+    """The Presidio engines' module, imported on first use: importing Presidio and spaCy takes seconds,
+    which a process that imports the runner but redacts nothing (or only ordinary text) never pays."""
+    return importlib.import_module("jesus.redaction.engines")
 
 
 def _windows(text: str, spans: list[tuple[int, int]], margin: int) -> list[tuple[int, int]]:
