@@ -8,18 +8,16 @@ and it writes the artifacts (final answer, transcript, tool results, the record)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from jesus.logic.clock import Clock, format_time, system_clock
+from jesus.redaction import Redactor, default_redactor, redact_structure
 from jesus.runner.artifacts import ArtifactStore, put_text, to_json
 from jesus.runner.model import ModelCallError, ModelClient
 from jesus.runner.record import RunOutcome, RunRecord
-from jesus.runner.redaction import redact_secrets
 from jesus.runner.tools import ToolBox, ToolServerError, ToolServerSpec
 from jesus_adapters.types import ChatRequest, Message
 
@@ -61,14 +59,15 @@ async def execute_run(
     store: ArtifactStore | None = None,
     dry_run: bool = False,
     connect_timeout_seconds: float = 20.0,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
     record: RunRecord | None = None,
     clock: Clock = system_clock,
 ) -> RunRecord:
     """Run the agent loop for `task` and return its record (also stored as `result.json`).
 
-    `redact` (default: `redact_secrets`) is applied to the record and to every artifact's text before it
-    is stored or returned, so credentials a model or tool let slip go nowhere. `record`
+    `redact` (default: the process's `default_redactor`) is applied to every string of the record and of
+    each artifact before it is serialized, stored or returned, so credentials and personal data a model
+    or tool let slip go nowhere. `record`
     may carry what admission already wrote (policy decision, budgets, warnings); it is filled in place.
     `clock` gives the record's start and finish times.
     """
@@ -98,7 +97,7 @@ async def execute_run(
     record.tool_calls = [call.to_dict() for call in toolbox.calls]
     record.finished_at = format_time(clock())
     record.duration_ms = (time.monotonic() - started) * 1000
-    redactor = redact or redact_secrets
+    redactor = redact or default_redactor()
     _redact_record(record, redactor)
     if store is not None:
         _store_artifacts(store, record, transcript, redactor)
@@ -153,31 +152,39 @@ async def _loop(
 
 
 def _store_artifacts(
-    store: ArtifactStore, record: RunRecord, transcript: list[Message], redact: Callable[[str], str]
+    store: ArtifactStore, record: RunRecord, transcript: list[Message], redact: Redactor
 ) -> None:
+    """Write the artifacts; `record` is redacted already, the transcript is redacted here, as structure."""
     try:
         stored = []
         if record.final_answer is not None:
-            stored.append(put_text(store, "final-answer.md", redact(record.final_answer)))
-        stored.append(
-            put_text(store, "transcript.json", redact(to_json([_message_dict(m) for m in transcript])))
-        )
-        stored.append(put_text(store, "tool-results.json", redact(to_json(record.tool_calls))))
+            stored.append(put_text(store, "final-answer.md", record.final_answer))
+        messages = redact_structure([_message_dict(m) for m in transcript], redact)
+        stored.append(put_text(store, "transcript.json", to_json(messages)))
+        stored.append(put_text(store, "tool-results.json", to_json(record.tool_calls)))
         record.artifacts = [artifact.to_dict() for artifact in stored]
         # The record names the other artifacts; it is written last and lists itself by name only.
         record.artifacts.append({"name": "result.json"})
-        put_text(store, "result.json", redact(to_json(record.to_dict())))
+        put_text(store, "result.json", to_json(record.to_dict()))
     except (OSError, ValueError) as exc:
         record.warnings.append(f"artifacts could not be written: {exc}")
 
 
-def _redact_record(record: RunRecord, redact: Callable[[str], str]) -> None:
+def _redact_record(record: RunRecord, redact: Redactor) -> None:
+    """Redact every string a model, tool, provider or spec could have put in the record, in place.
+
+    Each field is redacted as the structure it is, never as serialized JSON (ADR 12); what the
+    platform itself established (run name, digests, timings, artifact references) is left alone.
+    """
     if record.final_answer is not None:
         record.final_answer = redact(record.final_answer)
     record.reason = redact(record.reason)
-    # The markers hold no quotes or backslashes, so redacting serialized JSON keeps it valid.
-    record.tool_calls = json.loads(redact(json.dumps(record.tool_calls)))
-    record.calls = json.loads(redact(json.dumps(record.calls)))
+    record.tool_calls = redact_structure(record.tool_calls, redact)
+    record.calls = redact_structure(record.calls, redact)
+    record.warnings = redact_structure(record.warnings, redact)
+    if record.policy is not None:
+        record.policy = redact_structure(record.policy, redact)
+    record.budgets = redact_structure(record.budgets, redact)
 
 
 def _message_dict(message: Message) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from jesus.api.common import ObjectMeta
 from jesus.api.objects import spec_digest
 from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
+from jesus.redaction import RedactionConfig, RedactionConfigError
 from jesus.runner.artifacts import DirectoryArtifactStore
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus.runner.loop import AgentTask, execute_run
@@ -48,6 +49,12 @@ async def run_pod(environ: Mapping[str, str]) -> int:
         record.outcome, record.reason = RunOutcome.INVALID_SPEC, f"JESUS_RUN_SPEC: {exc}"
         _write_termination_message(environ, record)
         return 1
+    try:
+        redact = RedactionConfig.from_environ(environ).redactor()
+    except RedactionConfigError as exc:  # no run without the redaction the site asked for
+        record.outcome, record.reason = RunOutcome.INVALID_SPEC, str(exc)
+        _write_termination_message(environ, record)
+        return 1
     run = AgentRun(
         metadata=ObjectMeta(name=name, namespace=namespace, uid=environ.get("JESUS_RUN_UID")), spec=spec
     )
@@ -69,7 +76,7 @@ async def run_pod(environ: Mapping[str, str]) -> int:
     )
     store = DirectoryArtifactStore(Path(environ.get("JESUS_ARTIFACT_DIR", "/artifacts")))
     try:
-        record = await execute_run(task, model, store=store, record=record)
+        record = await execute_run(task, model, store=store, record=record, redact=redact)
     finally:
         await model.aclose()
     _write_termination_message(environ, record)

@@ -1,4 +1,6 @@
-"""Redaction of what a run leaves behind: credentials and contact details, replaced by markers.
+"""The regex redactor the runner used before jesus.redaction (kept as the benchmark's baseline).
+
+It ran over serialized JSON; see ADR 12 for why that was replaced.
 
 The patterns are those that leak most often through model transcripts and tool results: provider API
 keys, cloud and code-hosting tokens, bearer tokens, JWTs, private keys, e-mail addresses. Each match

@@ -1,0 +1,66 @@
+"""Redaction of a structure before it is serialized: every string in it, keys included.
+
+Redacting serialized JSON with regular expressions cannot be right: escapes hide word boundaries
+(`\\nsk-...`), a match can swallow half an escape, and the result may no longer parse. Here each string
+is redacted as the string it is, and serialization comes after, so the output is always valid JSON
+whatever the redactor returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+Redactor = Callable[[str], str]
+"""Anything that maps a text to its redacted form; the runner and the router take one."""
+
+# Deeper structures are cut off rather than walked: the walk must not raise on hostile input.
+MAX_DEPTH = 200
+TRUNCATED = "[REDACTED:too-deep]"
+
+
+def redact_structure(value: Any, redact: Redactor) -> Any:
+    """A JSON-ready copy of `value` with `redact` applied to every string, dictionary keys included.
+
+    Dictionaries, lists, tuples, sets, dataclasses and pydantic models (as their JSON dump) are walked;
+    numbers, booleans and None are kept; enums become their value; anything else becomes its redacted
+    `str`. Two keys that redact to the same text are both kept, the second with a `#2` suffix.
+    """
+    return _walk(value, redact, 0)
+
+
+def _walk(value: Any, redact: Redactor, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        return TRUNCATED
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, enum.Enum):
+        return _walk(value.value, redact, depth)
+    if isinstance(value, Mapping):
+        return _walk_mapping(value, redact, depth)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_walk(item, redact, depth + 1) for item in value]
+    if isinstance(value, BaseModel):
+        return _walk(value.model_dump(mode="json", by_alias=True), redact, depth)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+        return _walk_mapping(fields, redact, depth)
+    return redact(str(value))
+
+
+def _walk_mapping(value: Mapping[Any, Any], redact: Redactor, depth: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        name = redact(key) if isinstance(key, str) else redact(str(_walk(key, redact, depth + 1)))
+        unique, count = name, 1
+        while unique in result:
+            count += 1
+            unique = f"{name}#{count}"
+        result[unique] = _walk(item, redact, depth + 1)
+    return result

@@ -1,0 +1,138 @@
+"""Redaction of one string: find what must go (Presidio), replace each finding by `[REDACTED:<kind>]`.
+
+Two fast paths keep ordinary text cheap. A string with nothing any pattern could start with (no digit,
+no `@`, no key prefix, ...) skips the pattern analyzer; a string with no candidate name (a capitalised
+word that is not a common English word) skips spaCy. Where candidates exist, spaCy reads only the
+stretch of text around them, not the whole string: a transcript's code and JSON cost it nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+import regex
+
+from jesus.redaction.common_words import COMMON_WORDS
+from jesus.redaction.patterns import ADDRESS_PATTERN, CUED_NAME_PATTERN, SECRET_PATTERNS, SitePattern
+
+# Words that look like a name to spaCy but are the platform's own ("Hello from Jesus!").
+ALWAYS_ALLOWED = ("Jesus",)
+# Below these scores a finding is too unsure to redact (Presidio's phone and IBAN scores start at 0.4).
+SCORE_THRESHOLD = 0.35
+# Anything Presidio's own recognizers could match contains one of these: an e-mail's `x@y.`, seven or
+# more digits in a row or with separators (phone, card, IBAN), an IPv4 or IPv6 address.
+_PII_TRIGGER = regex.compile(
+    r"[\w.+\-]@[\w\-]+\.|\d(?:[ \t().\-/]{0,3}\d){6,}|\d{1,3}(?:\.\d{1,3}){3}"
+    r"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}"
+)
+# A capitalised word: the start of every name spaCy could find.
+_CANDIDATE = regex.compile(r"(?<![\p{L}\p{N}_])\p{Lu}[\p{Ll}'\u2019\-]+(?![\p{L}\p{N}_])")
+# How much text around a trigger the pattern stage reads, and around a candidate name spaCy reads.
+_PATTERN_MARGIN = 40
+_NAME_MARGIN = 80
+# How far a window's edge moves to reach whitespace, at most.
+_CUT_LIMIT = 40
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Finding:
+    """Something to redact: where it is in the text, and its kind (the marker's name)."""
+
+    start: int
+    end: int
+    kind: str
+    score: float
+
+
+class PresidioRedactor:
+    """The platform's redactor: a `Callable[[str], str]`, with `analyze` for the findings themselves.
+
+    `site_patterns` adds a site's own expressions (configuration, see `RedactionConfig`); `names`
+    turns the spaCy stage off where a caller wants patterns only (the model is then never loaded);
+    `allow` lists exact texts never redacted (besides `ALWAYS_ALLOWED`).
+    """
+
+    def __init__(
+        self, site_patterns: tuple[SitePattern, ...] = (), *, names: bool = True, allow: tuple[str, ...] = ()
+    ) -> None:
+        self.site_patterns = site_patterns
+        self.names = names
+        self.allow = frozenset(ALWAYS_ALLOWED + allow)
+        # The pattern stage runs only when one of these finds something: each is cheap, Presidio is not.
+        self._triggers = (
+            _PII_TRIGGER,
+            *(regex.compile(p.expression) for p in SECRET_PATTERNS),
+            regex.compile(ADDRESS_PATTERN),
+            regex.compile(CUED_NAME_PATTERN),
+            *(regex.compile(p.expression) for p in site_patterns),
+        )
+
+    def __call__(self, text: str) -> str:
+        """`text` with every finding replaced by `[REDACTED:<kind>]`."""
+        findings = self.analyze(text)
+        if not findings:
+            return text
+        replaced: str = _engines().replace(text, [(f.start, f.end, f.kind, f.score) for f in findings])
+        return replaced
+
+    def analyze(self, text: str) -> list[Finding]:
+        """Every finding in `text`, in order of position."""
+        findings: list[Finding] = []
+        spans = [match.span() for trigger in self._triggers for match in trigger.finditer(text)]
+        for start, end in _windows(text, spans, _PATTERN_MARGIN):
+            found = _engines().analyze_patterns(text[start:end], self.site_patterns, SCORE_THRESHOLD)
+            findings += [
+                Finding(begin + start, end_ + start, kind, score) for begin, end_, kind, score in found
+            ]
+        if self.names:
+            candidates = [
+                m.span() for m in _CANDIDATE.finditer(text) if m.group().lower() not in COMMON_WORDS
+            ]
+            for start, end in _windows(text, candidates, _NAME_MARGIN):
+                found = _engines().analyze_names(text[start:end], SCORE_THRESHOLD)
+                findings += [Finding(b + start, e + start, kind, score) for b, e, kind, score in found]
+        return _outermost([f for f in findings if text[f.start : f.end] not in self.allow])
+
+
+def _outermost(findings: list[Finding]) -> list[Finding]:
+    """The findings that do not overlap a surer one, in order of position: a key spaCy took for part
+    of a name is marked as the key, and of two on the same span the specific key format wins over the
+    generic keyword rule. What a dropped finding covered beyond the kept one was its own mistake."""
+    kept: list[Finding] = []
+    for finding in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
+        if not any(k.start < finding.end and finding.start < k.end for k in kept):
+            kept.append(finding)
+    return sorted(kept)
+
+
+def _engines() -> ModuleType:
+    """The Presidio engines' module, imported on first use: importing Presidio and spaCy takes seconds,
+    which a process that imports the runner but redacts nothing (or only ordinary text) never pays."""
+    return importlib.import_module("jesus.redaction.engines")
+
+
+def _windows(text: str, spans: list[tuple[int, int]], margin: int) -> list[tuple[int, int]]:
+    """The stretches of `text` that cover `spans` and `margin` characters each side, merged, and cut
+    at whitespace so no recognizer sees half a word (Presidio's context words fit in the margin)."""
+    windows: list[tuple[int, int]] = []
+    for span_start, span_end in sorted(spans):
+        start = _cut(text, max(0, span_start - margin), backwards=True)
+        end = _cut(text, min(len(text), span_end + margin), backwards=False)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _cut(text: str, at: int, *, backwards: bool) -> int:
+    """`at` moved to the nearest whitespace (or the end of `text`) away from the candidate, by
+    `_CUT_LIMIT` characters at most (text without spaces, such as minified JSON, is cut where it is)."""
+    step = -1 if backwards else 1
+    for _ in range(_CUT_LIMIT):
+        if at <= 0 or at >= len(text) or text[at - 1 if backwards else at].isspace():
+            break
+        at += step
+    return at
