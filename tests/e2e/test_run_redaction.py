@@ -8,7 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.unit.api.builders import agent_run, budget, route_policy, scripted_adapter, to_yaml
+from tests.builders.adapters import scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.budget import budget
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
 
 from jesus.cli import main
 
