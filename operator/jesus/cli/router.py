@@ -21,8 +21,9 @@ from jesus.router.config import (
     RouterConfigError,
     build_routed_adapters,
 )
-from jesus.router.core import RoutedAdapter, Router
+from jesus.router.core import Router
 from jesus.router.metrics import RouterMetrics
+from jesus.router.routed import RoutedAdapter
 from jesus.router.service import PlanResolver, RouterService, RunRegistry, build_app
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
 

@@ -27,8 +27,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from jesus.logic.routing import Allowance, RoutePlan
-from jesus.router.core import RoutedStreamEnd, RouteError, Router
+from jesus.router.core import Router
 from jesus.router.ledger import RunLedger
+from jesus.router.routed import RoutedStreamEnd, RouteError
 from jesus.router.tokens import RunGrant, TokenSigner
 from jesus.router.tracing import context_from_headers
 from jesus.router.wire import (
