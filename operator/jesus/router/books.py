@@ -21,7 +21,7 @@ from jesus.router.routed import RouteError
 from jesus.router.tracing import end_call_span, start_call_span
 from jesus_adapters.types import ChatRequest, ChatResponse, Usage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("jesus.router.core")  # the name the router's call lines have always had
 
 
 class CallBooks:

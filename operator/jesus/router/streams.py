@@ -9,7 +9,7 @@ from jesus.router.routed import RoutedAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.types import ChatRequest, StreamDone, TextDelta
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("jesus.router.core")  # the name the router's call lines have always had
 
 StreamEvent = TextDelta | StreamDone
 

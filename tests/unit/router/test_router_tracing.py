@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from jesus.logic.routing import CallPrice, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
-from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.router.registry import RunRegistry, RunRoute
+from jesus.router.service import RouterService, build_app
 from jesus_adapters.errors import ErrorKind
 
 from .doubles import FakeAdapter, Step, failure, reply, request
