@@ -51,7 +51,8 @@ from prometheus_client import CollectorRegistry
 from tests.providers import Fail, Hang, Reply, serve_openai, unused_base_url
 
 from jesus.cli.router import KEEP_ALIVE_SECONDS
-from jesus.logic.routing import BreakerConfig, CallPrice, RetryPolicy, RoutePlan
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import BreakerConfig, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.service import RouterService, build_app

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
-from jesus.logic.routing import CallPrice, cost_micros
+from jesus.logic.allowance import CallPrice, cost_micros
 from jesus.router.ledger import RunLedger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import CallRecord

@@ -21,6 +21,7 @@ from typing import TypeVar
 from opentelemetry.context import Context
 from opentelemetry.trace import Tracer
 
+from jesus.logic.allowance import estimate_input_tokens
 from jesus.logic.routing import (
     BreakerConfig,
     BreakerState,
@@ -28,7 +29,6 @@ from jesus.logic.routing import (
     RoutePlan,
     backoff_seconds,
     decide_on_error,
-    estimate_input_tokens,
 )
 from jesus.router.books import CallBooks, meter
 from jesus.router.guards import AdapterGuards

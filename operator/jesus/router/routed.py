@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jesus.logic.routing import CallPrice, RateLimit, RoutePlan
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RateLimit, RoutePlan
 from jesus.router.records import CallRecord
 from jesus_adapters.base import ModelAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind, RouteErrorKind, error_rule

@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from jesus.logic.routing import Allowance, RoutePlan
+from jesus.logic.allowance import Allowance
+from jesus.logic.routing import RoutePlan
 from jesus.router.admin import register_run, revoke_run
 from jesus.router.core import Router
 from jesus.router.http import bearer, error_response, route_error_response

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 from jesus.api import AgentRun, AgentRunReason, Budget, ModelAdapter, RoutePolicy, format_micros
 from jesus.api.objects import spec_digest
 from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, PolicyAnswer, admit, decide
+from jesus.logic.allowance import Allowance
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
-from jesus.logic.routing import Allowance, RoutePlan, RouteUnavailableError, plan_from_route_policy
+from jesus.logic.routing import RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
 from jesus.router.ledger import RunLedger

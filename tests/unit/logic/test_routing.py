@@ -8,27 +8,22 @@ from hypothesis import strategies as st
 from tests.unit.api.builders import route_policy, scripted_adapter
 
 from jesus.api import ModelAdapter, RoutePolicy
+from jesus.logic.allowance import Allowance, CallPrice, Spend, admit_call, allowance_exceeded, cost_micros
 from jesus.logic.routing import (
-    Allowance,
     BreakerConfig,
     BreakerState,
     BreakerStatus,
-    CallPrice,
     ErrorAction,
     RateLimit,
     RateState,
     RetryPolicy,
     RoutePlan,
     RouteUnavailableError,
-    Spend,
-    admit_call,
-    allowance_exceeded,
     backoff_seconds,
     breaker_admit,
     breaker_on_failure,
     breaker_on_success,
     breaker_release_probe,
-    cost_micros,
     decide_on_error,
     plan_from_route_policy,
     rate_admit,

@@ -7,16 +7,8 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from jesus.logic.routing import (
-    Allowance,
-    BreakerConfig,
-    BreakerStatus,
-    CallPrice,
-    RateLimit,
-    RetryPolicy,
-    RoutePlan,
-    Spend,
-)
+from jesus.logic.allowance import Allowance, CallPrice, Spend
+from jesus.logic.routing import BreakerConfig, BreakerStatus, RateLimit, RetryPolicy, RoutePlan
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
     NO_ADAPTER_AVAILABLE,

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 from tests.providers import Fail, Hang, Raw, Reply, serve_anthropic, serve_openai, unused_base_url
 from tests.providers.builders import adapter_config
 
-from jesus.logic.routing import Allowance, BreakerConfig, CallPrice, RetryPolicy, RoutePlan
+from jesus.logic.allowance import Allowance, CallPrice
+from jesus.logic.routing import BreakerConfig, RetryPolicy, RoutePlan
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
     RoutedAdapter,

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from tests.unit.api.builders import route_policy, scripted_adapter, to_yaml
 
 from jesus.cli.router import build_service
-from jesus.logic.routing import Allowance, CallPrice, RoutePlan
+from jesus.logic.allowance import Allowance, CallPrice
+from jesus.logic.routing import RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.service import RouterService, build_app

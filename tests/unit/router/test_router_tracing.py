@@ -10,7 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
-from jesus.logic.routing import CallPrice, RetryPolicy, RoutePlan
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.service import RouterService, build_app
