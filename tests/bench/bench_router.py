@@ -51,9 +51,11 @@ from tests.builders.processes import free_port, wait_for_port
 from tests.providers import Fail, Hang, Reply, serve_openai, unused_base_url
 
 from jesus.cli.router import KEEP_ALIVE_SECONDS
-from jesus.logic.routing import BreakerConfig, CallPrice, RetryPolicy, RoutePlan
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import BreakerConfig, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
-from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.router.registry import RunRegistry, RunRoute
+from jesus.router.service import RouterService, build_app
 from jesus_adapters import AdapterConfig, build_adapter
 from jesus_adapters.types import ChatRequest, ChatResponse, Message, StreamDone, StreamEvent, Usage
 

@@ -24,8 +24,35 @@ CEL_ERROR_TYPE = "cel_rule"
 VALIDATIONS_KEY = "x-kubernetes-validations"
 
 
+class _FieldMarker:
+    """`Annotated` metadata that pydantic enforces after validation and writes into the JSON schema.
+
+    A subclass says what it enforces (`enforce`) and what it adds to the field's schema (`mark`).
+    """
+
+    def enforce(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def mark(self, target: JsonSchemaValue) -> None:
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        def validate(value: Any) -> Any:
+            self.enforce(value)
+            return value
+
+        return core_schema.no_info_after_validator_function(validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        self.mark(handler.resolve_ref_schema(json_schema))
+        return json_schema
+
+
 @dataclass(frozen=True)
-class CelRule:
+class CelRule(_FieldMarker):
     """One cross-field rule: CEL for the API server, a predicate for Python, one message for both."""
 
     rule: str
@@ -49,25 +76,13 @@ class CelRule:
         if not self.check(value):
             raise self.error()
 
-    # Used as `Annotated` metadata on a field.
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        def validate(value: Any) -> Any:
-            self.enforce(value)
-            return value
-
-        return core_schema.no_info_after_validator_function(validate, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        target = handler.resolve_ref_schema(json_schema)
+    def mark(self, target: JsonSchemaValue) -> None:
+        """Used as `Annotated` metadata on a field: add the rule to the field's validations."""
         target.setdefault(VALIDATIONS_KEY, []).append(self.to_schema())
-        return json_schema
 
 
 @dataclass(frozen=True)
-class ListType:
+class ListType(_FieldMarker):
     """`x-kubernetes-list-type` for a list field, with the uniqueness the API server enforces for it.
 
     `ListType.as_set()` makes items unique; `ListType.as_map("type")` makes items unique by key fields.
@@ -109,21 +124,10 @@ class ListType:
                 raise PydanticCustomError("duplicate", "duplicate value: {shown}", {"shown": str(shown)})
             seen.add(key)
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        def validate(value: list[Any]) -> list[Any]:
-            self.enforce(value)
-            return value
-
-        return core_schema.no_info_after_validator_function(validate, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        target = handler.resolve_ref_schema(json_schema)
+    def mark(self, target: JsonSchemaValue) -> None:
+        """Write the list type (and a map's keys) into the field's schema."""
         if self.keys:
             target["x-kubernetes-list-type"] = "map"
             target["x-kubernetes-list-map-keys"] = list(self.keys)
         else:
             target["x-kubernetes-list-type"] = "set"
-        return json_schema

@@ -21,9 +21,11 @@ from jesus.router.config import (
     RouterConfigError,
     build_routed_adapters,
 )
-from jesus.router.core import RoutedAdapter, Router
+from jesus.router.core import Router
 from jesus.router.metrics import RouterMetrics
-from jesus.router.service import PlanResolver, RouterService, RunRegistry, build_app
+from jesus.router.registry import RunRegistry
+from jesus.router.routed import RoutedAdapter
+from jesus.router.service import PlanResolver, RouterService, build_app
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"

@@ -6,13 +6,11 @@ asks the ledger to refresh, so the ledger stays the single writer of Budget stat
 
 from __future__ import annotations
 
-from typing import Any
-
 import kopf
 
-from jesus.api.common import GROUP, VERSION
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.ledger import BudgetGoneError
+from jesus.controllers.level import register_level_handlers
 from jesus.kube import KubeError
 
 
@@ -28,16 +26,10 @@ async def reconcile_budget(context: OperatorContext, namespace: str, name: str) 
 
 def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     """Add the Budget handlers to `registry`."""
-    resource = (GROUP, VERSION, "budgets")
 
-    @kopf.on.resume(*resource, id="budget-resume", registry=registry)
-    @kopf.on.create(*resource, id="budget-create", registry=registry)
-    @kopf.on.update(*resource, id="budget-update", registry=registry)
-    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile_budget(context, namespace or "", name)
+    async def reconcile(namespace: str, name: str) -> None:
+        await reconcile_budget(context, namespace, name)
 
-    @kopf.timer(
-        *resource, id="budget-resync", interval=max(context.settings.resync_seconds, 30.0), registry=registry
+    register_level_handlers(
+        registry, "budgets", "budget", reconcile, interval=max(context.settings.resync_seconds, 30.0)
     )
-    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile_budget(context, namespace or "", name)

@@ -15,10 +15,11 @@ from typing import Any
 
 import kopf
 
-from jesus.api.common import GROUP, LABEL_MANAGED_BY, VERSION, ConditionStatus
+from jesus.api.common import LABEL_MANAGED_BY, ConditionStatus
 from jesus.api.modeladapter import ModelAdapter, ModelAdapterConditionType, ModelAdapterStatus
 from jesus.api.objects import Ownership, ownership
 from jesus.controllers.context import OperatorContext
+from jesus.controllers.level import register_level_handlers
 from jesus.controllers.retry import reconcile_live
 from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
 from jesus.logic import serving as serving_logic
@@ -140,30 +141,17 @@ async def _write(
             )
 
 
-async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
-    try:
-        await reconcile_adapter(context, namespace, name)
-    except KubeError as exc:
-        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
-
-
 def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     """Add the ModelAdapter handlers to `registry`."""
-    resource = (GROUP, VERSION, "modeladapters")
 
-    @kopf.on.resume(*resource, id="modeladapter-resume", registry=registry)
-    @kopf.on.create(*resource, id="modeladapter-create", registry=registry)
-    @kopf.on.update(*resource, id="modeladapter-update", registry=registry)
-    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name)
+    async def reconcile(namespace: str, name: str) -> None:
+        await reconcile_adapter(context, namespace, name)
 
     # Secrets and pods are not watched (the operator would hold every Secret and every runner pod in
     # memory); the timer notices a Secret created later, or a pod the scheduler could not place.
-    @kopf.timer(
-        *resource, id="modeladapter-resync", interval=context.settings.resync_seconds, registry=registry
+    reconcile_or_retry = register_level_handlers(
+        registry, "modeladapters", "modeladapter", reconcile, interval=context.settings.resync_seconds
     )
-    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name)
 
     @kopf.on.event(
         "apps",
@@ -179,4 +167,4 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     async def on_deployment(body: kopf.Body, **_: Any) -> None:
         owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "ModelAdapter"]
         for owner in owners:
-            await _reconcile_or_retry(context, body.metadata["namespace"], owner["name"])
+            await reconcile_or_retry(body.metadata["namespace"], owner["name"])

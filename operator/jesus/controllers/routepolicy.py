@@ -16,6 +16,7 @@ import kopf
 from jesus.api.common import GROUP, VERSION, ConditionStatus
 from jesus.api.routepolicy import RoutePolicy, RoutePolicyConditionType, RoutePolicyStatus
 from jesus.controllers.context import OperatorContext
+from jesus.controllers.level import register_level_handlers
 from jesus.controllers.retry import reconcile_live
 from jesus.kube import JsonObject, KubeError
 from jesus.logic.conditions import find_condition
@@ -51,31 +52,18 @@ async def _decide(context: OperatorContext, obj: JsonObject, policy: RoutePolicy
             logger.warning("Failed to record event policy=%s reason=%s error=%s", name, new.reason, exc)
 
 
-async def _reconcile_or_retry(context: OperatorContext, namespace: str, name: str) -> None:
-    try:
-        await reconcile_route_policy(context, namespace, name)
-    except KubeError as exc:
-        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
-
-
 def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     """Add the RoutePolicy handlers to `registry`."""
-    resource = (GROUP, VERSION, "routepolicies")
 
-    @kopf.on.resume(*resource, id="routepolicy-resume", registry=registry)
-    @kopf.on.create(*resource, id="routepolicy-create", registry=registry)
-    @kopf.on.update(*resource, id="routepolicy-update", registry=registry)
-    async def on_change(*, namespace: str | None, name: str, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name)
+    async def reconcile(namespace: str, name: str) -> None:
+        await reconcile_route_policy(context, namespace, name)
 
-    @kopf.timer(
-        *resource, id="routepolicy-resync", interval=context.settings.resync_seconds, registry=registry
+    reconcile_or_retry = register_level_handlers(
+        registry, "routepolicies", "routepolicy", reconcile, interval=context.settings.resync_seconds
     )
-    async def on_timer(*, namespace: str | None, name: str, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name)
 
     @kopf.on.event(GROUP, VERSION, "modeladapters", id="routepolicy-adapter-event", registry=registry)
     async def on_adapter(body: kopf.Body, **_: Any) -> None:
         namespace, adapter = body.metadata["namespace"], body.metadata["name"]
         for name in context.cache.route_policies.names_referring(namespace, adapter):
-            await _reconcile_or_retry(context, namespace, name)
+            await reconcile_or_retry(namespace, name)

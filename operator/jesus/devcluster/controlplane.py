@@ -9,11 +9,9 @@ started process: a component that exits is reported with the tail of its log.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -21,37 +19,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from jesus.devcluster import nodes, pki, toolchain
+from jesus.devcluster import components, nodes, pki, processes, toolchain
+from jesus.devcluster.components import Ports
+from jesus.devcluster.processes import ProcessRecord
 
 Progress = Callable[[str], None]
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
-# The controllers the platform relies on, by their kube-controller-manager names.
-CONTROLLERS = (
-    "serviceaccount-token-controller",
-    "serviceaccount-controller",
-    "namespace-controller",
-    "garbage-collector-controller",
-    "job-controller",
-    "cronjob-controller",
-    "ttl-after-finished-controller",
-    "deployment-controller",
-    "replicaset-controller",
-    "endpointslice-controller",
-    "pod-garbage-collector-controller",
-    "node-lifecycle-controller",
-    "root-ca-certificate-publisher-controller",
-    "clusterrole-aggregation-controller",
-)
-
 STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_GRACE_SECONDS = 10.0
 
 
 class ControlPlaneError(Exception):
@@ -60,28 +40,6 @@ class ControlPlaneError(Exception):
 
 class ComponentCrashedError(ControlPlaneError):
     """A component exited; the message carries the tail of its log."""
-
-
-@dataclass
-class ProcessRecord:
-    """One started component, as recorded in state.json."""
-
-    name: str
-    pid: int
-    binary: str
-    log: str
-
-
-@dataclass
-class Ports:
-    """The loopback ports of one control plane."""
-
-    etcd_client: int
-    etcd_peer: int
-    apiserver: int
-    controller_manager: int
-    scheduler: int
-    kwok: int
 
 
 def free_port() -> int:
@@ -97,72 +55,6 @@ def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # PR_SET_PDEATHSIG: the kernel sends SIGTERM when the process that started us dies, so a killed
-    # test session leaves no control plane behind.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _pid_runs(pid: int, binary: str) -> bool:
-    """Whether `pid` is alive and still runs `binary` (not a recycled pid)."""
-    if not _pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
-        return False
-    return cmdline == binary
-
-
-def _log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _write_kubeconfig(path: Path, server: str, pki_dir: Path, client: str) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "jesus-dev",
-                "cluster": {"server": server, "certificate-authority": str(pki_dir / "ca.crt")},
-            }
-        ],
-        "users": [
-            {
-                "name": client,
-                "user": {
-                    "client-certificate": str(pki_dir / f"{client}.crt"),
-                    "client-key": str(pki_dir / f"{client}.key"),
-                },
-            }
-        ],
-        "contexts": [{"name": "jesus-dev", "context": {"cluster": "jesus-dev", "user": client}}],
-        "current-context": "jesus-dev",
-    }
-    path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 class ControlPlane:
@@ -235,11 +127,11 @@ class ControlPlane:
 
     def running(self) -> list[ProcessRecord]:
         """The recorded components that are still alive."""
-        return [p for p in self.processes if _pid_runs(p.pid, p.binary)]
+        return [p for p in self.processes if processes.pid_runs(p.pid, p.binary)]
 
     def crashed(self) -> list[ProcessRecord]:
         """The recorded components that are gone."""
-        return [p for p in self.processes if not _pid_runs(p.pid, p.binary)]
+        return [p for p in self.processes if not processes.pid_runs(p.pid, p.binary)]
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -285,20 +177,23 @@ class ControlPlane:
         pki.generate_pki(self.pki_dir)
         for client in ("admin", "kube-controller-manager", "kube-scheduler", "kwok"):
             path = self.kubeconfig if client == "admin" else self.state_dir / f"{client}.kubeconfig"
-            _write_kubeconfig(path, self.server, self.pki_dir, client)
+            components.write_kubeconfig(path, self.server, self.pki_dir, client)
 
         progress("Starting etcd...")
-        self._spawn("etcd", self._etcd_args())
+        self._spawn("etcd", components.etcd_args(self.ports_, self.state_dir))
         self._wait("etcd", lambda: self._http_ok(f"http://127.0.0.1:{self.ports_.etcd_client}/health"))
 
         progress("Starting kube-apiserver...")
-        self._spawn("kube-apiserver", self._apiserver_args())
+        self._spawn("kube-apiserver", components.apiserver_args(self.ports_, self.pki_dir))
         self._wait("kube-apiserver", lambda: self._api_ok("/readyz"))
 
         progress("Starting kube-controller-manager, kube-scheduler and kwok...")
-        self._spawn("kube-controller-manager", self._controller_manager_args())
-        self._spawn("kube-scheduler", self._scheduler_args())
-        self._spawn("kwok", self._kwok_args())
+        self._spawn(
+            "kube-controller-manager",
+            components.controller_manager_args(self.ports_, self.state_dir, self.pki_dir),
+        )
+        self._spawn("kube-scheduler", components.scheduler_args(self.ports_, self.state_dir))
+        self._spawn("kwok", components.kwok_args(self.ports_, self.state_dir))
         self._create_nodes()
         progress("Waiting for the nodes and the default service account...")
         self._wait("kwok", self._nodes_ready)
@@ -316,81 +211,6 @@ class ControlPlane:
         assert self.ports is not None, "the control plane has not been started"
         return self.ports
 
-    def _etcd_args(self) -> list[str]:
-        p = self.ports_
-        client, peer = f"http://127.0.0.1:{p.etcd_client}", f"http://127.0.0.1:{p.etcd_peer}"
-        return [
-            "--name=default",
-            f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=default={peer}",
-            # A throwaway cluster: skipping fsync makes it several times faster and loses nothing we keep.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ]
-
-    def _apiserver_args(self) -> list[str]:
-        p, d = self.ports_, self.pki_dir
-        return [
-            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={p.apiserver}",
-            f"--cert-dir={d}",
-            f"--tls-cert-file={d / 'apiserver.crt'}",
-            f"--tls-private-key-file={d / 'apiserver.key'}",
-            f"--client-ca-file={d / 'ca.crt'}",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--event-ttl=1h",
-        ]
-
-    def _component_args(self, client: str, port: int) -> list[str]:
-        kubeconfig = self.state_dir / f"{client}.kubeconfig"
-        return [
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            "--leader-elect=false",
-        ]
-
-    def _controller_manager_args(self) -> list[str]:
-        return [
-            *self._component_args("kube-controller-manager", self.ports_.controller_manager),
-            f"--controllers={','.join(CONTROLLERS)}",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
-            f"--root-ca-file={self.pki_dir / 'ca.crt'}",
-            "--cluster-name=jesus-dev",
-        ]
-
-    def _scheduler_args(self) -> list[str]:
-        return self._component_args("kube-scheduler", self.ports_.scheduler)
-
-    def _kwok_args(self) -> list[str]:
-        stages = self.state_dir / "kwok-stages.yaml"
-        stages.write_text(resources.files("jesus.devcluster").joinpath("kwok-stages.yaml").read_text())
-        return [
-            f"--kubeconfig={self.state_dir / 'kwok.kubeconfig'}",
-            f"--config={stages}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={nodes.KWOK_NODE_ANNOTATION}=fake",
-            "--cidr=10.244.0.0/16",
-            "--node-ip=10.96.0.1",
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{self.ports_.kwok}",
-        ]
-
     def _spawn(self, name: str, args: Sequence[str]) -> None:
         binary = self.binary(name)
         log_path = self.state_dir / f"{name}.log"
@@ -403,7 +223,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.state_dir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                preexec_fn=processes.die_with_parent if self.die_with_parent else None,
             )
         self._popen[name] = process
         self.processes.append(ProcessRecord(name, process.pid, str(binary), str(log_path)))
@@ -413,11 +233,12 @@ class ControlPlane:
         """Raise ComponentCrashedError, with its log, for the first recorded component that has exited."""
         for record in self.processes:
             popen = self._popen.get(record.name)
-            exited = popen.poll() is not None if popen else not _pid_runs(record.pid, record.binary)
+            exited = popen.poll() is not None if popen else not processes.pid_runs(record.pid, record.binary)
             if exited:
                 code = f" with code {popen.returncode}" if popen else ""
+                tail = processes.log_tail(Path(record.log))
                 raise ComponentCrashedError(
-                    f"{record.name} exited{code}; last lines of {record.log}:\n{_log_tail(Path(record.log))}"
+                    f"{record.name} exited{code}; last lines of {record.log}:\n{tail}"
                 )
 
     def _wait(self, name: str, ready: Callable[[], bool], timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
@@ -428,8 +249,9 @@ class ControlPlane:
                 return
             time.sleep(0.1)
         log = self.state_dir / f"{name}.log"
+        tail = processes.log_tail(log)
         raise ControlPlaneError(
-            f"{name} did not become ready within {timeout:.0f}s; last lines of {log}:\n{_log_tail(log)}"
+            f"{name} did not become ready within {timeout:.0f}s; last lines of {log}:\n{tail}"
         )
 
     # -- talking to the API server ----------------------------------------------------------------
@@ -507,35 +329,10 @@ class ControlPlane:
         for record in reversed(self.processes):
             popen = self._popen.get(record.name)
             if popen is not None:
-                _terminate_popen(popen)
-            elif _pid_runs(record.pid, record.binary):
-                _terminate_pid(record.pid)
+                processes.terminate_popen(popen)
+            elif processes.pid_runs(record.pid, record.binary):
+                processes.terminate_pid(record.pid)
         self.processes = []
         self._popen = {}
         with contextlib.suppress(OSError):
             self.state_file.unlink()
-
-
-def _terminate_popen(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _terminate_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.05)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while _pid_alive(pid):
-            time.sleep(0.05)

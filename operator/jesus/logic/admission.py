@@ -232,25 +232,23 @@ def _dependencies(inputs: AdmissionInputs, asking: AdmissionVerdict) -> Admissio
 def _route(inputs: AdmissionInputs, asking: AdmissionVerdict) -> AdmissionVerdict | None:
     name = inputs.run.spec.route_policy_ref.name
     if inputs.route is None:
-        return replace(
+        return _waiting(
             asking,
-            outcome=Outcome.WAITING,
-            condition=C.ADMITTED,
-            reason=R.ROUTE_POLICY_NOT_FOUND,
-            reasons=(f"RoutePolicy {name} does not exist",),
-            summary=f"waiting for RoutePolicy {name}",
+            C.ADMITTED,
+            R.ROUTE_POLICY_NOT_FOUND,
+            (f"RoutePolicy {name} does not exist",),
+            f"waiting for RoutePolicy {name}",
         )
     status = inputs.route.status
     ready = find_condition(status.conditions if status else None, "Ready")
     if ready is not None and ready.status == ConditionStatus.FALSE:
         # The RoutePolicy's reconciler found no ready adapter; its reason says which case.
-        return replace(
+        return _waiting(
             asking,
-            outcome=Outcome.WAITING,
-            condition=C.ADMITTED,
-            reason=ready.reason,
-            reasons=(f"RoutePolicy {name}: {ready.message}",),
-            summary=f"waiting for a ready adapter on RoutePolicy {name}: {ready.message}",
+            C.ADMITTED,
+            ready.reason,
+            (f"RoutePolicy {name}: {ready.message}",),
+            f"waiting for a ready adapter on RoutePolicy {name}: {ready.message}",
         )
     return None
 
@@ -261,16 +259,22 @@ def _budgets(inputs: AdmissionInputs, asking: AdmissionVerdict) -> AdmissionVerd
         for c in asking.budgets
         if not c.projection.admits
     )
-    if not refusals:
-        return None
+    return _waiting_for_budget(asking, refusals) if refusals else None
+
+
+def _waiting(
+    verdict: AdmissionVerdict, condition: str, reason: str, reasons: tuple[str, ...], summary: str
+) -> AdmissionVerdict:
+    """`verdict`, now waiting: `condition` is False for `reason`."""
     return replace(
-        asking,
-        outcome=Outcome.WAITING,
-        condition=C.BUDGET_RESERVED,
-        reason=R.BUDGET_EXCEEDED,
-        reasons=refusals,
-        summary=f"waiting for budget: {'; '.join(refusals)}",
+        verdict, outcome=Outcome.WAITING, condition=condition, reason=reason, reasons=reasons, summary=summary
     )
+
+
+def _waiting_for_budget(verdict: AdmissionVerdict, refusals: tuple[str, ...]) -> AdmissionVerdict:
+    """`verdict`, waiting until the refusing Budgets have room (step 3, or step 5 refused)."""
+    summary = f"waiting for budget: {'; '.join(refusals)}"
+    return _waiting(verdict, C.BUDGET_RESERVED, R.BUDGET_EXCEEDED, refusals, summary)
 
 
 def decide(verdict: AdmissionVerdict, answer: PolicyAnswer | None) -> AdmissionVerdict:
@@ -318,14 +322,7 @@ def decide(verdict: AdmissionVerdict, answer: PolicyAnswer | None) -> AdmissionV
 
 def refused_by_ledger(verdict: AdmissionVerdict, refusal: str) -> AdmissionVerdict:
     """Step 5 refused: a Budget's figures changed between step 3 and the hold; the run waits as in 3."""
-    return replace(
-        verdict,
-        outcome=Outcome.WAITING,
-        condition=C.BUDGET_RESERVED,
-        reason=R.BUDGET_EXCEEDED,
-        reasons=(refusal,),
-        summary=f"waiting for budget: {refusal}",
-    )
+    return _waiting_for_budget(verdict, (refusal,))
 
 
 def take_holds(

@@ -108,47 +108,7 @@ def build_runner_job(
     the run's router token, and no provider credentials and no API access."""
     name = run.metadata.name or ""
     labels = {**run_labels(run), LABEL_COMPONENT: COMPONENT_RUNNER, LABEL_ATTEMPT: str(attempt)}
-    spec_json = json.dumps(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
-    resources = run.spec.resources
-    requests = {"cpu": settings.cpu_request, "memory": settings.memory_request}
-    limits = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
-    if resources is not None:
-        requests.update(resources.requests.model_dump(exclude_none=True) if resources.requests else {})
-        limits.update(resources.limits.model_dump(exclude_none=True) if resources.limits else {})
-    env = [
-        {"name": "JESUS_RUN_NAMESPACE", "value": run.metadata.namespace},
-        {"name": "JESUS_RUN_NAME", "value": name},
-        {"name": "JESUS_RUN_UID", "value": run.metadata.uid},
-        {"name": "JESUS_ATTEMPT", "value": str(attempt)},
-        {"name": "JESUS_RUN_SPEC", "value": spec_json},
-        {"name": "JESUS_ROUTER_URL", "value": settings.router_url},
-        {
-            "name": "JESUS_ROUTER_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name, attempt), "key": TOKEN_KEY}},
-        },
-        {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
-        {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
-        {"name": "TRACEPARENT", "value": traceparent},
-    ]
-    container = {
-        "name": "runner",
-        "image": settings.image,
-        "command": list(settings.command),
-        "env": env,
-        "resources": {"requests": requests, "limits": limits},
-        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
-        "terminationMessagePolicy": "File",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [
-            {"name": "artifacts", "mountPath": "/artifacts"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
+    container = _runner_container(run, attempt, settings, traceparent)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -175,3 +135,58 @@ def build_runner_job(
             },
         },
     }
+
+
+def _runner_container(run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str) -> JsonObject:
+    """The runner container: locked down, told everything through its environment, writing to /artifacts."""
+    return {
+        "name": "runner",
+        "image": settings.image,
+        "command": list(settings.command),
+        "env": _runner_env(run, attempt, settings, traceparent),
+        "resources": _runner_resources(run, settings),
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": "/artifacts"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _runner_resources(run: AgentRun, settings: RunnerSettings) -> JsonObject:
+    """The settings' requests and limits, overridden by the run's own."""
+    resources = run.spec.resources
+    requests = {"cpu": settings.cpu_request, "memory": settings.memory_request}
+    limits = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
+    if resources is not None:
+        requests.update(resources.requests.model_dump(exclude_none=True) if resources.requests else {})
+        limits.update(resources.limits.model_dump(exclude_none=True) if resources.limits else {})
+    return {"requests": requests, "limits": limits}
+
+
+def _runner_env(run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str) -> list[JsonObject]:
+    """What the runner reads: the run and its spec, the router's URL, its token (from a Secret), the trace."""
+    name = run.metadata.name or ""
+    spec_json = json.dumps(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
+    return [
+        {"name": "JESUS_RUN_NAMESPACE", "value": run.metadata.namespace},
+        {"name": "JESUS_RUN_NAME", "value": name},
+        {"name": "JESUS_RUN_UID", "value": run.metadata.uid},
+        {"name": "JESUS_ATTEMPT", "value": str(attempt)},
+        {"name": "JESUS_RUN_SPEC", "value": spec_json},
+        {"name": "JESUS_ROUTER_URL", "value": settings.router_url},
+        {
+            "name": "JESUS_ROUTER_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name, attempt), "key": TOKEN_KEY}},
+        },
+        {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
+        {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        {"name": "TRACEPARENT", "value": traceparent},
+    ]

@@ -114,6 +114,16 @@ def _owner_reference(adapter: ModelAdapter) -> JsonObject:
     return owner_reference({**identity, "metadata": adapter.metadata.to_kubernetes()})
 
 
+def _child_metadata(adapter: ModelAdapter) -> JsonObject:
+    """The metadata of the Deployment and the Service: one name, our labels, owned by the adapter."""
+    return {
+        "name": serving_name(_name(adapter)),
+        "namespace": _namespace(adapter),
+        "labels": serving_labels(adapter),
+        "ownerReferences": [_owner_reference(adapter)],
+    }
+
+
 def _affinity(serving: Serving) -> JsonObject | None:
     if serving.gpu.type is None:
         return None
@@ -170,12 +180,7 @@ def build_inference_deployment(adapter: ModelAdapter) -> JsonObject:
     deployment: JsonObject = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": serving_name(_name(adapter)),
-            "namespace": _namespace(adapter),
-            "labels": labels,
-            "ownerReferences": [_owner_reference(adapter)],
-        },
+        "metadata": _child_metadata(adapter),
         "spec": {
             "replicas": serving.replicas,
             "selector": {"matchLabels": selector_labels(adapter)},
@@ -194,12 +199,7 @@ def build_inference_service(adapter: ModelAdapter) -> JsonObject:
     service: JsonObject = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": serving_name(_name(adapter)),
-            "namespace": _namespace(adapter),
-            "labels": serving_labels(adapter),
-            "ownerReferences": [_owner_reference(adapter)],
-        },
+        "metadata": _child_metadata(adapter),
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(adapter),
@@ -297,64 +297,52 @@ def serving_status(
     *,
     now: datetime,
 ) -> tuple[list[Condition], ServingStatus]:
-    """The ServingAvailable condition and the serving status, from the live Deployment and its pods.
-
-    Available when the Deployment has seen its latest spec and as many available replicas as desired;
-    otherwise why not: the scheduler's message when a pod cannot be placed (no GPU node with room, no
-    node of the GPU type), a container's waiting reason, a failed rollout, or progress so far.
-    """
-    serving = _serving(adapter)
+    """The ServingAvailable condition and the serving status, from the live Deployment and its pods."""
     name = serving_name(_name(adapter))
     status = deployment.get("status", {}) if deployment is not None else {}
     observed = ServingStatus(
         deployment_name=name,
         service_name=name,
-        replicas=serving.replicas,
+        replicas=_serving(adapter).replicas,
         ready_replicas=int(status.get("readyReplicas") or 0),
     )
-    previous = adapter.status.conditions if adapter.status else None
+    available, reason, message = serving_availability(adapter, deployment, pods)
+    return _serving_condition(adapter, available, reason, message, now), observed
 
-    def result(
-        available: bool, reason: ModelAdapterReason, message: str
-    ) -> tuple[list[Condition], ServingStatus]:
-        conditions = set_condition(
-            previous,
-            ModelAdapterConditionType.SERVING_AVAILABLE,
-            available,
-            reason,
-            message,
-            adapter.metadata.generation,
-            now,
-        )
-        return conditions, observed
 
+def serving_availability(
+    adapter: ModelAdapter, deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
+) -> tuple[bool, ModelAdapterReason, str]:
+    """Whether the served model is available, with the condition's reason and message.
+
+    Available when the Deployment has seen its latest spec and as many available replicas as desired;
+    otherwise why not: the scheduler's message when a pod cannot be placed (no GPU node with room, no
+    node of the GPU type), a container's waiting reason, a failed rollout, or progress so far.
+    """
+    replicas = _serving(adapter).replicas
     if deployment is None:
-        return result(
-            False, ModelAdapterReason.DEPLOYMENT_PROGRESSING, f"Deployment {name} is not created yet"
-        )
-    if serving.replicas == 0:
-        return result(
-            False, ModelAdapterReason.SCALED_TO_ZERO, "serving.replicas is 0: the model is scaled down"
-        )
+        name = serving_name(_name(adapter))
+        return False, ModelAdapterReason.DEPLOYMENT_PROGRESSING, f"Deployment {name} is not created yet"
+    if replicas == 0:
+        return False, ModelAdapterReason.SCALED_TO_ZERO, "serving.replicas is 0: the model is scaled down"
+    status = deployment.get("status", {})
     available = int(status.get("availableReplicas") or 0)
     # Until the Deployment controller has seen the latest spec, its counts describe the previous one.
     current = int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
-    if current and available >= serving.replicas:
-        return result(
-            True,
-            ModelAdapterReason.DEPLOYMENT_AVAILABLE,
-            f"{available}/{serving.replicas} replicas available at {endpoint_url(adapter)}",
-        )
+    if current and available >= replicas:
+        message = f"{available}/{replicas} replicas available at {endpoint_url(adapter)}"
+        return True, ModelAdapterReason.DEPLOYMENT_AVAILABLE, message
     unschedulable = unschedulable_message(pods)
     if unschedulable is not None:
-        return result(False, ModelAdapterReason.UNSCHEDULABLE, unschedulable)
+        return False, ModelAdapterReason.UNSCHEDULABLE, unschedulable
     failure = _deployment_failure(deployment) or waiting_message(pods)
     if failure is not None:
-        return result(False, ModelAdapterReason.DEPLOYMENT_UNAVAILABLE, failure)
-    return result(
+        return False, ModelAdapterReason.DEPLOYMENT_UNAVAILABLE, failure
+    ready = int(status.get("readyReplicas") or 0)
+    return (
         False,
         ModelAdapterReason.DEPLOYMENT_PROGRESSING,
-        f"{available}/{serving.replicas} replicas available, {observed.ready_replicas} ready",
+        f"{available}/{replicas} replicas available, {ready} ready",
     )
 
 
@@ -362,22 +350,29 @@ def serving_conflict(
     adapter: ModelAdapter, live: Mapping[str, Any], *, now: datetime
 ) -> tuple[list[Condition], ServingStatus]:
     """ServingAvailable False when a Deployment or Service of our name belongs to another object."""
-    serving = _serving(adapter)
     name = serving_name(_name(adapter))
     message = (
         f"{live.get('kind', 'object')} {name} already exists and is controlled by {controller_of(live)}; "
         "rename the adapter or remove that object"
     )
-    conditions = set_condition(
+    conditions = _serving_condition(adapter, False, ModelAdapterReason.DEPLOYMENT_CONFLICT, message, now)
+    return conditions, ServingStatus(
+        deployment_name=name, service_name=name, replicas=_serving(adapter).replicas
+    )
+
+
+def _serving_condition(
+    adapter: ModelAdapter, available: bool, reason: ModelAdapterReason, message: str, now: datetime
+) -> list[Condition]:
+    return set_condition(
         adapter.status.conditions if adapter.status else None,
         ModelAdapterConditionType.SERVING_AVAILABLE,
-        False,
-        ModelAdapterReason.DEPLOYMENT_CONFLICT,
+        available,
+        reason,
         message,
         adapter.metadata.generation,
         now,
     )
-    return conditions, ServingStatus(deployment_name=name, service_name=name, replicas=serving.replicas)
 
 
 def _serving(adapter: ModelAdapter) -> Serving:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Protocol
 
 from jesus.api.modeladapter import ModelAdapter, Provider, ScriptedReply
-from jesus.logic.routing import CallPrice, RateLimit
-from jesus.router.core import RoutedAdapter
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RateLimit
+from jesus.router.routed import RoutedAdapter
 from jesus_adapters import AdapterConfig, AdapterConfigError, build_adapter
 from jesus_adapters.base import ModelAdapter as Adapter
 from jesus_adapters.errors import AdapterError, ErrorKind

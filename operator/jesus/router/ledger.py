@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jesus.logic.routing import (
+from jesus.logic.allowance import (
     Allowance,
     AllowanceDecision,
     CallPrice,

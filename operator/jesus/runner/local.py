@@ -15,9 +15,10 @@ from typing import Any, Protocol
 from jesus.api import AgentRun, AgentRunReason, Budget, ModelAdapter, RoutePolicy, format_micros
 from jesus.api.objects import spec_digest
 from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, PolicyAnswer, admit, decide
+from jesus.logic.allowance import Allowance
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
-from jesus.logic.routing import Allowance, RoutePlan, RouteUnavailableError, plan_from_route_policy
+from jesus.logic.routing import RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
 from jesus.router.ledger import RunLedger
@@ -90,20 +91,41 @@ async def prepare_local_run(
     digest = spec_digest(run.to_kubernetes()["spec"])
     record = RunRecord(run=loaded.name, namespace=namespace, spec_digest=digest, dry_run=not live)
     prepared = PreparedRun(run=run, namespace=namespace, record=record)
-
-    def refuse(outcome: RunOutcome, reason: str) -> PreparedRun:
-        record.outcome = outcome
-        record.reason = reason
-        record.started_at = record.finished_at = format_time(now)
-        return prepared
-
     if run.spec.depends_on:
         record.warnings.append(
             f"dependsOn ({', '.join(run.spec.depends_on)}) is not awaited locally: jesus run executes this "
             "one AgentRun; in a cluster it starts after they succeed"
         )
-    route_name = run.spec.route_policy_ref.name
-    route_loaded = spec_set.get("RoutePolicy", route_name, loaded.namespace)
+    route, adapters, budgets = _admission_objects(spec_set, loaded)
+    verdict = await _admit(run, route, adapters, budgets, namespace, now, policy)
+    _record_admission(record, verdict)
+    prepared.max_cost_micros = verdict.amount_micros
+    if not verdict.admitted:
+        outcome = _REFUSALS.get(verdict.reason, RunOutcome.INVALID_SPEC)
+        return _refused(prepared, now, outcome, "; ".join(verdict.reasons))
+    assert route is not None
+    refusal = _build_router(prepared, route, adapters, live=live, credentials=credentials)
+    if refusal is not None:
+        return _refused(prepared, now, RunOutcome.INVALID_SPEC, refusal)
+    prepared.task = _agent_task(prepared, loaded.name, digest)
+    return prepared
+
+
+def _refused(prepared: PreparedRun, now: datetime, outcome: RunOutcome, reason: str) -> PreparedRun:
+    """`prepared`, refused before it started: its record says why and when."""
+    record = prepared.record
+    record.outcome = outcome
+    record.reason = reason
+    record.started_at = record.finished_at = format_time(now)
+    return prepared
+
+
+def _admission_objects(
+    spec_set: SpecSet, loaded: LoadedObject
+) -> tuple[RoutePolicy | None, dict[str, ModelAdapter], list[Budget]]:
+    """What admission reads from the specs: the run's RoutePolicy, its namespace's adapters, all Budgets."""
+    assert isinstance(loaded.obj, AgentRun)
+    route_loaded = spec_set.get("RoutePolicy", loaded.obj.spec.route_policy_ref.name, loaded.namespace)
     route = (
         route_loaded.obj if route_loaded is not None and isinstance(route_loaded.obj, RoutePolicy) else None
     )
@@ -113,31 +135,46 @@ async def prepare_local_run(
         if o.namespace == loaded.namespace and isinstance(o.obj, ModelAdapter)
     }
     budgets = [o.obj for o in spec_set.loaded_of_kind("Budget") if isinstance(o.obj, Budget)]
-    verdict = await _admit(run, route, adapters, budgets, namespace, now, policy)
-    _record_admission(record, verdict)
-    prepared.max_cost_micros = verdict.amount_micros
-    if not verdict.admitted:
-        return refuse(_REFUSALS.get(verdict.reason, RunOutcome.INVALID_SPEC), "; ".join(verdict.reasons))
-    assert route is not None
+    return route, adapters, budgets
+
+
+def _build_router(
+    prepared: PreparedRun,
+    route: RoutePolicy,
+    adapters: dict[str, ModelAdapter],
+    *,
+    live: bool,
+    credentials: CredentialSource,
+) -> str | None:
+    """Give an admitted run its route plan, router and allowance; why not, when the route cannot serve it."""
+    run, record = prepared.run, prepared.record
+    route_name = run.spec.route_policy_ref.name
     try:
         plan, skipped = plan_from_route_policy(
             route.spec, classification=run.spec.data_classification.value, adapters=adapters
         )
     except RouteUnavailableError as exc:
-        return refuse(RunOutcome.INVALID_SPEC, f"RoutePolicy {route_name}: {exc}")
+        return f"RoutePolicy {route_name}: {exc}"
     record.warnings.extend(f"RoutePolicy {route_name}: {why}; left out of the chain" for why in skipped)
     chain = {name: adapters[name] for name in plan.chain}
     try:
-        built = build_routed_adapters(chain, live=live, credentials=credentials, namespace=namespace)
+        built = build_routed_adapters(chain, live=live, credentials=credentials, namespace=prepared.namespace)
     except RouterConfigError as exc:
-        return refuse(RunOutcome.INVALID_SPEC, str(exc))
+        return str(exc)
     prepared.dry_run_adapters = built.dry_run
     prepared.router = Router(built.adapters)
     prepared.plan = plan
     limits = run.spec.limits
     prepared.allowance = Allowance(max_tokens=limits.max_tokens, max_cost_micros=limits.max_cost_micros)
+    return None
+
+
+def _agent_task(prepared: PreparedRun, name: str, digest: str) -> AgentTask:
+    """The agent loop's task for a run whose router is built."""
+    run, record = prepared.run, prepared.record
     tool_servers = tool_server_specs(run)
-    if tool_servers and set(built.dry_run) == set(chain):
+    assert prepared.plan is not None
+    if tool_servers and set(prepared.dry_run_adapters) == set(prepared.plan.chain):
         # Placeholder answers never call a tool, and the servers may exist only in the cluster.
         record.warnings.append(
             "tool servers "
@@ -145,9 +182,10 @@ async def prepare_local_run(
             + " were not started: the dry-run stand-ins call no tools"
         )
         tool_servers = ()
-    prepared.task = AgentTask(
-        run=loaded.name,
-        namespace=namespace,
+    limits = run.spec.limits
+    return AgentTask(
+        run=name,
+        namespace=prepared.namespace,
         instructions=run.spec.task.instructions,
         inputs=dict(run.spec.task.inputs or {}),
         tool_servers=tool_servers,
@@ -155,7 +193,6 @@ async def prepare_local_run(
         timeout_seconds=float(limits.timeout_seconds),
         spec_digest=digest,
     )
-    return prepared
 
 
 # Why a local run that admission did not admit does not start (it cannot wait: it runs once, now).

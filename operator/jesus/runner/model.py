@@ -65,7 +65,7 @@ class InProcessModelClient:
 
     async def complete(self, request: ChatRequest) -> ModelReply:
         """Route the request along the run's chain."""
-        from jesus.router.core import RouteError
+        from jesus.router.routed import RouteError
 
         try:
             routed = await self.router.complete(self.plan, request, self.ledger)

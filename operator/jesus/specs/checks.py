@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
 from jesus.logic.budget import budget_covers
@@ -121,30 +122,54 @@ def check_budget_scopes(spec_set: SpecSet) -> Iterator[Problem]:
             seen[key] = loaded
 
 
-def check_routes_serve_runs(spec_set: SpecSet) -> Iterator[Problem]:
-    """A run's RoutePolicy must select it, and some adapter of the chain must accept its data."""
+@dataclass(frozen=True)
+class _RunRoute:
+    """An AgentRun of the set, the RoutePolicy it names, and the chain's adapters as the set has them."""
+
+    loaded: LoadedObject
+    run: AgentRun
+    policy: RoutePolicy
+    adapters: tuple[tuple[LoadedObject, ModelAdapter] | None, ...]
+    """One entry per chain entry; None where the set lacks that ModelAdapter (or it is invalid)."""
+
+
+def _run_routes(spec_set: SpecSet) -> Iterator[_RunRoute]:
+    """Every valid AgentRun whose RoutePolicy the set holds (a missing one is check_references' to report)."""
     for loaded in spec_set.loaded_of_kind("AgentRun"):
         run = loaded.obj
         if not isinstance(run, AgentRun):
             continue
-        policy_obj = spec_set.get("RoutePolicy", run.spec.route_policy_ref.name, loaded.namespace)
-        if policy_obj is None or not isinstance(policy_obj.obj, RoutePolicy):
+        policy = spec_set.get("RoutePolicy", run.spec.route_policy_ref.name, loaded.namespace)
+        if policy is None or not isinstance(policy.obj, RoutePolicy):
             continue
-        policy = policy_obj.obj
+        adapters = tuple(
+            _adapter(spec_set.get("ModelAdapter", entry.adapter_ref, loaded.namespace))
+            for entry in policy.obj.spec.chain
+        )
+        yield _RunRoute(loaded, run, policy.obj, adapters)
+
+
+def _adapter(loaded: LoadedObject | None) -> tuple[LoadedObject, ModelAdapter] | None:
+    if loaded is None or not isinstance(loaded.obj, ModelAdapter):
+        return None
+    return loaded, loaded.obj
+
+
+def check_routes_serve_runs(spec_set: SpecSet) -> Iterator[Problem]:
+    """A run's RoutePolicy must select it, and some adapter of the chain must accept its data."""
+    for route in _run_routes(spec_set):
+        run, policy = route.run, route.policy
         if not policy.spec.serves(run.metadata.labels or {}):
-            yield loaded.problem(
+            yield route.loaded.problem(
                 ("spec", "routePolicyRef", "name"),
                 f"RoutePolicy/{policy.metadata.name} does not serve this run: "
                 "its selector does not match the run's labels",
             )
-        adapters = [
-            spec_set.get("ModelAdapter", entry.adapter_ref, loaded.namespace) for entry in policy.spec.chain
-        ]
-        known = [a.obj for a in adapters if a is not None and isinstance(a.obj, ModelAdapter)]
-        if known and len(known) == len(adapters):
+        known = [found[1] for found in route.adapters if found is not None]
+        if known and len(known) == len(route.adapters):
             level = run.spec.data_classification
             if not any(level in adapter.spec.data_classifications for adapter in known):
-                yield loaded.problem(
+                yield route.loaded.problem(
                     ("spec", "dataClassification"),
                     f"no adapter in RoutePolicy/{policy.metadata.name}'s chain accepts {level.value} data",
                     severity=Severity.WARNING,
@@ -153,31 +178,24 @@ def check_routes_serve_runs(spec_set: SpecSet) -> Iterator[Problem]:
 
 def check_budget_currencies(spec_set: SpecSet) -> Iterator[Problem]:
     """A Budget can only count money in its own currency: every adapter its runs may use must price in it."""
-    budgets = spec_set.loaded_of_kind("Budget")
+    budgets = [(b, b.obj) for b in spec_set.loaded_of_kind("Budget") if isinstance(b.obj, Budget)]
     reported: set[tuple[int, int]] = set()
-    for loaded_run in spec_set.loaded_of_kind("AgentRun"):
-        run = loaded_run.obj
-        if not isinstance(run, AgentRun):
-            continue
-        policy = spec_set.get("RoutePolicy", run.spec.route_policy_ref.name, loaded_run.namespace)
-        if policy is None or not isinstance(policy.obj, RoutePolicy):
-            continue
-        for entry in policy.obj.spec.chain:
-            adapter = spec_set.get("ModelAdapter", entry.adapter_ref, loaded_run.namespace)
-            if adapter is None or not isinstance(adapter.obj, ModelAdapter):
+    for route in _run_routes(spec_set):
+        covering = [(loaded, budget) for loaded, budget in budgets if budget_covers(budget, route.run)]
+        for found in route.adapters:
+            if found is None:
                 continue
-            for loaded_budget in budgets:
-                budget = loaded_budget.obj
-                if not isinstance(budget, Budget) or not budget_covers(budget, run):
-                    continue
-                currency, priced = budget.spec.currency, adapter.obj.spec.pricing.currency
-                key = (id(loaded_budget), id(adapter))
+            loaded_adapter, adapter = found
+            for loaded_budget, budget in covering:
+                currency, priced = budget.spec.currency, adapter.spec.pricing.currency
+                key = (id(loaded_budget), id(loaded_adapter))
                 if currency != priced and key not in reported:
                     reported.add(key)
+                    policy_name = route.policy.metadata.name or ""
                     yield loaded_budget.problem(
                         ("spec", "currency"),
-                        f"counts {currency}, but ModelAdapter/{adapter.name} (used by "
-                        f"AgentRun/{loaded_run.name} through RoutePolicy/{policy.name}) prices in {priced}",
+                        f"counts {currency}, but ModelAdapter/{loaded_adapter.name} (used by "
+                        f"AgentRun/{route.loaded.name} through RoutePolicy/{policy_name}) prices in {priced}",
                     )
 
 

@@ -171,100 +171,80 @@ def load_document(
             _document_problem(document, (), f"a spec document must be a mapping, not {type(data).__name__}")
         )
         return
-    api_version = data.get("apiVersion")
     kind = data.get("kind")
     metadata = data.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     name_text = name if isinstance(name, str) else ""
     kind_text = kind if isinstance(kind, str) else ""
-    if not isinstance(api_version, str) or not api_version:
-        spec_set.problems.append(
-            _document_problem(
-                document, ("apiVersion",), "apiVersion is missing", kind=kind_text, name=name_text
-            )
-        )
-        return
-    lookalike = lookalike_problem(api_version, kind_text)
-    if lookalike is not None:
-        spec_set.problems.append(
-            _document_problem(document, ("apiVersion",), lookalike, kind=kind_text, name=name_text)
-        )
-        return
-    group = api_version.split("/", 1)[0] if "/" in api_version else ""
-    if group != GROUP:
-        spec_set.problems.append(
-            _document_problem(
-                document,
-                (),
-                f"skipped: {api_version} is not a {GROUP} object",
-                kind=kind_text,
-                name=name_text,
-                severity=Severity.WARNING,
-            )
-        )
-        return
-    if api_version != API_VERSION:
-        spec_set.problems.append(
-            _document_problem(
-                document,
-                ("apiVersion",),
-                f"unknown version {api_version!r}; the API is {API_VERSION}",
-                kind=kind_text,
-                name=name_text,
-            )
-        )
-        return
-    if kind_text not in KINDS:
-        spec_set.problems.append(
-            _document_problem(
-                document,
-                ("kind",),
-                f"unknown kind {kind!r}; {GROUP} has {', '.join(KINDS)}",
-                name=name_text,
-            )
-        )
+    not_ours = _type_problem(document, data.get("apiVersion"), kind, name_text)
+    if not_ours is not None:
+        spec_set.problems.append(not_ours)
         return
     namespace = namespace_default if force_namespace else ""
     if not namespace and isinstance(metadata, dict) and isinstance(metadata.get("namespace"), str):
         namespace = metadata["namespace"]
     namespace = namespace or namespace_default
-    meta_problems = metadata_problems(metadata)
-    for path, message in meta_problems:
-        spec_set.problems.append(_document_problem(document, path, message, kind=kind_text, name=name_text))
+    meta_problems = [
+        _document_problem(document, path, message, kind=kind_text, name=name_text)
+        for path, message in metadata_problems(metadata)
+    ]
+    spec_set.problems.extend(meta_problems)
     if name_text:
         spec_set.declared.add((kind_text, namespace, name_text))
     elif name is None:
         spec_set.problems.append(
             _document_problem(document, ("metadata", "name"), "metadata.name is required", kind=kind_text)
         )
-    body = json.dumps(data)
-    if len(body.encode()) > MAX_OBJECT_BYTES:
-        spec_set.problems.append(
-            _document_problem(
-                document,
-                (),
-                f"object is {len(body.encode())} bytes as JSON; the API server stores at most "
-                f"{MAX_OBJECT_BYTES}",
-                kind=kind_text,
-                name=name_text,
-            )
-        )
-        return
-    model = KINDS[kind_text].model
-    try:
-        # Strict JSON validation: "5" is not an integer and 5 is not a string, as for the API server.
-        obj = model.model_validate_json(body, strict=True)
-    except ValidationError as exc:
-        for path, message in describe_validation_error(exc):
-            spec_set.problems.append(
-                _document_problem(document, path, message, kind=kind_text, name=name_text)
-            )
+    obj = _validated(document, data, kind_text, name_text)
+    if isinstance(obj, list):
+        spec_set.problems.extend(obj)
         return
     if namespace and obj.metadata.namespace != namespace:
         # what `kubectl kustomize` would send: the namespace written into the object
         obj.metadata = obj.metadata.model_copy(update={"namespace": namespace})
     if name_text and not meta_problems:
         spec_set.objects.append(LoadedObject(obj=obj, document=document, namespace=namespace))
+
+
+def _type_problem(document: Document, api_version: object, kind: object, name: str) -> Problem | None:
+    """Why the document is not an object of ours (a warning for another API group), or None."""
+    kind_text = kind if isinstance(kind, str) else ""
+    if not isinstance(api_version, str) or not api_version:
+        return _document_problem(
+            document, ("apiVersion",), "apiVersion is missing", kind=kind_text, name=name
+        )
+    lookalike = lookalike_problem(api_version, kind_text)
+    if lookalike is not None:
+        return _document_problem(document, ("apiVersion",), lookalike, kind=kind_text, name=name)
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    if group != GROUP:
+        message = f"skipped: {api_version} is not a {GROUP} object"
+        return _document_problem(document, (), message, kind=kind_text, name=name, severity=Severity.WARNING)
+    if api_version != API_VERSION:
+        message = f"unknown version {api_version!r}; the API is {API_VERSION}"
+        return _document_problem(document, ("apiVersion",), message, kind=kind_text, name=name)
+    if kind_text not in KINDS:
+        message = f"unknown kind {kind!r}; {GROUP} has {', '.join(KINDS)}"
+        return _document_problem(document, ("kind",), message, name=name)
+    return None
+
+
+def _validated(document: Document, data: dict[str, Any], kind: str, name: str) -> ApiObject | list[Problem]:
+    """The document as its kind's model, or the problems that stop it (size, schema, CEL rules)."""
+    body = json.dumps(data)
+    if len(body.encode()) > MAX_OBJECT_BYTES:
+        message = (
+            f"object is {len(body.encode())} bytes as JSON; the API server stores at most {MAX_OBJECT_BYTES}"
+        )
+        return [_document_problem(document, (), message, kind=kind, name=name)]
+    try:
+        # Strict JSON validation: "5" is not an integer and 5 is not a string, as for the API server.
+        return KINDS[kind].model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        return [
+            _document_problem(document, path, message, kind=kind, name=name)
+            for path, message in describe_validation_error(exc)
+        ]
 
 
 def load_documents(

@@ -9,27 +9,22 @@ from tests.builders.adapters import scripted_adapter
 from tests.builders.routes import route_policy
 
 from jesus.api import ModelAdapter, RoutePolicy
+from jesus.logic.allowance import Allowance, CallPrice, Spend, admit_call, allowance_exceeded, cost_micros
 from jesus.logic.routing import (
-    Allowance,
     BreakerConfig,
     BreakerState,
     BreakerStatus,
-    CallPrice,
     ErrorAction,
     RateLimit,
     RateState,
     RetryPolicy,
     RoutePlan,
     RouteUnavailableError,
-    Spend,
-    admit_call,
-    allowance_exceeded,
     backoff_seconds,
     breaker_admit,
     breaker_on_failure,
     breaker_on_success,
     breaker_release_probe,
-    cost_micros,
     decide_on_error,
     plan_from_route_policy,
     rate_admit,

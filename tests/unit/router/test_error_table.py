@@ -30,7 +30,8 @@ from jesus.logic.routing import (
     decide_on_error,
 )
 from jesus.router import RoutedAdapter, Router, RunLedger
-from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.router.registry import RunRegistry, RunRoute
+from jesus.router.service import RouterService, build_app
 from jesus.runner import ModelCallError, RunOutcome
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus_adapters.errors import (

@@ -9,16 +9,8 @@ from prometheus_client import CollectorRegistry
 from tests.builders.chat import failure, reply, request
 from tests.builders.doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step
 
-from jesus.logic.routing import (
-    Allowance,
-    BreakerConfig,
-    BreakerStatus,
-    CallPrice,
-    RateLimit,
-    RetryPolicy,
-    RoutePlan,
-    Spend,
-)
+from jesus.logic.allowance import Allowance, CallPrice, Spend
+from jesus.logic.routing import BreakerConfig, BreakerStatus, RateLimit, RetryPolicy, RoutePlan
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
     NO_ADAPTER_AVAILABLE,

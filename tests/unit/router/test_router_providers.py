@@ -14,7 +14,8 @@ from tests.builders.adapters import adapter_config
 from tests.builders.chat import request
 from tests.providers import Fail, Hang, Raw, Reply, serve_anthropic, serve_openai, unused_base_url
 
-from jesus.logic.routing import Allowance, BreakerConfig, CallPrice, RetryPolicy, RoutePlan
+from jesus.logic.allowance import Allowance, CallPrice
+from jesus.logic.routing import BreakerConfig, RetryPolicy, RoutePlan
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
     RoutedAdapter,

@@ -20,9 +20,11 @@ from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 
 from jesus.cli.router import build_service
-from jesus.logic.routing import Allowance, CallPrice, RoutePlan
+from jesus.logic.allowance import Allowance, CallPrice
+from jesus.logic.routing import RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
-from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.router.registry import RunRegistry, RunRoute
+from jesus.router.service import RouterService, build_app
 from jesus.runner import AgentTask, ModelCallError, RunOutcome, execute_run
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus.specs import load_text

@@ -12,9 +12,11 @@ from prometheus_client import CollectorRegistry
 from tests.builders.chat import failure, reply, request
 from tests.builders.doubles import FakeAdapter, Step
 
-from jesus.logic.routing import CallPrice, RetryPolicy, RoutePlan
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
-from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.router.registry import RunRegistry, RunRoute
+from jesus.router.service import RouterService, build_app
 from jesus_adapters.errors import ErrorKind
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

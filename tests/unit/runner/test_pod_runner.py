@@ -16,9 +16,11 @@ from tests.builders.chat import reply
 from tests.builders.doubles import FakeAdapter
 
 from jesus.cli import main
-from jesus.logic.routing import CallPrice, RoutePlan
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
-from jesus.router.service import RouterService, RunRegistry, RunRoute, build_app
+from jesus.router.registry import RunRegistry, RunRoute
+from jesus.router.service import RouterService, build_app
 from jesus.runner import http_model, pod
 from jesus.runner.pod import PodEnvironmentError, run_pod
 

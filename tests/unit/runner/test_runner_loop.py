@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from jesus.api.objects import spec_digest
-from jesus.logic.routing import Allowance, CallPrice, RoutePlan
+from jesus.logic.allowance import Allowance, CallPrice
+from jesus.logic.routing import RoutePlan
 from jesus.router import RoutedAdapter, Router, RunLedger
 from jesus.runner import (
     AgentTask,

@@ -1,0 +1,86 @@
+"""The books of calls in flight: each call's record on the run's ledger, its span, its metrics.
+
+A call ends exactly once, in an answer (`answered`), a RouteError (`failed`), or neither when its
+caller went away (`abandon`); each ends the call's span and the metrics see it once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Tracer
+
+from jesus.logic.allowance import CallPrice, cost_micros
+from jesus.router.ledger import RunLedger
+from jesus.router.metrics import RouterMetrics
+from jesus.router.records import CallRecord
+from jesus.router.routed import RouteError
+from jesus.router.tracing import end_call_span, start_call_span
+from jesus_adapters.types import ChatRequest, ChatResponse, Usage
+
+log = logging.getLogger("jesus.router.core")  # the name the router's call lines have always had
+
+
+class CallBooks:
+    """Opens and closes the record, span and metrics of every call a router makes."""
+
+    def __init__(
+        self, metrics: RouterMetrics | None, tracer: Tracer | None, clock: Callable[[], float]
+    ) -> None:
+        self.metrics = metrics
+        self._tracer = tracer
+        self._clock = clock
+        self._spans: dict[str, Span] = {}
+        self._call_ids = itertools.count(1)
+
+    def open(
+        self, ledger: RunLedger, request: ChatRequest, *, streamed: bool, trace_context: Context | None
+    ) -> CallRecord:
+        """A new call of `ledger`'s run: its record (on the ledger) and its span."""
+        record = CallRecord(call_id=f"{ledger.run}-{next(self._call_ids)}", run=ledger.run, streamed=streamed)
+        ledger.calls.append(record)
+        self._spans[record.call_id] = start_call_span(
+            request, ledger.run, streamed=streamed, context=trace_context, tracer=self._tracer
+        )
+        return record
+
+    def answered(self, record: CallRecord, response: ChatResponse) -> None:
+        """The call got `response` (its record is filled in): count it and end its span."""
+        if self.metrics is not None:
+            self.metrics.observe(record)
+        self._end_span(record, response)
+
+    def failed(self, record: CallRecord, started: float, kind: str, reason: str) -> RouteError:
+        """The call failed with `kind`: finish its record, count it, end its span; the error to raise."""
+        record.outcome = kind
+        record.error = reason
+        record.latency_ms = (self._clock() - started) * 1000
+        if self.metrics is not None:
+            self.metrics.observe(record)
+        log.info("Model call failed run=%s kind=%s reason=%s", record.run, kind, reason)
+        self._end_span(record, None)
+        return RouteError(kind, reason, record)
+
+    def abandon(self, record: CallRecord) -> None:
+        """End the span of a call that ended neither in an answer nor a RouteError (cancelled)."""
+        if record.call_id in self._spans:
+            if record.outcome == "ok" and record.adapter is None:
+                record.outcome = "Cancelled"
+            self._end_span(record, None)
+
+    def _end_span(self, record: CallRecord, response: ChatResponse | None) -> None:
+        span = self._spans.pop(record.call_id, None)
+        if span is not None:
+            end_call_span(span, record, response)
+
+
+def meter(record: CallRecord, ledger: RunLedger, usage: Usage, price: CallPrice) -> None:
+    """Add `usage` and what it costs at `price` to the call's record and charge the run's ledger."""
+    cost = cost_micros(usage.input_tokens, usage.output_tokens, price)
+    record.input_tokens += usage.input_tokens
+    record.output_tokens += usage.output_tokens
+    record.cost_micros += cost
+    ledger.charge(usage.total_tokens, cost)

@@ -1,0 +1,89 @@
+"""What the router works with and hands back: routed adapters, answers, stream ends, and RouteError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RateLimit, RoutePlan
+from jesus.router.records import CallRecord
+from jesus_adapters.base import ModelAdapter
+from jesus_adapters.errors import AdapterError, ErrorKind, RouteErrorKind, error_rule
+from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta
+
+# The router's own verdicts, under the names the router package has always exported.
+ALLOWANCE_EXCEEDED = RouteErrorKind.ALLOWANCE_EXCEEDED
+NO_ADAPTER_AVAILABLE = RouteErrorKind.NO_ADAPTER_AVAILABLE
+CIRCUIT_OPEN = RouteErrorKind.CIRCUIT_OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedAdapter:
+    """An adapter the router may call, under the name RoutePolicies use for it, with its prices."""
+
+    name: str
+    adapter: ModelAdapter
+    price: CallPrice = field(default_factory=CallPrice)
+    rate_limit: RateLimit | None = None
+
+
+class RouteError(Exception):
+    """A call that no adapter answered. `kind` is an ErrorKind value, `AllowanceExceeded` or
+    `NoAdapterAvailable`; `record` is the call's full record."""
+
+    def __init__(self, kind: str, reason: str, record: CallRecord) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.record = record
+
+    @property
+    def stops_run(self) -> bool:
+        """Whether the run cannot usefully go on (its allowance is spent), as the error table says."""
+        return error_rule(self.kind).stops_run
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedResponse:
+    """An answer and the record of how it was obtained."""
+
+    response: ChatResponse
+    record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedStreamEnd:
+    """The last event of a routed stream: the assembled answer and the call's record."""
+
+    response: ChatResponse
+    record: CallRecord
+
+
+RoutedStreamEvent = TextDelta | RoutedStreamEnd
+
+
+def as_adapter_error(exc: BaseException, routed: RoutedAdapter, plan: RoutePlan) -> AdapterError:
+    """Any failure of an attempt, in the error taxonomy (an AdapterError passes through unchanged)."""
+    if isinstance(exc, AdapterError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return AdapterError(
+            ErrorKind.TIMEOUT, f"no answer within {plan.attempt_timeout_seconds:g}s", provider=routed.name
+        )
+    # An adapter that raises something outside the taxonomy is broken or got garbage; either way the
+    # answer is unusable, which is what MalformedResponse means.
+    return AdapterError(
+        ErrorKind.MALFORMED_RESPONSE, f"adapter failed: {type(exc).__name__}: {exc}", provider=routed.name
+    )
+
+
+def prompt_characters(request: ChatRequest) -> int:
+    """How many characters a request sends (messages, tool calls, tool schemas): the input estimate's base."""
+    total = 0
+    for message in request.messages:
+        total += len(message.content)
+        for call in message.tool_calls:
+            total += len(call.name) + len(str(call.arguments))
+    for tool in request.tools:
+        total += len(tool.name) + len(tool.description) + len(str(tool.input_schema))
+    return total
