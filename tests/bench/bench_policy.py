@@ -14,33 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from tests.builders.rego import POLICIES, rego_cases
+
 from jesus.devcluster.toolchain import ensure_tool
 from jesus.policy import EmbeddedEngine, OpaServerEngine
 from jesus.policy.opa_process import OpaServerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICIES = ROOT / "policies"
-
 
 def rego_test_inputs(opa: Path) -> list[dict[str, Any]]:
     """The inputs the Rego tests use: admitted runs, denials for every rule, failures of each kind."""
-    result = subprocess.run(
-        [str(opa), "eval", "--data", str(POLICIES), "--format", "raw", "data.jesus.admission_test.cases"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    cases: dict[str, Any] = json.loads(result.stdout)
+    cases = rego_cases(opa)
     return [cases[name] for name in sorted(cases)]
 
 

@@ -137,15 +137,7 @@ async def measure(
     for _ in range(warmup):
         await call()
     samples: list[float] = []
-    remaining = iter(range(calls))
-
-    async def worker() -> None:
-        for _ in remaining:
-            started = time.perf_counter()
-            await call()
-            samples.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await _timed_round(call, calls, concurrency, samples)
     return Figures.of(samples)
 
 
@@ -167,6 +159,7 @@ async def measure_interleaved(
 async def _timed_round(
     call: Callable[[], Awaitable[object]], count: int, concurrency: int, samples: list[float]
 ) -> None:
+    """Makes `count` calls with `concurrency` in flight, adding each one's latency to `samples`."""
     remaining = iter(range(count))
 
     async def worker() -> None:

@@ -111,3 +111,12 @@ def sync_cache(context: OperatorContext, kube: FakeKube) -> None:
     """Feed the cache what the watches would have reported by now."""
     for kind in ("Budget", "RoutePolicy", "ModelAdapter"):
         context.cache.of(kind).replace_all([o for (k, _, _), o in kube.objects.items() if k == kind])
+
+
+def handler(registry: Any, id_: str) -> Any:
+    """The function kopf registered under `id_` (a kopf.OperatorRegistry), to call a handler directly."""
+    for group in (registry._changing, registry._watching, registry._spawning):
+        for found in group.get_all_handlers():
+            if found.id == id_:
+                return found.fn
+    raise AssertionError(f"no handler {id_}")

@@ -1,7 +1,9 @@
 """The policy input of the standard scenario: alice's run through route `default` over a hosted and a
-served adapter, under one monthly Budget with some spending, judged at NOW."""
+served adapter, under one monthly Budget with some spending, judged at NOW; and what a fake engine answers."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from tests.builders.adapters import standard_adapters
 from tests.builders.agentrun import build_run
@@ -11,6 +13,17 @@ from tests.builders.routes import build_route
 
 from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
 from jesus.logic.policy_input import PolicyInput, build_policy_input
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A policy engine's answer (the shape of jesus.policy.Decision), for fake engines to return."""
+
+    allow: bool
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    engine: str = "test"
+    error: str | None = None
 
 
 def build_input(

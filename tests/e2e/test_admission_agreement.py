@@ -8,8 +8,6 @@ OPA server. Every input of the Rego tests and every AgentRun of examples/ must c
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 
 import pytest
 from tests.builders.cluster import FakeKube, operator_context, sync_cache
+from tests.builders.rego import POLICIES
+from tests.builders.rego import rego_cases as read_rego_cases
 
 from jesus.api import AgentRun
 from jesus.controllers.agentrun.admission import admit_run
@@ -31,7 +31,6 @@ from jesus.specs import SpecSet, load_specs
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICIES = ROOT / "policies"
 EXAMPLES = ROOT / "examples"
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 
@@ -66,14 +65,7 @@ def essence(verdict: AdmissionVerdict) -> tuple[Any, ...]:
 @pytest.fixture(scope="module")
 def rego_cases(opa: Path) -> dict[str, Any]:
     """Every named input of the Rego tests (policies/admission/cases_test.rego)."""
-    result = subprocess.run(
-        [str(opa), "eval", "--data", str(POLICIES), "--format", "raw", "data.jesus.admission_test.cases"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    cases: dict[str, Any] = json.loads(result.stdout)
-    return cases
+    return read_rego_cases(opa)
 
 
 async def test_every_rego_case_gets_the_same_verdict_from_plan_and_operator(

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 import pytest
 from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
-from tests.builders.cluster import FakeKube, operator_context
+from tests.builders.cluster import FakeKube, handler, operator_context
 from tests.builders.manifest import set_field
 
 from jesus.controllers.modeladapter import reconcile_adapter, register
@@ -95,6 +95,27 @@ def serving_name(world: World) -> str:
     return deployments[0][2]
 
 
+FOREIGN_SERVICE_OWNER = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "x", "controller": True}
+
+
+async def served(world: World) -> str:
+    """Reconciles `world` once and returns the name of the Deployment (and Service) it created."""
+    await world.reconcile()
+    return serving_name(world)
+
+
+def found(world: World, kind: str, name: str) -> JsonObject:
+    obj = world.kube.find(kind, NS, name)
+    assert obj is not None, (kind, name)
+    return obj
+
+
+def hand_service_to_another_owner(world: World, name: str) -> None:
+    service = found(world, "Service", name)
+    service["metadata"]["ownerReferences"] = [FOREIGN_SERVICE_OWNER]
+    world.kube.put(service)
+
+
 async def test_a_scripted_adapter_needs_no_credentials_and_is_ready() -> None:
     world = World(scripted_adapter(namespace=NS))
     status = await world.reconcile()
@@ -162,10 +183,8 @@ async def test_a_serving_block_creates_a_deployment_and_a_service_owned_by_the_a
 
 async def test_an_available_deployment_makes_the_adapter_ready_at_its_endpoint() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    name = serving_name(world)
-    deployment = world.kube.find("Deployment", NS, name)
-    assert deployment is not None
+    name = await served(world)
+    deployment = found(world, "Deployment", name)
     deployment["status"] = {"observedGeneration": 1, "availableReplicas": 1, "readyReplicas": 1}
     world.kube.put(deployment)
     status = await world.reconcile()
@@ -177,9 +196,7 @@ async def test_an_available_deployment_makes_the_adapter_ready_at_its_endpoint()
 
 async def test_a_pod_the_scheduler_cannot_place_is_reported_with_its_message() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    deployment = world.kube.find("Deployment", NS, serving_name(world))
-    assert deployment is not None
+    deployment = found(world, "Deployment", await served(world))
     labels = deployment["spec"]["selector"]["matchLabels"]
     unschedulable = {
         "type": "PodScheduled",
@@ -202,10 +219,8 @@ async def test_a_pod_the_scheduler_cannot_place_is_reported_with_its_message() -
 
 async def test_a_deployment_of_another_owner_is_left_alone_and_reported() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    name = serving_name(world)
-    foreign = world.kube.find("Deployment", NS, name)
-    assert foreign is not None
+    name = await served(world)
+    foreign = found(world, "Deployment", name)
     foreign["metadata"]["ownerReferences"] = [
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "other", "uid": "other", "controller": True}
     ]
@@ -222,14 +237,8 @@ async def test_a_deployment_of_another_owner_is_left_alone_and_reported() -> Non
 
 async def test_a_service_of_another_owner_is_reported_too() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    name = serving_name(world)
-    service = world.kube.find("Service", NS, name)
-    assert service is not None
-    service["metadata"]["ownerReferences"] = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "x", "controller": True}
-    ]
-    world.kube.put(service)
+    name = await served(world)
+    hand_service_to_another_owner(world, name)
     status = await world.reconcile()
     assert condition(status, "ServingAvailable")[:2] == ("False", "DeploymentConflict")
     assert condition(status, "ServingAvailable")[2].startswith(f"Service {name} already exists")
@@ -237,25 +246,20 @@ async def test_a_service_of_another_owner_is_reported_too() -> None:
 
 async def test_an_orphan_deployment_of_the_name_is_adopted() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    name = serving_name(world)
-    orphan = world.kube.find("Deployment", NS, name)
-    assert orphan is not None
+    name = await served(world)
+    orphan = found(world, "Deployment", name)
     del orphan["metadata"]["ownerReferences"]
     world.kube.put(orphan)
     await world.reconcile()
-    adopted = world.kube.find("Deployment", NS, name)
-    assert adopted is not None
+    adopted = found(world, "Deployment", name)
     assert adopted["metadata"]["ownerReferences"][0]["uid"] == "uid-llama"
     assert "AdoptedDeployment" in world.reasons()
 
 
 async def test_a_changed_serving_block_patches_the_deployment() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    name = serving_name(world)
-    adapter = world.kube.find("ModelAdapter", NS, "llama")
-    assert adapter is not None
+    name = await served(world)
+    adapter = found(world, "ModelAdapter", "llama")
     world.kube.put(set_field(adapter, "spec.serving.replicas", 2))
     await world.reconcile()
     deployment = world.kube.find("Deployment", NS, name)
@@ -266,16 +270,9 @@ async def test_a_changed_serving_block_patches_the_deployment() -> None:
 
 async def test_removing_the_serving_block_deletes_our_children_only() -> None:
     world = World(vllm_adapter(namespace=NS))
-    await world.reconcile()
-    name = serving_name(world)
-    service = world.kube.find("Service", NS, name)
-    assert service is not None
-    service["metadata"]["ownerReferences"] = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "x", "controller": True}
-    ]
-    world.kube.put(service)
-    adapter = world.kube.find("ModelAdapter", NS, "llama")
-    assert adapter is not None
+    name = await served(world)
+    hand_service_to_another_owner(world, name)
+    adapter = found(world, "ModelAdapter", "llama")
     del adapter["spec"]["serving"]
     adapter["spec"]["endpoint"] = "http://llama.example:8000/v1"
     world.kube.put(adapter)
@@ -312,14 +309,6 @@ async def test_an_invalid_adapter_is_a_permanent_error_naming_it() -> None:
     world = World(set_field(scripted_adapter(namespace=NS), "spec.provider", "carrier-pigeon"))
     with pytest.raises(kopf.PermanentError, match="ModelAdapter team/scripted is invalid"):
         await world.reconcile()
-
-
-def handler(registry: kopf.OperatorRegistry, id_: str) -> Any:
-    for group in (registry._changing, registry._watching, registry._spawning):
-        for found in group.get_all_handlers():
-            if found.id == id_:
-                return found.fn
-    raise AssertionError(f"no handler {id_}")
 
 
 async def test_the_handlers_reconcile_and_turn_api_failures_into_retries() -> None:

@@ -12,7 +12,7 @@ import pytest
 from tests.builders.adapters import scripted_adapter
 from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
-from tests.builders.cluster import FakeKube, operator_context, sync_cache
+from tests.builders.cluster import FakeKube, handler, operator_context, sync_cache
 from tests.builders.routes import route_policy
 
 from jesus.controllers import agentrun, cache, routepolicy
@@ -132,14 +132,6 @@ async def test_a_failed_event_does_not_fail_the_policy_reconcile() -> None:
     world.kube.event = no_events  # type: ignore[method-assign]
     status = await world.reconcile_policy()
     assert status["resolvedChain"] == ["a"]
-
-
-def handler(registry: kopf.OperatorRegistry, id_: str) -> Any:
-    for group in (registry._changing, registry._watching, registry._spawning):
-        for found in group.get_all_handlers():
-            if found.id == id_:
-                return found.fn
-    raise AssertionError(f"no handler {id_}")
 
 
 def body(obj: JsonObject) -> kopf.Body:

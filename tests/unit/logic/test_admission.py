@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pytest
 from tests.builders.adapters import standard_adapters
 from tests.builders.agentrun import build_run
 from tests.builders.budget import spending_budget
 from tests.builders.defaults import NOW
+from tests.builders.policy import Answer
 from tests.builders.routes import build_route
+from tests.builders.tables import named_cases
 
 from jesus.api.agentrun import AgentRun, AgentRunPhase
 from jesus.api.routepolicy import RoutePolicy
@@ -26,17 +27,6 @@ from jesus.logic.admission import (
 from jesus.logic.budget import CostBasis
 
 P = AgentRunPhase
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A policy engine's answer (the shape of jesus.policy.Decision)."""
-
-    allow: bool
-    reasons: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    engine: str = "test"
-    error: str | None = None
 
 
 def with_dependencies(run: AgentRun, *names: str) -> AgentRun:
@@ -108,9 +98,7 @@ ADMIT_TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("given", "outcome", "reason", "why"), [c[1:] for c in ADMIT_TABLE], ids=[c[0] for c in ADMIT_TABLE]
-)
+@named_cases(("given", "outcome", "reason", "why"), ADMIT_TABLE)
 def test_admit(given: AdmissionInputs, outcome: Outcome, reason: str, why: str | None) -> None:
     verdict = admit(given)
     assert (verdict.outcome, verdict.reason) == (outcome, reason)
@@ -171,11 +159,7 @@ DECIDE_TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("before", "answer", "outcome", "reason", "reasons", "warnings"),
-    [c[1:] for c in DECIDE_TABLE],
-    ids=[c[0] for c in DECIDE_TABLE],
-)
+@named_cases(("before", "answer", "outcome", "reason", "reasons", "warnings"), DECIDE_TABLE)
 def test_decide(
     before: AdmissionVerdict,
     answer: Answer | None,

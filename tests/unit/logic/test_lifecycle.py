@@ -9,6 +9,7 @@ import pytest
 from tests.builders.agentrun import reconciled_run
 from tests.builders.budget import build_budget
 from tests.builders.defaults import NOW
+from tests.builders.tables import named_cases
 
 from jesus.api.agentrun import AgentRunStatus
 from jesus.api.budget import Budget
@@ -68,11 +69,7 @@ NEXT_STEP_TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("given", "action", "number", "delay"),
-    [c[1:] for c in NEXT_STEP_TABLE],
-    ids=[c[0] for c in NEXT_STEP_TABLE],
-)
+@named_cases(("given", "action", "number", "delay"), NEXT_STEP_TABLE)
 def test_next_step(given: AgentRunStatus, action: Action, number: int, delay: int | None) -> None:
     step = next_step(reconciled_run(retries=2), given, NOW)
     assert (step.action, step.attempt) == (action, number)
@@ -106,11 +103,7 @@ JOB_TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("observed", "failed", "retries", "exhausted", "action", "reason"),
-    [c[1:] for c in JOB_TABLE],
-    ids=[c[0] for c in JOB_TABLE],
-)
+@named_cases(("observed", "failed", "retries", "exhausted", "action", "reason"), JOB_TABLE)
 def test_job_step(
     observed: JobObservation, failed: int, retries: int, exhausted: bool, action: JobAction, reason: str
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,6 +32,9 @@ from jesus.logic.routing import (
     rate_admit,
     rate_charge,
 )
+
+if TYPE_CHECKING:
+    from jesus.logic.allowance import AllowanceDecision
 
 
 def plan(
@@ -200,6 +205,17 @@ def test_breaker_full_cycle() -> None:
 PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
 
 
+def admit(allowance: Allowance, spent: Spend, requested: int, estimated_input: int) -> AllowanceDecision:
+    """admit_call at PRICE, the positional order the tables below use."""
+    return admit_call(
+        allowance,
+        spent,
+        requested_output_tokens=requested,
+        estimated_input_tokens=estimated_input,
+        price=PRICE,
+    )
+
+
 @pytest.mark.parametrize(
     ("allowance", "spent", "requested", "estimated_input", "allowed", "max_output"),
     [
@@ -216,13 +232,7 @@ PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000
 def test_admit_call(
     allowance: Allowance, spent: Spend, requested: int, estimated_input: int, allowed: bool, max_output: int
 ) -> None:
-    decision = admit_call(
-        allowance,
-        spent,
-        requested_output_tokens=requested,
-        estimated_input_tokens=estimated_input,
-        price=PRICE,
-    )
+    decision = admit(allowance, spent, requested, estimated_input)
     assert decision.allowed is allowed
     assert decision.max_output_tokens == max_output
     assert bool(decision.reason) is not allowed
@@ -241,13 +251,7 @@ def test_an_admitted_call_fits_the_allowance_at_worst(
 ) -> None:
     allowance = Allowance(max_tokens, max_cost)
     spent = Spend(spent_tokens, spent_cost)
-    decision = admit_call(
-        allowance,
-        spent,
-        requested_output_tokens=requested,
-        estimated_input_tokens=estimated_input,
-        price=PRICE,
-    )
+    decision = admit(allowance, spent, requested, estimated_input)
     if decision.allowed:
         worst = spent.plus(
             estimated_input + decision.max_output_tokens,

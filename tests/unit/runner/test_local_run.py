@@ -3,7 +3,6 @@ that say why, the router built from the specs, and the record. The clock and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from tests.builders.adapters import openai_adapter, scripted_adapter
 from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
+from tests.builders.policy import Answer
 from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 
@@ -20,15 +20,6 @@ from jesus.runner.record import RunOutcome
 from jesus.specs import SpecSet, load_text
 
 NOW = datetime(2026, 7, 8, 9, 10, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Answer:
-    allow: bool
-    reasons: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    engine: str = "fake"
-    error: str | None = None
 
 
 class Policy:
@@ -66,7 +57,7 @@ async def test_an_admitted_run_asks_the_policy_once_and_succeeds_in_process() ->
     assert len(policy.asked) == 1 and policy.asked[0]["run"]["name"] == "run"
     record = prepared.record
     assert record.namespace == "default" and record.dry_run is True
-    assert record.policy == {"allowed": True, "reasons": [], "warnings": ["cheap model"], "engine": "fake"}
+    assert record.policy == {"allowed": True, "reasons": [], "warnings": ["cheap model"], "engine": "test"}
     assert "policy: cheap model" in record.warnings
     assert record.budgets == [
         {
