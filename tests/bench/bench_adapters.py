@@ -74,6 +74,20 @@ def adapter_calls(adapter: ModelAdapter) -> tuple[Call, Call]:
     return complete, stream
 
 
+async def compare_and_close(
+    label: str,
+    direct: Call,
+    adapter: ModelAdapter,
+    client: openai.AsyncOpenAI | anthropic.AsyncAnthropic,
+    calls: int,
+) -> None:
+    """Compare the SDK's own call with the adapter's, then close both clients."""
+    complete, stream = adapter_calls(adapter)
+    await compare(label, direct, complete, stream, calls)
+    await adapter.aclose()
+    await client.close()
+
+
 async def bench_openai(calls: int) -> None:
     async with serve_openai("vllm", default=Reply(text="A haiku is a short poem.")) as fake:
         adapter = build_adapter(adapter_config("vllm", fake.base_url))
@@ -88,10 +102,7 @@ async def bench_openai(calls: int) -> None:
                 timeout=5,
             )
 
-        complete, stream = adapter_calls(adapter)
-        await compare("vllm", direct, complete, stream, calls)
-        await adapter.aclose()
-        await client.close()
+        await compare_and_close("vllm", direct, adapter, client, calls)
 
 
 async def bench_anthropic(calls: int) -> None:
@@ -109,10 +120,7 @@ async def bench_anthropic(calls: int) -> None:
                 timeout=5,
             )
 
-        complete, stream = adapter_calls(adapter)
-        await compare("anthropic", direct, complete, stream, calls)
-        await adapter.aclose()
-        await client.close()
+        await compare_and_close("anthropic", direct, adapter, client, calls)
 
 
 def main() -> None:

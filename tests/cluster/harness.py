@@ -43,8 +43,10 @@ def get(plane: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, 
 
 
 def wait_for(
-    predicate: Callable[[], Any], *, timeout: float, what: str, describe: Callable[[], str] = str
+    predicate: Callable[[], Any], *, timeout: float = 30, what: str, describe: Callable[[], str] = str
 ) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` (and `describe()`) after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -203,6 +205,10 @@ class OperatorWorld:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        """Apply `objects` in this world's namespace."""
+        apply(self.plane, self.namespace, *objects)
 
     def run_status(self, name: str) -> dict[str, Any]:
         obj = get(self.plane, self.namespace, "agentrun", name)

@@ -23,18 +23,11 @@ from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
 from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
+from tests.cluster.operator_process import install_crds
 
+from jesus.api.kinds import KINDS
 from jesus.devcluster import ControlPlane
 from jesus.specs import Severity, load_text
-
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "crds"
-PLURALS = {
-    "AgentRun": "agentruns",
-    "RoutePolicy": "routepolicies",
-    "Budget": "budgets",
-    "ModelAdapter": "modeladapters",
-}
 
 
 def rich_bases() -> list[dict[str, Any]]:
@@ -167,8 +160,7 @@ def mutated_specs(draw: st.DrawFn) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> Iterator[tuple[httpx.Client, str]]:
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
+    install_crds(control_plane)
     namespace = "api-agreement"
     control_plane.kubectl("create", "namespace", namespace, check=False)
     context = ssl.create_default_context(cafile=str(control_plane.pki_dir / "ca.crt"))
@@ -182,7 +174,7 @@ def api(control_plane: ControlPlane) -> Iterator[tuple[httpx.Client, str]]:
 
 def server_accepts(client: httpx.Client, namespace: str, body: dict[str, Any]) -> tuple[bool, str]:
     response = client.post(
-        f"/apis/jesus.dev/v1alpha1/namespaces/{namespace}/{PLURALS[body['kind']]}",
+        f"/apis/jesus.dev/v1alpha1/namespaces/{namespace}/{KINDS[body['kind']].plural}",
         params={"dryRun": "All", "fieldValidation": "Strict"},
         json=body,
     )

@@ -17,16 +17,6 @@ from tests.builders.spec_files import line_of, to_yaml
 from jesus.cli import main
 from jesus.devcluster import ControlPlane
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "crds"
-
-
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
-    return control_plane
-
 
 def jesus_validate(path: Path) -> subprocess.CompletedProcess[str]:
     """`jesus validate PATH` in-process (the CLI's start-up imports every command; 36 runs add up)."""

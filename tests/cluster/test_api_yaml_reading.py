@@ -10,9 +10,6 @@ import pytest
 from jesus.devcluster import ControlPlane
 from jesus.specs import load_specs
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "crds"
-
 # Plain scalars whose type differs between YAML versions or is easy to get wrong.
 TRICKY_SCALARS = (
     "yes",
@@ -49,13 +46,6 @@ TEMPLATES = {
     "boolean": "kind: Budget\nmetadata: {{name: b}}\nspec:\n  scope: {{team: ml}}\n  period: Daily\n"
     "  limit: '1'\n  onExceeded: {{denyNewRuns: {v}}}\n",
 }
-
-
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
-    return control_plane
 
 
 @pytest.mark.parametrize("field_type", TEMPLATES)

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import pytest
+from tests.cluster.harness import wait_for
 
 from jesus.devcluster import ControlPlane
 from jesus.devcluster.nodes import DEFAULT_NODES, GPU_RESOURCE, GPU_TAINT_KEY
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def get_json(plane: ControlPlane, *args: str) -> Any:

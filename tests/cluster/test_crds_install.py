@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
 from tests.builders.spec_files import complete_set
+from tests.cluster.operator_process import CRD_DIR, REPO
 
 from jesus.api import BudgetSpec
 from jesus.devcluster import ControlPlane
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "crds"
 EXAMPLES = REPO / "examples"
 KINDS = {
     "agentruns": "AgentRun",
@@ -23,18 +23,6 @@ KINDS = {
     "budgets": "Budget",
     "modeladapters": "ModelAdapter",
 }
-
-
-def install_crds(plane: ControlPlane) -> None:
-    """Apply crds/ (idempotent) and wait until the API server serves them."""
-    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
-
-
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    install_crds(control_plane)
-    return control_plane
 
 
 def apply(plane: ControlPlane, namespace: str, *objects: dict) -> subprocess.CompletedProcess[str]:
@@ -114,6 +102,25 @@ def test_the_api_server_applies_the_models_defaults(crds: ControlPlane, namespac
     assert stored["currency"] == model["currency"] == "USD"
 
 
+def patch_run(
+    plane: ControlPlane, namespace: str, patch: dict[str, Any], *, subresource: bool, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Merge-patch AgentRun `run`, through its status subresource or the main resource."""
+    where = ["--subresource=status"] if subresource else []
+    return plane.kubectl(
+        "patch",
+        "agentrun",
+        "run",
+        "-n",
+        namespace,
+        *where,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+        check=check,
+    )
+
+
 def test_status_is_a_subresource_with_a_strict_schema(crds: ControlPlane, namespace: str) -> None:
     apply(crds, namespace, agent_run())
     condition = {
@@ -123,28 +130,9 @@ def test_status_is_a_subresource_with_a_strict_schema(crds: ControlPlane, namesp
         "lastTransitionTime": "2026-01-01T00:00:00Z",
     }
     status = {"status": {"phase": "Running", "costMicros": 1234, "conditions": [condition]}}
-    crds.kubectl(
-        "patch",
-        "agentrun",
-        "run",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(status),
-    )
+    patch_run(crds, namespace, status, subresource=True)
     # a status written through the main resource is ignored
-    crds.kubectl(
-        "patch",
-        "agentrun",
-        "run",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"phase": "Failed"}}),
-    )
+    patch_run(crds, namespace, {"status": {"phase": "Failed"}}, subresource=False)
     stored = json.loads(crds.kubectl("get", "agentrun", "run", "-n", namespace, "-o", "json").stdout)
     assert stored["status"]["phase"] == "Running"
     assert stored["status"]["costMicros"] == 1234
@@ -157,18 +145,7 @@ def test_status_is_a_subresource_with_a_strict_schema(crds: ControlPlane, namesp
         ({"costMicros": 1.5}, "must be of type integer"),
         ({"conditions": [condition, {**condition, "status": "False"}]}, "Duplicate value"),
     ):
-        result = crds.kubectl(
-            "patch",
-            "agentrun",
-            "run",
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": bad}),
-            check=False,
-        )
+        result = patch_run(crds, namespace, {"status": bad}, subresource=True, check=False)
         assert result.returncode != 0, bad
         assert fragment in result.stderr, result.stderr
 

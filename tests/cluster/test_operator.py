@@ -16,7 +16,7 @@ from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
 from tests.builders.routes import failover_route
-from tests.cluster.harness import OperatorWorld, apply, get, operator_world, wait_for
+from tests.cluster.harness import OperatorWorld, get, operator_world, wait_for
 
 from jesus.api.common import format_micros, parse_money
 from jesus.devcluster import ControlPlane
@@ -51,7 +51,7 @@ def spent(world: OperatorWorld, name: str) -> tuple[int, int]:
 
 def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld) -> None:
     before, _ = spent(world, "team-a")
-    apply(world.plane, world.namespace, hello_run("hello", team="team-a", route_name="simple"))
+    world.apply(hello_run("hello", team="team-a", route_name="simple"))
     status = world.wait_phase("hello", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", world.describe()
     assert status["attempts"][0]["outcome"] == "Succeeded"
@@ -82,11 +82,7 @@ def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld)
 
 def test_a_run_the_policy_denies_never_starts(world: OperatorWorld) -> None:
     # The default policy caps one run at 25.00 (policies/data.json).
-    apply(
-        world.plane,
-        world.namespace,
-        hello_run("too-dear", team="team-a", route_name="simple", max_cost="99.00"),
-    )
+    world.apply(hello_run("too-dear", team="team-a", route_name="simple", max_cost="99.00"))
     status = world.wait_phase("too-dear", "Denied")
     assert status["policy"]["allowed"] is False
     assert status["policy"]["reasons"]
@@ -96,11 +92,7 @@ def test_a_run_the_policy_denies_never_starts(world: OperatorWorld) -> None:
 
 
 def test_a_run_that_does_not_fit_its_budget_waits_with_the_figures(world: OperatorWorld) -> None:
-    apply(
-        world.plane,
-        world.namespace,
-        hello_run("broke", team="team-tiny", route_name="simple", max_cost="1.00"),
-    )
+    world.apply(hello_run("broke", team="team-tiny", route_name="simple", max_cost="1.00"))
     status = world.wait_phase("broke", "Waiting")
     condition = wait_for(
         lambda: next(
@@ -119,11 +111,7 @@ def test_a_run_that_does_not_fit_its_budget_waits_with_the_figures(world: Operat
 
 
 def test_a_run_waiting_for_money_starts_when_its_budget_is_raised(world: OperatorWorld) -> None:
-    apply(
-        world.plane,
-        world.namespace,
-        hello_run("saver", team="team-raise", route_name="simple", max_cost="1.00"),
-    )
+    world.apply(hello_run("saver", team="team-raise", route_name="simple", max_cost="1.00"))
     world.wait_phase("saver", "Waiting")
     wait_for(
         lambda: any(
@@ -154,22 +142,16 @@ def test_a_run_waiting_for_money_starts_when_its_budget_is_raised(world: Operato
 
 
 def test_a_run_waits_for_its_dependency_then_runs(world: OperatorWorld) -> None:
-    apply(
-        world.plane,
-        world.namespace,
-        hello_run("second", team="team-a", route_name="simple", depends_on=("first",)),
-    )
+    world.apply(hello_run("second", team="team-a", route_name="simple", depends_on=("first",)))
     status = world.wait_phase("second", "Waiting")
     assert "first" in status["message"]
-    apply(world.plane, world.namespace, hello_run("first", team="team-a", route_name="simple"))
+    world.apply(hello_run("first", team="team-a", route_name="simple"))
     assert world.wait_phase("first", "Succeeded", "Failed")["phase"] == "Succeeded"
     assert world.wait_phase("second", "Succeeded", "Failed")["phase"] == "Succeeded"
 
 
 def test_a_failing_attempt_is_retried(world: OperatorWorld) -> None:
-    apply(
-        world.plane, world.namespace, hello_run("retried", team="team-a", route_name="broken-once", retries=2)
-    )
+    world.apply(hello_run("retried", team="team-a", route_name="broken-once", retries=2))
     status = world.wait_phase("retried", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "Succeeded", world.describe()
     outcomes = [a["outcome"] for a in status["attempts"]]
@@ -180,7 +162,7 @@ def test_a_failing_attempt_is_retried(world: OperatorWorld) -> None:
 def test_a_spec_edited_after_admission_is_reported_and_not_applied(world: OperatorWorld) -> None:
     run = hello_run("edited", team="team-a", route_name="broken-for-edit", retries=1)
     run["spec"]["retryPolicy"]["backoffSeconds"] = 600  # stays between attempts while we edit it
-    apply(world.plane, world.namespace, run)
+    world.apply(run)
     retrying = wait_for(
         lambda: (
             (s := world.run_status("edited"))
@@ -213,7 +195,7 @@ def test_a_spec_edited_after_admission_is_reported_and_not_applied(world: Operat
 
 
 def test_a_run_served_by_the_fallback_records_it(world: OperatorWorld) -> None:
-    apply(world.plane, world.namespace, hello_run("fell-back", team="team-a", route_name="with-fallback"))
+    world.apply(hello_run("fell-back", team="team-a", route_name="with-fallback"))
     status = world.wait_phase("fell-back", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", world.describe()
     call = status["calls"][0]
@@ -242,10 +224,8 @@ def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: Operato
     def run_to_reach(name: str, percent: int) -> None:
         spent_now, _ = spent(world, "alerts")
         amount = limit * percent // 100 - spent_now  # this run's hold takes the budget to `percent`
-        apply(
-            world.plane,
-            world.namespace,
-            hello_run(name, team="alerts", route_name="simple", max_cost=format_micros(amount, places=6)),
+        world.apply(
+            hello_run(name, team="alerts", route_name="simple", max_cost=format_micros(amount, places=6))
         )
         status = world.wait_phase(name, "Succeeded", "Failed", "Denied")
         assert status["phase"] == "Succeeded", f"{status}\n{world.describe()}"
@@ -277,7 +257,7 @@ def test_budget_alerts_fire_at_75_90_and_100_percent_exactly_once(world: Operato
 
 
 def test_operator_metrics_count_runs_admissions_and_budgets(world: OperatorWorld) -> None:
-    apply(world.plane, world.namespace, hello_run("metered", team="team-a", route_name="simple"))
+    world.apply(hello_run("metered", team="team-a", route_name="simple"))
     world.wait_phase("metered", "Succeeded", "Failed")
     with urllib.request.urlopen(f"http://127.0.0.1:{world.metrics_port}/metrics", timeout=5) as response:
         text = response.read().decode()

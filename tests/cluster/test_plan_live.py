@@ -12,7 +12,7 @@ from tests.builders.agentrun import build_run
 from tests.builders.budget import spending_budget
 from tests.builders.defaults import NOW, PERIOD_START
 from tests.builders.routes import build_route
-from tests.cluster.harness import apply, install_crds
+from tests.cluster.harness import apply
 
 from jesus.api import ApiObject
 from jesus.cli import main
@@ -21,12 +21,6 @@ from jesus.logic.clock import format_time
 from jesus.policy.planning import placed
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
-
-
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    install_crds(control_plane)
-    return control_plane
 
 
 def write_specs(folder: Path, objects: list[ApiObject]) -> Path:

@@ -4,11 +4,8 @@ and a policy reports which adapters of its chain can serve."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from tests.builders.adapters import openai_adapter, scripted_adapter
 from tests.builders.routes import route_policy
 from tests.cluster.operator_process import (
@@ -16,26 +13,12 @@ from tests.cluster.operator_process import (
     apply_objects,
     condition,
     get_object,
-    install_crds,
-    running_operator,
     wait_for,
 )
 
 from jesus.devcluster import ControlPlane
 
 API_KEY = "sk-cluster-test-never-shown"
-
-
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    install_crds(control_plane)
-    return control_plane
-
-
-@pytest.fixture
-def operator(crds: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with running_operator(crds, namespace, tmp_path / "operator.log") as process:
-        yield process
 
 
 def api_key_secret(name: str = "openai-key") -> dict[str, Any]:

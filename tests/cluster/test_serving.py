@@ -3,11 +3,8 @@ scheduler places them on the kwok GPU node (or cannot, and the adapter says why)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from tests.builders.adapters import vllm_adapter
 from tests.builders.manifest import drop_field, set_field
 from tests.cluster.operator_process import (
@@ -15,8 +12,6 @@ from tests.cluster.operator_process import (
     apply_objects,
     condition,
     get_object,
-    install_crds,
-    running_operator,
     wait_for,
 )
 
@@ -28,18 +23,6 @@ GPU_NODES = {shape.name: shape for shape in DEFAULT_NODES if shape.gpus}
 GPU_NODE = next(iter(GPU_NODES.values()))
 
 
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    install_crds(control_plane)
-    return control_plane
-
-
-@pytest.fixture
-def operator(crds: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with running_operator(crds, namespace, tmp_path / "operator.log") as process:
-        yield process
-
-
 def adapter(
     name: str, *, gpus: int = 1, gpu_type: str | None = GPU_NODE.gpu_product, replicas: int = 1
 ) -> Any:
@@ -49,6 +32,14 @@ def adapter(
         set_field(obj, "spec.serving.gpu.type", gpu_type)
         if gpu_type
         else drop_field(obj, "spec.serving.gpu.type")
+    )
+
+
+def serving_gone(plane: ControlPlane, namespace: str, name: str) -> bool:
+    """Whether the Deployment and the Service `name` are both gone."""
+    return (
+        get_object(plane, namespace, "deployment", name) is None
+        and get_object(plane, namespace, "service", name) is None
     )
 
 
@@ -154,10 +145,7 @@ def test_a_spec_change_updates_the_deployment_and_deleting_the_adapter_removes_i
         operator=operator,
     )
     wait_for(
-        lambda: (
-            get_object(crds, namespace, "deployment", name) is None
-            and get_object(crds, namespace, "service", name) is None
-        ),
+        lambda: serving_gone(crds, namespace, name),
         what="the Deployment and Service to be garbage-collected",
         operator=operator,
     )
@@ -174,10 +162,7 @@ def test_dropping_the_serving_block_deletes_the_deployment_and_service(
     )
     apply_objects(crds, namespace, external)
     wait_for(
-        lambda: (
-            get_object(crds, namespace, "deployment", name) is None
-            and get_object(crds, namespace, "service", name) is None
-        ),
+        lambda: serving_gone(crds, namespace, name),
         what="the Deployment and Service of a model no longer served to be deleted",
         operator=operator,
     )

@@ -37,9 +37,15 @@ def write_specs(tmp_path: Path, *objects: dict[str, Any]) -> Path:
     return path
 
 
+def run_text(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`jesus run ARGS` in-process: its exit code and what it printed."""
+    code = main(["run", *args])
+    return code, capsys.readouterr().out
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    code = main(["run", *args, "--output", "json"])
-    return code, json.loads(capsys.readouterr().out)
+    code, out = run_text(capsys, *args, "--output", "json")
+    return code, json.loads(out)
 
 
 def test_hello_runs_offline_with_the_installed_command(tmp_path: Path) -> None:
@@ -158,8 +164,7 @@ def test_a_failing_primary_falls_back_and_the_summary_says_so(
     specs = write_specs(
         tmp_path, primary, scripted_adapter("backup", text="the backup answered"), policy, agent_run()
     )
-    code = main(["run", str(specs), "--artifacts", str(tmp_path / "a")])
-    out = capsys.readouterr().out
+    code, out = run_text(capsys, str(specs), "--artifacts", str(tmp_path / "a"))
     assert code == 0
     assert "fell back: primary -> backup" in out
     assert "the backup answered" in out
@@ -210,8 +215,7 @@ def test_without_policies_the_run_warns_that_none_is_configured(
     specs = write_specs(tmp_path, scripted_adapter(), route_policy(), agent_run())
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("JESUS_POLICIES", raising=False)
-    code = main(["run", str(specs)])
-    out = capsys.readouterr().out
+    code, out = run_text(capsys, str(specs))
     assert code == 0
     assert "warning: no policy is configured" in out
     assert "Policy:    not configured" in out

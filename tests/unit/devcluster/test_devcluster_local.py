@@ -98,6 +98,18 @@ def component() -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
+def as_etcd(component: subprocess.Popen[bytes]) -> tuple[str, int, str]:
+    """The state-file row of `component` recorded as etcd, with the binary it really runs."""
+    return ("etcd", component.pid, str(component.args[0]))  # type: ignore[index]
+
+
+@pytest.fixture
+def recorded_etcd(state: Path, component: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """`component`, recorded in the state file as a running plane's only component, etcd."""
+    record(state, as_etcd(component))
+    return component
+
+
 def record(directory: Path, *processes: tuple[str, int, str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     ports = {
@@ -138,14 +150,12 @@ def test_a_corrupt_state_file_counts_as_no_plane(state: Path) -> None:
 
 
 def test_status_shows_each_component_and_fails_when_one_exited(
-    state: Path, component: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
+    state: Path, recorded_etcd: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sleep = str(component.args[0])  # type: ignore[index]
-    record(state, ("etcd", component.pid, sleep))
     assert main(["dev", "status"]) == 0
-    assert f"etcd\tpid={component.pid}\trunning" in capsys.readouterr().out
+    assert f"etcd\tpid={recorded_etcd.pid}\trunning" in capsys.readouterr().out
 
-    record(state, ("etcd", component.pid, sleep), ("kwok", dead_pid(), "/nonexistent/kwok"))
+    record(state, as_etcd(recorded_etcd), ("kwok", dead_pid(), "/nonexistent/kwok"))
     assert main(["dev", "status"]) == 1
     out = capsys.readouterr().out
     assert "kwok\t" in out and "\tEXITED\t" in out
@@ -154,15 +164,12 @@ def test_status_shows_each_component_and_fails_when_one_exited(
 def test_up_refuses_to_start_over_a_half_dead_plane_and_keeps_a_live_one(
     state: Path, component: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sleep = str(component.args[0])  # type: ignore[index]
-    record(
-        state, ("etcd", component.pid, sleep), ("kube-apiserver", dead_pid(), "/nonexistent/kube-apiserver")
-    )
+    record(state, as_etcd(component), ("kube-apiserver", dead_pid(), "/nonexistent/kube-apiserver"))
     assert main(["dev", "up"]) == 2
     err = capsys.readouterr().err
     assert "partly down (kube-apiserver exited" in err and "run `jesus dev down`" in err
 
-    record(state, ("etcd", component.pid, sleep))
+    record(state, as_etcd(component))
     assert main(["dev", "up"]) == 0
     assert "already running at https://127.0.0.1:16443; nothing started" in capsys.readouterr().err
     assert component.poll() is None
@@ -178,11 +185,9 @@ def test_a_recycled_pid_is_not_taken_for_a_component(state: Path, component: sub
 
 
 def test_down_stops_the_recorded_components_and_forgets_them(
-    state: Path, component: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
+    state: Path, recorded_etcd: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sleep = str(component.args[0])  # type: ignore[index]
-    record(state, ("etcd", component.pid, sleep))
     assert main(["dev", "down"]) == 0
     assert "Stopped control plane." in capsys.readouterr().err
-    assert component.wait(timeout=10) != 0  # ended by a signal
+    assert recorded_etcd.wait(timeout=10) != 0  # ended by a signal
     assert not (state / "state.json").exists()
