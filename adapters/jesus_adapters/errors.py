@@ -122,6 +122,29 @@ DEFAULT_FAILOVER_KINDS: tuple[ErrorKind, ...] = tuple(
 )
 
 
+class FailedCallError(Exception):
+    """A model call that failed for good, under one of the table's kinds (an unknown kind is UNCLASSIFIED).
+
+    What the failure means to the run (whether it stops, how it ends) is read from the table here, so
+    that the router's and the runner's failures cannot disagree about it.
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+    @property
+    def run_outcome(self) -> RunFailure:
+        """How the run ends after this failure (a `RunOutcome` value): ModelFailed or LimitExceeded."""
+        return error_rule(self.kind).run_outcome
+
+    @property
+    def stops_run(self) -> bool:
+        """Whether the run cannot usefully go on (its allowance is spent), as the error table says."""
+        return error_rule(self.kind).stops_run
+
+
 class AdapterError(Exception):
     """A failed model call, classified.
 

@@ -60,6 +60,12 @@ def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
     return x509.Name(attributes)
 
 
+# The key usages no certificate of the dev cluster needs; x509.KeyUsage wants each of them said.
+_UNUSED_KEY_USAGES = dict.fromkeys(
+    ("content_commitment", "data_encipherment", "key_agreement", "encipher_only", "decipher_only"), False
+)
+
+
 def _issue(
     subject: x509.Name,
     public_key: ec.EllipticCurvePublicKey,
@@ -83,14 +89,10 @@ def _issue(
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
-                content_commitment=False,
                 key_encipherment=not is_ca,
-                data_encipherment=False,
-                key_agreement=False,
                 key_cert_sign=is_ca,
                 crl_sign=is_ca,
-                encipher_only=False,
-                decipher_only=False,
+                **_UNUSED_KEY_USAGES,
             ),
             critical=True,
         )

@@ -41,36 +41,31 @@ async def register_run(service: RouterService, request: Request) -> Response:
         return denied
     try:
         body = await request.json()
-        run = str(body["run"])
-        namespace = str(body.get("namespace") or "default")
-        route_policy = str(body["routePolicy"])
-        classification = str(body.get("dataClassification") or "internal")
-        max_tokens = _optional_int(body.get("maxTokens"))
-        max_cost_micros = _optional_int(body.get("maxCostMicros"))
         ttl = _optional_int(body.get("ttlSeconds")) or DEFAULT_TOKEN_TTL_SECONDS
+        # The body is parsed straight into the grant: a missing or malformed field is the caller's 400.
+        grant = RunGrant(
+            run=str(body["run"]),
+            namespace=str(body.get("namespace") or "default"),
+            route_policy=str(body["routePolicy"]),
+            classification=str(body.get("dataClassification") or "internal"),
+            max_tokens=_optional_int(body.get("maxTokens")),
+            max_cost_micros=_optional_int(body.get("maxCostMicros")),
+            expires_at=int(service.clock()) + ttl,
+            nonce=secrets.token_urlsafe(12),
+        )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         return error_response(400, f"expected run, routePolicy and optional limits: {exc}", "InvalidRequest")
-    grant = RunGrant(
-        run=run,
-        namespace=namespace,
-        route_policy=route_policy,
-        classification=classification,
-        max_tokens=max_tokens,
-        max_cost_micros=max_cost_micros,
-        expires_at=int(service.clock()) + ttl,
-        nonce=secrets.token_urlsafe(12),
-    )
     try:
         route = service.route_for(grant)
     except ValueError as exc:
         return error_response(409, str(exc), "RouteUnavailable")
     service.registry.evict_expired(service.clock())
     token = service.registry.register(route, service.signer.sign(grant) if service.signer else None)
-    log.info("Registered run run=%s namespace=%s route=%s", run, namespace, route_policy)
+    log.info("Registered run run=%s namespace=%s route=%s", grant.run, grant.namespace, grant.route_policy)
     return JSONResponse(
         {
-            "run": run,
-            "namespace": namespace,
+            "run": grant.run,
+            "namespace": grant.namespace,
             "token": token,
             "chain": list(route.plan.chain),
             "expiresAt": grant.expires_at,

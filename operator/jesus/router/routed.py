@@ -8,7 +8,7 @@ from jesus.logic.allowance import CallPrice
 from jesus.logic.routing import RateLimit, RoutePlan
 from jesus.router.records import CallRecord
 from jesus_adapters.base import ModelAdapter
-from jesus_adapters.errors import AdapterError, ErrorKind, RouteErrorKind, error_rule
+from jesus_adapters.errors import AdapterError, ErrorKind, FailedCallError, RouteErrorKind
 from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta
 
 # The router's own verdicts, under the names the router package has always exported.
@@ -27,20 +27,13 @@ class RoutedAdapter:
     rate_limit: RateLimit | None = None
 
 
-class RouteError(Exception):
+class RouteError(FailedCallError):
     """A call that no adapter answered. `kind` is an ErrorKind value, `AllowanceExceeded` or
     `NoAdapterAvailable`; `record` is the call's full record."""
 
     def __init__(self, kind: str, reason: str, record: CallRecord) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
+        super().__init__(kind, reason)
         self.record = record
-
-    @property
-    def stops_run(self) -> bool:
-        """Whether the run cannot usefully go on (its allowance is spent), as the error table says."""
-        return error_rule(self.kind).stops_run
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ record, with the outcome and reasons that kept it from starting.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -96,15 +97,15 @@ async def prepare_local_run(
             f"dependsOn ({', '.join(run.spec.depends_on)}) is not awaited locally: jesus run executes this "
             "one AgentRun; in a cluster it starts after they succeed"
         )
-    route, adapters, budgets = _admission_objects(spec_set, loaded)
-    verdict = await _admit(run, route, adapters, budgets, namespace, now, policy)
+    inputs = _admission_inputs(spec_set, loaded, namespace, now)
+    verdict = await _admit(inputs, policy)
     _record_admission(record, verdict)
     prepared.max_cost_micros = verdict.amount_micros
     if not verdict.admitted:
         outcome = _REFUSALS.get(verdict.reason, RunOutcome.INVALID_SPEC)
         return _refused(prepared, now, outcome, "; ".join(verdict.reasons))
-    assert route is not None
-    refusal = _build_router(prepared, route, adapters, live=live, credentials=credentials)
+    assert inputs.route is not None
+    refusal = _build_router(prepared, inputs.route, inputs.adapters, live=live, credentials=credentials)
     if refusal is not None:
         return _refused(prepared, now, RunOutcome.INVALID_SPEC, refusal)
     prepared.task = _agent_task(prepared, loaded.name, digest)
@@ -120,28 +121,35 @@ def _refused(prepared: PreparedRun, now: datetime, outcome: RunOutcome, reason: 
     return prepared
 
 
-def _admission_objects(
-    spec_set: SpecSet, loaded: LoadedObject
-) -> tuple[RoutePolicy | None, dict[str, ModelAdapter], list[Budget]]:
+def _admission_inputs(
+    spec_set: SpecSet, loaded: LoadedObject, namespace: str, now: datetime
+) -> AdmissionInputs:
     """What admission reads from the specs: the run's RoutePolicy, its namespace's adapters, all Budgets."""
-    assert isinstance(loaded.obj, AgentRun)
-    route_loaded = spec_set.get("RoutePolicy", loaded.obj.spec.route_policy_ref.name, loaded.namespace)
-    route = (
-        route_loaded.obj if route_loaded is not None and isinstance(route_loaded.obj, RoutePolicy) else None
+    run = loaded.obj
+    assert isinstance(run, AgentRun)
+    route_loaded = spec_set.get("RoutePolicy", run.spec.route_policy_ref.name, loaded.namespace)
+    route = route_loaded.obj if route_loaded is not None else None
+    return AdmissionInputs(
+        run=run,
+        route=route if isinstance(route, RoutePolicy) else None,
+        adapters={
+            o.name: o.obj
+            for o in spec_set.loaded_of_kind("ModelAdapter")
+            if o.namespace == loaded.namespace and isinstance(o.obj, ModelAdapter)
+        },
+        budgets=[o.obj for o in spec_set.loaded_of_kind("Budget") if isinstance(o.obj, Budget)],
+        # jesus run executes this one AgentRun: its dependencies are not awaited (a warning says so).
+        dependency_phases=None,
+        now=now,
+        source="specs",
+        default_namespace=namespace,
     )
-    adapters = {
-        o.name: o.obj
-        for o in spec_set.loaded_of_kind("ModelAdapter")
-        if o.namespace == loaded.namespace and isinstance(o.obj, ModelAdapter)
-    }
-    budgets = [o.obj for o in spec_set.loaded_of_kind("Budget") if isinstance(o.obj, Budget)]
-    return route, adapters, budgets
 
 
 def _build_router(
     prepared: PreparedRun,
     route: RoutePolicy,
-    adapters: dict[str, ModelAdapter],
+    adapters: Mapping[str, ModelAdapter],
     *,
     live: bool,
     credentials: CredentialSource,
@@ -203,26 +211,8 @@ _REFUSALS: dict[str, RunOutcome] = {
 }
 
 
-async def _admit(
-    run: AgentRun,
-    route: RoutePolicy | None,
-    adapters: dict[str, ModelAdapter],
-    budgets: list[Budget],
-    namespace: str,
-    now: datetime,
-    policy: PolicyDecider | None,
-) -> AdmissionVerdict:
+async def _admit(inputs: AdmissionInputs, policy: PolicyDecider | None) -> AdmissionVerdict:
     """Admission as the operator decides it (jesus.logic.admission); dependencies are not awaited here."""
-    inputs = AdmissionInputs(
-        run=run,
-        route=route,
-        adapters=adapters,
-        budgets=budgets,
-        dependency_phases=None,
-        now=now,
-        source="specs",
-        default_namespace=namespace,
-    )
     verdict = admit(inputs)
     if verdict.outcome is not Outcome.ASK_POLICY or policy is None:
         return decide(verdict, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jesus_adapters.errors import RunFailure, error_rule
+from jesus_adapters.errors import FailedCallError
 from jesus_adapters.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:  # the router (and every provider SDK behind it) loads only for in-process runs
@@ -18,24 +18,12 @@ if TYPE_CHECKING:  # the router (and every provider SDK behind it) loads only fo
     from jesus.router.ledger import RunLedger
 
 
-class ModelCallError(Exception):
+class ModelCallError(FailedCallError):
     """A model call that failed for good; what its `kind` means to the run comes from the error table."""
 
     def __init__(self, kind: str, reason: str, *, record: dict[str, Any] | None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
+        super().__init__(kind, reason)
         self.record = record
-
-    @property
-    def run_outcome(self) -> RunFailure:
-        """How the run ends after this failure (a `RunOutcome` value): ModelFailed or LimitExceeded."""
-        return error_rule(self.kind).run_outcome
-
-    @property
-    def stops_run(self) -> bool:
-        """Whether the run cannot usefully go on (its allowance is spent)."""
-        return error_rule(self.kind).stops_run
 
 
 @dataclass(frozen=True, slots=True)
