@@ -137,9 +137,19 @@ class OperatorWorld:
     """Router, operator and runtime for one namespace, with specs written for the router to load."""
 
     def __init__(
-        self, plane: ControlPlane, namespace: str, workdir: Path, objects: list[dict[str, Any]]
+        self,
+        plane: ControlPlane,
+        namespace: str,
+        workdir: Path,
+        objects: list[dict[str, Any]],
+        runner_environment: dict[str, str] | None = None,
     ) -> None:
         self.plane, self.namespace, self.workdir = plane, namespace, workdir
+        # Settings for every runner pod ride on its command (`env K=V ...`), as an image's would.
+        settings = [f"{key}={value}" for key, value in (runner_environment or {}).items()]
+        runner_command = " ".join(
+            [*(["env", *settings] if settings else []), sys.executable, "-m jesus.cli runner"]
+        )
         specs = workdir / "specs"
         specs.mkdir(parents=True, exist_ok=True)
         documents = [{**o, "metadata": {**o["metadata"], "namespace": namespace}} for o in objects]
@@ -163,7 +173,7 @@ class OperatorWorld:
                 "--router-url",
                 f"http://127.0.0.1:{self.router_port}",
                 "--runner-command",
-                f"{sys.executable} -m jesus.cli runner",
+                runner_command,
                 "--policies",
                 str(REPO / "policies"),
                 "--resync-seconds",
@@ -225,15 +235,20 @@ class OperatorWorld:
 
 @contextmanager
 def operator_world(
-    plane: ControlPlane, workdir: Path, prefix: str, objects: list[dict[str, Any]]
+    plane: ControlPlane,
+    workdir: Path,
+    prefix: str,
+    objects: list[dict[str, Any]],
+    runner_environment: dict[str, str] | None = None,
 ) -> Iterator[OperatorWorld]:
-    """A fresh namespace with `objects` applied, the router, operator and runtime running for it."""
+    """A fresh namespace with `objects` applied, the router, operator and runtime running for it
+    (runner pods get `runner_environment` on top of their own)."""
     install_crds(plane)
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     plane.kubectl("create", "namespace", namespace)
     try:
         apply(plane, namespace, *objects)
-        world = OperatorWorld(plane, namespace, workdir, objects)
+        world = OperatorWorld(plane, namespace, workdir, objects, runner_environment)
         with world.running():
             yield world
     finally:

@@ -91,7 +91,7 @@ def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.O
         # Our reconcilers post their own Events for decisions; Kopf's per-handler chatter is noise.
         settings.posting.level = logging.WARNING
         # Many runs at once: bound concurrency so the API server is not flooded.
-        settings.batching.worker_limit = options.worker_limit
+        settings.queueing.worker_limit = options.worker_limit
         settings.execution.max_workers = 4
         # Retries: kopf.TemporaryError sets its own delay; an unexpected error backs off.
         settings.networking.error_backoffs = [1, 2, 5, 10, 30]
