@@ -204,3 +204,20 @@ def test_the_unmutated_bases_pass_both(api: tuple[httpx.Client, str], base: dict
     client, namespace = api
     assert server_accepts(client, namespace, base)[0]
     assert load_text(json.dumps(base)).problems == []
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "accepted"),
+    [([2.0, 100], False), ([50, 100.0], False), ([2.0, 3.0], False), ([2.0], False), ([50, 100], True)],
+)
+def test_whole_numbers_written_as_decimals_agree_with_the_api_server(
+    api: tuple[httpx.Client, str], thresholds: list[float], accepted: bool
+) -> None:
+    """The server reads a scalar 2.0 as 2, but its CEL rules refuse a list holding 2.0 (found by the
+    property test above): the validator keeps decimals in lists, so it refuses them too."""
+    client, namespace = api
+    base = next(b for b in BASES if b["kind"] == "Budget")
+    body = set_field(copy.deepcopy(base), "spec.thresholds", thresholds)
+    assert server_accepts(client, namespace, body)[0] is accepted
+    problems = [p for p in load_text(json.dumps(body)).problems if p.severity is Severity.ERROR]
+    assert (not problems) is accepted, problems

@@ -86,7 +86,8 @@ class _Converter:
                 result[key] = self.convert(value, (*path, key), key_line)
             return result
         if isinstance(node, CommentedSeq):
-            return [self.convert(item, (*path, i), _item_line(node, i, line)) for i, item in enumerate(node)]
+            items = [self.convert(item, (*path, i), _item_line(node, i, line)) for i, item in enumerate(node)]
+            return _decimals_kept_in_lists(node, items)
         if isinstance(node, dict):  # maps produced by merge keys or aliases
             return {str(k): self.convert(v, (*path, str(k)), line) for k, v in node.items()}
         if isinstance(node, list):
@@ -109,6 +110,16 @@ class _Converter:
                 return YAML11_BOOLEANS[node]
             return str(node)
         raise SourceError(f"unsupported YAML value of type {type(node).__name__}", line)
+
+
+def _decimals_kept_in_lists(node: list[Any], items: list[Any]) -> list[Any]:
+    """`items`, with a decimal such as 2.0 left a decimal.
+
+    The API server takes a scalar 2.0 as the integer 2, but its CEL rules see 2.0 inside a list as a
+    double and refuse the list (`isSorted` has no overload for it, even for [2.0] alone). Keeping the
+    decimal makes `jesus validate` refuse such a list too ("must be a whole number").
+    """
+    return [float(raw) if isinstance(raw, float) else item for raw, item in zip(node, items, strict=True)]
 
 
 def _key_line(node: CommentedMap, key: Any, default: int) -> int:

@@ -332,6 +332,23 @@ def test_numbers_are_read_as_the_api_server_reads_them() -> None:
     assert [p.field for p in problems_of(fraction)] == ["spec.attemptTimeoutSeconds"]
 
 
+@pytest.mark.parametrize(
+    ("thresholds", "refused"),
+    [
+        ([2.0, 100], ["spec.thresholds[0]"]),  # CEL sees a double in the list: no isSorted for it
+        ([50, 100.0], ["spec.thresholds[1]"]),
+        ([2.0, 3.0], ["spec.thresholds[0]", "spec.thresholds[1]"]),
+        ([2.0], ["spec.thresholds[0]"]),
+        ([50, 100], []),
+    ],
+)
+def test_decimals_in_a_list_are_refused_as_the_api_server_refuses_them(
+    thresholds: list[float], refused: list[str]
+) -> None:
+    text = to_yaml(set_field(budget(), "spec.thresholds", thresholds))
+    assert [p.field for p in problems_of(text)] == refused
+
+
 SPECS_REPO = REPO / "specs"
 
 
