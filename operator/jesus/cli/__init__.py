@@ -1,13 +1,16 @@
 """The `jesus` command line: one sub-command per module in this package.
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets
-`handler` (a function from the parsed arguments to an exit code) as a default.
+`handler` (a function from the parsed arguments to an exit code) as a default. A command's module
+docstring is its help: `command_parser` reads the one-line summary and the description from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,6 +22,23 @@ Handler = Callable[[argparse.Namespace], int]
 
 class CommandError(Exception):
     """A failure the user can act on; printed as one line, without a traceback."""
+
+
+# A command module's first docstring line: "`jesus NAME ARGS...`: what it does."
+_SUMMARY = re.compile(r"`jesus (?P<name>[a-z-]+)[^`]*`: (?P<help>.+?)\.?$")
+
+
+def command_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], doc: str | None
+) -> argparse.ArgumentParser:
+    """Add the sub-command a command module's docstring describes: its first line names the command and
+    gives the one-line help, the paragraphs after it are the description `--help` shows."""
+    summary, _, rest = inspect.cleandoc(doc or "").partition("\n")
+    match = _SUMMARY.fullmatch(summary)
+    if match is None:
+        raise ValueError(f"a command docstring must start with '`jesus NAME ...`: help', not {summary!r}")
+    description = " ".join(rest.split()) or None
+    return subparsers.add_parser(match["name"], help=match["help"], description=description)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

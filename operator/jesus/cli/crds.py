@@ -1,4 +1,8 @@
-"""`jesus crds`: write the CustomResourceDefinitions generated from the API models to crds/."""
+"""`jesus crds`: write the CustomResourceDefinitions generated from the API models to crds/.
+
+Writes crds/<plural>.jesus.dev.yaml for every kind, generated from the pydantic models; --check
+compares instead of writing.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,14 @@ import sys
 from pathlib import Path
 
 from jesus.api.crd import generate_crd_files
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 
 DEFAULT_DIRECTORY = Path("crds")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `crds` sub-command."""
-    parser = subparsers.add_parser(
-        "crds",
-        help="generate the CustomResourceDefinitions from the API models",
-        description="Write crds/<plural>.jesus.dev.yaml for every kind, generated from the pydantic models.",
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.add_argument(
         "--output-dir",
         type=Path,

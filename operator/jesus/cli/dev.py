@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 from jesus.devcluster import ControlPlane, ControlPlaneError, ToolchainError, ensure_all
 
 DEFAULT_PORT = 16443
@@ -116,7 +116,7 @@ def _runtime(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `jesus dev` and its sub-commands."""
-    parser = subparsers.add_parser("dev", help="run a local Kubernetes control plane (no Docker needed)")
+    parser = command_parser(subparsers, __doc__)
     commands = parser.add_subparsers(dest="dev_command", metavar="COMMAND", required=True)
     commands.add_parser("build", help="build the control plane and tool binaries (cached)").set_defaults(
         handler=_build

@@ -1,4 +1,7 @@
-"""`jesus operator`: run the control plane's reconcilers against the current cluster."""
+"""`jesus operator`: run the control plane's reconcilers against the current cluster.
+
+The router admin token comes from $JESUS_ROUTER_ADMIN_TOKEN.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 from jesus.logic.manifests import RunnerSettings
 
 
@@ -52,10 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `jesus operator`."""
     defaults = RunnerSettings()
-    parser = subparsers.add_parser(
-        "operator",
-        help="run the operator (Kopf); the router admin token comes from $JESUS_ROUTER_ADMIN_TOKEN",
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     parser.add_argument("--namespace", action="append", help="watch only this namespace (repeatable)")
     parser.add_argument(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jesus.api import Budget, format_micros
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 from jesus.logic.admission import AdmissionVerdict, Outcome
 from jesus.logic.clock import parse_time, system_clock
 from jesus.policy import (
@@ -43,15 +43,7 @@ from jesus.specs import Severity, SpecPathError, SpecSet, load_specs, validate_s
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `plan` sub-command."""
-    parser = subparsers.add_parser(
-        "plan",
-        help="show what admission would decide for each AgentRun of a specs tree (a pull-request check)",
-        description=(
-            "Validate the specs, then evaluate the admission policy for every AgentRun: the decision "
-            "with its reasons, the run's maximum cost, its route, and each covering Budget after the "
-            "run. Exits 1 when any run would be denied or the specs are invalid."
-        ),
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.add_argument("paths", nargs="+", type=Path, metavar="DIR", help="specs folder or file")
     parser.add_argument(
         "--output", "-o", choices=("text", "json", "markdown"), default="text", help="output format"

@@ -1,4 +1,10 @@
-"""`jesus router`: serve the model router over HTTP (OpenAI-compatible) for runner pods."""
+"""`jesus router`: serve the model router over HTTP (OpenAI-compatible) for runner pods.
+
+It loads ModelAdapters and RoutePolicies from --specs, resolves provider credentials from mounted
+Secrets (--secrets-dir/<namespace>/<secret>/<key>) or the environment, and answers
+/v1/chat/completions for runs registered through /admin/v1/runs (admin token from
+$JESUS_ROUTER_ADMIN_TOKEN). Metrics at /metrics.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from jesus.api import ModelAdapter, RoutePolicy
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.routing import RoutePlan, plan_from_route_policy
 from jesus.router.config import (
@@ -37,16 +43,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `router` sub-command."""
-    parser = subparsers.add_parser(
-        "router",
-        help="serve the model router: OpenAI-compatible /v1/chat/completions for runner pods",
-        description=(
-            "Serve the router over HTTP. It loads ModelAdapters and RoutePolicies from --specs, resolves "
-            "provider credentials from mounted Secrets (--secrets-dir/<namespace>/<secret>/<key>) or the "
-            "environment, and answers /v1/chat/completions for runs registered through /admin/v1/runs "
-            f"(admin token from ${ADMIN_TOKEN_VARIABLE}). Metrics at /metrics."
-        ),
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.add_argument(
         "--specs", type=Path, action="append", required=True, metavar="DIR", help="spec files or folders"
     )

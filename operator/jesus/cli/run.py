@@ -1,7 +1,10 @@
 """`jesus run FILE`: run one AgentRun end to end in this process, offline unless --live.
 
 Validation, the policy decision, the budget check, routing, tools and the result record, as the
-cluster would do them; without --live every ModelAdapter of a real provider is a dry-run stand-in.
+cluster would do them; without --live every ModelAdapter of a real provider is a dry-run stand-in
+priced like the real model; with --live, API keys come from the environment (<SECRET>_<KEY>
+upper-cased, or the provider's usual variable). Prints the result record. Exits 0 when the run
+succeeded, 1 when it was refused or failed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jesus.api import format_micros
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 from jesus.logic.clock import system_clock
 from jesus.router.config import EnvironmentCredentials
 from jesus.runner.artifacts import DirectoryArtifactStore
@@ -29,18 +32,7 @@ POLICY_DIRECTORY_VARIABLE = "JESUS_POLICIES"
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `run` sub-command."""
-    parser = subparsers.add_parser(
-        "run",
-        help="run one AgentRun end to end in this process (offline dry run unless --live)",
-        description=(
-            "Run one AgentRun locally: validate the specs, ask the admission policy, check the Budgets, "
-            "route model calls through the RoutePolicy's chain, use the run's MCP tools, and print the "
-            "result record. Without --live, ModelAdapters of real providers are replaced by dry-run "
-            "stand-ins priced like the real models; with --live, API keys come from the environment "
-            "(<SECRET>_<KEY> upper-cased, or the provider's usual variable). Exits 0 when the run "
-            "succeeded, 1 when it was refused or failed."
-        ),
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.add_argument("file", type=Path, metavar="FILE", help="spec file (or folder) holding the AgentRun")
     parser.add_argument(
         "--specs",

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 
 
 def _run(_: argparse.Namespace) -> int:
@@ -20,7 +20,5 @@ def _run(_: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `jesus runner`."""
-    parser = subparsers.add_parser(
-        "runner", help="run one AgentRun inside its Job's pod (the operator sets the environment)"
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.set_defaults(handler=_run)

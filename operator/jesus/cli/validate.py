@@ -1,4 +1,10 @@
-"""`jesus validate PATH...`: check spec files against the API schema and against each other, offline."""
+"""`jesus validate PATH...`: check spec files against the API schema and against each other, offline.
+
+Checks jesus.dev spec files (files or folders, multi-document YAML; - reads stdin) against the same
+schema the API server enforces, plus the rules only the whole set shows: references, dependency
+cycles, look-alike API groups. Prints one line per problem, `file:line: Kind/name: field.path:
+message`; exits 0 when valid, 1 otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from jesus.cli import CommandError
+from jesus.cli import CommandError, command_parser
 from jesus.specs import (
     Problem,
     Severity,
@@ -22,15 +28,7 @@ from jesus.specs import (
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `validate` sub-command."""
-    parser = subparsers.add_parser(
-        "validate",
-        help="check spec files offline: schema, CEL rules, references, dependency cycles",
-        description=(
-            "Check jesus.dev spec files (files or folders, multi-document YAML) against the same schema "
-            "the API server enforces, plus the rules only the whole set shows. Prints one line per "
-            "problem, `file:line: Kind/name: field.path: message`; exits 0 when valid, 1 otherwise."
-        ),
-    )
+    parser = command_parser(subparsers, __doc__)
     parser.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH", help="spec file or folder; - reads YAML from stdin"
     )
