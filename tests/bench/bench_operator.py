@@ -591,6 +591,21 @@ def pid_of(process: Process) -> int:
 # --- the benchmark --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What a measured phase works with: the client, the watched state, the liveness check, the
+    operator process, and the processes whose CPU it counts (a fresh meter per phase)."""
+
+    kube: KubeClient
+    state: OperatorWatch
+    alive: Callable[[], None]
+    operator: Process
+    cpu_pids: dict[str, int]
+
+    def cpu(self) -> CpuMeter:
+        return CpuMeter(self.cpu_pids)
+
+
 @dataclass
 class Bench:
     plane: ControlPlane
@@ -646,11 +661,12 @@ class Bench:
         ]
         try:
             await self.warm_up(kube, state, alive)
-            complete = await self.measured(kube, state, alive, operator, CpuMeter(cpu_pids))
+            stage = Stage(kube, state, alive, operator, cpu_pids)
+            complete = await self.measured(stage)
             if self.args.hold and not complete:
                 self.report("hold: skipped, the measured runs were not all admitted")
             elif self.args.hold:
-                await self.hold(kube, state, alive, operator, CpuMeter(cpu_pids))
+                await self.hold(stage)
         finally:
             for task in watches:
                 task.cancel()
@@ -710,14 +726,8 @@ class Bench:
         await kube.create(obj)
         await state.job_seen.wait_for({"warm-up"}, limit=120, what="warm-up run's Job", alive=alive)
 
-    async def measured(
-        self,
-        kube: KubeClient,
-        state: OperatorWatch,
-        alive: Callable[[], None],
-        operator: Process,
-        cpu: CpuMeter,
-    ) -> bool:
+    async def measured(self, stage: Stage) -> bool:
+        kube, state, alive, operator, cpu = stage.kube, stage.state, stage.alive, stage.operator, stage.cpu()
         n = self.args.runs
         log = LogCursor(operator.log)
         log.skip_to_end()
@@ -831,15 +841,9 @@ class Bench:
             },
         }
 
-    async def hold(
-        self,
-        kube: KubeClient,
-        state: OperatorWatch,
-        alive: Callable[[], None],
-        operator: Process,
-        cpu: CpuMeter,
-    ) -> None:
+    async def hold(self, stage: Stage) -> None:
         """Runs whose budget cannot fit them: all Waiting, none with a Job, the operator still up."""
+        kube, state, alive, operator, cpu = stage.kube, stage.state, stage.alive, stage.operator, stage.cpu()
         n = self.args.hold
         log = LogCursor(operator.log)
         log.skip_to_end()
