@@ -17,16 +17,25 @@ import functools
 import logging
 from collections.abc import Sequence
 
+import phonenumbers
+import regex
 import spacy
 import tldextract
-from presidio_analyzer import AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerRegistry
-from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+from presidio_analyzer import (
+    AnalyzerEngine,
+    EntityRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
+from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
-    PhoneRecognizer,
     SpacyRecognizer,
 )
 from presidio_anonymizer import AnonymizerEngine
@@ -72,7 +81,19 @@ _IGNORED_LABELS = [
     "TIME",
     "WORK_OF_ART",
 ]
-PHONE_REGIONS = ("US", "UK", "DE", "FR", "IN", "AU")
+# How many texts spaCy reads at once.
+_BATCH = 64
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "AU")
+# What a written phone number looks like: an optional +, an optional bracketed area code, then digits with
+# at most two separators between them. libphonenumber decides whether it is a number.
+_PHONE_SHAPE = regex.compile(
+    r"(?<![\w+.])(?:\+|\(\d{1,5}\)[ \t.\-]?)?\d(?:[ \t().\-/]{0,2}\d){6,16}(?![\w@])"
+)
+# Dates, times and version numbers are digits with separators too: 2026-12-02 10:38 and 1.2.3456789 are
+# not phone numbers.
+_NOT_PHONE = regex.compile(
+    r"[12]\d{3}[\-/.][01]?\d[\-/.][0-3]?\d(?!\d)|\d{1,2}[\-/.]\d{1,2}[\-/.][12]\d{3}|^\d{1,2}\.\d{1,2}\."
+)
 
 
 class _OfflineEmailRecognizer(EmailRecognizer):
@@ -83,6 +104,44 @@ class _OfflineEmailRecognizer(EmailRecognizer):
     def validate_result(self, pattern_text: str) -> bool:
         """Whether the address ends in a known top-level domain."""
         return self._domains(pattern_text).fqdn != ""
+
+
+class _PhoneRecognizer(EntityRecognizer):
+    """Phone numbers: each digit run shaped like one is parsed by libphonenumber, in `PHONE_REGIONS`
+    order, and kept when one region holds it valid (a number with + needs no region).
+
+    Presidio's own PhoneRecognizer runs libphonenumber's matcher over the whole text once per region,
+    which cost a third of all redaction time; here the text is scanned once.
+    """
+
+    SCORE = 0.4  # Presidio's: a valid number, before context words
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PHONE_NUMBER"], name="jesus-phone")
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        """A result for every valid phone number in `text`."""
+        return [
+            RecognizerResult("PHONE_NUMBER", match.start(), match.end(), self.SCORE)
+            for match in _PHONE_SHAPE.finditer(text)
+            if not _NOT_PHONE.search(match.group()) and _valid_phone(match.group())
+        ]
+
+
+def _valid_phone(candidate: str) -> bool:
+    for region in (None,) if candidate.startswith("+") else PHONE_REGIONS:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return True
+    return False
 
 
 class _CuedNameRecognizer(PatternRecognizer):
@@ -99,6 +158,25 @@ class _CuedNameRecognizer(PatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool | None:
         """False for a run of common words; no opinion otherwise (the pattern's score stands)."""
         return None if any(w.lower() not in COMMON_WORDS for w in pattern_text.split()) else False
+
+
+class _NoContext(ContextAwareEnhancer):
+    """No score changes by context words. Every finding's own score already clears `SCORE_THRESHOLD`
+    (context only ever raised scores), and the enhancer cost a tenth of the redaction time."""
+
+    def __init__(self) -> None:
+        super().__init__(0, 0, 0, 0)
+
+    def enhance_using_context(
+        self,
+        text: str,
+        raw_results: list[RecognizerResult],
+        nlp_artifacts: NlpArtifacts,
+        recognizers: list[EntityRecognizer],
+        context: list[str] | None = None,
+    ) -> list[RecognizerResult]:
+        """The results as they are."""
+        return raw_results
 
 
 class _PreloadedSpacyEngine(SpacyNlpEngine):
@@ -139,14 +217,13 @@ def pattern_analyzer(site_patterns: tuple[SitePattern, ...] = ()) -> AnalyzerEng
         *_secret_recognizers(site_patterns),
         _OfflineEmailRecognizer(),
         _CuedNameRecognizer(),
-        PhoneRecognizer(supported_regions=list(PHONE_REGIONS)),
+        _PhoneRecognizer(),
         CreditCardRecognizer(),
         IbanRecognizer(),
         IpRecognizer(),
     ]
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[LANGUAGE])
-    engine = _PreloadedSpacyEngine(spacy.blank(LANGUAGE))
-    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
+    return _analyzer(registry, spacy.blank(LANGUAGE))
 
 
 @functools.cache
@@ -158,26 +235,45 @@ def name_analyzer() -> AnalyzerEngine:
     registry = RecognizerRegistry(
         recognizers=[SpacyRecognizer(supported_entities=["PERSON"])], supported_languages=[LANGUAGE]
     )
-    engine = _PreloadedSpacyEngine(pipeline)
-    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
+    return _analyzer(registry, pipeline)
+
+
+def _analyzer(registry: RecognizerRegistry, pipeline: spacy.language.Language) -> AnalyzerEngine:
+    return AnalyzerEngine(
+        registry=registry,
+        nlp_engine=_PreloadedSpacyEngine(pipeline),
+        supported_languages=[LANGUAGE],
+        context_aware_enhancer=_NoContext(),
+    )
 
 
 Span = tuple[int, int, str, float]
 """A finding as plain data: start, end, kind (the marker's name), score."""
 
 
-def analyze_patterns(text: str, site_patterns: tuple[SitePattern, ...], threshold: float) -> list[Span]:
-    """What the pattern analyzer finds in `text`."""
-    results = pattern_analyzer(site_patterns).analyze(
-        text, LANGUAGE, score_threshold=threshold, regex_flags=0
-    )
-    return [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
+def analyze_patterns(
+    texts: Sequence[str], site_patterns: tuple[SitePattern, ...], threshold: float
+) -> list[list[Span]]:
+    """What the pattern analyzer finds in each of `texts`."""
+    return _analyze_batch(pattern_analyzer(site_patterns), texts, threshold)
 
 
-def analyze_names(text: str, threshold: float) -> list[Span]:
-    """The people spaCy finds in `text`."""
-    results = name_analyzer().analyze(text, LANGUAGE, score_threshold=threshold)
-    return [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
+def analyze_names(texts: Sequence[str], threshold: float) -> list[list[Span]]:
+    """The people spaCy finds in each of `texts`, read in one batch (spaCy's cost is mostly per call)."""
+    return _analyze_batch(name_analyzer(), texts, threshold)
+
+
+def _analyze_batch(engine: AnalyzerEngine, texts: Sequence[str], threshold: float) -> list[list[Span]]:
+    found: list[list[Span]] = []
+    for text, artifacts in engine.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=_BATCH):
+        # Case matters to the expressions (an AWS key id is upper case): no flags, not Presidio's default.
+        results = engine.analyze(
+            text, LANGUAGE, score_threshold=threshold, nlp_artifacts=artifacts, regex_flags=0
+        )
+        found.append(
+            [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
+        )
+    return found
 
 
 @functools.cache

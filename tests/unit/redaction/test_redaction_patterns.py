@@ -105,3 +105,44 @@ def test_a_bad_site_configuration_is_refused_with_the_variable(value: str, messa
     with pytest.raises(RedactionConfigError, match="JESUS_REDACTION_PATTERNS") as caught:
         RedactionConfig.from_environ({"JESUS_REDACTION_PATTERNS": value})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("call +1 212-555-0142 now", "+1 212-555-0142"),
+        ("US (415) 555-0123.", "(415) 555-0123"),
+        ("London 020 7946 0958, ask at the desk", "020 7946 0958"),  # a UK number without +
+        ("Berlin +49 30 1234567", "+49 30 1234567"),
+        ("dots: 1.212.555.0142", "1.212.555.0142"),
+    ],
+)
+def test_phone_numbers_are_found_in_each_region(redactor: PresidioRedactor, text: str, phone: str) -> None:
+    assert [(f.kind, text[f.start : f.end]) for f in redactor.analyze(text)] == [("phone", phone)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "at 2026-12-02 10:38:47 UTC",
+        "on 12/02/2026 09 sharp",
+        "build 1.2.3456789 released",
+        "v10.12.3456789",
+        "order id 12345678901234",
+    ],
+)
+def test_dates_versions_and_ids_are_not_phone_numbers(redactor: PresidioRedactor, text: str) -> None:
+    assert [f.kind for f in redactor.analyze(text)] == []
+
+
+def test_many_texts_at_once_are_redacted_as_each_alone(redactor: PresidioRedactor) -> None:
+    texts = [
+        "Dear Ada Lovelace, your key sk-ant-api03-" + "a" * 48 + " expired",
+        "",
+        "nothing here",
+        "Grace Hopper wrote from grace@example.com",
+        "Dear Ada Lovelace, your key sk-ant-api03-" + "a" * 48 + " expired",
+    ]
+    together = redactor.redact_many(texts)
+    assert together == [redactor(text) for text in texts]
+    assert "[REDACTED:person]" in together[3] and "[REDACTED:anthropic-key]" in together[0]

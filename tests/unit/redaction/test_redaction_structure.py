@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -75,3 +76,40 @@ def test_the_real_redactor_keeps_json_valid_where_a_regex_over_json_broke_it(
     assert "ada.lovelace@example.com" not in text
     assert parsed["toolCalls"][0]["result"] == "ok\n[REDACTED:openai-key]\n[REDACTED:email]\n"
     assert parsed["[REDACTED:openai-key]"] == "as a key"
+
+
+class CountingRedactor:
+    """A batch redactor that records how it was called."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.alone: list[str] = []
+
+    def __call__(self, text: str) -> str:
+        self.alone.append(text)
+        return text.upper()
+
+    def redact_many(self, texts: Sequence[str]) -> list[str]:
+        self.batches.append(list(texts))
+        return [text.upper() for text in texts]
+
+
+def test_a_batch_redactor_gets_every_distinct_string_of_a_structure_in_one_call() -> None:
+    counting = CountingRedactor()
+    record = {
+        "task": "hi",
+        "messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "ok"}],
+    }
+    assert redact_structure(record, counting) == redact_structure(record, upper)
+    assert len(counting.batches) == 1
+    assert sorted(counting.batches[0]) == sorted(
+        {"task", "hi", "messages", "role", "user", "content", "tool", "ok"}
+    )
+    assert counting.alone == []
+
+
+def test_a_string_the_gathering_walk_could_not_foresee_is_redacted_alone() -> None:
+    counting = CountingRedactor()
+    # A key that is itself a structure is written as the text of its redacted form.
+    assert redact_structure({("a", "b"): "c"}, counting) == {"['A', 'B']": "C"}
+    assert counting.alone == ["['A', 'B']"]
