@@ -20,6 +20,7 @@ from jesus.api import ModelAdapter, RoutePolicy
 from jesus.cli import CommandError, command_parser
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.routing import RoutePlan, plan_from_route_policy
+from jesus.router.bodies import DEFAULT_MAX_BODY_BYTES, InputLimits
 from jesus.router.config import (
     EnvironmentCredentials,
     FirstOf,
@@ -55,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="replace real providers by scripted stand-ins (no credentials used)",
     )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"refuse request bodies larger than this with 413 (default {DEFAULT_MAX_BODY_BYTES})",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -65,6 +72,7 @@ def build_service(
     secrets_dir: Path,
     admin_token: str | None,
     registry: CollectorRegistry,
+    limits: InputLimits | None = None,
 ) -> RouterService:
     """A router service over the ModelAdapters and RoutePolicies of `spec_set`.
 
@@ -98,7 +106,14 @@ def build_service(
 
     resolver: PlanResolver = resolve_plan
     router = Router(adapters, metrics=RouterMetrics(registry))
-    return RouterService(router, RunRegistry(), registry, admin_token=admin_token, resolve_plan=resolver)
+    return RouterService(
+        router,
+        RunRegistry(),
+        registry,
+        admin_token=admin_token,
+        resolve_plan=resolver,
+        limits=limits or InputLimits(),
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -120,6 +135,7 @@ def handle(args: argparse.Namespace) -> int:
             secrets_dir=args.secrets_dir,
             admin_token=admin_token,
             registry=REGISTRY,
+            limits=InputLimits(max_body_bytes=args.max_body_bytes),
         )
     except RouterConfigError as exc:
         raise CommandError(str(exc)) from exc

@@ -5,33 +5,43 @@ Guarded by the admin token; disabled (404) when the router has none.
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
 import secrets
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from jesus.router.http import bearer, error_response
+from jesus.router.bodies import InputRefusedError, read_json
+from jesus.router.http import bearer, error_response, refused_response, same_token
+from jesus.router.logsafe import router_logger
+from jesus.router.schema import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS  # its old home
+from jesus.router.schema import RunRegistration, error_text
 from jesus.router.tokens import RunGrant
 
 if TYPE_CHECKING:  # the service builds its app from these endpoints
     from jesus.router.service import RouterService
 
-log = logging.getLogger("jesus.router.service")  # the name the service's log lines have always had
-
-DEFAULT_TOKEN_TTL_SECONDS = 7 * 24 * 3600
+log = router_logger("jesus.router.service")  # the name the service's log lines have always had
 
 
 def _admin_denied(service: RouterService, request: Request) -> JSONResponse | None:
     token = bearer(request)
     if service.admin_token is None:
         return error_response(404, "the admin API is disabled (no admin token configured)", "NotFound")
-    if token is None or not hmac.compare_digest(token, service.admin_token):
+    if token is None or not same_token(token, service.admin_token):
         return error_response(401, "the admin token is required", "Unauthenticated")
     return None
+
+
+async def _registration(service: RouterService, request: Request) -> RunRegistration | JSONResponse:
+    """The request's run registration (the wire schema, `jesus.router.schema`), or the 4xx to answer."""
+    try:
+        return RunRegistration.model_validate(await read_json(request, service.limits))
+    except InputRefusedError as exc:
+        return refused_response(exc)
+    except ValidationError as exc:
+        return error_response(400, error_text(exc), "InvalidRequest")
 
 
 async def register_run(service: RouterService, request: Request) -> Response:
@@ -39,22 +49,19 @@ async def register_run(service: RouterService, request: Request) -> Response:
     denied = _admin_denied(service, request)
     if denied is not None:
         return denied
-    try:
-        body = await request.json()
-        ttl = _optional_int(body.get("ttlSeconds")) or DEFAULT_TOKEN_TTL_SECONDS
-        # The body is parsed straight into the grant: a missing or malformed field is the caller's 400.
-        grant = RunGrant(
-            run=str(body["run"]),
-            namespace=str(body.get("namespace") or "default"),
-            route_policy=str(body["routePolicy"]),
-            classification=str(body.get("dataClassification") or "internal"),
-            max_tokens=_optional_int(body.get("maxTokens")),
-            max_cost_micros=_optional_int(body.get("maxCostMicros")),
-            expires_at=int(service.clock()) + ttl,
-            nonce=secrets.token_urlsafe(12),
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        return error_response(400, f"expected run, routePolicy and optional limits: {exc}", "InvalidRequest")
+    registration = await _registration(service, request)
+    if isinstance(registration, JSONResponse):
+        return registration
+    grant = RunGrant(
+        run=registration.run,
+        namespace=registration.namespace,
+        route_policy=registration.route_policy,
+        classification=registration.data_classification.value,
+        max_tokens=registration.max_tokens,
+        max_cost_micros=registration.max_cost_micros,
+        expires_at=int(service.clock()) + registration.ttl_seconds,
+        nonce=secrets.token_urlsafe(12),
+    )
     try:
         route = service.route_for(grant)
     except ValueError as exc:
@@ -85,11 +92,3 @@ async def revoke_run(service: RouterService, request: Request) -> Response:
     if not known and not genuine:
         return error_response(404, "no run has that token", "NotFound")
     return Response(status_code=204)
-
-
-def _optional_int(value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{value!r} is not a non-negative integer")
-    return value

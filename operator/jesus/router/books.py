@@ -7,7 +7,6 @@ caller went away (`abandon`); each ends the call's span and the metrics see it o
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Callable
 
 from opentelemetry.context import Context
@@ -15,13 +14,14 @@ from opentelemetry.trace import Span, Tracer
 
 from jesus.logic.allowance import CallPrice, cost_micros
 from jesus.router.ledger import RunLedger
+from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import CallRecord
 from jesus.router.routed import RouteError
 from jesus.router.tracing import end_call_span, start_call_span
 from jesus_adapters.types import ChatRequest, ChatResponse, Usage
 
-log = logging.getLogger("jesus.router.core")  # the name the router's call lines have always had
+log = router_logger("jesus.router.core")  # the name the router's call lines have always had
 
 
 class CallBooks:

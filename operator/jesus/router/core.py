@@ -11,7 +11,6 @@ in an OpenTelemetry span, whether it succeeded or not (`CallBooks`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,6 +32,7 @@ from jesus.logic.routing import (
 from jesus.router.books import CallBooks, meter
 from jesus.router.guards import AdapterGuards
 from jesus.router.ledger import Reservation, RunLedger
+from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import AttemptRecord, CallRecord, FallbackRecord
 from jesus.router.routed import (
@@ -51,7 +51,7 @@ from jesus.router.streams import StreamEvent, close_stream, first_event
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone
 
-log = logging.getLogger(__name__)
+log = router_logger(__name__)
 
 T = TypeVar("T")
 

@@ -1,20 +1,38 @@
-"""What every endpoint of the router service needs: the bearer token of a request, and error responses."""
+"""What every endpoint of the router service needs: the bearer token of a request, token comparison,
+and error responses."""
 
 from __future__ import annotations
+
+import hmac
+import re
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from jesus.router.bodies import InputRefusedError
 from jesus.router.routed import RouteError
+from jesus.router.tokens import MAX_TOKEN_LENGTH
 from jesus.router.wire import error_body
 from jesus_adapters.errors import error_rule
 
+# Printable ASCII without spaces: what the router issues (and RFC 6750's token68, and then some).
+_TOKEN = re.compile(r"[!-~]+")
+
 
 def bearer(request: Request) -> str | None:
-    """The request's `Authorization: Bearer` token, or None."""
+    """The request's `Authorization: Bearer` token; None when there is none or it cannot be one of ours
+    (not printable ASCII, or longer than any token the router issues)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    token = token.strip()
+    if scheme.lower() != "bearer" or len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+        return None
+    return token
+
+
+def same_token(given: str, expected: str) -> bool:
+    """Whether two tokens are equal, compared as bytes in constant time (any text may be given)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 def error_response(
@@ -22,6 +40,11 @@ def error_response(
 ) -> JSONResponse:
     """An error in the OpenAI shape, with `kind` as its code and the call's record when there was a call."""
     return JSONResponse(error_body(message, kind=kind, record=record), status_code=status)
+
+
+def refused_response(exc: InputRefusedError) -> JSONResponse:
+    """A request the boundary refused (400, 413, 415), in the OpenAI error shape."""
+    return error_response(exc.status, exc.message, exc.kind)
 
 
 def route_error_response(exc: RouteError) -> JSONResponse:

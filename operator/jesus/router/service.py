@@ -26,8 +26,9 @@ from starlette.routing import Route
 from jesus.logic.allowance import Allowance
 from jesus.logic.routing import RoutePlan
 from jesus.router.admin import register_run, revoke_run
+from jesus.router.bodies import InputLimits, InputRefusedError, read_json
 from jesus.router.core import Router
-from jesus.router.http import bearer, error_response, route_error_response
+from jesus.router.http import bearer, error_response, refused_response, route_error_response
 from jesus.router.ledger import RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.routed import RoutedStreamEnd, RouteError
@@ -57,6 +58,7 @@ class RouterService:
     admin_token: str | None = None
     resolve_plan: PlanResolver | None = None
     clock: Callable[[], float] = time.time
+    limits: InputLimits = field(default_factory=InputLimits)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -132,11 +134,9 @@ async def chat_completions(service: RouterService, request: Request) -> Response
     if isinstance(route, JSONResponse):
         return route
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return error_response(400, "the request body is not JSON", "InvalidRequest")
-    try:
-        chat_request, stream = parse_chat_request(body)
+        chat_request, stream = parse_chat_request(await read_json(request, service.limits))
+    except InputRefusedError as exc:
+        return refused_response(exc)
     except WireError as exc:
         return error_response(400, str(exc), "InvalidRequest")
     chat_request = replace(chat_request, metadata={"run": route.run, "namespace": route.namespace})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
+from jesus.router.logsafe import router_logger
 from jesus.router.routed import RoutedAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.types import ChatRequest, StreamDone, TextDelta
 
-log = logging.getLogger("jesus.router.core")  # the name the router's call lines have always had
+log = router_logger("jesus.router.core")  # the name the router's call lines have always had
 
 StreamEvent = TextDelta | StreamDone
 

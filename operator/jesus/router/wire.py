@@ -11,11 +11,13 @@ import json
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
+from jesus.router.schema import DEFAULT_MAX_TOKENS as DEFAULT_MAX_TOKENS  # where callers have found it
+from jesus.router.schema import ChatCompletionRequest, WireToolCall, error_text
 from jesus_adapters.types import ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolSpec, Usage
 
 RECORD_KEY = "jesus"
-DEFAULT_MAX_TOKENS = 1024
-_ROLES = ("system", "user", "assistant", "tool")
 _FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "tool_calls", "content_filter")
 
 
@@ -24,90 +26,39 @@ class WireError(ValueError):
 
 
 def parse_chat_request(body: Any) -> tuple[ChatRequest, bool]:
-    """A Chat Completions request body as a ChatRequest, and whether it asks for a stream."""
-    if not isinstance(body, dict):
-        raise WireError("the request body must be a JSON object")
-    raw_messages = body.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise WireError("messages: a non-empty list is required")
-    messages = tuple(_parse_message(index, m) for index, m in enumerate(raw_messages))
-    tools = tuple(_parse_tool(index, t) for index, t in enumerate(body.get("tools") or []))
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_MAX_TOKENS))
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise WireError("max_tokens: a positive integer is required")
-    stop = body.get("stop") or ()
-    if isinstance(stop, str):
-        stop = (stop,)
-    if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
-        raise WireError("stop: a string or a list of strings is required")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise WireError("stream: true or false is required")
-    return ChatRequest(messages=messages, tools=tools, max_tokens=max_tokens, stop=tuple(stop)), stream
+    """A Chat Completions request body as a ChatRequest, and whether it asks for a stream.
 
-
-def _parse_message(index: int, raw: Any) -> Message:
-    where = f"messages[{index}]"
-    if not isinstance(raw, dict):
-        raise WireError(f"{where}: an object is required")
-    role = raw.get("role")
-    if role == "developer":
-        role = "system"
-    if role not in _ROLES:
-        raise WireError(f"{where}.role: one of {', '.join(_ROLES)} is required")
-    content = _content_text(where, raw.get("content"))
-    calls = tuple(
-        _parse_tool_call(f"{where}.tool_calls[{i}]", c) for i, c in enumerate(raw.get("tool_calls") or [])
+    The body is validated against the wire schema (`jesus.router.schema`); WireError names the field."""
+    try:
+        wire = ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise WireError(error_text(exc)) from None
+    messages = tuple(
+        Message(
+            role="system" if m.role == "developer" else m.role,
+            content=m.content,
+            tool_calls=tuple(_tool_call(c) for c in m.tool_calls),
+            tool_call_id=m.tool_call_id,
+        )
+        for m in wire.messages
     )
-    tool_call_id = raw.get("tool_call_id")
-    if role == "tool" and not isinstance(tool_call_id, str):
-        raise WireError(f"{where}.tool_call_id: required on a tool message")
-    return Message(role=role, content=content, tool_calls=calls, tool_call_id=tool_call_id)
+    tools = tuple(
+        ToolSpec(name=t.function.name, description=t.function.description, input_schema=t.function.parameters)
+        for t in wire.tools
+    )
+    request = ChatRequest(messages=messages, tools=tools, max_tokens=wire.max_tokens, stop=wire.stop)
+    return request, wire.stream
 
 
-def _content_text(where: str, content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            else:
-                raise WireError(f"{where}.content: only text parts are supported")
-        return "".join(parts)
-    raise WireError(f"{where}.content: a string or a list of text parts is required")
+def _tool_call(call: WireToolCall) -> ToolCall:
+    return ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
 
 
 def _parse_tool_call(where: str, raw: Any) -> ToolCall:
-    if not isinstance(raw, dict) or not isinstance(raw.get("function"), dict):
-        raise WireError(f"{where}: an object with a function is required")
-    function = raw["function"]
-    arguments_text = function.get("arguments") or "{}"
     try:
-        arguments = json.loads(arguments_text) if isinstance(arguments_text, str) else arguments_text
-    except json.JSONDecodeError as exc:
-        raise WireError(f"{where}.function.arguments: not JSON: {exc}") from None
-    if not isinstance(arguments, dict) or not isinstance(function.get("name"), str):
-        raise WireError(f"{where}.function: a name and JSON object arguments are required")
-    return ToolCall(id=str(raw.get("id") or ""), name=function["name"], arguments=arguments)
-
-
-def _parse_tool(index: int, raw: Any) -> ToolSpec:
-    where = f"tools[{index}]"
-    if not isinstance(raw, dict) or raw.get("type", "function") != "function":
-        raise WireError(f"{where}: only function tools are supported")
-    function = raw.get("function")
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise WireError(f"{where}.function.name: required")
-    schema = function.get("parameters") or {"type": "object", "properties": {}}
-    if not isinstance(schema, dict):
-        raise WireError(f"{where}.function.parameters: a JSON Schema object is required")
-    return ToolSpec(
-        name=function["name"], description=str(function.get("description") or ""), input_schema=schema
-    )
+        return _tool_call(WireToolCall.model_validate(raw))
+    except ValidationError as exc:
+        raise WireError(error_text(exc, where)) from None
 
 
 def request_body(request: ChatRequest, *, model: str = "route") -> dict[str, Any]:
