@@ -12,6 +12,7 @@ from typing import Any, cast
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.ledger import BudgetLedger
 from jesus.kube import ConflictError, JsonObject, KubeClient, NotFoundError
+from jesus.kube.client import redact_free_text
 from jesus.policy.decision import PolicyEngine
 
 Key = tuple[str, str, str]
@@ -26,6 +27,11 @@ class FakeKube:
         """(involved name, type, reason, message)"""
         self.deleted: list[Key] = []
         self._versions = itertools.count(1)
+        self.redact: Callable[[str], str] = str
+        """Applied as `KubeClient` applies it: Event messages and statuses' free text."""
+
+    def redact_status(self, status: JsonObject) -> JsonObject:
+        return redact_free_text(status, self.redact)
 
     def put(self, obj: JsonObject) -> JsonObject:
         """Store `obj` as the API server would (a new resourceVersion, a uid)."""
@@ -76,7 +82,8 @@ class FakeKube:
             raise NotFoundError(404, "NotFound", f"{key} does not exist")
         if current["metadata"]["resourceVersion"] != metadata.get("resourceVersion"):
             raise ConflictError(409, "Conflict", f"{key} changed")
-        return self.put({**current, "status": copy.deepcopy(obj.get("status"))})
+        status = obj.get("status")
+        return self.put({**current, "status": self.redact_status(status) if status is not None else None})
 
     async def delete(
         self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
@@ -85,7 +92,7 @@ class FakeKube:
         return self.objects.pop((kind, namespace or "", name), None) is not None
 
     async def event(self, involved: JsonObject, *, type_: str, reason: str, message: str) -> None:
-        self.events.append((involved["metadata"]["name"], type_, reason, message))
+        self.events.append((involved["metadata"]["name"], type_, reason, self.redact(message)))
 
 
 class FakeRouter:

@@ -143,6 +143,9 @@ class OperatorWorld:
         workdir: Path,
         objects: list[dict[str, Any]],
         runner_environment: dict[str, str] | None = None,
+        *,
+        router_environment: dict[str, str] | None = None,
+        policies: Path = REPO / "policies",
     ) -> None:
         self.plane, self.namespace, self.workdir = plane, namespace, workdir
         # Settings for every runner pod ride on its command (`env K=V ...`), as an image's would.
@@ -160,7 +163,7 @@ class OperatorWorld:
         self.router = Process(
             "router",
             [*JESUS, "router", "--specs", str(specs), "--port", str(self.router_port)],
-            env,
+            {**env, **(router_environment or {})},
             workdir / "router.log",
         )
         self.operator = Process(
@@ -175,7 +178,7 @@ class OperatorWorld:
                 "--runner-command",
                 runner_command,
                 "--policies",
-                str(REPO / "policies"),
+                str(policies),
                 "--resync-seconds",
                 "2",
                 "--metrics-port",
@@ -240,15 +243,16 @@ def operator_world(
     prefix: str,
     objects: list[dict[str, Any]],
     runner_environment: dict[str, str] | None = None,
+    **options: Any,
 ) -> Iterator[OperatorWorld]:
     """A fresh namespace with `objects` applied, the router, operator and runtime running for it
-    (runner pods get `runner_environment` on top of their own)."""
+    (runner pods get `runner_environment` on top of their own; `options` go to `OperatorWorld`)."""
     install_crds(plane)
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     plane.kubectl("create", "namespace", namespace)
     try:
         apply(plane, namespace, *objects)
-        world = OperatorWorld(plane, namespace, workdir, objects, runner_environment)
+        world = OperatorWorld(plane, namespace, workdir, objects, runner_environment, **options)
         with world.running():
             yield world
     finally:

@@ -46,6 +46,9 @@ ENDPOINT_PROVIDERS = frozenset({Provider.OPENAI_COMPATIBLE, Provider.VLLM, Provi
 # Providers whose API needs a key.
 KEYED_PROVIDERS = frozenset({Provider.ANTHROPIC, Provider.OPENAI})
 SELF_HOSTED_PROVIDERS = frozenset({Provider.VLLM, Provider.LLAMACPP})
+# The classifications personal data belongs to: an adapter that accepts neither may not receive it, so
+# the router redacts personal data and secrets from every prompt it sends there (docs/redaction.md).
+PERSONAL_DATA_CLASSIFICATIONS = frozenset({DataClassification.CONFIDENTIAL, DataClassification.RESTRICTED})
 
 
 class ModelAdapterConditionType(enum.StrEnum):
@@ -279,6 +282,14 @@ class ModelAdapterSpec(ApiModel):
     def self_hosted(self) -> bool:
         """Whether the model runs on infrastructure the platform controls (serving block, vLLM, llama.cpp)."""
         return self.serving is not None or self.provider in SELF_HOSTED_PROVIDERS
+
+    @property
+    def receives_personal_data(self) -> bool:
+        """Whether prompts may reach this adapter unredacted: it accepts a classification personal data
+        belongs to (confidential, restricted), or it is scripted and nothing leaves the process."""
+        return self.provider is Provider.SCRIPTED or not PERSONAL_DATA_CLASSIFICATIONS.isdisjoint(
+            self.data_classifications
+        )
 
 
 class ServingStatus(ApiModel):

@@ -20,7 +20,15 @@ def _run(args: argparse.Namespace) -> int:
     from jesus.controllers.context import OperatorSettings
     from jesus.controllers.router_admin import ADMIN_TOKEN_VARIABLE
     from jesus.policy.decision import PolicyLoadError
+    from jesus.redaction import RedactionConfig, RedactionConfigError, install_log_redaction
 
+    try:
+        # Patterns only unless JESUS_REDACTION_NAMES=true: the operator's text is its own sentences
+        # around names and digests, plus runner and router text that was redacted where it was made.
+        redaction = RedactionConfig.from_environ(os.environ, names_default=False)
+    except RedactionConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    install_log_redaction(redaction.patterns_only().redactor())
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
@@ -44,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         router_admin_url=args.router_admin_url,
         metrics_port=args.metrics_port,
         router_admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE, ""),
+        redact=redaction.redactor(),
     )
     try:
         asyncio.run(run_operator(options))

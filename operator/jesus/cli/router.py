@@ -20,6 +20,7 @@ from jesus.api import ModelAdapter, RoutePolicy
 from jesus.cli import CommandError, command_parser
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.routing import RoutePlan, plan_from_route_policy
+from jesus.redaction import RedactionConfig, RedactionConfigError, Redactor, install_log_redaction
 from jesus.router.bodies import DEFAULT_MAX_BODY_BYTES, InputLimits
 from jesus.router.config import (
     EnvironmentCredentials,
@@ -73,10 +74,12 @@ def build_service(
     admin_token: str | None,
     registry: CollectorRegistry,
     limits: InputLimits | None = None,
+    redact: Redactor | None = None,
 ) -> RouterService:
     """A router service over the ModelAdapters and RoutePolicies of `spec_set`.
 
     Adapters are keyed `<namespace>/<name>` so that equal names in different namespaces stay apart.
+    `redact` cleans provider errors and the prompts of adapters that may not receive personal data.
     """
     credentials = FirstOf((MountedSecretCredentials(secrets_dir), EnvironmentCredentials()))
     adapters: dict[str, RoutedAdapter] = {}
@@ -85,7 +88,9 @@ def build_service(
         if isinstance(loaded.obj, ModelAdapter):
             by_namespace.setdefault(loaded.namespace or DEFAULT_NAMESPACE, {})[loaded.name] = loaded.obj
     for namespace, objects in by_namespace.items():
-        built = build_routed_adapters(objects, live=live, credentials=credentials, namespace=namespace)
+        built = build_routed_adapters(
+            objects, live=live, credentials=credentials, namespace=namespace, redact=redact
+        )
         for name, routed in built.adapters.items():
             key = f"{namespace}/{name}"
             adapters[key] = dataclasses.replace(routed, name=key)
@@ -129,6 +134,12 @@ def handle(args: argparse.Namespace) -> int:
         raise CommandError("the specs do not validate:\n" + "\n".join(p.format() for p in errors))
     admin_token = os.environ.get(ADMIN_TOKEN_VARIABLE) or None
     try:
+        redaction = RedactionConfig.from_environ(os.environ)
+    except RedactionConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    # Log lines are many and short: patterns only. Errors and prompts get the full redactor.
+    install_log_redaction(redaction.patterns_only().redactor())
+    try:
         service = build_service(
             spec_set,
             live=not args.dry_run,
@@ -136,6 +147,7 @@ def handle(args: argparse.Namespace) -> int:
             admin_token=admin_token,
             registry=REGISTRY,
             limits=InputLimits(max_body_bytes=args.max_body_bytes),
+            redact=redaction.redactor(),
         )
     except RouterConfigError as exc:
         raise CommandError(str(exc)) from exc

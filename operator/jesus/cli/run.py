@@ -21,6 +21,7 @@ from typing import Any
 from jesus.api import format_micros
 from jesus.cli import CommandError, command_parser
 from jesus.logic.clock import system_clock
+from jesus.redaction import RedactionConfig, install_log_redaction
 from jesus.router.config import EnvironmentCredentials
 from jesus.runner.artifacts import DirectoryArtifactStore
 from jesus.runner.local import PolicyDecider, execute_local_run, prepare_local_run, select_run
@@ -127,6 +128,8 @@ def _policy_engine(directory: Path | None) -> PolicyDecider | None:
 
 
 def _quiet_libraries() -> None:
+    # A tool server's traceback may quote what it was given: log lines are redacted like the record.
+    install_log_redaction(RedactionConfig(names=False).redactor())
     # Tool servers that misbehave make the MCP SDK log tracebacks; the record already explains them.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mcp", "httpx", "httpx2"):

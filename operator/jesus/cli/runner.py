@@ -10,7 +10,14 @@ from jesus.cli import CommandError, command_parser
 
 
 def _run(_: argparse.Namespace) -> int:
+    from jesus.redaction import RedactionConfig, RedactionConfigError, install_log_redaction
     from jesus.runner.pod import PodEnvironmentError, run_pod
+
+    try:
+        redaction = RedactionConfig.from_environ(os.environ)
+    except RedactionConfigError:  # run_pod refuses the run and says why, in the run's record
+        redaction = RedactionConfig()
+    install_log_redaction(redaction.patterns_only().redactor())
 
     try:
         return asyncio.run(run_pod(dict(os.environ)))

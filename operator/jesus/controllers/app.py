@@ -24,6 +24,7 @@ from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
+from jesus.redaction import RedactionConfig, Redactor
 
 # Controller modules, each with register(registry, context). The cache comes first, so its watch
 # handlers see an event before any reconciler that reads the cache does.
@@ -46,6 +47,8 @@ class OperatorOptions:
     router_admin_token: str = ""
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0.0.0.0) when set."""
+    redact: Redactor | None = None
+    """Cleans Event messages and statuses' free text; default: the patterns-only redactor."""
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -115,7 +118,8 @@ async def run_operator(
     ready_flag: asyncio.Event | None = None,
 ) -> None:
     """Run until stopped: connect, build the context and the registry, start Kopf."""
-    kube = await KubeClient.connect(options.kubeconfig)
+    redact = options.redact or RedactionConfig(names=False).redactor()
+    kube = await KubeClient.connect(options.kubeconfig, redact=redact)
     metrics = OperatorMetrics(REGISTRY)
     if options.metrics_port is not None:
         start_http_server(options.metrics_port, registry=REGISTRY)

@@ -127,6 +127,8 @@ async def _write(
     events: Events,
 ) -> None:
     before = adapter.status or ModelAdapterStatus()
+    # Compared as it will be stored, free text redacted: a message redaction changes is no change.
+    status = ModelAdapterStatus.model_validate(context.kube.redact_status(status.to_kubernetes()))
     if status != before:
         ready = _ready_event(before, status)
         if ready is not None:

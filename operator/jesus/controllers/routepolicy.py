@@ -35,6 +35,8 @@ async def reconcile_route_policy(context: OperatorContext, namespace: str, name:
 async def _decide(context: OperatorContext, obj: JsonObject, policy: RoutePolicy) -> None:
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     status = route_policy_status(policy, context.cache.adapters.by_name(namespace), now=context.clock())
+    # Compared as it will be stored, free text redacted: a message redaction changes is no change.
+    status = RoutePolicyStatus.model_validate(context.kube.redact_status(status.to_kubernetes()))
     before = policy.status or RoutePolicyStatus()
     if status == before:
         return

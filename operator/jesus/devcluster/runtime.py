@@ -42,7 +42,7 @@ class ProcessRuntime:
         self.poll_seconds = poll_seconds
         self.started: list[str] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._workdir = Path(tempfile.mkdtemp(prefix="jesus-runtime-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="jesus-runtime-"))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll for pods to run until `stop` is set; wait for the processes started."""
@@ -85,7 +85,7 @@ class ProcessRuntime:
     async def _execute(self, pod: JsonObject) -> None:
         name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
-        directory = self._workdir / name
+        directory = self.workdir / name
         directory.mkdir(parents=True, exist_ok=True)
         termination = directory / "termination-log"
         started = _now()

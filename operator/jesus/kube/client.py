@@ -3,13 +3,16 @@ events.
 
 Objects travel as plain Kubernetes JSON dicts; the callers parse them into the API models. Errors the
 callers act on become the exceptions of `jesus.kube.errors`: NotFound, Conflict, Invalid.
+
+The client is where the operator's text leaves it for the API server, so it redacts there (ADR 0015):
+every Event's message, and the free text of every status it writes (`redact_status`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,13 @@ from jesus.kube.errors import ConflictError, KubeError, NotFoundError, error_fro
 from jesus.logic.clock import format_time, system_clock
 
 MAX_IN_FLIGHT = 10
+# Where a status holds free text (conditions' and attempts' messages, policy reasons and warnings):
+# redacted wherever they sit. Everything else is the operator's own data (names, digests, amounts).
+FREE_TEXT_KEYS = frozenset({"message", "reasons", "warnings"})
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,15 @@ RESOURCES: Mapping[str, Resource] = {
 class KubeClient:
     """Async access to the API server; the operator makes one and hands it to every reconciler."""
 
-    def __init__(self, api: kr8s.asyncio.Api, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        api: kr8s.asyncio.Api,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        redact: Callable[[str], str] = _unchanged,
+    ) -> None:
         self._api = api
+        self.redact = redact
         # kr8s's HTTP client keeps 20 idle connections; more requests in flight than that open a new
         # TLS connection each (the load benchmark counted a handshake per request), so queue here.
         # Fewer than 20: httpx's pool walks every connection on each request (a third of the
@@ -63,10 +80,18 @@ class KubeClient:
         self._slots = asyncio.Semaphore(max_in_flight)
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> KubeClient:
-        """From a kubeconfig file, else $KUBECONFIG, else the in-cluster service account."""
+    async def connect(
+        cls, kubeconfig: str | None = None, *, redact: Callable[[str], str] = _unchanged
+    ) -> KubeClient:
+        """From a kubeconfig file, else $KUBECONFIG, else the in-cluster service account; `redact`
+        cleans Event messages and statuses' free text."""
         api = await kr8s.asyncio.api(kubeconfig=kubeconfig)
-        return cls(api)
+        return cls(api, redact=redact)
+
+    def redact_status(self, status: JsonObject) -> JsonObject:
+        """A copy of `status` with its free text redacted (what `replace_status` writes): controllers
+        compare it with the stored status, so a redacted message does not look like a change."""
+        return redact_free_text(status, self.redact)
 
     async def _call(
         self, method: str, kind: str, namespace: str | None, url: str = "", **kwargs: Any
@@ -142,6 +167,8 @@ class KubeClient:
     async def replace_status(self, obj: JsonObject) -> JsonObject:
         """PUT the status subresource; ConflictError when obj's resourceVersion is stale."""
         metadata = obj["metadata"]
+        if "status" in obj:
+            obj = {**obj, "status": self.redact_status(obj["status"])}
         return await self._call(
             "PUT", obj["kind"], metadata.get("namespace"), f"{metadata['name']}/status", json=obj
         )
@@ -153,7 +180,7 @@ class KubeClient:
             kind,
             namespace,
             f"{name}/status",
-            json={"status": status},
+            json={"status": self.redact_status(status)},
             headers={"Content-Type": "application/merge-patch+json"},
         )
 
@@ -207,7 +234,7 @@ class KubeClient:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": self.redact(message)[:1024],
             "source": {"component": component},
             "firstTimestamp": now,
             "lastTimestamp": now,
@@ -215,3 +242,19 @@ class KubeClient:
             "reportingComponent": component,
         }
         await self.create(event)
+
+
+def redact_free_text(status: JsonObject, redact: Callable[[str], str]) -> JsonObject:
+    """A copy of `status` with the strings under `FREE_TEXT_KEYS` redacted, at any depth."""
+    redacted: JsonObject = _walk_free_text(status, redact, False)
+    return redacted
+
+
+def _walk_free_text(value: Any, redact: Callable[[str], str], free: bool) -> Any:
+    if isinstance(value, str):
+        return redact(value) if free else value
+    if isinstance(value, Mapping):
+        return {k: _walk_free_text(v, redact, free or k in FREE_TEXT_KEYS) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk_free_text(item, redact, free) for item in value]
+    return value

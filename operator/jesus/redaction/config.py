@@ -8,6 +8,7 @@ object of kind to regular expression (`{"employee-id": "EMP-[0-9]{6}"}`), and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ class RedactionConfig:
     allow: tuple[str, ...] = ()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> RedactionConfig:
-        """The settings in `environ`; defaults where a variable is unset."""
+    def from_environ(cls, environ: Mapping[str, str], *, names_default: bool = True) -> RedactionConfig:
+        """The settings in `environ`; defaults where a variable is unset (`names_default` for
+        `JESUS_REDACTION_NAMES`: the operator's default is patterns only, see docs/redaction.md)."""
         raw = environ.get(PATTERNS_VARIABLE, "").strip()
         try:
             table = json.loads(raw) if raw else {}
@@ -43,10 +45,15 @@ class RedactionConfig:
             patterns = tuple(SitePattern(kind, expression) for kind, expression in sorted(table.items()))
         except ValueError as exc:  # json's and regex's errors are ValueErrors too
             raise RedactionConfigError(f"{PATTERNS_VARIABLE}: {exc}") from exc
-        names = environ.get(NAMES_VARIABLE, "true").strip().lower() not in ("false", "0", "no", "off")
+        names_value = environ.get(NAMES_VARIABLE, "").strip().lower()
+        names = names_value not in ("false", "0", "no", "off") if names_value else names_default
         allow = tuple(word.strip() for word in environ.get(ALLOW_VARIABLE, "").split(",") if word.strip())
         return cls(site_patterns=patterns, names=names, allow=allow)
 
     def redactor(self) -> PresidioRedactor:
         """The redactor these settings describe."""
         return PresidioRedactor(self.site_patterns, names=self.names, allow=self.allow)
+
+    def patterns_only(self) -> RedactionConfig:
+        """These settings without the spaCy stage: for log lines, which are many and short."""
+        return dataclasses.replace(self, names=False)

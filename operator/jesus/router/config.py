@@ -3,6 +3,8 @@
 Credentials are resolved here, in the router, and nowhere else: from the environment for local runs,
 from mounted Secret files in the router's pod. Without `live`, every adapter of a real provider is
 replaced by a dry-run scripted one that answers with a placeholder and is priced like the real model.
+Every adapter is wrapped in a `RedactingAdapter`: its failures' text is redacted (its own credential
+removed literally), and prompts to a live adapter that may not receive personal data are redacted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Protocol
 from jesus.api.modeladapter import ModelAdapter, Provider, ScriptedReply
 from jesus.logic.allowance import CallPrice
 from jesus.logic.routing import RateLimit
+from jesus.redaction import Redactor, default_redactor
+from jesus.router.redacting import RedactingAdapter
 from jesus.router.routed import RoutedAdapter
 from jesus_adapters import AdapterConfig, AdapterConfigError, build_adapter
 from jesus_adapters.base import ModelAdapter as Adapter
@@ -119,14 +123,21 @@ def build_routed_adapters(
     live: bool,
     credentials: CredentialSource,
     namespace: str = "default",
+    redact: Redactor | None = None,
 ) -> BuiltAdapters:
-    """Build an adapter for every ModelAdapter; RouterConfigError names the first that cannot be built."""
+    """Build an adapter for every ModelAdapter; RouterConfigError names the first that cannot be built.
+
+    `redact` (default: the process's `default_redactor`) cleans failures' text and, where an adapter
+    may not receive personal data, its prompts.
+    """
+    redactor = redact or default_redactor()
     built: dict[str, RoutedAdapter] = {}
     dry_run: list[str] = []
     for name, spec_object in adapters.items():
         spec = spec_object.spec
         price = call_price(spec_object)
         sdk_price = Price(price.input_micros_per_mtok, price.output_micros_per_mtok)
+        api_key = None
         if spec.provider is Provider.SCRIPTED:
             replies = spec.scripted.replies if spec.scripted is not None else []
             adapter = _scripted(spec.model, replies, sdk_price)
@@ -134,14 +145,21 @@ def build_routed_adapters(
             adapter = _dry_run(spec.provider.value, spec.model, sdk_price)
             dry_run.append(name)
         else:
-            adapter = _live(name, spec_object, sdk_price, credentials, namespace)
-        built[name] = RoutedAdapter(name, adapter, price, rate_limit(spec_object))
+            adapter, api_key = _live(name, spec_object, sdk_price, credentials, namespace)
+        guarded = RedactingAdapter(
+            adapter,
+            redactor,
+            credentials=(api_key,) if api_key else (),
+            # A dry run or a script sends nothing anywhere: nothing to redact on the way out.
+            redact_prompts=live and not spec.receives_personal_data,
+        )
+        built[name] = RoutedAdapter(name, guarded, price, rate_limit(spec_object))
     return BuiltAdapters(built, tuple(dry_run))
 
 
 def _live(
     name: str, adapter: ModelAdapter, price: Price, credentials: CredentialSource, namespace: str
-) -> Adapter:
+) -> tuple[Adapter, str | None]:
     spec = adapter.spec
     api_key = None
     if spec.credentials_secret_ref is not None:
@@ -162,7 +180,7 @@ def _live(
         provider=spec.provider.value, model=spec.model, base_url=endpoint, api_key=api_key, price=price
     )
     try:
-        return build_adapter(config)
+        return build_adapter(config), api_key
     except AdapterConfigError as exc:
         raise RouterConfigError(f"ModelAdapter {name}: {exc}") from exc
 

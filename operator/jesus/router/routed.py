@@ -63,10 +63,15 @@ def as_adapter_error(exc: BaseException, routed: RoutedAdapter, plan: RoutePlan)
         return AdapterError(
             ErrorKind.TIMEOUT, f"no answer within {plan.attempt_timeout_seconds:g}s", provider=routed.name
         )
+    return unexpected_error(exc, routed.name)
+
+
+def unexpected_error(exc: BaseException, provider: str) -> AdapterError:
+    """A failure outside the error taxonomy, in it: MalformedResponse with the exception's text."""
     # An adapter that raises something outside the taxonomy is broken or got garbage; either way the
     # answer is unusable, which is what MalformedResponse means.
     return AdapterError(
-        ErrorKind.MALFORMED_RESPONSE, f"adapter failed: {type(exc).__name__}: {exc}", provider=routed.name
+        ErrorKind.MALFORMED_RESPONSE, f"adapter failed: {type(exc).__name__}: {exc}", provider=provider
     )
 
 

@@ -5,6 +5,7 @@ by a recorder, so each test sees exactly what the command would have started."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from jesus.cli import main
 from jesus.cli import router as router_cli
 from jesus.cli.run import summary_lines
 from jesus.controllers import app as operator_app
+from jesus.redaction import PresidioRedactor
+from jesus.redaction.logs import installed_log_redactor, uninstall_log_redaction
 from jesus.runner.record import RunOutcome, RunRecord
 
 REPO = Path(__file__).resolve().parents[3]
@@ -171,6 +174,65 @@ def test_policies_that_do_not_load_stop_the_operator_with_a_message(
     assert capsys.readouterr().err.strip() == (
         "error: the admission policies do not load: policies/admission.rego:3: rego_parse_error"
     )
+
+
+# -- redaction of each component's exits (ADR 0015) ----------------------------------------------
+
+
+@pytest.fixture
+def log_factory() -> Iterator[None]:
+    """Whatever a command installs as the log record factory is removed again afterwards."""
+    yield
+    uninstall_log_redaction()
+
+
+def test_the_operator_redacts_its_logs_and_writes_with_patterns_only_by_default(
+    monkeypatch: pytest.MonkeyPatch, log_factory: None
+) -> None:
+    seen: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    monkeypatch.delenv("JESUS_REDACTION_NAMES", raising=False)
+    assert main(["operator"]) == 0
+    redact = seen[0].redact
+    assert isinstance(redact, PresidioRedactor) and redact.names is False
+    logger_redactor = installed_log_redactor()
+    assert isinstance(logger_redactor, PresidioRedactor) and logger_redactor.names is False
+    monkeypatch.setenv("JESUS_REDACTION_NAMES", "true")
+    assert main(["operator"]) == 0
+    assert isinstance(seen[1].redact, PresidioRedactor) and seen[1].redact.names is True
+
+
+@pytest.mark.parametrize("command", ["operator", "router"])
+def test_a_bad_redaction_setting_stops_the_operator_and_the_router(
+    command: str,
+    tmp_path: Path,
+    served: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JESUS_REDACTION_PATTERNS", "[1]")
+    specs = write(tmp_path, scripted_adapter(namespace="team"), route_policy(namespace="team"))
+    arguments = [command] + (["--specs", str(specs)] if command == "router" else [])
+    assert main(arguments) == 2
+    assert "JESUS_REDACTION_PATTERNS" in capsys.readouterr().err
+    assert not served
+
+
+def test_the_router_and_the_runner_redact_their_log_lines(
+    tmp_path: Path, served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, log_factory: None
+) -> None:
+    specs = write(tmp_path, scripted_adapter(namespace="team"), route_policy(namespace="team"))
+    assert main(["router", "--specs", str(specs)]) == 0
+    assert installed_log_redactor() is not None
+    uninstall_log_redaction()
+    monkeypatch.delenv("JESUS_RUN_NAMESPACE", raising=False)
+    assert main(["runner"]) == 2, "no run without its environment"
+    redact = installed_log_redactor()
+    assert redact is not None and redact("key sk-ant-" + "a" * 30) == "key [REDACTED:anthropic-key]"
 
 
 # -- jesus run -------------------------------------------------------------------------------------

@@ -18,9 +18,11 @@ from jesus.controllers.agentrun import reconcile_run, release_on_delete
 from jesus.kube import JsonObject
 from jesus.logic.runs import summarize_record
 from jesus.policy.decision import Decision, PolicyInput, fail_closed
+from jesus.redaction import RedactionConfig
 
 NS = "team"
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+KEY = "sk-ant-api03-" + "R" * 40
 
 
 class Engine:
@@ -249,3 +251,21 @@ async def test_a_deleted_run_gives_back_or_pays_its_holds(running: bool, spent: 
         body["status"]["phase"] = "Waiting"
     await release_on_delete(world.context, body)
     assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, spent)
+
+
+async def test_status_and_events_carry_a_failure_redacted_and_a_second_reconcile_writes_nothing() -> None:
+    world = World()
+    world.kube.redact = RedactionConfig(names=False).redactor()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    reason = f"the runner saw {KEY} and ada@example.com"
+    world.finish_job(job, complete=False, record={"outcome": "Failed", "reason": reason})
+    status = await world.reconcile()
+    stored = str(status) + str(world.kube.events)
+    assert KEY not in stored and "ada@example.com" not in stored
+    assert "[REDACTED:anthropic-key]" in status["attempts"][0]["message"]
+    assert "[REDACTED:email]" in condition(status, "Failed")[2]
+    assert any("[REDACTED:anthropic-key]" in e[3] for e in world.kube.events if e[2] == "JobFailed")
+    version = world.kube.find("AgentRun", NS, "run")["metadata"]["resourceVersion"]  # type: ignore[index]
+    await world.reconcile()
+    again = world.kube.find("AgentRun", NS, "run")
+    assert again is not None and again["metadata"]["resourceVersion"] == version, "no rewrite"

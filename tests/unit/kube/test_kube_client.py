@@ -185,3 +185,33 @@ async def test_an_event_names_the_object_and_is_capped() -> None:
     assert (event["type"], event["reason"], len(event["message"])) == ("Warning", "PolicyDenied", 1024)
     assert event["firstTimestamp"] == event["lastTimestamp"]
     json.dumps(event)  # what goes over the wire is plain JSON
+
+
+def shout(text: str) -> str:
+    """A stand-in redactor that is easy to see: upper case."""
+    return text.upper()
+
+
+async def test_statuses_and_events_leave_with_their_free_text_redacted() -> None:
+    api = FakeApi([{}, {}, {}])
+    kube = KubeClient(cast(kr8s.asyncio.Api, api), redact=shout)
+    status_ = {
+        "phase": "Failed",
+        "message": "key sk-x",
+        "specDigest": "sha256:ab",
+        "conditions": [{"type": "Ready", "reason": "Failed", "message": "mail a@b.c"}],
+        "attempts": [{"number": 1, "jobName": "job-a", "message": "boom"}],
+        "policy": {"allowed": False, "reasons": ["owner a@b.c"], "warnings": ["w"]},
+    }
+    await kube.replace_status({**run(), "status": status_})
+    await kube.patch_status("AgentRun", "team", "r", {"message": "late"})
+    await kube.event(run(), type_="Warning", reason="Failed", message="call 555 0100")
+    sent = api.calls[0].kwargs["json"]["status"]
+    assert sent["message"] == "KEY SK-X" and sent["specDigest"] == "sha256:ab" and sent["phase"] == "Failed"
+    assert sent["conditions"][0] == {"type": "Ready", "reason": "Failed", "message": "MAIL A@B.C"}
+    assert sent["attempts"][0]["jobName"] == "job-a" and sent["attempts"][0]["message"] == "BOOM"
+    assert sent["policy"] == {"allowed": False, "reasons": ["OWNER A@B.C"], "warnings": ["W"]}
+    assert status_["message"] == "key sk-x", "the caller's status is not changed"
+    assert api.calls[1].kwargs["json"] == {"status": {"message": "LATE"}}
+    assert api.calls[2].kwargs["json"]["message"] == "CALL 555 0100"
+    assert kube.redact_status({"message": "x"}) == {"message": "X"}

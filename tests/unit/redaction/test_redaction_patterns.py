@@ -84,6 +84,25 @@ def test_names_can_be_turned_off_for_a_patterns_only_redactor() -> None:
     assert redact("Ada Lovelace (ada@example.com) is away") == "Ada Lovelace ([REDACTED:email]) is away"
 
 
+@pytest.mark.parametrize(
+    ("environ", "names_default", "names"),
+    [
+        ({}, True, True),
+        ({}, False, False),
+        ({"JESUS_REDACTION_NAMES": "true"}, False, True),
+        ({"JESUS_REDACTION_NAMES": "off"}, True, False),
+        ({"JESUS_REDACTION_NAMES": " "}, False, False),
+    ],
+)
+def test_a_component_chooses_the_default_of_the_names_stage(
+    environ: dict[str, str], names_default: bool, names: bool
+) -> None:
+    config = RedactionConfig.from_environ(environ, names_default=names_default)
+    assert config.names is names
+    assert config.patterns_only().names is False
+    assert config.patterns_only().site_patterns == config.site_patterns
+
+
 def test_the_platform_name_and_allowed_words_are_never_redacted(redactor: PresidioRedactor) -> None:
     assert (
         redactor("Hello from Jesus! The task was: say hello.") == "Hello from Jesus! The task was: say hello."

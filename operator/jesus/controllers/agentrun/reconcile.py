@@ -141,9 +141,13 @@ def _note_spec_change(draft: StatusDraft, obj: JsonObject) -> None:
 async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) -> None:
     """PUT the status when it changed (ConflictError when the run moved on), then its Events."""
     before = AgentRunStatus.model_validate(obj.get("status") or {})
-    if draft.status == before:
+    # Compared as it will be stored, free text redacted: a message redaction changes is no change.
+    status = context.kube.redact_status(
+        draft.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    if AgentRunStatus.model_validate(status) == before:
         return
-    body = {**obj, "status": draft.status.model_dump(mode="json", by_alias=True, exclude_none=True)}
+    body = {**obj, "status": status}
     written = await context.kube.replace_status(body)
     metadata = obj["metadata"]
     context.written_versions[(metadata["namespace"], metadata["name"])] = str(
