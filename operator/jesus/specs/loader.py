@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from jesus.api import (
     RoutePolicy,
 )
 from jesus.specs.discovery import discover
-from jesus.specs.errors import describe_validation_error
+from jesus.specs.errors import describe_validation_error, error_path
 from jesus.specs.groups import lookalike_problem
 from jesus.specs.metadata import metadata_problems
 from jesus.specs.problems import Problem, Severity, format_field_path
@@ -237,14 +238,50 @@ def _validated(document: Document, data: dict[str, Any], kind: str, name: str) -
             f"object is {len(body.encode())} bytes as JSON; the API server stores at most {MAX_OBJECT_BYTES}"
         )
         return [_document_problem(document, (), message, kind=kind, name=name)]
+    unknown = [
+        _document_problem(document, path, "unknown field", kind=kind, name=name)
+        for path in _unknown_null_fields(KINDS[kind].model, data, document.nulls)
+    ]
     try:
         # Strict JSON validation: "5" is not an integer and 5 is not a string, as for the API server.
-        return KINDS[kind].model.model_validate_json(body, strict=True)
+        validated = KINDS[kind].model.model_validate_json(body, strict=True)
     except ValidationError as exc:
-        return [
+        return unknown + [
             _document_problem(document, path, message, kind=kind, name=name)
             for path, message in describe_validation_error(exc)
         ]
+    return unknown or validated
+
+
+def _unknown_null_fields(
+    model: type[ApiObject], data: dict[str, Any], nulls: Sequence[FieldPath]
+) -> list[FieldPath]:
+    """The null fields (pruned from `data`) that the schema does not know: the API server refuses an
+    unknown field in strict field validation whatever its value."""
+    unknown: list[FieldPath] = []
+    for path in nulls:
+        parent: Any = data
+        for step in path[:-1]:
+            parent = parent.get(step) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or path[-1] in parent:
+            continue  # under a pruned null itself, or also given a value by a merge key
+        probe = copy.deepcopy(data)
+        _at(probe, path[:-1])[path[-1]] = None
+        try:
+            model.model_validate(probe, strict=True)
+        except ValidationError as exc:
+            if any(
+                error["type"] == "extra_forbidden" and error_path(error) == path
+                for error in exc.errors(include_url=False)
+            ):
+                unknown.append(path)
+    return unknown
+
+
+def _at(data: Any, path: FieldPath) -> Any:
+    for step in path:
+        data = data[step]
+    return data
 
 
 def load_documents(

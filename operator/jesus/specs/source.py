@@ -45,6 +45,9 @@ class Document:
     index: int
     data: Any
     lines: dict[FieldPath, int] = field(default_factory=dict)
+    # Where the YAML said null: pruned from `data` as the API server prunes them, but a null under a
+    # field the schema does not know is still an unknown field to the server.
+    nulls: tuple[FieldPath, ...] = ()
 
     @property
     def line(self) -> int:
@@ -65,6 +68,7 @@ class _Converter:
 
     def __init__(self) -> None:
         self.lines: dict[FieldPath, int] = {}
+        self.nulls: list[FieldPath] = []
         self.nodes = 0
 
     def convert(self, node: Any, path: FieldPath, line: int) -> Any:
@@ -82,6 +86,8 @@ class _Converter:
                     raise SourceError(f"key {key!r} is not a string; quote it", key_line)
                 if value is None:
                     # The API server prunes nulls from objects before validating; so do we.
+                    self.lines.setdefault((*path, key), key_line)
+                    self.nulls.append((*path, key))
                     continue
                 result[key] = self.convert(value, (*path, key), key_line)
             return result
@@ -172,7 +178,11 @@ def parse_documents(text: str, path: Path) -> list[Document]:
                 continue  # an empty document, e.g. after a trailing `---`
             converter = _Converter()
             data = converter.convert(node, (), _node_line(node))
-            documents.append(Document(file=path, index=index, data=data, lines=converter.lines))
+            documents.append(
+                Document(
+                    file=path, index=index, data=data, lines=converter.lines, nulls=tuple(converter.nulls)
+                )
+            )
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

@@ -431,3 +431,23 @@ def test_cli_reads_stdin_for_dash(
     assert capsys.readouterr().out.startswith("<stdin>:")
     monkeypatch.setattr("sys.stdin", io.StringIO(to_yaml(*complete_set())))
     assert main(["validate", "-"]) == 0
+
+
+def test_a_null_known_field_is_pruned_but_a_null_unknown_field_is_an_error_at_its_line() -> None:
+    text = (
+        "apiVersion: jesus.dev/v1alpha1\n"
+        "kind: Budget\n"
+        "metadata:\n"
+        "  name: team\n"
+        "spec:\n"
+        "  scope:\n"
+        "    team: ml\n"
+        "    surprise:\n"  # unknown, null: the API server refuses it in strict field validation
+        "  limit: '100.00'\n"
+        "  period: Daily\n"
+        "  thresholds: null\n"  # known, null: pruned, as the API server prunes it
+    )
+    problems = [p.format() for p in load_text(text, Path("specs.yaml")).problems]
+    assert problems == ["specs.yaml:8: Budget/team: spec.scope.surprise: unknown field"]
+    clean = text.replace("    surprise:\n", "")
+    assert load_text(clean, Path("specs.yaml")).problems == []
