@@ -22,6 +22,7 @@ from jesus.router import (
     RunLedger,
 )
 from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.estimate import input_tokens_upper_bound
 from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta, Usage
 
 PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
@@ -231,21 +232,22 @@ async def test_every_breaker_open_means_no_adapter_available() -> None:
 
 async def test_the_allowance_clamps_output_tokens() -> None:
     router, first, _, _, _ = build_router([reply(input_tokens=5, output_tokens=5)])
-    ledger = RunLedger("run-a", Allowance(max_tokens=60))
+    ledger = RunLedger("run-a", Allowance(max_tokens=112))
     await router.complete(plan(), request("x" * 30, max_tokens=1000), ledger)
-    # 30 characters are estimated at 10 input tokens, so 50 output tokens remain.
+    # 30 bytes and 32 tokens of template overhead take at most 62 input tokens, so 50 output tokens remain.
+    assert input_tokens_upper_bound(request("x" * 30)) == 62
     assert first.received[0].max_tokens == 50
 
 
 async def test_an_exhausted_allowance_stops_the_run_before_any_call() -> None:
-    router, first, second, _, _ = build_router([reply(input_tokens=40, output_tokens=60)])
+    router, first, second, _, _ = build_router([reply(input_tokens=30, output_tokens=60)])
     ledger = RunLedger("run-a", Allowance(max_tokens=100))
     await router.complete(plan(), request(), ledger)
     with pytest.raises(RouteError) as caught:
         await router.complete(plan(), request(), ledger)
     assert caught.value.kind == ALLOWANCE_EXCEEDED
     assert caught.value.stops_run
-    assert "token allowance exhausted: 100 of 100" in caught.value.reason
+    assert "token allowance exhausted: 90 of 100" in caught.value.reason
     assert len(first.received) == 1
     assert not second.received
     assert ledger.calls[-1].outcome == ALLOWANCE_EXCEEDED
@@ -373,13 +375,14 @@ class SlowAdapter(FakeAdapter):
 async def test_concurrent_calls_cannot_spend_the_same_allowance_twice() -> None:
     slow = SlowAdapter([reply(input_tokens=1, output_tokens=20)])
     router = Router({"primary": RoutedAdapter("primary", slow, PRICE)})
-    ledger = RunLedger("run-a", Allowance(max_tokens=100))
+    ledger = RunLedger("run-a", Allowance(max_tokens=265))
     route = RoutePlan(chain=("primary",))
     outcomes = await asyncio.gather(
         *(router.complete(route, request(max_tokens=20), ledger) for _ in range(10)), return_exceptions=True
     )
     refused = [o for o in outcomes if isinstance(o, RouteError)]
-    # Each call reserves 1 estimated input + 20 output tokens: four fit whole, the fifth gets the 15 left.
+    # Each call reserves at most 34 input tokens ("hi" and the template) + 20 output tokens: four fit
+    # whole (216), the fifth gets the 15 left after its input.
     assert sorted(r.max_tokens for r in slow.received) == [15, 20, 20, 20, 20]
     assert len(refused) == 5
     assert all(r.kind == ALLOWANCE_EXCEEDED for r in refused)
