@@ -10,7 +10,7 @@ from tests.builders.chat import failure, reply, request
 from tests.builders.doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step
 
 from jesus.logic.allowance import Allowance, CallPrice, Spend
-from jesus.logic.routing import BreakerConfig, BreakerStatus, RateLimit, RetryPolicy, RoutePlan
+from jesus.logic.routing import BreakerConfig, BreakerStatus, RetryPolicy, RoutePlan
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
     NO_ADAPTER_AVAILABLE,
@@ -322,46 +322,6 @@ async def test_tokens_billed_for_a_failed_answer_are_metered() -> None:
     assert (caught.value.record.input_tokens, caught.value.record.output_tokens) == (30, 12)
     assert ledger.spent.tokens == 42
     assert ledger.spent.cost_micros == caught.value.record.cost_micros > 0
-
-
-def rate_limited_router(limit: RateLimit) -> tuple[Router, FakeAdapter, FakeAdapter, FakeClock]:
-    clock = FakeClock()
-    first, second = FakeAdapter([reply("primary")]), FakeAdapter([reply("fallback")])
-    router = Router(
-        {
-            "primary": RoutedAdapter("primary", first, PRICE, rate_limit=limit),
-            "fallback": RoutedAdapter("fallback", second, PRICE),
-        },
-        clock=clock,
-        sleep=clock.sleep,
-        rand=lambda: 0.0,
-    )
-    return router, first, second, clock
-
-
-async def test_a_client_side_rate_limit_fails_over_instead_of_waiting_long() -> None:
-    router, first, _, _ = rate_limited_router(RateLimit(requests_per_minute=1))
-    ledger = RunLedger("run-a")
-    assert (await router.complete(plan(), request(), ledger)).record.adapter == "primary"
-    limited = await router.complete(plan(), request(), ledger)
-    assert limited.record.adapter == "fallback"
-    assert (limited.record.attempts[0].outcome, limited.record.attempts[0].error_kind) == (
-        "skipped",
-        "RateLimited",
-    )
-    assert len(first.received) == 1, "the limited call was never sent"
-    assert router.breaker_state("primary").consecutive_failures == 0
-
-
-async def test_a_short_rate_limit_wait_is_retried_on_the_same_adapter() -> None:
-    router, _, second, clock = rate_limited_router(RateLimit(requests_per_minute=120))
-    ledger = RunLedger("run-a")
-    for _ in range(120):
-        await router.complete(plan(), request(), ledger)
-    waited = await router.complete(plan(), request(), ledger)
-    assert waited.record.adapter == "primary"
-    assert clock.slept == [pytest.approx(0.5)], "a slot frees every half second"
-    assert not second.received
 
 
 class SlowAdapter(FakeAdapter):

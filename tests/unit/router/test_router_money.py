@@ -1,6 +1,7 @@
-"""Hostile and careless callers against the router's money and rate semantics: calls larger than a rate
-bucket, usage far beyond its estimate, prompts whose tokens a character count under-estimates, and
-providers that report more than the call's reservation."""
+"""The router's money and rate semantics, also against hostile and careless callers: client-side rate
+limits (fail over or wait), calls larger than a rate bucket, usage far beyond its estimate, prompts
+whose tokens a character count under-estimates, and providers that report more than the call's
+reservation."""
 
 from __future__ import annotations
 
@@ -42,6 +43,31 @@ def chain(failover_on: frozenset[str] = DEFAULT_FAILOVER_ON) -> RoutePlan:
 
 
 # --- rate limits -----------------------------------------------------------------------------------
+
+
+async def test_a_client_side_rate_limit_fails_over_instead_of_waiting_long() -> None:
+    router, first, _, _ = limited_router(RateLimit(requests_per_minute=1))
+    ledger = RunLedger("run-a")
+    assert (await router.complete(chain(), request(), ledger)).record.adapter == "primary"
+    limited = await router.complete(chain(), request(), ledger)
+    assert limited.record.adapter == "fallback"
+    assert (limited.record.attempts[0].outcome, limited.record.attempts[0].error_kind) == (
+        "skipped",
+        "RateLimited",
+    )
+    assert len(first.received) == 1, "the limited call was never sent"
+    assert router.breaker_state("primary").consecutive_failures == 0
+
+
+async def test_a_short_rate_limit_wait_is_retried_on_the_same_adapter() -> None:
+    router, _, second, clock = limited_router(RateLimit(requests_per_minute=120))
+    ledger = RunLedger("run-a")
+    for _ in range(120):
+        await router.complete(chain(), request(), ledger)
+    waited = await router.complete(chain(), request(), ledger)
+    assert waited.record.adapter == "primary"
+    assert clock.slept == [pytest.approx(0.5)], "a slot frees every half second"
+    assert not second.received
 
 
 async def test_a_call_larger_than_the_whole_bucket_is_refused_at_once_and_names_the_limit() -> None:
