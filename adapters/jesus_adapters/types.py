@@ -123,11 +123,25 @@ StreamEvent = TextDelta | StreamDone
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptedFailure:
+    """A failure a scripted adapter plays in its turn instead of a reply: an `ErrorKind` value (the error
+    module builds on this one, so the kind is its string) and a message."""
+
+    kind: str
+    message: str = ""
+
+
+ScriptedTurn = ChatResponse | ScriptedFailure
+
+
+@dataclass(frozen=True, slots=True)
 class AdapterConfig:
     """Everything needed to build an adapter for one model endpoint.
 
     `api_key` is resolved by the caller (router) from a Secret or the environment; an adapter never
-    reads credentials by itself. `scripted_replies` feeds the `scripted` provider.
+    reads credentials by itself. `scripted_replies` feeds the `scripted` provider, which plays them to
+    each run from the start; with `scripted_cycle` it starts over at the end instead of running out
+    (dry runs).
     """
 
     provider: str
@@ -136,4 +150,5 @@ class AdapterConfig:
     api_key: str | None = None
     price: Price = field(default_factory=Price)
     extra_headers: dict[str, str] = field(default_factory=dict)
-    scripted_replies: tuple[ChatResponse, ...] = ()
+    scripted_replies: tuple[ScriptedTurn, ...] = ()
+    scripted_cycle: bool = False

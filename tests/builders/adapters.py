@@ -44,7 +44,7 @@ def answering_adapter(
     name: str, *, replies: int = 50, errors: tuple[str, ...] = (), price: str = "1.00"
 ) -> Obj:
     """A scripted adapter that fails once with each of `errors`, then answers `replies` times (1000 in, 200
-    out): enough for many runs of the cluster tier."""
+    out); every run (its attempts together) plays this script from the start."""
     script: list[Obj] = [{"error": {"class": e, "message": f"scripted {e}"}} for e in errors]
     script += [{"text": f"{name} answered", "usage": {"inputTokens": 1000, "outputTokens": 200}}] * replies
     return scripted_adapter(

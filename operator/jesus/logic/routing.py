@@ -13,6 +13,7 @@ in `failoverOn`); what each kind means comes from the one error table, `jesus_ad
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -280,20 +281,37 @@ def _refilled(state: RateState, limit: RateLimit, now: float) -> RateState:
     return RateState(requests, tokens, now)
 
 
+def rate_too_large(limit: RateLimit, tokens: int) -> bool:
+    """Whether a call of about `tokens` tokens can never fit the token bucket: it is larger than a whole
+    minute's worth. Waiting does not help such a call, so the router refuses it rather than letting it
+    wait for a full bucket and then overdraw it."""
+    return limit.tokens_per_minute is not None and tokens > limit.tokens_per_minute
+
+
+def _whole_milliseconds(seconds: float) -> float:
+    # A wait rounded down would wake the caller a moment too early, to be told to wait again; the
+    # tolerance keeps float noise (0.07 * 1000 = 70.00000000000001) from adding a millisecond.
+    return math.ceil(seconds * 1000 - 1e-6) / 1000
+
+
 def rate_admit(state: RateState, limit: RateLimit, now: float, tokens: int) -> tuple[float, RateState]:
     """Whether a call of about `tokens` tokens may go now: (0, state after taking its credits), or
-    (seconds until it may, the refilled state). A call larger than a whole minute's tokens waits for
-    a full bucket rather than forever."""
+    (seconds until it may, the refilled state).
+
+    The wait is what the buckets need to refill for this call, rounded up to the millisecond, so a
+    caller that sleeps it is admitted (unless others took the credits meanwhile). A call that can never
+    fit (`rate_too_large`) waits forever (`math.inf`): callers refuse it first.
+    """
     current = _refilled(state, limit, now)
+    if rate_too_large(limit, tokens):
+        return math.inf, current
     wait = 0.0
     if limit.requests_per_minute is not None and current.requests < 1:
         wait = max(wait, (1 - current.requests) * 60 / limit.requests_per_minute)
-    if limit.tokens_per_minute is not None:
-        needed = min(tokens, limit.tokens_per_minute)
-        if current.tokens < needed:
-            wait = max(wait, (needed - current.tokens) * 60 / limit.tokens_per_minute)
+    if limit.tokens_per_minute is not None and current.tokens < tokens:
+        wait = max(wait, (tokens - current.tokens) * 60 / limit.tokens_per_minute)
     if wait > 0:
-        return wait, current
+        return _whole_milliseconds(wait), current
     return 0.0, replace(
         current,
         requests=current.requests - (1 if limit.requests_per_minute is not None else 0),
@@ -302,8 +320,13 @@ def rate_admit(state: RateState, limit: RateLimit, now: float, tokens: int) -> t
 
 
 def rate_charge(state: RateState, limit: RateLimit, tokens: int) -> RateState:
-    """Take `tokens` more from the token bucket (what a call used beyond its admission estimate); the
-    bucket may go below zero, which delays the next calls."""
+    """Take `tokens` more from the token bucket (what a call used beyond its admission estimate), or give
+    them back when `tokens` is negative (the estimate was high, or the call was never sent).
+
+    The bucket stays between one minute's worth of debt and a full bucket: whatever a call turned out
+    to use, the adapter takes new calls again within two minutes.
+    """
     if limit.tokens_per_minute is None or tokens == 0:
         return state
-    return replace(state, tokens=state.tokens - tokens)
+    minute = float(limit.tokens_per_minute)
+    return replace(state, tokens=max(-minute, min(minute, state.tokens - tokens)))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
-from jesus.logic.allowance import CallPrice, cost_micros
+from jesus.logic.allowance import CallPrice, Reservation, cost_micros
 from jesus.router.ledger import RunLedger
 from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
@@ -77,10 +77,18 @@ class CallBooks:
             end_call_span(span, record, response)
 
 
-def meter(record: CallRecord, ledger: RunLedger, usage: Usage, price: CallPrice) -> None:
-    """Add `usage` and what it costs at `price` to the call's record and charge the run's ledger."""
+def meter(
+    record: CallRecord,
+    ledger: RunLedger,
+    usage: Usage,
+    price: CallPrice,
+    reservation: Reservation,
+    adapter: str,
+) -> None:
+    """Add `usage` and what it costs at `price` to the call's record and settle it on the run's ledger
+    against the call's `reservation` (an overrun is charged too, and stops the run)."""
     cost = cost_micros(usage.input_tokens, usage.output_tokens, price)
     record.input_tokens += usage.input_tokens
     record.output_tokens += usage.output_tokens
     record.cost_micros += cost
-    ledger.charge(usage.total_tokens, cost)
+    ledger.settle(reservation, usage.input_tokens, usage.output_tokens, cost, adapter=adapter)

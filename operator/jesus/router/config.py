@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,11 +24,7 @@ from jesus.router.redacting import RedactingAdapter
 from jesus.router.routed import RoutedAdapter
 from jesus_adapters import AdapterConfig, AdapterConfigError, build_adapter
 from jesus_adapters.base import ModelAdapter as Adapter
-from jesus_adapters.errors import AdapterError, ErrorKind
-from jesus_adapters.types import ChatRequest, ChatResponse, Price, StreamEvent, ToolCall, Usage
-
-# Placeholder answers a dry-run adapter may give; a run needs one per model turn.
-DRY_RUN_REPLIES = 64
+from jesus_adapters.types import ChatResponse, Price, ScriptedFailure, ScriptedTurn, ToolCall, Usage
 
 # The variables the providers' own SDKs read, tried after the Secret-derived name.
 PROVIDER_KEY_VARIABLES: Mapping[str, str] = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -188,78 +184,25 @@ def _live(
 def _dry_run(provider: str, model: str, price: Price) -> Adapter:
     text = f"(dry run: {provider} model {model} was not called; run with --live to call it)"
     reply = ChatResponse(text, (), "stop", Usage(), model, "scripted")
+    # Cycled, so a dry run never runs out of replies however many calls its runs make.
     config = AdapterConfig(
-        provider="scripted", model=model, price=price, scripted_replies=(reply,) * DRY_RUN_REPLIES
+        provider="scripted", model=model, price=price, scripted_replies=(reply,), scripted_cycle=True
     )
     return build_adapter(config)
 
 
-def _scripted(model: str, replies: list[ScriptedReply], price: Price) -> Adapter:
-    answers: list[ChatResponse] = []
-    for index, reply in enumerate(replies):
-        if reply.error is not None:
-            continue
-        calls = tuple(
-            ToolCall(id=f"call-{index}-{position}", name=call.name, arguments=dict(call.arguments))
-            for position, call in enumerate(reply.tool_calls or [])
-        )
-        usage = Usage(reply.usage.input_tokens, reply.usage.output_tokens) if reply.usage else Usage()
-        answers.append(
-            ChatResponse(reply.text or "", calls, "tool_calls" if calls else "stop", usage, model, "scripted")
-        )
-    config = AdapterConfig(provider="scripted", model=model, price=price, scripted_replies=tuple(answers))
-    scripted = build_adapter(config)
-    if not any(reply.error is not None for reply in replies):
-        return scripted
-    return _ScriptedWithErrors(
-        scripted,
-        [reply.error.error_class.value if reply.error else None for reply in replies],
-        [reply.error.message if reply.error else "" for reply in replies],
+def _scripted_turn(index: int, reply: ScriptedReply, model: str) -> ScriptedTurn:
+    """One scripted reply of a ModelAdapter spec as the scripted adapter plays it."""
+    if reply.error is not None:
+        return ScriptedFailure(reply.error.error_class.value, reply.error.message)
+    calls = tuple(
+        ToolCall(id=f"call-{index}-{position}", name=call.name, arguments=dict(call.arguments))
+        for position, call in enumerate(reply.tool_calls or [])
     )
+    usage = Usage(reply.usage.input_tokens, reply.usage.output_tokens) if reply.usage else Usage()
+    return ChatResponse(reply.text or "", calls, "tool_calls" if calls else "stop", usage, model, "scripted")
 
 
-class _ScriptedWithErrors:
-    """Plays a script where some turns are simulated failures; the rest come from the scripted adapter.
-
-    The scripted adapter does not model errors, so this wrapper raises them in their turn and lets the
-    inner adapter hand out the answers in order. A script that ends on an error repeats it.
-    """
-
-    def __init__(self, inner: Adapter, errors: list[str | None], messages: list[str]) -> None:
-        self._inner = inner
-        self._errors = errors
-        self._messages = messages
-        self._turn = 0
-
-    @property
-    def provider(self) -> str:
-        return self._inner.provider
-
-    @property
-    def model(self) -> str:
-        return self._inner.model
-
-    def _next_error(self) -> AdapterError | None:
-        turn = min(self._turn, len(self._errors) - 1)
-        self._turn += 1
-        kind = self._errors[turn]
-        if kind is None:
-            return None
-        message = self._messages[turn] or f"scripted {kind}"
-        return AdapterError(ErrorKind(kind), message, provider=self.provider)
-
-    async def complete(self, request: ChatRequest, *, timeout_seconds: float) -> ChatResponse:
-        error = self._next_error()
-        if error is not None:
-            raise error
-        return await self._inner.complete(request, timeout_seconds=timeout_seconds)
-
-    async def stream(self, request: ChatRequest, *, timeout_seconds: float) -> AsyncIterator[StreamEvent]:
-        error = self._next_error()
-        if error is not None:
-            raise error
-        async for event in self._inner.stream(request, timeout_seconds=timeout_seconds):
-            yield event
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+def _scripted(model: str, replies: list[ScriptedReply], price: Price) -> Adapter:
+    turns = tuple(_scripted_turn(index, reply, model) for index, reply in enumerate(replies))
+    return build_adapter(AdapterConfig(provider="scripted", model=model, price=price, scripted_replies=turns))

@@ -20,7 +20,6 @@ from typing import TypeVar
 from opentelemetry.context import Context
 from opentelemetry.trace import Tracer
 
-from jesus.logic.allowance import estimate_input_tokens
 from jesus.logic.routing import (
     BreakerConfig,
     BreakerState,
@@ -45,10 +44,10 @@ from jesus.router.routed import (
     RoutedStreamEvent,
     RouteError,
     as_adapter_error,
-    prompt_characters,
 )
 from jesus.router.streams import StreamEvent, close_stream, first_event
 from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.estimate import estimate_input_tokens, input_tokens_upper_bound
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone
 
 log = router_logger(__name__)
@@ -68,7 +67,8 @@ class _Call:
     ledger: RunLedger
     record: CallRecord
     started: float
-    estimated_input: int  # what the rate limiter and the allowance take at admission
+    estimated_input: int  # what the rate limiter takes at admission: a realistic estimate
+    max_input: int  # what the allowance reserves: a true upper bound (ADR 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +223,13 @@ class Router:
     ) -> tuple[_Walked, T]:
         """Try the chain's adapters in order until one answers; RouteError when none does."""
         call = _Call(
-            plan, request, ledger, record, self._clock(), estimate_input_tokens(prompt_characters(request))
+            plan,
+            request,
+            ledger,
+            record,
+            self._clock(),
+            estimated_input=estimate_input_tokens(request),
+            max_input=input_tokens_upper_bound(request),
         )
         last_failure: _Failure | None = None
         for position, name in enumerate(plan.chain):
@@ -299,11 +305,12 @@ class Router:
         name = routed.name
         decision, reservation = call.ledger.admit(
             requested_output_tokens=call.request.max_tokens,
-            estimated_input_tokens=call.estimated_input,
+            max_input_tokens=call.max_input,
             price=routed.price,
         )
         if reservation is None:
             self.guards.not_sent(name)
+            self.guards.correct_estimate(routed, -call.estimated_input)  # never sent: its credits return
             raise self.books.failed(call.record, call.started, ALLOWANCE_EXCEEDED, decision.reason)
         sized = (
             call.request
@@ -326,7 +333,7 @@ class Router:
         now = self._clock()
         if error.usage is not None and error.usage.total_tokens:
             # A provider may bill an answer that still failed (a refusal, a filtered answer): meter it.
-            meter(call.record, call.ledger, error.usage, routed.price)
+            meter(call.record, call.ledger, error.usage, routed.price, reservation, name)
         self.guards.failed(name, error.kind, now)
         call.record.attempts.append(
             AttemptRecord(name, "error", (now - attempt_started) * 1000, error.kind.value, error.message)
@@ -359,7 +366,7 @@ class Router:
         record.adapter = name
         record.provider = response.provider or walked.routed.adapter.provider
         record.model = response.model or walked.routed.adapter.model
-        meter(record, ledger, response.usage, walked.routed.price)
+        meter(record, ledger, response.usage, walked.routed.price, walked.reservation, name)
         record.latency_ms = (now - walked.call_started) * 1000
         self.guards.correct_estimate(walked.routed, response.usage.total_tokens - walked.estimated_input)
         exceeded = ledger.exceeded()

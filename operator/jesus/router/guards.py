@@ -18,6 +18,7 @@ from jesus.logic.routing import (
     breaker_release_probe,
     rate_admit,
     rate_charge,
+    rate_too_large,
 )
 from jesus.router.routed import RoutedAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind
@@ -54,12 +55,26 @@ class AdapterGuards:
         """A call to `adapter` was answered."""
         self._breakers[adapter] = breaker_on_success(self.breaker_state(adapter))
 
-    def rate_limited(self, routed: RoutedAdapter, estimated_input: int) -> AdapterError | None:
-        """The adapter's client-side rate limit, as a RateLimited error with the wait, or None."""
-        if routed.rate_limit is None:
+    def rate_limited(self, routed: RoutedAdapter, estimated_tokens: int) -> AdapterError | None:
+        """The adapter's client-side rate limit for a call of about `estimated_tokens` tokens: None when
+        it may go (its credits are taken), else why not.
+
+        A call larger than the whole `tokensPerMinute` bucket is `ContextTooLong`: too big for this
+        adapter, now and later, so the error table neither retries it nor fails it over by default. A call
+        that fits later is `RateLimited`, with the honest wait as its Retry-After.
+        """
+        limit = routed.rate_limit
+        if limit is None:
             return None
+        if rate_too_large(limit, estimated_tokens):
+            return AdapterError(
+                ErrorKind.CONTEXT_TOO_LONG,
+                f"a call of about {estimated_tokens} tokens is larger than the whole tokensPerMinute "
+                f"limit of {routed.name} ({limit.tokens_per_minute}); it can never be sent to this adapter",
+                provider=routed.name,
+            )
         wait, state = rate_admit(
-            self._rates.get(routed.name, RateState()), routed.rate_limit, self._clock(), estimated_input
+            self._rates.get(routed.name, RateState()), limit, self._clock(), estimated_tokens
         )
         self._rates[routed.name] = state
         if wait <= 0:
@@ -72,6 +87,7 @@ class AdapterGuards:
         )
 
     def correct_estimate(self, routed: RoutedAdapter, extra_tokens: int) -> None:
-        """Charge the rate limit for tokens the admission estimate missed (or refund its excess)."""
+        """Charge the rate limit for tokens the admission estimate missed, or refund what it took beyond
+        use (a negative `extra_tokens`; a call admitted but never sent refunds its whole estimate)."""
         if routed.rate_limit is not None and routed.name in self._rates:
             self._rates[routed.name] = rate_charge(self._rates[routed.name], routed.rate_limit, extra_tokens)

@@ -8,28 +8,25 @@ from jesus.logic.allowance import (
     Allowance,
     AllowanceDecision,
     CallPrice,
+    Reservation,
     Spend,
     admit_call,
     allowance_exceeded,
-    cost_micros,
+    reservation_overrun,
 )
 from jesus.router.records import CallRecord
 
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """The worst case of one admitted call, held against the allowance until the call ends."""
-
-    tokens: int
-    cost_micros: int
+__all__ = ["Reservation", "RunLedger"]
 
 
 @dataclass(slots=True)
 class RunLedger:
     """The allowance of one run and its spending, enforced call by call.
 
-    Concurrent calls of one run each reserve their worst case at admission, so two calls in flight
-    cannot both spend the last of the allowance.
+    Every call reserves its worst case at admission (a true upper bound, ADR 14) and holds it until it
+    ends, so concurrent calls of one run cannot together pass the allowance. A call whose reported usage
+    goes beyond its reservation is charged in full (the spend is real) and `overrun` says so; the run's
+    further calls are refused, since its spending is no longer bounded.
     """
 
     run: str
@@ -37,26 +34,25 @@ class RunLedger:
     spent: Spend = field(default_factory=Spend)
     reserved: Spend = field(default_factory=Spend)
     calls: list[CallRecord] = field(default_factory=list)
+    overrun: str | None = None
 
     def admit(
-        self, *, requested_output_tokens: int, estimated_input_tokens: int, price: CallPrice
+        self, *, requested_output_tokens: int, max_input_tokens: int, price: CallPrice
     ) -> tuple[AllowanceDecision, Reservation | None]:
         """Decide whether a call fits; when it does, reserve its worst case."""
+        if self.overrun is not None:
+            return AllowanceDecision(False, reason=f"further calls refused: {self.overrun}"), None
         committed = self.spent.plus(self.reserved.tokens, self.reserved.cost_micros)
         decision = admit_call(
             self.allowance,
             committed,
             requested_output_tokens=requested_output_tokens,
-            estimated_input_tokens=estimated_input_tokens,
+            max_input_tokens=max_input_tokens,
             price=price,
         )
-        if not decision.allowed:
-            return decision, None
-        reservation = Reservation(
-            tokens=estimated_input_tokens + decision.max_output_tokens,
-            cost_micros=cost_micros(estimated_input_tokens, decision.max_output_tokens, price),
-        )
-        self.reserved = self.reserved.plus(reservation.tokens, reservation.cost_micros)
+        reservation = decision.reservation
+        if reservation is not None:
+            self.reserved = self.reserved.plus(reservation.tokens, reservation.cost_micros)
         return decision, reservation
 
     def release(self, reservation: Reservation) -> None:
@@ -67,6 +63,22 @@ class RunLedger:
         """Add what a call actually consumed."""
         self.spent = self.spent.plus(tokens, cost)
 
+    def settle(
+        self, reservation: Reservation, input_tokens: int, output_tokens: int, cost: int, *, adapter: str
+    ) -> None:
+        """Charge what a call reported, and note an overrun of its reservation (the first one is kept)
+        when the run has an allowance for it to break."""
+        self.charge(input_tokens + output_tokens, cost)
+        if self.overrun is not None or self.allowance == Allowance():
+            return
+        overrun = reservation_overrun(reservation, input_tokens, output_tokens, cost)
+        if overrun is not None:
+            self.overrun = (
+                f"model adapter {adapter} reported more than the call's reserved worst case ({overrun}); "
+                "the spend is charged, but the allowance can no longer bound the run"
+            )
+
     def exceeded(self) -> str | None:
-        """Why the run is over its allowance, or None."""
-        return allowance_exceeded(self.allowance, self.spent)
+        """Why the run may not go on: over its allowance, or a call went beyond its reservation; None
+        when neither."""
+        return allowance_exceeded(self.allowance, self.spent) or self.overrun

@@ -9,7 +9,7 @@ from jesus.logic.routing import RateLimit, RoutePlan
 from jesus.router.records import CallRecord
 from jesus_adapters.base import ModelAdapter
 from jesus_adapters.errors import AdapterError, ErrorKind, FailedCallError, RouteErrorKind
-from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta
+from jesus_adapters.types import ChatResponse, TextDelta
 
 # The router's own verdicts, under the names the router package has always exported.
 ALLOWANCE_EXCEEDED = RouteErrorKind.ALLOWANCE_EXCEEDED
@@ -73,15 +73,3 @@ def unexpected_error(exc: BaseException, provider: str) -> AdapterError:
     return AdapterError(
         ErrorKind.MALFORMED_RESPONSE, f"adapter failed: {type(exc).__name__}: {exc}", provider=provider
     )
-
-
-def prompt_characters(request: ChatRequest) -> int:
-    """How many characters a request sends (messages, tool calls, tool schemas): the input estimate's base."""
-    total = 0
-    for message in request.messages:
-        total += len(message.content)
-        for call in message.tool_calls:
-            total += len(call.name) + len(str(call.arguments))
-    for tool in request.tools:
-        total += len(tool.name) + len(tool.description) + len(str(tool.input_schema))
-    return total

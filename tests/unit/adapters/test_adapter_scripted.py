@@ -1,8 +1,9 @@
-"""The scripted adapter: canned replies in order, estimated usage, real prices, a clear end."""
+"""The scripted adapter: canned replies in order for each run, estimated usage, real prices, a clear end."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from tests.builders.adapters import adapter_config
@@ -11,6 +12,7 @@ from tests.providers.calls import collect, failure_of
 
 from jesus_adapters import (
     AdapterError,
+    ChatRequest,
     ChatResponse,
     ErrorKind,
     Price,
@@ -22,6 +24,8 @@ from jesus_adapters import (
     effective_price,
 )
 from jesus_adapters.estimate import CHARS_PER_TOKEN, estimate_usage
+from jesus_adapters.scripted import MAX_TRACKED_RUNS, RunCursors, ScriptedAdapter
+from jesus_adapters.types import ScriptedFailure
 
 
 def scripted_reply(
@@ -138,3 +142,116 @@ async def test_running_out_is_an_adapter_error_not_a_crash() -> None:
 
     with pytest.raises(AdapterError, match="no scripted reply left"):
         await adapter.complete(chat_request(), timeout_seconds=1)
+
+
+def run_request(run: str, namespace: str = "team", *, max_tokens: int = 256) -> ChatRequest:
+    """A request as the router sends it for one run: the run and its namespace in the metadata."""
+    return replace(chat_request(max_tokens=max_tokens), metadata={"run": run, "namespace": namespace})
+
+
+def numbered(count: int) -> tuple[ChatResponse, ...]:
+    return tuple(scripted_reply(f"reply {number}") for number in range(count))
+
+
+async def test_each_run_plays_the_script_from_the_start() -> None:
+    adapter = build_adapter(adapter_config("scripted", None, scripted_replies=numbered(3)))
+
+    first_a = await adapter.complete(run_request("a"), timeout_seconds=1)
+    first_b = await adapter.complete(run_request("b"), timeout_seconds=1)
+    second_a = await adapter.complete(run_request("a"), timeout_seconds=1)
+    other_namespace = await adapter.complete(run_request("a", "elsewhere"), timeout_seconds=1)
+
+    assert [first_a.content, first_b.content, second_a.content, other_namespace.content] == [
+        "reply 0",
+        "reply 0",
+        "reply 1",
+        "reply 0",
+    ]
+
+
+async def test_concurrent_runs_get_the_same_sequence_independently() -> None:
+    adapter = build_adapter(adapter_config("scripted", None, scripted_replies=numbered(5)))
+
+    async def play(run: str) -> list[str]:
+        return [(await adapter.complete(run_request(run), timeout_seconds=1)).content for _ in range(5)]
+
+    sequences = await asyncio.gather(*(play(f"run-{number}") for number in range(8)))
+
+    assert all(sequence == [f"reply {n}" for n in range(5)] for sequence in sequences)
+
+
+async def test_a_run_that_runs_out_fails_clearly_and_the_others_go_on() -> None:
+    adapter = build_adapter(adapter_config("scripted", None, scripted_replies=numbered(2)))
+    for _ in range(2):
+        await adapter.complete(run_request("greedy"), timeout_seconds=1)
+
+    with pytest.raises(AdapterError) as caught:
+        await adapter.complete(run_request("greedy"), timeout_seconds=1)
+    fresh = await adapter.complete(run_request("fresh"), timeout_seconds=1)
+
+    assert caught.value.kind is ErrorKind.INVALID_REQUEST
+    assert caught.value.message == (
+        "model 'test-model' has no scripted reply left for call 3 (2 scripted) of run team/greedy"
+    )
+    assert fresh.content == "reply 0"
+
+
+async def test_a_cycled_script_never_runs_out() -> None:
+    config = adapter_config("scripted", None, scripted_replies=numbered(2))
+    adapter = build_adapter(replace(config, scripted_cycle=True))
+
+    contents = [(await adapter.complete(run_request("long"), timeout_seconds=1)).content for _ in range(301)]
+
+    assert contents[:4] == ["reply 0", "reply 1", "reply 0", "reply 1"]
+    assert contents[-1] == "reply 0"
+
+
+async def test_failures_come_in_each_runs_turn_and_a_final_one_repeats() -> None:
+    script = (ScriptedFailure("Overloaded", "busy"), scripted_reply("answer"), ScriptedFailure("Timeout"))
+    adapter = build_adapter(adapter_config("scripted", None, scripted_replies=script))
+
+    for run in ("a", "b"):
+        with pytest.raises(AdapterError) as first:
+            await adapter.complete(run_request(run), timeout_seconds=1)
+        assert (first.value.kind, first.value.message) == (ErrorKind.OVERLOADED, "busy")
+        assert (await adapter.complete(run_request(run), timeout_seconds=1)).content == "answer"
+        for _ in range(2):
+            with pytest.raises(AdapterError) as last:
+                await adapter.complete(run_request(run), timeout_seconds=1)
+            assert (last.value.kind, last.value.message) == (ErrorKind.TIMEOUT, "scripted Timeout")
+
+
+async def test_per_run_state_is_bounded_and_a_forgotten_run_starts_again() -> None:
+    adapter = build_adapter(adapter_config("scripted", None, scripted_replies=numbered(2)))
+    assert isinstance(adapter, ScriptedAdapter)
+    await adapter.complete(run_request("kept"), timeout_seconds=1)
+    assert adapter.calls_made("kept", "team") == 1
+
+    for number in range(MAX_TRACKED_RUNS + 10):
+        await adapter.complete(run_request(f"run-{number}"), timeout_seconds=1)
+
+    assert adapter.tracked_runs == MAX_TRACKED_RUNS
+    assert adapter.calls_made("kept", "team") == 0, "the least recently used run was forgotten"
+    adapter.forget_run(f"run-{MAX_TRACKED_RUNS + 9}", "team")
+    assert adapter.tracked_runs == MAX_TRACKED_RUNS - 1
+    again = await adapter.complete(run_request(f"run-{MAX_TRACKED_RUNS + 9}"), timeout_seconds=1)
+    assert again.content == "reply 0"
+
+
+def test_run_cursors_forget_the_least_recently_used_first() -> None:
+    cursors = RunCursors(limit=2)
+    assert cursors.take(("ns", "a")) == 0
+    assert cursors.take(("ns", "b")) == 0
+    assert cursors.take(("ns", "a")) == 1  # a is now the most recently used
+    assert cursors.take(("ns", "c")) == 0  # b goes
+    assert (cursors.turns_taken(("ns", "a")), cursors.turns_taken(("ns", "b"))) == (2, 0)
+    assert len(cursors) == 2
+
+
+async def test_estimated_output_stops_at_the_requests_max_tokens_as_a_provider_would() -> None:
+    adapter = build_adapter(adapter_config("scripted", None, scripted_replies=(scripted_reply("x" * 400),)))
+
+    response = await adapter.complete(run_request("a", max_tokens=7), timeout_seconds=1)
+
+    assert response.usage.output_tokens == 7
+    assert response.usage_estimated

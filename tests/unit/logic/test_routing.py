@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
 
 import pytest
 from hypothesis import given
@@ -11,7 +11,6 @@ from tests.builders.adapters import scripted_adapter
 from tests.builders.routes import route_policy
 
 from jesus.api import ModelAdapter, RoutePolicy
-from jesus.logic.allowance import Allowance, CallPrice, Spend, admit_call, allowance_exceeded, cost_micros
 from jesus.logic.routing import (
     BreakerConfig,
     BreakerState,
@@ -31,10 +30,8 @@ from jesus.logic.routing import (
     plan_from_route_policy,
     rate_admit,
     rate_charge,
+    rate_too_large,
 )
-
-if TYPE_CHECKING:
-    from jesus.logic.allowance import AllowanceDecision
 
 
 def plan(
@@ -202,82 +199,6 @@ def test_breaker_full_cycle() -> None:
     assert state == BreakerState()
 
 
-PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
-
-
-def admit(allowance: Allowance, spent: Spend, requested: int, estimated_input: int) -> AllowanceDecision:
-    """admit_call at PRICE, the positional order the tables below use."""
-    return admit_call(
-        allowance,
-        spent,
-        requested_output_tokens=requested,
-        estimated_input_tokens=estimated_input,
-        price=PRICE,
-    )
-
-
-@pytest.mark.parametrize(
-    ("allowance", "spent", "requested", "estimated_input", "allowed", "max_output"),
-    [
-        (Allowance(), Spend(), 1024, 100, True, 1024),
-        (Allowance(max_tokens=1000), Spend(tokens=200), 1024, 100, True, 700),
-        (Allowance(max_tokens=1000), Spend(tokens=900), 1024, 100, False, 0),
-        # 1.00 left; the prompt costs 300 micros, output 15 micros per token -> 66646 tokens affordable
-        (Allowance(max_cost_micros=1_000_000), Spend(), 100_000, 100, True, 66_646),
-        (Allowance(max_cost_micros=1_000_000), Spend(cost_micros=1_000_000), 10, 1, False, 0),
-        (Allowance(max_cost_micros=310), Spend(), 10, 100, False, 0),  # 10 micros left buys no token
-        (Allowance(max_tokens=500, max_cost_micros=1_000_000), Spend(tokens=100), 1024, 100, True, 300),
-    ],
-)
-def test_admit_call(
-    allowance: Allowance, spent: Spend, requested: int, estimated_input: int, allowed: bool, max_output: int
-) -> None:
-    decision = admit(allowance, spent, requested, estimated_input)
-    assert decision.allowed is allowed
-    assert decision.max_output_tokens == max_output
-    assert bool(decision.reason) is not allowed
-
-
-@given(
-    max_tokens=st.integers(1, 10_000),
-    max_cost=st.integers(1, 10_000_000),
-    spent_tokens=st.integers(0, 10_000),
-    spent_cost=st.integers(0, 10_000_000),
-    requested=st.integers(1, 100_000),
-    estimated_input=st.integers(0, 5_000),
-)
-def test_an_admitted_call_fits_the_allowance_at_worst(
-    max_tokens: int, max_cost: int, spent_tokens: int, spent_cost: int, requested: int, estimated_input: int
-) -> None:
-    allowance = Allowance(max_tokens, max_cost)
-    spent = Spend(spent_tokens, spent_cost)
-    decision = admit(allowance, spent, requested, estimated_input)
-    if decision.allowed:
-        worst = spent.plus(
-            estimated_input + decision.max_output_tokens,
-            cost_micros(estimated_input, decision.max_output_tokens, PRICE),
-        )
-        assert allowance_exceeded(allowance, worst) is None
-        assert 1 <= decision.max_output_tokens <= requested
-
-
-@pytest.mark.parametrize(
-    ("spent", "fragment"),
-    [
-        (Spend(tokens=100, cost_micros=100), None),
-        (Spend(tokens=101), "token allowance exceeded"),
-        (Spend(cost_micros=2_000_001), "cost allowance exceeded: 2.000001 of 2.000000"),
-    ],
-)
-def test_allowance_exceeded(spent: Spend, fragment: str | None) -> None:
-    reason = allowance_exceeded(Allowance(max_tokens=100, max_cost_micros=2_000_000), spent)
-    if fragment is None:
-        assert reason is None
-    else:
-        assert reason is not None
-        assert fragment in reason
-
-
 def _adapters(*objects: dict[str, object]) -> dict[str, ModelAdapter]:
     return {str(o["metadata"]["name"]): ModelAdapter.model_validate(o) for o in objects}  # type: ignore[index]
 
@@ -334,12 +255,11 @@ MINUTE = RateLimit(requests_per_minute=60, tokens_per_minute=6000)
         (RateState(requests=0.0, tokens=6000.0, updated_at=0.0), 1.0, 100, 0.0),  # refilled after a second
         (RateState(requests=10.0, tokens=0.0, updated_at=0.0), 0.0, 500, 5.0),  # 100 tokens a second
         (RateState(requests=10.0, tokens=-200.0, updated_at=0.0), 0.0, 100, 3.0),  # overdrawn by a call
-        (
-            RateState(requests=10.0, tokens=6000.0, updated_at=0.0),
-            0.0,
-            50_000,
-            0.0,
-        ),  # capped at a minute's worth
+        (RateState(requests=10.0, tokens=6000.0, updated_at=0.0), 0.0, 6000, 0.0),  # a whole bucket fits
+        (RateState(requests=10.0, tokens=6000.0, updated_at=0.0), 0.0, 6001, math.inf),  # never fits
+        (RateState(requests=10.0, tokens=0.0, updated_at=0.0), 0.0, 1, 0.01),  # 10 ms, not 0.000
+        (RateState(requests=10.0, tokens=0.0, updated_at=0.0), 0.0, 7, 0.07),  # 70 ms
+        (RateState(requests=0.9995, tokens=6000.0, updated_at=0.0), 0.0, 1, 0.001),  # rounded up, never to 0
     ],
 )
 def test_rate_admit(state: RateState, now: float, tokens: int, expected_wait: float) -> None:
@@ -347,12 +267,44 @@ def test_rate_admit(state: RateState, now: float, tokens: int, expected_wait: fl
     assert wait == pytest.approx(expected_wait)
 
 
-def test_rate_admit_takes_credits_and_rate_charge_overdraws() -> None:
+def test_rate_admit_takes_credits_and_rate_charge_overdraws_by_at_most_a_minute() -> None:
     wait, state = rate_admit(RateState(), MINUTE, 10.0, 1000)
     assert wait == 0
     assert (state.requests, state.tokens) == (59, 5000)
     state = rate_charge(state, MINUTE, 5500)
     assert state.tokens == -500
     assert rate_admit(state, MINUTE, 10.0, 1)[0] > 0
+    assert rate_charge(state, MINUTE, 10**12).tokens == -6000, "never more than one minute of debt"
+    assert rate_charge(state, MINUTE, -(10**12)).tokens == 6000, "a refund never overfills the bucket"
     unlimited = RateLimit()
     assert rate_admit(RateState(), unlimited, 0.0, 10**9) == (0.0, RateState(0.0, 0.0, 0.0))
+    assert rate_charge(state, unlimited, 10**9) == state
+
+
+def test_a_call_larger_than_the_bucket_is_too_large_and_waits_forever() -> None:
+    assert rate_too_large(MINUTE, 6001)
+    assert not rate_too_large(MINUTE, 6000)
+    assert not rate_too_large(RateLimit(requests_per_minute=1), 10**9)
+    wait, state = rate_admit(RateState(), MINUTE, 0.0, 6001)
+    assert wait == math.inf
+    assert state.tokens == 6000, "nothing was taken"
+
+
+@given(
+    tokens_per_minute=st.integers(1, 1_000_000),
+    charges=st.lists(st.integers(-(10**9), 10**12), max_size=20),
+    size=st.floats(0.0, 1.0),
+)
+def test_whatever_calls_used_the_adapter_takes_a_call_again_within_two_minutes(
+    tokens_per_minute: int, charges: list[int], size: float
+) -> None:
+    limit = RateLimit(requests_per_minute=None, tokens_per_minute=tokens_per_minute)
+    _, state = rate_admit(RateState(), limit, 0.0, tokens_per_minute)
+    for charge in charges:
+        state = rate_charge(state, limit, charge)
+        assert -tokens_per_minute <= state.tokens <= tokens_per_minute
+    call = int(size * tokens_per_minute)
+    wait, _ = rate_admit(state, limit, 0.0, call)
+    assert wait <= 120.001
+    # The wait is honest: after it, the call is admitted.
+    assert rate_admit(state, limit, wait, call)[0] == 0

@@ -3,6 +3,8 @@ stand-ins, scripted failures in their turn, and errors that name the adapter and
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapt
 from tests.builders.manifest import set_field
 
 from jesus.api import ModelAdapter
+from jesus.logic.routing import BreakerConfig, RetryPolicy, RoutePlan
+from jesus.router import RouteError, Router, RunLedger
 from jesus.router.config import (
     EnvironmentCredentials,
     FirstOf,
@@ -151,3 +155,52 @@ async def test_a_scripted_stream_without_errors_plays_its_replies() -> None:
         await scripted.complete(HI, timeout_seconds=5)
     events = [event async for event in scripted.stream(HI, timeout_seconds=5)]
     assert events, "the third turn streams its reply"
+
+
+def run_call(run: str) -> ChatRequest:
+    """HI as the router sends it for one run of namespace team."""
+    return replace(HI, metadata={"run": run, "namespace": "team"})
+
+
+async def test_a_dry_run_never_runs_out_of_replies_for_any_run() -> None:
+    built = build_routed_adapters(
+        {"openai": adapter(openai_adapter(namespace="team"))}, live=False, credentials=Nothing()
+    )
+    stand_in = built.adapters["openai"].adapter
+
+    async def many(run: str) -> list[str]:
+        return [(await stand_in.complete(run_call(run), timeout_seconds=5)).content for _ in range(100)]
+
+    answers = await asyncio.gather(*(many(f"run-{number}") for number in range(5)))
+
+    assert {len(run_answers) for run_answers in answers} == {100}
+    assert all("dry run: openai model gpt-4.1-mini was not called" in text for text in answers[0])
+
+
+async def test_concurrent_runs_play_a_scripted_model_adapter_each_from_the_start() -> None:
+    script = set_field(
+        scripted_adapter(namespace="team"),
+        "spec.scripted.replies",
+        [{"error": {"class": "Overloaded"}}, {"text": "first"}, {"text": "second"}],
+    )
+    built = build_routed_adapters({"s": adapter(script)}, live=False, credentials=Nothing())
+    # Six runs meet their Overloaded turn at once; the breaker is not what this test is about.
+    router = Router(
+        built.adapters, breaker=BreakerConfig(failure_threshold=100), sleep=lambda _: asyncio.sleep(0)
+    )
+    plan = RoutePlan(chain=("s",), retry=RetryPolicy(max_retries=1, backoff_base_seconds=0.0))
+
+    async def play(run: str) -> list[str]:
+        ledger = RunLedger(run)
+        texts = []
+        for _ in range(2):
+            texts.append((await router.complete(plan, run_call(run), ledger)).response.content)
+        with pytest.raises(RouteError) as caught:
+            await router.complete(plan, run_call(run), ledger)
+        assert "no scripted reply left for call 4 (3 scripted) of run team/" + run in caught.value.reason
+        return texts
+
+    played = await asyncio.gather(*(play(f"run-{number}") for number in range(6)))
+
+    # Every run met the Overloaded turn (retried), then its own two replies, then a clear end.
+    assert played == [["first", "second"]] * 6

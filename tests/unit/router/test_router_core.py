@@ -10,7 +10,7 @@ from tests.builders.chat import failure, reply, request
 from tests.builders.doubles import BREAK_MID_STREAM, HANG, FakeAdapter, FakeClock, Step
 
 from jesus.logic.allowance import Allowance, CallPrice, Spend
-from jesus.logic.routing import BreakerConfig, BreakerStatus, RateLimit, RetryPolicy, RoutePlan
+from jesus.logic.routing import BreakerConfig, BreakerStatus, RetryPolicy, RoutePlan
 from jesus.router import (
     ALLOWANCE_EXCEEDED,
     NO_ADAPTER_AVAILABLE,
@@ -22,6 +22,7 @@ from jesus.router import (
     RunLedger,
 )
 from jesus_adapters.errors import AdapterError, ErrorKind
+from jesus_adapters.estimate import input_tokens_upper_bound
 from jesus_adapters.types import ChatRequest, ChatResponse, TextDelta, Usage
 
 PRICE = CallPrice(input_micros_per_mtok=3_000_000, output_micros_per_mtok=15_000_000)
@@ -231,21 +232,22 @@ async def test_every_breaker_open_means_no_adapter_available() -> None:
 
 async def test_the_allowance_clamps_output_tokens() -> None:
     router, first, _, _, _ = build_router([reply(input_tokens=5, output_tokens=5)])
-    ledger = RunLedger("run-a", Allowance(max_tokens=60))
+    ledger = RunLedger("run-a", Allowance(max_tokens=112))
     await router.complete(plan(), request("x" * 30, max_tokens=1000), ledger)
-    # 30 characters are estimated at 10 input tokens, so 50 output tokens remain.
+    # 30 bytes and 32 tokens of template overhead take at most 62 input tokens, so 50 output tokens remain.
+    assert input_tokens_upper_bound(request("x" * 30)) == 62
     assert first.received[0].max_tokens == 50
 
 
 async def test_an_exhausted_allowance_stops_the_run_before_any_call() -> None:
-    router, first, second, _, _ = build_router([reply(input_tokens=40, output_tokens=60)])
+    router, first, second, _, _ = build_router([reply(input_tokens=30, output_tokens=60)])
     ledger = RunLedger("run-a", Allowance(max_tokens=100))
     await router.complete(plan(), request(), ledger)
     with pytest.raises(RouteError) as caught:
         await router.complete(plan(), request(), ledger)
     assert caught.value.kind == ALLOWANCE_EXCEEDED
     assert caught.value.stops_run
-    assert "token allowance exhausted: 100 of 100" in caught.value.reason
+    assert "token allowance exhausted: 90 of 100" in caught.value.reason
     assert len(first.received) == 1
     assert not second.received
     assert ledger.calls[-1].outcome == ALLOWANCE_EXCEEDED
@@ -322,46 +324,6 @@ async def test_tokens_billed_for_a_failed_answer_are_metered() -> None:
     assert ledger.spent.cost_micros == caught.value.record.cost_micros > 0
 
 
-def rate_limited_router(limit: RateLimit) -> tuple[Router, FakeAdapter, FakeAdapter, FakeClock]:
-    clock = FakeClock()
-    first, second = FakeAdapter([reply("primary")]), FakeAdapter([reply("fallback")])
-    router = Router(
-        {
-            "primary": RoutedAdapter("primary", first, PRICE, rate_limit=limit),
-            "fallback": RoutedAdapter("fallback", second, PRICE),
-        },
-        clock=clock,
-        sleep=clock.sleep,
-        rand=lambda: 0.0,
-    )
-    return router, first, second, clock
-
-
-async def test_a_client_side_rate_limit_fails_over_instead_of_waiting_long() -> None:
-    router, first, _, _ = rate_limited_router(RateLimit(requests_per_minute=1))
-    ledger = RunLedger("run-a")
-    assert (await router.complete(plan(), request(), ledger)).record.adapter == "primary"
-    limited = await router.complete(plan(), request(), ledger)
-    assert limited.record.adapter == "fallback"
-    assert (limited.record.attempts[0].outcome, limited.record.attempts[0].error_kind) == (
-        "skipped",
-        "RateLimited",
-    )
-    assert len(first.received) == 1, "the limited call was never sent"
-    assert router.breaker_state("primary").consecutive_failures == 0
-
-
-async def test_a_short_rate_limit_wait_is_retried_on_the_same_adapter() -> None:
-    router, _, second, clock = rate_limited_router(RateLimit(requests_per_minute=120))
-    ledger = RunLedger("run-a")
-    for _ in range(120):
-        await router.complete(plan(), request(), ledger)
-    waited = await router.complete(plan(), request(), ledger)
-    assert waited.record.adapter == "primary"
-    assert clock.slept == [pytest.approx(0.5)], "a slot frees every half second"
-    assert not second.received
-
-
 class SlowAdapter(FakeAdapter):
     """Answers after a short pause, so that calls overlap."""
 
@@ -373,13 +335,14 @@ class SlowAdapter(FakeAdapter):
 async def test_concurrent_calls_cannot_spend_the_same_allowance_twice() -> None:
     slow = SlowAdapter([reply(input_tokens=1, output_tokens=20)])
     router = Router({"primary": RoutedAdapter("primary", slow, PRICE)})
-    ledger = RunLedger("run-a", Allowance(max_tokens=100))
+    ledger = RunLedger("run-a", Allowance(max_tokens=265))
     route = RoutePlan(chain=("primary",))
     outcomes = await asyncio.gather(
         *(router.complete(route, request(max_tokens=20), ledger) for _ in range(10)), return_exceptions=True
     )
     refused = [o for o in outcomes if isinstance(o, RouteError)]
-    # Each call reserves 1 estimated input + 20 output tokens: four fit whole, the fifth gets the 15 left.
+    # Each call reserves at most 34 input tokens ("hi" and the template) + 20 output tokens: four fit
+    # whole (216), the fifth gets the 15 left after its input.
     assert sorted(r.max_tokens for r in slow.received) == [15, 20, 20, 20, 20]
     assert len(refused) == 5
     assert all(r.kind == ALLOWANCE_EXCEEDED for r in refused)

@@ -143,20 +143,36 @@ async def test_the_breaker_stops_calling_a_dead_provider() -> None:
 
 
 async def test_the_allowance_is_enforced_against_real_usage() -> None:
-    async with serve_openai(default=Reply(text="long answer", input_tokens=60, output_tokens=40)) as provider:
+    async with serve_openai(default=Reply(text="long answer", input_tokens=30, output_tokens=40)) as provider:
         router = router_over("openai", a=provider.base_url)
         ledger = RunLedger("run-a", Allowance(max_tokens=150))
         await router.complete(plan("a"), request(max_tokens=80), ledger)
-        # 50 tokens are left and the prompt is estimated at 1: the output limit shrinks to 49.
+        # 80 tokens are left and the prompt "hi" takes at most 34 (ADR 14): the output limit shrinks to 46.
         second = await router.complete(plan("a"), request(max_tokens=80), ledger)
         with pytest.raises(RouteError) as caught:
             await router.complete(plan("a"), request(max_tokens=80), ledger)
     limits = [r.json.get("max_completion_tokens", r.json.get("max_tokens")) for r in provider.requests]
-    assert limits == [80, 49]
-    assert second.record.error is not None
-    assert "token allowance exceeded: 200 of 150" in second.record.error
+    assert limits == [80, 46]
+    assert second.record.error is None
     assert caught.value.kind == ALLOWANCE_EXCEEDED
-    assert ledger.spent.tokens == 200
+    assert "token allowance exhausted: 140 of 150" in caught.value.reason
+    assert ledger.spent.tokens == 140
+
+
+async def test_a_provider_reporting_more_than_the_reservation_is_charged_and_stops_the_run() -> None:
+    async with serve_openai(default=Reply(text="long answer", input_tokens=60, output_tokens=40)) as provider:
+        router = router_over("openai", a=provider.base_url)
+        ledger = RunLedger("run-a", Allowance(max_tokens=150))
+        first = await router.complete(plan("a"), request(max_tokens=80), ledger)
+        with pytest.raises(RouteError) as caught:
+            await router.complete(plan("a"), request(max_tokens=80), ledger)
+    assert len(provider.requests) == 1
+    assert ledger.spent.tokens == 100, "the spend is real and charged"
+    assert first.record.error is not None
+    assert "reported more than the call's reserved worst case (60 input tokens" in first.record.error
+    assert caught.value.kind == ALLOWANCE_EXCEEDED
+    assert caught.value.stops_run
+    assert caught.value.reason.startswith("further calls refused: model adapter a reported more")
 
 
 async def test_a_streamed_answer_is_relayed_and_metered() -> None:

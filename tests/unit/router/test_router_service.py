@@ -128,7 +128,8 @@ async def test_a_spent_allowance_is_a_403_that_stops_the_runner(
     http: tuple[RouterService, httpx2.AsyncClient],
 ) -> None:
     service, client = http
-    token = grant(service, Allowance(max_tokens=10))
+    # The first call's prompt takes at most 34 tokens (ADR 14) and it uses 10; then 30 are left, too few.
+    token = grant(service, Allowance(max_tokens=40))
     headers = {"authorization": f"Bearer {token}"}
     assert (await client.post("/v1/chat/completions", json=chat(), headers=headers)).status_code == 200
     refused = await client.post("/v1/chat/completions", json=chat(), headers=headers)
