@@ -720,6 +720,15 @@ class Bench:
                 break
             await asyncio.sleep(2)
 
+    async def create(
+        self, kube: KubeClient, cpu: CpuMeter, runs: list[JsonObject]
+    ) -> tuple[float, dict[str, float], float]:
+        """Start counting CPU and create `runs`: when creating began, when each create returned, and
+        how long creating them all took."""
+        cpu.start()
+        start, returned = await create_all(kube, runs, self.args.concurrency)
+        return start, returned, max(returned.values()) - start
+
     async def warm_up(self, kube: KubeClient, state: OperatorWatch, alive: Callable[[], None]) -> None:
         """One run through the operator first, so start-up (imports, policy load) is not measured."""
         obj = bench_run("warm-up")
@@ -734,9 +743,7 @@ class Bench:
         trace_path = self.workdir / "trace.json"
         before = read_trace(operator, trace_path) if self.args.trace else None
         runs = [bench_run(f"load-{i:05d}") for i in range(n)]
-        cpu.start()
-        start, returned = await create_all(kube, runs, self.args.concurrency)
-        created = max(returned.values()) - start
+        start, returned, created = await self.create(kube, cpu, runs)
         names = set(returned)
         # Past --timeout the figures are still reported, with the runs not admitted by then counted as
         # not reached, so an overloaded operator yields numbers rather than a traceback.
@@ -848,9 +855,7 @@ class Bench:
         log = LogCursor(operator.log)
         log.skip_to_end()
         held = [bench_run(f"held-{i:05d}", team=TINY_TEAM) for i in range(n)]
-        cpu.start()
-        start, returned = await create_all(kube, held, self.args.concurrency)
-        created = max(returned.values()) - start
+        start, returned, created = await self.create(kube, cpu, held)
         names = set(returned)
         all_held = await state.waiting_seen.wait_for(
             names, limit=self.args.timeout, what="held runs Waiting", alive=alive, required=False

@@ -5,6 +5,8 @@ The names are what the chart's dashboard and alert rules read.
 
 from __future__ import annotations
 
+from functools import partial
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ADMISSION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -28,21 +30,10 @@ class OperatorMetrics:
             buckets=ADMISSION_BUCKETS,
             registry=registry,
         )
-        self.budget_spent = Gauge(
-            "jesus_budget_spent_micros",
-            "Spent in the current period",
-            ["namespace", "budget"],
-            registry=registry,
-        )
-        self.budget_reserved = Gauge(
-            "jesus_budget_reserved_micros",
-            "Held for admitted runs",
-            ["namespace", "budget"],
-            registry=registry,
-        )
-        self.budget_limit = Gauge(
-            "jesus_budget_limit_micros", "The Budget's limit", ["namespace", "budget"], registry=registry
-        )
+        budget_gauge = partial(Gauge, labelnames=["namespace", "budget"], registry=registry)
+        self.budget_spent = budget_gauge("jesus_budget_spent_micros", "Spent in the current period")
+        self.budget_reserved = budget_gauge("jesus_budget_reserved_micros", "Held for admitted runs")
+        self.budget_limit = budget_gauge("jesus_budget_limit_micros", "The Budget's limit")
 
     def budget(self, namespace: str, name: str, *, spent: int, reserved: int, limit: int) -> None:
         """Record a Budget's figures as last written."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from jesus.router.records import CallRecord
@@ -15,29 +17,24 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.calls = Counter(
+        counter = partial(Counter, registry=registry)
+        self.calls = counter(
             "jesus_router_calls",
             "Model calls through the router, by the adapter that answered and outcome.",
             ["adapter", "provider", "outcome"],
-            registry=registry,
         )
-        self.attempts = Counter(
+        self.attempts = counter(
             "jesus_router_attempts",
             "Attempts on each adapter, by outcome (ok, an error kind, or CircuitOpen).",
             ["adapter", "outcome"],
-            registry=registry,
         )
-        self.tokens = Counter(
-            "jesus_router_tokens",
-            "Tokens metered by the router.",
-            ["adapter", "provider", "direction"],
-            registry=registry,
+        self.tokens = counter(
+            "jesus_router_tokens", "Tokens metered by the router.", ["adapter", "provider", "direction"]
         )
-        self.cost = Counter(
+        self.cost = counter(
             "jesus_router_cost_micros",
             "Cost of model calls in micro-units of the price currency.",
             ["adapter", "provider"],
-            registry=registry,
         )
         self.latency = Histogram(
             "jesus_router_call_latency_seconds",
@@ -46,11 +43,10 @@ class RouterMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.fallbacks = Counter(
+        self.fallbacks = counter(
             "jesus_router_fallbacks",
             "Fallbacks from one adapter to the next.",
             ["from_adapter", "to_adapter"],
-            registry=registry,
         )
 
     def observe(self, record: CallRecord) -> None:
