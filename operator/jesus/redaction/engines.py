@@ -30,7 +30,7 @@ from presidio_analyzer import (
     RecognizerResult,
 )
 from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
-from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
+from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, NlpEngine, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
@@ -43,7 +43,7 @@ from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as Replacement
 
 from jesus.redaction.common_words import COMMON_WORDS
-from jesus.redaction.patterns import ADDRESS_PATTERN, CUED_NAME_PATTERN, SECRET_PATTERNS, SitePattern
+from jesus.redaction.patterns import CUED_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ _IGNORED_LABELS = [
     "TIME",
     "WORK_OF_ART",
 ]
+_EMPTY_DOC = spacy.blank(LANGUAGE)("")
 # How many texts spaCy reads at once.
 _BATCH = 64
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "AU")
@@ -89,6 +90,9 @@ PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "AU")
 _PHONE_SHAPE = regex.compile(
     r"(?<![\w+.])(?:\+|\(\d{1,5}\)[ \t.\-]?)?\d(?:[ \t().\-/]{0,2}\d){6,16}(?![\w@])"
 )
+# E.164 numbers have at most 15 digits, country code included (a national number's trunk prefix, the 0
+# of 020, stands where the country code would).
+_DIGITS_IN_A_NUMBER = (7, 15)
 # Dates, times and version numbers are digits with separators too: 2026-12-02 10:38 and 1.2.3456789 are
 # not phone numbers.
 _NOT_PHONE = regex.compile(
@@ -134,12 +138,19 @@ class _PhoneRecognizer(EntityRecognizer):
 
 
 def _valid_phone(candidate: str) -> bool:
+    if not _DIGITS_IN_A_NUMBER[0] <= sum(c.isdigit() for c in candidate) <= _DIGITS_IN_A_NUMBER[1]:
+        return False  # a card number or an account number, not a phone number: no parse needed
     for region in (None,) if candidate.startswith("+") else PHONE_REGIONS:
         try:
             number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(number):
+        # Checked against one region's patterns first: `is_valid_number` alone tries every region of
+        # the country code (two dozen for +1), which cost most of the phone stage.
+        home = region or phonenumbers.region_code_for_country_code(number.country_code or 0)
+        if phonenumbers.is_valid_number_for_region(number, home) or (
+            region is None and phonenumbers.is_valid_number(number)
+        ):
             return True
     return False
 
@@ -194,27 +205,10 @@ class _PreloadedSpacyEngine(SpacyNlpEngine):
         """Already loaded in the constructor."""
 
 
-def _secret_recognizers(site_patterns: Sequence[SitePattern]) -> list[EntityRecognizer]:
-    kinds = [(p.kind, p.expression, p.score) for p in SECRET_PATTERNS]
-    kinds += [(p.kind, p.expression, 1.0) for p in site_patterns]
-    kinds.append(("address", ADDRESS_PATTERN, 0.9))
-    return [
-        PatternRecognizer(
-            supported_entity=kind,
-            name=f"jesus-{kind}",
-            patterns=[Pattern(kind, expression, score)],
-            # Case matters to these expressions (an AWS key id is upper case); Presidio's default ignores it.
-            global_regex_flags=0,
-        )
-        for kind, expression, score in kinds
-    ]
-
-
 @functools.cache
-def pattern_analyzer(site_patterns: tuple[SitePattern, ...] = ()) -> AnalyzerEngine:
-    """The analyzer of everything a pattern or checksum finds; cheap to build and to run."""
+def pattern_analyzer() -> AnalyzerEngine:
+    """The analyzer of personal data a pattern or checksum finds; cheap to build and to run."""
     recognizers: list[EntityRecognizer] = [
-        *_secret_recognizers(site_patterns),
         _OfflineEmailRecognizer(),
         _CuedNameRecognizer(),
         _PhoneRecognizer(),
@@ -251,29 +245,37 @@ Span = tuple[int, int, str, float]
 """A finding as plain data: start, end, kind (the marker's name), score."""
 
 
-def analyze_patterns(
-    texts: Sequence[str], site_patterns: tuple[SitePattern, ...], threshold: float
-) -> list[list[Span]]:
-    """What the pattern analyzer finds in each of `texts`."""
-    return _analyze_batch(pattern_analyzer(site_patterns), texts, threshold)
+def analyze_patterns(texts: Sequence[str], threshold: float) -> list[list[Span]]:
+    """What the pattern analyzer finds in each of `texts`.
+
+    The texts are not tokenized: pattern recognizers read tokens only for context words, which are
+    off (`_NoContext`), and tokenizing cost a third of the stage and grew spaCy's vocabulary with
+    every new key it saw.
+    """
+    engine = pattern_analyzer()
+    return [_analyze(engine, text, threshold, _untokenized(engine.nlp_engine)) for text in texts]
 
 
 def analyze_names(texts: Sequence[str], threshold: float) -> list[list[Span]]:
     """The people spaCy finds in each of `texts`, read in one batch (spaCy's cost is mostly per call)."""
-    return _analyze_batch(name_analyzer(), texts, threshold)
+    engine = name_analyzer()
+    batch = engine.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=_BATCH)
+    return [_analyze(engine, text, threshold, artifacts) for text, artifacts in batch]
 
 
-def _analyze_batch(engine: AnalyzerEngine, texts: Sequence[str], threshold: float) -> list[list[Span]]:
-    found: list[list[Span]] = []
-    for text, artifacts in engine.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=_BATCH):
-        # Case matters to the expressions (an AWS key id is upper case): no flags, not Presidio's default.
-        results = engine.analyze(
-            text, LANGUAGE, score_threshold=threshold, nlp_artifacts=artifacts, regex_flags=0
-        )
-        found.append(
-            [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
-        )
-    return found
+def _analyze(engine: AnalyzerEngine, text: str, threshold: float, artifacts: NlpArtifacts) -> list[Span]:
+    # Case matters to the expressions (an AWS key id is upper case): no flags, not Presidio's default.
+    results = engine.analyze(
+        text, LANGUAGE, score_threshold=threshold, nlp_artifacts=artifacts, regex_flags=0
+    )
+    return [(r.start, r.end, PRESIDIO_KINDS.get(r.entity_type, r.entity_type), r.score) for r in results]
+
+
+def _untokenized(nlp_engine: NlpEngine) -> NlpArtifacts:
+    """Artifacts of no tokens, for recognizers that do not read them."""
+    return NlpArtifacts(
+        entities=[], tokens=_EMPTY_DOC, tokens_indices=[], lemmas=[], nlp_engine=nlp_engine, language=LANGUAGE
+    )
 
 
 @functools.cache

@@ -63,14 +63,15 @@ class PresidioRedactor:
         self.site_patterns = site_patterns
         self.names = names
         self.allow = frozenset(ALWAYS_ALLOWED + allow)
-        # The pattern stage runs only when one of these finds something: each is cheap, Presidio is not.
-        self._triggers = (
-            _PII_TRIGGER,
-            *(regex.compile(p.expression) for p in SECRET_PATTERNS),
-            regex.compile(ADDRESS_PATTERN),
-            regex.compile(CUED_NAME_PATTERN),
-            *(regex.compile(p.expression) for p in site_patterns),
+        # Credentials, addresses and a site's patterns are plain expressions, each finding final: they
+        # run once over the whole text. Presidio's recognizers (checksums, libphonenumber, the e-mail
+        # domain check, cued names) run only on windows around what could start one of theirs.
+        self._expressions = (
+            *((p.kind, regex.compile(p.expression), p.score) for p in SECRET_PATTERNS),
+            *((p.kind, regex.compile(p.expression), 1.0) for p in site_patterns),
+            ("address", regex.compile(ADDRESS_PATTERN), 0.9),
         )
+        self._triggers = (_PII_TRIGGER, regex.compile(CUED_NAME_PATTERN))
 
     def __call__(self, text: str) -> str:
         """`text` with every finding replaced by `[REDACTED:<kind>]`."""
@@ -90,7 +91,14 @@ class PresidioRedactor:
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Every finding in each of `texts`, in order of position."""
-        findings: list[list[Finding]] = [[] for _ in texts]
+        findings = [
+            [
+                Finding(*match.span(), kind, score)
+                for kind, expression, score in self._expressions
+                for match in expression.finditer(text)
+            ]
+            for text in texts
+        ]
         pattern_windows = [
             (index, window)
             for index, text in enumerate(texts)
@@ -116,7 +124,7 @@ class PresidioRedactor:
         return [match.span() for trigger in self._triggers for match in trigger.finditer(text)]
 
     def _patterns(self, windows: list[str]) -> list[list[Span]]:
-        spans: list[list[Span]] = _engines().analyze_patterns(windows, self.site_patterns, SCORE_THRESHOLD)
+        spans: list[list[Span]] = _engines().analyze_patterns(windows, SCORE_THRESHOLD)
         return spans
 
     @staticmethod
