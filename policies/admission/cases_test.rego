@@ -139,6 +139,10 @@ cases["cost_at_site_limit"] := object.union(base, {"run": {"cost": {"maxMicros":
 
 cases["cost_just_over_site_limit"] := object.union(base, {"run": {"cost": {"maxMicros": 25004000}}})
 
+# The largest amount a spec can write (maxCost "999999999999.999999"): past 2^31 whole units, where
+# the embedded engine's sprintf("%d") wraps and floor(x / 1000000) is rounded in floating point.
+cases["cost_largest_amount"] := object.union(base, {"run": {"cost": {"maxMicros": 999999999999999999}}})
+
 cases["cost_under_team_override"] := object.union(base, {
 	"owner": {"team": "ml-platform"},
 	"run": {"cost": {"maxMicros": 60000000}},

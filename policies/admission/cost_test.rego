@@ -22,6 +22,12 @@ test_sub_cent_overrun_is_shown_exactly if {
 	result.reasons == ["maximum cost 25.004000 USD exceeds the per-run limit 25.00 USD for team \"research\""]
 }
 
+test_largest_amount_is_shown_exactly if {
+	result := decide("cost_largest_amount")
+	not result.allow
+	result.reasons == ["maximum cost 999999999999.999999 USD exceeds the per-run limit 25.00 USD for team \"research\""]
+}
+
 test_team_override_raises_the_limit if {
 	decide("cost_under_team_override").allow
 }

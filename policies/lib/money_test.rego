@@ -13,3 +13,9 @@ test_zero if money.usd(0) == "0.00 USD"
 test_large_multiples_of_a_million if money.usd(30000000) == "30.00 USD"
 
 test_sub_cent_only if money.usd(1) == "0.000001 USD"
+
+test_amounts_past_two_to_the_31_whole_units if money.usd(5000000000000000) == "5000000000.00 USD"
+
+test_largest_spec_amount if money.usd(999999999999999999) == "999999999999.999999 USD"
+
+test_negative_amount if money.usd(-1500000) == "-1.50 USD"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ def budget_covers(budget: Budget, run: AgentRun, *, default_namespace: str = DEF
     """Whether `budget` pays for `run`.
 
     A namespace scope covers every run in the named namespace; team, user and runSelector scopes cover
-    runs in the Budget's own namespace whose owner team, owner user or labels match.
+    runs in the Budget's own namespace whose owner team, owner user (`same_user`) or labels match.
     """
     scope = budget.spec.scope
     run_namespace = namespace_of(run.metadata.namespace, default_namespace)
@@ -46,7 +47,7 @@ def budget_covers(budget: Budget, run: AgentRun, *, default_namespace: str = DEF
     if scope.team is not None:
         return run.spec.owner.team == scope.team
     if scope.user is not None:
-        return run.spec.owner.user == scope.user
+        return same_user(run.spec.owner.user, scope.user)
     if scope.run_selector is not None:
         return scope.run_selector.matches(run.metadata.labels or {})
     return False
@@ -60,6 +61,17 @@ def covering_budgets(
     return sorted(
         covering, key=lambda b: (namespace_of(b.metadata.namespace, default_namespace), b.metadata.name or "")
     )
+
+
+def same_user(a: str, b: str) -> bool:
+    """Whether two spellings name the same user: e-mail addresses and SSO names are compared without
+    regard to case, width or surrounding blanks, as identity providers compare them, so a run does not
+    escape a user's Budget by writing `Alice@Example.com ` for `alice@example.com`."""
+    return _user_key(a) == _user_key(b)
+
+
+def _user_key(user: str) -> str:
+    return unicodedata.normalize("NFKC", user).strip().casefold()
 
 
 # --- period ----------------------------------------------------------------------------------

@@ -87,17 +87,36 @@ def _kustomize(
             problems.append(Problem(kustomization, line, f"resource {entry} does not exist"))
 
 
-def _walk(folder: Path, problems: list[Problem]) -> Iterator[SpecFile]:
+def _walk(folder: Path, problems: list[Problem], root: Path) -> Iterator[SpecFile]:
     if kustomization_file(folder) is not None:
         yield from _kustomize(folder, "", problems, ())
         return
     for child in sorted(folder.iterdir()):
         if child.name.startswith("."):
             continue
+        if child.is_symlink() and not _linked_inside(child, root, problems):
+            continue
         if child.is_dir():
-            yield from _walk(child, problems)
+            yield from _walk(child, problems, root)
         elif child.is_file() and child.suffix in YAML_SUFFIXES:
             yield SpecFile(child)
+
+
+def _linked_inside(link: Path, root: Path, problems: list[Problem]) -> bool:
+    """Whether to read what `link` points at: a file inside the tree. A link out of it is an error
+    (Argo CD refuses the repository; reading it would plan what is never applied); a linked folder is
+    not followed, as `kubectl apply -R` does not follow it, so a link to a parent cannot loop."""
+    target = link.resolve()
+    if link.suffix not in YAML_SUFFIXES and not target.is_dir():
+        return False
+    if not target.is_relative_to(root.resolve()):
+        problems.append(Problem(link, 1, f"a symbolic link to {target}, outside {root}: not read"))
+        return False
+    if target.is_dir():
+        message = "a symbolic link to a folder: not followed (kubectl apply -R does not follow it)"
+        problems.append(Problem(link, 1, message, severity=Severity.WARNING))
+        return False
+    return True
 
 
 def discover(paths: list[Path], problems: list[Problem]) -> list[SpecFile]:
@@ -108,7 +127,7 @@ def discover(paths: list[Path], problems: list[Problem]) -> list[SpecFile]:
     files: list[SpecFile] = []
     for path in paths:
         if path.is_dir():
-            files.extend(_walk(path, problems))
+            files.extend(_walk(path, problems, path))
         elif path.is_file():
             if path.name in KUSTOMIZATION_NAMES:
                 files.extend(_kustomize(path.parent, "", problems, ()))

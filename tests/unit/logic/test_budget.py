@@ -31,6 +31,8 @@ from jesus.logic.budget import (
     utilization_percent,
 )
 
+FULL_WIDTH_ALICE = "\uff41\uff4c\uff49\uff43\uff45"
+
 # --- scope -----------------------------------------------------------------------------------
 
 
@@ -44,6 +46,11 @@ from jesus.logic.budget import (
         ({"team": "research"}, "platform", {}, False),
         ({"user": "alice"}, "research", {}, True),
         ({"user": "alice"}, "research", {"user": "bob"}, False),
+        # a user budget is not escaped by writing one's name differently (issue 12's hostile cases)
+        ({"user": "alice@example.com"}, "research", {"user": "Alice@Example.COM"}, True),
+        ({"user": "alice@example.com"}, "research", {"user": " alice@example.com\t"}, True),
+        ({"user": "alice@example.com"}, "research", {"user": f"{FULL_WIDTH_ALICE}@example.com"}, True),
+        ({"user": "alice@example.com"}, "research", {"user": "alicia@example.com"}, False),
         ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {"labels": {"app": "x"}}, True),
         ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {"labels": {"app": "y"}}, False),
         ({"runSelector": {"matchLabels": {"app": "x"}}}, "research", {"labels": None}, False),

@@ -137,3 +137,13 @@ def test_directory_without_policies_is_refused(tmp_path: Path) -> None:
         load_policy_source(tmp_path)
     with pytest.raises(PolicyLoadError, match="does not exist"):
         load_policy_source(tmp_path / "nope")
+
+
+def test_largest_amount_a_spec_can_write_is_shown_exactly(engine: EmbeddedEngine) -> None:
+    """Past 2^31 whole units rego-cpp's sprintf("%d") wraps: the reason must still show the amount."""
+    decision = engine.evaluate(build_input(run=build_run(max_cost="999999999999.999999")))
+    assert not decision.allow
+    assert (
+        'maximum cost 999999999999.999999 USD exceeds the per-run limit 25.00 USD for team "research"'
+        in decision.reasons
+    )
