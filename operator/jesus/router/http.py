@@ -6,14 +6,18 @@ from __future__ import annotations
 import hmac
 import re
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from jesus.router.bodies import InputRefusedError
 from jesus.router.routed import RouteError
 from jesus.router.tokens import MAX_TOKEN_LENGTH
 from jesus.router.wire import error_body
 from jesus_adapters.errors import error_rule
+
+# Errors the routing table raises before any endpoint runs, by the code they get.
+_ROUTING_KINDS = {404: "NotFound", 405: "MethodNotAllowed"}
 
 # Printable ASCII without spaces: what the router issues (and RFC 6750's token68, and then some).
 _TOKEN = re.compile(r"[!-~]+")
@@ -50,3 +54,14 @@ def refused_response(exc: InputRefusedError) -> JSONResponse:
 def route_error_response(exc: RouteError) -> JSONResponse:
     """A call no adapter answered, with the status the error table gives its kind and the call's record."""
     return error_response(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
+
+
+async def routing_error_response(request: Request, exc: Exception) -> Response:
+    """An unknown path or a method an endpoint does not take (Starlette's HTTPException), in the OpenAI
+    error shape like every other refusal; a 405 keeps its Allow header."""
+    assert isinstance(exc, HTTPException)  # the only exception this handler is registered for
+    return JSONResponse(
+        error_body(exc.detail, kind=_ROUTING_KINDS.get(exc.status_code, "InvalidRequest")),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
