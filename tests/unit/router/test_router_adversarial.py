@@ -17,7 +17,9 @@ from tests.builders.doubles import FakeAdapter
 
 from jesus.logic.allowance import Allowance
 from jesus.router.bodies import InputLimits, parse_json
+from jesus.router.redacting import CREDENTIAL_MARKER, RedactingAdapter, scrub_credentials
 from jesus.router.service import RouterService, build_app
+from jesus_adapters.errors import AdapterError, ErrorKind
 
 from .test_router_boundary import admin_headers, assert_refused
 from .test_router_boundary import make_service as make_scripted_service
@@ -187,3 +189,30 @@ async def test_a_client_gone_mid_stream_releases_the_calls_reservation_at_once()
         await build_app(service)(_scope(token), receive, send)
     assert route.ledger.reserved.tokens == 0
     assert route.ledger.reserved.cost_micros == 0
+
+
+ODD_KEY = "local/credential+0123="  # no known format, and characters that change when encoded
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        ODD_KEY,
+        "local%2Fcredential%2B0123%3D",  # percent-encoded, as in a query string the provider echoes
+        "local%2fcredential%2b0123%3d",  # lower-case hex digits
+        "local/credential 0123=",  # form-encoded: + became a space
+        "local\\/credential+0123=",  # JSON with escaped slashes
+    ],
+)
+def test_a_credential_echoed_in_an_encoded_form_is_scrubbed(echo: str) -> None:
+    assert (
+        scrub_credentials(f"bad key ?key={echo}&x=1", (ODD_KEY,)) == f"bad key ?key={CREDENTIAL_MARKER}&x=1"
+    )
+
+
+def test_control_characters_in_a_provider_error_reach_no_caller() -> None:
+    # A provider (or whoever sits in front of it) controls its error text: an ANSI escape in it would
+    # repaint the terminal of whoever reads the run's record, a newline forge a line in a text log.
+    adapter = RedactingAdapter(FakeAdapter([reply()]), lambda text: text)
+    error = AdapterError(ErrorKind.OVERLOADED, "upstream\x1b[2J\x1b[31m broke\r\nFAKE LINE\x00", provider="p")
+    assert adapter.clean_error(error).message == "upstream\\x1b[2J\\x1b[31m broke\\r\\nFAKE LINE\\x00"
