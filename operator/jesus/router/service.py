@@ -31,6 +31,7 @@ from jesus.router.admin import register_run, revoke_run
 from jesus.router.bodies import InputLimits, InputRefusedError, read_json
 from jesus.router.core import Router
 from jesus.router.http import (
+    SafeJSONResponse,
     bearer,
     error_response,
     refused_response,
@@ -158,7 +159,7 @@ async def chat_completions(service: RouterService, request: Request) -> Response
             )
         except RouteError as exc:
             return route_error_response(exc)
-        return JSONResponse(
+        return SafeJSONResponse(
             completion_body(routed.response, routed.record.to_dict(), completion_id=completion_id)
         )
     events = aiter(service.router.stream(route.plan, chat_request, route.ledger, trace_context=trace_context))
@@ -180,12 +181,12 @@ async def list_models(service: RouterService, request: Request) -> Response:
         for name in route.plan.chain
         if name in service.router.adapters
     ]
-    return JSONResponse({"object": "list", "data": data})
+    return SafeJSONResponse({"object": "list", "data": data})
 
 
 async def healthz(service: RouterService, request: Request) -> Response:
     """GET /healthz: alive, and how many runs it holds."""
-    return JSONResponse({"status": "ok", "runs": len(service.registry)})
+    return SafeJSONResponse({"status": "ok", "runs": len(service.registry)})
 
 
 async def metrics(service: RouterService, request: Request) -> Response:

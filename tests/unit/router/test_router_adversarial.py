@@ -216,3 +216,24 @@ def test_control_characters_in_a_provider_error_reach_no_caller() -> None:
     adapter = RedactingAdapter(FakeAdapter([reply()]), lambda text: text)
     error = AdapterError(ErrorKind.OVERLOADED, "upstream\x1b[2J\x1b[31m broke\r\nFAKE LINE\x00", provider="p")
     assert adapter.clean_error(error).message == "upstream\\x1b[2J\\x1b[31m broke\\r\\nFAKE LINE\\x00"
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        reply("half an emoji \ud83d"),
+        AdapterError(ErrorKind.INVALID_REQUEST, "bad byte \udcff in the prompt", provider="fake"),
+    ],
+    ids=["answer", "error"],
+)
+async def test_a_lone_surrogate_from_a_provider_is_escaped_not_a_500(step: Any) -> None:
+    # An SDK decodes `"\ud83d"` (half an emoji a provider split) as a lone surrogate; the response could
+    # not be encoded as UTF-8 and the client got a 500 with a traceback in the log.
+    service = make_service([step], [step])
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=build_app(service)), base_url=ROUTER
+    ) as client:
+        answer = await post_raw(client, grant(service), "{" + ONE_MESSAGE + "}")
+    assert answer.status_code < 500
+    assert "\\ud83d" in answer.text or "\\udcff" in answer.text
+    json.loads(answer.text)
