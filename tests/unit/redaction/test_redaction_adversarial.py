@@ -120,3 +120,31 @@ def test_a_disguised_secret_in_a_key_and_a_bytes_value_leaves_valid_json(redacto
     serialized = json.dumps(redact_structure(record, redactor))
     assert KEY[12:] not in serialized
     json.loads(serialized)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def test_a_value_whose_str_raises_is_named_not_raised(redactor: PresidioRedactor) -> None:
+    redacted = redact_structure({"a": _Unprintable(), _Unprintable(): 1}, redactor)
+    assert redacted == {"a": "[REDACTED:unprintable]", "[REDACTED:unprintable]": 1}
+
+
+def test_a_structure_that_contains_itself_is_cut_at_the_cycle(redactor: PresidioRedactor) -> None:
+    # Two references to itself made the walk branch twice per level: 2**200 steps before the depth cap.
+    loop: list[object] = [KEY]
+    loop += [loop, loop]
+    mapping: dict[str, object] = {"key": KEY}
+    mapping["self"] = mapping
+    redacted = redact_structure({"list": loop, "map": mapping}, redactor)
+    assert redacted == {
+        "list": ["[REDACTED:openai-key]", "[REDACTED:cycle]", "[REDACTED:cycle]"],
+        "map": {"key": "[REDACTED:openai-key]", "self": "[REDACTED:cycle]"},
+    }
+
+
+def test_a_value_shared_by_two_branches_is_not_a_cycle(redactor: PresidioRedactor) -> None:
+    shared = {"k": "v"}
+    assert redact_structure([shared, shared], redactor) == [{"k": "v"}, {"k": "v"}]
