@@ -67,20 +67,22 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     # Only what follows the word: "Authorization: Bearer [REDACTED:bearer-token]" still reads.
     SecretPattern("bearer-token", r"(?i:bearer)[ \t]+\K[A-Za-z0-9._~+/\-]{16,}=*"),
-    # Whatever an Authorization header carries after its scheme (Basic, Token, Digest ...; Bearer is the
-    # pattern above, which wins on the same span). Basic's base64 is no recognisable format of its own.
+    # An Authorization header's value: after a scheme (Basic's base64 has no format of its own; Bearer is
+    # the pattern above, which wins on the same span), or a long raw key. Prose ("Authorization:
+    # required") names no scheme and has no 16-character word.
     SecretPattern(
         "authorization",
-        r"(?i:authorization)[\"']?[ \t]*[:=][ \t]*[\"']?(?:[A-Za-z][A-Za-z0-9_\-]*[ \t]+)?"
-        r"\K[A-Za-z0-9._~+/\-]{8,}=*",
+        r"(?i:authorization)[\"']?[ \t]*[:=][ \t]*[\"']?"
+        r"(?:(?i:basic|token|digest|apikey|api-key|key|ssws|jwt|dpop|negotiate|ntlm|oauth|signature)[ \t]+"
+        r"\K[A-Za-z0-9._~+/\-]{8,}=*|\K[A-Za-z0-9._~+/\-]{16,}=*)",
         0.95,
     ),
     # The password of credentials in a URL: scheme://user:PASSWORD@host.
-    SecretPattern("url-password", r"://[^/\s:@\"']{1,128}:\K[^/\s@\"']{3,}(?=@)"),
+    SecretPattern("url-password", r"://[^/\s:@\"']{0,128}:\K[^/\s@\"']{3,}(?=@)"),
     # detect-secrets' keyword plugin, narrowed: an assignment of a long value to a secret-sounding name.
     SecretPattern(
         "secret",
-        r"(?i:(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|client[_-]?secret|access[_-]?key))"
+        r"(?i:(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|client[_-]?secret|(?:access|account)[_-]?key))"
         r"[\"']?[ \t]*[:=][ \t]*[\"']?\K[^\s\"',;]{8,}",
         0.9,
     ),

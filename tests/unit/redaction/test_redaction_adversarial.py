@@ -148,3 +148,25 @@ def test_a_structure_that_contains_itself_is_cut_at_the_cycle(redactor: Presidio
 def test_a_value_shared_by_two_branches_is_not_a_cycle(redactor: PresidioRedactor) -> None:
     shared = {"k": "v"}
     assert redact_structure([shared, shared], redactor) == [{"k": "v"}, {"k": "v"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        ("redis://:hunter2hunter2@cache:6379", "hunter2hunter2"),  # a password with no user name
+        ("AccountKey=abc123def456ghi789jkl012mno345pqr678stu901vwx234yz==;", "abc123def456ghi789"),
+        ("Authorization: 0123456789abcdef0123456789abcdef", "0123456789abcdef"),  # a raw key, no scheme
+    ],
+)
+def test_credentials_careless_users_paste_are_removed(
+    redactor: PresidioRedactor, text: str, gone: str
+) -> None:
+    assert gone not in redactor(text)
+
+
+@pytest.mark.parametrize(
+    "prose",
+    ["Authorization: required for this endpoint", "authorization: missing credentials, try again"],
+)
+def test_prose_about_authorization_is_not_a_credential(redactor: PresidioRedactor, prose: str) -> None:
+    assert redactor(prose) == prose
