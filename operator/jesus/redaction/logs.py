@@ -18,7 +18,9 @@ from jesus.redaction.structure import Redactor
 
 
 def redact_record(record: logging.LogRecord, redact: Redactor) -> logging.LogRecord:
-    """`record` with its message, traceback and stack redacted (in place), arguments merged in.
+    """`record` with its message, traceback and stack redacted (in place), arguments merged in; the
+    exception itself is dropped once its traceback is written. Attributes passed as `extra` are set after
+    the record is created, so they are not redacted: pass no text that may hold secrets there.
 
     A message whose arguments do not fit its format is left for logging to report, as it would.
     """
@@ -28,8 +30,10 @@ def redact_record(record: logging.LogRecord, redact: Redactor) -> logging.LogRec
         return record
     record.msg, record.args = redact(message), ()
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
-        # Formatters reuse `exc_text` when set: the traceback is formatted here once, redacted.
+        # Formatters reuse `exc_text` when set: the traceback is formatted here once, redacted. The raw
+        # exception goes: JSON formatters (python-json-logger, Kopf's) format `exc_info` when it is set.
         record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        record.exc_info = None
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
     return record

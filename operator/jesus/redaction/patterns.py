@@ -49,7 +49,8 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern("github-token", r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     SecretPattern("gitlab-token", r"glpat-[A-Za-z0-9_\-]{20,}"),
-    SecretPattern("slack-token", r"xox[abposr]-(?:[0-9A-Za-z]+-)*[0-9A-Za-z]{6,}"),
+    # Bounded parts: an unbounded `(?:[0-9A-Za-z]+-)*` took quadratic time and more on `xoxb-xoxb-...`.
+    SecretPattern("slack-token", r"xox[abposr]-(?:[0-9A-Za-z]{1,64}-){0,8}[0-9A-Za-z]{6,}"),
     SecretPattern(
         "slack-webhook", r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+"
     ),
@@ -58,15 +59,30 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern("stripe-key", r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,}"),
     SecretPattern("huggingface-token", r"hf_[A-Za-z0-9]{30,}"),
     SecretPattern("npm-token", r"npm_[A-Za-z0-9]{36}"),
-    SecretPattern("jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"),
+    # Only at the start of a token (or after an escape): from every `eyJ` inside a long run of token
+    # characters the scan went to the run's end, quadratic in the run's length.
+    SecretPattern(
+        "jwt",
+        r"(?:(?<![A-Za-z0-9_\-])|(?<=\\[nrt]))eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*",
+    ),
     # Only what follows the word: "Authorization: Bearer [REDACTED:bearer-token]" still reads.
     SecretPattern("bearer-token", r"(?i:bearer)[ \t]+\K[A-Za-z0-9._~+/\-]{16,}=*"),
+    # An Authorization header's value: after a scheme (Basic's base64 has no format of its own; Bearer is
+    # the pattern above, which wins on the same span), or a long raw key. Prose ("Authorization:
+    # required") names no scheme and has no 16-character word.
+    SecretPattern(
+        "authorization",
+        r"(?i:authorization)[\"']?[ \t]*[:=][ \t]*[\"']?"
+        r"(?:(?i:basic|token|digest|apikey|api-key|key|ssws|jwt|dpop|negotiate|ntlm|oauth|signature)[ \t]+"
+        r"\K[A-Za-z0-9._~+/\-]{8,}=*|\K[A-Za-z0-9._~+/\-]{16,}=*)",
+        0.95,
+    ),
     # The password of credentials in a URL: scheme://user:PASSWORD@host.
-    SecretPattern("url-password", r"://[^/\s:@\"']{1,128}:\K[^/\s@\"']{3,}(?=@)"),
+    SecretPattern("url-password", r"://[^/\s:@\"']{0,128}:\K[^/\s@\"']{3,}(?=@)"),
     # detect-secrets' keyword plugin, narrowed: an assignment of a long value to a secret-sounding name.
     SecretPattern(
         "secret",
-        r"(?i:(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|client[_-]?secret|access[_-]?key))"
+        r"(?i:(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|client[_-]?secret|(?:access|account)[_-]?key))"
         r"[\"']?[ \t]*[:=][ \t]*[\"']?\K[^\s\"',;]{8,}",
         0.9,
     ),

@@ -8,7 +8,9 @@ stretch of text around them, not the whole string: a transcript's code and JSON 
 
 from __future__ import annotations
 
+import bisect
 import importlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -16,6 +18,7 @@ from types import ModuleType
 import regex
 
 from jesus.redaction.common_words import COMMON_WORDS
+from jesus.redaction.folding import fold
 from jesus.redaction.patterns import ADDRESS_PATTERN, CUED_NAME_PATTERN, SECRET_PATTERNS, SitePattern
 
 # Words that look like a name to spaCy but are the platform's own ("Hello from Jesus!").
@@ -91,14 +94,7 @@ class PresidioRedactor:
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Every finding in each of `texts`, in order of position."""
-        findings = [
-            [
-                Finding(*match.span(), kind, score)
-                for kind, expression, score in self._expressions
-                for match in expression.finditer(text)
-            ]
-            for text in texts
-        ]
+        findings = [self._expression_findings(text) for text in texts]
         pattern_windows = [
             (index, window)
             for index, text in enumerate(texts)
@@ -119,6 +115,25 @@ class PresidioRedactor:
             _outermost([f for f in found if text[f.start : f.end] not in self.allow])
             for text, found in zip(texts, findings, strict=True)
         ]
+
+    def _expression_findings(self, text: str) -> list[Finding]:
+        """What the credential, address and site expressions find in `text`, and in its folded form
+        (`jesus.redaction.folding`) mapped back onto `text`."""
+        found = [
+            Finding(*match.span(), kind, score)
+            for kind, expression, score in self._expressions
+            for match in expression.finditer(text)
+        ]
+        folded = fold(text)
+        if folded is not None:
+            view, origin = folded
+            found += [
+                Finding(origin[match.start()], origin[match.end() - 1] + 1, kind, score)
+                for kind, expression, score in self._expressions
+                for match in expression.finditer(view)
+                if match.end() > match.start()
+            ]
+        return found
 
     def _trigger_spans(self, text: str) -> list[tuple[int, int]]:
         return [match.span() for trigger in self._triggers for match in trigger.finditer(text)]
@@ -148,9 +163,16 @@ class PresidioRedactor:
 
 
 def _unsettled(spans: list[tuple[int, int]], findings: list[Finding]) -> list[tuple[int, int]]:
-    return [
-        (start, end) for start, end in spans if not any(f.start <= start and end <= f.end for f in findings)
-    ]
+    """The spans no finding covers whole (by bisection over the findings' starts: linear in both)."""
+    ordered = sorted(findings)
+    starts = [f.start for f in ordered]
+    reach = list(itertools.accumulate((f.end for f in ordered), max))  # the furthest end so far
+    unsettled = []
+    for start, end in spans:
+        covering = bisect.bisect_right(starts, start)  # findings that start at or before the span
+        if covering == 0 or reach[covering - 1] < end:
+            unsettled.append((start, end))
+    return unsettled
 
 
 def _candidate_spans(text: str) -> list[tuple[int, int]]:
@@ -161,12 +183,23 @@ def _candidate_spans(text: str) -> list[tuple[int, int]]:
 def _outermost(findings: list[Finding]) -> list[Finding]:
     """The findings that do not overlap a surer one, in order of position: a key spaCy took for part
     of a name is marked as the key, and of two on the same span the specific key format wins over the
-    generic keyword rule. What a dropped finding covered beyond the kept one was its own mistake."""
+    generic keyword rule. What a dropped finding covered beyond the kept one was its own mistake.
+    Empty findings (a site pattern that can match nothing) hide nothing and are dropped.
+
+    The kept spans never overlap, so sorted by start they are sorted by end too: each finding is checked
+    against its one neighbour by bisection (text with a finding every few characters is O(k log k))."""
+    starts: list[int] = []
+    ends: list[int] = []
     kept: list[Finding] = []
     for finding in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
-        if not any(k.start < finding.end and finding.start < k.end for k in kept):
-            kept.append(finding)
-    return sorted(kept)
+        if finding.start >= finding.end:
+            continue
+        at = bisect.bisect_right(ends, finding.start)  # the first kept span that ends after this starts
+        if at == len(starts) or starts[at] >= finding.end:
+            starts.insert(at, finding.start)
+            ends.insert(at, finding.end)
+            kept.insert(at, finding)
+    return kept
 
 
 def _engines() -> ModuleType:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from jesus.router.bodies import InputRefusedError, read_json
-from jesus.router.http import bearer, error_response, refused_response, same_token
+from jesus.router.http import SafeJSONResponse, bearer, error_response, refused_response, same_token
 from jesus.router.logsafe import router_logger
 from jesus.router.schema import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS  # its old home
 from jesus.router.schema import RunRegistration, error_text
@@ -69,7 +69,7 @@ async def register_run(service: RouterService, request: Request) -> Response:
     service.registry.evict_expired(service.clock())
     token = service.registry.register(route, service.signer.sign(grant) if service.signer else None)
     log.info("Registered run run=%s namespace=%s route=%s", grant.run, grant.namespace, grant.route_policy)
-    return JSONResponse(
+    return SafeJSONResponse(
         {
             "run": grant.run,
             "namespace": grant.namespace,

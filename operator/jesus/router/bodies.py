@@ -2,7 +2,9 @@
 
 The body is refused by its declared Content-Length before a byte is read, and while it streams in
 once it passes the cap, so a client can never make the router hold more than the cap per request.
-Its JSON nesting is measured by a cheap bracket scan before `json.loads` can recurse into it.
+Its JSON nesting is measured by a cheap bracket scan before `json.loads` can recurse into it. JSON that
+parses but is not safe to pass on is refused too: an object that repeats a key (parsers disagree on
+which value wins), NaN or Infinity, and a lone surrogate escape (`"\\ud800"`: no SDK can encode it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ DEFAULT_MAX_JSON_DEPTH = 64
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _AS_PARENTHESES = str.maketrans("[{]}", "(())")
+# A JSON escape of a UTF-16 surrogate; only a text with one can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,32 @@ def json_depth(text: str, limit: int) -> int:
     return depth if not brackets else limit + 1
 
 
+class UnsafeJsonError(ValueError):
+    """JSON that parses but that the router does not pass on; the message says why."""
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise UnsafeJsonError("an object in it repeats a key")
+    return value
+
+
+def loads_strict(text: str) -> Any:
+    """`text` as JSON, refusing NaN and Infinity (ValueError), and repeated keys and lone surrogates
+    (UnsafeJsonError). The caller bounds the depth first (`json_depth`)."""
+    value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    if _SURROGATE_ESCAPE.search(text):
+        # Surrogate pairs (how ASCII-only encoders write emoji) decode to text; a lone one does not.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnsafeJsonError("a string in it holds a lone surrogate escape (\\ud800-\\udfff)") from None
+    return value
 
 
 def parse_json(body: bytes, limits: InputLimits) -> Any:
@@ -97,7 +125,9 @@ def parse_json(body: bytes, limits: InputLimits) -> Any:
             400, f"the request body nests deeper than {limits.max_json_depth} levels", "InvalidRequest"
         )
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return loads_strict(text)
+    except UnsafeJsonError as exc:
+        raise InputRefusedError(400, f"the request body is refused: {exc}", "InvalidRequest") from None
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and integers past the interpreter's digit limit.
         raise InputRefusedError(400, "the request body is not JSON", "InvalidRequest") from None
@@ -113,7 +143,18 @@ def check_media_type(request: Request) -> None:
         raise InputRefusedError(415, "the request body must be application/json", "UnsupportedMediaType")
 
 
+def check_content_encoding(request: Request) -> None:
+    """A body must come as it is (415 otherwise): the router does not inflate a compressed one, whose
+    size on the wire says nothing about its size once inflated."""
+    declared = request.headers.get("content-encoding", "identity").strip().lower()
+    if declared not in ("", "identity"):
+        raise InputRefusedError(
+            415, "the request body must not be compressed (no Content-Encoding)", "UnsupportedMediaType"
+        )
+
+
 async def read_json(request: Request, limits: InputLimits) -> Any:
     """The request's JSON body within `limits`; InputRefusedError (400, 413 or 415) says why not."""
     check_media_type(request)
+    check_content_encoding(request)
     return parse_json(await read_body(request, limits), limits)

@@ -4,16 +4,35 @@ and error responses."""
 from __future__ import annotations
 
 import hmac
+import json
 import re
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from jesus.router.bodies import InputRefusedError
 from jesus.router.routed import RouteError
 from jesus.router.tokens import MAX_TOKEN_LENGTH
 from jesus.router.wire import error_body
 from jesus_adapters.errors import error_rule
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON response that renders any text: a lone surrogate (half an emoji a provider split, a byte an
+    SDK decoded with surrogateescape) cannot be UTF-8, so such a body is written with ASCII escapes
+    instead of failing as a 500. Every other body renders exactly as JSONResponse renders it."""
+
+    def render(self, content: object) -> bytes:
+        """The body as UTF-8 JSON; with `\\uXXXX` escapes when some text in it cannot be UTF-8."""
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+# Errors the routing table raises before any endpoint runs, by the code they get.
+_ROUTING_KINDS = {404: "NotFound", 405: "MethodNotAllowed"}
 
 # Printable ASCII without spaces: what the router issues (and RFC 6750's token68, and then some).
 _TOKEN = re.compile(r"[!-~]+")
@@ -39,7 +58,7 @@ def error_response(
     status: int, message: str, kind: str, record: dict[str, object] | None = None
 ) -> JSONResponse:
     """An error in the OpenAI shape, with `kind` as its code and the call's record when there was a call."""
-    return JSONResponse(error_body(message, kind=kind, record=record), status_code=status)
+    return SafeJSONResponse(error_body(message, kind=kind, record=record), status_code=status)
 
 
 def refused_response(exc: InputRefusedError) -> JSONResponse:
@@ -50,3 +69,14 @@ def refused_response(exc: InputRefusedError) -> JSONResponse:
 def route_error_response(exc: RouteError) -> JSONResponse:
     """A call no adapter answered, with the status the error table gives its kind and the call's record."""
     return error_response(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
+
+
+async def routing_error_response(request: Request, exc: Exception) -> Response:
+    """An unknown path or a method an endpoint does not take (Starlette's HTTPException), in the OpenAI
+    error shape like every other refusal; a 405 keeps its Allow header."""
+    assert isinstance(exc, HTTPException)  # the only exception this handler is registered for
+    return SafeJSONResponse(
+        error_body(exc.detail, kind=_ROUTING_KINDS.get(exc.status_code, "InvalidRequest")),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

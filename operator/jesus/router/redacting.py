@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from jesus.redaction import Redactor, redact_structure
+from jesus.router.logsafe import escape_controls
 from jesus.router.routed import unexpected_error
 from jesus.router.streams import StreamEvent, close_stream
 from jesus_adapters.base import ModelAdapter as Adapter
@@ -26,6 +29,7 @@ from jesus_adapters.types import ChatRequest, ChatResponse, Message
 CREDENTIAL_MARKER = "[REDACTED:credential]"
 # Credentials shorter than this are not scrubbed literally: "abc" would shred ordinary words.
 MIN_CREDENTIAL_LENGTH = 8
+_HEX_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 # A transcript is sent again every turn; its messages are redacted once and then found here.
 PROMPT_CACHE_SIZE = 2048
 # Prompt redaction reads whole transcripts (spaCy among it): off the event loop, one text at a time,
@@ -33,11 +37,26 @@ PROMPT_CACHE_SIZE = 2048
 _REDACTION_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jesus-redact")
 
 
+def _written_forms(value: str) -> set[str]:
+    """The ways an echo may write a credential: as it is, percent-encoded (upper- or lower-case hex
+    digits), form-encoded, with a `+` read back as a space, and with JSON's escaped slashes. Not base64:
+    an Authorization header's value is found by the redactor's `authorization` pattern instead."""
+    encoded = {urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value, safe="")}
+    # Upper-case hex digits, and lower-case ones; the credential's own letters keep their case.
+    encoded |= {_HEX_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
+    return {value, value.replace("/", "\\/"), value.replace("+", " "), *encoded}
+
+
 def scrub_credentials(text: str, credentials: Iterable[str]) -> str:
-    """`text` without any of `credentials` (the literal values), each replaced by a marker."""
+    """`text` without any of `credentials` (the literal values, and their encoded forms), each replaced
+    by a marker."""
     for value in credentials:
-        if len(value) >= MIN_CREDENTIAL_LENGTH and value in text:
-            text = text.replace(value, CREDENTIAL_MARKER)
+        if len(value) < MIN_CREDENTIAL_LENGTH:
+            continue
+        # Longest first: an encoded form may contain a shorter one.
+        for form in sorted(_written_forms(value), key=len, reverse=True):
+            if form in text:
+                text = text.replace(form, CREDENTIAL_MARKER)
     return text
 
 
@@ -101,8 +120,10 @@ class RedactingAdapter:
         return replace(request, messages=tuple(self._message(m) for m in request.messages))
 
     def clean_error(self, error: AdapterError) -> AdapterError:
-        """`error` with its text redacted (a new error; the provider's original text is dropped)."""
-        message = self._clean(error.message)
+        """`error` with its text redacted and its control characters escaped (a new error; the
+        provider's original text is dropped): an ANSI escape or a newline in it reaches no terminal
+        and forges no log line, wherever the record is read."""
+        message = escape_controls(self._clean(error.message))
         if message == error.message:
             return error
         return AdapterError(

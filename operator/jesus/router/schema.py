@@ -7,7 +7,6 @@ clients send many; the admin API forbids unknown fields, so a misspelt limit is 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,7 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from jesus.api.common import DataClassification
-from jesus.router.bodies import DEFAULT_MAX_JSON_DEPTH, json_depth
+from jesus.router.bodies import DEFAULT_MAX_JSON_DEPTH, UnsafeJsonError, json_depth, loads_strict
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 512
@@ -129,7 +128,9 @@ class WireFunctionCall(_Wire):
         if json_depth(value, DEFAULT_MAX_JSON_DEPTH) > DEFAULT_MAX_JSON_DEPTH:
             raise invalid(f"not JSON: nested deeper than {DEFAULT_MAX_JSON_DEPTH} levels")
         try:
-            return json.loads(value)
+            return loads_strict(value)
+        except UnsafeJsonError as exc:
+            raise invalid(f"refused: {exc}") from None
         except ValueError as exc:
             raise invalid(f"not JSON: {exc}") from None
 

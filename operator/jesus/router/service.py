@@ -13,22 +13,31 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from jesus.logic.allowance import Allowance
 from jesus.logic.routing import RoutePlan
 from jesus.router.admin import register_run, revoke_run
 from jesus.router.bodies import InputLimits, InputRefusedError, read_json
 from jesus.router.core import Router
-from jesus.router.http import bearer, error_response, refused_response, route_error_response
+from jesus.router.http import (
+    SafeJSONResponse,
+    bearer,
+    error_response,
+    refused_response,
+    route_error_response,
+    routing_error_response,
+)
 from jesus.router.ledger import RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.routed import RoutedStreamEnd, RouteError
@@ -109,7 +118,8 @@ def build_app(service: RouterService) -> Starlette:
             Route("/admin/v1/runs", partial(revoke_run, service), methods=["DELETE"]),
             Route("/healthz", partial(healthz, service), methods=["GET"]),
             Route("/metrics", partial(metrics, service), methods=["GET"]),
-        ]
+        ],
+        exception_handlers={HTTPException: routing_error_response},
     )
 
 
@@ -149,7 +159,7 @@ async def chat_completions(service: RouterService, request: Request) -> Response
             )
         except RouteError as exc:
             return route_error_response(exc)
-        return JSONResponse(
+        return SafeJSONResponse(
             completion_body(routed.response, routed.record.to_dict(), completion_id=completion_id)
         )
     events = aiter(service.router.stream(route.plan, chat_request, route.ledger, trace_context=trace_context))
@@ -158,11 +168,7 @@ async def chat_completions(service: RouterService, request: Request) -> Response
         first = await anext(events)
     except RouteError as exc:
         return route_error_response(exc)
-    return StreamingResponse(
-        _sse(completion_id, first, events),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache"},
-    )
+    return _ClosingStream(_sse(completion_id, first, events))
 
 
 async def list_models(service: RouterService, request: Request) -> Response:
@@ -175,12 +181,12 @@ async def list_models(service: RouterService, request: Request) -> Response:
         for name in route.plan.chain
         if name in service.router.adapters
     ]
-    return JSONResponse({"object": "list", "data": data})
+    return SafeJSONResponse({"object": "list", "data": data})
 
 
 async def healthz(service: RouterService, request: Request) -> Response:
     """GET /healthz: alive, and how many runs it holds."""
-    return JSONResponse({"status": "ok", "runs": len(service.registry)})
+    return SafeJSONResponse({"status": "ok", "runs": len(service.registry)})
 
 
 async def metrics(service: RouterService, request: Request) -> Response:
@@ -188,11 +194,27 @@ async def metrics(service: RouterService, request: Request) -> Response:
     return Response(generate_latest(service.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class _ClosingStream(StreamingResponse):
+    """An SSE response whose generator is closed however the response ends. When the client has gone,
+    the server's send raises and Starlette abandons the generator mid-stream: it kept the call's
+    reservation (and the provider's stream) until garbage collection came round to it."""
+
+    def __init__(self, frames: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(frames, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        self._frames = frames
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._frames.aclose()
+
+
 async def _sse(
     completion_id: str,
     first: TextDelta | RoutedStreamEnd,
     events: AsyncIterator[TextDelta | RoutedStreamEnd],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     model = ""
     event: TextDelta | RoutedStreamEnd | None = first
     try:

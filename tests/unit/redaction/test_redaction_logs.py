@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -83,3 +84,28 @@ def test_installing_twice_redacts_once_and_uninstall_restores() -> None:
         uninstall_log_redaction()
     assert logging.getLogRecordFactory() is original
     assert installed_log_redactor() is None
+
+
+def test_a_json_formatter_never_sees_the_raw_exception() -> None:
+    # JSON formatters (python-json-logger, behind Kopf's --log-format=json) format `record.exc_info`
+    # themselves when it is set, not the redacted `exc_text`.
+    from pythonjsonlogger.json import JsonFormatter
+
+    install_log_redaction(RedactionConfig().patterns_only().redactor())
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("jesus.test.redaction.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError(f"provider echoed {KEY}")
+        except ValueError:
+            logger.error("Request failed", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+        uninstall_log_redaction()
+    line = json.loads(stream.getvalue())
+    assert KEY not in stream.getvalue()
+    assert "ValueError: provider echoed [REDACTED:anthropic-key]" in line["exc_info"]

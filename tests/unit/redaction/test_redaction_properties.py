@@ -42,6 +42,22 @@ def test_arbitrary_text_never_raises_and_stays_a_string(redactor: PresidioRedact
     assert isinstance(redactor(text), str)
 
 
+# Every code point: lone surrogates (a tool's output decoded with surrogateescape), format characters
+# (zero-width, soft hyphen, BOM) and NUL, which the folded view of a text handles specially.
+ANY_CODE_POINT = st.characters(exclude_categories=()) | st.characters(
+    min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()
+)
+
+
+@SETTINGS
+@given(text=st.text(alphabet=ANY_CODE_POINT, max_size=200), key=st.text(alphabet=ANY_CODE_POINT, max_size=20))
+def test_any_code_point_never_raises_and_serializes_as_json(
+    redactor: PresidioRedactor, text: str, key: str
+) -> None:
+    redacted = redact_structure({key: [text, "\u200b".join([text, key])]}, redactor)
+    assert json.loads(json.dumps(redacted)) == redacted
+
+
 @st.composite
 def planted_records(draw: st.DrawFn) -> tuple[Any, str]:
     """A nested record with one secret somewhere in it (a value, a list item or a key)."""
