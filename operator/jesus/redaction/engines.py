@@ -200,6 +200,7 @@ class _PreloadedSpacyEngine(SpacyNlpEngine):
         )
         # Presidio declares the attribute as None until its own `load`, which this replaces.
         self.nlp = {LANGUAGE: pipeline}  # type: ignore[assignment]
+        self.pipeline = pipeline
 
     def load(self) -> None:
         """Already loaded in the constructor."""
@@ -259,8 +260,19 @@ def analyze_patterns(texts: Sequence[str], threshold: float) -> list[list[Span]]
 def analyze_names(texts: Sequence[str], threshold: float) -> list[list[Span]]:
     """The people spaCy finds in each of `texts`, read in one batch (spaCy's cost is mostly per call)."""
     engine = name_analyzer()
-    batch = engine.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=_BATCH)
-    return [_analyze(engine, text, threshold, artifacts) for text, artifacts in batch]
+    # Every new word spaCy reads is added to its vocabulary for good: in a process that redacts for
+    # weeks (the router) that is unbounded memory. Words added inside a memory zone are dropped when
+    # it closes; nothing read here outlives it (findings are plain offsets).
+    with spacy_pipeline(engine).memory_zone():
+        batch = engine.nlp_engine.process_batch(list(texts), LANGUAGE, batch_size=_BATCH)
+        return [_analyze(engine, text, threshold, artifacts) for text, artifacts in batch]
+
+
+def spacy_pipeline(engine: AnalyzerEngine) -> spacy.language.Language:
+    """The spaCy pipeline an analyzer of this module reads with."""
+    nlp_engine = engine.nlp_engine
+    assert isinstance(nlp_engine, _PreloadedSpacyEngine)  # built that way by `_analyzer`
+    return nlp_engine.pipeline
 
 
 def _analyze(engine: AnalyzerEngine, text: str, threshold: float, artifacts: NlpArtifacts) -> list[Span]:

@@ -165,3 +165,17 @@ def test_many_texts_at_once_are_redacted_as_each_alone(redactor: PresidioRedacto
     together = redactor.redact_many(texts)
     assert together == [redactor(text) for text in texts]
     assert "[REDACTED:person]" in together[3] and "[REDACTED:anthropic-key]" in together[0]
+
+
+def test_spacy_keeps_no_word_it_read_so_a_long_lived_process_does_not_grow(
+    redactor: PresidioRedactor,
+) -> None:
+    from jesus.redaction import engines
+
+    redactor("Dear Ada Lovelace, hello")  # the model is loaded
+    strings = engines.spacy_pipeline(engines.name_analyzer()).vocab.strings
+    before = len(strings)
+    texts = [f"Dear Grace Hopper, the build Zqxv{i}wlk finished" for i in range(50)]
+    redacted = redactor.redact_many(texts)
+    assert all("[REDACTED:person]" in text for text in redacted)
+    assert len(strings) == before
