@@ -53,8 +53,17 @@ class CallBooks:
             self.metrics.observe(record)
         self._end_span(record, response)
 
-    def failed(self, record: CallRecord, started: float, kind: str, reason: str) -> RouteError:
-        """The call failed with `kind`: finish its record, count it, end its span; the error to raise."""
+    def failed(
+        self,
+        record: CallRecord,
+        started: float,
+        kind: str,
+        reason: str,
+        *,
+        retry_after_seconds: float | None = None,
+    ) -> RouteError:
+        """The call failed with `kind`: finish its record, count it, end its span; the error to raise
+        (with when the adapter said it could answer again, if it said)."""
         record.outcome = kind
         record.error = reason
         record.latency_ms = (self._clock() - started) * 1000
@@ -62,7 +71,7 @@ class CallBooks:
             self.metrics.observe(record)
         log.info("Model call failed run=%s kind=%s reason=%s", record.run, kind, reason)
         self._end_span(record, None)
-        return RouteError(kind, reason, record)
+        return RouteError(kind, reason, record, retry_after_seconds)
 
     def abandon(self, record: CallRecord) -> None:
         """End the span of a call that ended neither in an answer nor a RouteError (cancelled)."""

@@ -73,10 +73,11 @@ class _Call:
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
-    """Why an adapter gave no answer: the error kind and a sentence."""
+    """Why an adapter gave no answer: the error kind, a sentence, and when it could answer again."""
 
     kind: str
     reason: str
+    retry_after_seconds: float | None = None
 
 
 @dataclass(slots=True)
@@ -250,7 +251,11 @@ class Router:
         failure = last_failure or _Failure(NO_ADAPTER_AVAILABLE, "the chain is empty")
         kind = NO_ADAPTER_AVAILABLE if failure.kind == CIRCUIT_OPEN else failure.kind
         raise self.books.failed(
-            record, call.started, kind, f"every adapter in the chain failed; last: {failure.reason}"
+            record,
+            call.started,
+            kind,
+            f"every adapter in the chain failed; last: {failure.reason}",
+            retry_after_seconds=failure.retry_after_seconds,
         )
 
     async def _try_adapter(
@@ -287,7 +292,9 @@ class Router:
                 retry_after_seconds=error.retry_after_seconds,
                 elapsed_seconds=self._clock() - call.started,
             )
-            failure = _Failure(error.kind.value, f"{name}: {error.message} ({verdict.reason})")
+            failure = _Failure(
+                error.kind.value, f"{name}: {error.message} ({verdict.reason})", error.retry_after_seconds
+            )
             if verdict.action is ErrorAction.RETRY:
                 await self._sleep(
                     backoff_seconds(retries, call.plan.retry, self._rand, error.retry_after_seconds)
@@ -295,7 +302,13 @@ class Router:
                 retries += 1
                 continue
             if verdict.action is ErrorAction.STOP:
-                raise self.books.failed(call.record, call.started, failure.kind, failure.reason)
+                raise self.books.failed(
+                    call.record,
+                    call.started,
+                    failure.kind,
+                    failure.reason,
+                    retry_after_seconds=failure.retry_after_seconds,
+                )
             return failure
 
     async def _attempt_once(

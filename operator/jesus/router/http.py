@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 
 from starlette.exceptions import HTTPException
@@ -67,8 +68,12 @@ def refused_response(exc: InputRefusedError) -> JSONResponse:
 
 
 def route_error_response(exc: RouteError) -> JSONResponse:
-    """A call no adapter answered, with the status the error table gives its kind and the call's record."""
-    return error_response(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
+    """A call no adapter answered, with the status the error table gives its kind and the call's record;
+    a `Retry-After` (whole seconds, rounded up) when the last adapter said when it could answer."""
+    response = error_response(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
+    if exc.retry_after_seconds is not None and exc.retry_after_seconds > 0:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_seconds))
+    return response
 
 
 async def routing_error_response(request: Request, exc: Exception) -> Response:

@@ -29,11 +29,15 @@ class RoutedAdapter:
 
 class RouteError(FailedCallError):
     """A call that no adapter answered. `kind` is an ErrorKind value, `AllowanceExceeded` or
-    `NoAdapterAvailable`; `record` is the call's full record."""
+    `NoAdapterAvailable`; `record` is the call's full record; `retry_after_seconds`, when the last
+    adapter said (a provider's Retry-After, or the wait of the router's own rate limit)."""
 
-    def __init__(self, kind: str, reason: str, record: CallRecord) -> None:
+    def __init__(
+        self, kind: str, reason: str, record: CallRecord, retry_after_seconds: float | None = None
+    ) -> None:
         super().__init__(kind, reason)
         self.record = record
+        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from tests.builders.doubles import FakeAdapter, FakeClock
 from jesus.logic.allowance import Allowance, CallPrice
 from jesus.logic.routing import DEFAULT_FAILOVER_ON, RateLimit, RetryPolicy, RoutePlan
 from jesus.router import ALLOWANCE_EXCEEDED, RoutedAdapter, RoutedStreamEnd, RouteError, Router, RunLedger
+from jesus.router.http import route_error_response
 from jesus_adapters.errors import ERROR_TABLE, ErrorKind
 from jesus_adapters.estimate import estimate_input_tokens, input_tokens_upper_bound
 
@@ -57,6 +58,20 @@ async def test_a_client_side_rate_limit_fails_over_instead_of_waiting_long() -> 
     )
     assert len(first.received) == 1, "the limited call was never sent"
     assert router.breaker_state("primary").consecutive_failures == 0
+
+
+async def test_a_chain_that_is_only_rate_limited_says_when_to_come_back() -> None:
+    router, _, _, _ = limited_router(RateLimit(requests_per_minute=1))
+    plan = RoutePlan(chain=("primary",), retry=RetryPolicy(max_retries=0))
+    ledger = RunLedger("run-a")
+    await router.complete(plan, request(), ledger)
+    with pytest.raises(RouteError) as refused:
+        await router.complete(plan, request(), ledger)
+    assert refused.value.kind == "RateLimited"
+    assert refused.value.retry_after_seconds == pytest.approx(60.0)
+    response = route_error_response(refused.value)
+    assert response.status_code == ERROR_TABLE[ErrorKind.RATE_LIMITED].http_status
+    assert response.headers["retry-after"] == "60"
 
 
 async def test_a_short_rate_limit_wait_is_retried_on_the_same_adapter() -> None:
