@@ -12,6 +12,7 @@ from typing import Protocol
 import httpx
 
 from jesus.api.agentrun import AgentRun
+from jesus.api.registration import RunRegistration
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
 
@@ -28,13 +29,34 @@ class RunRegistrar(Protocol):
         ...
 
 
+def registration_of(run: AgentRun) -> RunRegistration:
+    """What the router is told about an admitted run: its route, classification and allowance."""
+    limits = run.spec.limits
+    return RunRegistration.create(
+        run=run.metadata.name or "",  # a name is never missing on a cluster object; refused if it were
+        namespace=run.metadata.namespace,
+        route_policy=run.spec.route_policy_ref.name,
+        data_classification=run.spec.data_classification,
+        max_tokens=limits.max_tokens,
+        max_cost_micros=limits.max_cost_micros,
+    )
+
+
 class RouterAdminClient:
     """POST /admin/v1/runs on the router service, with the admin token."""
 
     def __init__(
-        self, base_url: str, admin_token: str, *, timeout_seconds: float = 10.0, max_in_flight: int = 8
+        self,
+        base_url: str,
+        admin_token: str,
+        *,
+        timeout_seconds: float = 10.0,
+        max_in_flight: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (tests hand in the router's own app)."""
         self._client = httpx.AsyncClient(
+            transport=transport,
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=timeout_seconds,
@@ -47,15 +69,7 @@ class RouterAdminClient:
 
     async def register(self, run: AgentRun) -> str:
         """Register `run` (route, classification, allowance); the token the router issued."""
-        limits = run.spec.limits
-        body = {
-            "run": run.metadata.name,
-            "namespace": run.metadata.namespace,
-            "routePolicy": run.spec.route_policy_ref.name,
-            "dataClassification": run.spec.data_classification.value,
-            "maxTokens": limits.max_tokens,
-            "maxCostMicros": limits.max_cost_micros,
-        }
+        body = registration_of(run).to_wire()
         try:
             async with self._slots:
                 response = await self._client.post("/admin/v1/runs", json=body)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicySpec
+from jesus.logic.allowance import CallPrice
 from jesus_adapters.errors import DEFAULT_FAILOVER_KINDS, ERROR_TABLE
 
 # The caller's request is wrong; another adapter would reject it too, and retrying spends money.
@@ -45,13 +46,18 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
-    """A RoutePolicy turned into what the router walks: adapters in order and how to treat errors."""
+    """A RoutePolicy turned into what the router walks: adapters in order and how to treat errors.
+
+    `prices` pins what each adapter of the chain costs for this run (the prices it was admitted with,
+    ADR 16); an adapter without one is charged its current price.
+    """
 
     chain: tuple[str, ...]
     failover_on: frozenset[str] = DEFAULT_FAILOVER_ON
     attempt_timeout_seconds: float = 60.0
     retry: RetryPolicy = RetryPolicy()
     failover_deadline_seconds: float | None = None
+    prices: Mapping[str, CallPrice] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.chain:
@@ -62,6 +68,9 @@ class RoutePlan:
             raise ValueError("attempt_timeout_seconds must be positive")
         if self.retry.max_retries < 0:
             raise ValueError("max_retries must not be negative")
+        unknown = set(self.prices) - set(self.chain)
+        if unknown:
+            raise ValueError(f"prices for adapters outside the chain: {sorted(unknown)}")
 
 
 class RouteUnavailableError(ValueError):

@@ -12,12 +12,13 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from jesus.api.registration import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS  # its old home
+from jesus.api.registration import RunRegistration
 from jesus.router.bodies import InputRefusedError, read_json
 from jesus.router.http import SafeJSONResponse, bearer, error_response, refused_response, same_token
 from jesus.router.logsafe import router_logger
-from jesus.router.schema import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS  # its old home
-from jesus.router.schema import RunRegistration, error_text
-from jesus.router.tokens import RunGrant
+from jesus.router.schema import error_text
+from jesus.router.tokens import RunGrant, TokenTooLongError
 
 if TYPE_CHECKING:  # the service builds its app from these endpoints
     from jesus.router.service import RouterService
@@ -35,7 +36,7 @@ def _admin_denied(service: RouterService, request: Request) -> JSONResponse | No
 
 
 async def _registration(service: RouterService, request: Request) -> RunRegistration | JSONResponse:
-    """The request's run registration (the wire schema, `jesus.router.schema`), or the 4xx to answer."""
+    """The request's run registration (`jesus.api.registration`, shared with the operator), or the 4xx."""
     try:
         return RunRegistration.model_validate(await read_json(request, service.limits))
     except InputRefusedError as exc:
@@ -52,6 +53,13 @@ async def register_run(service: RouterService, request: Request) -> Response:
     registration = await _registration(service, request)
     if isinstance(registration, JSONResponse):
         return registration
+    try:
+        # Resolved once, here: every later call of the run, on any replica, walks this plan (ADR 16).
+        plan = service.pin_plan(
+            registration.namespace, registration.route_policy, registration.data_classification.value
+        )
+    except ValueError as exc:
+        return error_response(409, str(exc), "RouteUnavailable")
     grant = RunGrant(
         run=registration.run,
         namespace=registration.namespace,
@@ -61,13 +69,15 @@ async def register_run(service: RouterService, request: Request) -> Response:
         max_cost_micros=registration.max_cost_micros,
         expires_at=int(service.clock()) + registration.ttl_seconds,
         nonce=secrets.token_urlsafe(12),
+        plan=plan,
     )
     try:
-        route = service.route_for(grant)
-    except ValueError as exc:
+        signed = service.signer.sign(grant) if service.signer else None
+    except TokenTooLongError as exc:
         return error_response(409, str(exc), "RouteUnavailable")
+    route = service.route_for(grant)
     service.registry.evict_expired(service.clock())
-    token = service.registry.register(route, service.signer.sign(grant) if service.signer else None)
+    token = service.registry.register(route, signed)
     log.info("Registered run run=%s namespace=%s route=%s", grant.run, grant.namespace, grant.route_policy)
     return SafeJSONResponse(
         {

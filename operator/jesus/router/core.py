@@ -130,6 +130,11 @@ class Router:
         if missing:
             raise ValueError(f"route names unknown model adapters: {', '.join(missing)}")
 
+    def pin(self, plan: RoutePlan) -> RoutePlan:
+        """`plan` with each adapter's current price pinned into it (ADR 16); ValueError as `check_plan`."""
+        self.check_plan(plan)
+        return replace(plan, prices={name: self.adapters[name].price for name in plan.chain})
+
     async def complete(
         self,
         plan: RoutePlan,
@@ -233,21 +238,35 @@ class Router:
             max_input=input_tokens_upper_bound(request),
         )
         last_failure: _Failure | None = None
+        deleted: list[str] = []
         for position, name in enumerate(plan.chain):
             routed = self.adapters.get(name)
             if routed is None:
+                # Pinned at registration and gone since (ADR 16): the rest of the chain is tried.
+                deleted.append(name)
                 last_failure = _Failure(
-                    NO_ADAPTER_AVAILABLE, f"model adapter {name!r} is not known to the router"
+                    NO_ADAPTER_AVAILABLE,
+                    f"model adapter {name!r} of the run's pinned chain no longer exists on this router",
                 )
                 record.attempts.append(
                     AttemptRecord(name, "skipped", 0.0, NO_ADAPTER_AVAILABLE, last_failure.reason)
                 )
             else:
+                pinned = plan.prices.get(name)
+                if pinned is not None and pinned != routed.price:
+                    routed = replace(routed, price=pinned)  # the run pays what it was admitted with
                 outcome = await self._try_adapter(call, routed, attempt)
                 if not isinstance(outcome, _Failure):
                     return outcome
                 last_failure = outcome
             self._note_fallback(plan, position, record, last_failure)
+        if deleted and len(deleted) == len(plan.chain):
+            raise self.books.failed(
+                record,
+                call.started,
+                NO_ADAPTER_AVAILABLE,
+                "every model adapter of the run's pinned chain has been deleted: " + ", ".join(deleted),
+            )
         failure = last_failure or _Failure(NO_ADAPTER_AVAILABLE, "the chain is empty")
         kind = NO_ADAPTER_AVAILABLE if failure.kind == CIRCUIT_OPEN else failure.kind
         raise self.books.failed(

@@ -1,5 +1,6 @@
-"""The wire schema of the router's request bodies as pydantic models: Chat Completions requests and the
-admin API's run registration. Every list and name is bounded; a refusal names the field (ADR 13).
+"""The wire schema of the router's request bodies as pydantic models: Chat Completions requests (here)
+and the admin API's run registration (`jesus.api.registration`, shared with the operator). Every list and
+name is bounded; a refusal names the field (ADR 13).
 
 Fields the router does not use (temperature, tool_choice, ...) are ignored in chat requests, as OpenAI
 clients send many; the admin API forbids unknown fields, so a misspelt limit is never silently dropped.
@@ -19,14 +20,16 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from jesus.api.common import DataClassification
+# The registration lives in the API layer, shared with the operator; imported here where callers found it.
+from jesus.api.registration import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS
+from jesus.api.registration import MAX_TOKEN_TTL_SECONDS as MAX_TOKEN_TTL_SECONDS
+from jesus.api.registration import RunRegistration as RunRegistration
+from jesus.api.registration import expect
+from jesus.api.registration import invalid as invalid
 from jesus.router.bodies import DEFAULT_MAX_JSON_DEPTH, UnsafeJsonError, json_depth, loads_strict
 
 MAX_MESSAGES = 4096
@@ -35,31 +38,8 @@ MAX_TOOL_CALLS = 512
 MAX_STOP_SEQUENCES = 16
 MAX_TOOL_NAME_LENGTH = 256
 MAX_OUTPUT_TOKENS = 10_000_000
-MAX_ALLOWANCE = 2**63 - 1
 DEFAULT_MAX_TOKENS = 1024
-DEFAULT_TOKEN_TTL_SECONDS = 7 * 24 * 3600
-MAX_TOKEN_TTL_SECONDS = DEFAULT_TOKEN_TTL_SECONDS
 ROLES = ("system", "user", "assistant", "tool")
-# Kubernetes object names (DNS-1123 subdomain) and namespaces (DNS-1123 label), as the operator sends them.
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN = rf"^{_LABEL}(\.{_LABEL})*$"
-
-
-def invalid(message: str) -> PydanticCustomError:
-    """A refusal with `message` (taken literally: braces in it are not a template)."""
-    return PydanticCustomError("invalid", "{reason}", {"reason": message})
-
-
-def _expect(message: str) -> WrapValidator:
-    """Whatever fails in the field's own type or bounds is reported as `message`."""
-
-    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            raise invalid(message) from None
-
-    return WrapValidator(check)
 
 
 def error_text(error: ValidationError, where: str = "") -> str:
@@ -107,7 +87,7 @@ class _Wire(BaseModel):
 ToolName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_TOOL_NAME_LENGTH),
-    _expect(f"required (a string of 1 to {MAX_TOOL_NAME_LENGTH} characters)"),
+    expect(f"required (a string of 1 to {MAX_TOOL_NAME_LENGTH} characters)"),
     Field(default=None, validate_default=True),
 ]
 
@@ -176,7 +156,7 @@ class WireMessage(_Wire):
 
     role: Annotated[
         Literal["system", "user", "assistant", "tool", "developer"],
-        _expect(f"one of {', '.join(ROLES)} is required"),
+        expect(f"one of {', '.join(ROLES)} is required"),
         Field(default=None, validate_default=True),
     ]
     content: Annotated[str, BeforeValidator(_content_text)] = ""
@@ -256,10 +236,10 @@ class ChatCompletionRequest(_Wire):
     max_tokens: Annotated[
         StrictInt,
         Field(ge=1, le=MAX_OUTPUT_TOKENS),
-        _expect(f"a positive integer is required (at most {MAX_OUTPUT_TOKENS})"),
+        expect(f"a positive integer is required (at most {MAX_OUTPUT_TOKENS})"),
     ] = DEFAULT_MAX_TOKENS
     stop: Annotated[tuple[str, ...], BeforeValidator(_stop_sequences)] = ()
-    stream: Annotated[StrictBool, _expect("true or false is required")] = False
+    stream: Annotated[StrictBool, expect("true or false is required")] = False
 
     @model_validator(mode="before")
     @classmethod
@@ -269,57 +249,4 @@ class ChatCompletionRequest(_Wire):
         if "max_completion_tokens" in value:
             # The newer name wins, and is read (and refused) as max_tokens.
             value = {**value, "max_tokens": value["max_completion_tokens"]}
-        return value
-
-
-KubernetesName = Annotated[
-    str,
-    StringConstraints(max_length=253, pattern=_SUBDOMAIN),
-    _expect("a Kubernetes object name is required (lower-case letters, digits, '-' and '.', at most 253)"),
-]
-Namespace = Annotated[
-    str,
-    StringConstraints(max_length=63, pattern=rf"^{_LABEL}$"),
-    _expect("a Kubernetes namespace is required (lower-case letters, digits and '-', at most 63)"),
-]
-Allowance = Annotated[
-    StrictInt | None,
-    Field(ge=0, le=MAX_ALLOWANCE),
-    _expect(f"a non-negative integer (at most {MAX_ALLOWANCE}) is required"),
-]
-
-
-def _default_when_null(default: Any) -> BeforeValidator:
-    return BeforeValidator(lambda value: default if value is None else value)
-
-
-class RunRegistration(BaseModel):
-    """POST /admin/v1/runs: the run the operator admitted, its route, classification and allowance."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False)
-
-    run: Annotated[KubernetesName, Field(default=None, validate_default=True)]
-    namespace: Annotated[Namespace, _default_when_null("default")] = "default"
-    route_policy: Annotated[KubernetesName, Field(default=None, validate_default=True, alias="routePolicy")]
-    data_classification: Annotated[
-        DataClassification,
-        _expect(f"one of {', '.join(c.value for c in DataClassification)} is required"),
-        _default_when_null(DataClassification.INTERNAL),
-        Field(alias="dataClassification"),
-    ] = DataClassification.INTERNAL
-    max_tokens: Annotated[Allowance, Field(alias="maxTokens")] = None
-    max_cost_micros: Annotated[Allowance, Field(alias="maxCostMicros")] = None
-    ttl_seconds: Annotated[
-        StrictInt,
-        Field(ge=1, le=MAX_TOKEN_TTL_SECONDS),
-        _expect(f"an integer number of seconds from 1 to {MAX_TOKEN_TTL_SECONDS} is required"),
-        _default_when_null(DEFAULT_TOKEN_TTL_SECONDS),
-        Field(alias="ttlSeconds"),
-    ] = DEFAULT_TOKEN_TTL_SECONDS
-
-    @model_validator(mode="before")
-    @classmethod
-    def _an_object(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise invalid("the request body must be a JSON object")
         return value

@@ -78,13 +78,20 @@ class RouterService:
         """A completion id, unique within this process."""
         return f"chatcmpl-jesus-{next(self._ids)}"
 
-    def route_for(self, grant: RunGrant) -> RunRoute:
-        """The route a grant gives: its RoutePolicy's plan and a fresh ledger. ValueError when the
-        policy is unknown or leaves no adapter."""
+    def pin_plan(self, namespace: str, route_policy: str, classification: str) -> RoutePlan:
+        """The RoutePolicy's plan now, with its adapters' current prices pinned (ADR 16). ValueError
+        when the policy is unknown or leaves no adapter."""
         if self.resolve_plan is None:
             raise ValueError("this router has no RoutePolicies to resolve")
-        plan = self.resolve_plan(grant.namespace, grant.route_policy, grant.classification)
-        self.router.check_plan(plan)
+        return self.router.pin(self.resolve_plan(namespace, route_policy, classification))
+
+    def route_for(self, grant: RunGrant) -> RunRoute:
+        """The route a grant gives: the plan pinned in it (never the RoutePolicy as it is now) and a
+        fresh ledger. A grant of the first token format has no plan: it is pinned here, on first sight.
+        ValueError when that policy is unknown or leaves no adapter."""
+        plan = grant.plan
+        if plan is None:
+            plan = self.pin_plan(grant.namespace, grant.route_policy, grant.classification)
         allowance = Allowance(max_tokens=grant.max_tokens, max_cost_micros=grant.max_cost_micros)
         return RunRoute(grant.run, grant.namespace, plan, RunLedger(grant.run, allowance), grant.expires_at)
 

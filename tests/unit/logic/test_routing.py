@@ -11,6 +11,7 @@ from tests.builders.adapters import scripted_adapter
 from tests.builders.routes import route_policy
 
 from jesus.api import ModelAdapter, RoutePolicy
+from jesus.logic.allowance import CallPrice
 from jesus.logic.routing import (
     BreakerConfig,
     BreakerState,
@@ -110,6 +111,7 @@ def test_decide_on_error(
         ({"chain": ("a", "a")}, "twice"),
         ({"chain": ("a",), "attempt_timeout_seconds": 0}, "positive"),
         ({"chain": ("a",), "retry": RetryPolicy(max_retries=-1)}, "negative"),
+        ({"chain": ("a",), "prices": {"b": CallPrice()}}, "outside the chain"),
     ],
 )
 def test_route_plan_rejects_bad_input(kwargs: dict[str, object], message: str) -> None:

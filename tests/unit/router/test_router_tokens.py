@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import json
 
 import httpx2
 import pytest
@@ -12,13 +15,29 @@ from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 
 from jesus.cli.router import build_service
+from jesus.logic.allowance import CallPrice
+from jesus.logic.routing import RetryPolicy, RoutePlan
 from jesus.router.service import RouterService, build_app
-from jesus.router.tokens import RunGrant, TokenSigner
+from jesus.router.tokens import MAX_TOKEN_LENGTH, RunGrant, TokenSigner, TokenTooLongError
 from jesus.specs import load_text
 
 from .test_router_service import ROUTER_SECRETS, chat
 
-GRANT = RunGrant("run-a", "team-a", "route", "internal", 1000, 500_000, expires_at=2_000, nonce="n1")
+PLAN = RoutePlan(
+    chain=("team-a/primary", "team-a/fallback"),
+    failover_on=frozenset({"RateLimited", "Timeout"}),
+    attempt_timeout_seconds=12.5,
+    retry=RetryPolicy(max_retries=2, backoff_base_seconds=0.01, backoff_max_seconds=0.5),
+    failover_deadline_seconds=30.0,
+    prices={
+        "team-a/primary": CallPrice(3_000_000, 15_000_000),
+        "team-a/fallback": CallPrice(400_000, 1_600_000),
+    },
+)
+DNS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+GRANT = RunGrant(
+    "run-a", "team-a", "route", "internal", 1000, 500_000, expires_at=2_000, nonce="n1", plan=PLAN
+)
 
 
 def _with_bigger_allowance(token: str, signer: TokenSigner) -> str:
@@ -31,9 +50,76 @@ def _with_bigger_allowance(token: str, signer: TokenSigner) -> str:
 def test_a_signed_grant_verifies_until_it_expires() -> None:
     signer = TokenSigner("admin-secret")
     token = signer.sign(GRANT)
-    assert token.startswith("jr1.")
+    assert token.startswith("jr2.")
     assert signer.verify(token, now=1_999) == GRANT
     assert signer.verify(token, now=2_000) is None
+
+
+def test_the_token_carries_the_pinned_plan_whole() -> None:
+    verified = TokenSigner("admin-secret").verify(TokenSigner("admin-secret").sign(GRANT), now=0)
+    assert verified is not None and verified.plan == PLAN
+    assert verified.plan.prices["team-a/primary"] == CallPrice(3_000_000, 15_000_000)
+    assert verified.plan.retry.max_retries == 2 and verified.plan.failover_deadline_seconds == 30.0
+
+
+def test_a_token_of_the_first_format_verifies_without_a_plan() -> None:
+    """Tokens issued before plans were pinned keep working until they expire (their route is resolved
+    from the RoutePolicy, as before)."""
+    signer = TokenSigner("admin-secret")
+    legacy = {
+        k: v for k, v in dataclasses.asdict(dataclasses.replace(GRANT, plan=None)).items() if k != "plan"
+    }
+    payload = base64.urlsafe_b64encode(json.dumps(legacy).encode()).rstrip(b"=").decode()
+    token = f"jr1.{payload}.{signer._mac(payload)}"
+    assert signer.verify(token, now=0) == dataclasses.replace(GRANT, plan=None)
+
+
+def test_a_five_adapter_chain_makes_a_short_token() -> None:
+    names = [
+        f"team-platform/{model}" for model in ("claude-sonnet", "gpt-4-1", "gemini-pro", "llama", "qwen")
+    ]
+    plan = RoutePlan(chain=tuple(names), prices={n: CallPrice(3_000_000, 15_000_000) for n in names})
+    token = TokenSigner("admin-secret").sign(dataclasses.replace(GRANT, plan=plan))
+    assert len(token) < 1024, len(token)
+
+
+def _names(count: int, length: int, alphabet: str) -> list[str]:
+    """`count` adapter names of `length` characters that hardly compress (drawn from digests)."""
+    names = []
+    for i in range(count):
+        digest = b"".join(hashlib.sha256(f"{i}.{j}".encode()).digest() for j in range(length // 16 + 1))
+        names.append("".join(alphabet[byte % len(alphabet)] for byte in digest[:length]))
+    return names
+
+
+def test_the_longest_route_a_route_policy_allows_fits_a_token() -> None:
+    # Eight adapters (the chain's maximum), namespace and name at their longest.
+    names = [f"{ns}/{name}" for ns, name in zip(_names(8, 63, "abc123"), _names(8, 253, DNS), strict=True)]
+    plan = RoutePlan(chain=tuple(names), prices={n: CallPrice(123_456_789, 987_654_321) for n in names})
+    token = TokenSigner("admin-secret").sign(dataclasses.replace(GRANT, plan=plan))
+    assert TokenSigner("admin-secret").verify(token, now=0) is not None
+
+
+def test_a_route_too_long_for_a_bearer_header_is_not_signed() -> None:
+    names = _names(20, 300, DNS.upper() + DNS + "_")
+    plan = RoutePlan(chain=tuple(names), prices={n: CallPrice() for n in names})
+    with pytest.raises(TokenTooLongError, match=str(MAX_TOKEN_LENGTH)):
+        TokenSigner("admin-secret").sign(dataclasses.replace(GRANT, plan=plan))
+
+
+def test_only_a_pinned_plan_is_signed() -> None:
+    with pytest.raises(ValueError, match="pinned"):
+        TokenSigner("admin-secret").sign(dataclasses.replace(GRANT, plan=None))
+    with pytest.raises(ValueError, match="pinned prices"):
+        TokenSigner("admin-secret").sign(dataclasses.replace(GRANT, plan=RoutePlan(chain=("a",))))
+
+
+def _with_cheaper_prices(token: str, signer: TokenSigner) -> str:
+    """The token's signature on a payload whose pinned prices are zero."""
+    assert GRANT.plan is not None
+    free = dataclasses.replace(GRANT.plan, prices={n: CallPrice() for n in GRANT.plan.chain})
+    cheaper = signer.sign(dataclasses.replace(GRANT, plan=free))
+    return f"{cheaper.rsplit('.', 1)[0]}.{token.split('.')[2]}"
 
 
 @pytest.mark.parametrize(
@@ -42,10 +128,20 @@ def test_a_signed_grant_verifies_until_it_expires() -> None:
         lambda token, signer: TokenSigner("another-secret").sign(GRANT),
         lambda token, signer: token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
         lambda token, signer: _with_bigger_allowance(token, signer),
+        lambda token, signer: _with_cheaper_prices(token, signer),
+        lambda token, signer: "jr1." + token.split(".", 1)[1],
         lambda token, signer: "jr1.not-base64!.x",
         lambda token, signer: "random-token",
     ],
-    ids=["other-key", "changed-mac", "swapped-payload", "garbage", "unsigned"],
+    ids=[
+        "other-key",
+        "changed-mac",
+        "swapped-payload",
+        "cheaper-prices",
+        "format-swapped",
+        "garbage",
+        "unsigned",
+    ],
 )
 def test_forged_or_altered_tokens_are_refused(forge: object) -> None:
     signer = TokenSigner("admin-secret")

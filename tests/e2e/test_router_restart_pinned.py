@@ -1,0 +1,110 @@
+"""A run registered with one `jesus router` process keeps its route and prices on the next one: the
+process is stopped, a new one starts from specs whose RoutePolicy has another chain and whose adapters
+cost more, and the run's token still works there with the chain and prices it was admitted with (ADR 16)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.builders.adapters import scripted_adapter
+from tests.builders.agentrun import agent_run
+from tests.builders.manifest import Obj
+from tests.builders.processes import free_port, wait_for_port
+from tests.builders.routes import route_policy
+from tests.builders.spec_files import to_yaml
+
+from jesus.api import AgentRun
+from jesus.controllers.router_admin import RouterAdminClient
+
+pytestmark = pytest.mark.e2e
+
+JESUS = Path(sys.executable).parent / "jesus"
+ADMIN = "e2e-pinned-admin"
+# Each scripted answer uses 10 input and 5 output tokens.
+ADMITTED_COST = 10 * 1 + 5 * 2  # micros at 1.00 / 2.00 per million tokens
+EDITED_COST = 10 * 7 + 5 * 8  # at 7.00 / 8.00
+
+
+@contextmanager
+def router_process(tmp_path: Path, *objects: Obj) -> Iterator[str]:
+    """`jesus router` over `objects`, stopped when the block ends; its URL."""
+    specs = tmp_path / f"specs-{free_port()}.yaml"
+    specs.write_text(to_yaml(*objects))
+    port = free_port()
+    process = subprocess.Popen(
+        [str(JESUS), "router", "--specs", str(specs), "--port", str(port), "--secrets-dir", str(tmp_path)],
+        env={**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process, what="jesus router")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def register(url: str, run: AgentRun) -> str:
+    """Register `run` as the operator does (its admin client); the run's token."""
+
+    async def registered() -> str:
+        client = RouterAdminClient(url, ADMIN)
+        try:
+            return await client.register(run)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(registered())
+
+
+def call(url: str, token: str) -> dict[str, object]:
+    """One chat completion with the run's token; the router's call record."""
+    answer = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    record: dict[str, object] = answer.json()["jesus"]
+    return record
+
+
+def test_a_restarted_router_serves_a_run_with_the_route_and_prices_it_was_admitted_with(
+    tmp_path: Path,
+) -> None:
+    run = AgentRun.model_validate(agent_run("pinned", "route", namespace="team"))
+    admitted = (
+        scripted_adapter("primary", text="primary answers", namespace="team"),
+        scripted_adapter("fallback", text="fallback answers", namespace="team"),
+        route_policy("route", ("primary", "fallback"), namespace="team"),
+    )
+    edited = (
+        scripted_adapter("primary", input_price="7.00", output_price="8.00", namespace="team"),
+        scripted_adapter(
+            "newcomer", text="newcomer answers", input_price="7.00", output_price="8.00", namespace="team"
+        ),
+        route_policy("route", ("newcomer",), namespace="team"),
+    )
+    with router_process(tmp_path, *admitted) as url:
+        token = register(url, run)
+        before = call(url, token)
+    assert (before["adapter"], before["costMicros"]) == ("team/primary", ADMITTED_COST)
+    with router_process(tmp_path, *edited) as url:
+        after = call(url, token)
+        # A run admitted now gets the edited route and prices.
+        fresh = call(
+            url, register(url, AgentRun.model_validate(agent_run("fresh", "route", namespace="team")))
+        )
+    assert after["adapter"] == "team/primary"  # the pinned chain, not the edited route's newcomer
+    assert after["costMicros"] == ADMITTED_COST  # the pinned prices, not 7.00 / 8.00
+    assert (fresh["adapter"], fresh["costMicros"]) == ("team/newcomer", EDITED_COST)
