@@ -1,14 +1,22 @@
-"""Local servers in child processes: a free port to give them, and waiting until they listen."""
+"""Local servers in child processes: a free port to give them, waiting until they listen, and the
+`jesus router` program itself."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 from jesus.devcluster.controlplane import free_port
 
-__all__ = ["free_port", "wait_for_port"]
+__all__ = ["JESUS", "free_port", "router_process", "wait_for_port"]
+
+JESUS = Path(sys.executable).parent / "jesus"
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], *, what: str, timeout: float = 60) -> None:
@@ -30,3 +38,35 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], *, what: str, tim
                 state = f"exited with {process.returncode}" if exited else f"not listening after {timeout:g}s"
                 raise RuntimeError(f"{what} did not start ({state}):\n{output}") from None
             time.sleep(0.05)
+
+
+@contextmanager
+def router_process(
+    specs: Path,
+    *,
+    secrets_dir: Path,
+    environment: Mapping[str, str],
+    output: int = subprocess.DEVNULL,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`jesus router --specs specs` on a free port, with `environment` added to this process's; its URL
+    and the process, terminated when the block ends. `output=subprocess.PIPE` keeps its log readable."""
+    port = free_port()
+    command = [
+        str(JESUS),
+        "router",
+        "--specs",
+        str(specs),
+        "--port",
+        str(port),
+        "--secrets-dir",
+        str(secrets_dir),
+    ]
+    process = subprocess.Popen(
+        command, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_port(port, process, what="jesus router")
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        process.wait(10)

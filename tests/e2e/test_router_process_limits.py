@@ -4,22 +4,19 @@ streamed, are refused with 413, the process's memory stays bounded, and it still
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.builders.adapters import scripted_adapter
-from tests.builders.processes import free_port, wait_for_port
+from tests.builders.processes import router_process
 from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 
 pytestmark = pytest.mark.e2e
 
-JESUS = Path(sys.executable).parent / "jesus"
 ADMIN = "e2e-limits-admin"
 UPLOAD_BYTES = 50 * 1024 * 1024
 CHUNK = b"x" * (1024 * 1024)
@@ -40,19 +37,10 @@ def router(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     specs.write_text(
         to_yaml(scripted_adapter("scripted", text="served after the flood"), route_policy("route"))
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [str(JESUS), "router", "--specs", str(specs), "--port", str(port), "--secrets-dir", str(tmp_path)],
-        env={**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process, what="jesus router")
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
-        process.wait(10)
+    with router_process(
+        specs, secrets_dir=tmp_path, environment={"JESUS_ROUTER_ADMIN_TOKEN": ADMIN}, output=subprocess.PIPE
+    ) as served:
+        yield served
 
 
 async def _streamed() -> AsyncIterator[bytes]:

@@ -5,9 +5,6 @@ cost more, and the run's token still works there with the chain and prices it wa
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 from tests.builders.adapters import scripted_adapter
 from tests.builders.agentrun import agent_run
 from tests.builders.manifest import Obj
-from tests.builders.processes import free_port, wait_for_port
+from tests.builders.processes import free_port, router_process
 from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 
@@ -26,7 +23,6 @@ from jesus.controllers.router_admin import RouterAdminClient
 
 pytestmark = pytest.mark.e2e
 
-JESUS = Path(sys.executable).parent / "jesus"
 ADMIN = "e2e-pinned-admin"
 # Each scripted answer uses 10 input and 5 output tokens.
 ADMITTED_COST = 10 * 1 + 5 * 2  # micros at 1.00 / 2.00 per million tokens
@@ -34,23 +30,15 @@ EDITED_COST = 10 * 7 + 5 * 8  # at 7.00 / 8.00
 
 
 @contextmanager
-def router_process(tmp_path: Path, *objects: Obj) -> Iterator[str]:
+def router_over(tmp_path: Path, *objects: Obj) -> Iterator[str]:
     """`jesus router` over `objects`, stopped when the block ends; its URL."""
     specs = tmp_path / f"specs-{free_port()}.yaml"
     specs.write_text(to_yaml(*objects))
-    port = free_port()
-    process = subprocess.Popen(
-        [str(JESUS), "router", "--specs", str(specs), "--port", str(port), "--secrets-dir", str(tmp_path)],
-        env={**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process, what="jesus router")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with router_process(specs, secrets_dir=tmp_path, environment={"JESUS_ROUTER_ADMIN_TOKEN": ADMIN}) as (
+        url,
+        _,
+    ):
+        yield url
 
 
 def register(url: str, run: AgentRun) -> str:
@@ -95,11 +83,11 @@ def test_a_restarted_router_serves_a_run_with_the_route_and_prices_it_was_admitt
         ),
         route_policy("route", ("newcomer",), namespace="team"),
     )
-    with router_process(tmp_path, *admitted) as url:
+    with router_over(tmp_path, *admitted) as url:
         token = register(url, run)
         before = call(url, token)
     assert (before["adapter"], before["costMicros"]) == ("team/primary", ADMITTED_COST)
-    with router_process(tmp_path, *edited) as url:
+    with router_over(tmp_path, *edited) as url:
         after = call(url, token)
         # A run admitted now gets the edited route and prices.
         fresh = call(

@@ -7,9 +7,7 @@ provider; the runner side is the official openai SDK, the same client runner pod
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import httpx
 import openai
 import pytest
 from tests.builders.adapters import openai_adapter, scripted_adapter
-from tests.builders.processes import free_port, wait_for_port
+from tests.builders.processes import router_process
 from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 from tests.providers import Fail, FakeProvider, Reply, serve_openai
@@ -27,7 +25,6 @@ from jesus.runner.http_model import RouterHttpModelClient
 
 pytestmark = pytest.mark.e2e
 
-JESUS = Path(sys.executable).parent / "jesus"
 ADMIN = "e2e-admin-token"
 
 
@@ -50,29 +47,11 @@ def router_url(tmp_path: Path, upstream: FakeProvider) -> Iterator[str]:
     policy["spec"]["retries"] = {"maxAttempts": 1}
     specs = tmp_path / "specs.yaml"
     specs.write_text(to_yaml(adapter, scripted_adapter("backup", text="served by the backup"), policy))
-    port = free_port()
-    environment = {**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-e2e"}
-    process = subprocess.Popen(
-        [
-            str(JESUS),
-            "router",
-            "--specs",
-            str(specs),
-            "--port",
-            str(port),
-            "--secrets-dir",
-            str(tmp_path / "none"),
-        ],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process, what="jesus router")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    environment = {"JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-e2e"}
+    with router_process(
+        specs, secrets_dir=tmp_path / "none", environment=environment, output=subprocess.PIPE
+    ) as (url, _):
+        yield url
 
 
 async def register(router_url: str, **limits: int) -> str:
