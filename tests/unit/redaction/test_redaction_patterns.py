@@ -167,15 +167,20 @@ def test_many_texts_at_once_are_redacted_as_each_alone(redactor: PresidioRedacto
     assert "[REDACTED:person]" in together[3] and "[REDACTED:anthropic-key]" in together[0]
 
 
-def test_spacy_keeps_no_word_it_read_so_a_long_lived_process_does_not_grow(
-    redactor: PresidioRedactor,
+def test_spacy_forgets_the_words_it_read_so_a_long_lived_process_does_not_grow(
+    redactor: PresidioRedactor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jesus.redaction import engines
 
+    monkeypatch.setattr(engines._ZONE, "renew_after", 2)
     redactor("Dear Ada Lovelace, hello")  # the model is loaded
     strings = engines.spacy_pipeline(engines.name_analyzer()).vocab.strings
-    before = len(strings)
-    texts = [f"Dear Grace Hopper, the build Zqxv{i}wlk finished" for i in range(50)]
-    redacted = redactor.redact_many(texts)
-    assert all("[REDACTED:person]" in text for text in redacted)
-    assert len(strings) == before
+
+    def read(word: str) -> None:
+        assert "[REDACTED:person]" in redactor(f"Dear Grace Hopper, the build {word} finished")
+
+    for word in ("Zqxvfirstwlk", "Zqxvsecondwlk", "Zqxvthirdwlk", "Zqxvfourthwlk"):
+        read(word)
+    # The zone was renewed after two batches: the words read before it are gone, the last ones kept.
+    assert "Zqxvfirstwlk" not in strings and "Zqxvsecondwlk" not in strings
+    assert "Zqxvfourthwlk" in strings
