@@ -14,12 +14,16 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import regex
 
 from jesus.redaction.common_words import COMMON_WORDS
 from jesus.redaction.folding import fold
 from jesus.redaction.patterns import ADDRESS_PATTERN, CUED_NAME_PATTERN, SECRET_PATTERNS, SitePattern
+
+if TYPE_CHECKING:  # the engines are imported on first use (`_engines`), not with this module
+    from jesus.redaction.engines import Span
 
 # Words that look like a name to spaCy but are the platform's own ("Hello from Jesus!").
 ALWAYS_ALLOWED = ("Jesus",)
@@ -31,8 +35,6 @@ _PII_TRIGGER = regex.compile(
     r"[\w.+\-]@[\w\-]+\.|\d(?:[ \t().\-/]{0,3}\d){6,}|\d{1,3}(?:\.\d{1,3}){3}"
     r"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}"
 )
-Span = tuple[int, int, str, float]
-"""A finding as the engines return it: start, end, kind, score (relative to the text they read)."""
 # A capitalised word: the start of every name spaCy could find.
 _CANDIDATE = regex.compile(r"(?<![\p{L}\p{N}_])\p{Lu}[\p{Ll}'\u2019\-]+(?![\p{L}\p{N}_])")
 # How much text around a trigger the pattern stage reads, and around a candidate name spaCy reads.
@@ -63,7 +65,6 @@ class PresidioRedactor:
     def __init__(
         self, site_patterns: tuple[SitePattern, ...] = (), *, names: bool = True, allow: tuple[str, ...] = ()
     ) -> None:
-        self.site_patterns = site_patterns
         self.names = names
         self.allow = frozenset(ALWAYS_ALLOWED + allow)
         # Credentials, addresses and a site's patterns are plain expressions, each finding final: they
