@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,17 @@ def install_crds(plane: ControlPlane) -> None:
         )
 
 
+def policies_allowing(tool_args: list[str], directory: Path) -> Path:
+    """A copy of policies/ whose allow-list also clears the workspace server this test starts."""
+    target = directory / "policies"
+    shutil.copytree(REPO / "policies", target)
+    data_path = target / "data.json"
+    data = json.loads(data_path.read_text())
+    data["jesus"]["config"]["allowedToolServers"].append({"command": sys.executable, "args": tool_args})
+    data_path.write_text(json.dumps(data))
+    return target
+
+
 class Process:
     """A child process with its log in a file; stopped with SIGTERM, then SIGKILL."""
 
@@ -101,6 +113,34 @@ class Process:
         return f"--- {self.name} log ---\n" + "\n".join(text.splitlines()[-lines:])
 
 
+def router_process(
+    plane: ControlPlane,
+    namespace: str,
+    port: int,
+    log: Path,
+    environment: dict[str, str] | None = None,
+    name: str = "router",
+) -> Process:
+    """`jesus router` watching `namespace` of `plane`, on `port`, with the test admin token."""
+    return Process(
+        name,
+        [*JESUS, "router", "--namespace", namespace, "--port", str(port)],
+        {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN, **(environment or {})},
+        log,
+    )
+
+
+def http_ready(port: int) -> bool:
+    """Whether something on 127.0.0.1:`port` answers GET /healthz with 200."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 class RuntimeThread:
     """The stand-in container runtime, on its own event loop in a thread."""
 
@@ -134,14 +174,13 @@ class RuntimeThread:
 
 
 class OperatorWorld:
-    """Router, operator and runtime for one namespace, with specs written for the router to load."""
+    """Router, operator and runtime for one namespace; the router reads it from the cluster."""
 
     def __init__(
         self,
         plane: ControlPlane,
         namespace: str,
         workdir: Path,
-        objects: list[dict[str, Any]],
         runner_environment: dict[str, str] | None = None,
         *,
         router_environment: dict[str, str] | None = None,
@@ -153,18 +192,13 @@ class OperatorWorld:
         runner_command = " ".join(
             [*(["env", *settings] if settings else []), sys.executable, "-m jesus.cli runner"]
         )
-        specs = workdir / "specs"
-        specs.mkdir(parents=True, exist_ok=True)
-        documents = [{**o, "metadata": {**o["metadata"], "namespace": namespace}} for o in objects]
-        (specs / "specs.yaml").write_text(yaml.safe_dump_all(documents))
         self.router_port = free_port()
         self.metrics_port = free_port()
         env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
-        self.router = Process(
-            "router",
-            [*JESUS, "router", "--specs", str(specs), "--port", str(self.router_port)],
-            {**env, **(router_environment or {})},
-            workdir / "router.log",
+        # The router reads the namespace's ModelAdapters, RoutePolicies and Secrets from the cluster,
+        # as in a real one: what a test applies later is served too.
+        self.router = router_process(
+            plane, namespace, self.router_port, workdir / "router.log", router_environment
         )
         self.operator = Process(
             "operator",
@@ -209,15 +243,7 @@ class OperatorWorld:
             self.router.stop()
 
     def _router_ready(self) -> bool:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.router_port}/healthz", timeout=1
-            ) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return http_ready(self.router_port)
 
     def apply(self, *objects: dict[str, Any]) -> None:
         """Apply `objects` in this world's namespace."""
@@ -252,7 +278,7 @@ def operator_world(
     plane.kubectl("create", "namespace", namespace)
     try:
         apply(plane, namespace, *objects)
-        world = OperatorWorld(plane, namespace, workdir, objects, runner_environment, **options)
+        world = OperatorWorld(plane, namespace, workdir, runner_environment, **options)
         with world.running():
             yield world
     finally:

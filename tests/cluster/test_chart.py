@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
-from tests.builders.adapters import vllm_adapter
+from tests.builders.adapters import scripted_adapter, vllm_adapter
 from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
+from tests.cluster.harness import ADMIN_TOKEN, JESUS, Process, http_ready
+from tests.cluster.harness import wait_for as wait_until
 from tests.cluster.operator_process import (
     apply_objects,
     condition,
@@ -31,6 +34,7 @@ from tests.cluster.operator_process import (
 )
 
 from jesus.devcluster import ControlPlane, ensure_tool
+from jesus.devcluster.controlplane import free_port
 from jesus.policy.decision import DECISION_PATH
 from jesus.router.metrics import RouterMetrics
 
@@ -166,25 +170,55 @@ def test_the_policy_configmaps_hold_every_policy_and_the_site_data() -> None:
     assert json.loads(overridden["data"]["data.json"]) == {"jesus": {"config": {"version": 7}}}
 
 
-def test_runner_and_router_service_accounts_get_no_token_and_no_binding() -> None:
+def test_the_runner_gets_no_token_and_the_router_only_its_read_binding() -> None:
     manifests = render()
     accounts = {m["metadata"]["name"]: m for m in find(manifests, "ServiceAccount")}
     assert set(accounts) == {"jesus-operator", "jesus-router", "jesus-runner"}
     assert accounts["jesus-runner"]["automountServiceAccountToken"] is False
-    assert accounts["jesus-router"]["automountServiceAccountToken"] is False
+    assert "automountServiceAccountToken" not in accounts["jesus-router"]  # it watches the cluster
     bindings = find(manifests, "ClusterRoleBinding") + find(manifests, "RoleBinding")
-    subjects = {s["name"] for b in bindings for s in b["subjects"]}
-    assert subjects == {"jesus-operator"}
+    roles = {s["name"]: set() for b in bindings for s in b["subjects"]}
+    for binding in bindings:
+        for subject in binding["subjects"]:
+            roles[subject["name"]].add(binding["roleRef"]["name"])
+    assert set(roles) == {"jesus-operator", "jesus-router"}
+    assert roles["jesus-router"] == {"jesus-system-jesus-router"}
+    rules = one(manifests, "ClusterRole", "jesus-system-jesus-router")["rules"]
+    assert {verb for rule in rules for verb in rule["verbs"]} == {"get", "list", "watch"}
 
 
-def test_watching_namespaces_binds_the_operator_role_there_only() -> None:
+def test_the_router_reads_the_cluster_with_two_replicas_and_a_disruption_budget() -> None:
+    manifests = render()
+    router = one(manifests, "Deployment", "jesus-router")
+    assert router["spec"]["replicas"] == 2
+    args = container(router, "router")["args"]
+    assert not [a for a in args if a.startswith("--specs")], "the router reads the cluster, not a copy"
+    budget = one(manifests, "PodDisruptionBudget", "jesus-router")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= (
+        router["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert not find(render("router.replicas=1"), "PodDisruptionBudget")
+    assert not [m for m in manifests if m["metadata"]["name"].endswith("router-specs")]
+
+
+def test_watching_namespaces_binds_the_operator_and_router_roles_there_only() -> None:
     manifests = render("operator.watchNamespaces={team-a,team-b}")
     role_bindings = find(manifests, "RoleBinding")
-    assert sorted(b["metadata"]["namespace"] for b in role_bindings) == ["team-a", "team-b"]
+    assert sorted((b["metadata"]["namespace"], b["roleRef"]["name"]) for b in role_bindings) == [
+        ("team-a", "jesus-system-jesus-operator"),
+        ("team-a", "jesus-system-jesus-router"),
+        ("team-b", "jesus-system-jesus-operator"),
+        ("team-b", "jesus-system-jesus-router"),
+    ]
     cluster_bindings = {b["roleRef"]["name"] for b in find(manifests, "ClusterRoleBinding")}
     assert cluster_bindings == {"jesus-system-jesus-operator-framework"}
-    args = container(one(manifests, "Deployment", "jesus-operator"), "operator")["args"]
-    assert [a for a in args if a.startswith("--namespace=")] == ["--namespace=team-a", "--namespace=team-b"]
+    for component in ("operator", "router"):
+        args = container(one(manifests, "Deployment", f"jesus-{component}"), component)["args"]
+        assert [a for a in args if a.startswith("--namespace=")] == [
+            "--namespace=team-a",
+            "--namespace=team-b",
+        ], component
 
 
 def test_peering_replicas_get_a_peering_object_and_a_rolling_update() -> None:
@@ -479,11 +513,38 @@ def test_the_operator_may_do_its_work_and_no_more_in_any_namespace(
         assert extra == [], f"the operator may in {where}: {extra}"
 
 
-def test_the_runner_and_router_may_do_nothing(control_plane: ControlPlane, release: Release) -> None:
-    for account in ("jesus-runner", f"{release.name}-jesus-router"):
-        who = release.account(account)
-        allowed = [f"{v} {r}" for v, r in NOBODY_ELSE if can_i(control_plane, who, v, r, release.namespace)]
-        assert allowed == [], f"{account} may: {allowed}"
+ROUTER_NEEDS = [
+    ("get", "modeladapters.jesus.dev"),
+    ("list", "modeladapters.jesus.dev"),
+    ("watch", "modeladapters.jesus.dev"),
+    ("list", "routepolicies.jesus.dev"),
+    ("watch", "routepolicies.jesus.dev"),
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+]
+ROUTER_MUST_NOT = [
+    ("create", "secrets"),
+    ("patch", "modeladapters.jesus.dev"),
+    ("update", "modeladapters.jesus.dev/status"),
+    ("get", "agentruns.jesus.dev"),
+    ("list", "budgets.jesus.dev"),
+    ("list", "pods"),
+    ("create", "jobs.batch"),
+]
+
+
+def test_the_runner_may_do_nothing_and_the_router_only_read_its_objects(
+    control_plane: ControlPlane, release: Release
+) -> None:
+    runner = release.account("jesus-runner")
+    allowed = [f"{v} {r}" for v, r in NOBODY_ELSE if can_i(control_plane, runner, v, r, release.namespace)]
+    assert allowed == [], f"the runner may: {allowed}"
+    router = release.account(f"{release.name}-jesus-router")
+    missing = [f"{v} {r}" for v, r in ROUTER_NEEDS if not can_i(control_plane, router, v, r, "default")]
+    assert missing == [], f"the router lacks: {missing}"
+    extra = [f"{v} {r}" for v, r in ROUTER_MUST_NOT if can_i(control_plane, router, v, r, "default")]
+    assert extra == [], f"the router may: {extra}"
 
 
 def _token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
@@ -528,3 +589,53 @@ def test_the_operator_reconciles_with_nothing_but_the_charts_rbac(
         )
         assert condition(policy, "Ready")["reason"] == "ChainReady"
         assert "Forbidden" not in operator.log(400), operator.log(400)
+
+
+def test_the_router_serves_with_nothing_but_the_charts_rbac(
+    control_plane: ControlPlane, release: Release, tmp_path: Path
+) -> None:
+    """Run the router as the chart's ServiceAccount: it lists and watches what it needs, and a run
+    registered against a RoutePolicy applied afterwards gets its chain."""
+    kubeconfig = _token_kubeconfig(
+        control_plane, release.namespace, f"{release.name}-jesus-router", tmp_path / "router.kubeconfig"
+    )
+    port = free_port()
+    router = Process(
+        "router",
+        [
+            *JESUS,
+            "router",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace",
+            release.namespace,
+            "--port",
+            str(port),
+        ],
+        {**control_plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN},
+        tmp_path / "router.log",
+    )
+    router.start()
+    try:
+        wait_until(lambda: http_ready(port), what="the router as its ServiceAccount", describe=router.tail)
+        apply_objects(
+            control_plane,
+            release.namespace,
+            scripted_adapter("rbac-proof"),
+            route_policy("rbac", ("rbac-proof",)),
+        )
+
+        def registered() -> Any:
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/admin/v1/runs",
+                json={"run": "rbac-run", "namespace": release.namespace, "routePolicy": "rbac"},
+                headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=10,
+            )
+            return answer.status_code == 201 and answer.json()
+
+        grant = wait_until(registered, what="a registration through the watched route", describe=router.tail)
+        assert grant["chain"] == [f"{release.namespace}/rbac-proof"]
+        assert "Forbidden" not in router.log.read_text()
+    finally:
+        router.stop()

@@ -10,14 +10,10 @@ calls the MCP workspace server's `read_file` on a file full of planted values, t
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import shutil
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +22,10 @@ from tests.builders.agentrun import agent_run
 from tests.builders.budget import team_budget
 from tests.builders.manifest import manifest
 from tests.builders.routes import failover_route
-from tests.cluster.harness import REPO, operator_world
+from tests.cluster.harness import REPO, operator_world, policies_allowing
 from tests.providers.behaviours import Fail
 from tests.providers.openai_wire import OpenAIWire
-from tests.providers.server import FakeProvider
+from tests.providers.server import FakeProvider, serve_in_thread
 
 from jesus.devcluster import ControlPlane
 
@@ -50,33 +46,11 @@ def planted_in(text: str) -> list[str]:
     return found
 
 
-@contextmanager
-def leaky_provider() -> Iterator[FakeProvider]:
-    """An OpenAI-compatible server on its own loop, answering every call with an error that echoes
-    the key (and the other planted values)."""
+def leaky_provider() -> AbstractContextManager[FakeProvider]:
+    """An OpenAI-compatible server answering every call with an error that echoes the key (and the
+    other planted values)."""
     message = f"Incorrect API key provided: {KEY}. Token {JWT} of {EMAIL}, phone {PHONE}, card {CARD}"
-    fake = FakeProvider(OpenAIWire("openai"), default=Fail(500, message), strict=False)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
-    try:
-        yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-def policies_allowing(tool_args: list[str], directory: Path) -> Path:
-    """A copy of policies/ whose allow-list also clears the workspace server this test starts."""
-    target = directory / "policies"
-    shutil.copytree(REPO / "policies", target)
-    data_path = target / "data.json"
-    data = json.loads(data_path.read_text())
-    data["jesus"]["config"]["allowedToolServers"].append({"command": sys.executable, "args": tool_args})
-    data_path.write_text(json.dumps(data))
-    return target
+    return serve_in_thread(OpenAIWire("openai"), default=Fail(500, message), strict=False)
 
 
 def objects(base_url: str, tool_args: list[str]) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from tests.providers.server import (
     RecordedRequest,
     serve,
     serve_anthropic,
+    serve_in_thread,
     serve_openai,
     unused_base_url,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "StreamFail",
     "serve",
     "serve_anthropic",
+    "serve_in_thread",
     "serve_openai",
     "unused_base_url",
 ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -202,6 +203,26 @@ async def serve(
         yield fake
     finally:
         await fake.stop()
+
+
+@contextmanager
+def serve_in_thread(
+    wire: Wire, *, default: Behaviour | None = None, strict: bool = True
+) -> Iterator[FakeProvider]:
+    """`serve`, on an event loop of its own in a thread: for tests that are not async themselves.
+    Script it before the calls it answers (`script` is not thread-safe against a request in flight)."""
+    fake = FakeProvider(wire, default=default, strict=strict)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def serve_openai(

@@ -1,7 +1,9 @@
 """`jesus router`: serve the model router over HTTP (OpenAI-compatible) for runner pods.
 
-It loads ModelAdapters and RoutePolicies from --specs, resolves provider credentials from mounted
-Secrets (--secrets-dir/<namespace>/<secret>/<key>) or the environment, and answers
+In a cluster it watches the ModelAdapters, RoutePolicies and credentials Secrets the operator admits
+runs against (all namespaces, or those of --namespace); with --specs it serves the ones of spec files
+instead, with credentials from mounted Secrets (--secrets-dir/<namespace>/<secret>/<key>) or the
+environment. It answers
 /v1/chat/completions for runs registered through /admin/v1/runs (admin token from
 $JESUS_ROUTER_ADMIN_TOKEN). Metrics at /metrics.
 """
@@ -9,31 +11,31 @@ $JESUS_ROUTER_ADMIN_TOKEN). Metrics at /metrics.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry
+from starlette.applications import Starlette
 
-from jesus.api import ModelAdapter, RoutePolicy
 from jesus.cli import CommandError, command_parser
-from jesus.logic.budget import DEFAULT_NAMESPACE
-from jesus.logic.routing import RoutePlan, plan_from_route_policy
+from jesus.kube import KubeClient
 from jesus.redaction import RedactionConfig, RedactionConfigError, Redactor, install_log_redaction
 from jesus.router.bodies import DEFAULT_MAX_BODY_BYTES, InputLimits
 from jesus.router.config import (
+    CredentialSource,
     EnvironmentCredentials,
     FirstOf,
     MountedSecretCredentials,
     RouterConfigError,
-    build_routed_adapters,
 )
 from jesus.router.core import Router
 from jesus.router.metrics import RouterMetrics
 from jesus.router.registry import RunRegistry
-from jesus.router.routed import RoutedAdapter
-from jesus.router.service import PlanResolver, RouterService, build_app
+from jesus.router.service import Lifespan, RouterService, build_app
+from jesus.router.sources import ClusterRouteSource, FileRouteSource, RouteSource
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
@@ -47,7 +49,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `router` sub-command."""
     parser = command_parser(subparsers, __doc__)
     parser.add_argument(
-        "--specs", type=Path, action="append", required=True, metavar="DIR", help="spec files or folders"
+        "--specs",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="serve the ModelAdapters and RoutePolicies of these spec files or folders (repeatable); "
+        "without it, watch them in the cluster",
+    )
+    parser.add_argument(
+        "--namespace", action="append", help="in the cluster, watch only this namespace (repeatable)"
+    )
+    parser.add_argument(
+        "--kubeconfig", help="in the cluster: kubeconfig file (default: $KUBECONFIG, in-cluster)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
@@ -76,62 +89,74 @@ def build_service(
     limits: InputLimits | None = None,
     redact: Redactor | None = None,
 ) -> RouterService:
-    """A router service over the ModelAdapters and RoutePolicies of `spec_set`.
+    """A router service over the ModelAdapters and RoutePolicies of `spec_set` (`FileRouteSource`).
 
     Adapters are keyed `<namespace>/<name>` so that equal names in different namespaces stay apart.
     `redact` cleans provider errors and the prompts of adapters that may not receive personal data.
     """
-    credentials = FirstOf((MountedSecretCredentials(secrets_dir), EnvironmentCredentials()))
-    adapters: dict[str, RoutedAdapter] = {}
-    by_namespace: dict[str, dict[str, ModelAdapter]] = {}
-    for loaded in spec_set.loaded_of_kind("ModelAdapter"):
-        if isinstance(loaded.obj, ModelAdapter):
-            by_namespace.setdefault(loaded.namespace or DEFAULT_NAMESPACE, {})[loaded.name] = loaded.obj
-    for namespace, objects in by_namespace.items():
-        built = build_routed_adapters(
-            objects, live=live, credentials=credentials, namespace=namespace, redact=redact
-        )
-        for name, routed in built.adapters.items():
-            key = f"{namespace}/{name}"
-            adapters[key] = dataclasses.replace(routed, name=key)
-    policies = {
-        (loaded.namespace or DEFAULT_NAMESPACE, loaded.name): loaded.obj
-        for loaded in spec_set.loaded_of_kind("RoutePolicy")
-        if isinstance(loaded.obj, RoutePolicy)
-    }
+    source = FileRouteSource.build(spec_set, live=live, credentials=_credentials(secrets_dir), redact=redact)
+    return service_over(source, admin_token=admin_token, registry=registry, limits=limits)
 
-    def resolve_plan(namespace: str, route_policy: str, classification: str) -> RoutePlan:
-        policy = policies.get((namespace, route_policy))
-        if policy is None:
-            raise ValueError(f"RoutePolicy {namespace}/{route_policy} is not known to this router")
-        plan, _ = plan_from_route_policy(
-            policy.spec, classification=classification, adapters=by_namespace.get(namespace, {})
-        )
-        return dataclasses.replace(plan, chain=tuple(f"{namespace}/{name}" for name in plan.chain))
 
-    resolver: PlanResolver = resolve_plan
-    router = Router(adapters, metrics=RouterMetrics(registry))
+def service_over(
+    source: RouteSource,
+    *,
+    admin_token: str | None,
+    registry: CollectorRegistry,
+    limits: InputLimits | None = None,
+) -> RouterService:
+    """A router service whose adapters and plans come from `source` (read at every call)."""
+    router = Router(source.adapters, metrics=RouterMetrics(registry))
     return RouterService(
         router,
         RunRegistry(),
         registry,
         admin_token=admin_token,
-        resolve_plan=resolver,
+        resolve_plan=source.resolve_plan,
         limits=limits or InputLimits(),
     )
 
 
-def handle(args: argparse.Namespace) -> int:
-    """Load the specs, build the service and serve until interrupted."""
-    import uvicorn
+def _credentials(secrets_dir: Path) -> CredentialSource:
+    return FirstOf((MountedSecretCredentials(secrets_dir), EnvironmentCredentials()))
 
+
+def _load_specs(paths: list[Path]) -> SpecSet:
     try:
-        spec_set = load_specs(args.specs)
+        spec_set = load_specs(paths)
     except SpecPathError as exc:
         raise CommandError(str(exc)) from exc
     errors = [p for p in spec_set.problems if p.severity is Severity.ERROR]
     if errors:
         raise CommandError("the specs do not validate:\n" + "\n".join(p.format() for p in errors))
+    return spec_set
+
+
+def _watching(source: ClusterRouteSource, kubeconfig: str | None, redact: Redactor) -> Lifespan:
+    """Start-up and shut-down of a router that reads the cluster: the watches run while it serves."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = await KubeClient.connect(kubeconfig, redact=redact)
+        try:
+            await source.start(client)
+        except TimeoutError:
+            await source.stop()
+            raise CommandError(
+                "the cluster's ModelAdapters, RoutePolicies and Secrets could not be listed"
+            ) from None
+        try:
+            yield
+        finally:
+            await source.stop()
+
+    return lifespan
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Load the specs (or watch the cluster), build the service and serve until interrupted."""
+    import uvicorn
+
     admin_token = os.environ.get(ADMIN_TOKEN_VARIABLE) or None
     try:
         redaction = RedactionConfig.from_environ(os.environ)
@@ -139,28 +164,37 @@ def handle(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     # Log lines are many and short: patterns only. Errors and prompts get the full redactor.
     install_log_redaction(redaction.patterns_only().redactor())
-    try:
-        service = build_service(
-            spec_set,
+    limits = InputLimits(max_body_bytes=args.max_body_bytes)
+    lifespan: Lifespan | None = None
+    if args.specs:
+        try:
+            source: RouteSource = FileRouteSource.build(
+                _load_specs(args.specs),
+                live=not args.dry_run,
+                credentials=_credentials(args.secrets_dir),
+                redact=redaction.redactor(),
+            )
+        except RouterConfigError as exc:
+            raise CommandError(str(exc)) from exc
+    else:
+        watched = ClusterRouteSource(
+            namespaces=tuple(args.namespace or ()),
             live=not args.dry_run,
-            secrets_dir=args.secrets_dir,
-            admin_token=admin_token,
-            registry=REGISTRY,
-            limits=InputLimits(max_body_bytes=args.max_body_bytes),
+            fallback=_credentials(args.secrets_dir),
             redact=redaction.redactor(),
         )
-    except RouterConfigError as exc:
-        raise CommandError(str(exc)) from exc
+        source, lifespan = watched, _watching(watched, args.kubeconfig, redaction.redactor())
+    service = service_over(source, admin_token=admin_token, registry=REGISTRY, limits=limits)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info(
-        "Starting router host=%s port=%d adapters=%d admin_api=%s",
+        "Starting router host=%s port=%d source=%s admin_api=%s",
         args.host,
         args.port,
-        len(service.router.adapters),
+        "files" if args.specs else "cluster",
         admin_token is not None,
     )
     uvicorn.run(
-        build_app(service),
+        build_app(service, lifespan=lifespan),
         host=args.host,
         port=args.port,
         log_level="warning",

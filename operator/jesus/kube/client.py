@@ -11,17 +11,20 @@ every Event's message, and the free text of every status it writes (`redact_stat
 from __future__ import annotations
 
 import asyncio
+import builtins
+import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import kr8s
 import kr8s.asyncio
 
 from jesus.api.common import GROUP, VERSION
 from jesus.api.objects import JsonObject
-from jesus.kube.errors import ConflictError, KubeError, NotFoundError, error_from_response
+from jesus.kube.errors import ConflictError, KubeError, NotFoundError, WatchExpiredError, error_from_response
 from jesus.logic.clock import format_time, system_clock
 
 MAX_IN_FLIGHT = 10
@@ -148,6 +151,56 @@ class KubeClient:
                 raise KubeError(0, "NoResponse", str(exc)) from exc
             raise error_from_response(exc.response) from exc
         return items
+
+    async def list_at(self, kind: str, namespace: str | None = None) -> tuple[builtins.list[JsonObject], str]:
+        """Every object of `kind` in `namespace` (all when None) and the list's resourceVersion, from
+        which a watch continues (`watch`)."""
+        body = await self._call("GET", kind, namespace if RESOURCES[kind].namespaced else None)
+        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def watch(
+        self, kind: str, namespace: str | None, resource_version: str, *, timeout_seconds: int = 300
+    ) -> AsyncIterator[tuple[str, JsonObject]]:
+        """The changes of `kind` after `resource_version`: (ADDED | MODIFIED | DELETED | BOOKMARK, object)
+        until the server ends the watch (after about `timeout_seconds`). WatchExpiredError when that
+        version is too old to continue from (410 Gone: list again); KubeError for other failures."""
+        resource = RESOURCES[kind]
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        try:
+            async with self._api.call_api(
+                "GET",
+                version=resource.version,
+                base=resource.base,
+                namespace=namespace if resource.namespaced else None,
+                url=resource.plural,
+                params=params,
+                stream=True,
+                timeout=None,
+            ) as response:
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        if obj.get("code") == 410:
+                            raise WatchExpiredError(410, "Expired", str(obj.get("message", "")))
+                        raise KubeError(int(obj.get("code") or 0), str(obj.get("reason")), str(obj))
+                    yield str(event.get("type")), obj
+        except kr8s.ServerError as exc:
+            if exc.response is None:
+                raise KubeError(0, "NoResponse", str(exc)) from exc
+            error = error_from_response(exc.response)
+            if error.status == 410:
+                raise WatchExpiredError(410, error.reason, error.message) from exc
+            raise error from exc
+        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+            raise KubeError(0, "WatchBroken", f"the watch of {kind} broke: {exc}") from exc
 
     async def create(self, obj: JsonObject) -> JsonObject:
         """Create `obj`; ConflictError when it exists."""

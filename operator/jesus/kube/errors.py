@@ -30,6 +30,10 @@ class InvalidError(KubeError):
     """422: the API server rejected the object (schema, CEL, admission)."""
 
 
+class WatchExpiredError(KubeError):
+    """410: a watch cannot continue from the resourceVersion it was given; list again."""
+
+
 class ForeignChildError(KubeError):
     """A child's name is taken by an object another owner controls; it is neither adopted nor touched.
 

@@ -108,7 +108,8 @@ class Router:
         rand: Callable[[], float] = random.random,
         tracer: Tracer | None = None,
     ) -> None:
-        self.adapters = dict(adapters)
+        # Read at every call: a route source (`jesus.router.sources`) may change it between calls.
+        self.adapters = adapters if isinstance(adapters, dict) else dict(adapters)
         self.guards = AdapterGuards(breaker or BreakerConfig(), clock)
         self.books = CallBooks(metrics, tracer, clock)
         self._clock = clock

@@ -14,6 +14,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -52,6 +53,9 @@ from jesus.router.wire import (
     parse_chat_request,
 )
 from jesus_adapters.types import TextDelta
+
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+"""What runs around serving: started before the first request, stopped after the last."""
 
 PlanResolver = Callable[[str, str, str], RoutePlan]
 """(namespace, RoutePolicy name, data classification) -> the plan; ValueError says why there is none."""
@@ -115,9 +119,11 @@ class RouterService:
         return route
 
 
-def build_app(service: RouterService) -> Starlette:
-    """The Starlette application of the router service."""
+def build_app(service: RouterService, *, lifespan: Lifespan | None = None) -> Starlette:
+    """The Starlette application of the router service; `lifespan` runs around serving (the watches
+    of a router that reads the cluster)."""
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/v1/chat/completions", partial(chat_completions, service), methods=["POST"]),
             Route("/v1/models", partial(list_models, service), methods=["GET"]),
