@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -153,6 +154,11 @@ def _decoded(obj: JsonObject) -> dict[str, str]:
     return values
 
 
+def _within(identity: tuple[str, str], namespace: str | None) -> bool:
+    """Whether an object of `identity` is in `namespace` (None: every namespace)."""
+    return namespace is None or identity[0] == namespace
+
+
 def _identity(obj: JsonObject) -> tuple[str, str]:
     metadata = obj.get("metadata") or {}
     return str(metadata.get("namespace") or DEFAULT_NAMESPACE), str(metadata.get("name") or "")
@@ -176,6 +182,7 @@ class ClusterRouteSource:
         self._models: dict[tuple[str, str], ModelAdapter] = {}
         self._policies: dict[tuple[str, str], RoutePolicy] = {}
         self._secrets = WatchedSecrets()
+        self._secrets_listed: set[str | None] = set()  # namespaces (None: all) whose Secrets were listed
         self._fingerprints: dict[tuple[str, str], str] = {}
         self._fallback = fallback
         self._redact = redact
@@ -191,11 +198,11 @@ class ClusterRouteSource:
         Secrets are listed last, so the adapters that name them are known by then."""
         self._client = client
         self._reflectors = [
-            Reflector(client, kind, namespace, *handlers)
-            for kind, handlers in (
-                ("ModelAdapter", (self._replace_adapters, self._adapter_changed)),
-                ("RoutePolicy", (self._replace_policies, self._policy_changed)),
-                ("Secret", (self._replace_secrets, self._secret_changed)),
+            Reflector(client, kind, namespace, functools.partial(replace, namespace), changed)
+            for kind, replace, changed in (
+                ("ModelAdapter", self._replace_adapters, self._adapter_changed),
+                ("RoutePolicy", self._replace_policies, self._policy_changed),
+                ("Secret", self._replace_secrets, self._secret_changed),
             )
             for namespace in (self.namespaces or (None,))
         ]
@@ -228,9 +235,10 @@ class ClusterRouteSource:
 
     # --- ModelAdapters ---------------------------------------------------------------------------
 
-    async def _replace_adapters(self, items: list[JsonObject]) -> None:
+    async def _replace_adapters(self, namespace: str | None, items: list[JsonObject]) -> None:
         current = {_identity(obj) for obj in items}
-        for gone in [identity for identity in self._models if identity not in current]:
+        listed = [identity for identity in self._models if _within(identity, namespace)]
+        for gone in [identity for identity in listed if identity not in current]:
             await self._adapter_changed("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
         for obj in items:
             await self._adapter_changed("MODIFIED", obj)
@@ -305,8 +313,9 @@ class ClusterRouteSource:
 
     # --- RoutePolicies ---------------------------------------------------------------------------
 
-    async def _replace_policies(self, items: list[JsonObject]) -> None:
-        self._policies.clear()
+    async def _replace_policies(self, namespace: str | None, items: list[JsonObject]) -> None:
+        for identity in [identity for identity in self._policies if _within(identity, namespace)]:
+            del self._policies[identity]
         for obj in items:
             await self._policy_changed("ADDED", obj)
 
@@ -339,6 +348,8 @@ class ClusterRouteSource:
         ref = model.spec.credentials_secret_ref
         if ref is None or self._client is None or (namespace, ref.name) in self._secrets.values:
             return
+        if not self._secrets_listed & {None, namespace}:
+            return  # the Secrets' first list is still to come, and brings it
         try:
             obj = await self._client.get("Secret", namespace, ref.name)
         except KubeError as exc:
@@ -347,11 +358,13 @@ class ClusterRouteSource:
         if obj is not None and (namespace, ref.name) not in self._secrets.values:
             self._secrets.values[(namespace, ref.name)] = _decoded(obj)
 
-    async def _replace_secrets(self, items: list[JsonObject]) -> None:
-        self._secrets.values.clear()
+    async def _replace_secrets(self, namespace: str | None, items: list[JsonObject]) -> None:
+        for identity in [identity for identity in self._secrets.values if _within(identity, namespace)]:
+            del self._secrets.values[identity]
         for obj in items:
             if self._referenced(_identity(obj)):
                 self._secrets.values[_identity(obj)] = _decoded(obj)
+        self._secrets_listed.add(namespace)
         self._rebuild_all()
 
     async def _secret_changed(self, type_: str, obj: JsonObject) -> None:

@@ -33,7 +33,9 @@ class FakeCluster:
     def __init__(self) -> None:
         self.objects: dict[str, dict[tuple[str, str], JsonObject]] = defaultdict(dict)
         self.version = 0
-        self.queues: dict[str, asyncio.Queue[tuple[str, JsonObject] | Exception]] = defaultdict(asyncio.Queue)
+        self.queues: dict[tuple[str, str | None], asyncio.Queue[tuple[str, JsonObject] | Exception]] = (
+            defaultdict(asyncio.Queue)
+        )
         self.lists: dict[str, int] = defaultdict(int)
         self.watched_from: dict[str, list[str]] = defaultdict(list)
         self.gets: list[tuple[str, str, str]] = []
@@ -49,25 +51,30 @@ class FakeCluster:
         type_ = "MODIFIED" if key in self.objects[obj["kind"]] else "ADDED"
         self.objects[obj["kind"]][key] = stamped
         if event:
-            self.queues[obj["kind"]].put_nowait((type_, stamped))
+            self._send(obj["kind"], key[0], (type_, stamped))
 
-    def delete(self, kind: str, name: str) -> None:
-        obj = self.objects[kind].pop((NS, name))
-        self.queues[kind].put_nowait(("DELETED", self._stamp(obj)))
+    def _send(self, kind: str, namespace: str, item: tuple[str, JsonObject] | Exception) -> None:
+        for watched in (namespace, None):
+            self.queues[(kind, watched)].put_nowait(item)
 
-    def fail(self, kind: str, error: Exception) -> None:
-        self.queues[kind].put_nowait(error)
+    def delete(self, kind: str, name: str, namespace: str = NS) -> None:
+        obj = self.objects[kind].pop((namespace, name))
+        self._send(kind, namespace, ("DELETED", self._stamp(obj)))
+
+    def fail(self, kind: str, error: Exception, namespace: str = NS) -> None:
+        self.queues[(kind, namespace)].put_nowait(error)
 
     async def list_at(self, kind: str, namespace: str | None = None) -> tuple[list[JsonObject], str]:
         self.lists[kind] += 1
-        return list(self.objects[kind].values()), str(self.version)
+        items = [obj for (where, _), obj in self.objects[kind].items() if namespace in (None, where)]
+        return items, str(self.version)
 
     async def watch(
         self, kind: str, namespace: str | None, resource_version: str, *, timeout_seconds: int = 300
     ) -> AsyncIterator[tuple[str, JsonObject]]:
         self.watched_from[kind].append(resource_version)
         while True:
-            item = await self.queues[kind].get()
+            item = await self.queues[(kind, namespace)].get()
             if isinstance(item, Exception):
                 raise item
             yield item
@@ -82,7 +89,9 @@ def secret(name: str, **data: str) -> JsonObject:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
 
 
-def openai_compatible(name: str, *, secret_name: str = "key", endpoint: str = "http://127.0.0.1:9/v1") -> Any:
+def openai_compatible(
+    name: str, *, secret_name: str = "key", endpoint: str = "http://127.0.0.1:9/v1", **kw: Any
+) -> Any:
     return manifest(
         "ModelAdapter",
         name,
@@ -94,6 +103,7 @@ def openai_compatible(name: str, *, secret_name: str = "key", endpoint: str = "h
             "pricing": {"inputPerMillionTokens": "1.00", "outputPerMillionTokens": "2.00"},
             "dataClassifications": ["public", "internal"],
         },
+        **kw,
     )
 
 
@@ -103,8 +113,10 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def started(cluster: FakeCluster, **options: Any) -> ClusterRouteSource:
-    source = ClusterRouteSource(namespaces=(NS,), live=True, **options)
+async def started(
+    cluster: FakeCluster, namespaces: tuple[str, ...] = (NS,), **options: Any
+) -> ClusterRouteSource:
+    source = ClusterRouteSource(namespaces=namespaces, live=True, **options)
     await source.start(cluster, timeout_seconds=5)
     return source
 
@@ -325,5 +337,40 @@ async def test_a_secret_value_that_is_not_base64_is_ignored_and_named(
         assert f"Secret {NS}/key key apiKey is not base64" in caplog.text
         assert "not base64 at all" not in caplog.text
         assert f"{NS}/gpt" not in source.adapters
+    finally:
+        await source.stop()
+
+
+async def test_listing_one_namespace_again_leaves_the_others_alone() -> None:
+    cluster = FakeCluster()
+    for namespace in (NS, "other"):
+        cluster.put(scripted_adapter("a", namespace=namespace))
+        cluster.put(route_policy("route", ("a",), namespace=namespace))
+        cluster.put(
+            secret("key", apiKey=f"sk-{namespace}") | {"metadata": {"name": "key", "namespace": namespace}}
+        )
+        cluster.put(openai_compatible("gpt", namespace=namespace))
+    source = await started(cluster, namespaces=(NS, "other"))
+    try:
+        assert set(source.adapters) == {f"{NS}/a", f"{NS}/gpt", "other/a", "other/gpt"}
+        for kind in ("ModelAdapter", "RoutePolicy", "Secret"):
+            cluster.fail(kind, WatchExpiredError(410, "Expired", "too old"), namespace=NS)
+        await settle()
+        assert cluster.lists["Secret"] == 3
+        assert set(source.adapters) == {f"{NS}/a", f"{NS}/gpt", "other/a", "other/gpt"}
+        assert source.resolve_plan("other", "route", "internal").chain == ("other/a",)
+        assert source._secrets.values[("other", "key")] == {"apiKey": "sk-other"}
+    finally:
+        await source.stop()
+
+
+async def test_a_cluster_wide_source_keys_adapters_by_namespace() -> None:
+    cluster = FakeCluster()
+    cluster.put(scripted_adapter("a", text="from team"))
+    cluster.put(scripted_adapter("a", text="from other", namespace="other"))
+    source = await started(cluster, namespaces=())
+    try:
+        assert set(source.adapters) == {f"{NS}/a", "other/a"}
+        assert source.adapters["other/a"].name == "other/a"
     finally:
         await source.stop()
