@@ -137,14 +137,18 @@ def _watching(source: ClusterRouteSource, kubeconfig: str | None, redact: Redact
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = await KubeClient.connect(kubeconfig, redact=redact)
+        try:
+            client = await KubeClient.connect(kubeconfig, redact=redact)
+        except Exception as exc:  # no kubeconfig, no service account, an unreadable file: say which
+            log.error("Cannot reach the cluster (%s); give --specs to serve spec files instead", exc)
+            raise SystemExit(2) from None
         try:
             await source.start(client)
         except TimeoutError:
+            missing = "; ".join(source.unsynced())
             await source.stop()
-            raise CommandError(
-                "the cluster's ModelAdapters, RoutePolicies and Secrets could not be listed"
-            ) from None
+            log.error("Could not list from the cluster in time: %s", missing)
+            raise SystemExit(2) from None
         try:
             yield
         finally:

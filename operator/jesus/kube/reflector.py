@@ -54,6 +54,8 @@ class Reflector:
     watch_timeout_seconds: int = 300
     first_pause_seconds: float = 0.5
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    last_error: str | None = None
+    """Why the last request failed (None once one succeeds): what a reader that waits is told."""
 
     @property
     def where(self) -> str:
@@ -70,6 +72,7 @@ class Reflector:
                     items, version = await self.client.list_at(self.kind, self.namespace)
                     await self.on_replace(items)
                     self.synced.set()
+                    self.last_error = None
                 async for type_, obj in self.client.watch(
                     self.kind, self.namespace, version, timeout_seconds=self.watch_timeout_seconds
                 ):
@@ -81,6 +84,7 @@ class Reflector:
                 log.info("Watch of %s expired; listing again", self.where)
                 version = None
             except KubeError as exc:
+                self.last_error = str(exc)
                 failures += 1
                 pause = min(MAX_PAUSE_SECONDS, self.first_pause_seconds * 2 ** min(failures - 1, 6))
                 log.warning("Watch of %s failed (%s); again in %.1f s", self.where, exc, pause)

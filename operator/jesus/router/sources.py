@@ -210,6 +210,14 @@ class ClusterRouteSource:
         await asyncio.wait_for(asyncio.gather(*(r.synced.wait() for r in self._reflectors)), timeout_seconds)
         log.info("Route source synced: %d adapters, %d policies", len(self.adapters), len(self._policies))
 
+    def unsynced(self) -> list[str]:
+        """The kinds not listed yet, each with why when a request failed."""
+        return [
+            r.where + (f" ({r.last_error})" if r.last_error else "")
+            for r in self._reflectors
+            if not r.synced.is_set()
+        ]
+
     @property
     def synced(self) -> bool:
         """Whether every kind has been listed at least once."""

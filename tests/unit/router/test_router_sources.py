@@ -374,3 +374,21 @@ async def test_a_cluster_wide_source_keys_adapters_by_namespace() -> None:
         assert source.adapters["other/a"].name == "other/a"
     finally:
         await source.stop()
+
+
+async def test_a_kind_it_may_not_list_is_named_with_the_refusal_when_start_gives_up() -> None:
+    class NoSecrets(FakeCluster):
+        async def list_at(self, kind: str, namespace: str | None = None) -> tuple[list[JsonObject], str]:
+            if kind == "Secret":
+                raise KubeError(403, "Forbidden", 'secrets is forbidden: cannot list resource "secrets"')
+            return await super().list_at(kind, namespace)
+
+    source = ClusterRouteSource(namespaces=(NS,))
+    with pytest.raises(TimeoutError):
+        await source.start(NoSecrets(), timeout_seconds=0.2)
+    try:
+        [missing] = source.unsynced()
+        assert missing.startswith(f"Secret in {NS} (403 Forbidden: secrets is forbidden")
+        assert not source.synced
+    finally:
+        await source.stop()
