@@ -29,11 +29,12 @@ OBJECTS = [
 
 @pytest.fixture(scope="module")
 def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorWorld]:
-    # Runners redact with patterns only: loading spaCy in each of a hundred runner processes would cost
-    # minutes of the two cores, and what this test measures is the operator's exactly-once accounting.
-    patterns_only = {"JESUS_REDACTION_NAMES": "false"}
+    # Runners redact with patterns only, and run without coverage: loading spaCy, or tracing every line,
+    # in each of a hundred runner processes would cost minutes of the two cores, and what this test
+    # measures is the operator's exactly-once accounting (the other cluster tests cover the runner).
+    lean = {"JESUS_REDACTION_NAMES": "false", "COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}
     with operator_world(
-        control_plane, tmp_path_factory.mktemp("chaos"), "chaos", OBJECTS, runner_environment=patterns_only
+        control_plane, tmp_path_factory.mktemp("chaos"), "chaos", OBJECTS, runner_environment=lean
     ) as world:
         yield world
 
