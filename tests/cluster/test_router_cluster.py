@@ -21,14 +21,15 @@ from tests.builders.manifest import manifest
 from tests.builders.routes import failover_route, route_policy
 from tests.cluster.harness import (
     ADMIN_TOKEN,
+    JESUS,
     REPO,
+    OperatorWorld,
     Process,
     apply,
     get,
     http_ready,
     operator_world,
     policies_allowing,
-    router_process,
     wait_for,
 )
 from tests.providers import FakeToolCall, Reply, serve_in_thread
@@ -39,19 +40,53 @@ from jesus.devcluster.controlplane import free_port
 
 GATE_SERVER = REPO / "tests" / "cluster" / "servers" / "gate_server.py"
 UPSTREAM_KEY = "sk-upstream-from-the-cluster-secret"
+TEAM = "routes"
 
 
-@pytest.fixture
-def router(crds: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[tuple[Process, str]]:
-    """`jesus router` watching the test's namespace (and no operator): the process and its URL."""
+@pytest.fixture(scope="module")
+def router(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, str]]:
+    """`jesus router` watching every namespace (and no operator), shared by the tests that each use a
+    namespace of their own: the process and its URL."""
     port = free_port()
-    process = router_process(crds, namespace, port, tmp_path / "router.log")
+    process = Process(
+        "router",
+        [*JESUS, "router", f"--port={port}"],
+        {**crds.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN},
+        tmp_path_factory.mktemp("router") / "router.log",
+    )
     process.start()
     try:
         wait_for(lambda: http_ready(port), what="the router", describe=process.tail)
         yield process, f"http://127.0.0.1:{port}"
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file the gate tool server waits for."""
+    return tmp_path_factory.mktemp("gate") / "open"
+
+
+@pytest.fixture(scope="module")
+def world(
+    control_plane: ControlPlane, gate: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorWorld]:
+    """Router, operator and runtime for one namespace with only a Budget in it; its policies allow the
+    gate tool server."""
+    workdir = tmp_path_factory.mktemp("world")
+    with operator_world(
+        control_plane,
+        workdir,
+        "routes",
+        [team_budget(TEAM, TEAM, "10.00")],
+        policies=policies_allowing(gate_server_args(gate), workdir),
+    ) as world:
+        yield world
+
+
+def gate_server_args(gate: Path) -> list[str]:
+    return [str(GATE_SERVER), str(gate)]
 
 
 def register(url: str, namespace: str, run: str, route: str) -> httpx.Response:
@@ -62,6 +97,13 @@ def register(url: str, namespace: str, run: str, route: str) -> httpx.Response:
         headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
         timeout=10,
     )
+
+
+def refused(url: str, namespace: str, run: str, route: str, reason: str) -> str | None:
+    """The 409's message once it names `reason` (the router has seen every object involved), else None."""
+    answer = register(url, namespace, run, route)
+    message = str(answer.json()["error"]["message"]) if answer.status_code == 409 else ""
+    return message if reason in message else None
 
 
 def registered(url: str, namespace: str, run: str, route: str, chain: list[str]) -> dict[str, Any] | None:
@@ -124,12 +166,11 @@ def test_a_deleted_route_policy_refuses_new_runs_with_its_name(
         describe=process.tail,
     )
     crds.kubectl("delete", "routepolicy", "gone", "-n", namespace)
-    refused = wait_for(
-        lambda: (answer := register(url, namespace, "after", "gone")).status_code == 409 and answer,
+    wait_for(
+        lambda: refused(url, namespace, "after", "gone", f"RoutePolicy {namespace}/gone is not known"),
         what="the router to forget the deleted RoutePolicy",
         describe=process.tail,
     )
-    assert f"RoutePolicy {namespace}/gone is not known" in refused.json()["error"]["message"]
 
 
 def test_a_self_hosted_adapter_is_called_at_the_endpoint_its_status_names(
@@ -139,12 +180,11 @@ def test_a_self_hosted_adapter_is_called_at_the_endpoint_its_status_names(
     with serve_in_thread(OpenAIWire("vllm"), default=Reply(text="served by our own model")) as model:
         apply(crds, namespace, vllm_adapter("llama"), route_policy("served", ("llama",)))
         # No endpoint in status yet (the serving Deployment is not ready): the router says so.
-        refused = wait_for(
-            lambda: (answer := register(url, namespace, "early", "served")).status_code == 409 and answer,
+        wait_for(
+            lambda: refused(url, namespace, "early", "served", "llama is served by the platform"),
             what="a refusal while the adapter has no endpoint",
             describe=process.tail,
         )
-        assert "llama" in refused.json()["error"]["message"]
         crds.kubectl(
             "patch",
             "modeladapter",
@@ -175,12 +215,11 @@ def test_a_credential_secret_applied_later_makes_its_adapter_callable(
         apply(
             crds, namespace, upstream_adapter("keyed", upstream.base_url), route_policy("keyed", ("keyed",))
         )
-        refused = wait_for(
-            lambda: (answer := register(url, namespace, "early", "keyed")).status_code == 409 and answer,
+        wait_for(
+            lambda: refused(url, namespace, "early", "keyed", "no credential for Secret upstream-key"),
             what="a refusal while the Secret is missing",
             describe=process.tail,
         )
-        assert "no credential for Secret upstream-key" in refused.json()["error"]["message"]
         apply(crds, namespace, upstream_secret())
         admitted = wait_for(
             lambda: registered(url, namespace, "keyed-run", "keyed", [f"{namespace}/keyed"]),
@@ -218,56 +257,54 @@ def upstream_secret() -> dict[str, Any]:
     }
 
 
-def test_objects_applied_after_the_router_started_serve_a_run(
-    control_plane: ControlPlane, tmp_path: Path
-) -> None:
-    with operator_world(control_plane, tmp_path, "late", [team_budget("late", "late", "10.00")]) as world:
-        world.apply(answering_adapter("newcomer"), failover_route("new-route", "newcomer"))
-        world.apply(hello_run("late-run", team="late", route_name="new-route"))
-        status = world.wait_phase("late-run", "Succeeded", "Failed", timeout=90)
+def test_objects_applied_after_the_router_started_serve_a_run(world: OperatorWorld) -> None:
+    world.apply(answering_adapter("newcomer"), failover_route("new-route", "newcomer"))
+    world.apply(hello_run("late-run", team=TEAM, route_name="new-route"))
+    status = world.wait_phase("late-run", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "Succeeded", world.describe()
     assert status["calls"][0]["adapter"] == "newcomer"
 
 
 def test_a_router_killed_between_two_model_calls_is_replaced_and_the_run_billed_once(
-    control_plane: ControlPlane, tmp_path: Path
+    world: OperatorWorld, gate: Path
 ) -> None:
-    gate = tmp_path / "gate"
-    tool_args = [str(GATE_SERVER), str(gate)]
+    before = spent(world)
     with serve_in_thread(OpenAIWire("openai")) as upstream:
         upstream.script(
             Reply(tool_calls=(FakeToolCall("call-1", "wait_for_gate"),), input_tokens=100, output_tokens=20),
             Reply(text="done after the gate", input_tokens=150, output_tokens=30),
         )
-        run = hello_run("survivor", team="survive", route_name="upstream", max_cost="1.00")
-        run["spec"]["tools"] = [{"name": "gate", "stdio": {"command": sys.executable, "args": tool_args}}]
-        run["spec"]["limits"]["maxTurns"] = 4
-        objects = [
-            upstream_secret(),
-            upstream_adapter("upstream", upstream.base_url),
-            failover_route("upstream", "upstream"),
-            team_budget("survive", "survive", "10.00"),
+        world.apply(upstream_secret(), upstream_adapter("upstream", upstream.base_url))
+        world.apply(failover_route("upstream", "upstream"))
+        run = hello_run("survivor", team=TEAM, route_name="upstream", max_cost="1.00")
+        run["spec"]["tools"] = [
+            {"name": "gate", "stdio": {"command": sys.executable, "args": gate_server_args(gate)}}
         ]
-        with operator_world(
-            control_plane, tmp_path, "survive", objects, policies=policies_allowing(tool_args, tmp_path)
-        ) as world:
-            world.apply(run)
-            wait_for(
-                lambda: len(upstream.requests) == 1,
-                timeout=90,
-                what="the first call",
-                describe=world.describe,
-            )
-            world.router.kill()  # SIGKILL: nothing of the run's registration is left in any process
-            world.router.start()
-            wait_for(lambda: http_ready(world.router_port), what="the new router", describe=world.router.tail)
-            gate.touch()
-            status = world.wait_phase("survivor", "Succeeded", "Failed", timeout=90)
-            budget = get(world.plane, world.namespace, "budget", "survive") or {}
+        run["spec"]["limits"]["maxTurns"] = 4
+        world.apply(run)
+        wait_for(
+            lambda: len(upstream.requests) == 1, timeout=90, what="the first call", describe=world.describe
+        )
+        world.router.kill()  # SIGKILL: nothing of the run's registration is left in any process
+        world.router.start()
+        wait_for(lambda: http_ready(world.router_port), what="the new router", describe=world.router.tail)
+        gate.touch()
+        status = world.wait_phase("survivor", "Succeeded", "Failed", timeout=90)
+        after = wait_for(
+            lambda: (figure := spent(world)) > before and figure,
+            what="the budget to settle",
+            describe=world.describe,
+        )
     assert status["phase"] == "Succeeded", world.describe()
     assert len(upstream.requests) == 2  # each model call reached the provider once
     costs = [call["costMicros"] for call in status["calls"]]
     assert costs == [100 * 1 + 20 * 2, 150 * 1 + 30 * 2]
     assert status["costMicros"] == sum(costs)
-    assert int(budget["status"]["spentMicros"]) == sum(costs)  # billed once
+    assert after - before == sum(costs)  # billed once
     assert all(request.headers["authorization"] == f"Bearer {UPSTREAM_KEY}" for request in upstream.requests)
+
+
+def spent(world: OperatorWorld) -> int:
+    """What the team's Budget has spent."""
+    budget = get(world.plane, world.namespace, "budget", TEAM) or {}
+    return int((budget.get("status") or {}).get("spentMicros", 0))
