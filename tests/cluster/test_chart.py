@@ -240,6 +240,7 @@ def test_peering_replicas_get_a_peering_object_and_a_rolling_update() -> None:
         ("router.port=0", "/router/port"),
         ("monitoring.alerts.fallbackRateWarning=3", "/monitoring/alerts/fallbackRateWarning"),
         ("operator.watchNamespaces={Team_A}", "/operator/watchNamespaces/0"),
+        ("router.redis.url=localhost:6379", "/router/redis/url"),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_them(value: str, message: str) -> None:
@@ -639,3 +640,26 @@ def test_the_router_serves_with_nothing_but_the_charts_rbac(
         assert "Forbidden" not in router.log.read_text()
     finally:
         router.stop()
+
+
+def test_router_replicas_share_allowances_through_redis_or_keep_runs_on_one_replica() -> None:
+    def router_parts(*values: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        manifests = render(*values)
+        router = container(one(manifests, "Deployment", "jesus-router"), "router")
+        env = {e["name"]: e for e in router.get("env", [])}
+        return env, one(manifests, "Service", "jesus-router")["spec"]
+
+    env, service = router_parts()
+    assert "JESUS_ROUTER_REDIS_URL" not in env
+    assert service["sessionAffinity"] == "ClientIP"  # a run's calls stay where its allowance is
+    env, service = router_parts("router.redis.url=redis://redis.infra.svc:6379/0")
+    assert env["JESUS_ROUTER_REDIS_URL"]["value"] == "redis://redis.infra.svc:6379/0"
+    assert "sessionAffinity" not in service
+    env, service = router_parts("router.redis.existingSecret=router-redis")
+    assert env["JESUS_ROUTER_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "router-redis",
+        "key": "url",
+    }
+    assert "sessionAffinity" not in service
+    _, single = router_parts("router.replicas=1")
+    assert "sessionAffinity" not in single
