@@ -33,6 +33,7 @@ from tests.cluster.operator_process import (
     wait_for,
 )
 
+from jesus.controllers.metrics import OperatorMetrics
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
 from jesus.policy.decision import DECISION_PATH
@@ -257,20 +258,20 @@ def test_monitoring_needs_the_prometheus_operator_apis() -> None:
     assert "kind: ServiceMonitor" not in plain
 
 
-def test_dashboards_and_alerts_use_the_routers_metric_names() -> None:
+def _exported(*metrics: type[Any]) -> set[str]:
+    """Every sample name the given metrics classes export (counters' _total, histograms' parts)."""
     registry = CollectorRegistry()
-    RouterMetrics(registry)
-    exported = {
-        sample_name
+    for metrics_class in metrics:
+        metrics_class(registry)
+    return {sample.name for metric in registry.collect() for sample in metric.samples} | {
+        f"{metric.name}{suffix}"
         for metric in registry.collect()
-        for sample_name in (
-            metric.name,
-            f"{metric.name}_total",
-            f"{metric.name}_bucket",
-            f"{metric.name}_count",
-            f"{metric.name}_sum",
-        )
+        for suffix in ("", "_total", "_bucket", "_count", "_sum")
     }
+
+
+def test_every_charted_series_is_exported_by_the_router_or_the_operator() -> None:
+    exported = _exported(RouterMetrics, OperatorMetrics)
     manifests = render()
     rules = one(manifests, "PrometheusRule", "jesus-alerts")
     expressions = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
@@ -285,9 +286,21 @@ def test_dashboards_and_alerts_use_the_routers_metric_names() -> None:
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
     panels = [p for text in dashboards["data"].values() for p in json.loads(text)["panels"]]
     expressions += [t["expr"] for p in panels for t in p.get("targets", [])]
-    used = {word for expr in expressions for word in _words(expr) if word.startswith("jesus_router_")}
-    assert used, "the router's metrics are charted"
-    assert used <= exported, f"not exported by the router: {sorted(used - exported)}"
+    used = {word for expr in expressions for word in _words(expr) if word.startswith("jesus_")}
+    assert {w for w in used if w.startswith("jesus_router_")}, "the router's metrics are charted"
+    assert used - {w for w in used if w.startswith("jesus_router_")}, "the operator's metrics are charted"
+    assert used <= exported, f"not exported by the router or the operator: {sorted(used - exported)}"
+
+
+def test_the_operator_serves_metrics_that_a_pod_monitor_scrapes() -> None:
+    manifests = render()
+    operator = container(one(manifests, "Deployment", "jesus-operator"), "operator")
+    assert "--metrics-port=9090" in operator["args"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in operator["ports"]
+    monitor = one(manifests, "PodMonitor", "jesus-operator")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    labels = one(manifests, "Deployment", "jesus-operator")["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
 def _words(expr: str) -> list[str]:
