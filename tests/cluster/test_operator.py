@@ -4,6 +4,7 @@ failing then retried, served by a fallback; budgets settled with the router-mete
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,10 +17,10 @@ from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
 from tests.builders.routes import failover_route
-from tests.cluster.harness import OperatorWorld, get, operator_world, wait_for
+from tests.cluster.harness import REPO, OperatorWorld, get, operator_world, wait_for
 
 from jesus.api.common import format_micros, parse_money
-from jesus.devcluster import ControlPlane
+from jesus.devcluster import ControlPlane, ensure_tool
 
 OBJECTS = [
     answering_adapter("steady", replies=200),
@@ -274,3 +275,32 @@ def test_operator_metrics_count_runs_admissions_and_budgets(world: OperatorWorld
     assert samples[("jesus_budget_spent_micros", labels)] == spent_now
     assert samples[("jesus_budget_reserved_micros", labels)] == reserved_now
     assert samples[("jesus_budget_limit_micros", labels)] == parse_money("100.00")
+
+
+def test_argo_cd_reads_the_health_the_operator_wrote(world: OperatorWorld) -> None:
+    """The chart's Argo CD health checks (gopher-lua, as Argo CD runs them) on the objects this module's
+    runs left behind: every run's health follows its phase, and routes and adapters are Healthy."""
+    checks = REPO / "charts" / "jesus" / "files" / "argocd" / "jesus.dev"
+    binary = ensure_tool("argocd-health")
+    expected = {"Succeeded": "Healthy", "Failed": "Degraded", "Denied": "Degraded", "Waiting": "Suspended"}
+    seen: dict[str, set[str]] = {}
+    for kind in ("AgentRun", "Budget", "RoutePolicy", "ModelAdapter"):
+        listing = world.plane.kubectl("get", "-n", world.namespace, kind.lower(), "-o", "json").stdout
+        for obj in json.loads(listing)["items"]:
+            run = subprocess.run(
+                [str(binary), "eval", str(checks / kind / "health.lua")],
+                input=json.dumps(obj),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            health = json.loads(run.stdout)
+            seen.setdefault(kind, set()).add(health["status"])
+            phase = (obj.get("status") or {}).get("phase")
+            if kind == "AgentRun" and phase in expected:
+                assert health["status"] == expected[phase], (obj["metadata"]["name"], phase, health)
+                assert health["message"] == obj["status"]["message"]
+    assert {"Healthy", "Degraded"} <= seen["AgentRun"]
+    assert seen["RoutePolicy"] == {"Healthy"}
+    assert seen["ModelAdapter"] == {"Healthy"}
+    assert "Healthy" in seen["Budget"]

@@ -63,6 +63,8 @@ TOOLS: dict[str, Tool] = {
         Tool("kwok", "v0.8.0", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
         Tool("helm", "v3.22.0", {"helm": "helm.sh/helm/v3/cmd/helm"}),
         Tool("opa", "v1.22.2", {"opa": "github.com/open-policy-agent/opa"}),
+        # Our own small program (not a wrapper): the chart's Argo CD health checks in gopher-lua.
+        Tool("argocd-health", "v1", {"argocd-health": "."}),
     )
 }
 
@@ -106,6 +108,8 @@ def tool_dir(tool: Tool) -> Path:
     digest = hashlib.sha256()
     for pin in ("go.mod", "go.sum"):
         digest.update((module / pin).read_bytes())
+    for source in sorted(module.glob("*.go")):  # a module of our own: its code is part of the pin
+        digest.update(source.read_bytes())
     digest.update("\n".join(tool.ldflags).encode())
     return cache_root() / "bin" / f"{tool.name}-{tool.version}-{digest.hexdigest()[:12]}"
 
