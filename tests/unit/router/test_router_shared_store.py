@@ -28,8 +28,6 @@ from jesus.specs import load_text
 from .test_router_service import ROUTER_SECRETS, chat
 
 ADMIN = "replicas-admin"
-TOKENS_PER_CALL = 15  # each scripted answer: 10 input and 5 output tokens
-COST_PER_CALL = 10 * 1 + 5 * 2  # micros at 1.00 / 2.00 per million tokens
 
 
 def replica(url: str) -> RouterService:
@@ -37,7 +35,7 @@ def replica(url: str) -> RouterService:
     specs = load_text(
         to_yaml(
             scripted_adapter(
-                "model", replies=[{"text": "ok", "usage": {"inputTokens": 10, "outputTokens": 5}}] * 200
+                "model", replies=[{"text": "ok", "usage": {"inputTokens": 10, "outputTokens": 1}}] * 200
             ),
             route_policy("route", ("model",)),
         )
@@ -84,8 +82,9 @@ async def test_one_runs_calls_over_two_replicas_never_pass_its_allowance(
     replicas: tuple[RouterService, RouterService],
 ) -> None:
     first, second = replicas
-    # Each call reserves its worst case, 34 input tokens (an upper bound) and 5 out, and spends 15: 18
-    # calls fit 300 tokens. Alone, each replica would let 18 of its 30 through: 540 tokens in all.
+    # Each call reserves its worst case, 34 input tokens (an upper bound) and 5 out (fewer when little is
+    # left), and spends 11 (one output token, never more than a clamped call may report): 24 calls fit
+    # 300 tokens. Alone, each replica would let 24 of its 30 through: 528 tokens in all.
     token = await register(first, maxTokens=300, maxCostMicros=1_000_000)
     answers = await asyncio.gather(
         *(send((first, second)[i % 2], "/v1/chat/completions", token, chat(max_tokens=5)) for i in range(60))
@@ -97,7 +96,7 @@ async def test_one_runs_calls_over_two_replicas_never_pass_its_allowance(
     assert {
         len([1 for i, a in enumerate(answers) if a.status_code == 200 and i % 2 == n]) > 0 for n in (0, 1)
     } == {True}, "both replicas served calls"
-    assert 0 < len(served) <= 18, "no more calls than fit the allowance one by one"
+    assert 0 < len(served) <= 300 // 11, "no more calls than fit the allowance one by one"
     assert {a.status_code for a in refused} == {403}
     assert {a.json()["error"]["code"] for a in refused} == {"AllowanceExceeded"}
     assert all("token allowance exhausted" in a.json()["error"]["message"] for a in refused)
