@@ -54,14 +54,14 @@ class RunAccount(Protocol):
         ...
 
     async def release(self, reservation: Reservation) -> None:
-        """Give back a reservation once its call has ended."""
+        """Give back the reservation of a call that ended with nothing to charge."""
         ...
 
     async def settle(
         self, reservation: Reservation, input_tokens: int, output_tokens: int, cost: int, *, adapter: str
     ) -> str | None:
-        """Charge what a call reported (noting an overrun of its reservation); why the run may not go on
-        now, or None."""
+        """Charge what a call reported and give its reservation back, in one step (atomically in a shared
+        store), noting an overrun of the reservation; why the run may not go on now, or None."""
         ...
 
 

@@ -96,8 +96,9 @@ async def meter(
     adapter: str,
 ) -> str | None:
     """Add `usage` and what it costs at `price` to the call's record and settle it on the run's account
-    against the call's `reservation` (an overrun is charged too, and stops the run); why the run may not
-    go on now, or None. SharedStoreError when the account cannot be reached."""
+    against the call's `reservation`, which goes back in the same step (an overrun is charged too, and
+    stops the run); why the run may not go on now, or None. SharedStoreError when the account cannot be
+    reached (then neither happened, as far as the router knows)."""
     cost = cost_micros(usage.input_tokens, usage.output_tokens, price)
     record.input_tokens += usage.input_tokens
     record.output_tokens += usage.output_tokens

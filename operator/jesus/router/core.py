@@ -91,6 +91,7 @@ class _Walked:
     call_started: float  # when the call began, retries and fallbacks included
     reservation: Reservation
     estimated_input: int  # what the rate limiter took at admission
+    booked: bool = False  # the reservation was settled (charged and given back), or kept on purpose
 
 
 class Router:
@@ -158,11 +159,10 @@ class Router:
 
         try:
             walked, response = await self._walk(plan, request, ledger, record, attempt)
-            settled = False
             try:
-                settled = await self._settle(walked, response, ledger, record)
+                await self._settle(walked, response, ledger, record)
             finally:
-                if settled:
+                if not walked.booked:
                     await _release(ledger, walked.reservation)
         finally:
             self.books.abandon(record)
@@ -193,16 +193,15 @@ class Router:
         except BaseException:
             self.books.abandon(record)
             raise
-        settled: bool | None = None  # None: nothing to charge (the stream broke); False: charging failed
         try:
             event = first
             while not isinstance(event, StreamDone):
                 yield event
                 event = await self._next_event(walked, events, plan, record)
-            settled = await self._settle(walked, event.response, ledger, record)
+            await self._settle(walked, event.response, ledger, record)
             yield RoutedStreamEnd(event.response, record)
         finally:
-            if settled is not False:
+            if not walked.booked:
                 await _release(ledger, walked.reservation)
             self.books.abandon(record)
             await close_stream(events)
@@ -380,16 +379,14 @@ class Router:
             error = as_adapter_error(exc, routed, call.plan)
         else:
             return _Walked(routed, attempt_started, call.started, reservation, call.estimated_input), result
-        charged = True
         if error.usage is not None and error.usage.total_tokens:
             # A provider may bill an answer that still failed (a refusal, a filtered answer): meter it,
-            # before the reservation goes back, so the run's account never holds neither.
+            # which gives the reservation back in the same step.
             try:
                 await meter(call.record, call.ledger, error.usage, routed.price, reservation, name)
             except SharedStoreError as exc:
-                charged = False
                 _kept_reservation(call.ledger, exc)
-        if charged:
+        else:
             await _release(call.ledger, reservation)
         now = self._clock()
         self.guards.failed(name, error.kind, now)
@@ -418,9 +415,10 @@ class Router:
 
     async def _settle(
         self, walked: _Walked, response: ChatResponse, ledger: RunAccount, record: CallRecord
-    ) -> bool:
-        """Book an answered call; whether its usage was charged to the run's account (when the shared
-        store failed, it was not, and the call's reservation must stay held in its place)."""
+    ) -> None:
+        """Book an answered call: charge its usage and give its reservation back in one step (or, when
+        the shared store cannot take it, keep the reservation in the usage's place); `walked.booked`
+        says the reservation is dealt with."""
         name = walked.routed.name
         self.guards.succeeded(name)
         now = self._clock()
@@ -428,21 +426,19 @@ class Router:
         record.adapter = name
         record.provider = response.provider or walked.routed.adapter.provider
         record.model = response.model or walked.routed.adapter.model
-        charged = True
         try:
             exceeded = await meter(
                 record, ledger, response.usage, walked.routed.price, walked.reservation, name
             )
         except SharedStoreError as exc:
-            charged = False
             exceeded = _kept_reservation(ledger, exc)
+        walked.booked = True
         record.latency_ms = (now - walked.call_started) * 1000
         self.guards.correct_estimate(walked.routed, response.usage.total_tokens - walked.estimated_input)
         if exceeded is not None:
             # The answer is delivered (it is paid for), and the run learns it cannot go on.
             record.error = exceeded
         self.books.answered(record, response)
-        return charged
 
     def _fail_mid_stream(self, walked: _Walked, record: CallRecord, error: AdapterError) -> RouteError:
         name = walked.routed.name

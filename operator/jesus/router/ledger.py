@@ -58,15 +58,17 @@ class RunLedger:
         return decision, reservation
 
     async def release(self, reservation: Reservation) -> None:
-        """Give back a reservation once its call has ended (its actual usage is charged separately)."""
+        """Give back the reservation of a call that ended with nothing to charge."""
         self.reserved = self.reserved.plus(-reservation.tokens, -reservation.cost_micros)
 
     async def settle(
         self, reservation: Reservation, input_tokens: int, output_tokens: int, cost: int, *, adapter: str
     ) -> str | None:
-        """Charge what a call reported, and note an overrun of its reservation (the first one is kept)
-        when the run has an allowance for it to break; why the run may not go on now, or None."""
+        """Charge what a call reported and give its reservation back, and note an overrun of the
+        reservation (the first one is kept) when the run has an allowance for it to break; why the run
+        may not go on now, or None."""
         self.spent = self.spent.plus(input_tokens + output_tokens, cost)
+        self.reserved = self.reserved.plus(-reservation.tokens, -reservation.cost_micros)
         note = overrun_to_note(
             self.allowance, self.overrun, reservation, input_tokens, output_tokens, cost, adapter=adapter
         )

@@ -50,35 +50,40 @@ URL_SCHEMES = ("redis", "rediss", "unix")
 _INTEGER_FIELDS = ("version", "spentTokens", "spentCostMicros", "reservedTokens", "reservedCostMicros")
 _INTEGER = re.compile(rb"0|[1-9][0-9]{0,17}")  # non-negative, far below Redis's 64-bit limit
 
-# Reserve only if nobody changed the account since the caller read it; else answer it as it is now.
+# Reserve only if nobody changed the account since the caller read it; answer the account as it is now.
 _RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local version = redis.call('HGET', KEYS[1], 'version') or '0'
-if version ~= ARGV[1] then
-  local now = redis.call('HGETALL', KEYS[1])
-  table.insert(now, 1, 'changed')
-  return now
+local verdict = 'changed'
+if version == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'reservedTokens', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'reservedCostMicros', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+  verdict = 'reserved'
 end
-redis.call('HINCRBY', KEYS[1], 'reservedTokens', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'reservedCostMicros', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-return {'reserved'}
+local now = redis.call('HGETALL', KEYS[1])
+table.insert(now, 1, verdict)
+return now
 """
 
-# Give a reservation back; an account that has expired (or was lost) is not recreated.
+# Give back the reservation of a call with nothing to charge; an account that has expired (or was lost)
+# is not recreated.
 _RELEASE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'reservedTokens', '-' .. ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'reservedCostMicros', '-' .. ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'reservedTokens', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'reservedCostMicros', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 return 1
 """
 
-# Charge a call's usage and keep the first overrun; answer the account as it is now.
+# Charge a call's usage, give its reservation back and keep the first overrun, in one step; answer the
+# account as it is now.
 _SETTLE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 redis.call('HINCRBY', KEYS[1], 'spentTokens', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'spentCostMicros', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'reservedTokens', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'reservedCostMicros', ARGV[5])
 if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 'overrun', ARGV[3]) end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 return redis.call('HGETALL', KEYS[1])
@@ -230,15 +235,20 @@ class RedisRunAccount:
         self.key = key
         self.run = run
         self.allowance = allowance
+        # The account as Redis last answered it: the first guess of the next admission, which saves a
+        # read; a stale guess costs what the read would have (the script answers the account as it is).
+        self._last: _State | None = None
 
     async def admit(
         self, *, requested_output_tokens: int, max_input_tokens: int, price: CallPrice
     ) -> tuple[AllowanceDecision, Reservation | None]:
         """Decide on the account as Redis holds it, and reserve the worst case only if nothing changed
-        it meanwhile; decide again on what changed it."""
-        fields = await self.store.read(self.key)
+        it meanwhile; decide again on what changed it. A refusal is only ever decided on the account as
+        Redis has just answered it, never on a remembered one."""
+        state, fresh = self._last, False
+        if state is None:
+            state, fresh = self._state(await self.store.read(self.key)), True
         for _ in range(MAX_CONFLICTS):
-            state = self._state(fields)
             decision = admit_to_account(
                 self.allowance,
                 state.spent,
@@ -250,17 +260,18 @@ class RedisRunAccount:
             )
             reservation = decision.reservation
             if reservation is None:
-                return decision, None
+                if fresh:
+                    return decision, None
+                state, fresh = self._state(await self.store.read(self.key)), True
+                continue
             answer = await self.store.run_script(
                 self.store._reserve, self.key, state.version, reservation.tokens, reservation.cost_micros
             )
             verdict = _text(answer[0]) if isinstance(answer, list) and answer else ""
+            # Parsed before the call goes out: garbage refuses it (its reservation, if made, stays held).
+            state, fresh = self._state(_pairs(answer[1:]) if verdict else {}), True
             if verdict == "reserved":
                 return decision, reservation
-            if verdict != "changed":
-                fields = {}  # the account vanished: `_state` says so
-                continue
-            fields = _pairs(answer[1:])
         raise SharedStoreError(
             f"the run's account {self.key} in {self.store.where} changed {MAX_CONFLICTS} times while one "
             "call was being admitted; the call was not sent"
@@ -269,19 +280,25 @@ class RedisRunAccount:
     async def release(self, reservation: Reservation) -> None:
         """Give the reservation back (nothing, when the account has expired with its token)."""
         await self.store.run_script(
-            self.store._release, self.key, reservation.tokens, reservation.cost_micros
+            self.store._release, self.key, -reservation.tokens, -reservation.cost_micros
         )
 
     async def settle(
         self, reservation: Reservation, input_tokens: int, output_tokens: int, cost: int, *, adapter: str
     ) -> str | None:
-        """Charge the call's usage and note an overrun (the first one kept, by Redis); why the run may not
-        go on now, or None."""
+        """Charge the call's usage, give its reservation back and note an overrun (the first one kept, by
+        Redis), in one step; why the run may not go on now, or None."""
         note = overrun_to_note(
             self.allowance, None, reservation, input_tokens, output_tokens, cost, adapter=adapter
         )
         answer = await self.store.run_script(
-            self.store._settle, self.key, input_tokens + output_tokens, cost, note or ""
+            self.store._settle,
+            self.key,
+            input_tokens + output_tokens,
+            cost,
+            note or "",
+            -reservation.tokens,
+            -reservation.cost_micros,
         )
         state = self._state(_pairs(answer if isinstance(answer, list) else []))
         return allowance_exceeded(self.allowance, state.spent) or state.overrun
@@ -289,6 +306,7 @@ class RedisRunAccount:
     def _state(self, fields: dict[bytes, bytes]) -> _State:
         """The account in `fields`; SharedStoreError when there is none (lost: Redis restarted without
         its data, or the run was registered before the router used Redis) or a value is garbage."""
+        self._last = None
         if not fields:
             raise SharedStoreError(
                 f"the run's account {self.key} is not in the shared store {self.store.where} (it was lost, "
@@ -306,12 +324,13 @@ class RedisRunAccount:
                 )
             numbers[name] = int(raw)
         overrun = fields.get(b"overrun")
-        return _State(
+        self._last = _State(
             numbers["version"],
             Spend(numbers["spentTokens"], numbers["spentCostMicros"]),
             Spend(numbers["reservedTokens"], numbers["reservedCostMicros"]),
             None if overrun is None else overrun.decode("utf-8", "replace"),
         )
+        return self._last
 
 
 def _text(value: object) -> str:

@@ -47,8 +47,11 @@ async def test_settle_charges_and_says_when_the_run_must_stop() -> None:
     _, reservation = await ledger.admit(requested_output_tokens=10, max_input_tokens=10, price=CallPrice())
     assert reservation is not None
     assert await ledger.settle(reservation, 10, 10, 0, adapter="a") is None
-    await ledger.release(reservation)
-    assert (ledger.spent, ledger.reserved) == (Spend(20, 0), Spend(0, 0))
+    assert (ledger.spent, ledger.reserved) == (Spend(20, 0), Spend(0, 0)), "charged and given back at once"
+    _, second = await ledger.admit(requested_output_tokens=10, max_input_tokens=10, price=CallPrice())
+    assert second is not None
+    await ledger.release(second)  # a call with nothing to charge
+    assert ledger.reserved == Spend(0, 0)
     stop = await ledger.settle(reservation, 10, 500, 0, adapter="a")
     assert stop == ledger.exceeded() and stop is not None and stop.startswith("token allowance exceeded")
 

@@ -88,15 +88,14 @@ async def test_the_store_decides_as_the_pure_function_on_a_table_of_cases(
     assert int(held["spentTokens"]) == spent.tokens, "admission reserves, it never spends"
 
 
-async def test_release_and_settle_move_the_sums_and_the_first_overrun_is_kept(
+async def test_settle_charges_and_gives_back_at_once_and_the_first_overrun_is_kept(
     store: RedisAccountStore, redis_server: RedisServer
 ) -> None:
     await store.open(KEY, ttl_seconds=3600)
     account = store.account(KEY, "run", Allowance(max_tokens=10_000), ttl_seconds=3600)
     decision, reservation = await account.admit(requested_output_tokens=100, max_input_tokens=50, price=PRICE)
     assert decision.allowed and reservation is not None
-    assert await account.settle(reservation, 40, 90, 1_500, adapter="team/a") is None
-    await account.release(reservation)
+    assert await account.settle(reservation, 40, 90, 1_500, adapter="team/a") is None  # gives it back too
     held = stored(redis_server, store.account_key(KEY))
     assert (held["spentTokens"], held["spentCostMicros"]) == ("130", "1500")
     assert (held["reservedTokens"], held["reservedCostMicros"]) == ("0", "0")
@@ -109,10 +108,27 @@ async def test_release_and_settle_move_the_sums_and_the_first_overrun_is_kept(
     )
     _, third = await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
     assert third is None
-    # A later overrun does not replace the first.
-    assert await account.settle(second, 1, 999, 9, adapter="team/b") == stop
+    # A later overrun (of a call that reserved nothing: the sums stay whole) does not replace the first.
+    assert await account.settle(Reservation(0, 0, 0), 1, 999, 9, adapter="team/b") == stop
     refused, _ = await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
     assert refused.reason == f"further calls refused: {stop}"
+
+
+async def test_a_remembered_account_never_refuses_a_call_that_fits_now(
+    store: RedisAccountStore, redis_server: RedisServer
+) -> None:
+    await store.open(KEY, ttl_seconds=60)
+    here = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
+    there = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)  # another replica
+    _, big = await here.admit(requested_output_tokens=80, max_input_tokens=10, price=CallPrice())
+    assert big is not None and big.tokens == 90
+    await there.settle(big, 5, 5, 0, adapter="a")  # the big call ended elsewhere, using little
+    # `here` remembers 90 reserved, which leaves no room for 50; Redis says 10 spent, which does.
+    decision, second = await here.admit(requested_output_tokens=40, max_input_tokens=10, price=CallPrice())
+    assert decision.allowed and second is not None
+    await here.release(second)  # a call with nothing to charge
+    held = stored(redis_server, store.account_key(KEY))
+    assert (held["spentTokens"], held["reservedTokens"]) == ("10", "0")
 
 
 async def test_settle_says_when_the_allowance_is_exceeded(store: RedisAccountStore) -> None:
@@ -123,7 +139,8 @@ async def test_settle_says_when_the_allowance_is_exceeded(store: RedisAccountSto
     assert await account.settle(reservation, 10, 10, 0, adapter="a") is None
     # Another replica's spending, which this one never saw, counts too.
     other = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
-    assert await other.settle(reservation, 50, 40, 0, adapter="a") is not None
+    stop = await other.settle(Reservation(0, 0, 0), 50, 40, 0, adapter="a")
+    assert stop == "token allowance exceeded: 110 of 100 tokens spent"
 
 
 async def test_concurrent_calls_from_two_replicas_never_oversubscribe(redis_server: RedisServer) -> None:
