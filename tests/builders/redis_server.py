@@ -15,6 +15,17 @@ from tests.builders.processes import free_port, wait_for_port
 REDIS_SERVER = "redis-server"
 
 
+def real_clock_environment() -> dict[str, str]:
+    """This process's environment without libfaketime (the date guard runs the tests under it): Redis's
+    allocator and libfaketime clash, and the stores' expiries are relative, so Redis's clock need not
+    agree with the tests'."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "LD_PRELOAD" and not name.startswith(("FAKETIME", "DONT_FAKE"))
+    }
+
+
 class RedisServer:
     """One redis-server process, started by `start` and stopped by `stop` (the fixture stops it)."""
 
@@ -46,7 +57,9 @@ class RedisServer:
             "--logfile", "",
             "--loglevel", "warning",
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=real_clock_environment()
+        )
         wait_for_port(self.port, self.process, what=REDIS_SERVER)
 
     def client(self) -> redis.Redis:
