@@ -73,7 +73,7 @@ class AccountStore(Protocol):
         """Where the store keeps them, for log lines and errors (never a password)."""
         ...
 
-    def account(self, key: str, run: str, allowance: Allowance, *, ttl_seconds: int | None) -> RunAccount:
+    def account(self, key: str, run: str, allowance: Allowance) -> RunAccount:
         """The account of the run whose token has `key` (no I/O: the account is reached when used)."""
         ...
 
@@ -110,7 +110,7 @@ class MemoryAccountStore:
         """Always this process's memory."""
         return "memory"
 
-    def account(self, key: str, run: str, allowance: Allowance, *, ttl_seconds: int | None) -> RunAccount:
+    def account(self, key: str, run: str, allowance: Allowance) -> RunAccount:
         """A fresh account: this replica has not seen the run before."""
         return RunLedger(run, allowance)
 

@@ -176,7 +176,7 @@ class RedisAccountStore:
         """The Redis key that marks the token with `key` revoked."""
         return f"{self.prefix}revoked:{key}"
 
-    def account(self, key: str, run: str, allowance: Allowance, *, ttl_seconds: int | None) -> RunAccount:
+    def account(self, key: str, run: str, allowance: Allowance) -> RunAccount:
         """The run's account in Redis (created at registration: `open`)."""
         return RedisRunAccount(self, self.account_key(key), run, allowance)
 

@@ -32,7 +32,6 @@ from jesus.router.accounts import (
     AccountStore,
     MemoryAccountStore,
     SharedStoreError,
-    seconds_left,
     token_key,
 )
 from jesus.router.admin import register_run, revoke_run
@@ -108,8 +107,7 @@ class RouterService:
         if plan is None:
             plan = self.pin_plan(grant.namespace, grant.route_policy, grant.classification)
         allowance = Allowance(max_tokens=grant.max_tokens, max_cost_micros=grant.max_cost_micros)
-        ttl = seconds_left(grant.expires_at, self.clock())
-        account = self.accounts.account(key, grant.run, allowance, ttl_seconds=ttl)
+        account = self.accounts.account(key, grant.run, allowance)
         return RunRoute(grant.run, grant.namespace, plan, account, grant.expires_at)
 
     async def resolve_token(self, token: str) -> RunRoute | None:
@@ -118,27 +116,21 @@ class RouterService:
         replica resolve to None; SharedStoreError when the store cannot say whether it was revoked."""
         route = self.registry.resolve(token)
         now = self.clock()
-        if route is not None and route.expires_at is not None and route.expires_at <= now:
-            return None
-        grant = None
         if route is None:
-            if self.signer is None:
+            grant = self.signer.verify(token, now) if self.signer is not None else None
+            if grant is None or await self.accounts.revoked(token_key(token)):
                 return None
-            grant = self.signer.verify(token, now)
-            if grant is None:
+            try:
+                route = self.route_for(grant, token_key(token))
+            except ValueError:
                 return None
-        key = token_key(token)
-        if await self.accounts.revoked(key):
-            self.registry.forget(token)
-            return None
-        if route is not None:
+            self.registry.register(route, token)
             return route
-        assert grant is not None  # verified above
-        try:
-            route = self.route_for(grant, key)
-        except ValueError:
+        if route.expires_at is not None and route.expires_at <= now:
             return None
-        self.registry.register(route, token)
+        if await self.accounts.revoked(token_key(token)):
+            self.registry.forget(token)  # revoked through another replica
+            return None
         return route
 
 

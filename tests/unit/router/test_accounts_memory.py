@@ -60,7 +60,7 @@ async def test_the_memory_store_hands_out_fresh_ledgers_and_forgets_expired_revo
     clock = FakeClock(now=5_000.0)
     store = MemoryAccountStore(clock)
     assert store.where == "memory"
-    account = store.account(token_key("t"), "run", Allowance(max_tokens=7), ttl_seconds=60)
+    account = store.account(token_key("t"), "run", Allowance(max_tokens=7))
     assert isinstance(account, RunLedger) and account.allowance == Allowance(max_tokens=7)
     await store.open(token_key("t"), ttl_seconds=60)  # nothing to create: the route holds the ledger
     await store.revoke(token_key("old"), ttl_seconds=10)

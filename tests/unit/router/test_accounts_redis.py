@@ -75,7 +75,7 @@ async def test_the_store_decides_as_the_pure_function_on_a_table_of_cases(
         max_input_tokens=max_input,
         price=price,
     )
-    account = store.account(KEY, "run", allowance, ttl_seconds=60)
+    account = store.account(KEY, "run", allowance)
     decision, reservation = await account.admit(
         requested_output_tokens=output, max_input_tokens=max_input, price=price
     )
@@ -92,7 +92,7 @@ async def test_settle_charges_and_gives_back_at_once_and_the_first_overrun_is_ke
     store: RedisAccountStore, redis_server: RedisServer
 ) -> None:
     await store.open(KEY, ttl_seconds=3600)
-    account = store.account(KEY, "run", Allowance(max_tokens=10_000), ttl_seconds=3600)
+    account = store.account(KEY, "run", Allowance(max_tokens=10_000))
     decision, reservation = await account.admit(requested_output_tokens=100, max_input_tokens=50, price=PRICE)
     assert decision.allowed and reservation is not None
     assert await account.settle(reservation, 40, 90, 1_500, adapter="team/a") is None  # gives it back too
@@ -118,8 +118,8 @@ async def test_a_remembered_account_never_refuses_a_call_that_fits_now(
     store: RedisAccountStore, redis_server: RedisServer
 ) -> None:
     await store.open(KEY, ttl_seconds=60)
-    here = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
-    there = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)  # another replica
+    here = store.account(KEY, "run", Allowance(max_tokens=100))
+    there = store.account(KEY, "run", Allowance(max_tokens=100))  # another replica
     _, big = await here.admit(requested_output_tokens=80, max_input_tokens=10, price=CallPrice())
     assert big is not None and big.tokens == 90
     await there.settle(big, 5, 5, 0, adapter="a")  # the big call ended elsewhere, using little
@@ -133,12 +133,12 @@ async def test_a_remembered_account_never_refuses_a_call_that_fits_now(
 
 async def test_settle_says_when_the_allowance_is_exceeded(store: RedisAccountStore) -> None:
     await store.open(KEY, ttl_seconds=60)
-    account = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance(max_tokens=100))
     _, reservation = await account.admit(requested_output_tokens=10, max_input_tokens=10, price=CallPrice())
     assert reservation is not None
     assert await account.settle(reservation, 10, 10, 0, adapter="a") is None
     # Another replica's spending, which this one never saw, counts too.
-    other = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
+    other = store.account(KEY, "run", Allowance(max_tokens=100))
     stop = await other.settle(Reservation(0, 0, 0), 50, 40, 0, adapter="a")
     assert stop == "token allowance exceeded: 110 of 100 tokens spent"
 
@@ -147,7 +147,7 @@ async def test_concurrent_calls_from_two_replicas_never_oversubscribe(redis_serv
     first, second = RedisAccountStore.from_url(redis_server.url), RedisAccountStore.from_url(redis_server.url)
     allowance = Allowance(max_tokens=1_000, max_cost_micros=1_000_000)
     await first.open(KEY, ttl_seconds=60)
-    accounts = [s.account(KEY, "run", allowance, ttl_seconds=60) for s in (first, second)]
+    accounts = [s.account(KEY, "run", allowance) for s in (first, second)]
 
     async def one(index: int) -> Reservation | None:
         _, reservation = await accounts[index % 2].admit(
@@ -187,7 +187,7 @@ async def test_an_account_lives_as_long_as_its_token(
     with redis_server.client() as client:
         assert 120 < client.ttl(store.account_key(KEY)) <= 120 + EXPIRY_GRACE_SECONDS
     # Registering again (another replica, a retry) keeps what was spent.
-    account = store.account(KEY, "run", Allowance(), ttl_seconds=120)
+    account = store.account(KEY, "run", Allowance())
     _, reservation = await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
     assert reservation is not None
     await account.settle(reservation, 1, 1, 1, adapter="a")
@@ -199,7 +199,7 @@ async def test_an_account_lives_as_long_as_its_token(
 
 
 async def test_a_lost_account_is_refused_not_started_again_from_zero(store: RedisAccountStore) -> None:
-    account = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance(max_tokens=100))
     with pytest.raises(SharedStoreError, match=rf"account jesus:v1:run:{KEY} is not in the shared store"):
         await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
 
@@ -221,7 +221,7 @@ async def test_garbage_in_an_account_fails_closed_naming_the_key_and_field(
     await store.open(KEY, ttl_seconds=60)
     with redis_server.client() as client:
         client.hset(store.account_key(KEY), field, value)
-    account = store.account(KEY, "run", Allowance(max_tokens=100), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance(max_tokens=100))
     with pytest.raises(SharedStoreError) as caught:
         await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
     assert store.account_key(KEY) in str(caught.value)
@@ -233,7 +233,7 @@ async def test_a_key_of_another_type_fails_closed_naming_it(
 ) -> None:
     with redis_server.client() as client:
         client.set(store.account_key(KEY), "not a hash")
-    account = store.account(KEY, "run", Allowance(), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance())
     with pytest.raises(SharedStoreError, match=rf"failed on jesus:v1:run:{KEY}: ResponseError: WRONGTYPE"):
         await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
 
@@ -241,7 +241,7 @@ async def test_a_key_of_another_type_fails_closed_naming_it(
 async def test_a_stopped_redis_refuses_quickly(store: RedisAccountStore, redis_server: RedisServer) -> None:
     await store.open(KEY, ttl_seconds=60)
     redis_server.stop()
-    account = store.account(KEY, "run", Allowance(), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance())
     started = time.monotonic()
     with pytest.raises(SharedStoreError, match=r"the shared store redis://127\.0\.0\.1:\d+/0 failed on"):
         await account.admit(requested_output_tokens=1, max_input_tokens=1, price=PRICE)
@@ -271,7 +271,7 @@ async def test_the_router_sends_no_call_without_a_reservation(
     router = Router({"a": RoutedAdapter("a", adapter, PRICE)})
     plan = RoutePlan(chain=("a",))
     await store.open(KEY, ttl_seconds=60)
-    account = store.account(KEY, "run", Allowance(max_tokens=10_000), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance(max_tokens=10_000))
     answered = await router.complete(plan, request(), account)
     assert answered.record.input_tokens == 10
     redis_server.stop()
@@ -295,7 +295,7 @@ async def test_a_call_whose_usage_cannot_be_booked_keeps_its_reservation(
 
     router = Router({"a": RoutedAdapter("a", StopsRedis([reply()]), PRICE)})
     await store.open(KEY, ttl_seconds=60)
-    account = store.account(KEY, "run", Allowance(max_tokens=10_000), ttl_seconds=60)
+    account = store.account(KEY, "run", Allowance(max_tokens=10_000))
     try:
         answered = await router.complete(RoutePlan(chain=("a",)), request(max_tokens=100), account)
     finally:
