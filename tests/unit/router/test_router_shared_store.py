@@ -235,3 +235,15 @@ def test_a_malformed_url_is_a_command_error_naming_the_option_not_the_password(u
     with pytest.raises(CommandError, match=rf"--redis-url \(or \${REDIS_URL_VARIABLE}\): ") as caught:
         build_store(url)
     assert "s3cret" not in str(caught.value)
+
+
+async def test_a_streamed_call_is_charged_and_its_reservation_given_back_in_redis(
+    replicas: tuple[RouterService, RouterService], redis_server: RedisServer
+) -> None:
+    first, second = replicas
+    token = await register(first, maxTokens=1_000)
+    answer = await send(second, "/v1/chat/completions", token, chat(stream=True))
+    assert answer.status_code == 200 and answer.text.endswith("data: [DONE]\n\n")
+    with redis_server.client() as client:
+        held = client.hgetall(f"jesus:v1:run:{token_key(token)}")
+    assert (held[b"spentTokens"], held[b"reservedTokens"], held[b"reservedCostMicros"]) == (b"11", b"0", b"0")
