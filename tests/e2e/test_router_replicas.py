@@ -2,13 +2,16 @@
 $JESUS_ROUTER_REDIS_URL) and one admin token. One run's many concurrent calls, spread over both, never
 spend more than its allowance (the sums of the call records say so); a token revoked through one is
 refused by both; with Redis stopped every call fails closed with 503 `SharedStoreUnavailable` and a
-Retry-After, and calls succeed again once it is back. A malformed Redis URL stops the program before it
-starts, naming the option and not the password."""
+Retry-After, and calls succeed again once it is back; garbage in a run's account is refused by both,
+naming the key, and so is an expired token. A malformed Redis URL stops the program before it starts,
+naming the option and not the password."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -152,6 +155,26 @@ def test_redis_stopped_fails_calls_closed_and_they_succeed_once_it_is_back(
         assert f"the shared store redis://127.0.0.1:{redis_server.port}/0 failed" in error["message"]
     redis_server.start()
     assert [call(url, token).status_code for url in replicas] == [200, 200]
+
+
+def test_garbage_in_redis_and_an_expired_token_are_refused_by_both(
+    replicas: tuple[str, str], shared_redis: RedisServer
+) -> None:
+    spoilt = register(replicas[0], "spoilt")
+    key = f"jesus:v1:run:{hashlib.sha256(spoilt.encode()).hexdigest()}"
+    with shared_redis.client() as client:
+        client.hset(key, "reservedCostMicros", "a lot")
+    for url in replicas:
+        refused = call(url, spoilt)
+        assert refused.status_code == 503
+        assert (
+            key in refused.json()["error"]["message"]
+            and "field reservedCostMicros" in refused.json()["error"]["message"]
+        )
+    brief = register(replicas[1], "brief", ttlSeconds=1)
+    assert call(replicas[0], brief).status_code == 200
+    time.sleep(1.1)  # the routers' own clocks: the token's second is over
+    assert [call(url, brief).status_code for url in replicas] == [401, 401]
 
 
 def test_a_malformed_redis_url_stops_the_program_naming_the_option(tmp_path: Path) -> None:
