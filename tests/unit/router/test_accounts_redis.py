@@ -10,12 +10,21 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.builders.allowance_cases import CASES, PRICE
 from tests.builders.chat import reply, request
 from tests.builders.doubles import FakeAdapter
 from tests.builders.redis_server import RedisServer
 
-from jesus.logic.allowance import Allowance, CallPrice, Reservation, Spend, admit_to_account
+from jesus.logic.allowance import (
+    Allowance,
+    AllowanceDecision,
+    CallPrice,
+    Reservation,
+    Spend,
+    admit_to_account,
+)
 from jesus.logic.routing import RoutePlan
 from jesus.router import RoutedAdapter, RouteError, Router
 from jesus.router.accounts import SharedStoreError, token_key
@@ -86,6 +95,75 @@ async def test_the_store_decides_as_the_pure_function_on_a_table_of_cases(
     assert int(held["reservedTokens"]) == reserved.tokens + taken.tokens
     assert int(held["reservedCostMicros"]) == reserved.cost_micros + taken.cost_micros
     assert int(held["spentTokens"]) == spent.tokens, "admission reserves, it never spends"
+
+
+money = st.integers(min_value=0, max_value=10**13)
+counts = st.integers(min_value=0, max_value=10**9)
+
+
+@settings(
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    allowance=st.builds(Allowance, st.none() | counts, st.none() | money),
+    spent=st.builds(Spend, counts, money),
+    reserved=st.builds(Spend, counts, money),
+    output=st.integers(min_value=1, max_value=10**7),
+    max_input=st.integers(min_value=0, max_value=10**7),
+    price=st.builds(CallPrice, st.integers(0, 10**9), st.integers(0, 10**9)),
+)
+def test_the_store_and_the_pure_function_agree_on_any_account(
+    redis_server: RedisServer,
+    allowance: Allowance,
+    spent: Spend,
+    reserved: Spend,
+    output: int,
+    max_input: int,
+    price: CallPrice,
+) -> None:
+    async def decided() -> tuple[AllowanceDecision, dict[str, str]]:
+        shared = RedisAccountStore.from_url(redis_server.url)
+        key = shared.account_key(KEY)
+        with redis_server.client() as client:
+            client.delete(key)
+            client.hset(
+                key,
+                mapping={
+                    "version": 3,
+                    "spentTokens": spent.tokens,
+                    "spentCostMicros": spent.cost_micros,
+                    "reservedTokens": reserved.tokens,
+                    "reservedCostMicros": reserved.cost_micros,
+                },
+            )
+        try:
+            decision, _ = await shared.account(KEY, "run", allowance).admit(
+                requested_output_tokens=output, max_input_tokens=max_input, price=price
+            )
+        finally:
+            await shared.aclose()
+        return decision, stored(redis_server, key)
+
+    decision, held = asyncio.run(decided())
+    expected = admit_to_account(
+        allowance,
+        spent,
+        reserved,
+        None,
+        requested_output_tokens=output,
+        max_input_tokens=max_input,
+        price=price,
+    )
+    assert decision == expected
+    taken = expected.reservation or Reservation(0, 0, 0)
+    assert (int(held["reservedTokens"]), int(held["reservedCostMicros"])) == (
+        reserved.tokens + taken.tokens,
+        reserved.cost_micros + taken.cost_micros,
+    )
 
 
 async def test_settle_charges_and_gives_back_at_once_and_the_first_overrun_is_kept(
