@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# Debian packages the tests need: faketime for the date guard.
+# Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store.
 packages:
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 # Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod.
 tools: setup

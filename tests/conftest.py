@@ -1,4 +1,5 @@
-"""Shared fixtures: the cluster tier's control plane (one per session) and a fresh namespace per test."""
+"""Shared fixtures: the cluster tier's control plane (one per session), a fresh namespace per test, and a
+real Redis server per test that needs one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.builders.redis_server import RedisServer
 
 from jesus.devcluster import ControlPlane
 
@@ -45,3 +47,15 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
         yield name
     finally:
         control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free port of 127.0.0.1, without persistence, in a folder of its own;
+    stopped when the test ends."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -49,6 +49,8 @@ class RouteErrorKind(enum.StrEnum):
     NO_ADAPTER_AVAILABLE = "NoAdapterAvailable"  # no adapter in the chain could be tried
     # One attempt skipped; a call that ends on it is reported as NoAdapterAvailable.
     CIRCUIT_OPEN = "CircuitOpen"
+    # The store of runs' allowances and revocations (Redis) could not answer: the call was not sent.
+    SHARED_STORE_UNAVAILABLE = "SharedStoreUnavailable"
 
 
 # The runner's `RunOutcome` values a failed model call can end a run with.
@@ -88,22 +90,24 @@ def _rule(
 
 # AllowanceExceeded answers 403, not 429: SDKs retry a 429 by themselves, and a spent allowance does
 # not come back. Authentication answers 502: the router's own credentials were refused, which is not
-# the caller's fault.
+# the caller's fault. SharedStoreUnavailable is retryable: the call was not sent, and may pass once
+# the store of runs' allowances (Redis) answers again.
 # fmt: off
 ERROR_TABLE: Mapping[str, ErrorRule] = MappingProxyType({
-    #                                           retry  failover stops  breaker status run outcome
-    ErrorKind.RATE_LIMITED:               _rule(True,  True,    False, True,   503,   "ModelFailed"),
-    ErrorKind.OVERLOADED:                 _rule(True,  True,    False, True,   503,   "ModelFailed"),
-    ErrorKind.TIMEOUT:                    _rule(True,  True,    False, True,   504,   "ModelFailed"),
-    ErrorKind.CONNECTION:                 _rule(True,  True,    False, True,   502,   "ModelFailed"),
-    ErrorKind.MALFORMED_RESPONSE:         _rule(True,  True,    False, True,   502,   "ModelFailed"),
-    ErrorKind.INVALID_REQUEST:            _rule(False, False,   True,  False,  400,   "ModelFailed"),
-    ErrorKind.AUTHENTICATION:             _rule(False, False,   False, True,   502,   "ModelFailed"),
-    ErrorKind.CONTENT_FILTERED:           _rule(False, False,   False, False,  400,   "ModelFailed"),
-    ErrorKind.CONTEXT_TOO_LONG:           _rule(False, False,   False, False,  400,   "ModelFailed"),
-    RouteErrorKind.ALLOWANCE_EXCEEDED:    _rule(False, False,   True,  False,  403,   "LimitExceeded"),
-    RouteErrorKind.NO_ADAPTER_AVAILABLE:  _rule(False, False,   False, False,  503,   "ModelFailed"),
-    RouteErrorKind.CIRCUIT_OPEN:          _rule(False, False,   False, False,  503,   "ModelFailed"),
+    #                                               retry  failover stops  breaker status run outcome
+    ErrorKind.RATE_LIMITED:                   _rule(True,  True,    False, True,   503,   "ModelFailed"),
+    ErrorKind.OVERLOADED:                     _rule(True,  True,    False, True,   503,   "ModelFailed"),
+    ErrorKind.TIMEOUT:                        _rule(True,  True,    False, True,   504,   "ModelFailed"),
+    ErrorKind.CONNECTION:                     _rule(True,  True,    False, True,   502,   "ModelFailed"),
+    ErrorKind.MALFORMED_RESPONSE:             _rule(True,  True,    False, True,   502,   "ModelFailed"),
+    ErrorKind.INVALID_REQUEST:                _rule(False, False,   True,  False,  400,   "ModelFailed"),
+    ErrorKind.AUTHENTICATION:                 _rule(False, False,   False, True,   502,   "ModelFailed"),
+    ErrorKind.CONTENT_FILTERED:               _rule(False, False,   False, False,  400,   "ModelFailed"),
+    ErrorKind.CONTEXT_TOO_LONG:               _rule(False, False,   False, False,  400,   "ModelFailed"),
+    RouteErrorKind.ALLOWANCE_EXCEEDED:        _rule(False, False,   True,  False,  403,   "LimitExceeded"),
+    RouteErrorKind.NO_ADAPTER_AVAILABLE:      _rule(False, False,   False, False,  503,   "ModelFailed"),
+    RouteErrorKind.CIRCUIT_OPEN:              _rule(False, False,   False, False,  503,   "ModelFailed"),
+    RouteErrorKind.SHARED_STORE_UNAVAILABLE:  _rule(True,  False,   False, False,  503,   "ModelFailed"),
 })
 # fmt: on
 

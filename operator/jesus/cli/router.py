@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from jesus.cli import CommandError, command_parser
 from jesus.kube import KubeClient
 from jesus.redaction import RedactionConfig, RedactionConfigError, Redactor, install_log_redaction
+from jesus.router.accounts import AccountStore
 from jesus.router.bodies import DEFAULT_MAX_BODY_BYTES, InputLimits
 from jesus.router.config import (
     CredentialSource,
@@ -39,6 +40,7 @@ from jesus.router.sources import ClusterRouteSource, FileRouteSource, RouteSourc
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
+REDIS_URL_VARIABLE = "JESUS_ROUTER_REDIS_URL"
 DEFAULT_SECRETS_DIR = Path("/var/run/secrets/jesus")
 KEEP_ALIVE_SECONDS = 75
 
@@ -76,6 +78,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_MAX_BODY_BYTES,
         help=f"refuse request bodies larger than this with 413 (default {DEFAULT_MAX_BODY_BYTES})",
     )
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help=(
+            "share runs' allowances and revoked tokens with every replica that uses this Redis "
+            f"(redis://, rediss:// or unix://; default ${REDIS_URL_VARIABLE}, else this process's memory)"
+        ),
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -88,14 +99,16 @@ def build_service(
     registry: CollectorRegistry,
     limits: InputLimits | None = None,
     redact: Redactor | None = None,
+    store: AccountStore | None = None,
 ) -> RouterService:
     """A router service over the ModelAdapters and RoutePolicies of `spec_set` (`FileRouteSource`).
 
     Adapters are keyed `<namespace>/<name>` so that equal names in different namespaces stay apart.
     `redact` cleans provider errors and the prompts of adapters that may not receive personal data.
+    `store` keeps runs' accounts and revocations (default: this process's memory).
     """
     source = FileRouteSource.build(spec_set, live=live, credentials=_credentials(secrets_dir), redact=redact)
-    return service_over(source, admin_token=admin_token, registry=registry, limits=limits)
+    return service_over(source, admin_token=admin_token, registry=registry, limits=limits, store=store)
 
 
 def service_over(
@@ -104,8 +117,10 @@ def service_over(
     admin_token: str | None,
     registry: CollectorRegistry,
     limits: InputLimits | None = None,
+    store: AccountStore | None = None,
 ) -> RouterService:
-    """A router service whose adapters and plans come from `source` (read at every call)."""
+    """A router service whose adapters and plans come from `source` (read at every call), keeping runs'
+    accounts and revocations in `store` (default: this process's memory)."""
     router = Router(source.adapters, metrics=RouterMetrics(registry))
     return RouterService(
         router,
@@ -114,7 +129,22 @@ def service_over(
         admin_token=admin_token,
         resolve_plan=source.resolve_plan,
         limits=limits or InputLimits(),
+        store=store,
     )
+
+
+def build_store(url: str | None) -> AccountStore | None:
+    """The store of runs' accounts and revocations `--redis-url` (or $JESUS_ROUTER_REDIS_URL) names;
+    None for this process's memory. CommandError for a URL that names no Redis (its password unshown)."""
+    url = url or os.environ.get(REDIS_URL_VARIABLE) or None
+    if url is None:
+        return None
+    from jesus.router.redis_store import RedisAccountStore  # only a router that shares a store needs it
+
+    try:
+        return RedisAccountStore.from_url(url)
+    except ValueError as exc:
+        raise CommandError(f"--redis-url (or ${REDIS_URL_VARIABLE}): {exc}") from exc
 
 
 def _credentials(secrets_dir: Path) -> CredentialSource:
@@ -169,6 +199,7 @@ def handle(args: argparse.Namespace) -> int:
     # Log lines are many and short: patterns only. Errors and prompts get the full redactor.
     install_log_redaction(redaction.patterns_only().redactor())
     limits = InputLimits(max_body_bytes=args.max_body_bytes)
+    store = build_store(args.redis_url)
     lifespan: Lifespan | None = None
     if args.specs:
         try:
@@ -188,14 +219,15 @@ def handle(args: argparse.Namespace) -> int:
             redact=redaction.redactor(),
         )
         source, lifespan = watched, _watching(watched, args.kubeconfig, redaction.redactor())
-    service = service_over(source, admin_token=admin_token, registry=REGISTRY, limits=limits)
+    service = service_over(source, admin_token=admin_token, registry=REGISTRY, limits=limits, store=store)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info(
-        "Starting router host=%s port=%d source=%s admin_api=%s",
+        "Starting router host=%s port=%d source=%s admin_api=%s accounts=%s",
         args.host,
         args.port,
         "files" if args.specs else "cluster",
         admin_token is not None,
+        service.accounts.where,
     )
     uvicorn.run(
         build_app(service, lifespan=lifespan),

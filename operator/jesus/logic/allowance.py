@@ -155,6 +155,55 @@ def reservation_overrun(
     return "; ".join(over) if over else None
 
 
+def admit_to_account(
+    allowance: Allowance,
+    spent: Spend,
+    reserved: Spend,
+    overrun: str | None,
+    *,
+    requested_output_tokens: int,
+    max_input_tokens: int,
+    price: CallPrice,
+) -> AllowanceDecision:
+    """Decide a call against a run's whole account: refused once a call overran its reservation (the
+    run's spending is no longer bounded), else `admit_call` against what is spent and reserved.
+
+    Every store of accounts (in memory, or shared by replicas) decides with this function.
+    """
+    if overrun is not None:
+        return AllowanceDecision(False, reason=f"further calls refused: {overrun}")
+    return admit_call(
+        allowance,
+        spent.plus(reserved.tokens, reserved.cost_micros),
+        requested_output_tokens=requested_output_tokens,
+        max_input_tokens=max_input_tokens,
+        price=price,
+    )
+
+
+def overrun_to_note(
+    allowance: Allowance,
+    noted: str | None,
+    reservation: Reservation,
+    input_tokens: int,
+    output_tokens: int,
+    cost: int,
+    *,
+    adapter: str,
+) -> str | None:
+    """The overrun a settled call adds to its run's account, or None: only the first overrun is kept
+    (`noted` is the one already kept), and only a run with an allowance has one to break."""
+    if noted is not None or allowance == Allowance():
+        return None
+    overrun = reservation_overrun(reservation, input_tokens, output_tokens, cost)
+    if overrun is None:
+        return None
+    return (
+        f"model adapter {adapter} reported more than the call's reserved worst case ({overrun}); "
+        "the spend is charged, but the allowance can no longer bound the run"
+    )
+
+
 def allowance_exceeded(allowance: Allowance, spent: Spend) -> str | None:
     """Why `spent` is over the allowance, or None when it is within it."""
     if allowance.max_tokens is not None and spent.tokens > allowance.max_tokens:

@@ -14,8 +14,16 @@ from starlette.responses import JSONResponse, Response
 
 from jesus.api.registration import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS  # its old home
 from jesus.api.registration import RunRegistration
+from jesus.router.accounts import SharedStoreError, seconds_left, token_key
 from jesus.router.bodies import InputRefusedError, read_json
-from jesus.router.http import SafeJSONResponse, bearer, error_response, refused_response, same_token
+from jesus.router.http import (
+    SafeJSONResponse,
+    bearer,
+    error_response,
+    refused_response,
+    same_token,
+    store_unavailable_response,
+)
 from jesus.router.logsafe import router_logger
 from jesus.router.schema import error_text
 from jesus.router.tokens import RunGrant, TokenTooLongError
@@ -75,9 +83,15 @@ async def register_run(service: RouterService, request: Request) -> Response:
         signed = service.signer.sign(grant) if service.signer else None
     except TokenTooLongError as exc:
         return error_response(409, str(exc), "RouteUnavailable")
-    route = service.route_for(grant)
+    token = signed or secrets.token_urlsafe(32)
+    key = token_key(token)
+    route = service.route_for(grant, key)
+    try:
+        await service.accounts.open(key, ttl_seconds=registration.ttl_seconds)
+    except SharedStoreError as exc:
+        return store_unavailable_response(f"the run's account cannot be created: {exc}")
     service.registry.evict_expired(service.clock())
-    token = service.registry.register(route, signed)
+    service.registry.register(route, token)
     log.info("Registered run run=%s namespace=%s route=%s", grant.run, grant.namespace, grant.route_policy)
     return SafeJSONResponse(
         {
@@ -97,8 +111,20 @@ async def revoke_run(service: RouterService, request: Request) -> Response:
     if denied is not None:
         return denied
     token = request.query_params.get("token", "")
-    known = service.registry.revoke(token)
-    genuine = service.signer is not None and service.signer.verify(token, service.clock()) is not None
-    if not known and not genuine:
+    now = service.clock()
+    route = service.registry.forget(token)
+    grant = service.signer.verify(token, now) if service.signer is not None else None
+    expires_at: float | None
+    if grant is not None:
+        run, expires_at = grant.run, grant.expires_at
+    elif route is not None:
+        run, expires_at = route.run, route.expires_at
+    else:
         return error_response(404, "no run has that token", "NotFound")
+    try:
+        # Shared with every replica that uses the same store, until the token would have expired.
+        await service.accounts.revoke(token_key(token), ttl_seconds=seconds_left(expires_at, now))
+    except SharedStoreError as exc:
+        return store_unavailable_response(f"the run token cannot be revoked: {exc}")
+    log.info("Revoked run token run=%s", run)
     return Response(status_code=204)

@@ -1,4 +1,4 @@
-"""The books of calls in flight: each call's record on the run's ledger, its span, its metrics.
+"""The books of calls in flight: each call's record, its span, its metrics, and its charge to the run.
 
 A call ends exactly once, in an answer (`answered`), a RouteError (`failed`), or neither when its
 caller went away (`abandon`); each ends the call's span and the metrics see it once.
@@ -13,7 +13,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
 from jesus.logic.allowance import CallPrice, Reservation, cost_micros
-from jesus.router.ledger import RunLedger
+from jesus.router.accounts import RunAccount
 from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import CallRecord
@@ -37,11 +37,12 @@ class CallBooks:
         self._call_ids = itertools.count(1)
 
     def open(
-        self, ledger: RunLedger, request: ChatRequest, *, streamed: bool, trace_context: Context | None
+        self, ledger: RunAccount, request: ChatRequest, *, streamed: bool, trace_context: Context | None
     ) -> CallRecord:
-        """A new call of `ledger`'s run: its record (on the ledger) and its span."""
+        """A new call of `ledger`'s run: its record and its span. The record goes back to the caller
+        with the answer or the error; nothing keeps it here (a run's records would grow for the
+        token's lifetime)."""
         record = CallRecord(call_id=f"{ledger.run}-{next(self._call_ids)}", run=ledger.run, streamed=streamed)
-        ledger.calls.append(record)
         self._spans[record.call_id] = start_call_span(
             request, ledger.run, streamed=streamed, context=trace_context, tracer=self._tracer
         )
@@ -86,18 +87,20 @@ class CallBooks:
             end_call_span(span, record, response)
 
 
-def meter(
+async def meter(
     record: CallRecord,
-    ledger: RunLedger,
+    ledger: RunAccount,
     usage: Usage,
     price: CallPrice,
     reservation: Reservation,
     adapter: str,
-) -> None:
-    """Add `usage` and what it costs at `price` to the call's record and settle it on the run's ledger
-    against the call's `reservation` (an overrun is charged too, and stops the run)."""
+) -> str | None:
+    """Add `usage` and what it costs at `price` to the call's record and settle it on the run's account
+    against the call's `reservation`, which goes back in the same step (an overrun is charged too, and
+    stops the run); why the run may not go on now, or None. SharedStoreError when the account cannot be
+    reached (then neither happened, as far as the router knows)."""
     cost = cost_micros(usage.input_tokens, usage.output_tokens, price)
     record.input_tokens += usage.input_tokens
     record.output_tokens += usage.output_tokens
     record.cost_micros += cost
-    ledger.settle(reservation, usage.input_tokens, usage.output_tokens, cost, adapter=adapter)
+    return await ledger.settle(reservation, usage.input_tokens, usage.output_tokens, cost, adapter=adapter)

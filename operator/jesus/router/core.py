@@ -20,6 +20,7 @@ from typing import TypeVar
 from opentelemetry.context import Context
 from opentelemetry.trace import Tracer
 
+from jesus.logic.allowance import Reservation
 from jesus.logic.routing import (
     BreakerConfig,
     BreakerState,
@@ -28,9 +29,9 @@ from jesus.logic.routing import (
     backoff_seconds,
     decide_on_error,
 )
+from jesus.router.accounts import STORE_RETRY_AFTER_SECONDS, RunAccount, SharedStoreError
 from jesus.router.books import CallBooks, meter
 from jesus.router.guards import AdapterGuards
-from jesus.router.ledger import Reservation, RunLedger
 from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import AttemptRecord, CallRecord, FallbackRecord
@@ -38,6 +39,7 @@ from jesus.router.routed import (
     ALLOWANCE_EXCEEDED,
     CIRCUIT_OPEN,
     NO_ADAPTER_AVAILABLE,
+    SHARED_STORE_UNAVAILABLE,
     RoutedAdapter,
     RoutedResponse,
     RoutedStreamEnd,
@@ -64,7 +66,7 @@ class _Call:
 
     plan: RoutePlan
     request: ChatRequest
-    ledger: RunLedger
+    ledger: RunAccount
     record: CallRecord
     started: float
     estimated_input: int  # what the rate limiter takes at admission: a realistic estimate
@@ -89,6 +91,7 @@ class _Walked:
     call_started: float  # when the call began, retries and fallbacks included
     reservation: Reservation
     estimated_input: int  # what the rate limiter took at admission
+    booked: bool = False  # the reservation was settled (charged and given back), or kept on purpose
 
 
 class Router:
@@ -140,7 +143,7 @@ class Router:
         self,
         plan: RoutePlan,
         request: ChatRequest,
-        ledger: RunLedger,
+        ledger: RunAccount,
         *,
         trace_context: Context | None = None,
     ) -> RoutedResponse:
@@ -157,9 +160,10 @@ class Router:
         try:
             walked, response = await self._walk(plan, request, ledger, record, attempt)
             try:
-                self._settle(walked, response, ledger, record)
+                await self._settle(walked, response, ledger, record)
             finally:
-                ledger.release(walked.reservation)
+                if not walked.booked:
+                    await _release(ledger, walked.reservation)
         finally:
             self.books.abandon(record)
         return RoutedResponse(response, record)
@@ -168,7 +172,7 @@ class Router:
         self,
         plan: RoutePlan,
         request: ChatRequest,
-        ledger: RunLedger,
+        ledger: RunAccount,
         *,
         trace_context: Context | None = None,
     ) -> AsyncIterator[RoutedStreamEvent]:
@@ -194,10 +198,11 @@ class Router:
             while not isinstance(event, StreamDone):
                 yield event
                 event = await self._next_event(walked, events, plan, record)
-            self._settle(walked, event.response, ledger, record)
+            await self._settle(walked, event.response, ledger, record)
             yield RoutedStreamEnd(event.response, record)
         finally:
-            ledger.release(walked.reservation)
+            if not walked.booked:
+                await _release(ledger, walked.reservation)
             self.books.abandon(record)
             await close_stream(events)
 
@@ -224,7 +229,7 @@ class Router:
         self,
         plan: RoutePlan,
         request: ChatRequest,
-        ledger: RunLedger,
+        ledger: RunAccount,
         record: CallRecord,
         attempt: Attempt[T],
     ) -> tuple[_Walked, T]:
@@ -336,11 +341,23 @@ class Router:
     ) -> tuple[_Walked, T] | AdapterError:
         """One attempt on one adapter: the allowance, the call under the attempt timeout, the books."""
         name = routed.name
-        decision, reservation = call.ledger.admit(
-            requested_output_tokens=call.request.max_tokens,
-            max_input_tokens=call.max_input,
-            price=routed.price,
-        )
+        try:
+            decision, reservation = await call.ledger.admit(
+                requested_output_tokens=call.request.max_tokens,
+                max_input_tokens=call.max_input,
+                price=routed.price,
+            )
+        except SharedStoreError as exc:
+            # Fail closed: a call is never sent without its reservation.
+            self.guards.not_sent(name)
+            self.guards.correct_estimate(routed, -call.estimated_input)
+            raise self.books.failed(
+                call.record,
+                call.started,
+                SHARED_STORE_UNAVAILABLE,
+                f"the run's allowance cannot be checked, so the call was not sent: {exc}",
+                retry_after_seconds=STORE_RETRY_AFTER_SECONDS,
+            ) from exc
         if reservation is None:
             self.guards.not_sent(name)
             self.guards.correct_estimate(routed, -call.estimated_input)  # never sent: its credits return
@@ -355,18 +372,23 @@ class Router:
             # The adapter applies the attempt timeout it was given (ADR 0009); the router adds none.
             result = await attempt(routed, sized)
         except asyncio.CancelledError:
-            call.ledger.release(reservation)
+            await _release(call.ledger, reservation)
             self.guards.not_sent(name)
             raise
         except Exception as exc:  # every failure of an attempt is classified and recorded
-            call.ledger.release(reservation)
             error = as_adapter_error(exc, routed, call.plan)
         else:
             return _Walked(routed, attempt_started, call.started, reservation, call.estimated_input), result
-        now = self._clock()
         if error.usage is not None and error.usage.total_tokens:
-            # A provider may bill an answer that still failed (a refusal, a filtered answer): meter it.
-            meter(call.record, call.ledger, error.usage, routed.price, reservation, name)
+            # A provider may bill an answer that still failed (a refusal, a filtered answer): meter it,
+            # which gives the reservation back in the same step.
+            try:
+                await meter(call.record, call.ledger, error.usage, routed.price, reservation, name)
+            except SharedStoreError as exc:
+                _kept_reservation(call.ledger, exc)
+        else:
+            await _release(call.ledger, reservation)
+        now = self._clock()
         self.guards.failed(name, error.kind, now)
         call.record.attempts.append(
             AttemptRecord(name, "error", (now - attempt_started) * 1000, error.kind.value, error.message)
@@ -391,7 +413,12 @@ class Router:
 
     # --- the books -------------------------------------------------------------------------------
 
-    def _settle(self, walked: _Walked, response: ChatResponse, ledger: RunLedger, record: CallRecord) -> None:
+    async def _settle(
+        self, walked: _Walked, response: ChatResponse, ledger: RunAccount, record: CallRecord
+    ) -> None:
+        """Book an answered call: charge its usage and give its reservation back in one step (or, when
+        the shared store cannot take it, keep the reservation in the usage's place); `walked.booked`
+        says the reservation is dealt with."""
         name = walked.routed.name
         self.guards.succeeded(name)
         now = self._clock()
@@ -399,10 +426,15 @@ class Router:
         record.adapter = name
         record.provider = response.provider or walked.routed.adapter.provider
         record.model = response.model or walked.routed.adapter.model
-        meter(record, ledger, response.usage, walked.routed.price, walked.reservation, name)
+        try:
+            exceeded = await meter(
+                record, ledger, response.usage, walked.routed.price, walked.reservation, name
+            )
+        except SharedStoreError as exc:
+            exceeded = _kept_reservation(ledger, exc)
+        walked.booked = True
         record.latency_ms = (now - walked.call_started) * 1000
         self.guards.correct_estimate(walked.routed, response.usage.total_tokens - walked.estimated_input)
-        exceeded = ledger.exceeded()
         if exceeded is not None:
             # The answer is delivered (it is paid for), and the run learns it cannot go on.
             record.error = exceeded
@@ -419,3 +451,19 @@ class Router:
         return self.books.failed(
             record, walked.call_started, error.kind.value, f"{name}: stream broke: {error.message}"
         )
+
+
+async def _release(ledger: RunAccount, reservation: Reservation) -> None:
+    """Give a call's reservation back; when the shared store cannot take it, it stays held (the run's
+    allowance shrinks by it until the token expires, it never grows)."""
+    try:
+        await ledger.release(reservation)
+    except SharedStoreError as exc:
+        _kept_reservation(ledger, exc)
+
+
+def _kept_reservation(ledger: RunAccount, exc: SharedStoreError) -> str:
+    """Log, and say, that a call's usage or release could not be written, so its worst case stays
+    reserved in its place."""
+    log.warning("Kept a call's reservation run=%s error=%s", ledger.run, exc)
+    return f"the call's usage could not be booked, so its worst case stays reserved: {exc}"

@@ -12,11 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from jesus.router.accounts import STORE_RETRY_AFTER_SECONDS
 from jesus.router.bodies import InputRefusedError
 from jesus.router.routed import RouteError
 from jesus.router.tokens import MAX_TOKEN_LENGTH
 from jesus.router.wire import error_body
-from jesus_adapters.errors import error_rule
+from jesus_adapters.errors import RouteErrorKind, error_rule
 
 
 class SafeJSONResponse(JSONResponse):
@@ -73,6 +74,15 @@ def route_error_response(exc: RouteError) -> JSONResponse:
     response = error_response(error_rule(exc.kind).http_status, exc.reason, exc.kind, exc.record.to_dict())
     if exc.retry_after_seconds is not None and exc.retry_after_seconds > 0:
         response.headers["Retry-After"] = str(math.ceil(exc.retry_after_seconds))
+    return response
+
+
+def store_unavailable_response(message: str) -> JSONResponse:
+    """A request refused because the shared store of allowances and revocations could not answer: the
+    table's status for `SharedStoreUnavailable` (503), and a Retry-After."""
+    kind = RouteErrorKind.SHARED_STORE_UNAVAILABLE
+    response = error_response(error_rule(kind).http_status, message, kind)
+    response.headers["Retry-After"] = str(math.ceil(STORE_RETRY_AFTER_SECONDS))
     return response
 
 

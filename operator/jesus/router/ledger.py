@@ -1,4 +1,8 @@
-"""A run's running account: its allowance, what it has spent and reserved, and every call it made."""
+"""A run's running account in this process's memory: its allowance, what it has spent and reserved.
+
+The single-replica default (`MemoryAccountStore` hands these out); replicas that share one allowance use
+`jesus.router.redis_store` instead. Both decide with the same pure functions (`jesus.logic.allowance`).
+"""
 
 from __future__ import annotations
 
@@ -10,42 +14,40 @@ from jesus.logic.allowance import (
     CallPrice,
     Reservation,
     Spend,
-    admit_call,
+    admit_to_account,
     allowance_exceeded,
-    reservation_overrun,
+    overrun_to_note,
 )
-from jesus.router.records import CallRecord
 
 __all__ = ["Reservation", "RunLedger"]
 
 
 @dataclass(slots=True)
 class RunLedger:
-    """The allowance of one run and its spending, enforced call by call.
+    """The allowance of one run and its spending, enforced call by call (a `RunAccount`).
 
     Every call reserves its worst case at admission (a true upper bound, ADR 14) and holds it until it
     ends, so concurrent calls of one run cannot together pass the allowance. A call whose reported usage
     goes beyond its reservation is charged in full (the spend is real) and `overrun` says so; the run's
-    further calls are refused, since its spending is no longer bounded.
+    further calls are refused, since its spending is no longer bounded. Calls leave no trace here but
+    their sums: a call's record goes back to its caller.
     """
 
     run: str
     allowance: Allowance = field(default_factory=Allowance)
     spent: Spend = field(default_factory=Spend)
     reserved: Spend = field(default_factory=Spend)
-    calls: list[CallRecord] = field(default_factory=list)
     overrun: str | None = None
 
-    def admit(
+    async def admit(
         self, *, requested_output_tokens: int, max_input_tokens: int, price: CallPrice
     ) -> tuple[AllowanceDecision, Reservation | None]:
         """Decide whether a call fits; when it does, reserve its worst case."""
-        if self.overrun is not None:
-            return AllowanceDecision(False, reason=f"further calls refused: {self.overrun}"), None
-        committed = self.spent.plus(self.reserved.tokens, self.reserved.cost_micros)
-        decision = admit_call(
+        decision = admit_to_account(
             self.allowance,
-            committed,
+            self.spent,
+            self.reserved,
+            self.overrun,
             requested_output_tokens=requested_output_tokens,
             max_input_tokens=max_input_tokens,
             price=price,
@@ -55,28 +57,24 @@ class RunLedger:
             self.reserved = self.reserved.plus(reservation.tokens, reservation.cost_micros)
         return decision, reservation
 
-    def release(self, reservation: Reservation) -> None:
-        """Give back a reservation once its call has ended (its actual usage is charged separately)."""
+    async def release(self, reservation: Reservation) -> None:
+        """Give back the reservation of a call that ended with nothing to charge."""
         self.reserved = self.reserved.plus(-reservation.tokens, -reservation.cost_micros)
 
-    def charge(self, tokens: int, cost: int) -> None:
-        """Add what a call actually consumed."""
-        self.spent = self.spent.plus(tokens, cost)
-
-    def settle(
+    async def settle(
         self, reservation: Reservation, input_tokens: int, output_tokens: int, cost: int, *, adapter: str
-    ) -> None:
-        """Charge what a call reported, and note an overrun of its reservation (the first one is kept)
-        when the run has an allowance for it to break."""
-        self.charge(input_tokens + output_tokens, cost)
-        if self.overrun is not None or self.allowance == Allowance():
-            return
-        overrun = reservation_overrun(reservation, input_tokens, output_tokens, cost)
-        if overrun is not None:
-            self.overrun = (
-                f"model adapter {adapter} reported more than the call's reserved worst case ({overrun}); "
-                "the spend is charged, but the allowance can no longer bound the run"
-            )
+    ) -> str | None:
+        """Charge what a call reported and give its reservation back, and note an overrun of the
+        reservation (the first one is kept) when the run has an allowance for it to break; why the run
+        may not go on now, or None."""
+        self.spent = self.spent.plus(input_tokens + output_tokens, cost)
+        self.reserved = self.reserved.plus(-reservation.tokens, -reservation.cost_micros)
+        note = overrun_to_note(
+            self.allowance, self.overrun, reservation, input_tokens, output_tokens, cost, adapter=adapter
+        )
+        if note is not None:
+            self.overrun = note
+        return self.exceeded()
 
     def exceeded(self) -> str | None:
         """Why the run may not go on: over its allowance, or a call went beyond its reservation; None

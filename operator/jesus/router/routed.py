@@ -15,6 +15,7 @@ from jesus_adapters.types import ChatResponse, TextDelta
 ALLOWANCE_EXCEEDED = RouteErrorKind.ALLOWANCE_EXCEEDED
 NO_ADAPTER_AVAILABLE = RouteErrorKind.NO_ADAPTER_AVAILABLE
 CIRCUIT_OPEN = RouteErrorKind.CIRCUIT_OPEN
+SHARED_STORE_UNAVAILABLE = RouteErrorKind.SHARED_STORE_UNAVAILABLE
 
 
 @dataclass(frozen=True, slots=True)

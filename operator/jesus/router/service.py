@@ -28,6 +28,12 @@ from starlette.types import Receive, Scope, Send
 
 from jesus.logic.allowance import Allowance
 from jesus.logic.routing import RoutePlan
+from jesus.router.accounts import (
+    AccountStore,
+    MemoryAccountStore,
+    SharedStoreError,
+    token_key,
+)
 from jesus.router.admin import register_run, revoke_run
 from jesus.router.bodies import InputLimits, InputRefusedError, read_json
 from jesus.router.core import Router
@@ -38,8 +44,8 @@ from jesus.router.http import (
     refused_response,
     route_error_response,
     routing_error_response,
+    store_unavailable_response,
 )
-from jesus.router.ledger import RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.routed import RoutedStreamEnd, RouteError
 from jesus.router.tokens import RunGrant, TokenSigner
@@ -72,11 +78,14 @@ class RouterService:
     resolve_plan: PlanResolver | None = None
     clock: Callable[[], float] = time.time
     limits: InputLimits = field(default_factory=InputLimits)
+    # Runs' accounts and revoked tokens: this process's memory unless replicas share a store (ADR 17).
+    store: AccountStore | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         # Replicas sharing the admin token share the signing key: any of them accepts any run token.
         self.signer = TokenSigner(self.admin_token) if self.admin_token else None
+        self.accounts: AccountStore = self.store or MemoryAccountStore(self.clock)
 
     def next_id(self) -> str:
         """A completion id, unique within this process."""
@@ -89,33 +98,39 @@ class RouterService:
             raise ValueError("this router has no RoutePolicies to resolve")
         return self.router.pin(self.resolve_plan(namespace, route_policy, classification))
 
-    def route_for(self, grant: RunGrant) -> RunRoute:
-        """The route a grant gives: the plan pinned in it (never the RoutePolicy as it is now) and a
-        fresh ledger. A grant of the first token format has no plan: it is pinned here, on first sight.
-        ValueError when that policy is unknown or leaves no adapter."""
+    def route_for(self, grant: RunGrant, key: str) -> RunRoute:
+        """The route a grant gives: the plan pinned in it (never the RoutePolicy as it is now) and the
+        run's account in the store, under its token's `key`. A grant of the first token format has no
+        plan: it is pinned here, on first sight. ValueError when that policy is unknown or leaves no
+        adapter."""
         plan = grant.plan
         if plan is None:
             plan = self.pin_plan(grant.namespace, grant.route_policy, grant.classification)
         allowance = Allowance(max_tokens=grant.max_tokens, max_cost_micros=grant.max_cost_micros)
-        return RunRoute(grant.run, grant.namespace, plan, RunLedger(grant.run, allowance), grant.expires_at)
+        account = self.accounts.account(key, grant.run, allowance)
+        return RunRoute(grant.run, grant.namespace, plan, account, grant.expires_at)
 
-    def resolve_token(self, token: str) -> RunRoute | None:
+    async def resolve_token(self, token: str) -> RunRoute | None:
         """The route of a known token, or of a genuine signed one seen first here (issued by another
-        replica, or before a restart); None otherwise. Expired tokens resolve to None."""
+        replica, or before a restart); None otherwise. Expired tokens and tokens revoked through any
+        replica resolve to None; SharedStoreError when the store cannot say whether it was revoked."""
         route = self.registry.resolve(token)
         now = self.clock()
-        if route is not None:
-            return route if route.expires_at is None or route.expires_at > now else None
-        if self.signer is None or self.registry.revoked(token):
+        if route is None:
+            grant = self.signer.verify(token, now) if self.signer is not None else None
+            if grant is None or await self.accounts.revoked(token_key(token)):
+                return None
+            try:
+                route = self.route_for(grant, token_key(token))
+            except ValueError:
+                return None
+            self.registry.register(route, token)
+            return route
+        if route.expires_at is not None and route.expires_at <= now:
             return None
-        grant = self.signer.verify(token, now)
-        if grant is None:
+        if await self.accounts.revoked(token_key(token)):
+            self.registry.forget(token)  # revoked through another replica
             return None
-        try:
-            route = self.route_for(grant)
-        except ValueError:
-            return None
-        self.registry.register(route, token)
         return route
 
 
@@ -136,14 +151,18 @@ def build_app(service: RouterService, *, lifespan: Lifespan | None = None) -> St
     )
 
 
-def _authorise(service: RouterService, request: Request) -> RunRoute | JSONResponse:
-    """The route the request's run token grants, or the 401 to answer."""
+async def _authorise(service: RouterService, request: Request) -> RunRoute | JSONResponse:
+    """The route the request's run token grants, or the 401 (or, when the shared store cannot say
+    whether the token was revoked, the 503) to answer."""
     token = bearer(request)
     if token is None:
         return error_response(
             401, "a run token is required (Authorization: Bearer <token>)", "Unauthenticated"
         )
-    route = service.resolve_token(token)
+    try:
+        route = await service.resolve_token(token)
+    except SharedStoreError as exc:
+        return store_unavailable_response(f"the router cannot check whether the run token was revoked: {exc}")
     if route is None:
         return error_response(
             401, "the run token is not known to this router or has expired", "Unauthenticated"
@@ -153,7 +172,7 @@ def _authorise(service: RouterService, request: Request) -> RunRoute | JSONRespo
 
 async def chat_completions(service: RouterService, request: Request) -> Response:
     """POST /v1/chat/completions: route the run's request, as one JSON answer or an SSE stream."""
-    route = _authorise(service, request)
+    route = await _authorise(service, request)
     if isinstance(route, JSONResponse):
         return route
     try:
@@ -186,7 +205,7 @@ async def chat_completions(service: RouterService, request: Request) -> Response
 
 async def list_models(service: RouterService, request: Request) -> Response:
     """GET /v1/models: the adapters of the run's chain, as OpenAI models."""
-    route = _authorise(service, request)
+    route = await _authorise(service, request)
     if isinstance(route, JSONResponse):
         return route
     data = [

@@ -78,7 +78,7 @@ async def test_the_router_accepts_what_the_operator_sends_and_pins_its_route() -
     client = RouterAdminClient("http://router", ADMIN, transport=transport)
     token = await client.register(run_of())
     await client.aclose()
-    route = service.resolve_token(token)
+    route = await service.resolve_token(token)
     assert route is not None and (route.run, route.namespace) == ("run", "team")
     assert route.plan.chain == ("team/scripted",)
     assert route.ledger.allowance.max_cost_micros == 500_000

@@ -75,7 +75,7 @@ async def test_the_first_adapter_answers_and_the_call_is_metered() -> None:
     assert ledger.spent.tokens == 1200
     assert ledger.spent.cost_micros == record.cost_micros
     assert ledger.reserved.tokens == 0, "the reservation is released once the call ends"
-    assert ledger.calls == [record]
+    assert not hasattr(ledger, "calls"), "the ledger keeps sums, not every call's record"
     assert not second.received
     assert (
         metrics.registry.get_sample_value(
@@ -137,7 +137,7 @@ async def test_an_invalid_request_neither_retries_nor_fails_over() -> None:
     assert "never retried" in caught.value.reason
     assert len(first.received) == 1
     assert not second.received
-    assert ledger.calls[0].outcome == "InvalidRequest"
+    assert caught.value.record.outcome == "InvalidRequest"
     assert ledger.spent.tokens == 0
 
 
@@ -177,7 +177,7 @@ async def test_when_every_adapter_fails_the_call_fails_with_the_last_reason() ->
         await router.complete(plan(max_retries=0), request(), ledger)
     assert caught.value.kind == "Timeout"
     assert "every adapter in the chain failed" in caught.value.reason
-    assert ledger.calls[0].outcome == "Timeout"
+    assert caught.value.record.outcome == "Timeout"
     assert (
         metrics.registry.get_sample_value(
             "jesus_router_calls_total", {"adapter": "none", "provider": "none", "outcome": "Timeout"}
@@ -250,7 +250,7 @@ async def test_an_exhausted_allowance_stops_the_run_before_any_call() -> None:
     assert "token allowance exhausted: 90 of 100" in caught.value.reason
     assert len(first.received) == 1
     assert not second.received
-    assert ledger.calls[-1].outcome == ALLOWANCE_EXCEEDED
+    assert caught.value.record.outcome == ALLOWANCE_EXCEEDED
 
 
 async def test_a_money_allowance_is_enforced_with_the_adapters_prices() -> None:

@@ -68,7 +68,7 @@ async def record_of(service: RouterService, token: str) -> dict[str, object]:
 async def test_registration_pins_the_chain_and_the_prices_of_the_moment() -> None:
     service = admitted()
     token = await register(service)
-    route = service.resolve_token(token)
+    route = await service.resolve_token(token)
     assert route is not None
     assert route.plan.chain == ("default/primary", "default/fallback")
     assert route.plan.prices == {
