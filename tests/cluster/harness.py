@@ -276,6 +276,8 @@ def operator_world(
     install_crds(plane)
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     plane.kubectl("create", "namespace", namespace)
+    # Runner pods meet the Pod Security Standards' "restricted" profile, enforced by the API server.
+    plane.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     try:
         apply(plane, namespace, *objects)
         world = OperatorWorld(plane, namespace, workdir, runner_environment, **options)

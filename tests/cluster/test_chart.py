@@ -410,6 +410,9 @@ def release(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iter
         "HELM_DATA_HOME": str(tmp_path / "helm-data"),
     }
     installed = Release(name, namespace, env)
+    # Every pod of the chart meets the Pod Security Standards' "restricted" profile, which the API
+    # server enforces here: a pod that does not is refused, and --wait fails.
+    control_plane.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     helm(
         "install",
         name,

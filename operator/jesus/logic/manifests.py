@@ -152,6 +152,7 @@ def _runner_container(run: AgentRun, attempt: int, settings: RunnerSettings, tra
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},  # with the rest: Pod Security "restricted"
         },
         "volumeMounts": [
             {"name": "artifacts", "mountPath": "/artifacts"},

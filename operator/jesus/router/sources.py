@@ -65,10 +65,12 @@ def _plan(
     classification: str,
     adapters: Mapping[str, ModelAdapter],
     problems: Mapping[str, str],
+    policy_problems: Mapping[str, str],
 ) -> RoutePlan:
     """`policy`'s plan over the adapters that were built; ValueError names what is missing."""
     if policy is None:
-        raise ValueError(problems.get(f"{namespace}/{name}", f"RoutePolicy {namespace}/{name} is not known"))
+        key = f"{namespace}/{name}"
+        raise ValueError(policy_problems.get(key, f"RoutePolicy {key} is not known"))
     try:
         plan, _ = plan_from_route_policy(policy.spec, classification=classification, adapters=adapters)
     except RouteUnavailableError as exc:
@@ -120,7 +122,7 @@ class FileRouteSource:
     def resolve_plan(self, namespace: str, route_policy: str, classification: str) -> RoutePlan:
         """See `RouteSource`."""
         policy = self.policies.get((namespace, route_policy))
-        return _plan(policy, namespace, route_policy, classification, self.models.get(namespace, {}), {})
+        return _plan(policy, namespace, route_policy, classification, self.models.get(namespace, {}), {}, {})
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,8 @@ class ClusterRouteSource:
         self.namespaces = namespaces
         self.live = live
         self.adapters: dict[str, RoutedAdapter] = {}
-        self.problems: dict[str, str] = {}
+        self.problems: dict[str, str] = {}  # why an adapter is not built, by `<namespace>/<name>`
+        self.policy_problems: dict[str, str] = {}  # why a RoutePolicy is not usable (its own names)
         self._models: dict[tuple[str, str], ModelAdapter] = {}
         self._policies: dict[tuple[str, str], RoutePolicy] = {}
         self._secrets = WatchedSecrets()
@@ -239,7 +242,9 @@ class ClusterRouteSource:
             if model_namespace == namespace and f"{namespace}/{name}" in self.adapters
         }
         policy = self._policies.get((namespace, route_policy))
-        return _plan(policy, namespace, route_policy, classification, buildable, self.problems)
+        return _plan(
+            policy, namespace, route_policy, classification, buildable, self.problems, self.policy_problems
+        )
 
     # --- ModelAdapters ---------------------------------------------------------------------------
 
@@ -331,14 +336,14 @@ class ClusterRouteSource:
         identity = _identity(obj)
         key = "/".join(identity)
         self._policies.pop(identity, None)
-        self.problems.pop(key, None)
+        self.policy_problems.pop(key, None)
         if type_ == "DELETED":
             return
         try:
             self._policies[identity] = RoutePolicy.model_validate(obj)
         except ValidationError as exc:
-            self.problems[key] = f"RoutePolicy {key} is invalid: {error_text(exc)}"
-            log.warning("Route policy unusable policy=%s reason=%s", key, self.problems[key])
+            self.policy_problems[key] = f"RoutePolicy {key} is invalid: {error_text(exc)}"
+            log.warning("Route policy unusable policy=%s reason=%s", key, self.policy_problems[key])
 
     # --- Secrets ---------------------------------------------------------------------------------
 

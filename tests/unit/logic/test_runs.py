@@ -146,6 +146,7 @@ def test_runner_job_carries_no_credentials_and_no_api_access() -> None:
     assert not [name for name in env if "KEY" in name or "SECRET" in name]
     assert json.loads(env["JESUS_RUN_SPEC"]["value"])["routePolicyRef"] == {"name": "route"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_long_run_names_still_give_valid_job_names() -> None:

@@ -392,3 +392,16 @@ async def test_a_kind_it_may_not_list_is_named_with_the_refusal_when_start_gives
         assert not source.synced
     finally:
         await source.stop()
+
+
+async def test_an_adapter_and_a_policy_of_the_same_name_keep_their_own_reasons() -> None:
+    cluster = FakeCluster()
+    source = await started(cluster, fallback=EnvironmentCredentials({}))
+    try:
+        cluster.put(openai_compatible("same", secret_name="missing"))
+        cluster.put(route_policy("same", ("same",)))  # seen after the adapter it is named like
+        await settle()
+        with pytest.raises(ValueError, match="ModelAdapter same: no credential for Secret missing"):
+            source.resolve_plan(NS, "same", "internal")
+    finally:
+        await source.stop()
