@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from jesus.devcluster.controlplane import free_port
 
-__all__ = ["JESUS", "free_port", "router_process", "wait_for_port"]
+__all__ = ["JESUS", "call_record", "free_port", "router_process", "wait_for_port"]
 
 JESUS = Path(sys.executable).parent / "jesus"
 
@@ -70,3 +71,18 @@ def router_process(
     finally:
         process.terminate()
         process.wait(10)
+
+
+def call_record(url: str, token: str) -> dict[str, Any]:
+    """One chat completion through the router at `url` with a run's token; the router's call record
+    (fails the test with the router's answer unless it is a 200)."""
+    import httpx
+
+    answer = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json()["jesus"])

@@ -18,6 +18,7 @@ from tests.builders.adapters import answering_adapter, scripted_adapter, vllm_ad
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
 from tests.builders.manifest import manifest
+from tests.builders.processes import call_record
 from tests.builders.routes import failover_route, route_policy
 from tests.cluster.harness import (
     ADMIN_TOKEN,
@@ -115,18 +116,6 @@ def registered(url: str, namespace: str, run: str, route: str, chain: list[str])
     return None
 
 
-def call(url: str, token: str) -> dict[str, Any]:
-    """One chat completion with a run token; the router's call record."""
-    answer = httpx.post(
-        f"{url}/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": "hi"}]},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json()["jesus"])
-
-
 def test_an_edited_route_policy_changes_new_runs_and_not_a_registered_one(
     crds: ControlPlane, namespace: str, router: tuple[Process, str]
 ) -> None:
@@ -150,7 +139,7 @@ def test_an_edited_route_policy_changes_new_runs_and_not_a_registered_one(
         what="the router to see the edited RoutePolicy",
         describe=process.tail,
     )
-    record = call(url, admitted["token"])
+    record = call_record(url, admitted["token"])
     assert record["adapter"] == f"{namespace}/first"  # the chain the run registered with
     assert record["costMicros"] == 10 * 1 + 5 * 2  # and its prices
 
@@ -201,7 +190,7 @@ def test_a_self_hosted_adapter_is_called_at_the_endpoint_its_status_names(
             what="the router to build the adapter from its status endpoint",
             describe=process.tail,
         )
-        record = call(url, admitted["token"])
+        record = call_record(url, admitted["token"])
     assert record["adapter"] == f"{namespace}/llama"
     assert len(model.requests) == 1
     assert model.requests[0].json["model"] == "meta-llama/Llama-3.1-8B-Instruct"
@@ -226,7 +215,7 @@ def test_a_credential_secret_applied_later_makes_its_adapter_callable(
             what="the router to pick up the Secret",
             describe=process.tail,
         )
-        call(url, admitted["token"])
+        call_record(url, admitted["token"])
     assert upstream.requests[0].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     log = process.log.read_text()
     assert UPSTREAM_KEY not in log

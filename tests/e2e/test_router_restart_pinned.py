@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.builders.adapters import scripted_adapter
 from tests.builders.agentrun import agent_run
 from tests.builders.manifest import Obj
-from tests.builders.processes import free_port, router_process
+from tests.builders.processes import call_record, free_port, router_process
 from tests.builders.routes import route_policy
 from tests.builders.spec_files import to_yaml
 
@@ -54,19 +53,6 @@ def register(url: str, run: AgentRun) -> str:
     return asyncio.run(registered())
 
 
-def call(url: str, token: str) -> dict[str, object]:
-    """One chat completion with the run's token; the router's call record."""
-    answer = httpx.post(
-        f"{url}/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": "hi"}]},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    record: dict[str, object] = answer.json()["jesus"]
-    return record
-
-
 def test_a_restarted_router_serves_a_run_with_the_route_and_prices_it_was_admitted_with(
     tmp_path: Path,
 ) -> None:
@@ -85,12 +71,12 @@ def test_a_restarted_router_serves_a_run_with_the_route_and_prices_it_was_admitt
     )
     with router_over(tmp_path, *admitted) as url:
         token = register(url, run)
-        before = call(url, token)
+        before = call_record(url, token)
     assert (before["adapter"], before["costMicros"]) == ("team/primary", ADMITTED_COST)
     with router_over(tmp_path, *edited) as url:
-        after = call(url, token)
+        after = call_record(url, token)
         # A run admitted now gets the edited route and prices.
-        fresh = call(
+        fresh = call_record(
             url, register(url, AgentRun.model_validate(agent_run("fresh", "route", namespace="team")))
         )
     assert after["adapter"] == "team/primary"  # the pinned chain, not the edited route's newcomer
