@@ -162,8 +162,10 @@ class OpenAIChatWire(SdkWire[openai.AsyncOpenAI]):
     exceptions = OPENAI_EXCEPTIONS
 
     def open_client(self, api_key: str | None, **options: Any) -> openai.AsyncOpenAI:
-        """`openai.AsyncOpenAI` with the shared options."""
-        return openai.AsyncOpenAI(api_key=api_key or NO_API_KEY, **options)
+        """`openai.AsyncOpenAI` with the shared options, over the SDK's aiohttp transport (ADR 18)."""
+        return openai.AsyncOpenAI(
+            api_key=api_key or NO_API_KEY, http_client=openai.DefaultAioHttpClient(), **options
+        )
 
     def params(self, request: ChatRequest, *, stream: bool) -> SdkParams:
         """`chat.completions.create` arguments; a stream asks for usage where the server reports it."""
