@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,6 @@ from typing import Any
 import httpx
 import openai
 import psutil
-from tests.bench.bench_router import Figures
 from tests.builders.adapters import openai_adapter
 from tests.builders.processes import JESUS, free_port, wait_for_port
 from tests.builders.routes import route_policy
@@ -60,6 +60,22 @@ EVENT_GAP_SECONDS = 0.005
 ANSWER = "benchmark answer"
 
 Call = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Figures:
+    """Latency percentiles of one series, in milliseconds (as tests/bench/bench_router.py has them; not
+    imported from there, so this benchmark also runs against an older checkout of the router)."""
+
+    calls: int
+    p50_ms: float
+    p99_ms: float
+
+    @classmethod
+    def of(cls, samples: list[float]) -> Figures:
+        ordered = sorted(samples)
+        p99_index = min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))
+        return cls(len(ordered), statistics.median(ordered) * 1000, ordered[p99_index] * 1000)
 
 
 # --- the upstream, in its own process -------------------------------------------------------------
