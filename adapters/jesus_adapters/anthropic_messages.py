@@ -166,8 +166,10 @@ class AnthropicMessagesWire(SdkWire[anthropic.AsyncAnthropic]):
     exceptions = ANTHROPIC_EXCEPTIONS
 
     def open_client(self, api_key: str | None, **options: Any) -> anthropic.AsyncAnthropic:
-        """`anthropic.AsyncAnthropic` with the shared options."""
-        return anthropic.AsyncAnthropic(api_key=api_key, **options)
+        """`anthropic.AsyncAnthropic` with the shared options, over the SDK's aiohttp transport (ADR 18)."""
+        return anthropic.AsyncAnthropic(
+            api_key=api_key, http_client=anthropic.DefaultAioHttpClient(), **options
+        )
 
     def params(self, request: ChatRequest, *, stream: bool) -> SdkParams:
         """`messages.create` arguments for `request` (a stream asks for the same)."""

@@ -6,15 +6,15 @@ branches on provider names.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
+from functools import cache
 from urllib.parse import urlsplit
 
-from jesus_adapters.anthropic_messages import AnthropicAdapter
 from jesus_adapters.base import ModelAdapter
 from jesus_adapters.errors import AdapterConfigError
-from jesus_adapters.openai_chat import OpenAIChatAdapter
 from jesus_adapters.prices import ANTHROPIC_PRICES, OPENAI_PRICES
-from jesus_adapters.profiles import Capabilities, ErrorWording, ProviderProfile
+from jesus_adapters.profiles import AdapterFactory, Capabilities, ErrorWording, ProviderProfile
 from jesus_adapters.scripted import ScriptedAdapter
 from jesus_adapters.types import AdapterConfig, Price
 
@@ -52,12 +52,33 @@ _COMPATIBLE_WORDING = ErrorWording(
     quota_exhausted=_OPENAI_WORDING.quota_exhausted,
 )
 
+
+@cache
+def _adapter_class(module: str, name: str) -> AdapterFactory:
+    factory: AdapterFactory = getattr(importlib.import_module(f"jesus_adapters.{module}"), name)
+    return factory
+
+
+def _on_first_use(module: str, name: str) -> AdapterFactory:
+    """The adapter class `name` of `jesus_adapters.<module>`, imported when the first adapter is built:
+    each provider SDK costs 40-45 MiB and seconds of start-up, paid only by a process that uses it."""
+
+    def build(config: AdapterConfig, profile: ProviderProfile) -> ModelAdapter:
+        return _adapter_class(module, name)(config, profile)
+
+    build.__qualname__ = build.__name__ = name
+    return build
+
+
+_ANTHROPIC = _on_first_use("anthropic_messages", "AnthropicAdapter")
+_OPENAI_CHAT = _on_first_use("openai_chat", "OpenAIChatAdapter")
+
 PROVIDERS: Mapping[str, ProviderProfile] = {
     profile.name: profile
     for profile in (
         ProviderProfile(
             name="anthropic",
-            factory=AnthropicAdapter,
+            factory=_ANTHROPIC,
             description="Anthropic Messages API through the official anthropic SDK",
             capabilities=Capabilities(max_context_tokens=200_000),
             default_base_url="https://api.anthropic.com",
@@ -66,7 +87,7 @@ PROVIDERS: Mapping[str, ProviderProfile] = {
         ),
         ProviderProfile(
             name="openai",
-            factory=OpenAIChatAdapter,
+            factory=_OPENAI_CHAT,
             description="OpenAI Chat Completions through the official openai SDK",
             capabilities=Capabilities(max_context_tokens=128_000),
             default_base_url="https://api.openai.com/v1",
@@ -77,14 +98,14 @@ PROVIDERS: Mapping[str, ProviderProfile] = {
         ),
         ProviderProfile(
             name="openai-compatible",
-            factory=OpenAIChatAdapter,
+            factory=_OPENAI_CHAT,
             description="Any server that speaks OpenAI Chat Completions (endpoint URL required)",
             requires_api_key=False,
             error_wording=_COMPATIBLE_WORDING,
         ),
         ProviderProfile(
             name="vllm",
-            factory=OpenAIChatAdapter,
+            factory=_OPENAI_CHAT,
             description=(
                 "vLLM's OpenAI-compatible server; tool calls need --enable-auto-tool-choice and a "
                 "--tool-call-parser"
@@ -94,7 +115,7 @@ PROVIDERS: Mapping[str, ProviderProfile] = {
         ),
         ProviderProfile(
             name="llamacpp",
-            factory=OpenAIChatAdapter,
+            factory=_OPENAI_CHAT,
             description="llama.cpp's llama-server; tool calls need --jinja",
             requires_api_key=False,
             error_wording=_LLAMACPP_WORDING,

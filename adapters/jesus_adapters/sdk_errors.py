@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
+import aiohttp
 import httpx2
 import pydantic
 
@@ -63,6 +64,9 @@ def map_sdk_error(
     """The `AdapterError` for `exc`, raised by an SDK call, a stream, or the call's deadline."""
     if isinstance(exc, AdapterError):
         return exc
+    broken = _broken_connection(exc)
+    if broken is not None:
+        return AdapterError(ErrorKind.CONNECTION, f"connection failed: {broken}", provider=provider)
     if isinstance(exc, TimeoutError | httpx2.TimeoutException | sdk.timeout):
         return AdapterError(ErrorKind.TIMEOUT, "no answer before the deadline", provider=provider)
     if isinstance(exc, sdk.status):
@@ -93,6 +97,22 @@ def map_sdk_error(
     return AdapterError(
         ErrorKind.MALFORMED_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", provider=provider
     )
+
+
+def _broken_connection(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection failure (refused, reset, closed by the server) behind `exc`, if any.
+
+    The SDKs' aiohttp transport reports every `aiohttp.ClientConnectionError` as an httpx connect
+    timeout, so the SDK raises its timeout error for a refused connection too; the cause says which it
+    was. aiohttp's own timeouts are `TimeoutError`s as well, and stay timeouts."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # causes nest a few levels deep; a cycle must not loop for ever
+        if seen is None:
+            return None
+        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, TimeoutError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _int_attr(exc: BaseException, name: str) -> int | None:

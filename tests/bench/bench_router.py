@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry
 from tests.builders.processes import free_port, wait_for_port
 from tests.providers import Fail, Hang, Reply, serve_openai, unused_base_url
 
-from jesus.cli.router import KEEP_ALIVE_SECONDS
+from jesus.cli.router import KEEP_ALIVE_SECONDS, prepare_to_serve
 from jesus.logic.allowance import CallPrice
 from jesus.logic.routing import BreakerConfig, RetryPolicy, RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
@@ -103,6 +103,7 @@ def serve_router(port: int, upstream: str) -> None:
         log_level="warning",
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        **prepare_to_serve(),  # as `jesus router` serves
     )
 
 

@@ -39,8 +39,9 @@ async def upstream() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture
-def router_url(tmp_path: Path, upstream: FakeProvider) -> Iterator[str]:
-    """`jesus router` over a chain: the upstream (503 once), then a scripted fallback."""
+def router(tmp_path: Path, upstream: FakeProvider) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`jesus router` over a chain: the upstream (503 once), then a scripted fallback; its URL and
+    process (whose log is readable once the test is done with it)."""
     adapter = openai_adapter("upstream")
     adapter["spec"] |= {"provider": "openai-compatible", "endpoint": upstream.base_url}
     policy = route_policy("route", ("upstream", "backup"))
@@ -50,8 +51,14 @@ def router_url(tmp_path: Path, upstream: FakeProvider) -> Iterator[str]:
     environment = {"JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-e2e"}
     with router_process(
         specs, secrets_dir=tmp_path / "none", environment=environment, output=subprocess.PIPE
-    ) as (url, _):
-        yield url
+    ) as served:
+        yield served
+
+
+@pytest.fixture
+def router_url(router: tuple[str, subprocess.Popen[bytes]]) -> str:
+    """The URL of `router`."""
+    return router[0]
 
 
 async def register(router_url: str, **limits: int) -> str:
@@ -94,3 +101,25 @@ async def test_the_router_process_streams_and_exports_metrics(router_url: str) -
     assert "jesus_router_calls_total" in metrics
     assert refused.status_code == 401
     assert json.loads(refused.text)["error"]["code"] == "Unauthenticated"
+
+
+async def test_the_router_process_logs_no_line_per_model_call(
+    router: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, process = router
+    token = await register(url)
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+    for _ in range(4):
+        await client.chat.completions.create(model="route", messages=[{"role": "user", "content": "hi"}])
+    await client.close()
+    process.terminate()
+    process.wait(10)
+    assert process.stdout is not None
+    log = process.stdout.read().decode()
+    assert "Starting router" in log, log
+    assert "Registered run run=e2e" in log, log
+    # httpx logs every request at INFO ("HTTP Request: POST ... 200 OK"); the router turns that off.
+    assert "HTTP Request" not in log, log
+    assert " INFO httpx" not in log and " INFO openai" not in log, log
+    # The upstream's one 503 is a failed attempt, and logged as one; the four answered calls are not.
+    assert log.count("Model call attempt failed") == 1, log

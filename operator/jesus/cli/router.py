@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.applications import Starlette
@@ -43,6 +45,12 @@ ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
 REDIS_URL_VARIABLE = "JESUS_ROUTER_REDIS_URL"
 DEFAULT_SECRETS_DIR = Path("/var/run/secrets/jesus")
 KEEP_ALIVE_SECONDS = 75
+# Libraries that log a line per request at INFO (httpx: "HTTP Request: POST ... 200 OK"): every one is
+# built, redacted and written for each model call. Their warnings and errors still come through.
+CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic")
+# The young generation is collected after this many allocations net (CPython's default is 700): a call
+# allocates thousands of short-lived objects, and most die before a larger threshold is reached.
+GC_YOUNG_THRESHOLD = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +237,8 @@ def handle(args: argparse.Namespace) -> int:
         admin_token is not None,
         service.accounts.where,
     )
+    # After the first log line: it loads the log redactor's engines, which are start-up's too.
+    serving = prepare_to_serve()
     uvicorn.run(
         build_app(service, lifespan=lifespan),
         host=args.host,
@@ -238,5 +248,23 @@ def handle(args: argparse.Namespace) -> int:
         # Longer than clients keep idle connections (5 s in httpx), so a client never sends on a
         # connection the router is closing: runners do not retry, and a lost call fails the run.
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        **serving,
     )
     return 0
+
+
+def prepare_to_serve() -> dict[str, Any]:
+    """Settle the process for serving, once start-up is done; uvicorn's event loop and HTTP parser.
+
+    Per-request INFO lines of the HTTP and SDK libraries are turned off (CHATTY_LOGGERS). What start-up
+    built (modules, SDK types, the specs) lives as long as the process: it is frozen out of the garbage
+    collector, which otherwise walked those ~180k objects in every full collection (150-220 ms pauses at
+    32 calls in flight). uvloop and httptools replace asyncio's loop and h11 (less CPU per request).
+    """
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    return {"loop": "uvloop", "http": "httptools"}

@@ -433,8 +433,25 @@ async def test_an_error_inside_a_stream_is_classified(
                 "choices": [{"index": 0, "finish_reason": "sideways", "message": {"role": "assistant"}}],
             }
         ),
+        json.dumps({"object": "chat.completion", "choices": [{"index": 0, "message": "just text"}]}),
+        json.dumps(
+            {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"content": ["a", "b"]}}],
+            }
+        ),
+        json.dumps(["a", "list"]),
     ],
-    ids=["not-json", "no-choices", "empty-choices", "tool-arguments-not-json", "unknown-finish-reason"],
+    ids=[
+        "not-json",
+        "no-choices",
+        "empty-choices",
+        "tool-arguments-not-json",
+        "unknown-finish-reason",
+        "message-not-an-object",
+        "content-not-text",
+        "answer-not-an-object",
+    ],
 )
 async def test_malformed_answers_are_malformed_response(endpoint: Endpoint, body: str) -> None:
     endpoint.fake.script(Raw(body))
@@ -557,8 +574,18 @@ async def test_an_error_object_in_a_200_answer_is_classified(endpoint: Endpoint)
             "usage": {"prompt_tokens": "lots"},
         },
         "this is not json",
+        {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": 5}}]},
+        {"id": "c", "object": "chat.completion.chunk", "choices": ["text"]},
+        ["a", "list"],
     ],
-    ids=["choice-without-delta", "usage-not-a-number", "not-json"],
+    ids=[
+        "choice-without-delta",
+        "usage-not-a-number",
+        "not-json",
+        "content-not-text",
+        "choice-not-an-object",
+        "chunk-not-an-object",
+    ],
 )
 async def test_a_malformed_stream_chunk_is_malformed_response(endpoint: Endpoint, chunk: object) -> None:
     data = chunk if isinstance(chunk, str) else json.dumps(chunk)

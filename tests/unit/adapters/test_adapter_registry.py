@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from tests.builders.adapters import adapter_config
 
@@ -15,6 +19,8 @@ from jesus_adapters import (
 )
 from jesus_adapters.prices import usd
 from jesus_adapters.types import MICROS_PER_UNIT
+
+REPO = Path(__file__).resolve().parents[3]
 
 PROVIDERS_NAMED_BY_THE_DESIGN = {"anthropic", "openai", "openai-compatible", "vllm", "llamacpp", "scripted"}
 
@@ -118,3 +124,27 @@ def test_profile_for_raises_the_config_error() -> None:
     with pytest.raises(AdapterConfigError):
         profile_for("nope")
     assert profile_for("vllm") is PROVIDERS["vllm"]
+
+
+def test_a_provider_sdk_is_imported_only_when_an_adapter_of_it_is_built() -> None:
+    # A fresh interpreter: this one has imported every SDK already.
+    script = """
+import sys
+from jesus_adapters import AdapterConfig, build_adapter
+from jesus_adapters.registry import PROVIDERS
+loaded = lambda: sorted(m for m in ("anthropic", "openai") if m in sys.modules)
+print(loaded())
+build_adapter(AdapterConfig(provider="vllm", model="m", base_url="http://127.0.0.1:9/v1"))
+print(loaded())
+adapter = build_adapter(AdapterConfig(provider="anthropic", model="m", api_key="k"))
+print(loaded(), type(adapter).__name__)
+"""
+    paths = [str(REPO / "adapters"), str(REPO)]
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": ":".join(paths)},
+    )
+    assert done.stdout.splitlines() == ["[]", "['openai']", "['anthropic', 'openai'] AnthropicAdapter"]

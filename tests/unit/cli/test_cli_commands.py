@@ -4,8 +4,11 @@ by a recorder, so each test sees exactly what the command would have started."""
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +43,48 @@ def write(tmp_path: Path, *objects: dict[str, Any], name: str = "specs.yaml") ->
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     started: list[dict[str, Any]] = []
     # The command registers its metrics in the process-wide registry, once per process in real use.
     monkeypatch.setattr(router_cli, "REGISTRY", CollectorRegistry())
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append({"app": app, **kwargs}))
-    return started
+    with settled_for_serving():
+        yield started
+
+
+@contextmanager
+def settled_for_serving() -> Iterator[None]:
+    """Undo what `prepare_to_serve` does to this (test) process when the block ends."""
+    thresholds = gc.get_threshold()
+    levels = {name: logging.getLogger(name).level for name in router_cli.CHATTY_LOGGERS}
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_the_router_settles_its_process_for_serving(caplog: pytest.LogCaptureFixture) -> None:
+    with settled_for_serving():
+        gc.unfreeze()
+        options = router_cli.prepare_to_serve()
+        frozen = gc.get_freeze_count()
+        threshold = gc.get_threshold()[0]
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("httpx").info('HTTP Request: POST http://upstream/v1 "HTTP/1.1 200 OK"')
+            logging.getLogger("httpx2").info("HTTP Request: POST")
+            logging.getLogger("openai._base_client").info("Retrying request")
+            logging.getLogger("httpx").warning("a warning still comes through")
+            logging.getLogger("jesus.router.service").info("Registered run run=r")
+    assert options == {"loop": "uvloop", "http": "httptools"}
+    assert frozen > 10_000, "what start-up built is out of the collector's way"
+    assert threshold == router_cli.GC_YOUNG_THRESHOLD
+    assert [r.getMessage() for r in caplog.records] == [
+        "a warning still comes through",
+        "Registered run run=r",
+    ]
 
 
 async def test_the_router_serves_the_specs_adapters_on_the_given_port(
@@ -56,6 +95,7 @@ async def test_the_router_serves_the_specs_adapters_on_the_given_port(
     assert main(["router", "--specs", str(specs), "--port", "18080", "--host", "0.0.0.0"]) == 0
     (started,) = served
     assert (started["host"], started["port"]) == ("0.0.0.0", 18080)
+    assert (started["loop"], started["http"]) == ("uvloop", "httptools")
     transport = httpx2.ASGITransport(app=started["app"])
     async with httpx2.AsyncClient(transport=transport, base_url="http://router") as client:
         refused = await client.post("/admin/v1/runs", json={"run": "r", "routePolicy": "route"})
