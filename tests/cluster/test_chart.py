@@ -591,6 +591,10 @@ def test_the_operator_reconciles_with_nothing_but_the_charts_rbac(
         control_plane, release.namespace, f"{release.name}-jesus-operator", tmp_path / "sa.kubeconfig"
     )
     adapter = set_field(vllm_adapter("served"), "spec.serving.gpu.count", 1)
+    # vLLM's image runs as root, so its serving pods need the "baseline" profile, not "restricted".
+    control_plane.kubectl(
+        "label", "namespace", release.namespace, "--overwrite", "pod-security.kubernetes.io/enforce=baseline"
+    )
     with running_operator(
         control_plane, release.namespace, tmp_path / "operator.log", kubeconfig=kubeconfig
     ) as operator:
