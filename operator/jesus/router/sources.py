@@ -24,7 +24,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +43,10 @@ from jesus.router.schema import error_text
 from jesus.specs import SpecSet
 
 log = logging.getLogger(__name__)
+
+# How long a replaced or deleted adapter stays open for the calls that still use it: the longest
+# attempt a RoutePolicy allows (attemptTimeoutSeconds, at most 3600), and a minute more.
+RETIRE_GRACE_SECONDS = 3660.0
 
 
 class RouteSource(Protocol):
@@ -156,6 +160,14 @@ def _decoded(obj: JsonObject) -> dict[str, str]:
     return values
 
 
+async def _close(routed: RoutedAdapter) -> None:
+    """Close an adapter's connections; a failure to close is logged, never raised."""
+    try:
+        await routed.adapter.aclose()
+    except Exception:  # closing is best effort: the adapter is out of use either way
+        log.warning("Could not close model adapter %s", routed.name, exc_info=True)
+
+
 def _within(identity: tuple[str, str], namespace: str | None) -> bool:
     """Whether an object of `identity` is in `namespace` (None: every namespace)."""
     return namespace is None or identity[0] == namespace
@@ -176,8 +188,11 @@ class ClusterRouteSource:
         live: bool = True,
         fallback: CredentialSource | None = None,
         redact: Redactor | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.namespaces = namespaces
+        self._sleep = sleep
+        self._retiring: set[asyncio.Task[None]] = set()
         self.live = live
         self.adapters: dict[str, RoutedAdapter] = {}
         self.problems: dict[str, str] = {}  # why an adapter is not built, by `<namespace>/<name>`
@@ -227,10 +242,13 @@ class ClusterRouteSource:
         return bool(self._reflectors) and all(r.synced.is_set() for r in self._reflectors)
 
     async def stop(self) -> None:
-        """Stop the watches."""
-        for task in self._tasks:
+        """Stop the watches and close every adapter, the retiring ones too."""
+        for task in [*self._tasks, *self._retiring]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._retiring, return_exceptions=True)
+        for routed in list(self.adapters.values()):
+            await _close(routed)
+        self.adapters.clear()
 
     # --- what the router asks --------------------------------------------------------------------
 
@@ -312,17 +330,33 @@ class ClusterRouteSource:
             self._unusable(identity, str(exc))
             return
         self.problems.pop(f"{namespace}/{name}", None)
-        self.adapters.update(_keyed(namespace, built.adapters))
+        for key, routed in _keyed(namespace, built.adapters).items():
+            self._retire(self.adapters.get(key))
+            self.adapters[key] = routed
         log.info("Model adapter ready adapter=%s/%s provider=%s", namespace, name, model.spec.provider.value)
 
     def _unusable(self, identity: tuple[str, str], reason: str) -> None:
         self.problems["/".join(identity)] = reason
-        self.adapters.pop("/".join(identity), None)
+        self._retire(self.adapters.pop("/".join(identity), None))
         log.warning("Model adapter unusable adapter=%s reason=%s", "/".join(identity), reason)
 
     def _drop(self, identity: tuple[str, str]) -> None:
         self._fingerprints.pop(identity, None)
-        self.adapters.pop("/".join(identity), None)
+        self._retire(self.adapters.pop("/".join(identity), None))
+
+    def _retire(self, routed: RoutedAdapter | None) -> None:
+        """Close an adapter that left the map once the calls that still hold it are done."""
+        if routed is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._close_later(routed))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _close_later(self, routed: RoutedAdapter) -> None:
+        try:
+            await self._sleep(RETIRE_GRACE_SECONDS)
+        finally:
+            await _close(routed)
 
     # --- RoutePolicies ---------------------------------------------------------------------------
 

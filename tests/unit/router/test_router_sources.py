@@ -20,6 +20,7 @@ from tests.builders.routes import route_policy
 from jesus.api.objects import JsonObject
 from jesus.kube.errors import KubeError, WatchExpiredError
 from jesus.kube.reflector import Reflector
+from jesus.router import sources
 from jesus.router.config import EnvironmentCredentials
 from jesus.router.sources import ClusterRouteSource
 
@@ -405,3 +406,38 @@ async def test_an_adapter_and_a_policy_of_the_same_name_keep_their_own_reasons()
             source.resolve_plan(NS, "same", "internal")
     finally:
         await source.stop()
+
+
+async def test_a_replaced_or_deleted_adapter_is_closed_after_its_grace_and_the_rest_on_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[str] = []
+
+    async def close(routed: Any) -> None:
+        closed.append(routed.name)
+
+    graces: list[float] = []
+    gate = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        graces.append(seconds)
+        await gate.wait()
+
+    monkeypatch.setattr("jesus.router.sources._close", close)
+    cluster = FakeCluster()
+    cluster.put(scripted_adapter("kept"))
+    cluster.put(scripted_adapter("edited"))
+    cluster.put(scripted_adapter("deleted"))
+    source = await started(cluster, sleep=sleep)
+    try:
+        cluster.put(scripted_adapter("edited", text="a new script"))
+        cluster.delete("ModelAdapter", "deleted")
+        await settle()
+        assert closed == []  # calls that still hold them may go on
+        assert graces == [sources.RETIRE_GRACE_SECONDS] * 2
+        gate.set()
+        await settle()
+        assert sorted(closed) == [f"{NS}/deleted", f"{NS}/edited"]
+    finally:
+        await source.stop()
+    assert sorted(closed) == [f"{NS}/deleted", f"{NS}/edited", f"{NS}/edited", f"{NS}/kept"]
