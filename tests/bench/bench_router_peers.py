@@ -11,6 +11,9 @@ called through the official openai SDK in every series:
   jesus    the SDK calls the real `jesus router` program (started as a subprocess from a spec file
            with an openai-compatible ModelAdapter on the upstream and a RoutePolicy; the run's token
            comes from POST /admin/v1/runs);
+  floor    (--floor) the SDK calls the least SDK-based proxy (tests/bench/sdk_floor_proxy.py: uvicorn
+           and one openai SDK call per request, as the router makes it, nothing else; it imports
+           Presidio as a redacting proxy must), the floor under any router built this way;
   litellm  the SDK calls the LiteLLM proxy, installed by this benchmark in its own virtual environment
            under ~/.cache/jesus/bench/ (version LITELLM_VERSION), its model pointed at the upstream,
            without database, spend logs, callbacks or telemetry.
@@ -35,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +158,26 @@ class Proxy:
     def rss_mib(self) -> float:
         """Resident memory of the process (without children), MiB."""
         return float(psutil.Process(self.process.pid).memory_info().rss) / 2**20
+
+
+@contextmanager
+def floor_proxy(upstream: str, folder: Path) -> Iterator[Proxy]:
+    """The floor: the bare SDK proxy of tests/bench/sdk_floor_proxy.py on `upstream`."""
+    port = free_port()
+    log = (folder / "floor-proxy.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.sdk_floor_proxy", upstream, str(port), "--presidio"],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, process, what="the floor proxy")
+        yield Proxy(f"http://127.0.0.1:{port}/v1", "sk-floor", MODEL, process)
+    finally:
+        _stop(process)
+        log.close()
 
 
 @contextmanager
@@ -386,15 +409,17 @@ def _latency(series: dict[str, Series], samples: str = "samples") -> dict[str, A
 
 async def bench(calls: int, long_calls: int, only: tuple[str, ...]) -> dict[str, Any]:
     """Every series, interleaved; the figures."""
-    with upstream_process() as upstream, tempfile.TemporaryDirectory(prefix="bench-peers-") as folder:
-        proxies: dict[str, Proxy] = {}
-        with jesus_router(upstream, Path(folder)) as router:
-            proxies["jesus"] = router
-            if "litellm" in only:
-                with litellm_proxy(upstream, Path(folder)) as litellm:
-                    proxies["litellm"] = litellm
-                    return await _measure(upstream, proxies, calls, long_calls)
-            return await _measure(upstream, proxies, calls, long_calls)
+    with (
+        upstream_process() as upstream,
+        tempfile.TemporaryDirectory(prefix="bench-peers-") as folder,
+        ExitStack() as stack,
+    ):
+        proxies = {"jesus": stack.enter_context(jesus_router(upstream, Path(folder)))}
+        if "floor" in only:
+            proxies["floor"] = stack.enter_context(floor_proxy(upstream, Path(folder)))
+        if "litellm" in only:
+            proxies["litellm"] = stack.enter_context(litellm_proxy(upstream, Path(folder)))
+        return await _measure(upstream, proxies, calls, long_calls)
 
 
 async def _measure(upstream: str, proxies: dict[str, Proxy], calls: int, long_calls: int) -> dict[str, Any]:
@@ -404,6 +429,8 @@ async def _measure(upstream: str, proxies: dict[str, Proxy], calls: int, long_ca
     models = {"direct": MODEL} | {name: proxy.model for name, proxy in proxies.items()}
     router = proxies["jesus"]
     results: dict[str, Any] = {"rss_mib": {"jesus_at_start": round(router.rss_mib(), 1)}}
+    if "floor" in proxies:
+        results["rss_mib"]["floor_at_start"] = round(proxies["floor"].rss_mib(), 1)
 
     def series(make: Callable[[openai.AsyncOpenAI, str], Call]) -> dict[str, Series]:
         return {name: Series(make(clients[name], models[name]), proxies.get(name)) for name in clients}
@@ -452,6 +479,8 @@ async def _measure(upstream: str, proxies: dict[str, Proxy], calls: int, long_ca
         for name in streams
     }
     results["rss_mib"]["jesus_after_series"] = round(router.rss_mib(), 1)
+    if "floor" in proxies:
+        results["rss_mib"]["floor_after_series"] = round(proxies["floor"].rss_mib(), 1)
     if long_calls:
         long_run = {"jesus": Series(_complete(clients["jesus"], models["jesus"]), router)}
         checkpoints = []
@@ -510,6 +539,25 @@ def _print(figures: dict[str, Any]) -> None:
             print(f"  {name}: {shown}")
 
 
+def _above_floor(figures: dict[str, Any]) -> dict[str, Any]:
+    """What the router costs over the bare SDK proxy (the floor), in ms."""
+    one = figures["complete_1_in_flight"]
+    if "floor" not in one:
+        return {}
+    cpu = figures["cpu_ms_per_call"]
+    stream = figures["stream_1_in_flight"]
+
+    def over(table: dict[str, Any], key: str) -> float:
+        return round(float(table["jesus"][key]) - float(table["floor"][key]), 2)
+
+    return {
+        "overhead_p50_ms": over(one, "overhead_p50_ms"),
+        "overhead_p99_ms": over(one, "overhead_p99_ms"),
+        "cpu_ms_per_call": round(cpu["jesus"] - cpu["floor"], 2),
+        "stream_minus_first_token_ms": over(stream, "per_stream_minus_first_token_ms"),
+    }
+
+
 def _ratios(figures: dict[str, Any]) -> dict[str, Any]:
     """The router against LiteLLM, as ratios (above 1: the router does better)."""
     if "litellm" not in figures["complete_1_in_flight"]:
@@ -544,6 +592,7 @@ def main() -> None:
         "--long-calls", type=int, default=0, help="then this many router calls at 32 in flight, for memory"
     )
     parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
+    parser.add_argument("--floor", action="store_true", help="add the bare SDK proxy (the floor) series")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--profile", type=Path, help="instead: py-spy's record of the router at 32 in flight")
     parser.add_argument("--profile-seconds", type=int, default=20)
@@ -555,7 +604,8 @@ def main() -> None:
     if args.profile is not None:
         asyncio.run(profile(args.profile, args.profile_seconds, stream=args.profile_stream))
         return
-    only = ("jesus",) if args.no_litellm else ("jesus", "litellm")
+    only: tuple[str, ...] = ("jesus",) if args.no_litellm else ("jesus", "litellm")
+    only += ("floor",) if args.floor else ()
     load_before = os.getloadavg()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.calls} calls per series, "
@@ -563,6 +613,7 @@ def main() -> None:
     )
     figures = asyncio.run(bench(args.calls, args.long_calls, only))
     figures["ratios"] = _ratios(figures)
+    figures["jesus_above_floor"] = _above_floor(figures)
     figures["machine"] = {
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
