@@ -12,8 +12,9 @@ called through the official openai SDK in every series:
            with an openai-compatible ModelAdapter on the upstream and a RoutePolicy; the run's token
            comes from POST /admin/v1/runs);
   floor    (--floor) the SDK calls the least SDK-based proxy (tests/bench/sdk_floor_proxy.py: uvicorn
-           and one openai SDK call per request, as the router makes it, nothing else; it imports
-           Presidio as a redacting proxy must), the floor under any router built this way;
+           and one openai SDK call per request, as the router makes it, nothing else; it builds the
+           router's Presidio log redactor, as a redacting proxy must), the floor under any router
+           built this way;
   litellm  the SDK calls the LiteLLM proxy, installed by this benchmark in its own virtual environment
            under ~/.cache/jesus/bench/ (version LITELLM_VERSION), its model pointed at the upstream,
            without database, spend logs, callbacks or telemetry.

@@ -4,8 +4,9 @@ It serves POST /v1/chat/completions on uvicorn with uvloop and httptools (as `je
 bare ASGI app: it reads the body, sends it on with the openai SDK exactly as the router's
 openai-compatible adapter does (`AsyncOpenAI.post` over the SDK's aiohttp transport, the answer read
 as JSON), and writes the answer back (a stream event by event). No token, no route, no books, no
-metrics, no logs. With `--presidio` it also imports Presidio's analyzer (spaCy among it), as anything
-that redacts with Presidio must, so that its memory is the floor of a redacting proxy.
+metrics, no logs. With `--presidio` it also builds the log redactor `jesus router` installs
+(Presidio's pattern recognizers and anonymizer, spaCy among their imports) and redacts one line with
+it, so that its memory is the floor of a proxy that redacts with Presidio.
 
     python -m tests.bench.sdk_floor_proxy UPSTREAM_BASE_URL PORT [--presidio]
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 from typing import Any
 
@@ -88,10 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("upstream")
     parser.add_argument("port", type=int)
-    parser.add_argument("--presidio", action="store_true", help="also import Presidio's analyzer")
+    parser.add_argument("--presidio", action="store_true", help="build and use the log redactor")
     args = parser.parse_args()
     if args.presidio:
-        importlib.import_module("presidio_analyzer")
+        from jesus.redaction import RedactionConfig
+
+        redact = RedactionConfig.from_environ({}).patterns_only().redactor()
+        assert "127.0.0.1" not in redact(f"listening on 127.0.0.1:{args.port}")
     uvicorn.run(
         build_app(args.upstream),
         host="127.0.0.1",

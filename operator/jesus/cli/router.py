@@ -17,13 +17,12 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.applications import Starlette
 
 from jesus.cli import CommandError, command_parser
-from jesus.kube import KubeClient
 from jesus.redaction import RedactionConfig, RedactionConfigError, Redactor, install_log_redaction
 from jesus.router.accounts import AccountStore
 from jesus.router.bodies import DEFAULT_MAX_BODY_BYTES, InputLimits
@@ -38,8 +37,11 @@ from jesus.router.core import Router
 from jesus.router.metrics import RouterMetrics
 from jesus.router.registry import RunRegistry
 from jesus.router.service import Lifespan, RouterService, build_app
-from jesus.router.sources import ClusterRouteSource, FileRouteSource, RouteSource
+from jesus.router.sources import FileRouteSource, RouteSource
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
+
+if TYPE_CHECKING:
+    from jesus.router.cluster_source import ClusterRouteSource
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
 REDIS_URL_VARIABLE = "JESUS_ROUTER_REDIS_URL"
@@ -173,6 +175,8 @@ def _load_specs(paths: list[Path]) -> SpecSet:
 def _watching(source: ClusterRouteSource, kubeconfig: str | None, redact: Redactor) -> Lifespan:
     """Start-up and shut-down of a router that reads the cluster: the watches run while it serves."""
 
+    from jesus.kube import KubeClient
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -220,6 +224,9 @@ def handle(args: argparse.Namespace) -> int:
         except RouterConfigError as exc:
             raise CommandError(str(exc)) from exc
     else:
+        # Imported here: a router that serves spec files does not load the Kubernetes client (~19 MiB).
+        from jesus.router.cluster_source import ClusterRouteSource
+
         watched = ClusterRouteSource(
             namespaces=tuple(args.namespace or ()),
             live=not args.dry_run,

@@ -20,9 +20,9 @@ from tests.builders.routes import route_policy
 from jesus.api.objects import JsonObject
 from jesus.kube.errors import KubeError, WatchExpiredError
 from jesus.kube.reflector import Reflector
-from jesus.router import sources
+from jesus.router.cluster_source import ClusterRouteSource
 from jesus.router.config import EnvironmentCredentials
-from jesus.router.sources import ClusterRouteSource
+from jesus.router.sources import RETIRE_GRACE_SECONDS
 
 NS = "team"
 
@@ -423,7 +423,7 @@ async def test_a_replaced_or_deleted_adapter_is_closed_after_its_grace_and_the_r
         graces.append(seconds)
         await gate.wait()
 
-    monkeypatch.setattr("jesus.router.sources._close", close)
+    monkeypatch.setattr("jesus.router.cluster_source.close_adapter", close)
     cluster = FakeCluster()
     cluster.put(scripted_adapter("kept"))
     cluster.put(scripted_adapter("edited"))
@@ -434,7 +434,7 @@ async def test_a_replaced_or_deleted_adapter_is_closed_after_its_grace_and_the_r
         cluster.delete("ModelAdapter", "deleted")
         await settle()
         assert closed == []  # calls that still hold them may go on
-        assert graces == [sources.RETIRE_GRACE_SECONDS] * 2
+        assert graces == [RETIRE_GRACE_SECONDS] * 2
         gate.set()
         await settle()
         assert sorted(closed) == [f"{NS}/deleted", f"{NS}/edited"]
