@@ -486,6 +486,7 @@ def test_the_operator_serves_metrics_that_a_pod_monitor_scrapes() -> None:
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in operator["ports"]
     monitor = one(manifests, "PodMonitor", "jesus-operator")
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True  # the Budget's namespace
     labels = one(manifests, "Deployment", "jesus-operator")["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
