@@ -358,7 +358,7 @@ def _selects(peer: Manifest, namespace: str, labels: dict[str, str]) -> bool:
                 return False
     elif namespace != "jesus-system":
         return False
-    return peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items()
+    return bool(peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items())
 
 
 def test_runner_pods_reach_dns_and_the_router_and_the_router_takes_runners_operator_and_prometheus() -> None:

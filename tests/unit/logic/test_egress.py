@@ -149,7 +149,10 @@ def test_every_dns_name_of_a_service_reads_as_that_service(
 
 def test_a_service_in_another_namespace_is_selected_by_that_namespaces_name_label() -> None:
     tools = [url_tool("git", "http://git-mcp.tools.svc:8080/")]
-    ports = [{"port": 8080, "targetPort": 3000}, {"port": 9090, "targetPort": 9091, "protocol": "UDP"}]
+    ports: list[dict[str, Any]] = [
+        {"port": 8080, "targetPort": 3000},
+        {"port": 9090, "targetPort": 9091, "protocol": "UDP"},
+    ]
     egress = policy_for(tools, {("tools", "git-mcp"): service(namespace="tools", ports=ports)})["spec"][
         "egress"
     ]
