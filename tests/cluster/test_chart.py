@@ -649,6 +649,17 @@ def test_helm_install_creates_the_crds_deployments_and_rbac(
     secret = get_object(control_plane, release.namespace, "secret", f"{release.name}-jesus-router-admin")
     assert len(secret["data"]["token"]) > 40
     assert get_object(control_plane, release.namespace, "configmap", f"{release.name}-jesus-policies")["data"]
+    for component in ("operator", "router"):
+        policy = get_object(
+            control_plane, release.namespace, "networkpolicy", f"{release.name}-jesus-{component}"
+        )
+        assert policy is not None, component
+    # The optional autoscaler passes the API server's validation too.
+    scaled = render("router.autoscaling.enabled=true", namespace=release.namespace, release=release.name)
+    autoscaler = one(scaled, "HorizontalPodAutoscaler", f"{release.name}-jesus-router")
+    control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", release.namespace, "-f", "-", input=json.dumps(autoscaler)
+    )
 
 
 def can_i(plane: ControlPlane, who: str, verb: str, resource: str, namespace: str) -> bool:
