@@ -74,6 +74,13 @@ class FakeKube:
             assert found is not None
             return found, False
 
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: JsonObject) -> JsonObject:
+        """A JSON merge patch: objects merge, everything else (lists too) is replaced, None deletes."""
+        current = self.objects.get((kind, namespace or "", name))
+        if current is None:
+            raise NotFoundError(404, "NotFound", f"{kind} {name} does not exist")
+        return self.put(_merge(current, patch))
+
     async def replace_status(self, obj: JsonObject) -> JsonObject:
         metadata = obj["metadata"]
         key = (obj["kind"], metadata.get("namespace") or "", metadata["name"])
@@ -93,6 +100,18 @@ class FakeKube:
 
     async def event(self, involved: JsonObject, *, type_: str, reason: str, message: str) -> None:
         self.events.append((involved["metadata"]["name"], type_, reason, self.redact(message)))
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict) or not isinstance(target, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge(merged.get(key), value)
+    return merged
 
 
 class FakeRouter:

@@ -185,6 +185,7 @@ class OperatorWorld:
         *,
         router_environment: dict[str, str] | None = None,
         policies: Path = REPO / "policies",
+        operator_args: tuple[str, ...] = (),
     ) -> None:
         self.plane, self.namespace, self.workdir = plane, namespace, workdir
         # Settings for every runner pod ride on its command (`env K=V ...`), as an image's would.
@@ -217,6 +218,7 @@ class OperatorWorld:
                 "2",
                 "--metrics-port",
                 str(self.metrics_port),
+                *operator_args,
             ],
             env,
             workdir / "operator.log",

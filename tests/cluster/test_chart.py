@@ -59,12 +59,16 @@ def helm(
     return result
 
 
-def render(*sets: str, namespace: str = "jesus-system", release: str = "jesus") -> list[Manifest]:
-    """`helm template` with `--set` values, as parsed manifests."""
+def render(
+    *sets: str, namespace: str = "jesus-system", release: str = "jesus", json_sets: tuple[str, ...] = ()
+) -> list[Manifest]:
+    """`helm template` with `--set` (and `--set-json`) values, as parsed manifests."""
     args = ["template", release, str(CHART), "-n", namespace, f"--kube-version={KUBE_VERSION}"]
     args += [f"--api-versions={api}" for api in MONITORING_APIS]
     for value in sets:
         args += ["--set", value]
+    for value in json_sets:
+        args += ["--set-json", value]
     return [doc for doc in YAML(typ="safe", pure=True).load_all(helm(*args).stdout) if doc]
 
 
@@ -252,6 +256,189 @@ def test_bad_values_fail_with_a_message_naming_them(value: str, message: str) ->
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # an unknown key, a wrong type, a missing request, a quantity that is none
+        ("router.autoscaling.enable=true", "additional properties 'enable' not allowed"),
+        ("router.autoscaling.maxReplicas=many", "/router/autoscaling/maxReplicas"),
+        ("router.resources.requests.cpu=lots", "/router/resources/requests/cpu"),
+        ("opa.resources.requests=null", "/opa/resources"),
+        ("runner.resources.requests.gpu=1", "/runner/resources/requests"),
+        ("runner.resources.limits.memory=1 GB", "/runner/resources/limits/memory"),
+        ("networkPolicy.enabled=yes", "/networkPolicy/enabled"),
+        ("networkPolicy.egress=1", "additional properties 'egress' not allowed"),
+        ("networkPolicy.clusterDomain=Cluster_Local", "/networkPolicy/clusterDomain"),
+        (
+            "router.autoscaling.enabled=true,router.autoscaling.minReplicas=7",
+            "router.autoscaling.minReplicas (7) is more than router.autoscaling.maxReplicas (6)",
+        ),
+    ],
+)
+def test_bad_operations_values_fail_with_a_message_naming_them(value: str, message: str) -> None:
+    result = helm(
+        "template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}", "--set", value, check=False
+    )
+    assert result.returncode != 0, value
+    assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('networkPolicy.runnerExtraEgress=[{"to": [], "from": []}]', "additional properties 'from'"),
+        ('networkPolicy.runnerExtraEgress=[{"ports": [{"port": 443, "protocol": "HTTP"}]}]', "protocol"),
+        ("networkPolicy.dns.to=[]", "/networkPolicy/dns/to"),
+        ('networkPolicy.metricsFrom={"namespaceSelector": {}}', "/networkPolicy/metricsFrom"),
+    ],
+)
+def test_bad_network_policy_values_fail_with_a_message_naming_them(value: str, message: str) -> None:
+    result = helm(
+        "template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}", "--set-json", value, check=False
+    )
+    assert result.returncode != 0, value
+    assert message in result.stderr, result.stderr
+
+
+def test_every_container_requests_cpu_and_memory_and_the_runner_gets_its_resources() -> None:
+    manifests = render()
+    for deployment in find(manifests, "Deployment"):
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            assert set(c["resources"]["requests"]) >= {"cpu", "memory"}, c["name"]
+    settings = _operator_settings(
+        render("runner.resources.requests.cpu=250m", "runner.resources.limits.memory=2Gi")
+    )
+    assert (settings.runner.cpu_request, settings.runner.memory_request) == ("250m", "256Mi")
+    assert (settings.runner.cpu_limit, settings.runner.memory_limit) == ("1", "2Gi")
+
+
+def _operator_settings(manifests: list[Manifest]) -> Any:
+    """What `jesus operator` makes of the rendered arguments (the CLI's own parser)."""
+    from jesus.cli import build_parser
+    from jesus.cli.operator import _runner_egress
+    from jesus.controllers.context import OperatorSettings
+    from jesus.logic.manifests import RunnerSettings
+
+    args = build_parser("operator").parse_args(
+        container(one(manifests, "Deployment", "jesus-operator"), "operator")["args"]
+    )
+    runner = RunnerSettings(
+        cpu_request=args.runner_cpu_request,
+        memory_request=args.runner_memory_request,
+        cpu_limit=args.runner_cpu_limit,
+        memory_limit=args.runner_memory_limit,
+    )
+    return OperatorSettings(runner=runner, runner_egress=_runner_egress(args))
+
+
+def _runner_pod_labels() -> dict[str, str]:
+    """The labels the operator gives a runner pod."""
+    from tests.builders.agentrun import build_run
+
+    from jesus.logic.manifests import RunnerSettings, build_runner_job
+
+    run = build_run(name="r", namespace="team-a", uid="u-1")
+    owner = {"apiVersion": "jesus.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": "r", "uid": "u-1"}}
+    job = build_runner_job(run, owner, 1, RunnerSettings(), traceparent="00-0-0-01")
+    labels: dict[str, str] = job["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _selects(peer: Manifest, namespace: str, labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy peer selects a pod with `labels` in `namespace` (matchLabels and
+    In-expressions only, which is all the chart writes)."""
+    namespace_selector = peer.get("namespaceSelector")
+    if namespace_selector is not None:
+        namespace_labels = {"kubernetes.io/metadata.name": namespace}
+        if not namespace_selector.get("matchLabels", {}).items() <= namespace_labels.items():
+            return False
+        for expression in namespace_selector.get("matchExpressions", []):
+            assert expression["operator"] == "In"
+            if namespace_labels.get(expression["key"]) not in expression["values"]:
+                return False
+    elif namespace != "jesus-system":
+        return False
+    return bool(peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items())
+
+
+def test_runner_pods_reach_dns_and_the_router_and_the_router_takes_runners_operator_and_prometheus() -> None:
+    manifests = render()
+    egress = _operator_settings(manifests).runner_egress
+    assert egress is not None and egress.cluster_domain == "cluster.local"
+    dns, to_router = egress.rules
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert _selects(dns["to"][0], "kube-system", {"k8s-app": "kube-dns"})
+    router = one(manifests, "Deployment", "jesus-router")
+    router_labels = router["spec"]["template"]["metadata"]["labels"]
+    assert _selects(to_router["to"][0], "jesus-system", router_labels)
+    assert not _selects(to_router["to"][0], "other", router_labels)
+    assert to_router["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    policy = one(manifests, "NetworkPolicy", "jesus-router")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= router_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    runners, prometheus = policy["spec"]["ingress"]
+    operator_labels = one(manifests, "Deployment", "jesus-operator")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(runners["from"][0], "team-a", _runner_pod_labels())
+    assert not _selects(runners["from"][0], "team-a", {"app": "curious"})
+    assert _selects(runners["from"][1], "jesus-system", operator_labels)  # the admin API
+    assert _selects(prometheus["from"][0], "monitoring", {"app.kubernetes.io/name": "prometheus"})
+    for rule in (runners, prometheus):
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    operator_policy = one(manifests, "NetworkPolicy", "jesus-operator")
+    assert operator_policy["spec"]["ingress"] == [
+        {"from": prometheus["from"], "ports": [{"protocol": "TCP", "port": 9090}]}
+    ]
+
+
+def test_network_policies_follow_watched_namespaces_extra_egress_and_can_be_turned_off() -> None:
+    extra = {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    manifests = render(
+        "operator.watchNamespaces={team-a}",
+        "networkPolicy.clusterDomain=corp.internal",
+        json_sets=(f"networkPolicy.runnerExtraEgress=[{json.dumps(extra)}]", "networkPolicy.metricsFrom=[]"),
+    )
+    egress = _operator_settings(manifests).runner_egress
+    assert egress.rules[2:] == (extra,)
+    assert egress.cluster_domain == "corp.internal"
+    policy = one(manifests, "NetworkPolicy", "jesus-router")
+    [runners] = policy["spec"]["ingress"]  # no metrics peers: no rule for them
+    assert _selects(runners["from"][0], "team-a", _runner_pod_labels())
+    assert not _selects(runners["from"][0], "team-b", _runner_pod_labels())
+    assert one(manifests, "NetworkPolicy", "jesus-operator")["spec"]["ingress"] == []
+    off = render("networkPolicy.enabled=false")
+    assert not find(off, "NetworkPolicy")
+    assert _operator_settings(off).runner_egress is None
+
+
+def test_the_router_autoscaler_is_optional_and_takes_over_replicas() -> None:
+    manifests = render()
+    assert not find(manifests, "HorizontalPodAutoscaler")
+    assert one(manifests, "Deployment", "jesus-router")["spec"]["replicas"] == 2
+    scaled = render(
+        "router.autoscaling.enabled=true",
+        "router.autoscaling.minReplicas=3",
+        "router.autoscaling.maxReplicas=9",
+        "router.autoscaling.targetCPUUtilizationPercentage=60",
+    )
+    assert "replicas" not in one(scaled, "Deployment", "jesus-router")["spec"]
+    autoscaler = one(scaled, "HorizontalPodAutoscaler", "jesus-router")
+    assert autoscaler["apiVersion"] == "autoscaling/v2"
+    assert autoscaler["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "jesus-router",
+    }
+    assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (3, 9)
+    [metric] = autoscaler["spec"]["metrics"]
+    assert metric["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}
+    assert one(scaled, "PodDisruptionBudget", "jesus-router")
+    assert one(scaled, "Service", "jesus-router")["spec"]["sessionAffinity"] == "ClientIP"
+    # Down to one pod at times: no disruption budget (it would block every drain), affinity still.
+    single = render("router.autoscaling.enabled=true", "router.autoscaling.minReplicas=1")
+    assert not find(single, "PodDisruptionBudget")
+    assert one(single, "Service", "jesus-router")["spec"]["sessionAffinity"] == "ClientIP"
+
+
 def test_monitoring_needs_the_prometheus_operator_apis() -> None:
     plain = helm("template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}").stdout
     assert "kind: PrometheusRule" not in plain
@@ -299,6 +486,7 @@ def test_the_operator_serves_metrics_that_a_pod_monitor_scrapes() -> None:
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in operator["ports"]
     monitor = one(manifests, "PodMonitor", "jesus-operator")
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True  # the Budget's namespace
     labels = one(manifests, "Deployment", "jesus-operator")["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
@@ -461,6 +649,17 @@ def test_helm_install_creates_the_crds_deployments_and_rbac(
     secret = get_object(control_plane, release.namespace, "secret", f"{release.name}-jesus-router-admin")
     assert len(secret["data"]["token"]) > 40
     assert get_object(control_plane, release.namespace, "configmap", f"{release.name}-jesus-policies")["data"]
+    for component in ("operator", "router"):
+        policy = get_object(
+            control_plane, release.namespace, "networkpolicy", f"{release.name}-jesus-{component}"
+        )
+        assert policy is not None, component
+    # The optional autoscaler passes the API server's validation too.
+    scaled = render("router.autoscaling.enabled=true", namespace=release.namespace, release=release.name)
+    autoscaler = one(scaled, "HorizontalPodAutoscaler", f"{release.name}-jesus-router")
+    control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", release.namespace, "-f", "-", input=json.dumps(autoscaler)
+    )
 
 
 def can_i(plane: ControlPlane, who: str, verb: str, resource: str, namespace: str) -> bool:
@@ -495,6 +694,9 @@ OPERATOR_NEEDS = [
     ("create", "serviceaccounts"),
     ("list", "pods"),
     ("create", "events"),
+    ("get", "networkpolicies.networking.k8s.io"),
+    ("create", "networkpolicies.networking.k8s.io"),
+    ("patch", "networkpolicies.networking.k8s.io"),
 ]
 OPERATOR_MUST_NOT = [
     ("list", "secrets"),
@@ -505,6 +707,8 @@ OPERATOR_MUST_NOT = [
     ("create", "clusterroles.rbac.authorization.k8s.io"),
     ("create", "pods"),
     ("patch", "nodes"),
+    ("delete", "networkpolicies.networking.k8s.io"),
+    ("list", "networkpolicies.networking.k8s.io"),
 ]
 NOBODY_ELSE = [
     ("get", "secrets"),
@@ -512,6 +716,7 @@ NOBODY_ELSE = [
     ("create", "jobs.batch"),
     ("get", "agentruns.jesus.dev"),
     ("list", "modeladapters.jesus.dev"),
+    ("create", "networkpolicies.networking.k8s.io"),
 ]
 
 
@@ -548,6 +753,7 @@ ROUTER_MUST_NOT = [
     ("list", "budgets.jesus.dev"),
     ("list", "pods"),
     ("create", "jobs.batch"),
+    ("create", "networkpolicies.networking.k8s.io"),
 ]
 
 

@@ -77,3 +77,34 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* "true" when the router may run more than one replica (its replicas, or the autoscaler's most). */}}
+{{- define "jesus.routerMaySpread" -}}
+{{- $r := .Values.router -}}
+{{- if $r.autoscaling.enabled -}}
+{{- if gt (int $r.autoscaling.maxReplicas) 1 }}true{{ end -}}
+{{- else if gt (int $r.replicas) 1 }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when the router keeps more than one replica at all times (then a PodDisruptionBudget helps). */}}
+{{- define "jesus.routerKeepsTwo" -}}
+{{- $r := .Values.router -}}
+{{- if $r.autoscaling.enabled -}}
+{{- if gt (int $r.autoscaling.minReplicas) 1 }}true{{ end -}}
+{{- else if gt (int $r.replicas) 1 }}true{{ end -}}
+{{- end -}}
+
+{{/* The egress rules every runner pod gets (JSON, for the operator's --runner-egress): DNS, the
+router's pods on its port, and networkPolicy.runnerExtraEgress. The operator adds each run's MCP
+servers to them in the run's own NetworkPolicy. */}}
+{{- define "jesus.runnerEgress" -}}
+{{- $np := .Values.networkPolicy -}}
+{{- $routerPods := include "jesus.selectorLabels" (dict "root" . "component" "router") | fromYaml -}}
+{{- $router := dict
+    "to" (list (dict
+      "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace))
+      "podSelector" (dict "matchLabels" $routerPods)))
+    "ports" (list (dict "protocol" "TCP" "port" (int .Values.router.port))) -}}
+{{- $rules := list (dict "to" $np.dns.to "ports" $np.dns.ports) $router -}}
+{{- toJson (concat $rules $np.runnerExtraEgress) -}}
+{{- end -}}

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from jesus.cli import CommandError, command_parser
+from jesus.logic.egress import DEFAULT_CLUSTER_DOMAIN, EgressRulesError, RunnerEgress, parse_egress_rules
 from jesus.logic.manifests import RunnerSettings
 
 
@@ -40,14 +41,21 @@ def _run(args: argparse.Namespace) -> int:
         image=args.runner_image,
         router_url=args.router_url,
         command=tuple(args.runner_command.split()),
+        cpu_request=args.runner_cpu_request,
+        memory_request=args.runner_memory_request,
+        cpu_limit=args.runner_cpu_limit,
+        memory_limit=args.runner_memory_limit,
     )
+    runner_egress = _runner_egress(args)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace or ()),
         peering=args.peering,
         opa_url=args.opa_url,
         policy_dir=Path(args.policies) if args.policies else None,
-        settings=OperatorSettings(runner=runner, resync_seconds=args.resync_seconds),
+        settings=OperatorSettings(
+            runner=runner, runner_egress=runner_egress, resync_seconds=args.resync_seconds
+        ),
         worker_limit=args.worker_limit,
         router_admin_url=args.router_admin_url,
         metrics_port=args.metrics_port,
@@ -59,6 +67,17 @@ def _run(args: argparse.Namespace) -> int:
     except PolicyLoadError as exc:
         raise CommandError(f"the admission policies do not load: {exc}") from exc
     return 0
+
+
+def _runner_egress(args: argparse.Namespace) -> RunnerEgress | None:
+    """The --runner-egress rules, or None (no NetworkPolicies) when the flag is not given."""
+    if args.runner_egress is None:
+        return None
+    try:
+        rules = parse_egress_rules(args.runner_egress, source="--runner-egress")
+    except EgressRulesError as exc:
+        raise CommandError(str(exc)) from exc
+    return RunnerEgress(rules=rules, cluster_domain=args.cluster_domain)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,6 +95,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--runner-image", default=defaults.image)
     parser.add_argument("--runner-command", default=" ".join(defaults.command))
+    for resource in ("cpu-request", "memory-request", "cpu-limit", "memory-limit"):
+        parser.add_argument(
+            f"--runner-{resource}",
+            default=getattr(defaults, resource.replace("-", "_")),
+            help=f"the runner container's {resource.replace('-', ' ')} unless a run sets its own",
+        )
+    parser.add_argument(
+        "--runner-egress",
+        metavar="JSON",
+        help="NetworkPolicy egress rules every runner pod gets (DNS, the router); with it each run gets a "
+        "NetworkPolicy that also allows its MCP tool servers and nothing else",
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default=DEFAULT_CLUSTER_DOMAIN,
+        help="the cluster's DNS domain, for reading tool URLs that name Services",
+    )
     parser.add_argument(
         "--router-url", default=defaults.router_url, help="the router's URL as runner pods reach it"
     )

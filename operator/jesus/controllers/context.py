@@ -16,6 +16,7 @@ from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
 from jesus.kube import KubeClient
 from jesus.logic.clock import Clock, system_clock
+from jesus.logic.egress import RunnerEgress
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine
@@ -26,6 +27,9 @@ class OperatorSettings:
     """Tunables of the reconcilers (the CLI and the chart set them)."""
 
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    runner_egress: RunnerEgress | None = None
+    """What runner pods may reach besides their run's tool servers; with it, every run gets a
+    NetworkPolicy (`jesus.logic.egress`). None makes none (a cluster without a policy controller)."""
     resync_seconds: float = 10.0
     """How often a live object is reconciled even when nothing told us it changed."""
     policy_retry_seconds: float = 5.0

@@ -58,6 +58,7 @@ RESOURCES: Mapping[str, Resource] = {
     "Secret": Resource("/api", "v1", "secrets"),
     "ConfigMap": Resource("/api", "v1", "configmaps"),
     "ServiceAccount": Resource("/api", "v1", "serviceaccounts"),
+    "NetworkPolicy": Resource("/apis/networking.k8s.io", "v1", "networkpolicies"),
     "Pod": Resource("/api", "v1", "pods"),
     "Event": Resource("/api", "v1", "events"),
     "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),

@@ -188,10 +188,29 @@ def test_the_operator_command_passes_every_flag_to_the_operator(monkeypatch: pyt
             "7",
             "--metrics-port",
             "9100",
+            "--runner-cpu-request",
+            "250m",
+            "--runner-memory-limit",
+            "2Gi",
+            "--runner-egress",
+            '[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]',
+            "--cluster-domain",
+            "corp.internal",
         ]
     )
     assert code == 0
     (options,) = seen
+    runner = options.settings.runner
+    assert (runner.cpu_request, runner.memory_request, runner.cpu_limit, runner.memory_limit) == (
+        "250m",
+        "256Mi",
+        "1",
+        "2Gi",
+    )
+    egress = options.settings.runner_egress
+    assert egress is not None
+    assert egress.rules == ({"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},)
+    assert egress.cluster_domain == "corp.internal"
     assert options.namespaces == ("a", "b")
     assert (options.opa_url, str(options.policy_dir)) == ("http://opa:8181", "/etc/policies")
     assert options.settings.runner.image == "runner:1"
@@ -199,6 +218,37 @@ def test_the_operator_command_passes_every_flag_to_the_operator(monkeypatch: pyt
     assert options.settings.runner.router_url == "http://router:8080"
     assert (options.settings.resync_seconds, options.worker_limit, options.metrics_port) == (3.0, 7, 9100)
     assert options.router_admin_token == "t0ken"
+
+
+def test_without_runner_egress_the_operator_makes_no_network_policies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    assert main(["operator"]) == 0
+    assert seen[0].settings.runner_egress is None
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ("{", "error: --runner-egress: not JSON"),
+        ('[{"to": [], "from": []}]', "error: --runner-egress[0]: unknown keys ['from']"),
+    ],
+)
+def test_bad_runner_egress_stops_the_operator_naming_the_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rules: str, message: str
+) -> None:
+    async def never(options: operator_app.OperatorOptions, **_: Any) -> None:
+        raise AssertionError("the operator must not start")
+
+    monkeypatch.setattr(operator_app, "run_operator", never)
+    assert main(["operator", "--runner-egress", rules]) == 2
+    assert capsys.readouterr().err.strip().startswith(message)
 
 
 def test_policies_that_do_not_load_stop_the_operator_with_a_message(

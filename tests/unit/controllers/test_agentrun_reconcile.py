@@ -15,7 +15,9 @@ from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
 
 from jesus.controllers.agentrun import reconcile_run, release_on_delete
+from jesus.controllers.context import OperatorSettings
 from jesus.kube import JsonObject
+from jesus.logic.egress import RunnerEgress
 from jesus.logic.runs import summarize_record
 from jesus.policy.decision import Decision, PolicyInput, fail_closed
 from jesus.redaction import RedactionConfig
@@ -217,6 +219,78 @@ async def test_a_failed_attempt_is_retried_after_its_backoff() -> None:
     world.finish_job(status["attempts"][1]["jobName"], complete=False, record={"outcome": "Failed"})
     status = await world.reconcile()
     assert (status["phase"], condition(status, "Failed")[1]) == ("Failed", "RetriesExhausted")
+
+
+RUNNER_EGRESS = RunnerEgress(rules=({"to": [{"podSelector": {"matchLabels": {"app": "router"}}}]},))
+TOOLS = [
+    {"name": "git", "url": "http://git-mcp:8080/mcp"},
+    {"name": "web", "url": "https://mcp.example.com/mcp"},
+    {"name": "fs", "stdio": {"command": "mcp-server-filesystem"}},
+]
+
+
+def git_service() -> JsonObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "git-mcp", "namespace": NS},
+        "spec": {"selector": {"app": "git-mcp"}, "ports": [{"port": 8080, "targetPort": 3000}]},
+    }
+
+
+async def test_each_run_gets_a_network_policy_before_its_job_that_allows_its_tool_servers() -> None:
+    world = World(run=set_field(agent_run(namespace=NS), "spec.tools", TOOLS))
+    world.context.settings = OperatorSettings(runner_egress=RUNNER_EGRESS)
+    world.kube.put(git_service())
+    status = await world.reconcile()
+    policy = world.kube.find("NetworkPolicy", NS, "run-runner")
+    job = world.kube.find("Job", NS, status["attempts"][0]["jobName"])
+    assert policy is not None and job is not None
+    # Created first: a pod that no policy selects may reach anything.
+    assert int(policy["metadata"]["resourceVersion"]) < int(job["metadata"]["resourceVersion"])
+    [owner] = policy["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("AgentRun", "run", "uid-run")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        job["spec"]["template"]["metadata"]["labels"].items()
+    )
+    egress = policy["spec"]["egress"]
+    assert egress[0] == RUNNER_EGRESS.rules[0]
+    assert egress[1:] == [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
+                    "podSelector": {"matchLabels": {"app": "git-mcp"}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 3000}],
+        }
+    ]
+    warnings = [e for e in world.kube.events if e[2] == "ToolServerNotAllowed"]
+    assert len(warnings) == 1 and "'web'" in warnings[0][3] and "outside the cluster" in warnings[0][3]
+
+
+async def test_a_retry_brings_the_policy_to_the_spec_it_runs_and_a_missing_service_opens_nothing() -> None:
+    run = set_field(agent_run(namespace=NS), "spec.retryPolicy", {"maxRetries": 1, "backoffSeconds": 0})
+    world = World(run=set_field(run, "spec.tools", TOOLS[:1]))
+    world.context.settings = OperatorSettings(runner_egress=RUNNER_EGRESS)
+    first = (await world.reconcile())["attempts"][0]["jobName"]
+    policy = world.kube.find("NetworkPolicy", NS, "run-runner")
+    assert policy is not None and policy["spec"]["egress"] == list(RUNNER_EGRESS.rules)
+    assert any("no Service git-mcp in namespace team" in e[3] for e in world.kube.events)
+    world.kube.put(git_service())
+    world.finish_job(first, complete=False, record={"outcome": "Failed", "reason": "no tools"})
+    await world.reconcile()
+    status = await world.reconcile()
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Running"]
+    policy = world.kube.find("NetworkPolicy", NS, "run-runner")
+    assert policy is not None and len(policy["spec"]["egress"]) == 2
+
+
+async def test_without_runner_egress_settings_no_network_policy_is_made() -> None:
+    world = World(run=set_field(agent_run(namespace=NS), "spec.tools", TOOLS))
+    await world.reconcile()
+    assert not [key for key in world.kube.objects if key[0] == "NetworkPolicy"]
 
 
 async def test_a_spent_budget_stops_a_running_run() -> None:

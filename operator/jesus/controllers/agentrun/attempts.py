@@ -13,8 +13,8 @@ from jesus.api.common import format_micros
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
-from jesus.kube import ChildAction, JsonObject, ensure_child
-from jesus.logic import manifests, runs
+from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
+from jesus.logic import egress, manifests, runs
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import is_true
 from jesus.logic.lifecycle import JobAction, attempt_failure, budget_stops_run, charge, job_step
@@ -60,6 +60,8 @@ async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObj
         await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
         context.runner_accounts.add(namespace)
     await _router_token(context, draft, obj, attempt)
+    # Before the Job: a pod no NetworkPolicy selects may reach anything.
+    await _ensure_network_policy(context, draft, obj)
     job = manifests.build_runner_job(
         run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
     )
@@ -76,6 +78,44 @@ async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObj
             attempt,
         )
     return str(job["metadata"]["name"])
+
+
+async def _ensure_network_policy(context: OperatorContext, draft: StatusDraft, obj: JsonObject) -> None:
+    """Create or update the run's NetworkPolicy for this attempt's spec; warn about tool servers it
+    cannot allow."""
+    settings = context.settings.runner_egress
+    if settings is None:
+        return
+    run = draft.run
+    targets = egress.tool_targets(run, settings.cluster_domain)
+    services: dict[tuple[str, str], JsonObject | None] = {}
+    for target in targets:
+        if isinstance(target, egress.ServiceTarget) and target.key not in services:
+            services[target.key] = await _read_service(context, *target.key)
+    rules, refused = egress.tool_rules(targets, services)
+    policy = egress.build_runner_network_policy(run, obj, settings, rules)
+    child = await ensure_child(context.kube, policy, update=egress.policy_update)
+    child.require_ours()  # another owner's policy of this name says nothing about this run's pods
+    if child.action is not ChildAction.UNCHANGED:
+        logger.info(
+            "Wrote runner network policy run=%s/%s policy=%s toolRules=%d notAllowed=%d",
+            run.metadata.namespace,
+            run.metadata.name,
+            policy["metadata"]["name"],
+            len(rules),
+            len(refused),
+        )
+    for miss in refused:
+        draft.events.append(("Warning", egress.TOOL_SERVER_NOT_ALLOWED, miss.reason))
+
+
+async def _read_service(context: OperatorContext, namespace: str, name: str) -> JsonObject | None:
+    """The Service a tool URL names; None when it is missing or the operator may not read it there."""
+    try:
+        return await context.kube.get("Service", namespace, name)
+    except KubeError as exc:
+        logger.warning("Failed to read tool service service=%s/%s error=%s", namespace, name, exc)
+        return None
 
 
 async def _observe_job(context: OperatorContext, namespace: str, job_name: str) -> runs.JobObservation:
