@@ -17,8 +17,8 @@ from jesus.router.accounts import RunAccount
 from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import CallRecord
-from jesus.router.routed import RouteError
-from jesus.router.tracing import end_call_span, start_call_span
+from jesus.router.routed import RoutedAdapter, RouteError
+from jesus.router.tracing import end_call_span, start_attempt_span, start_call_span
 from jesus_adapters.types import ChatRequest, ChatResponse, Usage
 
 log = router_logger("jesus.router.core")  # the name the router's call lines have always had
@@ -73,6 +73,13 @@ class CallBooks:
         log.info("Model call failed run=%s kind=%s reason=%s", record.run, kind, reason)
         self._end_span(record, None)
         return RouteError(kind, reason, record, retry_after_seconds)
+
+    def start_attempt(self, record: CallRecord, routed: RoutedAdapter) -> Span:
+        """The span of one attempt of `record`'s call on `routed` (end it with `end_attempt_span`)."""
+        adapter = routed.adapter
+        return start_attempt_span(
+            self._spans.get(record.call_id), routed.name, adapter.provider, adapter.model, self._tracer
+        )
 
     def abandon(self, record: CallRecord) -> None:
         """End the span of a call that ended neither in an answer nor a RouteError (cancelled)."""

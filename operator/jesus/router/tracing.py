@@ -2,7 +2,9 @@
 
 One span per routed call ("chat <model>", kind CLIENT), a child of whatever span is current (the
 service extracts the runner's `traceparent`, so a run's trace goes from admission through every model
-call). Without a configured tracer provider the spans are no-ops and cost next to nothing.
+call), and under it one span per attempt sent to an adapter (a fallback or a retry is a sibling of the
+attempt that failed). Without a configured tracer provider the spans are no-ops and cost next to
+nothing. No prompt or answer text is recorded.
 """
 
 from __future__ import annotations
@@ -64,9 +66,48 @@ def end_call_span(span: Span, record: CallRecord, response: ChatResponse | None)
     span.end()
 
 
+def start_attempt_span(
+    call_span: Span | None, adapter: str, provider: str, model: str, tracer: Tracer | None = None
+) -> Span:
+    """A started span for one attempt of a call on one adapter (a child of the call's span): the
+    request the provider really got, "chat <model>" with that adapter's provider and model."""
+    context = trace.set_span_in_context(call_span) if call_span is not None else None
+    return (tracer or default_tracer).start_span(
+        f"chat {model}" if model else "chat",
+        context=context,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.system": provider,
+            "gen_ai.request.model": model,
+            "jesus.adapter": adapter,
+        },
+    )
+
+
+def end_attempt_span(span: Span, result: object, error_kind: str | None) -> None:
+    """Record an attempt's outcome (an answer's usage and finish reason, or the error's kind); end it."""
+    if isinstance(result, ChatResponse):
+        span.set_attribute("gen_ai.response.model", result.model)
+        span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
+        span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+    if error_kind is not None:
+        span.set_attribute("error.type", error_kind)
+        span.set_status(Status(StatusCode.ERROR, error_kind))
+    span.end()
+
+
 def context_from_headers(headers: Mapping[str, str]) -> Context:
     """The trace context a caller sent (W3C `traceparent`), for the service's spans."""
     return propagate.extract(dict(headers))
+
+
+def trace_id_of(context: Context) -> str | None:
+    """The trace id (32 hex) of `context`'s span; None when the caller sent no valid `traceparent`."""
+    span = trace.get_current_span(context).get_span_context()
+    return format(span.trace_id, "032x") if span.is_valid else None
 
 
 def trace_headers() -> dict[str, str]:

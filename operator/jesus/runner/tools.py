@@ -19,8 +19,10 @@ from typing import Any, Literal, TextIO
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client import Transport
 from mcp.types import CallToolResult, TextContent
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from jesus.api.agentrun import AgentRun
+from jesus.runner import spans
 from jesus_adapters.types import ToolSpec
 
 log = logging.getLogger(__name__)
@@ -167,13 +169,21 @@ class ToolBox:
         """Call an allowed tool; anything else comes back as an error result, never an exception."""
         started = asyncio.get_running_loop().time()
         route = self._routes.get(name)
-        if route is None:
-            result = ToolResult(
-                f"tool {name!r} is not allowed for this run; allowed tools: {sorted(self._routes)}",
-                is_error=True,
-            )
-        else:
-            result = await self._call_server(route, name, arguments)
+        server = route.spec.name if route else None
+        span_name = f"execute_tool {name}" if route else "execute_tool"
+        with spans.tracer.start_as_current_span(
+            span_name, kind=SpanKind.INTERNAL, attributes=spans.tool_span_attributes(name, call_id, server)
+        ) as span:
+            if route is None:
+                result = ToolResult(
+                    f"tool {name!r} is not allowed for this run; allowed tools: {sorted(self._routes)}",
+                    is_error=True,
+                )
+            else:
+                result = await self._call_server(route, name, arguments)
+            if result.is_error:
+                span.set_attribute("error.type", "tool_error" if route else "tool_not_allowed")
+                span.set_status(Status(StatusCode.ERROR))
         elapsed = (asyncio.get_running_loop().time() - started) * 1000
         self.calls.append(
             ToolCallRecord(

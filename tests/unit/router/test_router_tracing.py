@@ -37,9 +37,17 @@ def traced_router(primary: list[Step], fallback: list[Step]) -> tuple[Router, In
 
 
 def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
-    spans = exporter.get_finished_spans()
+    """The one call span (the attempts' spans are its children)."""
+    spans = [s for s in exporter.get_finished_spans() if "jesus.attempts" in (s.attributes or {})]
     assert len(spans) == 1
     return spans[0]
+
+
+def attempt_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    call = only_span(exporter)
+    spans = exporter.get_finished_spans()
+    children = [s for s in spans if s.parent and s.parent.span_id == call.context.span_id]
+    return sorted(children, key=lambda s: s.start_time or 0)
 
 
 PLAN = RoutePlan(chain=("primary", "fallback"), retry=RetryPolicy(max_retries=0))
@@ -100,3 +108,57 @@ async def test_an_abandoned_stream_still_ends_its_span() -> None:
     await events.aclose()
     span = only_span(exporter)
     assert dict(span.attributes or {})["jesus.streamed"] is True
+
+
+async def test_each_attempt_is_a_child_span_with_its_adapter_and_outcome() -> None:
+    router, exporter = traced_router(
+        [failure(ErrorKind.OVERLOADED)], [reply(input_tokens=21, output_tokens=8)]
+    )
+    await router.complete(PLAN, request(max_tokens=64), RunLedger("run-a"))
+    first, second = attempt_spans(exporter)
+    assert len(exporter.get_finished_spans()) == 3
+    for span in (first, second):
+        attributes = dict(span.attributes or {})
+        assert span.name == "chat fake-model"
+        assert span.kind is SpanKind.CLIENT
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["gen_ai.provider.name"] == attributes["gen_ai.system"] == "fake"
+        assert attributes["gen_ai.request.model"] == "fake-model"
+    failed, answered = dict(first.attributes or {}), dict(second.attributes or {})
+    assert failed["jesus.adapter"] == "primary"
+    assert failed["error.type"] == "Overloaded"
+    assert first.status.status_code is StatusCode.ERROR
+    assert "gen_ai.usage.input_tokens" not in failed
+    assert answered["jesus.adapter"] == "fallback"
+    assert (answered["gen_ai.usage.input_tokens"], answered["gen_ai.usage.output_tokens"]) == (21, 8)
+    assert answered["gen_ai.response.finish_reasons"] == ("stop",)
+    assert second.status.status_code is not StatusCode.ERROR
+
+
+async def test_no_span_carries_the_prompt_or_the_answer() -> None:
+    secret = "sk-live-4f9a8b7c6d5e4f3a2b1c"
+    router, exporter = traced_router([reply(f"the key is {secret}")], [reply()])
+    await router.complete(PLAN, request(f"remember {secret}"), RunLedger("run-a"))
+    for span in exporter.get_finished_spans():
+        values = [str(v) for v in (span.attributes or {}).values()]
+        values += [str(v) for e in span.events for v in (e.attributes or {}).values()]
+        assert not any(secret in v for v in values), span.name
+
+
+async def test_a_malformed_traceparent_starts_a_new_trace_and_the_call_is_served() -> None:
+    router, exporter = traced_router([reply()], [reply()])
+    registry = CollectorRegistry()
+    service = RouterService(router, RunRegistry(), registry)
+    token = service.registry.register(RunRoute("run-a", "ns", PLAN, RunLedger("run-a")))
+    transport = httpx2.ASGITransport(app=build_app(service))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://router") as client:
+        for hostile in ("00-zz-00f067aa0ba902b7-01", f"00-{'0' * 32}-{'0' * 16}-01", "x" * 5000):
+            answer = await client.post(
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "hi"}]},
+                headers={"authorization": f"Bearer {token}", "traceparent": hostile},
+            )
+            assert answer.status_code == 200
+    calls = [s for s in exporter.get_finished_spans() if "jesus.attempts" in (s.attributes or {})]
+    assert len(calls) == 3
+    assert all(s.parent is None for s in calls)

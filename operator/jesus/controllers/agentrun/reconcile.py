@@ -27,8 +27,10 @@ from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.kube import ConflictError, JsonObject, KubeError
+from jesus.logic import runs
 from jesus.logic.lifecycle import Action, NextStep, next_step
 from jesus.logic.waiting import Inputs
+from jesus.telemetry import log_fields
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,17 @@ def _unchanged_refusal(context: OperatorContext, obj: JsonObject, inputs: Inputs
 
 
 async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
+    metadata = obj["metadata"]
+    uid = metadata.get("uid")
+    with log_fields(
+        namespace=metadata.get("namespace"),
+        run=metadata.get("name"),
+        trace_id=runs.trace_id(uid) if uid else None,
+    ):
+        await _reconcile_body(context, obj)
+
+
+async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
     inputs = _inputs(context, obj)
     if _unchanged_refusal(context, obj, inputs):
         return
