@@ -38,6 +38,7 @@ from jesus.router.metrics import RouterMetrics
 from jesus.router.registry import RunRegistry
 from jesus.router.service import Lifespan, RouterService, build_app
 from jesus.router.sources import FileRouteSource, RouteSource
+from jesus.router.tracing import captures_content
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
 from jesus.telemetry import configure_logging, configure_tracing, shutdown_tracing
 
@@ -129,10 +130,12 @@ def service_over(
     registry: CollectorRegistry,
     limits: InputLimits | None = None,
     store: AccountStore | None = None,
+    trace_content: Redactor | None = None,
 ) -> RouterService:
     """A router service whose adapters and plans come from `source` (read at every call), keeping runs'
-    accounts and revocations in `store` (default: this process's memory)."""
-    router = Router(source.adapters, metrics=RouterMetrics(registry))
+    accounts and revocations in `store` (default: this process's memory); `trace_content` redacts the
+    messages that go on spans when content capture is on."""
+    router = Router(source.adapters, metrics=RouterMetrics(registry), trace_content=trace_content)
     return RouterService(
         router,
         RunRegistry(),
@@ -237,7 +240,15 @@ def handle(args: argparse.Namespace) -> int:
             redact=redaction.redactor(),
         )
         source, lifespan = watched, _watching(watched, args.kubeconfig, redaction.redactor())
-    service = service_over(source, admin_token=admin_token, registry=REGISTRY, limits=limits, store=store)
+    service = service_over(
+        source,
+        admin_token=admin_token,
+        registry=REGISTRY,
+        limits=limits,
+        store=store,
+        # Prompts and answers on spans only when asked for, and then through the full redactor.
+        trace_content=redaction.redactor() if captures_content(os.environ) else None,
+    )
     log.info(
         "Starting router host=%s port=%d source=%s admin_api=%s accounts=%s",
         args.host,

@@ -13,6 +13,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
 from jesus.logic.allowance import CallPrice, Reservation, cost_micros
+from jesus.redaction import Redactor
 from jesus.router.accounts import RunAccount
 from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
@@ -28,10 +29,15 @@ class CallBooks:
     """Opens and closes the record, span and metrics of every call a router makes."""
 
     def __init__(
-        self, metrics: RouterMetrics | None, tracer: Tracer | None, clock: Callable[[], float]
+        self,
+        metrics: RouterMetrics | None,
+        tracer: Tracer | None,
+        clock: Callable[[], float],
+        content: Redactor | None = None,
     ) -> None:
         self.metrics = metrics
         self._tracer = tracer
+        self._content = content  # set: calls' messages go on their spans, redacted by it
         self._clock = clock
         self._spans: dict[str, Span] = {}
         self._call_ids = itertools.count(1)
@@ -44,7 +50,12 @@ class CallBooks:
         token's lifetime)."""
         record = CallRecord(call_id=f"{ledger.run}-{next(self._call_ids)}", run=ledger.run, streamed=streamed)
         self._spans[record.call_id] = start_call_span(
-            request, ledger.run, streamed=streamed, context=trace_context, tracer=self._tracer
+            request,
+            ledger.run,
+            streamed=streamed,
+            context=trace_context,
+            tracer=self._tracer,
+            content=self._content,
         )
         return record
 
@@ -91,7 +102,7 @@ class CallBooks:
     def _end_span(self, record: CallRecord, response: ChatResponse | None) -> None:
         span = self._spans.pop(record.call_id, None)
         if span is not None:
-            end_call_span(span, record, response)
+            end_call_span(span, record, response, self._content)
 
 
 async def meter(

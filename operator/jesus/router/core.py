@@ -29,6 +29,7 @@ from jesus.logic.routing import (
     backoff_seconds,
     decide_on_error,
 )
+from jesus.redaction import Redactor
 from jesus.router.accounts import STORE_RETRY_AFTER_SECONDS, RunAccount, SharedStoreError
 from jesus.router.books import CallBooks, meter
 from jesus.router.guards import AdapterGuards
@@ -112,11 +113,13 @@ class Router:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         tracer: Tracer | None = None,
+        trace_content: Redactor | None = None,
     ) -> None:
         # Read at every call: a route source (`jesus.router.sources`) may change it between calls.
         self.adapters = adapters if isinstance(adapters, dict) else dict(adapters)
         self.guards = AdapterGuards(breaker or BreakerConfig(), clock)
-        self.books = CallBooks(metrics, tracer, clock)
+        # `trace_content`: calls' messages go on their spans, redacted by it (opt-in; off: none do).
+        self.books = CallBooks(metrics, tracer, clock, trace_content)
         self._clock = clock
         self._sleep = sleep
         self._rand = rand

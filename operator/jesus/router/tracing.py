@@ -4,21 +4,39 @@ One span per routed call ("chat <model>", kind CLIENT), a child of whatever span
 service extracts the runner's `traceparent`, so a run's trace goes from admission through every model
 call), and under it one span per attempt sent to an adapter (a fallback or a retry is a sibling of the
 attempt that failed). Without a configured tracer provider the spans are no-ops and cost next to
-nothing. No prompt or answer text is recorded.
+nothing. No prompt or answer text is recorded unless the router is started with
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true, and then redacted with the router's full
+redactor before it is set on the span.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
+from jesus.redaction import Redactor, redact_structure
 from jesus.router.records import CallRecord
 from jesus_adapters.types import ChatRequest, ChatResponse
 
 default_tracer = trace.get_tracer("jesus.router")
+
+
+CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+
+def captures_content(environ: Mapping[str, str]) -> bool:
+    """Whether the operator of the router asked for prompts and answers on spans (the GenAI
+    instrumentations' variable, `true`); off by default, and what is recorded is redacted first."""
+    return environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
+
+
+def _messages(messages: list[dict[str, str]], redact: Redactor) -> str:
+    """Messages as the GenAI conventions' JSON attribute, each text redacted as the structure it is."""
+    return json.dumps(redact_structure(messages, redact), ensure_ascii=False)
 
 
 def start_call_span(
@@ -28,9 +46,11 @@ def start_call_span(
     streamed: bool,
     context: Context | None = None,
     tracer: Tracer | None = None,
+    content: Redactor | None = None,
 ) -> Span:
-    """A started span for one call (end it with `end_call_span`)."""
-    return (tracer or default_tracer).start_span(
+    """A started span for one call (end it with `end_call_span`); with `content`, the request's
+    messages, redacted by it, as `gen_ai.input.messages`."""
+    span = (tracer or default_tracer).start_span(
         "chat",
         context=context,
         kind=SpanKind.CLIENT,
@@ -41,10 +61,19 @@ def start_call_span(
             "jesus.streamed": streamed,
         },
     )
+    if content is not None and span.is_recording():
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        span.set_attribute("gen_ai.input.messages", _messages(messages, content))
+    return span
 
 
-def end_call_span(span: Span, record: CallRecord, response: ChatResponse | None) -> None:
-    """Record the call's outcome on its span and end it."""
+def end_call_span(
+    span: Span, record: CallRecord, response: ChatResponse | None, content: Redactor | None = None
+) -> None:
+    """Record the call's outcome on its span (with `content`, the answer redacted by it) and end it."""
+    if content is not None and response is not None and span.is_recording():
+        answer = [{"role": "assistant", "content": response.content}]
+        span.set_attribute("gen_ai.output.messages", _messages(answer, content))
     if record.model:
         span.update_name(f"chat {record.model}")
         span.set_attribute("gen_ai.request.model", record.model)

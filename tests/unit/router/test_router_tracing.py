@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx2
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -14,9 +16,11 @@ from tests.builders.doubles import FakeAdapter, Step
 
 from jesus.logic.allowance import CallPrice
 from jesus.logic.routing import RetryPolicy, RoutePlan
+from jesus.redaction import RedactionConfig, Redactor
 from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.service import RouterService, build_app
+from jesus.router.tracing import captures_content
 from jesus_adapters.errors import ErrorKind
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -162,3 +166,43 @@ async def test_a_malformed_traceparent_starts_a_new_trace_and_the_call_is_served
     calls = [s for s in exporter.get_finished_spans() if "jesus.attempts" in (s.attributes or {})]
     assert len(calls) == 3
     assert all(s.parent is None for s in calls)
+
+
+def content_router(content: Redactor | None, answer: str) -> tuple[Router, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    adapter = RoutedAdapter("primary", FakeAdapter([reply(answer)]), CallPrice(1_000_000, 1_000_000))
+    router = Router({"primary": adapter}, tracer=provider.get_tracer("test"), trace_content=content)
+    return router, exporter
+
+
+SECRET = "sk-proj-" + "K" * 40
+
+
+async def test_content_capture_puts_redacted_messages_on_the_call_span() -> None:
+    redact = RedactionConfig().patterns_only().redactor()
+    router, exporter = content_router(redact, f"stored under {SECRET}")
+    plan = RoutePlan(chain=("primary",))
+    await router.complete(plan, request(f"the key is {SECRET}, keep it"), RunLedger("run-a"))
+    attributes = dict(only_span(exporter).attributes or {})
+    (message,) = json.loads(str(attributes["gen_ai.input.messages"]))
+    (answer,) = json.loads(str(attributes["gen_ai.output.messages"]))
+    assert message["role"] == "user" and message["content"].startswith("the key is ")
+    assert answer["role"] == "assistant" and answer["content"].startswith("stored under ")
+    everything = json.dumps([dict(s.attributes or {}) for s in exporter.get_finished_spans()])
+    assert SECRET not in everything
+
+
+async def test_without_content_capture_no_message_is_on_any_span() -> None:
+    router, exporter = content_router(None, "an answer")
+    await router.complete(RoutePlan(chain=("primary",)), request("a question"), RunLedger("run-a"))
+    for span in exporter.get_finished_spans():
+        assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & set(span.attributes or {})
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [("true", True), ("TRUE ", True), ("", False), ("1", False), ("yes", False)]
+)
+def test_content_capture_is_on_only_when_asked_for_with_true(value: str, on: bool) -> None:
+    assert captures_content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}) is on

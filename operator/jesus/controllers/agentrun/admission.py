@@ -11,7 +11,6 @@ from jesus.api.agentrun import AgentRunPhase as Phase
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.common import ConditionStatus
 from jesus.api.objects import spec_digest
-from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.agentrun.holds import reserve_all, run_key
 from jesus.controllers.context import OperatorContext
@@ -61,7 +60,6 @@ async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObjec
     """Decide admission in the documented order, hold the money of an admitted run, and write the
     verdict to `draft`; the verdict says whether the run may start."""
     run = draft.run
-    started_ns = spans.now_ns()
     verdict = admit(await observe(context, run, draft.now))
     if verdict.outcome is Outcome.ASK_POLICY:
         assert verdict.policy_input is not None
@@ -94,7 +92,6 @@ async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObjec
         draft.status.spec_digest = spec_digest(obj["spec"])
         draft.status.trace_id = runs.trace_id(run.metadata.uid or "")
         _observe_latency(context, draft)
-    spans.record_admission(run, verdict, started_ns)
     return verdict
 
 
