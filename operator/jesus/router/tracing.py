@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from jesus.redaction import Redactor, redact_structure
 from jesus.router.records import CallRecord
@@ -71,27 +72,33 @@ def end_call_span(
     span: Span, record: CallRecord, response: ChatResponse | None, content: Redactor | None = None
 ) -> None:
     """Record the call's outcome on its span (with `content`, the answer redacted by it) and end it."""
-    if content is not None and response is not None and span.is_recording():
-        answer = [{"role": "assistant", "content": response.content}]
-        span.set_attribute("gen_ai.output.messages", _messages(answer, content))
+    if not span.is_recording():  # tracing off, or not sampled: nothing to build
+        span.end()
+        return
+    # One set_attributes call: each set_attribute takes the span's lock and checks the value again.
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.usage.input_tokens": record.input_tokens,
+        "gen_ai.usage.output_tokens": record.output_tokens,
+        "jesus.cost_micros": record.cost_micros,
+        "jesus.attempts": len(record.attempts),
+        "jesus.fallbacks": [f"{f.from_adapter}->{f.to_adapter}" for f in record.fallbacks],
+    }
     if record.model:
         span.update_name(f"chat {record.model}")
-        span.set_attribute("gen_ai.request.model", record.model)
-        span.set_attribute("gen_ai.response.model", record.model)
+        attributes["gen_ai.request.model"] = attributes["gen_ai.response.model"] = record.model
     if record.provider:
-        span.set_attribute("gen_ai.provider.name", record.provider)
+        attributes["gen_ai.provider.name"] = record.provider
     if record.adapter:
-        span.set_attribute("jesus.adapter", record.adapter)
-    span.set_attribute("gen_ai.usage.input_tokens", record.input_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", record.output_tokens)
-    span.set_attribute("jesus.cost_micros", record.cost_micros)
-    span.set_attribute("jesus.attempts", len(record.attempts))
-    span.set_attribute("jesus.fallbacks", [f"{f.from_adapter}->{f.to_adapter}" for f in record.fallbacks])
+        attributes["jesus.adapter"] = record.adapter
     if response is not None:
-        span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+        attributes["gen_ai.response.finish_reasons"] = [response.finish_reason]
+        if content is not None:
+            answer = [{"role": "assistant", "content": response.content}]
+            attributes["gen_ai.output.messages"] = _messages(answer, content)
     if record.outcome != "ok":
-        span.set_attribute("error.type", record.outcome)
+        attributes["error.type"] = record.outcome
         span.set_status(Status(StatusCode.ERROR, record.error or record.outcome))
+    span.set_attributes(attributes)
     span.end()
 
 
@@ -117,11 +124,15 @@ def start_attempt_span(
 
 def end_attempt_span(span: Span, result: object, error_kind: str | None) -> None:
     """Record an attempt's outcome (an answer's usage and finish reason, or the error's kind); end it."""
-    if isinstance(result, ChatResponse):
-        span.set_attribute("gen_ai.response.model", result.model)
-        span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
-        span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+    if isinstance(result, ChatResponse) and span.is_recording():
+        span.set_attributes(
+            {
+                "gen_ai.response.model": result.model,
+                "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                "gen_ai.response.finish_reasons": [result.finish_reason],
+            }
+        )
     if error_kind is not None:
         span.set_attribute("error.type", error_kind)
         span.set_status(Status(StatusCode.ERROR, error_kind))
