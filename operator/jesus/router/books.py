@@ -7,6 +7,7 @@ caller went away (`abandon`); each ends the call's span and the metrics see it o
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 
 from opentelemetry.context import Context
@@ -19,7 +20,7 @@ from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import CallRecord
 from jesus.router.routed import RoutedAdapter, RouteError
-from jesus.router.tracing import end_call_span, start_attempt_span, start_call_span
+from jesus.router.tracing import AttemptTrace, end_call_span, record_attempt_spans, start_call_span
 from jesus_adapters.types import ChatRequest, ChatResponse, Usage
 
 log = router_logger("jesus.router.core")  # the name the router's call lines have always had
@@ -40,6 +41,7 @@ class CallBooks:
         self._content = content  # set: calls' messages go on their spans, redacted by it
         self._clock = clock
         self._spans: dict[str, Span] = {}
+        self._attempts: dict[str, list[AttemptTrace]] = {}
         self._call_ids = itertools.count(1)
 
     def open(
@@ -85,12 +87,16 @@ class CallBooks:
         self._end_span(record, None)
         return RouteError(kind, reason, record, retry_after_seconds)
 
-    def start_attempt(self, record: CallRecord, routed: RoutedAdapter) -> Span:
-        """The span of one attempt of `record`'s call on `routed` (end it with `end_attempt_span`)."""
+    def start_attempt(self, record: CallRecord, routed: RoutedAdapter) -> AttemptTrace | None:
+        """Note an attempt of `record`'s call on `routed` for its span (`finish` it when it ends); None
+        when the call's span does not record (tracing off)."""
+        span = self._spans.get(record.call_id)
+        if span is None or not span.is_recording():
+            return None
         adapter = routed.adapter
-        return start_attempt_span(
-            self._spans.get(record.call_id), routed.name, adapter.provider, adapter.model, self._tracer
-        )
+        attempt = AttemptTrace(routed.name, adapter.provider, adapter.model, time.time_ns())
+        self._attempts.setdefault(record.call_id, []).append(attempt)
+        return attempt
 
     def abandon(self, record: CallRecord) -> None:
         """End the span of a call that ended neither in an answer nor a RouteError (cancelled)."""
@@ -101,7 +107,10 @@ class CallBooks:
 
     def _end_span(self, record: CallRecord, response: ChatResponse | None) -> None:
         span = self._spans.pop(record.call_id, None)
+        attempts = self._attempts.pop(record.call_id, None)
         if span is not None:
+            if attempts:
+                record_attempt_spans(span, attempts, self._tracer)
             end_call_span(span, record, response, self._content)
 
 

@@ -49,7 +49,6 @@ from jesus.router.routed import (
     as_adapter_error,
 )
 from jesus.router.streams import StreamEvent, close_stream, first_event
-from jesus.router.tracing import end_attempt_span
 from jesus.telemetry import log_fields
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.estimate import estimate_input_tokens, input_tokens_upper_bound
@@ -373,20 +372,23 @@ class Router:
             else replace(call.request, max_tokens=decision.max_output_tokens)
         )
         attempt_started = self._clock()
-        span = self.books.start_attempt(call.record, routed)
+        traced = self.books.start_attempt(call.record, routed)
         try:
             # The adapter applies the attempt timeout it was given (ADR 0009); the router adds none.
             result = await attempt(routed, sized)
         except asyncio.CancelledError:
-            end_attempt_span(span, None, "Cancelled")
+            if traced is not None:
+                traced.finish(None, "Cancelled")
             await _release(call.ledger, reservation)
             self.guards.not_sent(name)
             raise
         except Exception as exc:  # every failure of an attempt is classified and recorded
             error = as_adapter_error(exc, routed, call.plan)
-            end_attempt_span(span, None, error.kind.value)
+            if traced is not None:
+                traced.finish(None, error.kind.value)
         else:
-            end_attempt_span(span, result, None)
+            if traced is not None:
+                traced.finish(result, None)
             return _Walked(routed, attempt_started, call.started, reservation, call.estimated_input), result
         if error.usage is not None and error.usage.total_tokens:
             # A provider may bill an answer that still failed (a refusal, a filtered answer): meter it,

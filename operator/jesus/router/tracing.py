@@ -2,8 +2,8 @@
 
 One span per routed call ("chat <model>", kind CLIENT), a child of whatever span is current (the
 service extracts the runner's `traceparent`, so a run's trace goes from admission through every model
-call), and under it one span per attempt sent to an adapter (a fallback or a retry is a sibling of the
-attempt that failed). Without a configured tracer provider the spans are no-ops and cost next to
+call), and under it, when the call took more than one attempt (a retry or a fallback), one span per
+attempt sent to an adapter. Without a configured tracer provider the spans are no-ops and cost next to
 nothing. No prompt or answer text is recorded unless the router is started with
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true, and then redacted with the router's full
 redactor before it is set on the span.
@@ -12,7 +12,9 @@ redactor before it is set on the span.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -102,41 +104,57 @@ def end_call_span(
     span.end()
 
 
-def start_attempt_span(
-    call_span: Span | None, adapter: str, provider: str, model: str, tracer: Tracer | None = None
-) -> Span:
-    """A started span for one attempt of a call on one adapter (a child of the call's span): the
-    request the provider really got, "chat <model>" with that adapter's provider and model."""
-    context = trace.set_span_in_context(call_span) if call_span is not None else None
-    return (tracer or default_tracer).start_span(
-        f"chat {model}" if model else "chat",
-        context=context,
-        kind=SpanKind.CLIENT,
-        attributes={
+@dataclass(slots=True)
+class AttemptTrace:
+    """One attempt of a call on one adapter, kept until the call ends (times from `time.time_ns`)."""
+
+    adapter: str
+    provider: str
+    model: str
+    start_ns: int
+    end_ns: int = 0
+    response: ChatResponse | None = None
+    error_kind: str | None = None
+
+    def finish(self, result: object, error_kind: str | None) -> None:
+        """The attempt ended with `result` (an answer when it is a ChatResponse) or `error_kind`."""
+        self.end_ns = time.time_ns()
+        self.response = result if isinstance(result, ChatResponse) else None
+        self.error_kind = error_kind
+
+
+def record_attempt_spans(call_span: Span, attempts: list[AttemptTrace], tracer: Tracer | None = None) -> None:
+    """One span per attempt under the call's span, when the call took more than one (a retry or a
+    fallback): "chat <model>" with that adapter's provider and model, its usage and finish reason, or
+    the error's kind. A call answered at the first attempt has its call span only, which says as much
+    (the attempt span would repeat it, and each span costs the router CPU to encode and send)."""
+    if len(attempts) < 2 or not call_span.is_recording():
+        return
+    context = trace.set_span_in_context(call_span)
+    for attempt in attempts:
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": provider,
-            "gen_ai.system": provider,
-            "gen_ai.request.model": model,
-            "jesus.adapter": adapter,
-        },
-    )
-
-
-def end_attempt_span(span: Span, result: object, error_kind: str | None) -> None:
-    """Record an attempt's outcome (an answer's usage and finish reason, or the error's kind); end it."""
-    if isinstance(result, ChatResponse) and span.is_recording():
-        span.set_attributes(
-            {
-                "gen_ai.response.model": result.model,
-                "gen_ai.usage.input_tokens": result.usage.input_tokens,
-                "gen_ai.usage.output_tokens": result.usage.output_tokens,
-                "gen_ai.response.finish_reasons": [result.finish_reason],
-            }
+            "gen_ai.provider.name": attempt.provider,
+            "gen_ai.system": attempt.provider,
+            "gen_ai.request.model": attempt.model,
+            "jesus.adapter": attempt.adapter,
+        }
+        if attempt.response is not None:
+            attributes["gen_ai.response.model"] = attempt.response.model
+            attributes["gen_ai.usage.input_tokens"] = attempt.response.usage.input_tokens
+            attributes["gen_ai.usage.output_tokens"] = attempt.response.usage.output_tokens
+            attributes["gen_ai.response.finish_reasons"] = [attempt.response.finish_reason]
+        span = (tracer or default_tracer).start_span(
+            f"chat {attempt.model}" if attempt.model else "chat",
+            context=context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=attempt.start_ns,
         )
-    if error_kind is not None:
-        span.set_attribute("error.type", error_kind)
-        span.set_status(Status(StatusCode.ERROR, error_kind))
-    span.end()
+        if attempt.error_kind is not None:
+            span.set_attribute("error.type", attempt.error_kind)
+            span.set_status(Status(StatusCode.ERROR, attempt.error_kind))
+        span.end(end_time=attempt.end_ns or None)
 
 
 def context_from_headers(headers: Mapping[str, str]) -> Context:

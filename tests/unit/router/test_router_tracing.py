@@ -206,3 +206,21 @@ async def test_without_content_capture_no_message_is_on_any_span() -> None:
 )
 def test_content_capture_is_on_only_when_asked_for_with_true(value: str, on: bool) -> None:
     assert captures_content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}) is on
+
+
+async def test_a_call_answered_at_its_first_attempt_is_one_span() -> None:
+    router, exporter = traced_router([reply()], [reply()])
+    await router.complete(PLAN, request(), RunLedger("run-a"))
+    assert len(exporter.get_finished_spans()) == 1
+    assert attempt_spans(exporter) == []
+
+
+async def test_a_retried_attempt_is_a_sibling_span_of_the_one_that_failed() -> None:
+    router, exporter = traced_router([failure(ErrorKind.OVERLOADED), reply()], [reply()])
+    retrying = RoutePlan(chain=("primary", "fallback"), retry=RetryPolicy(max_retries=1))
+    await router.complete(retrying, request(), RunLedger("run-a"))
+    first, second = attempt_spans(exporter)
+    assert dict(first.attributes or {})["jesus.adapter"] == dict(second.attributes or {})["jesus.adapter"]
+    assert first.status.status_code is StatusCode.ERROR
+    assert second.status.status_code is not StatusCode.ERROR
+    assert (first.end_time or 0) <= (second.start_time or 0)
