@@ -11,8 +11,9 @@ variable (tracing off, the default), `on` exporting over OTLP/HTTP to a real Jae
 program, built and cached like the control plane) with the SDK's default batch processor and sampler.
 Every call carries a sampled `traceparent`, as a runner's does, so each is a call span exported (a
 call answered at its first attempt has no attempt span). The two series take turns in short rounds,
-so a change of the machine's load hits both alike. Figures: each router's CPU time per call (user + system) at 1 and at 32 calls in flight, the
-difference in per cent, the latency P50 at 1 in flight, and how many spans Jaeger received.
+so a change of the machine's load hits both alike. Figures: each router's CPU time per call (user +
+system) at 1 and at 32 calls in flight, the difference in per cent, the latency P50 at 1 in flight,
+and how many spans Jaeger received. `--split`: where a traced call's CPU goes, in one process.
 """
 
 from __future__ import annotations
