@@ -124,8 +124,9 @@ def _spans_received(jaeger: JaegerServer, trace_ids: list[str], sample: int = 20
     return {"traces_checked": min(sample, len(trace_ids)), "traces_found": found, "spans_found": spans}
 
 
-async def bench(calls: int) -> dict[str, Any]:
-    """Both routers, interleaved; the figures."""
+async def bench(calls: int, *, both_off: bool = False) -> dict[str, Any]:
+    """Both routers, interleaved; the figures. `both_off`: the `on` router traces nothing either (an
+    A/A run: what the machine's noise alone makes of the difference)."""
     with (
         upstream_process() as upstream,
         tempfile.TemporaryDirectory(prefix="bench-tracing-") as folder,
@@ -141,7 +142,9 @@ async def bench(calls: int) -> dict[str, Any]:
                     upstream,
                     Path(folder),
                     "on",
-                    {
+                    {}
+                    if both_off
+                    else {
                         "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint,
                         "OTEL_SERVICE_NAME": "bench-router",
                     },
@@ -239,8 +242,11 @@ def main() -> None:
     parser.add_argument(
         "--split", action="store_true", help="only where a traced call's CPU goes, in one process"
     )
+    parser.add_argument(
+        "--both-off", action="store_true", help="an A/A run: neither router traces (the noise floor)"
+    )
     args = parser.parse_args()
-    figures = split() if args.split else asyncio.run(bench(args.calls))
+    figures = split() if args.split else asyncio.run(bench(args.calls, both_off=args.both_off))
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
