@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from jesus.api.agentrun import AgentRun
 from jesus.runner import spans
+from jesus.runner.stderr_lines import StderrLines
 from jesus_adapters.types import ToolSpec
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,9 @@ class ToolBox:
         errlog: TextIO | None = None,
     ) -> None:
         self.servers = servers
-        # Where stdio servers' stderr goes: the process's real stderr, even when sys.stderr is replaced.
-        self.errlog = errlog or sys.__stderr__ or sys.stderr
+        # Where stdio servers' stderr goes: `errlog` when given, else each server's lines become the
+        # runner's log records (JSON of the schema, redacted), not raw bytes among them.
+        self.errlog = errlog
         self.connect_timeout_seconds = connect_timeout_seconds
         self.specs: tuple[ToolSpec, ...] = ()
         self.calls: list[ToolCallRecord] = []
@@ -130,7 +132,12 @@ class ToolBox:
             log.warning("Closing tool servers failed error=%s", exc)
 
     async def _connect(self, server: ToolServerSpec) -> None:
-        client = Client(_target(server, self.errlog), read_timeout_seconds=server.timeout_seconds)
+        errlog = self.errlog or sys.__stderr__ or sys.stderr
+        if self.errlog is None and server.transport == "stdio":
+            lines = StderrLines(server.name)
+            self._stack.callback(lines.close)  # after the server's transport closes (the stack is LIFO)
+            errlog = lines.file
+        client = Client(_target(server, errlog), read_timeout_seconds=server.timeout_seconds)
         try:
             async with asyncio.timeout(self.connect_timeout_seconds):
                 await self._stack.enter_async_context(client)

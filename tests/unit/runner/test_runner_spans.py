@@ -4,6 +4,7 @@ the run, each turn and each tool call, with no prompt, argument or result in any
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from jesus.runner import execute_run, spans
+from jesus.redaction import RedactionConfig, install_log_redaction
+from jesus.redaction.logs import uninstall_log_redaction
+from jesus.runner import ToolServerSpec, execute_run, spans
+from jesus.runner.tools import ToolBox, ToolServerError
+from jesus.telemetry import log_fields
 
 from .conftest import workspace_server
 from .test_runner_loop import ScriptedModel, task, text, tool_call
@@ -111,3 +116,27 @@ async def test_a_tool_the_run_may_not_call_is_an_error_span_without_the_models_n
     assert attributes["error.type"] == "tool_not_allowed"
     assert "gen_ai.tool.name" not in attributes
     assert "gen_ai.tool.call.id" not in attributes  # the id carried the hostile name and spaces
+
+
+async def test_a_tool_servers_stderr_becomes_redacted_log_lines_of_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Careless server: it writes a key to stderr and dies at start. Its line is a log record of the
+    runner's, carrying the run's fields, redacted; nothing raw reaches the runner's stderr."""
+    key = "sk-ant-api03-" + "Q" * 40
+    script = f"import sys; sys.stderr.write('warming up with key {key}\\n'); sys.exit(3)"
+    server = ToolServerSpec("noisy", "stdio", command=sys.executable, args=("-c", script))
+    install_log_redaction(RedactionConfig().patterns_only().redactor())
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="jesus.runner.toolserver"),
+            log_fields(run="r1"),
+            pytest.raises(ToolServerError),
+        ):
+            async with ToolBox((server,), connect_timeout_seconds=10):
+                pass
+    finally:
+        uninstall_log_redaction()
+    (line,) = [r for r in caplog.records if r.name == "jesus.runner.toolserver"]
+    assert line.getMessage().startswith("Tool server wrote server=noisy line=warming up with key ")
+    assert key not in line.getMessage()
