@@ -205,7 +205,7 @@ def test_pod_runs_in_its_sandbox_with_its_config_user_token_and_probe(
         describe=lambda: describe(control_plane, namespace, kubelet, "probe"),
     )
     assert status["phase"] == "Running"
-    assert status["podIP"] == "127.0.0.1"
+    assert status["podIP"] == status["hostIP"] == kubelet.kubelet.pod_ip  # type: ignore[union-attr]
     assert condition(status, "ContainersReady") == "True"
     assert condition(status, "PodScheduled") == "True"  # the scheduler's condition is kept
     [entry] = status["containerStatuses"]
@@ -217,7 +217,7 @@ def test_pod_runs_in_its_sandbox_with_its_config_user_token_and_probe(
     assert report["argv"] == ["hello-arg", "$(T_UNDEFINED)", "$(T_GREETING)"]
     env = report["env"]
     assert env["T_PASSWORD"] == "s3cret" and env["S_password"] == "s3cret" and env["S_user"] == "ann"
-    assert (env["T_POD"], env["T_NAMESPACE"], env["T_IP"]) == ("probe", namespace, "127.0.0.1")
+    assert (env["T_POD"], env["T_NAMESPACE"], env["T_IP"]) == ("probe", namespace, status["podIP"])
     assert env["T_COMPOSED"] == "x-hello"
     assert "T_OPTIONAL" not in env
     assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"

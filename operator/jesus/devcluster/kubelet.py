@@ -77,6 +77,20 @@ class KubeletSettings:
     max_grace_seconds: float = 10.0
     # How long a pod whose Secret, ConfigMap or image is missing waits before the next try.
     retry_seconds: float = 1.0
+    # The pods' IP (they share the host's network): None finds this machine's own address. Not a
+    # loopback one: the API server refuses those in EndpointSlices.
+    pod_ip: str | None = None
+
+
+def host_address() -> str:
+    """This machine's address on its default route (no packet is sent), else 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 9))
+        except OSError:
+            return "127.0.0.1"
+        address: str = sock.getsockname()[0]
+        return address
 
 
 def port_free(port: int) -> bool:
@@ -160,7 +174,7 @@ class PodWorker:
     async def _prepare(self) -> bool:
         """Resolve images, environment and volumes; on failure the containers wait with the reason."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        config = PodConfig(self.kube, self.pod)
+        config = PodConfig(self.kube, self.pod, pod_ip=self.kubelet.pod_ip)
         try:
             for container in self.containers:
                 try:
@@ -448,6 +462,7 @@ class PodWorker:
             now=_now(),
             start_time=self.start_time,
             failure=self.failure,
+            pod_ip=self.kubelet.pod_ip,
         )
         if status == self._last_status:
             return
@@ -495,6 +510,7 @@ class SandboxKubelet:
         self.images = images
         self.api_server = api_server
         self.settings = settings or KubeletSettings()
+        self.pod_ip = self.settings.pod_ip or host_address()
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="jesus-kubelet-"))
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}

@@ -25,7 +25,7 @@ class PodConfigError(Exception):
     """Something the pod refers to is missing or refused; the message names it."""
 
 
-def _field(pod: Mapping[str, Any], path: str, where: str) -> str:
+def _field(pod: Mapping[str, Any], path: str, where: str, pod_ip: str) -> str:
     metadata = pod.get("metadata", {})
     simple = {
         "metadata.name": metadata.get("name"),
@@ -33,8 +33,8 @@ def _field(pod: Mapping[str, Any], path: str, where: str) -> str:
         "metadata.uid": metadata.get("uid"),
         "spec.nodeName": pod.get("spec", {}).get("nodeName"),
         "spec.serviceAccountName": pod.get("spec", {}).get("serviceAccountName", "default"),
-        "status.podIP": "127.0.0.1",
-        "status.hostIP": "127.0.0.1",
+        "status.podIP": pod_ip,
+        "status.hostIP": pod_ip,
     }
     if path in simple:
         return str(simple[path] or "")
@@ -47,9 +47,10 @@ def _field(pod: Mapping[str, Any], path: str, where: str) -> str:
 class PodConfig:
     """Reads the ConfigMaps, Secrets and tokens one pod needs, once each."""
 
-    def __init__(self, kube: KubeClient, pod: JsonObject) -> None:
+    def __init__(self, kube: KubeClient, pod: JsonObject, *, pod_ip: str = "127.0.0.1") -> None:
         self.kube = kube
         self.pod = pod
+        self.pod_ip = pod_ip
         self.namespace: str = pod["metadata"]["namespace"]
         self._objects: dict[tuple[str, str], JsonObject | None] = {}
 
@@ -119,7 +120,7 @@ class PodConfig:
             elif "configMapKeyRef" in source:
                 value = await self.key("ConfigMap", source["configMapKeyRef"], where)
             elif "fieldRef" in source:
-                value = _field(self.pod, source["fieldRef"]["fieldPath"], where)
+                value = _field(self.pod, source["fieldRef"]["fieldPath"], where, self.pod_ip)
             else:
                 raise PodConfigError(f"{where}: valueFrom {sorted(source)} is not supported")
             if value is not None:
@@ -182,7 +183,7 @@ class PodConfig:
         for item in source.get("items") or []:
             if "fieldRef" not in item:
                 raise PodConfigError(f"{where}: downwardAPI item {item.get('path')!r} needs a fieldRef")
-            value = _field(self.pod, item["fieldRef"]["fieldPath"], where)
+            value = _field(self.pod, item["fieldRef"]["fieldPath"], where, self.pod_ip)
             write_file(target, item["path"], value.encode(), int(item.get("mode", mode)), where)
 
     async def _projected(self, target: Path, projected: Mapping[str, Any], where: str) -> None:

@@ -122,8 +122,10 @@ def pod_status(
     now: str,
     start_time: str,
     failure: tuple[str, str] | None = None,
+    pod_ip: str = "127.0.0.1",
 ) -> JsonObject:
-    """The status the kubelet writes: phase, conditions, containerStatuses, IPs (the host's network).
+    """The status the kubelet writes: phase, conditions, containerStatuses, IPs (`pod_ip`, the host's:
+    the pod shares its network, as a hostNetwork pod does).
     `failure` (reason, message) fails the whole pod (a port already in use)."""
     phase = "Failed" if failure else pod_phase(records, restart_policy, started)
     ended = phase in ("Succeeded", "Failed")
@@ -131,10 +133,10 @@ def pod_status(
         "phase": phase,
         "conditions": pod_conditions(records, previous_conditions, now, ended=ended),
         "containerStatuses": [container_status(r) for r in records],
-        "hostIP": "127.0.0.1",
-        "hostIPs": [{"ip": "127.0.0.1"}],
-        "podIP": "127.0.0.1",
-        "podIPs": [{"ip": "127.0.0.1"}],
+        "hostIP": pod_ip,
+        "hostIPs": [{"ip": pod_ip}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
         "startTime": start_time,
     }
     if failure:
