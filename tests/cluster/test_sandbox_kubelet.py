@@ -8,6 +8,7 @@ import base64
 import json
 import socket
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ def test_pod_runs_in_its_sandbox_with_its_config_user_token_and_probe(
         securityContext={"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
         volumeMounts=[
             {"name": "settings", "mountPath": "/etc/settings", "readOnly": True},
-            {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+            {"name": "creds", "mountPath": "/etc/creds"},  # read-only all the same
             {"name": "data", "mountPath": "/data"},
         ],
     )
@@ -390,3 +391,73 @@ def test_sandbox_node_is_left_to_the_kubelet(control_plane: ControlPlane) -> Non
     node = get(control_plane, "", "node", SANDBOX_NODE)
     assert node is not None
     assert {t["key"] for t in node["spec"]["taints"]} == {"jesus.dev/sandbox"}
+
+
+def test_init_containers_run_first_and_exec_and_tcp_probes_gate_readiness(
+    control_plane: ControlPlane, namespace: str, kubelet: KubeletThread
+) -> None:
+    port = free_port()
+    listen = (
+        "import os, socket, time\n"
+        "time.sleep(1)\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('0.0.0.0', {port})); s.listen()\n"
+        "open('/data/ready', 'w').close()\n"
+        "while True: s.accept()[0].close()\n"
+    )
+    seeded = "open('/data/seed', 'w').write('from init')"
+    data = [{"name": "data", "mountPath": "/data"}]
+    apply(
+        control_plane,
+        namespace,
+        pod(
+            "initialised",
+            [
+                container(
+                    "app",
+                    command=["python", "-c", f"assert open('/data/seed').read() == 'from init'\n{listen}"],
+                    ports=[{"name": "tcp", "containerPort": port}],
+                    readinessProbe={"exec": {"command": ["test", "-f", "/data/ready"]}, "periodSeconds": 1},
+                    livenessProbe={
+                        "tcpSocket": {"port": "tcp"},
+                        "initialDelaySeconds": 3,
+                        "periodSeconds": 1,
+                    },
+                    volumeMounts=data,
+                )
+            ],
+            initContainers=[container("seed", command=["python", "-c", seeded], volumeMounts=data)],
+            volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+        pod(
+            "init-fails",
+            [container("app", command=["true"])],
+            initContainers=[container("seed", command=["python", "-c", "raise SystemExit(4)"])],
+            restartPolicy="Never",
+        ),
+    )
+    show = lambda: describe(control_plane, namespace, kubelet, "initialised", "init-fails")  # noqa: E731
+    status = wait_for(
+        lambda: (
+            (s := pod_status(control_plane, namespace, "initialised"))
+            and condition(s, "Ready") == "True"
+            and s
+        ),
+        what="the initialised pod to become Ready",
+        describe=show,
+    )
+    assert condition(status, "Initialized") == "True"
+    [init] = status["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+    # The liveness probe holds: no restart after several periods.
+    time.sleep(4)
+    status = pod_status(control_plane, namespace, "initialised")
+    assert status["containerStatuses"][0]["restartCount"] == 0, show()
+    failed = wait_for(
+        lambda: (s := pod_status(control_plane, namespace, "init-fails")).get("phase") == "Failed" and s,
+        what="init-fails to fail",
+        describe=show,
+    )
+    assert failed["reason"] == "InitContainerFailed" and "'seed' exited with code 4" in failed["message"]
+    assert condition(failed, "Initialized") == "False"
+    assert "waiting" in failed["containerStatuses"][0]["state"]  # the app never started

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -129,6 +130,7 @@ class PodWorker:
         self.name: str = pod["metadata"]["name"]
         self.directory = kubelet.workdir / self.namespace / self.name
         self.containers = [_Container(c) for c in pod["spec"]["containers"]]
+        self.init_containers = [_Container(c) for c in pod["spec"].get("initContainers") or []]
         self.restart_policy: str = pod["spec"].get("restartPolicy", "Always")
         self.started = False
         self.start_time = _now()
@@ -146,44 +148,47 @@ class PodWorker:
     # -- the pod's life ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Prepare the pod (retrying what is missing), start its containers and supervise them."""
+        """Prepare the pod (retrying what is missing), run its init containers, then start its
+        containers and supervise them; the status follows every change."""
+        reporter = asyncio.create_task(self._report_changes())
+        tasks: list[asyncio.Task[None]] = []
         try:
             while not self.stopping and not await self._prepare():
                 await self.report()
                 await asyncio.sleep(self.kubelet.settings.retry_seconds)
-            if self.stopping:
-                return
-            if not self._claim_ports():
-                await self.report()
+            if self.stopping or not self._claim_ports() or not await self._initialize():
                 return
             self.started = True
             self.start_time = _now()
             tasks = [asyncio.create_task(self._supervise(c)) for c in self.containers]
-            tasks += [asyncio.create_task(self._probe(c)) for c in self.containers]
-            reporter = asyncio.create_task(self._report_changes())
+            probes = [asyncio.create_task(self._probe(c)) for c in self.containers]
             try:
-                await asyncio.gather(*tasks[: len(self.containers)])
+                await asyncio.gather(*tasks)
             finally:
-                for task in [*tasks, reporter]:
+                for task in probes:
                     task.cancel()
-                await asyncio.gather(*tasks, reporter, return_exceptions=True)
-            await self.report()
+                await asyncio.gather(*probes, return_exceptions=True)
         finally:
+            for task in [*tasks, reporter]:
+                task.cancel()
+            await asyncio.gather(*tasks, reporter, return_exceptions=True)
             self.kubelet.release_ports(self.ports)
+            self.kubelet.forget_hosts(self.namespace, self.name)
+            await asyncio.shield(self.report())
 
     async def _prepare(self) -> bool:
         """Resolve images, environment and volumes; on failure the containers wait with the reason."""
         self.directory.mkdir(parents=True, exist_ok=True)
         config = PodConfig(self.kube, self.pod, pod_ip=self.kubelet.pod_ip)
         try:
-            for container in self.containers:
+            for container in [*self.init_containers, *self.containers]:
                 try:
                     self.kubelet.images.resolve(container.spec["image"])
                 except ImageNotFoundError as exc:
                     self._wait_all("ErrImagePull", str(exc), container)
                     return False
             volumes = await config.volumes(self.directory)
-            for container in self.containers:
+            for container in [*self.init_containers, *self.containers]:
                 await self._configure(container, config, volumes)
         except (PodConfigError, PodSpecError) as exc:
             self._wait_all("CreateContainerConfigError", str(exc))
@@ -194,7 +199,7 @@ class PodWorker:
         return True
 
     def _wait_all(self, reason: str, message: str, only: _Container | None = None) -> None:
-        for container in self.containers:
+        for container in [*self.init_containers, *self.containers]:
             if only is None or container is only:
                 container.record.state, container.record.reason = WAITING, reason
                 container.record.message = message
@@ -211,6 +216,9 @@ class PodWorker:
         env = await config.environment(spec, base)
         argv = container_argv(image, spec, env)
         mounts = []
+        # ConfigMap, Secret, downwardAPI and projected volumes are read-only whatever the mount says,
+        # as a kubelet mounts them.
+        writable = {v["name"] for v in self.pod["spec"].get("volumes") or [] if "emptyDir" in v}
         for index, mount in enumerate(spec.get("volumeMounts") or []):
             where = f"container {name!r} volumeMounts[{index}]"
             destination = mount_path(mount["mountPath"], where)
@@ -221,7 +229,8 @@ class PodWorker:
                 source = resolve_inside(source, relative_path(mount["subPath"], f"{where}: subPath"), where)
                 if not source.exists():
                     source.mkdir(parents=True)
-            mounts.append(Mount(source, destination, read_only=bool(mount.get("readOnly"))))
+            read_only = bool(mount.get("readOnly")) or mount["name"] not in writable
+            mounts.append(Mount(source, destination, read_only=read_only))
         container.termination = self.directory / f"{name}.termination-log"
         container.termination.write_text("")
         container.log = self.directory / f"{name}.log"
@@ -254,6 +263,36 @@ class PodWorker:
                 self.ports.add(port)
         return True
 
+    async def _initialize(self) -> bool:
+        """Run the init containers one after another to success (retried unless restartPolicy is
+        Never); False when one failed for good, which fails the pod."""
+        backoff = self.kubelet.settings.restart_backoff_seconds
+        for container in self.init_containers:
+            while True:
+                code = await self._run_once(container)
+                if self._stopped():
+                    return False
+                if code == 0:
+                    break
+                if self.restart_policy == "Never":
+                    self.failure = (
+                        "InitContainerFailed",
+                        f"init container {container.record.name!r} exited with code {code}",
+                    )
+                    return False
+                await self._back_off(container, backoff)
+                backoff = min(backoff * 2, self.kubelet.settings.max_restart_backoff_seconds)
+        return True
+
+    async def _back_off(self, container: _Container, seconds: float) -> None:
+        record = container.record
+        record.last_terminated = record.terminated()
+        record.restart_count += 1
+        record.state, record.reason = WAITING, "CrashLoopBackOff"
+        record.message = f"back-off {seconds:.1f}s restarting failed container {record.name}"
+        await self.report()
+        await asyncio.sleep(seconds)
+
     # -- containers -------------------------------------------------------------------------------
 
     async def _supervise(self, container: _Container) -> None:
@@ -266,13 +305,7 @@ class PodWorker:
             restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
             if not restart:
                 return
-            record = container.record
-            record.last_terminated = record.terminated()
-            record.restart_count += 1
-            record.state, record.reason = WAITING, "CrashLoopBackOff"
-            record.message = f"back-off {backoff:.1f}s restarting failed container {record.name}"
-            self.changed.set()
-            await asyncio.sleep(backoff)
+            await self._back_off(container, backoff)
             backoff = min(backoff * 2, self.kubelet.settings.max_restart_backoff_seconds)
 
     async def _run_once(self, container: _Container) -> int:
@@ -327,7 +360,7 @@ class PodWorker:
     async def stop(self, grace_seconds: float) -> None:
         """Stop every container: SIGTERM to its process, SIGKILL to its sandbox after `grace_seconds`."""
         self.stopping = True
-        processes = [c for c in self.containers if c.process is not None]
+        processes = [c for c in [*self.init_containers, *self.containers] if c.process is not None]
         for container in processes:
             if container.child_pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -427,7 +460,7 @@ class PodWorker:
     async def _exec(self, container: _Container, command: list[str], seconds: float) -> bool:
         """Run `command` in a sandbox like the container's (same root, volumes, user and environment)."""
         assert container.sandbox is not None
-        spec = SandboxSpec(**{**container.sandbox.__dict__, "argv": command})
+        spec = dataclasses.replace(container.sandbox, argv=command)
         process = await asyncio.create_subprocess_exec(
             *bwrap_argv(spec),
             env=container.env,
@@ -463,6 +496,7 @@ class PodWorker:
             start_time=self.start_time,
             failure=self.failure,
             pod_ip=self.kubelet.pod_ip,
+            init_records=[c.record for c in self.init_containers],
         )
         if status == self._last_status:
             return
@@ -546,6 +580,10 @@ class SandboxKubelet:
         self._hosts[str(path)] = namespace
         _rewrite(path, hosts_file(name, namespace, self._services))
         return path
+
+    def forget_hosts(self, namespace: str, name: str) -> None:
+        """Stop keeping a finished pod's /etc/hosts current."""
+        self._hosts.pop(str(self.workdir / namespace / name / "hosts"), None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run this node's pods until `stop` is set; then stop their containers."""

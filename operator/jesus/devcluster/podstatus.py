@@ -97,15 +97,21 @@ def _condition(
 
 
 def pod_conditions(
-    records: Sequence[ContainerRecord], previous: Sequence[Mapping[str, Any]], now: str, *, ended: bool
+    records: Sequence[ContainerRecord],
+    previous: Sequence[Mapping[str, Any]],
+    now: str,
+    *,
+    ended: bool,
+    initialized: bool = True,
 ) -> list[JsonObject]:
-    """Ready and ContainersReady from the containers' readiness; Initialized; the scheduler's own
-    conditions kept. A transition time moves only when a condition's status flips."""
+    """Ready and ContainersReady from the containers' readiness; Initialized once every init
+    container succeeded; the scheduler's own conditions kept. A transition time moves only when a
+    condition's status flips."""
     by_type = {str(c.get("type")): dict(c) for c in previous}
     ready = bool(records) and all(r.ready and r.state == RUNNING for r in records)
     reason = "PodCompleted" if ended else "ContainersNotReady"
     ours = [
-        _condition("Initialized", True, by_type, now, ""),
+        _condition("Initialized", initialized, by_type, now, "ContainersNotInitialized"),
         _condition("ContainersReady", ready, by_type, now, reason),
         _condition("Ready", ready, by_type, now, reason),
     ]
@@ -123,15 +129,17 @@ def pod_status(
     start_time: str,
     failure: tuple[str, str] | None = None,
     pod_ip: str = "127.0.0.1",
+    init_records: Sequence[ContainerRecord] = (),
 ) -> JsonObject:
     """The status the kubelet writes: phase, conditions, containerStatuses, IPs (`pod_ip`, the host's:
     the pod shares its network, as a hostNetwork pod does).
     `failure` (reason, message) fails the whole pod (a port already in use)."""
     phase = "Failed" if failure else pod_phase(records, restart_policy, started)
     ended = phase in ("Succeeded", "Failed")
+    initialized = all(r.state == TERMINATED and r.exit_code == 0 for r in init_records)
     status: JsonObject = {
         "phase": phase,
-        "conditions": pod_conditions(records, previous_conditions, now, ended=ended),
+        "conditions": pod_conditions(records, previous_conditions, now, ended=ended, initialized=initialized),
         "containerStatuses": [container_status(r) for r in records],
         "hostIP": pod_ip,
         "hostIPs": [{"ip": pod_ip}],
@@ -139,6 +147,8 @@ def pod_status(
         "podIPs": [{"ip": pod_ip}],
         "startTime": start_time,
     }
+    if init_records:
+        status["initContainerStatuses"] = [container_status(r) for r in init_records]
     if failure:
         status["reason"], status["message"] = failure
     return status
