@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from jesus.controllers.app import in_cluster_server
 from jesus.devcluster.images import (
@@ -21,6 +23,7 @@ from jesus.devcluster.images import (
     image_from_oci_layout,
     opa_image,
 )
+from jesus.devcluster.nodes import DEFAULT_NODES, SANDBOX_NODE, build_node, sandbox_placement
 from jesus.devcluster.podconfig import PodConfigError, write_file
 from jesus.devcluster.podspec import (
     PodSpecError,
@@ -321,3 +324,23 @@ def test_a_failure_fails_the_pod_with_its_reason() -> None:
 )
 def test_the_operator_finds_the_api_server_as_client_go_does(environ: dict[str, str], server: str) -> None:
     assert in_cluster_server(environ) == server
+
+
+def test_kwok_leaves_the_sandbox_nodes_pods_to_the_kubelet() -> None:
+    text = resources.files("jesus.devcluster").joinpath("kwok-stages.yaml").read_text()
+    stages = [s for s in yaml.safe_load_all(text) if s["spec"]["resourceRef"]["kind"] == "Pod"]
+    assert stages
+    for stage in stages:
+        expressions = stage["spec"]["selector"]["matchExpressions"]
+        assert {"key": ".spec.nodeName", "operator": "NotIn", "values": [SANDBOX_NODE]} in expressions
+
+
+def test_only_pods_placed_there_land_on_the_sandbox_node() -> None:
+    [shape] = [s for s in DEFAULT_NODES if s.sandbox]
+    node = build_node(shape)
+    placement = sandbox_placement()
+    assert node["metadata"]["name"] == SANDBOX_NODE
+    assert placement["nodeSelector"].items() <= node["metadata"]["labels"].items()
+    [taint] = node["spec"]["taints"]
+    [toleration] = placement["tolerations"]
+    assert (taint["key"], taint["effect"]) == (toleration["key"], toleration["effect"])
