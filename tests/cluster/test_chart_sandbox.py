@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 from tests.builders.budget import team_budget
 from tests.cluster.harness import get, wait_for
-from tests.cluster.sandbox_kubelet import KubeletThread, python_image, running_kubelet, sandbox_images
+from tests.cluster.sandbox_kubelet import (
+    PYTHON_IMAGE,
+    KubeletThread,
+    on_sandbox_node,
+    python_image,
+    running_kubelet,
+    sandbox_images,
+)
 
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
@@ -125,6 +132,50 @@ def test_helm_install_waits_for_the_chart_pods_running_in_sandboxes(
         assert kubelet.kubelet is not None
         assert [e["addresses"] for e in endpoints] == [[kubelet.kubelet.pod_ip]]
         assert endpoints[0]["conditions"]["ready"] is True
+        # A pod on the node reaches the router by its Service's name, as a runner pod does.
+        url = f"http://{release}-jesus-router.{namespace}.svc:{router_port}/healthz"
+        caller = on_sandbox_node(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "caller"},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "call",
+                            "image": PYTHON_IMAGE,
+                            "command": [
+                                "python",
+                                "-c",
+                                f"import urllib.request; urllib.request.urlopen({url!r}, timeout=5)",
+                            ],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(caller))
+        called = wait_for(
+            lambda: (
+                (get(control_plane, namespace, "pod", "caller") or {}).get("status", {}).get("phase")
+                in ("Succeeded", "Failed")
+                and get(control_plane, namespace, "pod", "caller")
+            ),
+            what="the caller pod to finish",
+        )
+        assert called["status"]["phase"] == "Succeeded", next(
+            kubelet.workdir.rglob("caller/call.log")
+        ).read_text()
         # The operator reaches the API server as its ServiceAccount (the in-cluster address and the
         # projected token): it admits an AgentRun-free namespace's Budget by writing its status.
         operator_log = next(kubelet.workdir.rglob("*-operator-*/operator.log"))
