@@ -284,6 +284,20 @@ def test_careless_pods_get_a_clear_status_and_the_others_run(
             [container("app", command=["python", "-c", serve], ports=[{"containerPort": busy_port}])],
         ),
         pod("healthy", [container("app", command=["python", "-c", serve])]),
+        pod(
+            "unhealthy",
+            [
+                container(
+                    "app",
+                    command=["python", "-c", serve],
+                    livenessProbe={
+                        "tcpSocket": {"port": free_port()},
+                        "periodSeconds": 1,
+                        "failureThreshold": 2,
+                    },
+                )
+            ],
+        ),
     )
     try:
         show = lambda: describe(  # noqa: E731 - a short describe for every wait below
@@ -339,6 +353,16 @@ def test_careless_pods_get_a_clear_status_and_the_others_run(
             what="the healthy pod to run beside the careless ones",
             describe=show,
         )
+        unhealthy = wait_for(
+            lambda: (
+                (s := pod_status(control_plane, namespace, "unhealthy"))
+                and s.get("containerStatuses", [{}])[0].get("restartCount", 0) >= 1
+                and s
+            ),
+            what="the unhealthy pod to be restarted by its liveness probe",
+            describe=show,
+        )
+        assert unhealthy["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 137
         # The careless pods are retried, not dropped: still waiting with the same reason.
         assert (
             waiting_reason(pod_status(control_plane, namespace, "missing-key"))[0]
@@ -417,7 +441,11 @@ def test_init_containers_run_first_and_exec_and_tcp_probes_gate_readiness(
                     "app",
                     command=["python", "-c", f"assert open('/data/seed').read() == 'from init'\n{listen}"],
                     ports=[{"name": "tcp", "containerPort": port}],
-                    readinessProbe={"exec": {"command": ["test", "-f", "/data/ready"]}, "periodSeconds": 1},
+                    readinessProbe={
+                        "exec": {"command": ["test", "-f", "/data/ready"]},
+                        "periodSeconds": 1,
+                        "timeoutSeconds": 10,  # a sandbox to start on a busy machine
+                    },
                     livenessProbe={
                         "tcpSocket": {"port": "tcp"},
                         "initialDelaySeconds": 3,
@@ -428,6 +456,11 @@ def test_init_containers_run_first_and_exec_and_tcp_probes_gate_readiness(
             ],
             initContainers=[container("seed", command=["python", "-c", seeded], volumeMounts=data)],
             volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+        pod(
+            "sidecar",
+            [container("app", command=["true"])],
+            initContainers=[container("proxy", command=["true"], restartPolicy="Always")],
         ),
         pod(
             "init-fails",
@@ -443,6 +476,7 @@ def test_init_containers_run_first_and_exec_and_tcp_probes_gate_readiness(
             and condition(s, "Ready") == "True"
             and s
         ),
+        timeout=90,
         what="the initialised pod to become Ready",
         describe=show,
     )
@@ -461,3 +495,9 @@ def test_init_containers_run_first_and_exec_and_tcp_probes_gate_readiness(
     assert failed["reason"] == "InitContainerFailed" and "'seed' exited with code 4" in failed["message"]
     assert condition(failed, "Initialized") == "False"
     assert "waiting" in failed["containerStatuses"][0]["state"]  # the app never started
+    reason = wait_for(
+        lambda: waiting_reason(pod_status(control_plane, namespace, "sidecar")),
+        what="sidecar to wait",
+        describe=show,
+    )
+    assert reason[0] == "CreateContainerConfigError" and "init container 'proxy': sidecar" in reason[1]

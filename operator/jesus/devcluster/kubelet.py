@@ -187,13 +187,19 @@ class PodWorker:
                 except ImageNotFoundError as exc:
                     self._wait_all("ErrImagePull", str(exc), container)
                     return False
+            for container in self.init_containers:
+                if container.spec.get("restartPolicy") == "Always":
+                    raise PodSpecError(
+                        f"init container {container.spec['name']!r}: sidecar containers (restartPolicy "
+                        "Always) are not supported on this node"
+                    )
             volumes = await config.volumes(self.directory)
             for container in [*self.init_containers, *self.containers]:
                 await self._configure(container, config, volumes)
         except (PodConfigError, PodSpecError) as exc:
             self._wait_all("CreateContainerConfigError", str(exc))
             return False
-        except KubeError as exc:
+        except (KubeError, httpx.HTTPError) as exc:
             self._wait_all("CreateContainerConfigError", f"the API server refused a read: {exc}")
             return False
         return True
@@ -379,53 +385,73 @@ class PodWorker:
     # -- probes -----------------------------------------------------------------------------------
 
     async def _probe(self, container: _Container) -> None:
-        """Readiness (and liveness) probes while the container runs; no readiness probe means ready."""
-        readiness = container.spec.get("readinessProbe")
+        """The container's probes while it runs: readiness (no probe means ready) and liveness."""
         liveness = container.spec.get("livenessProbe")
-        successes = failures = live_failures = 0
-        settings = self.kubelet.settings
+        tasks = [asyncio.create_task(self._readiness(container))]
+        if liveness is not None:
+            tasks.append(asyncio.create_task(self._liveness(container, liveness)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _readiness(self, container: _Container) -> None:
+        """Ready after successThreshold successes, not ready after failureThreshold failures; probed
+        at the probe's period, or more often (`max_probe_period_seconds`) so tests need not wait."""
+        probe = container.spec.get("readinessProbe")
+        successes = failures = 0
         while True:
             record = container.record
             if record.state != RUNNING:
-                successes = failures = live_failures = 0
+                successes = failures = 0
                 await asyncio.sleep(0.1)
                 continue
-            if readiness is None:
+            if probe is None:
                 if not record.ready:
                     record.ready = True
                     self.changed.set()
+                await asyncio.sleep(0.1)
+                continue
+            if not self._running_for(record, float(probe.get("initialDelaySeconds", 0))):
+                await asyncio.sleep(0.1)
+                continue
+            if await self._check(container, probe):
+                successes, failures = successes + 1, 0
+                if successes >= int(probe.get("successThreshold", 1)) and not record.ready:
+                    record.ready = True
+                    self.changed.set()
             else:
-                delay = float(readiness.get("initialDelaySeconds", 0))
-                if not self._running_for(record, delay):
-                    await asyncio.sleep(0.1)
-                    continue
-                if await self._check(container, readiness):
-                    successes, failures = successes + 1, 0
-                    if successes >= int(readiness.get("successThreshold", 1)) and not record.ready:
-                        record.ready = True
-                        self.changed.set()
-                else:
-                    successes, failures = 0, failures + 1
-                    if failures >= int(readiness.get("failureThreshold", 3)) and record.ready:
-                        record.ready = False
-                        self.changed.set()
-            if liveness is not None and self._running_for(
-                record, float(liveness.get("initialDelaySeconds", 0))
+                successes, failures = 0, failures + 1
+                if failures >= int(probe.get("failureThreshold", 3)) and record.ready:
+                    record.ready = False
+                    self.changed.set()
+            period = float(probe.get("periodSeconds", 10))
+            await asyncio.sleep(min(period, self.kubelet.settings.max_probe_period_seconds))
+
+    async def _liveness(self, container: _Container, probe: Mapping[str, Any]) -> None:
+        """Kill the container after failureThreshold failed probes at the probe's own period (a
+        shorter one would kill a slow starter a kubelet lets live)."""
+        failures = 0
+        while True:
+            record = container.record
+            if record.state != RUNNING or not self._running_for(
+                record, float(probe.get("initialDelaySeconds", 0))
             ):
-                if await self._check(container, liveness):
-                    live_failures = 0
-                else:
-                    live_failures += 1
-                    if live_failures >= int(liveness.get("failureThreshold", 3)) and container.process:
-                        logger.info("Liveness probe failed pod=%s container=%s", self.key, record.name)
-                        live_failures = 0
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(container.process.pid, signal.SIGKILL)
-            period = min(
-                float((readiness or liveness or {}).get("periodSeconds", 10)),
-                settings.max_probe_period_seconds,
-            )
-            await asyncio.sleep(period)
+                failures = 0
+                await asyncio.sleep(0.2)
+                continue
+            if await self._check(container, probe):
+                failures = 0
+            else:
+                failures += 1
+                if failures >= int(probe.get("failureThreshold", 3)) and container.process is not None:
+                    logger.info("Liveness probe failed pod=%s container=%s", self.key, record.name)
+                    failures = 0
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(container.process.pid, signal.SIGKILL)
+            await asyncio.sleep(float(probe.get("periodSeconds", 10)))
 
     @staticmethod
     def _running_for(record: ContainerRecord, seconds: float) -> bool:
@@ -502,7 +528,7 @@ class PodWorker:
             return
         try:
             await self.kube.patch_status("Pod", self.namespace, self.name, status)
-        except KubeError as exc:
+        except (KubeError, httpx.HTTPError) as exc:
             logger.info("Could not write pod status pod=%s error=%s", self.key, exc)
             return
         self.conditions = status["conditions"]
@@ -592,7 +618,8 @@ class SandboxKubelet:
             while not stop.is_set():
                 try:
                     await self._sync(refresh_services=ticks % 5 == 0)
-                except KubeError as exc:
+                except (KubeError, httpx.HTTPError) as exc:
+                    # The API server is busy or restarting: the next round lists again.
                     logger.info("Could not list pods node=%s error=%s", self.settings.node, exc)
                 ticks += 1
                 with contextlib.suppress(TimeoutError):
@@ -658,7 +685,7 @@ class SandboxKubelet:
 
     async def _remove(self, pod: JsonObject) -> None:
         metadata = pod["metadata"]
-        with contextlib.suppress(KubeError):
+        with contextlib.suppress(KubeError, httpx.HTTPError):
             await self.kube.delete("Pod", metadata["namespace"], metadata["name"], grace_period_seconds=0)
         logger.info("Deleted pod pod=%s/%s", metadata["namespace"], metadata["name"])
 
