@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,13 @@ from jesus.devcluster.podspec import (
     declared_ports,
     hosts_file,
     mount_path,
-    probe_port,
     read_only_root,
     relative_path,
     resolve_inside,
     run_as,
 )
 from jesus.devcluster.podstatus import RUNNING, TERMINATED, WAITING, ContainerRecord, pod_status
+from jesus.devcluster.probes import probe_succeeds
 from jesus.devcluster.sandbox import Mount, SandboxSpec, bwrap_argv, sandbox_environment
 from jesus.kube import JsonObject, KubeClient, KubeError
 from jesus.logic.clock import format_time, system_clock
@@ -461,47 +461,8 @@ class PodWorker:
         return started >= seconds
 
     async def _check(self, container: _Container, probe: Mapping[str, Any]) -> bool:
-        timeout = float(probe.get("timeoutSeconds", 1))
-        try:
-            if "httpGet" in probe:
-                action = probe["httpGet"]
-                port = probe_port(action["port"], container.spec)
-                scheme = str(action.get("scheme", "HTTP")).lower()
-                url = f"{scheme}://127.0.0.1:{port}{action.get('path', '/')}"
-                headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
-                async with httpx.AsyncClient(verify=False, timeout=timeout) as client:
-                    response = await client.get(url, headers=headers)
-                return 200 <= response.status_code < 400
-            if "tcpSocket" in probe:
-                port = probe_port(probe["tcpSocket"]["port"], container.spec)
-                _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
-                writer.close()
-                return True
-            if "exec" in probe:
-                return await self._exec(container, list(probe["exec"]["command"]), timeout)
-        except (httpx.HTTPError, OSError, TimeoutError, PodSpecError):
-            return False
-        return False
-
-    async def _exec(self, container: _Container, command: list[str], seconds: float) -> bool:
-        """Run `command` in a sandbox like the container's (same root, volumes, user and environment)."""
         assert container.sandbox is not None
-        spec = dataclasses.replace(container.sandbox, argv=command)
-        process = await asyncio.create_subprocess_exec(
-            *bwrap_argv(spec),
-            env=container.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            return await asyncio.wait_for(process.wait(), seconds) == 0
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-            return False
+        return await probe_succeeds(probe, container.spec, container.sandbox, container.env)
 
     # -- status -----------------------------------------------------------------------------------
 
@@ -536,8 +497,6 @@ class PodWorker:
 
 
 def _parse(timestamp: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
