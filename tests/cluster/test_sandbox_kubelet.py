@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -23,8 +25,9 @@ from tests.cluster.sandbox_kubelet import (
     sandbox_images,
 )
 
-from jesus.devcluster import ControlPlane
+from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
+from jesus.devcluster.images import image_from_oci_layout
 from jesus.devcluster.nodes import SANDBOX_NODE
 
 # What the process reports of itself: uid, gid, working directory, argv, environment, the files at
@@ -501,3 +504,40 @@ def test_init_containers_run_first_and_exec_and_tcp_probes_gate_readiness(
         describe=show,
     )
     assert reason[0] == "CreateContainerConfigError" and "init container 'proxy': sidecar" in reason[1]
+
+
+def umoci(*args: str) -> None:
+    subprocess.run(["umoci", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_a_pod_runs_from_an_oci_image_that_umoci_unpacked(
+    control_plane: ControlPlane, namespace: str, kubelet: KubeletThread, tmp_path: Path
+) -> None:
+    # An image the way the platform's own is built: an OCI layout with an image config, unpacked
+    # with umoci; here holding only the static OPA binary.
+    layout, bundle = tmp_path / "layout", tmp_path / "bundle"
+    umoci("init", "--layout", str(layout))
+    umoci("new", "--image", f"{layout}:v1")
+    umoci("unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
+    shutil.copy(ensure_tool("opa"), bundle / "rootfs" / "opa")
+    umoci("repack", "--image", f"{layout}:v1", str(bundle))
+    umoci("config", "--image", f"{layout}:v1", "--config.entrypoint", "/opa", "--config.cmd", "version")
+    unpacked = tmp_path / "unpacked"
+    umoci("unpack", "--rootless", "--image", f"{layout}:v1", str(unpacked))
+    kubelet.images.add("test.local/opa-oci:v1", image_from_oci_layout(layout, "v1", unpacked / "rootfs"))
+    apply(
+        control_plane,
+        namespace,
+        pod("from-oci", [{"name": "opa", "image": "test.local/opa-oci:v1"}], restartPolicy="Never"),
+    )
+    status = wait_for(
+        lambda: (
+            (s := pod_status(control_plane, namespace, "from-oci")).get("phase") in ("Succeeded", "Failed")
+            and s
+        ),
+        what="the pod from the OCI image to finish",
+        describe=lambda: describe(control_plane, namespace, kubelet, "from-oci"),
+    )
+    assert status["phase"] == "Succeeded", describe(control_plane, namespace, kubelet, "from-oci")
+    log = (kubelet.pod_directory(namespace, "from-oci") / "opa.log").read_text()
+    assert "Version: 1.22.2" in log  # the image's entrypoint and cmd ran
