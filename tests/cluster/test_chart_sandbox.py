@@ -88,12 +88,12 @@ def test_helm_install_waits_for_the_chart_pods_running_in_sandboxes(
             "-f",
             str(values_file),
             "--wait",
-            "--timeout=120s",
+            "--timeout=240s",
         ],
         capture_output=True,
         text=True,
         env=env,
-        timeout=180,
+        timeout=300,
         check=False,
     )
     pods = control_plane.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
@@ -171,6 +171,7 @@ def test_helm_install_waits_for_the_chart_pods_running_in_sandboxes(
                 in ("Succeeded", "Failed")
                 and get(control_plane, namespace, "pod", "caller")
             ),
+            timeout=90,
             what="the caller pod to finish",
         )
         assert called["status"]["phase"] == "Succeeded", next(
@@ -183,6 +184,7 @@ def test_helm_install_waits_for_the_chart_pods_running_in_sandboxes(
         control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(budget))
         wait_for(
             lambda: (get(control_plane, namespace, "budget", "team") or {}).get("status"),
+            timeout=90,
             what="the operator in its sandbox to write the Budget's status",
             describe=lambda: operator_log.read_text(errors="replace")[-3000:],
         )
