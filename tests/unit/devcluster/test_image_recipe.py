@@ -1,0 +1,121 @@
+"""The image recipe's pure parts: the Debian mirror read from the host's apt sources, the cache key, the
+requirements file handed to pip inside the image (tests/e2e/test_image.py builds the image itself)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from packaging.markers import Marker
+
+from jesus.devcluster import image
+from jesus.devcluster.image import ImageError, debian_mirror, image_key, requirements_text
+from jesus.devcluster.lockfile import Pin
+
+REPO = Path(__file__).resolve().parents[3]
+MIRROR = "http://mirror.invalid/debian"
+
+
+@pytest.fixture(autouse=True)
+def _no_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JESUS_DEBIAN_MIRROR", raising=False)
+
+
+def apt_dir(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "apt"
+    (root / "sources.list.d").mkdir(parents=True)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+def test_the_mirror_comes_from_a_deb822_source_and_skips_security_and_disabled_ones(tmp_path: Path) -> None:
+    sources = (
+        "Types: deb\nURIs: http://disabled.invalid/debian\nSuites: bookworm\n"
+        "Components: main\nEnabled: no\n\n"
+        "Types: deb\nURIs: http://security.invalid/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\n"
+        f"Types: deb deb-src\n# a comment\nURIs: {MIRROR}\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert debian_mirror(apt_dir(tmp_path, {"sources.list.d/debian.sources": sources})) == MIRROR
+
+
+def test_the_mirror_comes_from_a_one_line_source_with_options(tmp_path: Path) -> None:
+    text = (
+        "# deb http://commented.invalid/debian bookworm main\n"
+        "deb-src http://src.invalid/debian bookworm main\n"
+        f"deb [arch=amd64 signed-by=/k.gpg] {MIRROR} bookworm main\n"
+    )
+    assert debian_mirror(apt_dir(tmp_path, {"sources.list": text})) == MIRROR
+
+
+def test_no_bookworm_source_says_where_it_looked_and_what_to_set(tmp_path: Path) -> None:
+    root = apt_dir(tmp_path, {"sources.list": "deb http://x.invalid/debian trixie main\n"})
+    with pytest.raises(
+        ImageError, match=rf"no apt source for Debian bookworm in {root}.*JESUS_DEBIAN_MIRROR"
+    ):
+        debian_mirror(root)
+
+
+def test_the_override_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JESUS_DEBIAN_MIRROR", "file:///srv/debian")
+    assert debian_mirror(apt_dir(tmp_path, {})) == "file:///srv/debian"
+
+
+@pytest.mark.parametrize("uri", ["--keyring=/tmp/evil.gpg", "javascript:alert(1)", "ftp://x.invalid/debian"])
+def test_a_hostile_mirror_is_refused_naming_its_origin(tmp_path: Path, uri: str) -> None:
+    # It reaches debootstrap's command line: an option there would change what is trusted.
+    root = apt_dir(tmp_path, {"sources.list": f"deb {uri} bookworm main\n"})
+    with pytest.raises(ImageError, match=rf"{root}/sources.list: .* is not an http\(s\) or file URL"):
+        debian_mirror(root)
+
+
+def test_requirements_pin_exactly_with_every_hash_and_no_marker() -> None:
+    pins = [
+        Pin("zeta", "2", ("b" * 64, "a" * 64)),
+        Pin("async-timeout", "5.0.1", ("c" * 64,), Marker('python_full_version < "3.11.3"')),
+    ]
+    assert requirements_text(pins) == (
+        f"async-timeout==5.0.1 --hash=sha256:{'c' * 64}\n"
+        f"zeta==2 --hash=sha256:{'b' * 64} --hash=sha256:{'a' * 64}\n"
+    )
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    for name in ("operator/jesus", "adapters/jesus_adapters", "requirements"):
+        (root / name).mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\n")
+    (root / "README.md").write_text("readme\n")
+    (root / "operator/jesus/cli.py").write_text("x = 1\n")
+    shutil.copy(REPO / "requirements/runtime.lock", root / "requirements/runtime.lock")
+    return root
+
+
+def test_the_cache_key_follows_the_lock_and_the_wheel_sources_only(tree: Path) -> None:
+    first = image_key(tree)
+    (tree / "operator/jesus/__pycache__").mkdir()
+    (tree / "operator/jesus/__pycache__/cli.cpython-311.pyc").write_bytes(b"\0")
+    (tree / "docs").mkdir()
+    (tree / "docs/image.md").write_text("not in the wheel\n")
+    assert image_key(tree) == first
+    (tree / "operator/jesus/cli.py").write_text("x = 2\n")
+    second = image_key(tree)
+    assert second != first
+    with (tree / "requirements/runtime.lock").open("a") as lock:
+        lock.write("\n")
+    assert image_key(tree) != second
+    # A file moved keeps its bytes but changes the wheel: the key follows names as well as contents.
+    (tree / "operator/jesus/cli.py").rename(tree / "operator/jesus/main.py")
+    assert image_key(tree) not in {first, second}
+
+
+def test_the_image_is_tagged_with_the_charts_app_version() -> None:
+    assert image.app_version(REPO) == next(
+        line.split(":", 1)[1].strip().strip('"')
+        for line in (REPO / "charts/jesus/Chart.yaml").read_text().splitlines()
+        if line.startswith("appVersion:")
+    )
