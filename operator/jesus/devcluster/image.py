@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from jesus.devcluster import lockfile
 from jesus.devcluster.lockfile import RUNTIME_LOCK, LockError, Pin, check_lock
 from jesus.devcluster.toolchain import cache_root, repo_root
 
@@ -169,7 +170,8 @@ def _source_files(root: Path) -> Iterator[Path]:
 def image_key(root: Path) -> str:
     """Digest of the runtime lock, the wheel's sources and this recipe: what the build depends on."""
     digest = hashlib.sha256()
-    for path in (root / RUNTIME_LOCK, Path(__file__), *_source_files(root)):
+    recipe = (Path(__file__), Path(lockfile.__file__))
+    for path in (root / RUNTIME_LOCK, *recipe, *_source_files(root)):
         digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path.name).encode())
         digest.update(b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
@@ -320,7 +322,7 @@ def _build_wheel(root: Path, workdir: Path) -> Path:
     return wheel
 
 
-def _install(rootfs: Path, requirements: Path, wheels: Path) -> None:
+def install_wheels(rootfs: Path, requirements: Path, wheels: Path) -> None:
     """Create the venv in the root filesystem and install the wheels into it, offline, with hashes."""
     import pip
 
@@ -527,7 +529,7 @@ def build_image(progress: Progress = _stderr_progress) -> BuiltImage:
         for file in [*wheels.glob("*.whl"), wheel]:
             os.link(file, house / file.name) if file.parent == wheels else shutil.copy2(file, house)
         progress("Installing into the image (offline, --require-hashes)...")
-        _install(rootfs, requirements, house)
+        install_wheels(rootfs, requirements, house)
         _trim(rootfs)
         progress("Packing the OCI layout (umoci)...")
         layout = staging / "oci"

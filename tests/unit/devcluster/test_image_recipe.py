@@ -3,6 +3,7 @@ requirements file handed to pip inside the image (tests/e2e/test_image.py builds
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -119,3 +120,21 @@ def test_the_image_is_tagged_with_the_charts_app_version() -> None:
         for line in (REPO / "charts/jesus/Chart.yaml").read_text().splitlines()
         if line.startswith("appVersion:")
     )
+
+
+def test_the_containerfile_builds_what_the_daemonless_recipe_builds() -> None:
+    # No daemon here to build the Containerfile with; what keeps it honest is agreeing with the recipe
+    # that the end-to-end tier builds and runs (tests/e2e/test_image.py).
+    text = (REPO / "Containerfile").read_text()
+    assert re.search(rf"^ARG BASE=debian:{image.DEBIAN_SUITE}-\d{{8}}-slim$", text, re.MULTILINE)
+    build, final = text.split("\nFROM ${BASE}\n")
+    assert "--require-hashes" in build and "-r requirements/runtime.lock" in build and "--no-index" in build
+    assert "strip --strip-debug" in build and "-not -path '*.libs/*'" in build
+    assert f"--no-install-recommends {' '.join(image.BASE_PACKAGES)}" in final
+    assert re.search(r"\bpip\b|gcc|binutils|build-essential", final) is None
+    assert f"--uid {image.USER_ID} --gid {image.USER_ID}" in final
+    assert f"USER {image.USER_ID}:{image.USER_ID}" in final
+    assert f'ENTRYPOINT ["{image.VENV}/bin/jesus"]' in final
+    for entry in image.IMAGE_ENV:
+        assert entry in final
+    assert f"org.opencontainers.image.version={image.app_version(REPO)}" in final
