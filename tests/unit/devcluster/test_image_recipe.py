@@ -3,6 +3,7 @@ requirements file handed to pip inside the image (tests/e2e/test_image.py builds
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -138,3 +139,34 @@ def test_the_containerfile_builds_what_the_daemonless_recipe_builds() -> None:
     for entry in image.IMAGE_ENV:
         assert entry in final
     assert f"org.opencontainers.image.version={image.app_version(REPO)}" in final
+
+
+def test_jesus_dev_image_prints_the_built_image_and_turns_a_build_error_into_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from jesus.cli import main
+
+    built = image.BuiltImage(
+        ref="jesus/jesus:0.1.0",
+        layout=tmp_path / "oci",
+        rootfs=tmp_path / "unpacked/rootfs",
+        config=image.ImageConfig(
+            entrypoint=["/opt/jesus/bin/jesus"], cmd=["--help"], env={}, user="65532:65532", workdir="/"
+        ),
+        sbom=tmp_path / "sbom.cdx.json",
+        size_bytes=3,
+        compressed_bytes=2,
+        build_seconds=1.0,
+    )
+    monkeypatch.setattr(image, "build_image", lambda progress: built)
+    assert main(["dev", "image", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["rootfs"] == str(tmp_path / "unpacked/rootfs")
+    assert printed["config"]["user"] == "65532:65532"
+
+    def refuse(progress: object) -> image.BuiltImage:
+        raise ImageError("requirements/runtime.lock is out of date: ...; run `make lock`")
+
+    monkeypatch.setattr(image, "build_image", refuse)
+    assert main(["dev", "image"]) != 0
+    assert "requirements/runtime.lock is out of date" in capsys.readouterr().err
