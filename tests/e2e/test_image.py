@@ -21,6 +21,7 @@ from jesus.devcluster.image import (
     ImageError,
     build_image,
     cache_root,
+    container_argv,
     ensure_base,
     image_pins,
     install_wheels,
@@ -40,16 +41,11 @@ def built() -> BuiltImage:
 
 
 def run_in_image(
-    built: BuiltImage, *argv: str, uid: int = USER_ID, command: list[str] | None = None
+    built: BuiltImage, *args: str, command: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the image's entrypoint (or `command`) as a runtime would: read-only root, its env, its user."""
-    box = ["bwrap", "--ro-bind", str(built.rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
-    box += ["--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--uid", str(uid), "--gid", str(uid)]
-    box += ["--clearenv", "--chdir", built.config.workdir or "/"]
-    for key, value in built.config.env.items():
-        box += ["--setenv", key, value]
-    program = command if command is not None else built.config.entrypoint
-    return subprocess.run([*box, *program, *argv], capture_output=True, text=True, timeout=120)
+    """Run the image as a pod would (read-only root, its env and user): `args` after the entrypoint."""
+    argv = container_argv(built, command=command, args=list(args))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
 def test_the_config_runs_the_jesus_program_as_the_unprivileged_user(built: BuiltImage) -> None:

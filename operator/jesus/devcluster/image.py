@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,49 @@ class BuiltImage:
     size_bytes: int  # the unpacked root filesystem (what `docker images` calls its size)
     compressed_bytes: int  # the layer blobs (what a registry stores and a node pulls)
     build_seconds: float  # how long the build that made it took
+
+
+def container_argv(
+    image: BuiltImage,
+    *,
+    command: Sequence[str] | None = None,
+    args: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    network: bool = False,
+    binds: Mapping[Path, str] | None = None,
+) -> list[str]:
+    """The bwrap command line that runs `image` as a container runtime would, with a pod's semantics:
+    `command` replaces the entrypoint, `args` the cmd (and a `command` without `args` drops the cmd);
+    the root read-only, a fresh /tmp (the chart's emptyDir), the image's env updated by `env`, its
+    user and working directory, new namespaces (the host's network only with `network`), and `binds`
+    (host path -> container path) mounted read-only."""
+    uid, _, gid = (image.config.user or "0").partition(":")
+    if not (uid.isdigit() and (gid or uid).isdigit()):
+        raise ImageError(f"{image.ref}: the config's user {image.config.user!r} is not numeric uid[:gid]")
+    argv = [
+        "bwrap",
+        "--ro-bind",
+        str(image.rootfs),
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]
+    argv += ["--unshare-all", *(["--share-net"] if network else []), "--die-with-parent", "--new-session"]
+    argv += ["--uid", uid, "--gid", gid or uid, "--chdir", image.config.workdir or "/", "--clearenv"]
+    for key, value in {**image.config.env, **(env or {})}.items():
+        argv += ["--setenv", key, value]
+    for source, target in (binds or {}).items():
+        argv += ["--ro-bind", str(source), target]
+    entrypoint = list(command) if command is not None else image.config.entrypoint
+    rest = list(args) if args is not None else ([] if command is not None else image.config.cmd)
+    program = [*entrypoint, *rest]
+    if not program:
+        raise ImageError(f"{image.ref}: nothing to run (no command, no entrypoint)")
+    return [*argv, *program]
 
 
 def _stderr_progress(message: str) -> None:

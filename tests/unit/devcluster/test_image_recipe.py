@@ -170,3 +170,55 @@ def test_jesus_dev_image_prints_the_built_image_and_turns_a_build_error_into_a_m
     monkeypatch.setattr(image, "build_image", refuse)
     assert main(["dev", "image"]) != 0
     assert "requirements/runtime.lock is out of date" in capsys.readouterr().err
+
+
+def fake_image(tmp_path: Path, user: str = "65532:65532") -> image.BuiltImage:
+    return image.BuiltImage(
+        ref="jesus/jesus:0.1.0",
+        layout=tmp_path / "oci",
+        rootfs=tmp_path / "rootfs",
+        config=image.ImageConfig(
+            entrypoint=["/opt/jesus/bin/jesus"],
+            cmd=["--help"],
+            env={"A": "1", "B": "2"},
+            user=user,
+            workdir="/w",
+        ),
+        sbom=tmp_path / "sbom.cdx.json",
+        size_bytes=1,
+        compressed_bytes=1,
+        build_seconds=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "program"),
+    [
+        (None, None, ["/opt/jesus/bin/jesus", "--help"]),
+        (None, ["router"], ["/opt/jesus/bin/jesus", "router"]),
+        (["jesus", "runner"], None, ["jesus", "runner"]),  # a command drops the image's cmd
+        (["python3"], ["-c", "pass"], ["python3", "-c", "pass"]),
+    ],
+)
+def test_container_argv_follows_a_pods_command_and_args(
+    tmp_path: Path, command: list[str] | None, args: list[str] | None, program: list[str]
+) -> None:
+    argv = image.container_argv(fake_image(tmp_path), command=command, args=args, env={"B": "3"})
+    assert argv[-len(program) :] == program
+    options = argv[: -len(program)]
+    assert options[:4] == ["bwrap", "--ro-bind", str(tmp_path / "rootfs"), "/"]
+    assert "--bind" not in options and "--share-net" not in options
+    assert " ".join(options).count("--setenv") == 2
+    assert "--setenv A 1" in " ".join(options) and "--setenv B 3" in " ".join(options)
+    assert "--uid 65532 --gid 65532 --chdir /w" in " ".join(options)
+
+
+def test_container_argv_shares_the_network_only_when_asked(tmp_path: Path) -> None:
+    assert "--share-net" in image.container_argv(fake_image(tmp_path), network=True)
+
+
+@pytest.mark.parametrize("user", ["jesus", "65532:staff", "0;rm -rf /"])
+def test_a_user_that_is_not_numeric_is_refused(tmp_path: Path, user: str) -> None:
+    # bwrap maps ids, not names: a name would be read on the host, not in the image.
+    with pytest.raises(ImageError, match=r"jesus/jesus:0.1.0: the config's user .* is not numeric"):
+        image.container_argv(fake_image(tmp_path, user))
