@@ -600,10 +600,24 @@ def build_image(progress: Progress = _stderr_progress) -> BuiltImage:
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _prune(target)
     result = load_built(target)
     assert result is not None
     progress(f"Built image {result.ref} size={result.size_bytes} seconds={result.build_seconds}")
     return result
+
+
+def _prune(keep: Path) -> None:
+    """Remove older images (every source change makes one, about half a gigabyte each) and what
+    builds killed half-way left behind; the base and the wheel cache stay."""
+    for sibling in keep.parent.iterdir():
+        name, _, pid = sibling.name.partition(".partial-")
+        if sibling == keep or name.startswith("base-") or name == "wheels":
+            continue
+        if pid and pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue  # a build in progress
+        if pid or re.fullmatch(r".+-[0-9a-f]{12}", name):
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def _trim(rootfs: Path) -> None:

@@ -4,6 +4,7 @@ requirements file handed to pip inside the image (tests/e2e/test_image.py builds
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -222,3 +223,16 @@ def test_a_user_that_is_not_numeric_is_refused(tmp_path: Path, user: str) -> Non
     # bwrap maps ids, not names: a name would be read on the host, not in the image.
     with pytest.raises(ImageError, match=r"jesus/jesus:0.1.0: the config's user .* is not numeric"):
         image.container_argv(fake_image(tmp_path, user))
+
+
+def test_a_new_build_prunes_older_images_and_dead_partial_builds_only(tmp_path: Path) -> None:
+    cache = tmp_path / "image"
+    keep = cache / "0.1.0-aaaaaaaaaaaa"
+    older = cache / "0.1.0-bbbbbbbbbbbb"
+    dead = cache / "0.1.0-cccccccccccc.partial-999999999"
+    alive = cache / f"0.1.0-dddddddddddd.partial-{os.getpid()}"
+    kept = [keep, alive, cache / "base-bookworm-eeeeeeeeeeee", cache / "wheels", cache / "notes"]
+    for directory in [*kept, older, dead]:
+        directory.mkdir(parents=True)
+    image._prune(keep)
+    assert sorted(cache.iterdir()) == sorted(kept)
