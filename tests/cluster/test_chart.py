@@ -36,6 +36,7 @@ from tests.cluster.operator_process import (
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
+from jesus.logic.placement import parse_placement
 from jesus.policy.decision import DECISION_PATH
 from jesus.router.metrics import RouterMetrics
 
@@ -173,6 +174,21 @@ def test_the_policy_configmaps_hold_every_policy_and_the_site_data() -> None:
     assert json.loads(data) == json.loads((REPO / "policies" / "data.json").read_text())
     overridden = one(render("opa.data.jesus.config.version=7"), "ConfigMap", "jesus-policy-data")
     assert json.loads(overridden["data"]["data.json"]) == {"jesus": {"config": {"version": 7}}}
+
+
+def test_runner_placement_reaches_the_operator_as_one_json_flag_it_parses() -> None:
+    def placement_args(*json_sets: str) -> list[str]:
+        operator = container(one(render(json_sets=json_sets), "Deployment", "jesus-operator"), "operator")
+        return [a for a in operator["args"] if a.startswith("--runner-placement=")]
+
+    assert placement_args() == []
+    [flag] = placement_args(
+        'runner.nodeSelector={"pool":"agents"}',
+        'runner.tolerations=[{"key":"agents","operator":"Exists","effect":"NoSchedule"}]',
+    )
+    placement = parse_placement(flag.split("=", 1)[1], source="the chart's --runner-placement")
+    assert placement.node_selector == {"pool": "agents"}
+    assert placement.tolerations == ({"key": "agents", "operator": "Exists", "effect": "NoSchedule"},)
 
 
 def test_the_runner_gets_no_token_and_the_router_only_its_read_binding() -> None:
