@@ -45,6 +45,7 @@ def register_level_handlers(
 
     Handler ids are `<id_prefix>-resume`, `-create`, `-update` and `-resync` (Kopf keys its progress
     on them, so they must not change). The guarded reconcile is returned for the kind's event handlers.
+    With `metrics`, every reconcile and every one that raises is counted under `kind` (default: `plural`).
     """
     resource = (GROUP, VERSION, plural)
     guarded = retrying_on_api_errors(metrics.counted(kind or plural, reconcile) if metrics else reconcile)
