@@ -63,6 +63,13 @@ TOOLS: dict[str, Tool] = {
         Tool("kwok", "v0.8.0", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
         Tool("helm", "v3.22.0", {"helm": "helm.sh/helm/v3/cmd/helm"}),
         Tool("opa", "v1.22.2", {"opa": "github.com/open-policy-agent/opa"}),
+        # Built without the `builtinassets` tag: the module carries no web UI assets, and the
+        # server's HTTP API (all the project uses) does not need them.
+        Tool(
+            "prometheus",
+            "v0.316.0",
+            {name: f"github.com/prometheus/prometheus/cmd/{name}" for name in ("prometheus", "promtool")},
+        ),
         # Our own small program (not a wrapper): the chart's Argo CD health checks in gopher-lua.
         Tool("argocd-health", "v1", {"argocd-health": "."}),
     )

@@ -115,6 +115,8 @@ class Router:
         self.adapters = adapters if isinstance(adapters, dict) else dict(adapters)
         self.guards = AdapterGuards(breaker or BreakerConfig(), clock)
         self.books = CallBooks(metrics, tracer, clock)
+        if metrics is not None:
+            metrics.watch_breakers(lambda: {name: self.breaker_state(name).status for name in self.adapters})
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
