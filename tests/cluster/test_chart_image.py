@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster.harness import get, wait_for
 from tests.cluster.sandbox_kubelet import KubeletThread, running_kubelet, sandbox_images
+from tests.cluster.test_chart import charted_series, render
 
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
@@ -133,6 +134,19 @@ def _policy_decisions(metrics_port: int) -> dict[str, float]:
     return counts
 
 
+def _scraped_series(*ports: int) -> set[str]:
+    """Every series name the processes on `ports` export on /metrics (histograms' and counters' parts
+    included), families that have no samples yet among them."""
+    names: set[str] = set()
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            names |= {family.name, *(f"{family.name}{s}" for s in ("_total", "_bucket", "_count", "_sum"))}
+            names |= {sample.name for sample in family.samples}
+    return names
+
+
 def _release_objects(control_plane: ControlPlane, release: Installed) -> list[str]:
     """Every object helm labels as the release's, namespaced and cluster-wide, as kind/name."""
     selector = f"app.kubernetes.io/instance={release.name}"
@@ -189,6 +203,12 @@ def test_helm_install_with_the_image_runs_hello_to_success_then_upgrades_and_uni
     decisions = _policy_decisions(installed.values["operator"]["metricsPort"])
     assert decisions.get(OPA_ENGINE, 0) >= 1
     assert set(decisions) == {OPA_ENGINE}
+
+    # Every series the chart's rules and dashboards read is exported by the installed operator and router.
+    charted = charted_series(render())
+    scraped = _scraped_series(installed.values["operator"]["metricsPort"], installed.values["router"]["port"])
+    assert charted, "the chart reads series"
+    assert charted <= scraped, f"charted but not exported by the installed pods: {sorted(charted - scraped)}"
 
     # helm upgrade with a changed value: the operator is replaced (Recreate) and serves again.
     installed.values["operator"]["resyncSeconds"] = 7
