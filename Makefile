@@ -8,20 +8,52 @@ SHIFTED_CLOCK := +400d
 MONTH_END_CLOCK := @2027-02-28 23:59:59
 CLOCK_TIERS := tests/unit tests/e2e
 
-.PHONY: setup packages tools lint test test-clock test-clock-shifted test-clock-month-end run
+# The locks (ADR 20, docs/image.md): every dependency pinned with its hashes; the dev lock for .venv,
+# the runtime lock for the image. uv installs them, itself bootstrapped with pip at the lock's version.
+RUNTIME_LOCK := requirements/runtime.lock
+DEV_LOCK := requirements/dev.lock
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(DEV_LOCK))
+# uv does not read pip's configuration: hand it this machine's pip index and links (never written here).
+pip_setting = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.$(1)='\(.*\)'$$/\1/p" | tail -n 1)
+uv_env = $(strip $(if $(call pip_setting,index-url),UV_INDEX_URL='$(call pip_setting,index-url)') \
+	$(if $(call pip_setting,extra-index-url),UV_EXTRA_INDEX_URL='$(call pip_setting,extra-index-url)') \
+	$(if $(call pip_setting,find-links),UV_FIND_LINKS='$(call pip_setting,find-links)'))
+UV_COMPILE := pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet $(UPGRADE)
+
+.PHONY: setup packages tools image lock lint test test-clock test-clock-shifted test-clock-month-end run
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q 'uv==$(UV_VERSION)'
+
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK) | $(BIN)/uv
+	@echo 'uv pip install --require-hashes -r $(DEV_LOCK), then the project (editable, no dependencies)'
+	@$(uv_env) $(BIN)/uv pip install -q --python $(BIN)/python --require-hashes -r $(DEV_LOCK)
+	@$(uv_env) $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
-# Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store.
+# Re-resolves the locks from pyproject.toml, keeping every pin that still fits; `make lock UPGRADE=--upgrade`
+# moves them all to the newest versions the ranges allow. The dev lock is resolved within the runtime one.
+lock: | $(BIN)/uv
+	@$(uv_env) $(BIN)/uv $(UV_COMPILE) -o $(RUNTIME_LOCK)
+	@$(uv_env) $(BIN)/uv $(UV_COMPILE) --extra dev -c $(RUNTIME_LOCK) -o $(DEV_LOCK)
+	@echo 'Locked $(RUNTIME_LOCK) and $(DEV_LOCK); commit them with pyproject.toml.'
+
+# Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store,
+# debootstrap, umoci, bubblewrap and binutils (strip) for the daemonless image build and to run its root.
 packages:
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+	@command -v umoci >/dev/null || { apt-get update -qq && apt-get install -y -qq umoci >/dev/null; }
+	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
+	@command -v strip >/dev/null || { apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
+
+# Builds (once, cached under ~/.cache/jesus/image) the platform image without a daemon (docs/image.md).
+image: setup packages
+	$(BIN)/jesus dev image
 
 # Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod.
 tools: setup
@@ -34,7 +66,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite once with coverage (the unit tier first, reported alone, then the rest added), then the date guard.
-test: tools lint packages
+test: tools image lint packages
 	rm -rf .coverage-data
 	$(BIN)/pytest tests/unit --cov --cov-report=
 	$(BIN)/coverage report --format=total > .coverage-data/unit-total

@@ -36,6 +36,7 @@ from tests.cluster.operator_process import (
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
+from jesus.logic.placement import parse_placement
 from jesus.policy.decision import DECISION_PATH
 from jesus.router.metrics import RouterMetrics
 
@@ -173,6 +174,21 @@ def test_the_policy_configmaps_hold_every_policy_and_the_site_data() -> None:
     assert json.loads(data) == json.loads((REPO / "policies" / "data.json").read_text())
     overridden = one(render("opa.data.jesus.config.version=7"), "ConfigMap", "jesus-policy-data")
     assert json.loads(overridden["data"]["data.json"]) == {"jesus": {"config": {"version": 7}}}
+
+
+def test_runner_placement_reaches_the_operator_as_one_json_flag_it_parses() -> None:
+    def placement_args(*json_sets: str) -> list[str]:
+        operator = container(one(render(json_sets=json_sets), "Deployment", "jesus-operator"), "operator")
+        return [a for a in operator["args"] if a.startswith("--runner-placement=")]
+
+    assert placement_args() == []
+    [flag] = placement_args(
+        'runner.nodeSelector={"pool":"agents"}',
+        'runner.tolerations=[{"key":"agents","operator":"Exists","effect":"NoSchedule"}]',
+    )
+    placement = parse_placement(flag.split("=", 1)[1], source="the chart's --runner-placement")
+    assert placement.node_selector == {"pool": "agents"}
+    assert placement.tolerations == ({"key": "agents", "operator": "Exists", "effect": "NoSchedule"},)
 
 
 def test_the_runner_gets_no_token_and_the_router_only_its_read_binding() -> None:
@@ -457,23 +473,38 @@ def _exported(*metrics: type[Any]) -> set[str]:
     }
 
 
+def charted_series(manifests: list[Manifest]) -> set[str]:
+    """Every exported series name the chart's alert and recording rules and dashboard panels read
+    (the series recording rules make, level:metric:operations, are Prometheus's own)."""
+    rules = one(manifests, "PrometheusRule", "jesus-alerts")
+    expressions = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
+    recorded = {r["record"] for g in rules["spec"]["groups"] for r in g["rules"] if "record" in r}
+    dashboards = one(manifests, "ConfigMap", "jesus-dashboards")
+    panels = [p for text in dashboards["data"].values() for p in json.loads(text)["panels"]]
+    expressions += [t["expr"] for p in panels for t in p.get("targets", [])]
+    for name in sorted(recorded, key=len, reverse=True):
+        expressions = [expr.replace(name, " ") for expr in expressions]
+    return {word for expr in expressions for word in _words(expr) if word.startswith("jesus_")}
+
+
 def test_every_charted_series_is_exported_by_the_router_or_the_operator() -> None:
     exported = _exported(RouterMetrics, OperatorMetrics)
     manifests = render()
     rules = one(manifests, "PrometheusRule", "jesus-alerts")
-    expressions = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
-    alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    recorded = {r["record"] for g in rules["spec"]["groups"] for r in g["rules"] if "record" in r}
     assert alerts >= {
-        "JesusBudgetNearlyExhausted",
+        "JesusBudget75PercentUsed",
+        "JesusBudget90PercentUsed",
+        "JesusBudgetExhausted",
         "JesusHighFallbackRate",
         "JesusRunFailureRateHigh",
-        "JesusAdmissionLatencyHigh",
+        "JesusAdmissionLatencyBudgetBurnFast",
     }
     dashboards = one(manifests, "ConfigMap", "jesus-dashboards")
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
-    panels = [p for text in dashboards["data"].values() for p in json.loads(text)["panels"]]
-    expressions += [t["expr"] for p in panels for t in p.get("targets", [])]
-    used = {word for expr in expressions for word in _words(expr) if word.startswith("jesus_")}
+    assert recorded, "the chart records the expensive queries"
+    used = charted_series(manifests)
     assert {w for w in used if w.startswith("jesus_router_")}, "the router's metrics are charted"
     assert used - {w for w in used if w.startswith("jesus_router_")}, "the operator's metrics are charted"
     assert used <= exported, f"not exported by the router or the operator: {sorted(used - exported)}"
@@ -489,6 +520,20 @@ def test_the_operator_serves_metrics_that_a_pod_monitor_scrapes() -> None:
     assert monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True  # the Budget's namespace
     labels = one(manifests, "Deployment", "jesus-operator")["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("release", ["jesus", "platform-prod"])
+def test_the_monitors_name_the_jobs_the_alerts_read_whatever_the_release(release: str) -> None:
+    manifests = render(release=release)
+    prefix = "jesus" if release == "jesus" else f"{release}-jesus"
+    endpoints = {
+        "router": one(manifests, "ServiceMonitor", f"{prefix}-router")["spec"]["endpoints"][0],
+        "operator": one(manifests, "PodMonitor", f"{prefix}-operator")["spec"]["podMetricsEndpoints"][0],
+    }
+    rules = json.dumps(one(manifests, "PrometheusRule", f"{prefix}-alerts")["spec"])
+    for component, endpoint in endpoints.items():
+        assert {"targetLabel": "job", "replacement": f"jesus-{component}"} in endpoint["relabelings"]
+        assert f'job=\\"jesus-{component}\\"' in rules
 
 
 def _words(expr: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status)."""
+"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status), the image."""
 
 from __future__ import annotations
 
@@ -34,6 +34,28 @@ def _build(_: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     for name, path in sorted(paths.items()):
         print(f"{name}\t{path}")
+    return 0
+
+
+def _image(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from jesus.devcluster.image import ImageError, build_image
+
+    try:
+        built = build_image(_progress)
+    except ImageError as exc:
+        raise CommandError(str(exc)) from exc
+    fields = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in dataclasses.asdict(built).items()
+    }
+    if args.json:
+        print(json.dumps(fields, indent=2))
+        return 0
+    for key, value in fields.items():
+        print(f"{key}\t{json.dumps(value) if isinstance(value, dict) else value}")
     return 0
 
 
@@ -121,6 +143,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands.add_parser("build", help="build the control plane and tool binaries (cached)").set_defaults(
         handler=_build
     )
+    image = commands.add_parser(
+        "image", help="build the platform image without a daemon (cached): OCI layout, root filesystem, SBOM"
+    )
+    image.add_argument("--json", action="store_true", help="print the built image as JSON")
+    image.set_defaults(handler=_image)
     up = commands.add_parser("up", help="build if needed, then start the control plane")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="API server port (default %(default)s)")
     up.set_defaults(handler=_up)

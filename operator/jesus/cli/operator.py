@@ -14,6 +14,7 @@ from pathlib import Path
 from jesus.cli import CommandError, command_parser
 from jesus.logic.egress import DEFAULT_CLUSTER_DOMAIN, EgressRulesError, RunnerEgress, parse_egress_rules
 from jesus.logic.manifests import RunnerSettings
+from jesus.logic.placement import PlacementError, RunnerPlacement, parse_placement
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.runner_memory_limit,
         # The runner exports its spans where the operator does.
         environment=forwarded_environment(os.environ),
+        placement=_runner_placement(args),
     )
     runner_egress = _runner_egress(args)
     options = OperatorOptions(
@@ -70,6 +72,16 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         shutdown_tracing(tracing)
     return 0
+
+
+def _runner_placement(args: argparse.Namespace) -> RunnerPlacement:
+    """The --runner-placement node selector and tolerations (none when the flag is not given)."""
+    if args.runner_placement is None:
+        return RunnerPlacement()
+    try:
+        return parse_placement(args.runner_placement, source="--runner-placement")
+    except PlacementError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _runner_egress(args: argparse.Namespace) -> RunnerEgress | None:
@@ -109,6 +121,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="JSON",
         help="NetworkPolicy egress rules every runner pod gets (DNS, the router); with it each run gets a "
         "NetworkPolicy that also allows its MCP tool servers and nothing else",
+    )
+    parser.add_argument(
+        "--runner-placement",
+        metavar="JSON",
+        help='every runner pod\'s nodeSelector and tolerations: {"nodeSelector": {}, "tolerations": []}',
     )
     parser.add_argument(
         "--cluster-domain",

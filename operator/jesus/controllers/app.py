@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -69,6 +71,17 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return super().build(body=kopf.Body(cast(kopf.RawBody, kept)))
 
 
+def in_cluster_server(environ: Mapping[str, str]) -> str:
+    """The API server's URL inside a pod, as client-go finds it: KUBERNETES_SERVICE_HOST and
+    KUBERNETES_SERVICE_PORT, which every kubelet sets (Kopf's own service-account login assumes
+    `kubernetes.default.svc` on 443, which only holds where cluster DNS and the Service do)."""
+    host = environ.get("KUBERNETES_SERVICE_HOST")
+    port = environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return "https://kubernetes.default.svc"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.OperatorRegistry:
     """A registry with every controller's handlers, the login and the settings."""
     registry = kopf.OperatorRegistry()
@@ -81,7 +94,11 @@ def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.O
 
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
+        info = kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            return info
+        info = kopf.login_with_service_account(**kwargs)
+        return None if info is None else dataclasses.replace(info, server=in_cluster_server(os.environ))
 
     @kopf.on.startup(id="settings", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -31,5 +31,11 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         await reconcile_budget(context, namespace, name)
 
     register_level_handlers(
-        registry, "budgets", "budget", reconcile, interval=max(context.settings.resync_seconds, 30.0)
+        registry,
+        "budgets",
+        "budget",
+        reconcile,
+        interval=max(context.settings.resync_seconds, 30.0),
+        metrics=context.metrics,
+        kind="Budget",
     )

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from jesus.api.common import GROUP, VERSION
+from jesus.controllers.metrics import OperatorMetrics
 from jesus.kube import KubeError
 
 Reconcile = Callable[[str, str], Awaitable[None]]
@@ -37,14 +38,17 @@ def register_level_handlers(
     reconcile: Reconcile,
     *,
     interval: float,
+    metrics: OperatorMetrics | None = None,
+    kind: str = "",
 ) -> Reconcile:
     """Call `reconcile` on resume, create, update and every `interval` seconds; return it, guarded.
 
     Handler ids are `<id_prefix>-resume`, `-create`, `-update` and `-resync` (Kopf keys its progress
     on them, so they must not change). The guarded reconcile is returned for the kind's event handlers.
+    With `metrics`, every reconcile and every one that raises is counted under `kind` (default: `plural`).
     """
     resource = (GROUP, VERSION, plural)
-    guarded = retrying_on_api_errors(reconcile)
+    guarded = retrying_on_api_errors(metrics.counted(kind or plural, reconcile) if metrics else reconcile)
 
     @kopf.on.resume(*resource, id=f"{id_prefix}-resume", registry=registry)
     @kopf.on.create(*resource, id=f"{id_prefix}-create", registry=registry)

@@ -152,7 +152,13 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     # Secrets and pods are not watched (the operator would hold every Secret and every runner pod in
     # memory); the timer notices a Secret created later, or a pod the scheduler could not place.
     reconcile_or_retry = register_level_handlers(
-        registry, "modeladapters", "modeladapter", reconcile, interval=context.settings.resync_seconds
+        registry,
+        "modeladapters",
+        "modeladapter",
+        reconcile,
+        interval=context.settings.resync_seconds,
+        metrics=context.metrics,
+        kind="ModelAdapter",
     )
 
     @kopf.on.event(

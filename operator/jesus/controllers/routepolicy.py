@@ -61,7 +61,13 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         await reconcile_route_policy(context, namespace, name)
 
     reconcile_or_retry = register_level_handlers(
-        registry, "routepolicies", "routepolicy", reconcile, interval=context.settings.resync_seconds
+        registry,
+        "routepolicies",
+        "routepolicy",
+        reconcile,
+        interval=context.settings.resync_seconds,
+        metrics=context.metrics,
+        kind="RoutePolicy",
     )
 
     @kopf.on.event(GROUP, VERSION, "modeladapters", id="routepolicy-adapter-event", registry=registry)

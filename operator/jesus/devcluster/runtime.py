@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from jesus.devcluster.nodes import SANDBOX_NODE
 from jesus.kube import JsonObject, KubeClient
 from jesus.logic.clock import format_time, system_clock
 from jesus.logic.manifests import LABEL_COMPONENT
@@ -51,8 +52,10 @@ class ProcessRuntime:
             for pod in pods:
                 name = pod["metadata"]["name"]
                 labels = pod["metadata"].get("labels", {})
+                # The sandbox node's pods are the sandbox kubelet's (jesus.devcluster.kubelet).
                 if (
                     LABEL_COMPONENT in labels
+                    and pod["spec"].get("nodeName") != SANDBOX_NODE
                     and pod["status"].get("phase") == "Running"
                     and name not in self._tasks
                 ):

@@ -65,6 +65,13 @@ TOOLS: dict[str, Tool] = {
         Tool("opa", "v1.22.2", {"opa": "github.com/open-policy-agent/opa"}),
         # Jaeger all-in-one (OTLP in, query API out): the trace backend of the observability tests.
         Tool("jaeger", "v1.75.0", {"jaeger": "github.com/jaegertracing/jaeger/cmd/jaeger"}),
+        # Built without the `builtinassets` tag: the module carries no web UI assets, and the
+        # server's HTTP API (all the project uses) does not need them.
+        Tool(
+            "prometheus",
+            "v0.316.0",
+            {name: f"github.com/prometheus/prometheus/cmd/{name}" for name in ("prometheus", "promtool")},
+        ),
         # Our own small program (not a wrapper): the chart's Argo CD health checks in gopher-lua.
         Tool("argocd-health", "v1", {"argocd-health": "."}),
     )

@@ -250,14 +250,52 @@ class KubeClient:
         )
 
     async def delete(
-        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+        grace_period_seconds: int | None = None,
     ) -> bool:
         """Delete the object; False when it was already gone."""
+        options: JsonObject = {"propagationPolicy": propagation}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
         try:
-            await self._call("DELETE", kind, namespace, name, json={"propagationPolicy": propagation})
+            await self._call("DELETE", kind, namespace, name, json=options)
         except NotFoundError:
             return False
         return True
+
+    async def request_token(
+        self,
+        namespace: str,
+        service_account: str,
+        *,
+        audiences: builtins.list[str] | None = None,
+        expiration_seconds: int = 3607,
+        bound_pod: JsonObject | None = None,
+    ) -> JsonObject:
+        """A token of `service_account` from the TokenRequest API (bound to `bound_pod` when given):
+        the TokenRequest's status, `{"token": ..., "expirationTimestamp": ...}`."""
+        spec: JsonObject = {"expirationSeconds": expiration_seconds}
+        if audiences:
+            spec["audiences"] = audiences
+        if bound_pod is not None:
+            metadata = bound_pod["metadata"]
+            spec["boundObjectRef"] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": metadata["name"],
+                "uid": metadata["uid"],
+            }
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        response = await self._call(
+            "POST", "ServiceAccount", namespace, f"{service_account}/token", json=body
+        )
+        status: JsonObject = response.get("status") or {}
+        return status
 
     async def event(
         self,

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jesus.api.agentrun import AgentRun
 from jesus.api.common import LABEL_MANAGED_BY, LABEL_RUN, LABEL_TEAM, LABEL_USER
 from jesus.api.objects import JsonObject, bounded_name, owner_reference
+from jesus.logic.placement import RunnerPlacement
 
 LABEL_COMPONENT = "jesus.dev/component"
 LABEL_ATTEMPT = "jesus.dev/attempt"
@@ -40,6 +41,7 @@ class RunnerSettings:
     ttl_seconds_after_finished: int = 3600
     environment: tuple[tuple[str, str], ...] = ()
     """Extra variables of every runner container (the operator's `OTEL_*` settings)."""
+    placement: RunnerPlacement = field(default_factory=RunnerPlacement)  # nodeSelector, tolerations
 
 
 def job_name(run_name: str, attempt: int) -> str:
@@ -133,6 +135,7 @@ def build_runner_job(
                     "automountServiceAccountToken": False,
                     "containers": [container],
                     "volumes": [{"name": "artifacts", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    **settings.placement.pod_spec_fields(),
                 },
             },
         },

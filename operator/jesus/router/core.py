@@ -119,6 +119,8 @@ class Router:
         self.guards = AdapterGuards(breaker or BreakerConfig(), clock)
         # `trace_content`: calls' messages go on their spans, redacted by it (opt-in; off: none do).
         self.books = CallBooks(metrics, tracer, clock, trace_content)
+        if metrics is not None:
+            metrics.watch_breakers(lambda: {name: self.breaker_state(name).status for name in self.adapters})
         self._clock = clock
         self._sleep = sleep
         self._rand = rand

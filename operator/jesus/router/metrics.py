@@ -1,15 +1,47 @@
-"""Prometheus metrics of the router: calls, tokens, cost, latency and fallbacks, per adapter."""
+"""Prometheus metrics of the router: calls, tokens, cost, latency, fallbacks and breakers, per adapter.
+
+Labels are bounded by the configured adapters and providers, error kinds and directions; never a run
+(docs/observability.md).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from jesus.logic.routing import BreakerStatus
 from jesus.router.records import CallRecord
 
-# Model calls take from tens of milliseconds to minutes.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Model calls take from tens of milliseconds to minutes; the steps stay within about 1.5x of each
+# other up to a minute, so a P50/P95/P99 interpolated inside a bucket is off by less than that.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+    4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0,
+)  # fmt: skip
+
+BreakerStates = Callable[[], Mapping[str, BreakerStatus]]
+
+
+class _Breakers(Collector):
+    """`jesus_router_breaker_state{adapter, state}`: 1 for each adapter's current breaker state."""
+
+    def __init__(self) -> None:
+        self.states: BreakerStates = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "jesus_router_breaker_state",
+            "Each adapter's circuit breaker: 1 for its current state (Closed, Open, HalfOpen), else 0.",
+            labels=["adapter", "state"],
+        )
+        for adapter, current in sorted(self.states().items()):
+            for state in BreakerStatus:
+                family.add_metric([adapter, state.value], 1.0 if state is current else 0.0)
+        yield family
 
 
 class RouterMetrics:
@@ -48,6 +80,12 @@ class RouterMetrics:
             "Fallbacks from one adapter to the next.",
             ["from_adapter", "to_adapter"],
         )
+        self._breakers = _Breakers()
+        registry.register(self._breakers)
+
+    def watch_breakers(self, states: BreakerStates) -> None:
+        """Export the breaker states `states` returns (each adapter's, read at every scrape)."""
+        self._breakers.states = states
 
     def observe(self, record: CallRecord) -> None:
         """Count one finished call."""

@@ -419,3 +419,31 @@ def test_the_summary_of_specs_that_do_not_validate_lists_the_problems() -> None:
         "  problem: a.yaml:3: bad",
         "  problem: a.yaml:9: worse",
     ]
+
+
+def test_runner_placement_reaches_the_runner_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    placement = (
+        '{"nodeSelector": {"pool": "agents"}, "tolerations": [{"key": "agents", "operator": "Exists"}]}'
+    )
+    assert main(["operator", "--runner-placement", placement]) == 0
+    assert seen[0].settings.runner.placement.node_selector == {"pool": "agents"}
+    assert seen[0].settings.runner.placement.tolerations == ({"key": "agents", "operator": "Exists"},)
+
+
+def test_bad_runner_placement_stops_the_operator_naming_the_flag_and_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def never(options: operator_app.OperatorOptions, **_: Any) -> None:
+        raise AssertionError("the operator must not start")
+
+    monkeypatch.setattr(operator_app, "run_operator", never)
+    assert main(["operator", "--runner-placement", '{"nodeSelector": {"pool": 3}}']) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --runner-placement: nodeSelector['pool'] must be a label value (a string)"
+    )

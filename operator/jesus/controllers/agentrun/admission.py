@@ -3,6 +3,7 @@ it says to, have the ledger hold the money of an admitted run, and write the ver
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from jesus.api.agentrun import AgentRun, AgentRunPhase
@@ -14,6 +15,7 @@ from jesus.api.objects import spec_digest
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.agentrun.holds import reserve_all, run_key
 from jesus.controllers.context import OperatorContext
+from jesus.controllers.metrics import seconds_since
 from jesus.kube import JsonObject
 from jesus.logic import runs
 from jesus.logic.admission import (
@@ -63,7 +65,13 @@ async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObjec
     verdict = admit(await observe(context, run, draft.now))
     if verdict.outcome is Outcome.ASK_POLICY:
         assert verdict.policy_input is not None
+        started = time.perf_counter()
         decision = await context.policy.decide(verdict.policy_input)
+        if context.metrics is not None:
+            answer = "allow" if decision.allow else "deny" if decision.decided else "error"
+            context.metrics.policy_latency.labels(decision.engine, answer).observe(
+                time.perf_counter() - started
+            )
         draft.status.policy = decision.to_status(format_time(draft.now))
         verdict = decide(verdict, decision)
     if verdict.admitted:
@@ -137,10 +145,6 @@ def record_verdict(draft: StatusDraft, verdict: AdmissionVerdict) -> None:
 
 
 def _observe_latency(context: OperatorContext, draft: StatusDraft) -> None:
-    created = draft.run.metadata.creation_timestamp
-    if context.metrics is None or not created:
-        return
-    since = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    context.metrics.admission_latency.labels(draft.run.metadata.namespace or "").observe(
-        max((draft.now - since).total_seconds(), 0.0)
-    )
+    waited = seconds_since(draft.run.metadata.creation_timestamp, draft.now)
+    if context.metrics is not None and waited is not None:
+        context.metrics.admission_latency.labels(draft.run.metadata.namespace or "").observe(waited)

@@ -14,6 +14,7 @@ from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
+from jesus.controllers.metrics import seconds_since
 from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
 from jesus.logic import egress, manifests, runs
 from jesus.logic.clock import format_time
@@ -30,7 +31,9 @@ async def start_attempt(context: OperatorContext, draft: StatusDraft, obj: JsonO
     attempt = Attempt(number=number, job_name=name, outcome=AttemptOutcome.RUNNING, start_time=now)
     draft.status.attempts = [*(draft.status.attempts or []), attempt]
     draft.status.job_name = name
-    draft.status.start_time = draft.status.start_time or now
+    if draft.status.start_time is None:
+        draft.status.start_time = now
+        _observe_queue_wait(context, draft)
     draft.condition(C.RUNNING, True, R.JOB_CREATED, f"runner job {name} created (attempt {number})")
     draft.phase(Phase.RUNNING, f"running attempt {number} in job {name}")
 
@@ -38,6 +41,13 @@ async def start_attempt(context: OperatorContext, draft: StatusDraft, obj: JsonO
 def await_retry(draft: StatusDraft, failed: int, delay_seconds: float) -> None:
     """The last attempt failed and its backoff has not passed."""
     draft.condition(C.RUNNING, False, R.RETRYING, f"attempt {failed} failed; next in {delay_seconds:.0f}s")
+
+
+def _observe_queue_wait(context: OperatorContext, draft: StatusDraft) -> None:
+    """The run's first Job: how long it waited since it was created (admission, money, dependencies)."""
+    waited = seconds_since(draft.run.metadata.creation_timestamp, draft.now)
+    if context.metrics is not None and waited is not None:
+        context.metrics.queue_wait.labels(draft.run.metadata.namespace or "").observe(waited)
 
 
 async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> None:

@@ -75,6 +75,8 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     @kopf.on.delete(*resource, id="agentrun-release", registry=registry)
     async def on_delete(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         await reconcile.release_on_delete(context, dict(body))
+        if context.metrics is not None:
+            context.metrics.runs.seen(namespace or "", name, None)
         context.written_versions.pop((namespace or "", name), None)
         context.locks.pop(("AgentRun", namespace or "", name), None)
 

@@ -17,7 +17,7 @@ import logging
 
 import kopf
 
-from jesus.api.agentrun import AgentRun, AgentRunStatus
+from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus
 from jesus.api.objects import spec_digest
 from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.admission import admit_run
@@ -47,6 +47,19 @@ async def reconcile_run(
     `body` is the run as the triggering watch event showed it, which saves a read; when it is older
     than what this operator last wrote, or the write finds the run changed, the run is read afresh.
     """
+    if context.metrics is not None:
+        context.metrics.reconciles.labels("AgentRun").inc()
+    try:
+        await _reconcile_locked(context, namespace, name, body)
+    except Exception as exc:  # counted, then handed on: Kopf retries, the handlers translate
+        if context.metrics is not None:
+            context.metrics.reconcile_errors.labels("AgentRun", type(exc).__name__).inc()
+        raise
+
+
+async def _reconcile_locked(
+    context: OperatorContext, namespace: str, name: str, body: JsonObject | None
+) -> None:
     async with context.lock("AgentRun", namespace, name):
         for _ in range(MAX_CONFLICTS):
             obj = body if _current(context, namespace, name, body) else None
@@ -55,6 +68,8 @@ async def reconcile_run(
                 obj = await context.kube.get("AgentRun", namespace, name)
             if obj is None or obj["metadata"].get("deletionTimestamp"):
                 context.written_versions.pop((namespace, name), None)
+                if context.metrics is not None:
+                    context.metrics.runs.seen(namespace, name, None)
                 return
             try:
                 await _reconcile_once(context, obj)
@@ -111,6 +126,10 @@ async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
 
 
 async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
+    metadata = obj["metadata"]
+    if context.metrics is not None:
+        phase = (obj.get("status") or {}).get("phase") or AgentRunPhase.PENDING.value
+        context.metrics.runs.seen(metadata.get("namespace") or "", metadata.get("name") or "", phase)
     inputs = _inputs(context, obj)
     if _unchanged_refusal(context, obj, inputs):
         return
@@ -174,9 +193,13 @@ async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) 
     context.written_versions[(metadata["namespace"], metadata["name"])] = str(
         written.get("metadata", {}).get("resourceVersion", "")
     )
-    finished = draft.status.phase is not None and draft.status.phase.terminal
-    if finished and not (before.phase and before.phase.terminal) and context.metrics is not None:
-        context.metrics.runs_finished.labels(metadata["namespace"], draft.status.phase).inc()
+    if context.metrics is not None:
+        phase = draft.status.phase or AgentRunPhase.PENDING
+        context.metrics.runs.seen(metadata["namespace"], metadata["name"], phase.value)
+        if phase.terminal and not (before.phase and before.phase.terminal):
+            context.metrics.finished(
+                metadata["namespace"], phase.value, draft.run.spec.owner, draft.status.calls or []
+            )
     for type_, reason, message in draft.events:
         try:
             await context.kube.event(obj, type_=type_, reason=reason, message=message)
