@@ -101,7 +101,7 @@ def test_a_run_is_one_trace_across_operator_runner_and_router(
         found = [
             s for s in spans.values() if s["operationName"] == name and service[s["processID"]] == program
         ]
-        assert len(found) == 1, (name, program, json.dumps(trace["spans"], indent=1)[:6000])
+        assert len(found) == 1, (name, program, [(s["spanID"], s["references"], tags(s)) for s in found])
         return found[0]
 
     # The operator: admission is the root, the attempt's start its child, with the Job's TRACEPARENT id.
