@@ -184,6 +184,7 @@ class OperatorWorld:
         runner_environment: dict[str, str] | None = None,
         *,
         router_environment: dict[str, str] | None = None,
+        operator_environment: dict[str, str] | None = None,
         policies: Path = REPO / "policies",
         operator_args: tuple[str, ...] = (),
     ) -> None:
@@ -195,7 +196,7 @@ class OperatorWorld:
         )
         self.router_port = free_port()
         self.metrics_port = free_port()
-        env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
+        env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN, **(operator_environment or {})}
         # The router reads the namespace's ModelAdapters, RoutePolicies and Secrets from the cluster,
         # as in a real one: what a test applies later is served too.
         self.router = router_process(

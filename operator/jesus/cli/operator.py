@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     from jesus.controllers.router_admin import ADMIN_TOKEN_VARIABLE
     from jesus.policy.decision import PolicyLoadError
     from jesus.redaction import RedactionConfig, RedactionConfigError, install_log_redaction
+    from jesus.telemetry import configure_logging, configure_tracing, forwarded_environment, shutdown_tracing
 
     try:
         # Patterns only unless JESUS_REDACTION_NAMES=true: the operator's text is its own sentences
@@ -31,10 +32,8 @@ def _run(args: argparse.Namespace) -> int:
     except RedactionConfigError as exc:
         raise CommandError(str(exc)) from exc
     install_log_redaction(redaction.patterns_only().redactor())
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    tracing = configure_tracing("jesus-operator")
     # Every API request at INFO is noise; our reconcilers log what they decide.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -46,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         memory_request=args.runner_memory_request,
         cpu_limit=args.runner_cpu_limit,
         memory_limit=args.runner_memory_limit,
+        # The runner exports its spans where the operator does.
+        environment=forwarded_environment(os.environ),
         placement=_runner_placement(args),
     )
     runner_egress = _runner_egress(args)
@@ -68,6 +69,8 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(run_operator(options))
     except PolicyLoadError as exc:
         raise CommandError(f"the admission policies do not load: {exc}") from exc
+    finally:
+        shutdown_tracing(tracing)
     return 0
 
 

@@ -38,7 +38,9 @@ from jesus.router.metrics import RouterMetrics
 from jesus.router.registry import RunRegistry
 from jesus.router.service import Lifespan, RouterService, build_app
 from jesus.router.sources import FileRouteSource, RouteSource
+from jesus.router.tracing import captures_content
 from jesus.specs import Severity, SpecPathError, SpecSet, load_specs
+from jesus.telemetry import configure_logging, configure_tracing, shutdown_tracing
 
 if TYPE_CHECKING:
     from jesus.router.cluster_source import ClusterRouteSource
@@ -128,10 +130,12 @@ def service_over(
     registry: CollectorRegistry,
     limits: InputLimits | None = None,
     store: AccountStore | None = None,
+    trace_content: Redactor | None = None,
 ) -> RouterService:
     """A router service whose adapters and plans come from `source` (read at every call), keeping runs'
-    accounts and revocations in `store` (default: this process's memory)."""
-    router = Router(source.adapters, metrics=RouterMetrics(registry))
+    accounts and revocations in `store` (default: this process's memory); `trace_content` redacts the
+    messages that go on spans when content capture is on."""
+    router = Router(source.adapters, metrics=RouterMetrics(registry), trace_content=trace_content)
     return RouterService(
         router,
         RunRegistry(),
@@ -210,6 +214,8 @@ def handle(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     # Log lines are many and short: patterns only. Errors and prompts get the full redactor.
     install_log_redaction(redaction.patterns_only().redactor())
+    configure_logging(logging.INFO)
+    tracing = configure_tracing("jesus-router")
     limits = InputLimits(max_body_bytes=args.max_body_bytes)
     store = build_store(args.redis_url)
     lifespan: Lifespan | None = None
@@ -234,8 +240,15 @@ def handle(args: argparse.Namespace) -> int:
             redact=redaction.redactor(),
         )
         source, lifespan = watched, _watching(watched, args.kubeconfig, redaction.redactor())
-    service = service_over(source, admin_token=admin_token, registry=REGISTRY, limits=limits, store=store)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = service_over(
+        source,
+        admin_token=admin_token,
+        registry=REGISTRY,
+        limits=limits,
+        store=store,
+        # Prompts and answers on spans only when asked for, and then through the full redactor.
+        trace_content=redaction.redactor() if captures_content(os.environ) else None,
+    )
     log.info(
         "Starting router host=%s port=%d source=%s admin_api=%s accounts=%s",
         args.host,
@@ -251,12 +264,14 @@ def handle(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through the root logger, in the one schema
         access_log=False,
         # Longer than clients keep idle connections (5 s in httpx), so a client never sends on a
         # connection the router is closing: runners do not retry, and a lost call fails the run.
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **serving,
     )
+    shutdown_tracing(tracing)
     return 0
 
 

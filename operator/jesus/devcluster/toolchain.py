@@ -63,6 +63,8 @@ TOOLS: dict[str, Tool] = {
         Tool("kwok", "v0.8.0", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
         Tool("helm", "v3.22.0", {"helm": "helm.sh/helm/v3/cmd/helm"}),
         Tool("opa", "v1.22.2", {"opa": "github.com/open-policy-agent/opa"}),
+        # Jaeger all-in-one (OTLP in, query API out): the trace backend of the observability tests.
+        Tool("jaeger", "v1.75.0", {"jaeger": "github.com/jaegertracing/jaeger/cmd/jaeger"}),
         # Built without the `builtinassets` tag: the module carries no web UI assets, and the
         # server's HTTP API (all the project uses) does not need them.
         Tool(

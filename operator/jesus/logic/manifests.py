@@ -39,6 +39,8 @@ class RunnerSettings:
     cpu_limit: str = "1"
     memory_limit: str = "1Gi"
     ttl_seconds_after_finished: int = 3600
+    environment: tuple[tuple[str, str], ...] = ()
+    """Extra variables of every runner container (the operator's `OTEL_*` settings)."""
     placement: RunnerPlacement = field(default_factory=RunnerPlacement)  # nodeSelector, tolerations
 
 
@@ -192,5 +194,6 @@ def _runner_env(run: AgentRun, attempt: int, settings: RunnerSettings, tracepare
         },
         {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
         {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        *({"name": name, "value": value} for name, value in settings.environment),
         {"name": "TRACEPARENT", "value": traceparent},
     ]

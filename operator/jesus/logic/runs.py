@@ -284,7 +284,16 @@ def trace_id(run_uid: str) -> str:
     return hashlib.sha256(f"trace:{run_uid}".encode()).hexdigest()[:32]
 
 
+def attempt_span_id(run_uid: str, attempt: int) -> str:
+    """The span id (16 hex) of the operator's span that starts `attempt`: the runner's parent."""
+    return hashlib.sha256(f"span:{run_uid}:{attempt}".encode()).hexdigest()[:16]
+
+
+def admission_span_id(run_uid: str) -> str:
+    """The span id (16 hex) of the admission that admitted the run: the root of the run's trace."""
+    return hashlib.sha256(f"span:{run_uid}:admission".encode()).hexdigest()[:16]
+
+
 def traceparent(run_uid: str, attempt: int) -> str:
     """A W3C traceparent for the runner of `attempt`, child of the run's trace."""
-    span = hashlib.sha256(f"span:{run_uid}:{attempt}".encode()).hexdigest()[:16]
-    return f"00-{trace_id(run_uid)}-{span}-01"
+    return f"00-{trace_id(run_uid)}-{attempt_span_id(run_uid, attempt)}-01"

@@ -7,18 +7,20 @@ caller went away (`abandon`); each ends the call's span and the metrics see it o
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
 from jesus.logic.allowance import CallPrice, Reservation, cost_micros
+from jesus.redaction import Redactor
 from jesus.router.accounts import RunAccount
 from jesus.router.logsafe import router_logger
 from jesus.router.metrics import RouterMetrics
 from jesus.router.records import CallRecord
-from jesus.router.routed import RouteError
-from jesus.router.tracing import end_call_span, start_call_span
+from jesus.router.routed import RoutedAdapter, RouteError
+from jesus.router.tracing import AttemptTrace, end_call_span, record_attempt_spans, start_call_span
 from jesus_adapters.types import ChatRequest, ChatResponse, Usage
 
 log = router_logger("jesus.router.core")  # the name the router's call lines have always had
@@ -28,12 +30,18 @@ class CallBooks:
     """Opens and closes the record, span and metrics of every call a router makes."""
 
     def __init__(
-        self, metrics: RouterMetrics | None, tracer: Tracer | None, clock: Callable[[], float]
+        self,
+        metrics: RouterMetrics | None,
+        tracer: Tracer | None,
+        clock: Callable[[], float],
+        content: Redactor | None = None,
     ) -> None:
         self.metrics = metrics
         self._tracer = tracer
+        self._content = content  # set: calls' messages go on their spans, redacted by it
         self._clock = clock
         self._spans: dict[str, Span] = {}
+        self._attempts: dict[str, list[AttemptTrace]] = {}
         self._call_ids = itertools.count(1)
 
     def open(
@@ -44,7 +52,12 @@ class CallBooks:
         token's lifetime)."""
         record = CallRecord(call_id=f"{ledger.run}-{next(self._call_ids)}", run=ledger.run, streamed=streamed)
         self._spans[record.call_id] = start_call_span(
-            request, ledger.run, streamed=streamed, context=trace_context, tracer=self._tracer
+            request,
+            ledger.run,
+            streamed=streamed,
+            context=trace_context,
+            tracer=self._tracer,
+            content=self._content,
         )
         return record
 
@@ -74,6 +87,17 @@ class CallBooks:
         self._end_span(record, None)
         return RouteError(kind, reason, record, retry_after_seconds)
 
+    def start_attempt(self, record: CallRecord, routed: RoutedAdapter) -> AttemptTrace | None:
+        """Note an attempt of `record`'s call on `routed` for its span (`finish` it when it ends); None
+        when the call's span does not record (tracing off)."""
+        span = self._spans.get(record.call_id)
+        if span is None or not span.is_recording():
+            return None
+        adapter = routed.adapter
+        attempt = AttemptTrace(routed.name, adapter.provider, adapter.model, time.time_ns())
+        self._attempts.setdefault(record.call_id, []).append(attempt)
+        return attempt
+
     def abandon(self, record: CallRecord) -> None:
         """End the span of a call that ended neither in an answer nor a RouteError (cancelled)."""
         if record.call_id in self._spans:
@@ -83,8 +107,11 @@ class CallBooks:
 
     def _end_span(self, record: CallRecord, response: ChatResponse | None) -> None:
         span = self._spans.pop(record.call_id, None)
+        attempts = self._attempts.pop(record.call_id, None)
         if span is not None:
-            end_call_span(span, record, response)
+            if attempts:
+                record_attempt_spans(span, attempts, self._tracer)
+            end_call_span(span, record, response, self._content)
 
 
 async def meter(

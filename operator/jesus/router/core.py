@@ -29,6 +29,7 @@ from jesus.logic.routing import (
     backoff_seconds,
     decide_on_error,
 )
+from jesus.redaction import Redactor
 from jesus.router.accounts import STORE_RETRY_AFTER_SECONDS, RunAccount, SharedStoreError
 from jesus.router.books import CallBooks, meter
 from jesus.router.guards import AdapterGuards
@@ -48,6 +49,7 @@ from jesus.router.routed import (
     as_adapter_error,
 )
 from jesus.router.streams import StreamEvent, close_stream, first_event
+from jesus.telemetry import log_fields
 from jesus_adapters.errors import AdapterError, ErrorKind
 from jesus_adapters.estimate import estimate_input_tokens, input_tokens_upper_bound
 from jesus_adapters.types import ChatRequest, ChatResponse, StreamDone
@@ -110,11 +112,13 @@ class Router:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         tracer: Tracer | None = None,
+        trace_content: Redactor | None = None,
     ) -> None:
         # Read at every call: a route source (`jesus.router.sources`) may change it between calls.
         self.adapters = adapters if isinstance(adapters, dict) else dict(adapters)
         self.guards = AdapterGuards(breaker or BreakerConfig(), clock)
-        self.books = CallBooks(metrics, tracer, clock)
+        # `trace_content`: calls' messages go on their spans, redacted by it (opt-in; off: none do).
+        self.books = CallBooks(metrics, tracer, clock, trace_content)
         if metrics is not None:
             metrics.watch_breakers(lambda: {name: self.breaker_state(name).status for name in self.adapters})
         self._clock = clock
@@ -370,16 +374,23 @@ class Router:
             else replace(call.request, max_tokens=decision.max_output_tokens)
         )
         attempt_started = self._clock()
+        traced = self.books.start_attempt(call.record, routed)
         try:
             # The adapter applies the attempt timeout it was given (ADR 0009); the router adds none.
             result = await attempt(routed, sized)
         except asyncio.CancelledError:
+            if traced is not None:
+                traced.finish(None, "Cancelled")
             await _release(call.ledger, reservation)
             self.guards.not_sent(name)
             raise
         except Exception as exc:  # every failure of an attempt is classified and recorded
             error = as_adapter_error(exc, routed, call.plan)
+            if traced is not None:
+                traced.finish(None, error.kind.value)
         else:
+            if traced is not None:
+                traced.finish(result, None)
             return _Walked(routed, attempt_started, call.started, reservation, call.estimated_input), result
         if error.usage is not None and error.usage.total_tokens:
             # A provider may bill an answer that still failed (a refusal, a filtered answer): meter it,
@@ -395,13 +406,14 @@ class Router:
         call.record.attempts.append(
             AttemptRecord(name, "error", (now - attempt_started) * 1000, error.kind.value, error.message)
         )
-        log.info(
-            "Model call attempt failed adapter=%s kind=%s run=%s error=%s",
-            name,
-            error.kind.value,
-            call.ledger.run,
-            error.message,
-        )
+        with log_fields(adapter=name):
+            log.info(
+                "Model call attempt failed adapter=%s kind=%s run=%s error=%s",
+                name,
+                error.kind.value,
+                call.ledger.run,
+                error.message,
+            )
         return error
 
     def _note_fallback(

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from opentelemetry.context import Context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -49,7 +50,7 @@ from jesus.router.http import (
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.routed import RoutedStreamEnd, RouteError
 from jesus.router.tokens import RunGrant, TokenSigner
-from jesus.router.tracing import context_from_headers
+from jesus.router.tracing import context_from_headers, trace_id_of
 from jesus.router.wire import (
     WireError,
     chunk_body,
@@ -58,7 +59,8 @@ from jesus.router.wire import (
     final_chunks,
     parse_chat_request,
 )
-from jesus_adapters.types import TextDelta
+from jesus.telemetry import log_fields
+from jesus_adapters.types import ChatRequest, TextDelta
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 """What runs around serving: started before the first request, stopped after the last."""
@@ -182,8 +184,16 @@ async def chat_completions(service: RouterService, request: Request) -> Response
     except WireError as exc:
         return error_response(400, str(exc), "InvalidRequest")
     chat_request = replace(chat_request, metadata={"run": route.run, "namespace": route.namespace})
-    completion_id = service.next_id()
     trace_context = context_from_headers(request.headers)
+    # The call's log lines name its run and its trace (the runner's, from `traceparent`).
+    with log_fields(namespace=route.namespace, run=route.run, trace_id=trace_id_of(trace_context)):
+        return await _route_call(service, route, chat_request, stream, trace_context)
+
+
+async def _route_call(
+    service: RouterService, route: RunRoute, chat_request: ChatRequest, stream: bool, trace_context: Context
+) -> Response:
+    completion_id = service.next_id()
     if not stream:
         try:
             routed = await service.router.complete(

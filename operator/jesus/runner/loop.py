@@ -15,6 +15,7 @@ from typing import Any
 
 from jesus.logic.clock import Clock, format_time, system_clock
 from jesus.redaction import Redactor, default_redactor, redact_structure
+from jesus.runner import spans
 from jesus.runner.artifacts import ArtifactStore, put_text, to_json
 from jesus.runner.model import ModelCallError, ModelClient
 from jesus.runner.record import RunOutcome, RunRecord
@@ -116,39 +117,51 @@ async def _loop(
 ) -> None:
     for turn in range(1, task.max_turns + 1):
         record.turns = turn
-        request = ChatRequest(
-            messages=tuple(transcript),
-            tools=tools.specs,
-            max_tokens=task.max_output_tokens,
-            metadata={"run": task.run, "namespace": task.namespace},
-        )
-        try:
-            reply = await model.complete(request)
-        except ModelCallError as exc:
-            if exc.record is not None:
-                record.calls.append(exc.record)
-            record.outcome = RunOutcome(exc.run_outcome)
-            record.reason = exc.reason
-            return
-        record.calls.append(reply.record)
-        answer = reply.response
-        transcript.append(Message("assistant", answer.content, answer.tool_calls))
-        if answer.finish_reason == "content_filter":
-            record.outcome = RunOutcome.FAILED
-            record.reason = "the model's answer was stopped by its content filter"
-            return
-        if not answer.tool_calls:
-            record.final_answer = answer.content
-            record.outcome = RunOutcome.SUCCEEDED
-            record.reason = "the model gave its final answer"
-            if answer.finish_reason == "length":
-                record.warnings.append("the final answer was cut off at the output token limit")
-            return
-        for call in answer.tool_calls:
-            result = await tools.call(call.id, call.name, call.arguments)
-            transcript.append(Message("tool", result.text, tool_call_id=call.id))
+        # The turn's span is current while it runs: the model call carries it to the router, and the
+        # tool calls are its children.
+        with spans.tracer.start_as_current_span("turn", attributes={"jesus.turn": turn}):
+            if await _turn(task, model, tools, transcript, record):
+                return
     record.outcome = RunOutcome.MAX_TURNS_REACHED
     record.reason = f"no final answer after {task.max_turns} turns (maxTurns)"
+
+
+async def _turn(
+    task: AgentTask, model: ModelClient, tools: ToolBox, transcript: list[Message], record: RunRecord
+) -> bool:
+    """One turn: ask the model, run the tools it calls; True when the run is over."""
+    request = ChatRequest(
+        messages=tuple(transcript),
+        tools=tools.specs,
+        max_tokens=task.max_output_tokens,
+        metadata={"run": task.run, "namespace": task.namespace},
+    )
+    try:
+        reply = await model.complete(request)
+    except ModelCallError as exc:
+        if exc.record is not None:
+            record.calls.append(exc.record)
+        record.outcome = RunOutcome(exc.run_outcome)
+        record.reason = exc.reason
+        return True
+    record.calls.append(reply.record)
+    answer = reply.response
+    transcript.append(Message("assistant", answer.content, answer.tool_calls))
+    if answer.finish_reason == "content_filter":
+        record.outcome = RunOutcome.FAILED
+        record.reason = "the model's answer was stopped by its content filter"
+        return True
+    if not answer.tool_calls:
+        record.final_answer = answer.content
+        record.outcome = RunOutcome.SUCCEEDED
+        record.reason = "the model gave its final answer"
+        if answer.finish_reason == "length":
+            record.warnings.append("the final answer was cut off at the output token limit")
+        return True
+    for call in answer.tool_calls:
+        result = await tools.call(call.id, call.name, call.arguments)
+        transcript.append(Message("tool", result.text, tool_call_id=call.id))
+    return False
 
 
 def _store_artifacts(

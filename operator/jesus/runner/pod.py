@@ -8,17 +8,21 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from opentelemetry import trace
+
 from jesus.api.agentrun import AgentRun, AgentRunSpec
 from jesus.api.common import ObjectMeta
 from jesus.api.objects import spec_digest
 from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
 from jesus.redaction import RedactionConfig, RedactionConfigError
+from jesus.runner import spans
 from jesus.runner.artifacts import DirectoryArtifactStore
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus.runner.loop import AgentTask, execute_run
 from jesus.runner.record import RunOutcome, RunRecord
 from jesus.runner.tools import tool_server_specs
+from jesus.telemetry import log_fields
 
 
 class PodEnvironmentError(Exception):
@@ -42,19 +46,42 @@ async def run_pod(environ: Mapping[str, str]) -> int:
     termination message either way, so the operator can settle what the run spent."""
     namespace = _required(environ, "JESUS_RUN_NAMESPACE")
     name = _required(environ, "JESUS_RUN_NAME")
+    attempt = _attempt(environ)
+    parent = spans.parent_context(environ)
+    span = spans.start_run_span(name, namespace, attempt, parent)
+    try:
+        # Every line of the run names it; inside its span, the lines carry the span's trace.
+        with (
+            log_fields(namespace=namespace, run=name, attempt=attempt, trace_id=spans.trace_id_of(parent)),
+            trace.use_span(span, end_on_exit=False),
+        ):
+            record = await _run(environ, namespace, name)
+    except BaseException:
+        spans.end_run_span(span, "Failed", False, 0)
+        raise
+    spans.end_run_span(span, record.outcome.value, record.outcome.succeeded, record.turns)
+    return 0 if record.outcome.succeeded else 1
+
+
+def _attempt(environ: Mapping[str, str]) -> int | None:
+    value = environ.get("JESUS_ATTEMPT", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 6 else None
+
+
+async def _run(environ: Mapping[str, str], namespace: str, name: str) -> RunRecord:
     record = RunRecord(run=name, namespace=namespace)
     try:
         spec = AgentRunSpec.model_validate(json.loads(_required(environ, "JESUS_RUN_SPEC")))
     except (ValueError, PodEnvironmentError) as exc:
         record.outcome, record.reason = RunOutcome.INVALID_SPEC, f"JESUS_RUN_SPEC: {exc}"
         _write_termination_message(environ, record)
-        return 1
+        return record
     try:
         redact = RedactionConfig.from_environ(environ).redactor()
     except RedactionConfigError as exc:  # no run without the redaction the site asked for
         record.outcome, record.reason = RunOutcome.INVALID_SPEC, str(exc)
         _write_termination_message(environ, record)
-        return 1
+        return record
     run = AgentRun(
         metadata=ObjectMeta(name=name, namespace=namespace, uid=environ.get("JESUS_RUN_UID")), spec=spec
     )
@@ -80,4 +107,4 @@ async def run_pod(environ: Mapping[str, str]) -> int:
     finally:
         await model.aclose()
     _write_termination_message(environ, record)
-    return 0 if record.outcome.succeeded else 1
+    return record

@@ -19,8 +19,11 @@ from typing import Any, Literal, TextIO
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client import Transport
 from mcp.types import CallToolResult, TextContent
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from jesus.api.agentrun import AgentRun
+from jesus.runner import spans
+from jesus.runner.stderr_lines import StderrLines
 from jesus_adapters.types import ToolSpec
 
 log = logging.getLogger(__name__)
@@ -104,8 +107,9 @@ class ToolBox:
         errlog: TextIO | None = None,
     ) -> None:
         self.servers = servers
-        # Where stdio servers' stderr goes: the process's real stderr, even when sys.stderr is replaced.
-        self.errlog = errlog or sys.__stderr__ or sys.stderr
+        # Where stdio servers' stderr goes: `errlog` when given, else each server's lines become the
+        # runner's log records (JSON of the schema, redacted), not raw bytes among them.
+        self.errlog = errlog
         self.connect_timeout_seconds = connect_timeout_seconds
         self.specs: tuple[ToolSpec, ...] = ()
         self.calls: list[ToolCallRecord] = []
@@ -128,7 +132,12 @@ class ToolBox:
             log.warning("Closing tool servers failed error=%s", exc)
 
     async def _connect(self, server: ToolServerSpec) -> None:
-        client = Client(_target(server, self.errlog), read_timeout_seconds=server.timeout_seconds)
+        errlog = self.errlog or sys.__stderr__ or sys.stderr
+        if self.errlog is None and server.transport == "stdio":
+            lines = StderrLines(server.name)
+            self._stack.callback(lines.close)  # after the server's transport closes (the stack is LIFO)
+            errlog = lines.file
+        client = Client(_target(server, errlog), read_timeout_seconds=server.timeout_seconds)
         try:
             async with asyncio.timeout(self.connect_timeout_seconds):
                 await self._stack.enter_async_context(client)
@@ -167,13 +176,21 @@ class ToolBox:
         """Call an allowed tool; anything else comes back as an error result, never an exception."""
         started = asyncio.get_running_loop().time()
         route = self._routes.get(name)
-        if route is None:
-            result = ToolResult(
-                f"tool {name!r} is not allowed for this run; allowed tools: {sorted(self._routes)}",
-                is_error=True,
-            )
-        else:
-            result = await self._call_server(route, name, arguments)
+        server = route.spec.name if route else None
+        span_name = f"execute_tool {name}" if route else "execute_tool"
+        with spans.tracer.start_as_current_span(
+            span_name, kind=SpanKind.INTERNAL, attributes=spans.tool_span_attributes(name, call_id, server)
+        ) as span:
+            if route is None:
+                result = ToolResult(
+                    f"tool {name!r} is not allowed for this run; allowed tools: {sorted(self._routes)}",
+                    is_error=True,
+                )
+            else:
+                result = await self._call_server(route, name, arguments)
+            if result.is_error:
+                span.set_attribute("error.type", "tool_error" if route else "tool_not_allowed")
+                span.set_status(Status(StatusCode.ERROR))
         elapsed = (asyncio.get_running_loop().time() - started) * 1000
         self.calls.append(
             ToolCallRecord(

@@ -10,6 +10,7 @@ from jesus.api.agentrun import AgentRunPhase as Phase
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.agentrun import Attempt, AttemptOutcome
 from jesus.api.common import format_micros
+from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
@@ -66,6 +67,7 @@ async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonO
 async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> str:
     run, settings = draft.run, context.settings.runner
     namespace = run.metadata.namespace or ""
+    started_ns = spans.now_ns()
     if namespace not in context.runner_accounts:
         await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
         context.runner_accounts.add(namespace)
@@ -80,6 +82,7 @@ async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObj
     child = await ensure_child(context.kube, job)
     child.require_ours()
     if child.action is ChildAction.CREATED:
+        spans.record_attempt_start(run, attempt, str(job["metadata"]["name"]), started_ns)
         logger.info(
             "Created runner job run=%s/%s job=%s attempt=%d",
             namespace,

@@ -19,6 +19,7 @@ import kopf
 
 from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus
 from jesus.api.objects import spec_digest
+from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.admission import admit_run
 from jesus.controllers.agentrun.attempts import await_retry, follow_attempt, start_attempt
 from jesus.controllers.agentrun.draft import SPEC_CHANGED, StatusDraft
@@ -27,8 +28,11 @@ from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.kube import ConflictError, JsonObject, KubeError
+from jesus.logic import runs
+from jesus.logic.admission import AdmissionVerdict
 from jesus.logic.lifecycle import Action, NextStep, next_step
 from jesus.logic.waiting import Inputs
+from jesus.telemetry import log_fields
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,17 @@ def _unchanged_refusal(context: OperatorContext, obj: JsonObject, inputs: Inputs
 
 async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
     metadata = obj["metadata"]
+    uid = metadata.get("uid")
+    with log_fields(
+        namespace=metadata.get("namespace"),
+        run=metadata.get("name"),
+        trace_id=runs.trace_id(uid) if uid else None,
+    ):
+        await _reconcile_body(context, obj)
+
+
+async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
+    metadata = obj["metadata"]
     if context.metrics is not None:
         phase = (obj.get("status") or {}).get("phase") or AgentRunPhase.PENDING.value
         context.metrics.runs.seen(metadata.get("namespace") or "", metadata.get("name") or "", phase)
@@ -122,8 +137,11 @@ async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
     context.budget_waits.forget(run.metadata.namespace or "", run.metadata.name or "")
     draft = StatusDraft(run, context.clock(), inputs)
     step = next_step(run, draft.status, draft.now)
+    admission: tuple[AdmissionVerdict, int] | None = None
     if step.action is Action.ADMIT:
-        admitted = (await admit_run(context, draft, obj)).admitted
+        started_ns = spans.now_ns()
+        verdict = await admit_run(context, draft, obj)
+        admission, admitted = (verdict, started_ns), verdict.admitted
         # An admitted run starts its first attempt in the same reconcile.
         step = next_step(run, draft.status, draft.now) if admitted else NextStep(Action.NOTHING)
     elif step.action in (Action.START_ATTEMPT, Action.AWAIT_RETRY, Action.OBSERVE_JOB):
@@ -131,6 +149,9 @@ async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
     await _perform(context, draft, obj, step)
     draft.status.observed_generation = run.metadata.generation
     await _write(context, obj, draft)
+    if admission is not None:
+        # Only a decision that was written is traced: one that lost to a conflict is decided again.
+        spans.record_admission(run, *admission)
 
 
 async def _perform(context: OperatorContext, draft: StatusDraft, obj: JsonObject, step: NextStep) -> None:
