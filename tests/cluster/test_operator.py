@@ -275,6 +275,18 @@ def test_operator_metrics_count_runs_admissions_and_budgets(world: OperatorWorld
     assert samples[("jesus_budget_spent_micros", labels)] == spent_now
     assert samples[("jesus_budget_reserved_micros", labels)] == reserved_now
     assert samples[("jesus_budget_limit_micros", labels)] == parse_money("100.00")
+    # Scraped as Prometheus does when it keeps exemplars: the admission latency links to the run's trace.
+    trace_id = world.run_status("metered")["traceId"]
+    openmetrics = urllib.request.Request(
+        f"http://127.0.0.1:{world.metrics_port}/metrics",
+        headers={"accept": "application/openmetrics-text; version=1.0.0"},
+    )
+    with urllib.request.urlopen(openmetrics, timeout=5) as response:
+        exemplars = [line for line in response.read().decode().splitlines() if " # {" in line]
+    assert any(
+        line.startswith("jesus_admission_latency_seconds_bucket") and f'trace_id="{trace_id}"' in line
+        for line in exemplars
+    ), exemplars
 
 
 def test_argo_cd_reads_the_health_the_operator_wrote(world: OperatorWorld) -> None:

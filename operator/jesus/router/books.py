@@ -64,7 +64,7 @@ class CallBooks:
     def answered(self, record: CallRecord, response: ChatResponse) -> None:
         """The call got `response` (its record is filled in): count it and end its span."""
         if self.metrics is not None:
-            self.metrics.observe(record)
+            self.metrics.observe(record, self._trace_id(record))
         self._end_span(record, response)
 
     def failed(
@@ -82,7 +82,7 @@ class CallBooks:
         record.error = reason
         record.latency_ms = (self._clock() - started) * 1000
         if self.metrics is not None:
-            self.metrics.observe(record)
+            self.metrics.observe(record, self._trace_id(record))
         log.info("Model call failed run=%s kind=%s reason=%s", record.run, kind, reason)
         self._end_span(record, None)
         return RouteError(kind, reason, record, retry_after_seconds)
@@ -104,6 +104,13 @@ class CallBooks:
             if record.outcome == "ok" and record.adapter is None:
                 record.outcome = "Cancelled"
             self._end_span(record, None)
+
+    def _trace_id(self, record: CallRecord) -> str | None:
+        """The trace of `record`'s call (the caller's, from its traceparent, even with tracing off), for
+        its metrics' exemplars; None when it has none."""
+        span = self._spans.get(record.call_id)
+        context = span.get_span_context() if span is not None else None
+        return format(context.trace_id, "032x") if context is not None and context.is_valid else None
 
     def _end_span(self, record: CallRecord, response: ChatResponse | None) -> None:
         span = self._spans.pop(record.call_id, None)

@@ -87,8 +87,8 @@ class RouterMetrics:
         """Export the breaker states `states` returns (each adapter's, read at every scrape)."""
         self._breakers.states = states
 
-    def observe(self, record: CallRecord) -> None:
-        """Count one finished call."""
+    def observe(self, record: CallRecord, trace_id: str | None = None) -> None:
+        """Count one finished call; its latency carries `trace_id` (the run's trace) as an exemplar."""
         adapter = record.adapter or "none"
         provider = record.provider or "none"
         self.calls.labels(adapter, provider, record.outcome).inc()
@@ -100,4 +100,5 @@ class RouterMetrics:
             self.tokens.labels(adapter, provider, "input").inc(record.input_tokens)
             self.tokens.labels(adapter, provider, "output").inc(record.output_tokens)
             self.cost.labels(adapter, provider).inc(record.cost_micros)
-        self.latency.labels(adapter).observe(record.latency_ms / 1000)
+        exemplar = {"trace_id": trace_id} if trace_id else None
+        self.latency.labels(adapter).observe(record.latency_ms / 1000, exemplar=exemplar)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from opentelemetry.context import Context
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -232,8 +233,10 @@ async def healthz(service: RouterService, request: Request) -> Response:
 
 
 async def metrics(service: RouterService, request: Request) -> Response:
-    """GET /metrics: the Prometheus exposition of the router's registry."""
-    return Response(generate_latest(service.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+    """GET /metrics: the router's registry in the format the scraper accepts (OpenMetrics, which carries
+    the latency's trace exemplars, when it asks for it; else Prometheus's text format)."""
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(service.metrics_registry), media_type=content_type)
 
 
 class _ClosingStream(StreamingResponse):

@@ -17,7 +17,7 @@ from tests.builders.doubles import FakeAdapter, Step
 from jesus.logic.allowance import CallPrice
 from jesus.logic.routing import RetryPolicy, RoutePlan
 from jesus.redaction import RedactionConfig, Redactor
-from jesus.router import RoutedAdapter, RouteError, Router, RunLedger
+from jesus.router import RoutedAdapter, RouteError, Router, RouterMetrics, RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
 from jesus.router.service import RouterService, build_app
 from jesus.router.tracing import captures_content
@@ -224,3 +224,48 @@ async def test_a_retried_attempt_is_a_sibling_span_of_the_one_that_failed() -> N
     assert first.status.status_code is StatusCode.ERROR
     assert second.status.status_code is not StatusCode.ERROR
     assert (first.end_time or 0) <= (second.start_time or 0)
+
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+async def _metrics_after_a_traced_call(*, traced: bool, accept: str) -> str:
+    """GET /metrics (with `accept`) of a router that served one call whose caller sent a traceparent."""
+    registry = CollectorRegistry()
+    router = Router(
+        {"primary": RoutedAdapter("primary", FakeAdapter([reply()]), CallPrice())},
+        metrics=RouterMetrics(registry),
+        tracer=TracerProvider().get_tracer("test") if traced else None,
+    )
+    service = RouterService(router, RunRegistry(), registry)
+    plan = RoutePlan(chain=("primary",))
+    token = service.registry.register(RunRoute("run-a", "ns", plan, RunLedger("run-a")))
+    transport = httpx2.ASGITransport(app=build_app(service))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://router") as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {token}", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+        assert answer.status_code == 200
+        return (await client.get("/metrics", headers={"accept": accept})).text
+
+
+@pytest.mark.parametrize("traced", [True, False])
+async def test_the_call_latency_carries_the_runs_trace_as_an_exemplar_in_openmetrics(traced: bool) -> None:
+    # With tracing off, the caller's traceparent still names the run's trace.
+    text = await _metrics_after_a_traced_call(traced=traced, accept=OPENMETRICS)
+    buckets = [
+        line
+        for line in text.splitlines()
+        if line.startswith("jesus_router_call_latency_seconds_bucket") and " # " in line
+    ]
+    assert len(buckets) == 1
+    assert f'# {{trace_id="{TRACE_ID}"}}' in buckets[0]
+    assert text.rstrip().endswith("# EOF")
+
+
+async def test_a_plain_scrape_gets_the_text_format_without_exemplars() -> None:
+    text = await _metrics_after_a_traced_call(traced=True, accept="text/plain")
+    assert "jesus_router_call_latency_seconds_bucket" in text
+    assert TRACE_ID not in text

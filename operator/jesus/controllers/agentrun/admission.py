@@ -147,4 +147,7 @@ def record_verdict(draft: StatusDraft, verdict: AdmissionVerdict) -> None:
 def _observe_latency(context: OperatorContext, draft: StatusDraft) -> None:
     waited = seconds_since(draft.run.metadata.creation_timestamp, draft.now)
     if context.metrics is not None and waited is not None:
-        context.metrics.admission_latency.labels(draft.run.metadata.namespace or "").observe(waited)
+        trace_id = draft.status.trace_id  # the run's trace, as an exemplar
+        context.metrics.admission_latency.labels(draft.run.metadata.namespace or "").observe(
+            waited, exemplar={"trace_id": trace_id} if trace_id else None
+        )
