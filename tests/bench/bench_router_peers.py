@@ -182,27 +182,31 @@ def floor_proxy(upstream: str, folder: Path) -> Iterator[Proxy]:
 
 
 @contextmanager
-def jesus_router(upstream: str, folder: Path) -> Iterator[Proxy]:
-    """`jesus router` over one openai-compatible adapter on `upstream`, with a run registered."""
+def jesus_router(
+    upstream: str, folder: Path, name: str = "jesus", otel: dict[str, str] | None = None
+) -> Iterator[Proxy]:
+    """`jesus router` over one openai-compatible adapter on `upstream`, with a run registered; `otel`
+    are its OTEL_* variables (none, the default: tracing off)."""
     adapter = openai_adapter("upstream")
     adapter["spec"] |= {"provider": "openai-compatible", "endpoint": upstream, "model": MODEL}
     adapter["spec"].pop("limits", None)
     # An adapter that may receive personal data: its prompts go out as they are, as through LiteLLM (an
     # adapter that may not has each new message text redacted on the way out, spaCy among it).
     adapter["spec"]["dataClassifications"] = ["public", "internal", "confidential"]
-    specs = folder / "specs.yaml"
+    specs = folder / f"specs-{name}.yaml"
     specs.write_text(to_yaml(adapter, route_policy("route", ("upstream",))))
     port = free_port()
-    log = (folder / "jesus-router.log").open("wb")
+    log = (folder / f"{name}-router.log").open("wb")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     process = subprocess.Popen(
         [str(JESUS), "router", "--specs", str(specs), "--port", str(port), "--secrets-dir", str(folder)],
-        env={**os.environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-bench"},
+        env={**environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-bench", **(otel or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        wait_for_port(port, process, what="jesus router")
+        wait_for_port(port, process, what=f"jesus router ({name})")
         url = f"http://127.0.0.1:{port}"
         answer = httpx.post(
             f"{url}/admin/v1/runs",

@@ -21,75 +21,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
-import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 from tests.bench.bench_router_peers import (
-    ADMIN,
     MESSAGES,
-    MODEL,
     Call,
     Figures,
-    Proxy,
     Series,
     _client,
-    _stop,
+    jesus_router,
     run_rounds,
     upstream_process,
 )
-from tests.builders.adapters import openai_adapter
 from tests.builders.jaeger_server import JaegerServer
-from tests.builders.processes import JESUS, free_port, wait_for_port
-from tests.builders.routes import route_policy
-from tests.builders.spec_files import to_yaml
 
 TARGET_PER_CENT = 5.0
-
-
-@contextmanager
-def router(upstream: str, folder: Path, name: str, otel: dict[str, str]) -> Iterator[Proxy]:
-    """`jesus router` over one openai-compatible adapter on `upstream`, with a run registered; `otel`
-    are its OTEL_* variables (none: tracing off)."""
-    adapter = openai_adapter("upstream")
-    adapter["spec"] |= {"provider": "openai-compatible", "endpoint": upstream, "model": MODEL}
-    adapter["spec"].pop("limits", None)
-    adapter["spec"]["dataClassifications"] = ["public", "internal", "confidential"]
-    specs = folder / f"specs-{name}.yaml"
-    specs.write_text(to_yaml(adapter, route_policy("route", ("upstream",))))
-    port = free_port()
-    log = (folder / f"router-{name}.log").open("wb")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    process = subprocess.Popen(
-        [str(JESUS), "router", "--specs", str(specs), "--port", str(port), "--secrets-dir", str(folder)],
-        env={**environ, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN, "OPENAI_KEY_APIKEY": "sk-bench", **otel},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, process, what=f"jesus router ({name})")
-        url = f"http://127.0.0.1:{port}"
-        answer = httpx.post(
-            f"{url}/admin/v1/runs",
-            json={"run": "bench", "routePolicy": "route"},
-            headers={"authorization": f"Bearer {ADMIN}"},
-            timeout=30,
-        )
-        answer.raise_for_status()
-        yield Proxy(f"{url}/v1", answer.json()["token"], "route", process)
-    finally:
-        _stop(process)
-        log.close()
 
 
 def _traced_complete(client: openai.AsyncOpenAI, model: str, trace_ids: list[str]) -> Call:
@@ -136,9 +89,9 @@ async def bench(calls: int, *, both_off: bool = False) -> dict[str, Any]:
         jaeger.start()
         stack.callback(jaeger.stop)
         proxies = {
-            "off": stack.enter_context(router(upstream, Path(folder), "off", {})),
+            "off": stack.enter_context(jesus_router(upstream, Path(folder), "off", {})),
             "on": stack.enter_context(
-                router(
+                jesus_router(
                     upstream,
                     Path(folder),
                     "on",

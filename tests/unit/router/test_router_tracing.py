@@ -86,11 +86,13 @@ async def test_a_failed_call_span_is_an_error_with_its_kind() -> None:
     assert dict(span.attributes or {})["error.type"] == "InvalidRequest"
 
 
-async def test_the_service_continues_the_callers_trace() -> None:
-    router, exporter = traced_router([reply()], [reply()])
-    registry = CollectorRegistry()
+async def call_with_traceparent(
+    router: Router, plan: RoutePlan, registry: CollectorRegistry, *, metrics_accept: str | None = None
+) -> str:
+    """One call through the service with the caller's traceparent; then GET /metrics (with
+    `metrics_accept`) when asked, its text."""
     service = RouterService(router, RunRegistry(), registry)
-    token = service.registry.register(RunRoute("run-a", "ns", PLAN, RunLedger("run-a")))
+    token = service.registry.register(RunRoute("run-a", "ns", plan, RunLedger("run-a")))
     transport = httpx2.ASGITransport(app=build_app(service))
     async with httpx2.AsyncClient(transport=transport, base_url="http://router") as client:
         answer = await client.post(
@@ -98,7 +100,15 @@ async def test_the_service_continues_the_callers_trace() -> None:
             json={"messages": [{"role": "user", "content": "hi"}]},
             headers={"authorization": f"Bearer {token}", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
         )
-    assert answer.status_code == 200
+        assert answer.status_code == 200
+        if metrics_accept is None:
+            return ""
+        return (await client.get("/metrics", headers={"accept": metrics_accept})).text
+
+
+async def test_the_service_continues_the_callers_trace() -> None:
+    router, exporter = traced_router([reply()], [reply()])
+    await call_with_traceparent(router, PLAN, CollectorRegistry())
     span = only_span(exporter)
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert span.parent is not None
@@ -237,18 +247,7 @@ async def _metrics_after_a_traced_call(*, traced: bool, accept: str) -> str:
         metrics=RouterMetrics(registry),
         tracer=TracerProvider().get_tracer("test") if traced else None,
     )
-    service = RouterService(router, RunRegistry(), registry)
-    plan = RoutePlan(chain=("primary",))
-    token = service.registry.register(RunRoute("run-a", "ns", plan, RunLedger("run-a")))
-    transport = httpx2.ASGITransport(app=build_app(service))
-    async with httpx2.AsyncClient(transport=transport, base_url="http://router") as client:
-        answer = await client.post(
-            "/v1/chat/completions",
-            json={"messages": [{"role": "user", "content": "hi"}]},
-            headers={"authorization": f"Bearer {token}", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
-        )
-        assert answer.status_code == 200
-        return (await client.get("/metrics", headers={"accept": accept})).text
+    return await call_with_traceparent(router, RoutePlan(chain=("primary",)), registry, metrics_accept=accept)
 
 
 @pytest.mark.parametrize("traced", [True, False])
