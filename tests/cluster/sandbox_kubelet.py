@@ -101,6 +101,23 @@ class KubeletThread:
         """Where the kubelet keeps a pod's volumes, logs and termination messages."""
         return self.workdir / namespace / name
 
+    def inside(self, namespace: str, name: str) -> str:
+        """What the kubelet itself holds of a pod (for a failed test's report): each container's
+        state, its bwrap process and the sandboxed pid, and whether the pod's task is still alive."""
+        workers = list(self.kubelet.workers.values()) if self.kubelet else []
+        worker = next((w for w in workers if (w.namespace, w.name) == (namespace, name)), None)
+        if worker is None:
+            return f"kubelet: no worker for {namespace}/{name}"
+        lines = [f"kubelet: {namespace}/{name} started={worker.started} failure={worker.failure}"]
+        for container in [*worker.init_containers, *worker.containers]:
+            record, process = container.record, container.process
+            lines.append(
+                f"  {record.name}: state={record.state} reason={record.reason!r} ready={record.ready} "
+                f"bwrap={process.pid if process else None} "
+                f"returncode={process.returncode if process else None} child_pid={container.child_pid}"
+            )
+        return "\n".join(lines)
+
 
 @contextmanager
 def running_kubelet(plane: ControlPlane, images: ImageResolver, workdir: Path) -> Iterator[KubeletThread]:

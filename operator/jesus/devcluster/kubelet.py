@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 TERMINATION_LOG = "/dev/termination-log"
 MESSAGE_LIMIT = 4096
+# How a container's waiting message starts when reading its pod's Secrets, ConfigMaps or token failed
+# (retried after `retry_seconds`, as a kubelet retries a cache it could not sync).
+API_READ_FAILED = "the API server refused a read"
 
 
 def _now() -> str:
@@ -78,6 +81,9 @@ class KubeletSettings:
     max_grace_seconds: float = 10.0
     # How long a pod whose Secret, ConfigMap or image is missing waits before the next try.
     retry_seconds: float = 1.0
+    # How long bwrap may take to say its sandboxed process's pid before the container counts as
+    # running without it (then only the sandbox's process group can be signalled).
+    sandbox_start_seconds: float = 30.0
     # The pods' IP (they share the host's network): None finds this machine's own address. Not a
     # loopback one: the API server refuses those in EndpointSlices.
     pod_ip: str | None = None
@@ -200,7 +206,10 @@ class PodWorker:
             self._wait_all("CreateContainerConfigError", str(exc))
             return False
         except (KubeError, httpx.HTTPError) as exc:
-            self._wait_all("CreateContainerConfigError", f"the API server refused a read: {exc}")
+            # A timeout's text is often empty: its type says what happened. The next try may pass.
+            self._wait_all(
+                "CreateContainerConfigError", f"{API_READ_FAILED}: {type(exc).__name__} {exc}".strip()
+            )
             return False
         return True
 
@@ -341,7 +350,14 @@ class PodWorker:
                 self.changed.set()
                 return 128
         os.close(info_write)
-        container.child_pid = await asyncio.get_running_loop().run_in_executor(None, _child_pid, info_read)
+        container.child_pid = await _child_pid(info_read, self.kubelet.settings.sandbox_start_seconds)
+        if container.child_pid is None and container.process.returncode is None:
+            logger.info(
+                "Sandbox gave no pid pod=%s container=%s bwrap_pid=%d",
+                self.key,
+                record.name,
+                container.process.pid,
+            )
         record.state, record.reason, record.message = RUNNING, "", ""
         record.started_at, record.ready = _now(), False
         logger.info("Started container pod=%s container=%s", self.key, record.name)
@@ -500,17 +516,27 @@ def _parse(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def _child_pid(descriptor: int) -> int | None:
-    """The sandboxed process's pid, from bwrap's --info-fd (None when bwrap failed first)."""
+async def _child_pid(descriptor: int, seconds: float) -> int | None:
+    """The sandboxed process's pid, from bwrap's --info-fd, read on the event loop (no thread: a
+    sandbox that never answers must not hold one of the loop's few executor threads, which every
+    later container would queue behind). None when bwrap failed first or gave nothing in `seconds`."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(descriptor, "rb", buffering=0)
+    )
+    data = b""
     try:
-        data = b""
-        while chunk := os.read(descriptor, 4096):
-            data += chunk
-            with contextlib.suppress(ValueError):
-                return int(json.loads(data)["child-pid"])
-        return None
+        async with asyncio.timeout(seconds):
+            while chunk := await reader.read(4096):
+                data += chunk
+                with contextlib.suppress(ValueError):
+                    return int(json.loads(data)["child-pid"])
+    except TimeoutError:
+        pass
     finally:
-        os.close(descriptor)
+        transport.close()
+    return None
 
 
 class SandboxKubelet:
