@@ -50,7 +50,7 @@ from jesus.devcluster.podspec import (
 from jesus.devcluster.podstatus import RUNNING, TERMINATED, WAITING, ContainerRecord, pod_status
 from jesus.devcluster.probes import probe_succeeds
 from jesus.devcluster.sandbox import Mount, SandboxSpec, bwrap_argv, sandbox_environment
-from jesus.kube import JsonObject, KubeClient, KubeError
+from jesus.kube import JsonObject, KubeClient, KubeError, NotFoundError
 from jesus.logic.clock import format_time, system_clock
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class PodWorker:
             await asyncio.gather(*tasks, reporter, return_exceptions=True)
             self.kubelet.release_ports(self.ports)
             self.kubelet.forget_hosts(self.namespace, self.name)
-            await asyncio.shield(self.report())
+            await asyncio.shield(self._report_until_written(tries=10))
 
     async def _prepare(self) -> bool:
         """Resolve images, environment and volumes; on failure the containers wait with the reason."""
@@ -486,10 +486,21 @@ class PodWorker:
         while True:
             await self.changed.wait()
             self.changed.clear()
-            await self.report()
+            await self._report_until_written()
 
-    async def report(self) -> None:
-        """Write the pod's status when it changed since the last write."""
+    async def _report_until_written(self, tries: int | None = None) -> None:
+        """Write the status, retrying a failed write (a busy API server) until it is written or
+        `tries` ran out: a lost write must not leave the pod's last state unreported for good, as
+        no later change may come to carry it."""
+        attempt = 0
+        while not await self.report():
+            attempt += 1
+            if tries is not None and attempt >= tries:
+                return
+            await asyncio.sleep(self.kubelet.settings.retry_seconds)
+
+    async def report(self) -> bool:
+        """Write the pod's status when it changed since the last write; False when the write failed."""
         status = pod_status(
             [c.record for c in self.containers],
             restart_policy=self.restart_policy,
@@ -502,14 +513,18 @@ class PodWorker:
             init_records=[c.record for c in self.init_containers],
         )
         if status == self._last_status:
-            return
+            return True
         try:
             await self.kube.patch_status("Pod", self.namespace, self.name, status)
+        except NotFoundError:
+            return True  # the pod is gone: nothing left to report
         except (KubeError, httpx.HTTPError) as exc:
-            logger.info("Could not write pod status pod=%s error=%s", self.key, exc)
-            return
+            logger.warning("Could not write pod status pod=%s error=%s %s", self.key, type(exc).__name__, exc)
+            self.changed.set()  # the reporter tries again, whoever called
+            return False
         self.conditions = status["conditions"]
         self._last_status = status
+        return True
 
 
 def _parse(timestamp: str) -> float:
