@@ -62,6 +62,7 @@ import yaml  # type: ignore[import-untyped]
 from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
+from tests.builders.jaeger_server import JaegerServer
 from tests.builders.routes import failover_route
 from tests.cluster.harness import ADMIN_TOKEN, JESUS, REPO, Process, apply, install_crds
 
@@ -948,13 +949,20 @@ def world_objects(args: argparse.Namespace) -> list[JsonObject]:
 
 
 def processes(
-    plane: ControlPlane, workdir: Path, args: argparse.Namespace, objects: list[JsonObject]
+    plane: ControlPlane,
+    workdir: Path,
+    args: argparse.Namespace,
+    objects: list[JsonObject],
+    otlp_endpoint: str | None = None,
 ) -> tuple[Process, Process]:
     specs = workdir / "specs"
     specs.mkdir(parents=True, exist_ok=True)
     (specs / "specs.yaml").write_text(yaml.safe_dump_all([in_namespace(o, OPERATOR_NS) for o in objects]))
     env = {**plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN}
     operator_env = dict(env)
+    if otlp_endpoint:  # --jaeger: both programs export their spans (ADR 23), as the chart sets them
+        operator_env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_SERVICE_NAME": "jesus-operator"}
+        env = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_SERVICE_NAME": "jesus-router"}
     if args.profile:
         operator_env[PROFILE_VARIABLE] = str(workdir / "operator.prof")
     if args.client_pool:
@@ -1015,6 +1023,11 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help="experiment: give the operator's API client this many kept-alive connections (implies --trace)",
     )
+    parser.add_argument(
+        "--jaeger",
+        action="store_true",
+        help="start a local Jaeger and trace the operator and router to it (what tracing costs them)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     args.trace = args.trace or args.profile or bool(args.client_pool)
@@ -1035,9 +1048,13 @@ def main() -> None:
     print(f"work directory (logs): {workdir}; load average before: {os.getloadavg()[0]:.2f}", flush=True)
     plane = ControlPlane(workdir / "plane", die_with_parent=True)
     objects = world_objects(args)
-    router, operator = processes(plane, workdir, args, objects)
+    jaeger = JaegerServer(workdir) if args.jaeger else None
+    router, operator = processes(plane, workdir, args, objects, jaeger.otlp_endpoint if jaeger else None)
     bench = Bench(plane, workdir, args)
     with ExitStack() as stack:
+        if jaeger is not None:
+            jaeger.start()
+            stack.callback(jaeger.stop)
         stack.callback(shutil.rmtree, workdir / "plane", ignore_errors=True)
         stack.callback(plane.stop)
         plane.start()

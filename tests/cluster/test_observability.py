@@ -80,7 +80,7 @@ def parent_of(span: dict[str, Any]) -> str | None:
 def complete(trace: dict[str, Any]) -> bool:
     """The run's trace once every program's spans are in, the router's two attempts included."""
     services = {p["serviceName"] for p in trace["processes"].values()}
-    attempts = [s for s in trace["spans"] if "jesus.adapter" in tags(s) and "jesus.attempts" not in tags(s)]
+    attempts = [s for s in trace["spans"] if "jesus.adapter" in tags(s) and "jesus.run" not in tags(s)]
     return services == SERVICES and len(attempts) == 2
 
 
@@ -128,8 +128,11 @@ def test_a_run_is_one_trace_across_operator_runner_and_router(
     turn = one("turn", "jesus-runner")
     assert parent_of(turn) == invoke["spanID"]
     # The router: the call under the turn, an attempt span per adapter tried under the call.
-    (call,) = [s for s in spans.values() if "jesus.attempts" in tags(s)]
-    assert service[call["processID"]] == "jesus-router"
+    # The call span names its run; the attempt spans under it do not.
+    (call,) = [
+        s for s in spans.values() if service[s["processID"]] == "jesus-router" and "jesus.run" in tags(s)
+    ]
+    assert tags(call)["jesus.attempts"] == 2
     assert parent_of(call) == turn["spanID"]
     assert call["operationName"] == "chat backup-model"
     # The router reads adapters from the cluster: their names are namespaced.

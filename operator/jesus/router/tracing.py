@@ -61,9 +61,10 @@ def start_call_span(
             "gen_ai.operation.name": "chat",
             "gen_ai.request.max_tokens": request.max_tokens,
             "jesus.run": run,
-            "jesus.streamed": streamed,
         },
     )
+    if streamed:  # each attribute costs the router CPU to encode and send: none that says nothing
+        span.set_attribute("jesus.streamed", True)
     if content is not None and span.is_recording():
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         span.set_attribute("gen_ai.input.messages", _messages(messages, content))
@@ -78,16 +79,21 @@ def end_call_span(
         span.end()
         return
     # One set_attributes call: each set_attribute takes the span's lock and checks the value again.
+    # Only attributes that say something: a call answered at its first attempt has no attempt count
+    # and no fallbacks (each attribute costs the router CPU to encode and send, on every call).
     attributes: dict[str, AttributeValue] = {
         "gen_ai.usage.input_tokens": record.input_tokens,
         "gen_ai.usage.output_tokens": record.output_tokens,
         "jesus.cost_micros": record.cost_micros,
-        "jesus.attempts": len(record.attempts),
-        "jesus.fallbacks": [f"{f.from_adapter}->{f.to_adapter}" for f in record.fallbacks],
     }
+    if len(record.attempts) > 1:
+        attributes["jesus.attempts"] = len(record.attempts)
+    if record.fallbacks:
+        attributes["jesus.fallbacks"] = [f"{f.from_adapter}->{f.to_adapter}" for f in record.fallbacks]
     if record.model:
         span.update_name(f"chat {record.model}")
-        attributes["gen_ai.request.model"] = attributes["gen_ai.response.model"] = record.model
+        attributes["gen_ai.request.model"] = record.model
+        attributes["gen_ai.response.model"] = (response.model if response is not None else "") or record.model
     if record.provider:
         attributes["gen_ai.provider.name"] = record.provider
     if record.adapter:

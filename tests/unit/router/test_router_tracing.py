@@ -42,7 +42,7 @@ def traced_router(primary: list[Step], fallback: list[Step]) -> tuple[Router, In
 
 def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
     """The one call span (the attempts' spans are its children)."""
-    spans = [s for s in exporter.get_finished_spans() if "jesus.attempts" in (s.attributes or {})]
+    spans = [s for s in exporter.get_finished_spans() if "jesus.run" in (s.attributes or {})]
     assert len(spans) == 1
     return spans[0]
 
@@ -173,7 +173,7 @@ async def test_a_malformed_traceparent_starts_a_new_trace_and_the_call_is_served
                 headers={"authorization": f"Bearer {token}", "traceparent": hostile},
             )
             assert answer.status_code == 200
-    calls = [s for s in exporter.get_finished_spans() if "jesus.attempts" in (s.attributes or {})]
+    calls = [s for s in exporter.get_finished_spans() if "jesus.run" in (s.attributes or {})]
     assert len(calls) == 3
     assert all(s.parent is None for s in calls)
 
@@ -268,3 +268,14 @@ async def test_a_plain_scrape_gets_the_text_format_without_exemplars() -> None:
     text = await _metrics_after_a_traced_call(traced=True, accept="text/plain")
     assert "jesus_router_call_latency_seconds_bucket" in text
     assert TRACE_ID not in text
+
+
+async def test_a_call_answered_at_once_carries_no_attribute_that_says_nothing() -> None:
+    # Each attribute costs the router CPU on every call (docs/benchmarks.md, "Tracing overhead").
+    router, exporter = traced_router([reply(input_tokens=3, output_tokens=2)], [reply()])
+    await router.complete(PLAN, request(), RunLedger("run-a"))
+    attributes = dict(only_span(exporter).attributes or {})
+    assert not {"jesus.attempts", "jesus.fallbacks", "jesus.streamed"} & attributes.keys(), attributes
+    assert attributes["gen_ai.response.model"] == attributes["gen_ai.request.model"] == "fake-model"
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (3, 2)
+    assert attempt_spans(exporter) == []
