@@ -15,7 +15,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Modules under jesus.cli that contribute sub-commands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("dev", "crds", "validate", "run", "plan", "router", "operator", "runner")
+COMMAND_MODULES: tuple[str, ...] = (
+    "dev",
+    "crds",
+    "validate",
+    "run",
+    "plan",
+    "sanitize",
+    "router",
+    "operator",
+    "runner",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
