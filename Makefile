@@ -70,7 +70,7 @@ test: tools image lint packages
 	rm -rf .coverage-data
 	$(BIN)/pytest tests/unit --cov --cov-report=
 	$(BIN)/coverage report --format=total > .coverage-data/unit-total
-	$(BIN)/pytest tests/e2e tests/cluster --cov --cov-append --cov-report=
+	$(BIN)/pytest tests/e2e tests/cluster --cov --cov-append --cov-report= --durations=25
 	$(BIN)/python -m tests.coverage_summary .coverage-data/unit-total
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-clock
 

@@ -780,7 +780,7 @@ class Bench:
             "running_latency": latency_figures(to_running),
             "operator_peak_mib": round(sample.peak_mib, 1),
             "operator_rss_mib": round(sample.rss_mib, 1),
-            "cpu_seconds": {k: round(v, 1) for k, v in used.items()},
+            "cpu_seconds": {k: round(v, 2) for k, v in used.items()},
             "ratio_to_bare": round(all_jobs / bare, 2),
             "runs_with_more_than_one_job": duplicates,
             **counts,
