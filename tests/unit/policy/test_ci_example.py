@@ -25,11 +25,13 @@ def jesus_commands(workflow: dict[str, Any]) -> list[list[str]]:
     return commands
 
 
-def test_workflow_validates_and_plans_on_pull_requests() -> None:
+def test_workflow_validates_sanitizes_and_plans_on_pull_requests() -> None:
     workflow = YAML(typ="safe").load(WORKFLOW.read_text())
     assert "pull_request" in workflow["on"]
     commands = jesus_commands(workflow)
-    assert [c[0] for c in commands][:2] == ["validate", "plan"]
+    assert [c[0] for c in commands][:3] == ["validate", "sanitize", "plan"]
+    # The gate reads what the plan reads: the specs and the policies.
+    assert commands[1][1:] == ["$SPECS", "$POLICIES"]
     assert any(c[0] == "plan" and "--live" in c for c in commands)
 
 
