@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "run",
     "plan",
+    "eval",
     "sanitize",
     "router",
     "operator",

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Run the AgentRun and print its record; 0 when it succeeded."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         spec_set = load_specs([args.file, *args.specs])
     except SpecPathError as exc:
@@ -88,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
         loaded = select_run(spec_set, args.run_name)
     except ValueError as exc:
         raise CommandError(f"{args.file}: {exc}") from exc
-    policy = _policy_engine(args.policies)
+    policy = local_policy_engine(args.policies)
     artifacts = args.artifacts or Path(".jesus") / "runs" / loaded.name / system_clock().strftime(
         "%Y%m%dT%H%M%SZ"
     )
@@ -106,7 +106,7 @@ def handle(args: argparse.Namespace) -> int:
     return _report(record, args.output, artifacts=artifacts if record.artifacts else None)
 
 
-def _policy_engine(directory: Path | None) -> PolicyDecider | None:
+def local_policy_engine(directory: Path | None) -> PolicyDecider | None:
     """The embedded policy engine over `directory` (or the default one), None when there is none."""
     if directory is None:
         configured = os.environ.get(POLICY_DIRECTORY_VARIABLE)
@@ -127,7 +127,7 @@ def _policy_engine(directory: Path | None) -> PolicyDecider | None:
     return engine
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     # A tool server's traceback may quote what it was given: log lines are redacted like the record.
     install_log_redaction(RedactionConfig(names=False).redactor())
     # Tool servers that misbehave make the MCP SDK log tracebacks; the record already explains them.

@@ -21,6 +21,7 @@ from jesus.api import (
     ModelAdapter,
     RoutePolicy,
 )
+from jesus.logic.evals import EVAL_KIND, EvalSuite
 from jesus.specs.discovery import discover
 from jesus.specs.errors import describe_validation_error, error_path
 from jesus.specs.groups import lookalike_problem
@@ -177,6 +178,10 @@ def load_document(
     name = metadata.get("name") if isinstance(metadata, dict) else None
     name_text = name if isinstance(name, str) else ""
     kind_text = kind if isinstance(kind, str) else ""
+    if data.get("apiVersion") == API_VERSION and kind_text == EVAL_KIND:
+        # Not a cluster object: `jesus eval` reads it. Checked here all the same, field by field.
+        spec_set.problems.extend(_eval_suite_problems(document, data, name_text))
+        return
     not_ours = _type_problem(document, data.get("apiVersion"), kind, name_text)
     if not_ours is not None:
         spec_set.problems.append(not_ours)
@@ -205,6 +210,18 @@ def load_document(
         obj.metadata = obj.metadata.model_copy(update={"namespace": namespace})
     if name_text and not meta_problems:
         spec_set.objects.append(LoadedObject(obj=obj, document=document, namespace=namespace))
+
+
+def _eval_suite_problems(document: Document, data: dict[str, Any], name: str) -> list[Problem]:
+    """An EvalSuite's schema problems (docs/evals.md)."""
+    try:
+        EvalSuite.model_validate(data)
+    except ValidationError as exc:
+        return [
+            _document_problem(document, path, message, kind=EVAL_KIND, name=name)
+            for path, message in describe_validation_error(exc)
+        ]
+    return []
 
 
 def _type_problem(document: Document, api_version: object, kind: object, name: str) -> Problem | None:
