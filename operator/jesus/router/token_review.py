@@ -42,7 +42,9 @@ class ClusterTokenReviewer:
                 try:
                     self._client = await KubeClient.connect(self._kubeconfig)
                 except Exception as exc:  # no kubeconfig, no service account: say which
-                    raise ReviewUnavailableError(f"no cluster to ask: {type(exc).__name__}: {exc}") from exc
+                    raise ReviewUnavailableError(
+                        f"the API server is unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+                    ) from exc
             return self._client
 
     async def review(self, token: str, audiences: list[str]) -> TokenReviewResult:
