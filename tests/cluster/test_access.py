@@ -11,6 +11,7 @@ the policy is cluster-wide and would refuse the runs of other tests' unlabelled 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -195,6 +196,13 @@ def test_a_submitter_cannot_claim_another_owner_or_team(teams: Teams) -> None:
     assert other_team == (
         f'AgentRun as-b: spec.owner.team is "b" but namespace {teams.a} belongs to team "a" '
         f"(label {TEAM_LABEL}); a run's team is its namespace's team"
+    )
+    # A run named by the server (generateName) is named in the message by the name it was given.
+    generated = run_of("unused", "grace@example.com", "a")
+    generated["metadata"] = {"generateName": "nightly-"}
+    message = denied_by_policy(teams.create(ADA, teams.a, generated))
+    assert re.match(r'AgentRun nightly-[a-z0-9]{5}: spec\.owner\.user is "grace@example\.com"', message), (
+        message
     )
     # Careless case: the submitter's name in another case is another name (the API server's is exact).
     upper = denied_by_policy(teams.create(ADA, teams.a, run_of("as-upper", "Ada@example.com", "a")))
