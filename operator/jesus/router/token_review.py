@@ -54,6 +54,8 @@ class ClusterTokenReviewer:
         try:
             status = await client.review_token(token, audiences)
         except KubeError as exc:
+            if exc.status == 0:  # no answer at all: a reset connection, a proxy in between
+                raise ReviewUnavailableError(f"the API server is unreachable: {exc.message[:200]}") from exc
             hint = " (the router's ServiceAccount needs create on tokenreviews)" if exc.status == 403 else ""
             raise ReviewUnavailableError(
                 f"the API server refused the TokenReview: {exc.status} {exc.reason}{hint}"
