@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 from tests.builders.adapters import scripted_adapter, vllm_adapter
 from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
-from tests.cluster.harness import ADMIN_TOKEN, JESUS, Process, http_ready
+from tests.cluster.harness import JESUS, Process, http_ready
 from tests.cluster.harness import wait_for as wait_until
 from tests.cluster.operator_process import (
     apply_objects,
@@ -203,9 +203,13 @@ def test_the_runner_gets_no_token_and_the_router_only_its_read_binding() -> None
         for subject in binding["subjects"]:
             roles[subject["name"]].add(binding["roleRef"]["name"])
     assert set(roles) == {"jesus-operator", "jesus-router"}
-    assert roles["jesus-router"] == {"jesus-system-jesus-router"}
+    assert roles["jesus-router"] == {"jesus-system-jesus-router", "jesus-system-jesus-router-token-review"}
     rules = one(manifests, "ClusterRole", "jesus-system-jesus-router")["rules"]
     assert {verb for rule in rules for verb in rule["verbs"]} == {"get", "list", "watch"}
+    # Besides reading, the router only asks who a token on its admin API belongs to.
+    assert one(manifests, "ClusterRole", "jesus-system-jesus-router-token-review")["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
 
 
 def test_the_router_reads_the_cluster_with_two_replicas_and_a_disruption_budget() -> None:
@@ -233,7 +237,10 @@ def test_watching_namespaces_binds_the_operator_and_router_roles_there_only() ->
         ("team-b", "jesus-system-jesus-router"),
     ]
     cluster_bindings = {b["roleRef"]["name"] for b in find(manifests, "ClusterRoleBinding")}
-    assert cluster_bindings == {"jesus-system-jesus-operator-framework"}
+    assert cluster_bindings == {
+        "jesus-system-jesus-operator-framework",
+        "jesus-system-jesus-router-token-review",  # TokenReviews are cluster-scoped
+    }
     for component in ("operator", "router"):
         args = container(one(manifests, "Deployment", f"jesus-{component}"), component)["args"]
         assert [a for a in args if a.startswith("--namespace=")] == [
@@ -691,8 +698,19 @@ def test_helm_install_creates_the_crds_deployments_and_rbac(
     role = f"{release.namespace}-{release.name}-jesus-operator"
     assert control_plane.kubectl("get", "clusterrole", role, check=False).returncode == 0
     assert control_plane.kubectl("get", "clusterrolebinding", role, check=False).returncode == 0
-    secret = get_object(control_plane, release.namespace, "secret", f"{release.name}-jesus-router-admin")
-    assert len(secret["data"]["token"]) > 40
+    secret = get_object(
+        control_plane, release.namespace, "secret", f"{release.name}-jesus-router-signing-key"
+    )
+    assert len(secret["data"]["key"]) > 40
+    # The run-owner policy and its binding pass the API server's type checks against the CRD.
+    policy = get_object(
+        control_plane,
+        release.namespace,
+        "validatingadmissionpolicy",
+        f"{release.namespace}-{release.name}-jesus-run-owner",
+    )
+    assert policy is not None
+    assert not (policy.get("status") or {}).get("typeChecking", {}).get("expressionWarnings")
     assert get_object(control_plane, release.namespace, "configmap", f"{release.name}-jesus-policies")["data"]
     for component in ("operator", "router"):
         policy = get_object(
@@ -789,6 +807,7 @@ ROUTER_NEEDS = [
     ("get", "secrets"),
     ("list", "secrets"),
     ("watch", "secrets"),
+    ("create", "tokenreviews.authentication.k8s.io"),
 ]
 ROUTER_MUST_NOT = [
     ("create", "secrets"),
@@ -799,6 +818,8 @@ ROUTER_MUST_NOT = [
     ("list", "pods"),
     ("create", "jobs.batch"),
     ("create", "networkpolicies.networking.k8s.io"),
+    ("create", "subjectaccessreviews.authorization.k8s.io"),
+    ("create", "serviceaccounts/token"),
 ]
 
 
@@ -866,11 +887,16 @@ def test_the_operator_reconciles_with_nothing_but_the_charts_rbac(
 def test_the_router_serves_with_nothing_but_the_charts_rbac(
     control_plane: ControlPlane, release: Release, tmp_path: Path
 ) -> None:
-    """Run the router as the chart's ServiceAccount: it lists and watches what it needs, and a run
+    """Run the router as the chart's ServiceAccount with the chart's admin flags: it lists and watches
+    what it needs, reviews the operator's token for its audience (and refuses its own), and a run
     registered against a RoutePolicy applied afterwards gets its chain."""
     kubeconfig = _token_kubeconfig(
         control_plane, release.namespace, f"{release.name}-jesus-router", tmp_path / "router.kubeconfig"
     )
+    manifests = render(namespace=release.namespace, release=release.name)
+    args = container(one(manifests, "Deployment", f"{release.name}-jesus-router"), "router")["args"]
+    admin_flags = [a for a in args if a.startswith(("--operator-account=", "--admin-audience="))]
+    audience = next(a for a in admin_flags if a.startswith("--admin-audience=")).split("=", 1)[1]
     port = free_port()
     router = Process(
         "router",
@@ -883,9 +909,20 @@ def test_the_router_serves_with_nothing_but_the_charts_rbac(
             release.namespace,
             "--port",
             str(port),
+            *admin_flags,
         ],
-        {**control_plane.env, "JESUS_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN},
+        {**control_plane.env, "JESUS_ROUTER_SIGNING_KEY": "test-signing-key"},
         tmp_path / "router.log",
+    )
+
+    def token(account: str) -> str:
+        return control_plane.kubectl(
+            "create", "token", account, "-n", release.namespace, f"--audience={audience}", "--duration=10m"
+        ).stdout.strip()
+
+    operator_token, router_token = (
+        token(f"{release.name}-jesus-operator"),
+        token(f"{release.name}-jesus-router"),
     )
     router.start()
     try:
@@ -897,20 +934,168 @@ def test_the_router_serves_with_nothing_but_the_charts_rbac(
             route_policy("rbac", ("rbac-proof",)),
         )
 
-        def registered() -> Any:
-            answer = httpx.post(
+        def post(bearer: str) -> httpx.Response:
+            return httpx.post(
                 f"http://127.0.0.1:{port}/admin/v1/runs",
                 json={"run": "rbac-run", "namespace": release.namespace, "routePolicy": "rbac"},
-                headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                headers={"authorization": f"Bearer {bearer}"},
                 timeout=10,
             )
+
+        def registered() -> Any:
+            answer = post(operator_token)
             return answer.status_code == 201 and answer.json()
 
         grant = wait_until(registered, what="a registration through the watched route", describe=router.tail)
         assert grant["chain"] == [f"{release.namespace}/rbac-proof"]
+        refused = post(router_token)
+        assert refused.status_code == 403, refused.text
+        assert f"{release.name}-jesus-router" in refused.json()["error"]["message"]
         assert "Forbidden" not in router.log.read_text()
     finally:
         router.stop()
+
+
+def test_the_operator_proves_itself_to_the_router_with_a_projected_token_and_holds_no_secret() -> None:
+    manifests = render()
+    router = one(manifests, "Deployment", "jesus-router")
+    router_args = container(router, "router")["args"]
+    assert "--operator-account=jesus-system:jesus-operator" in router_args
+    assert "--admin-audience=jesus-system-jesus-router" in router_args
+    operator = one(manifests, "Deployment", "jesus-operator")
+    spec = operator["spec"]["template"]["spec"]
+    [projected] = [v for v in spec["volumes"] if v["name"] == "router-token"]
+    [source] = projected["projected"]["sources"]
+    assert source["serviceAccountToken"] == {
+        "audience": "jesus-system-jesus-router",
+        "expirationSeconds": 3600,
+        "path": "token",
+    }
+    main = container(operator, "operator")
+    mount = next(m for m in main["volumeMounts"] if m["name"] == "router-token")
+    assert f"--router-admin-token-file={mount['mountPath']}/token" in main["args"]
+    # No secret is shared: the operator reads none, and only the router mounts the signing key.
+    for c in spec["containers"]:
+        assert not [e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], c["name"]
+    assert not [v for v in spec["volumes"] if "secret" in v]
+    [signing] = [e for e in container(router, "router")["env"] if e["name"] == "JESUS_ROUTER_SIGNING_KEY"]
+    assert signing["valueFrom"]["secretKeyRef"] == {"name": "jesus-router-signing-key", "key": "key"}
+    assert "JESUS_ROUTER_ADMIN_TOKEN" not in json.dumps(manifests)
+    custom = render("router.admin.audience=corp-router", "router.signingKey.existingSecret=vault-key")
+    assert (
+        "--admin-audience=corp-router"
+        in container(one(custom, "Deployment", "jesus-router"), "router")["args"]
+    )
+    assert not find(custom, "Secret", "jesus-router-signing-key")
+
+
+def test_people_get_aggregated_roles_and_a_binding_per_team_from_values() -> None:
+    manifests = render(
+        json_sets=(
+            'access.teams=[{"name": "a", "namespace": "team-a", "groups": ["team-a"],'
+            ' "viewerGroups": ["audit"]},'
+            ' {"name": "b", "namespace": "team-b", "groups": ["team-b", "b-leads"]}]',
+            'access.approverGroups=["platform"]',
+        )
+    )
+    for role, label in (("viewer", "viewer"), ("submitter", "submitter"), ("approver", "approver")):
+        aggregated = one(manifests, "ClusterRole", f"jesus-{role}")
+        assert aggregated["aggregationRule"]["clusterRoleSelectors"] == [
+            {"matchLabels": {f"jesus.dev/aggregate-to-{label}": "true"}}
+        ]
+        # Kubernetes' own roles are left alone unless asked (access.roles.aggregateViewerToView).
+        assert not [k for k in aggregated["metadata"]["labels"] if k.startswith("rbac.authorization.k8s.io/")]
+
+    def rules_of(role: str) -> set[tuple[str, str]]:
+        label = f"jesus.dev/aggregate-to-{role}"
+        return {
+            (resource, verb)
+            for r in find(manifests, "ClusterRole")
+            if r["metadata"]["labels"].get(label) == "true"
+            for rule in r["rules"]
+            for resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+
+    read = {
+        (k, v)
+        for k in ("agentruns", "budgets", "routepolicies", "modeladapters")
+        for v in ("get", "list", "watch")
+    }
+    assert rules_of("viewer") == read
+    assert rules_of("submitter") == read | {("agentruns", v) for v in ("create", "patch", "delete")}
+    assert rules_of("approver") == read | {
+        (k, v)
+        for k in ("budgets", "routepolicies", "modeladapters")
+        for v in ("create", "update", "patch", "delete")
+    }
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]): b for b in find(manifests, "RoleBinding")}
+    assert [s["name"] for s in bindings[("team-a", "jesus-submitter")]["subjects"]] == ["team-a"]
+    assert [s["name"] for s in bindings[("team-a", "jesus-viewer")]["subjects"]] == ["audit"]
+    assert [s["name"] for s in bindings[("team-b", "jesus-submitter")]["subjects"]] == ["team-b", "b-leads"]
+    assert ("team-b", "jesus-viewer") not in bindings
+    assert {s["kind"] for b in bindings.values() for s in b["subjects"]} == {"Group"}
+    [approvers] = [
+        b for b in find(manifests, "ClusterRoleBinding") if b["roleRef"]["name"] == "jesus-approver"
+    ]
+    assert approvers["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "platform"}
+    ]
+    opted_in = one(render("access.roles.aggregateViewerToView=true"), "ClusterRole", "jesus-viewer")
+    assert opted_in["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert not find(render("access.roles.create=false"), "ClusterRole", "jesus-viewer")
+    assert not find(render("access.runOwnerPolicy.enabled=false"), "ValidatingAdmissionPolicy")
+
+
+def test_the_run_owner_policy_names_the_label_and_the_trusted_appliers() -> None:
+    manifests = render(
+        "access.teamLabel=platform.example.com/team",
+        json_sets=(
+            "access.runOwnerPolicy.trustedAppliers="
+            '{"users": ["system:serviceaccount:argocd:app"], "groups": ["gitops"]}',
+        ),
+    )
+    policy = one(manifests, "ValidatingAdmissionPolicy", "jesus-system-jesus-run-owner")
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert "namespaceObject.metadata.labels['platform.example.com/team']" in variables["team"]
+    assert 'in ["system:serviceaccount:argocd:app"]' in variables["trustedApplier"]
+    assert 'g in ["gitops"]' in variables["trustedApplier"]
+    messages = " ".join(v["messageExpression"] for v in policy["spec"]["validations"])
+    for field in ("spec.owner.team", "spec.owner.user", "platform.example.com/team"):
+        assert field in messages
+    binding = one(manifests, "ValidatingAdmissionPolicyBinding", "jesus-system-jesus-run-owner")
+    assert binding["spec"] == {"policyName": "jesus-system-jesus-run-owner", "validationActions": ["Deny"]}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('access.teams=[{"name": "Team A", "namespace": "team-a"}]', "/access/teams/0/name"),
+        ('access.teams=[{"name": "a"}]', "missing property 'namespace'"),
+        (
+            'access.teams=[{"name": "a", "namespace": "team-a", "group": ["x"]}]',
+            "additional properties 'group'",
+        ),
+        # hostile: a quote would end the CEL string literal the name is written into
+        (
+            r'access.runOwnerPolicy.trustedAppliers={"users": ["x\"] || true || [\""]}',
+            "/access/runOwnerPolicy/trustedAppliers/users/0",
+        ),
+        ('access.teamLabel="team\u0027] || true || x[\u0027"', "/access/teamLabel"),
+        ('access.approverGroups=[""]', "/access/approverGroups/0"),
+        ("router.admin.tokenExpirationSeconds=60", "/router/admin/tokenExpirationSeconds"),
+        (
+            'routerAdminToken={"existingSecret": "old"}',
+            "additional properties 'routerAdminToken' not allowed",
+        ),
+    ],
+)
+def test_bad_access_values_fail_with_a_message_naming_them(value: str, message: str) -> None:
+    result = helm(
+        "template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}", "--set-json", value, check=False
+    )
+    assert result.returncode != 0, value
+    assert message in result.stderr, result.stderr
 
 
 def test_router_replicas_share_allowances_through_redis_or_keep_runs_on_one_replica() -> None:

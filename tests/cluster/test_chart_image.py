@@ -37,6 +37,7 @@ CHART = REPO / "charts" / "jesus"
 HELLO = REPO / "examples" / "hello.yaml"
 # examples/hello.yaml: 12 input tokens at 1.00 and 10 output tokens at 2.00 per million.
 HELLO_COST_MICROS = 12 * 1 + 10 * 2
+HELLO_TEAM = "hello"  # spec.owner.team of examples/hello.yaml's run
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,9 @@ def _values(image: BuiltImage, namespace: str) -> dict[str, Any]:
         "router": {"replicas": 1, "port": free_port(), **placement},
         "runner": placement,
         "opa": {"port": free_port(), "diagnosticPort": free_port()},
+        # The test applies examples/hello.yaml as the admin, as a GitOps applier would: it may name the
+        # example's owner; the run's team must still be the namespace's (labelled by the fixture).
+        "access": {"runOwnerPolicy": {"trustedAppliers": {"users": ["jesus-admin"]}}},
     }
 
 
@@ -95,6 +99,7 @@ def installed(
     control_plane: ControlPlane, namespace: str, image: BuiltImage, kubelet: KubeletThread, tmp_path: Path
 ) -> Iterator[Installed]:
     control_plane.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    control_plane.kubectl("label", "namespace", namespace, f"jesus.dev/team={HELLO_TEAM}")
     values = _values(image, namespace)
     values_file = tmp_path / "values.json"
     values_file.write_text(json.dumps(values))

@@ -50,6 +50,8 @@ def test_up_twice_starts_one_control_plane_and_down_leaves_nothing(dev_env: dict
     port = free_port()
     first = jesus("dev", "up", "--port", str(port), env=dev_env)
     assert first.returncode == 0, first.stderr
+    audit_log = Path(dev_env["JESUS_DEV_DIR"]) / "audit.log"
+    assert f"audited in {audit_log}" in first.stderr
     pids = recorded_pids(dev_env)
     assert len(pids) == 5
     assert all(alive(pid) for pid in pids)

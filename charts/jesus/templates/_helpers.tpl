@@ -54,8 +54,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-router" (include "jesus.fullname" .)) .Values.serviceAccounts.router -}}
 {{- end -}}
 
-{{- define "jesus.routerAdminSecret" -}}
-{{- default (printf "%s-router-admin" (include "jesus.fullname" .)) .Values.routerAdminToken.existingSecret -}}
+{{- define "jesus.routerSigningSecret" -}}
+{{- default (printf "%s-router-signing-key" (include "jesus.fullname" .)) .Values.router.signingKey.existingSecret -}}
+{{- end -}}
+
+{{/* The audience of the operator's service-account token for the router's admin API. */}}
+{{- define "jesus.routerAudience" -}}
+{{- default (printf "%s-router" (include "jesus.clusterName" .)) .Values.router.admin.audience -}}
+{{- end -}}
+
+{{/* Where the operator's projected token for the router is mounted. */}}
+{{- define "jesus.routerTokenDir" -}}
+/var/run/secrets/jesus/router-token
 {{- end -}}
 
 {{/* Cluster-scoped objects carry the namespace too, so two releases of one name never collide. */}}

@@ -77,6 +77,7 @@ def _up(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     print(f"Control plane ready at {plane.server}. Point kubectl at it with:", file=sys.stderr)
     print('  eval "$(jesus dev env)"', file=sys.stderr)
+    print(f"Writes to jesus.dev objects and Secrets are audited in {plane.audit_log}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,8 @@
 """`jesus operator`: run the control plane's reconcilers against the current cluster.
 
-The router admin token comes from $JESUS_ROUTER_ADMIN_TOKEN.
+On the router's admin API the operator presents its service-account token, read from
+--router-admin-token-file (a projected token for the router's audience; default
+$JESUS_ROUTER_ADMIN_TOKEN_FILE); without one, the static token in $JESUS_ROUTER_ADMIN_TOKEN (local mode).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from jesus.logic.placement import PlacementError, RunnerPlacement, parse_placeme
 def _run(args: argparse.Namespace) -> int:
     from jesus.controllers.app import OperatorOptions, run_operator
     from jesus.controllers.context import OperatorSettings
-    from jesus.controllers.router_admin import ADMIN_TOKEN_VARIABLE
+    from jesus.controllers.router_admin import ADMIN_TOKEN_FILE_VARIABLE, ADMIN_TOKEN_VARIABLE
     from jesus.policy.decision import PolicyLoadError
     from jesus.redaction import RedactionConfig, RedactionConfigError, install_log_redaction
     from jesus.telemetry import configure_logging, configure_tracing, forwarded_environment, shutdown_tracing
@@ -63,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         router_admin_url=args.router_admin_url,
         metrics_port=args.metrics_port,
         router_admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE, ""),
+        router_admin_token_file=_token_file(args.router_admin_token_file, ADMIN_TOKEN_FILE_VARIABLE),
         redact=redaction.redactor(),
     )
     try:
@@ -72,6 +75,20 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         shutdown_tracing(tracing)
     return 0
+
+
+def _token_file(flag: str | None, variable: str) -> Path | None:
+    """The --router-admin-token-file (else $JESUS_ROUTER_ADMIN_TOKEN_FILE); CommandError when it names
+    no readable file, so a wrong path stops the operator at start-up instead of every registration."""
+    path = flag or os.environ.get(variable) or None
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise CommandError(
+            f"--router-admin-token-file (or ${variable}): {path} is not a file; it is the operator's "
+            "service-account token for the router (a projected volume)"
+        )
+    return Path(path)
 
 
 def _runner_placement(args: argparse.Namespace) -> RunnerPlacement:
@@ -137,6 +154,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--router-admin-url", help="the router's admin API as the operator reaches it (default: --router-url)"
+    )
+    parser.add_argument(
+        "--router-admin-token-file",
+        metavar="PATH",
+        help="the operator's service-account token for the router's admin API, read again every minute "
+        "(default $JESUS_ROUTER_ADMIN_TOKEN_FILE; without one, $JESUS_ROUTER_ADMIN_TOKEN)",
     )
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--resync-seconds", type=float, default=10.0)

@@ -4,8 +4,10 @@ In a cluster it watches the ModelAdapters, RoutePolicies and credentials Secrets
 runs against (all namespaces, or those of --namespace); with --specs it serves the ones of spec files
 instead, with credentials from mounted Secrets (--secrets-dir/<namespace>/<secret>/<key>) or the
 environment. It answers
-/v1/chat/completions for runs registered through /admin/v1/runs (admin token from
-$JESUS_ROUTER_ADMIN_TOKEN). Metrics at /metrics.
+/v1/chat/completions for runs registered through /admin/v1/runs. Only the operator may register runs:
+in a cluster its service account (--operator-account, checked with a TokenReview for
+--admin-audience), without one the static token in $JESUS_ROUTER_ADMIN_TOKEN. Run tokens are signed
+with $JESUS_ROUTER_SIGNING_KEY (every replica the same). Metrics at /metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,12 @@ from starlette.applications import Starlette
 from jesus.cli import CommandError, command_parser
 from jesus.redaction import RedactionConfig, RedactionConfigError, Redactor, install_log_redaction
 from jesus.router.accounts import AccountStore
+from jesus.router.admin_auth import (
+    AdminAuthenticator,
+    StaticTokenAuthenticator,
+    TokenReviewAuthenticator,
+    parse_service_account,
+)
 from jesus.router.bodies import DEFAULT_MAX_BODY_BYTES, InputLimits
 from jesus.router.config import (
     CredentialSource,
@@ -46,6 +56,9 @@ if TYPE_CHECKING:
     from jesus.router.cluster_source import ClusterRouteSource
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
+OPERATOR_ACCOUNT_VARIABLE = "JESUS_ROUTER_OPERATOR_ACCOUNT"
+SIGNING_KEY_VARIABLE = "JESUS_ROUTER_SIGNING_KEY"
+DEFAULT_ADMIN_AUDIENCE = "jesus-router"
 REDIS_URL_VARIABLE = "JESUS_ROUTER_REDIS_URL"
 DEFAULT_SECRETS_DIR = Path("/var/run/secrets/jesus")
 KEEP_ALIVE_SECONDS = 75
@@ -99,7 +112,62 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"(redis://, rediss:// or unix://; default ${REDIS_URL_VARIABLE}, else this process's memory)"
         ),
     )
+    parser.add_argument(
+        "--operator-account",
+        metavar="NAMESPACE:NAME",
+        help="the operator's ServiceAccount: the only caller of the admin API, by TokenReview "
+        f"(default ${OPERATOR_ACCOUNT_VARIABLE}; without one, the static ${ADMIN_TOKEN_VARIABLE})",
+    )
+    parser.add_argument(
+        "--admin-audience",
+        default=DEFAULT_ADMIN_AUDIENCE,
+        help=f"the audience the operator's token must be for (default {DEFAULT_ADMIN_AUDIENCE})",
+    )
     parser.set_defaults(handler=handle)
+
+
+def admin_access(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[AdminAuthenticator | None, str | None]:
+    """Who may call the admin API, and the key run tokens are signed with.
+
+    --operator-account (or $JESUS_ROUTER_OPERATOR_ACCOUNT): only that ServiceAccount, by TokenReview,
+    and the signing key from $JESUS_ROUTER_SIGNING_KEY (generated when unset: tokens then work on this
+    process only). Else $JESUS_ROUTER_ADMIN_TOKEN (local mode), which also signs unless a signing key
+    is set. Neither: the admin API is off. Both: CommandError, as the static token is for running
+    without a cluster and must not open a second door into one.
+    """
+    account = args.operator_account or environ.get(OPERATOR_ACCOUNT_VARIABLE) or None
+    static = environ.get(ADMIN_TOKEN_VARIABLE) or None
+    signing_key = environ.get(SIGNING_KEY_VARIABLE) or None
+    if account is None:
+        return (StaticTokenAuthenticator(static) if static else None), signing_key or static
+    if static is not None:
+        raise CommandError(
+            f"--operator-account (or ${OPERATOR_ACCOUNT_VARIABLE}) and ${ADMIN_TOKEN_VARIABLE} are both "
+            f"set: the static token is for a router without a cluster; unset ${ADMIN_TOKEN_VARIABLE}"
+        )
+    try:
+        source = f"--operator-account (or ${OPERATOR_ACCOUNT_VARIABLE})"
+        username = parse_service_account(account, source=source)
+        from jesus.router.token_review import ClusterTokenReviewer
+
+        authenticator = TokenReviewAuthenticator(
+            ClusterTokenReviewer(args.kubeconfig),
+            username=username,
+            audience=args.admin_audience,
+            clock=time.monotonic,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    if signing_key is None:
+        log.warning(
+            "Generated a run-token signing key: other replicas and a restarted router will not accept "
+            "this one's run tokens; set $%s",
+            SIGNING_KEY_VARIABLE,
+        )
+        signing_key = secrets.token_urlsafe(32)
+    return authenticator, signing_key
 
 
 def build_service(
@@ -126,11 +194,13 @@ def build_service(
 def service_over(
     source: RouteSource,
     *,
-    admin_token: str | None,
+    admin_token: str | None = None,
     registry: CollectorRegistry,
     limits: InputLimits | None = None,
     store: AccountStore | None = None,
     trace_content: Redactor | None = None,
+    admin: AdminAuthenticator | None = None,
+    signing_key: str | None = None,
 ) -> RouterService:
     """A router service whose adapters and plans come from `source` (read at every call), keeping runs'
     accounts and revocations in `store` (default: this process's memory); `trace_content` redacts the
@@ -141,6 +211,8 @@ def service_over(
         RunRegistry(),
         registry,
         admin_token=admin_token,
+        admin=admin,
+        signing_key=signing_key,
         resolve_plan=source.resolve_plan,
         limits=limits or InputLimits(),
         store=store,
@@ -207,7 +279,6 @@ def handle(args: argparse.Namespace) -> int:
     """Load the specs (or watch the cluster), build the service and serve until interrupted."""
     import uvicorn
 
-    admin_token = os.environ.get(ADMIN_TOKEN_VARIABLE) or None
     try:
         redaction = RedactionConfig.from_environ(os.environ)
     except RedactionConfigError as exc:
@@ -215,6 +286,7 @@ def handle(args: argparse.Namespace) -> int:
     # Log lines are many and short: patterns only. Errors and prompts get the full redactor.
     install_log_redaction(redaction.patterns_only().redactor())
     configure_logging(logging.INFO)
+    admin, signing_key = admin_access(args, os.environ)
     tracing = configure_tracing("jesus-router")
     limits = InputLimits(max_body_bytes=args.max_body_bytes)
     store = build_store(args.redis_url)
@@ -242,7 +314,8 @@ def handle(args: argparse.Namespace) -> int:
         source, lifespan = watched, _watching(watched, args.kubeconfig, redaction.redactor())
     service = service_over(
         source,
-        admin_token=admin_token,
+        admin=admin,
+        signing_key=signing_key,
         registry=REGISTRY,
         limits=limits,
         store=store,
@@ -254,7 +327,7 @@ def handle(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         "files" if args.specs else "cluster",
-        admin_token is not None,
+        admin.where if admin is not None else "off",
         service.accounts.where,
     )
     # After the first log line: it loads the log redactor's engines, which are start-up's too.

@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from jesus.api.common import GROUP
 from jesus.controllers.context import OperatorContext, OperatorSettings
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
-from jesus.controllers.router_admin import RouterAdminClient
+from jesus.controllers.router_admin import ProjectedToken, RouterAdminClient
 from jesus.kube import KubeClient
 from jesus.logic.clock import system_clock
 from jesus.policy.decision import PolicyEngine
@@ -47,6 +48,9 @@ class OperatorOptions:
     router_admin_url: str | None = None
     """Where the operator reaches the router's admin API (default: the runners' router URL)."""
     router_admin_token: str = ""
+    """The static admin token (local mode), when no token file is given."""
+    router_admin_token_file: Path | None = None
+    """The operator's projected service-account token for the router (cluster mode)."""
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0.0.0.0) when set."""
     redact: Redactor | None = None
@@ -146,7 +150,10 @@ async def run_operator(
         ledger=BudgetLedger(kube, system_clock, metrics),
         metrics=metrics,
         router=RouterAdminClient(
-            options.router_admin_url or options.settings.runner.router_url, options.router_admin_token
+            options.router_admin_url or options.settings.runner.router_url,
+            ProjectedToken(options.router_admin_token_file, time.monotonic)
+            if options.router_admin_token_file is not None
+            else options.router_admin_token,
         ),
         settings=options.settings,
     )

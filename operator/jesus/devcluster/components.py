@@ -83,8 +83,21 @@ def etcd_args(p: Ports, state_dir: Path) -> list[str]:
     ]
 
 
-def apiserver_args(p: Ports, d: Path) -> list[str]:
-    """kube-apiserver: TLS from the PKI in `d`, RBAC, service accounts signed with its key."""
+AUDIT_POLICY = "audit-policy.yaml"
+AUDIT_LOG = "audit.log"
+
+
+def write_audit_policy(state_dir: Path) -> Path:
+    """The audit policy shipped with this package (writes to jesus.dev objects at RequestResponse,
+    Secrets and tokens at Metadata), copied into the state directory; its path."""
+    path = state_dir / AUDIT_POLICY
+    path.write_text(resources.files("jesus.devcluster").joinpath(AUDIT_POLICY).read_text())
+    return path
+
+
+def apiserver_args(p: Ports, d: Path, state_dir: Path) -> list[str]:
+    """kube-apiserver: TLS from the PKI in `d`, RBAC, service accounts signed with its key, and the
+    audit log (`audit.log` in `state_dir`, one JSON event a line)."""
     return [
         f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
         "--bind-address=127.0.0.1",
@@ -102,6 +115,12 @@ def apiserver_args(p: Ports, d: Path) -> list[str]:
         "--allow-privileged=true",
         "--profiling=false",
         "--event-ttl=1h",
+        f"--audit-policy-file={write_audit_policy(state_dir)}",
+        f"--audit-log-path={state_dir / AUDIT_LOG}",
+        "--audit-log-format=json",
+        # Bounded: a long test session or benchmark rotates the log instead of filling the disk.
+        "--audit-log-maxsize=100",
+        "--audit-log-maxbackup=2",
     ]
 
 

@@ -80,6 +80,11 @@ class ControlPlane:
         return self.state_dir / "admin.kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON event a line (policy: `audit-policy.yaml`)."""
+        return self.state_dir / components.AUDIT_LOG
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 
@@ -184,7 +189,7 @@ class ControlPlane:
         self._wait("etcd", lambda: self._http_ok(f"http://127.0.0.1:{self.ports_.etcd_client}/health"))
 
         progress("Starting kube-apiserver...")
-        self._spawn("kube-apiserver", components.apiserver_args(self.ports_, self.pki_dir))
+        self._spawn("kube-apiserver", components.apiserver_args(self.ports_, self.pki_dir, self.state_dir))
         self._wait("kube-apiserver", lambda: self._api_ok("/readyz"))
 
         progress("Starting kube-controller-manager, kube-scheduler and kwok...")

@@ -62,6 +62,7 @@ RESOURCES: Mapping[str, Resource] = {
     "Pod": Resource("/api", "v1", "pods"),
     "Event": Resource("/api", "v1", "events"),
     "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),
+    "TokenReview": Resource("/apis/authentication.k8s.io", "v1", "tokenreviews", namespaced=False),
 }
 
 
@@ -294,6 +295,18 @@ class KubeClient:
         response = await self._call(
             "POST", "ServiceAccount", namespace, f"{service_account}/token", json=body
         )
+        status: JsonObject = response.get("status") or {}
+        return status
+
+    async def review_token(self, token: str, audiences: builtins.list[str]) -> JsonObject:
+        """What the API server says of `token` for `audiences` (a TokenReview): its status,
+        `{"authenticated": ..., "user": {"username": ...}, "audiences": [...], "error": ...}`."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        }
+        response = await self._call("POST", "TokenReview", None, json=body)
         status: JsonObject = response.get("status") or {}
         return status
 

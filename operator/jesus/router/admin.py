@@ -1,6 +1,7 @@
 """The router's admin endpoints: the operator registers a run (and gets its token) and revokes it.
 
-Guarded by the admin token; disabled (404) when the router has none.
+Only the operator may call them (`jesus.router.admin_auth`: its service account by TokenReview in a
+cluster, a static token without one); disabled (404) when the router is given neither.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from jesus.router.accounts import SharedStoreError, seconds_left, token_key
 from jesus.router.bodies import InputRefusedError, read_json
 from jesus.router.http import (
     SafeJSONResponse,
-    bearer,
     error_response,
     refused_response,
-    same_token,
     store_unavailable_response,
 )
 from jesus.router.logsafe import router_logger
@@ -34,13 +33,26 @@ if TYPE_CHECKING:  # the service builds its app from these endpoints
 log = router_logger("jesus.router.service")  # the name the service's log lines have always had
 
 
-def _admin_denied(service: RouterService, request: Request) -> JSONResponse | None:
-    token = bearer(request)
-    if service.admin_token is None:
-        return error_response(404, "the admin API is disabled (no admin token configured)", "NotFound")
-    if token is None or not same_token(token, service.admin_token):
-        return error_response(401, "the admin token is required", "Unauthenticated")
-    return None
+async def _admin_denied(service: RouterService, request: Request) -> JSONResponse | None:
+    if service.admin is None:
+        return error_response(
+            404,
+            "the admin API is disabled (no --operator-account and no $JESUS_ROUTER_ADMIN_TOKEN)",
+            "NotFound",
+        )
+    decision = await service.admin.authenticate(request.headers.get("authorization"))
+    if decision.allowed:
+        return None
+    log.warning(
+        "Refused admin request path=%s status=%d reason=%s",
+        request.url.path,
+        decision.status,
+        decision.reason,
+    )
+    response = error_response(decision.status, decision.reason, decision.kind)
+    if decision.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="jesus-router-admin"'
+    return response
 
 
 async def _registration(service: RouterService, request: Request) -> RunRegistration | JSONResponse:
@@ -55,7 +67,7 @@ async def _registration(service: RouterService, request: Request) -> RunRegistra
 
 async def register_run(service: RouterService, request: Request) -> Response:
     """POST /admin/v1/runs: grant a run its route and allowance; answers the run's token."""
-    denied = _admin_denied(service, request)
+    denied = await _admin_denied(service, request)
     if denied is not None:
         return denied
     registration = await _registration(service, request)
@@ -107,7 +119,7 @@ async def register_run(service: RouterService, request: Request) -> Response:
 
 async def revoke_run(service: RouterService, request: Request) -> Response:
     """DELETE /admin/v1/runs?token=...: refuse a run's token from now on."""
-    denied = _admin_denied(service, request)
+    denied = await _admin_denied(service, request)
     if denied is not None:
         return denied
     token = request.query_params.get("token", "")

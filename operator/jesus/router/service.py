@@ -2,7 +2,8 @@
 
 A runner authenticates with its run's bearer token; the router maps the token to the run, its route
 plan and its allowance, and answers with the provider credentials only it holds. The operator
-registers a run (and gets its token) through the admin endpoint, guarded by the admin token.
+registers a run (and gets its token) through the admin endpoint: in a cluster only the operator's
+service account may (TokenReview), without one a static admin token (`jesus.router.admin_auth`).
 
 Endpoints: POST /v1/chat/completions (JSON or SSE stream), GET /v1/models, POST and DELETE
 /admin/v1/runs, GET /healthz, GET /metrics.
@@ -37,6 +38,7 @@ from jesus.router.accounts import (
     token_key,
 )
 from jesus.router.admin import register_run, revoke_run
+from jesus.router.admin_auth import AdminAuthenticator, StaticTokenAuthenticator
 from jesus.router.bodies import InputLimits, InputRefusedError, read_json
 from jesus.router.core import Router
 from jesus.router.http import (
@@ -72,12 +74,20 @@ PlanResolver = Callable[[str, str, str], RoutePlan]
 
 @dataclass
 class RouterService:
-    """Everything the HTTP layer needs: the router, the run registry, metrics, and admin access."""
+    """Everything the HTTP layer needs: the router, the run registry, metrics, and admin access.
+
+    `admin` decides who may call the admin API (None: it is disabled); `admin_token` is the local
+    mode's shorthand for a static-token authenticator. Run tokens are signed with `signing_key`, which
+    only router replicas hold; without one, a static admin token stands in for it (local mode), and
+    without either no token is signed (a registered run is known to this replica only).
+    """
 
     router: Router
     registry: RunRegistry
     metrics_registry: CollectorRegistry
     admin_token: str | None = None
+    admin: AdminAuthenticator | None = None
+    signing_key: str | None = None
     resolve_plan: PlanResolver | None = None
     clock: Callable[[], float] = time.time
     limits: InputLimits = field(default_factory=InputLimits)
@@ -86,8 +96,11 @@ class RouterService:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        # Replicas sharing the admin token share the signing key: any of them accepts any run token.
-        self.signer = TokenSigner(self.admin_token) if self.admin_token else None
+        if self.admin is None and self.admin_token:
+            self.admin = StaticTokenAuthenticator(self.admin_token)
+        # Replicas sharing the signing key accept each other's run tokens, and keep them over a restart.
+        key = self.signing_key or self.admin_token
+        self.signer = TokenSigner(key) if key else None
         self.accounts: AccountStore = self.store or MemoryAccountStore(self.clock)
 
     def next_id(self) -> str:

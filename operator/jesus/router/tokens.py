@@ -1,7 +1,8 @@
 """Signed run tokens: what a run may do, carried by its token and checked without shared state.
 
-Every router replica derives the same signing key from the admin token, so a token the operator got
-from one replica works on every other one and survives a router restart. The token says which run,
+Every router replica derives the same signing key from the secret only routers hold
+($JESUS_ROUTER_SIGNING_KEY; in local mode the static admin token), so a token the operator got from
+one replica works on every other one and survives a router restart. The token says which run,
 which RoutePolicy, which data classification, what allowance and until when, and pins the route plan
 resolved at registration: the chain, each adapter's prices and the retry and failover rules (ADR 16).
 It holds no credential.
@@ -96,7 +97,7 @@ def plan_from_json(fields: dict[str, Any]) -> RoutePlan:
 
 
 class TokenSigner:
-    """Signs and verifies run tokens with a key derived from a shared secret (the admin token)."""
+    """Signs and verifies run tokens with a key derived from a secret the router replicas share."""
 
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(_KEY_CONTEXT + secret.encode("utf-8")).digest()

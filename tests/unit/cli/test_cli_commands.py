@@ -218,6 +218,31 @@ def test_the_operator_command_passes_every_flag_to_the_operator(monkeypatch: pyt
     assert options.settings.runner.router_url == "http://router:8080"
     assert (options.settings.resync_seconds, options.worker_limit, options.metrics_port) == (3.0, 7, 9100)
     assert options.router_admin_token == "t0ken"
+    assert options.router_admin_token_file is None
+
+
+def test_the_operator_reads_its_router_token_file_and_refuses_one_that_is_not_there(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    token = tmp_path / "token"
+    token.write_text("projected")
+    assert main(["operator", "--router-admin-token-file", str(token)]) == 0
+    assert seen[0].router_admin_token_file == token
+    monkeypatch.setenv("JESUS_ROUTER_ADMIN_TOKEN_FILE", str(token))
+    assert main(["operator"]) == 0
+    assert seen[1].router_admin_token_file == token
+    assert main(["operator", "--router-admin-token-file", str(tmp_path / "missing")]) != 0
+    assert (
+        f"--router-admin-token-file (or $JESUS_ROUTER_ADMIN_TOKEN_FILE): {tmp_path / 'missing'} is not a file"
+        in (capsys.readouterr().err)
+    )
+    assert len(seen) == 2
 
 
 def test_without_runner_egress_the_operator_makes_no_network_policies(

@@ -18,7 +18,12 @@ from jesus.api import AgentRun
 from jesus.api.common import DataClassification
 from jesus.api.registration import RunRegistration
 from jesus.cli.router import build_service
-from jesus.controllers.router_admin import RouterAdminClient, RouterRegistrationError, registration_of
+from jesus.controllers.router_admin import (
+    ProjectedToken,
+    RouterAdminClient,
+    RouterRegistrationError,
+    registration_of,
+)
 from jesus.router.service import build_app
 from jesus.specs import load_text
 
@@ -90,3 +95,60 @@ def test_the_registration_refuses_bad_values_naming_the_field() -> None:
     registration = RunRegistration.create(run="run", route_policy="route")
     assert registration.namespace == "default"
     assert registration.data_classification is DataClassification.INTERNAL
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_client_presents_the_projected_token_and_picks_up_a_renewed_one(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("first-token\n")
+    clock = Clock()
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(201, json={"token": "issued"})
+
+    client = RouterAdminClient(
+        "http://router", ProjectedToken(path, clock, reread_seconds=60), transport=httpx.MockTransport(answer)
+    )
+    await client.register(run_of())
+    path.write_text("renewed-token")  # the kubelet renews the projected token
+    clock.now = 59.0
+    await client.register(run_of())
+    clock.now = 60.0
+    await client.register(run_of())
+    await client.aclose()
+    assert seen == ["Bearer first-token", "Bearer first-token", "Bearer renewed-token"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot be read from"),
+        ("", "holds no service-account token"),
+        ("two words", "holds no service-account token"),
+        ("x" * 9000, "longer than 8192 bytes"),
+    ],
+)
+async def test_a_missing_or_careless_token_file_is_a_registration_error_naming_it(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    client = RouterAdminClient(
+        "http://router",
+        ProjectedToken(path, Clock()),
+        transport=httpx.MockTransport(lambda r: httpx.Response(201, json={"token": "t"})),
+    )
+    with pytest.raises(RouterRegistrationError, match=message) as caught:
+        await client.register(run_of())
+    assert str(path) in str(caught.value)
+    await client.aclose()

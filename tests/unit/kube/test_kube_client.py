@@ -215,3 +215,37 @@ async def test_statuses_and_events_leave_with_their_free_text_redacted() -> None
     assert api.calls[1].kwargs["json"] == {"status": {"message": "LATE"}}
     assert api.calls[2].kwargs["json"]["message"] == "CALL 555 0100"
     assert kube.redact_status({"message": "x"}) == {"message": "X"}
+
+
+async def test_a_token_review_posts_the_token_and_audiences_cluster_wide() -> None:
+    api = FakeApi([{"status": {"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}}}])
+    client = KubeClient(cast(kr8s.asyncio.Api, api))
+    status = await client.review_token("tok", ["jesus-router"])
+    assert status["user"]["username"] == "system:serviceaccount:a:b"
+    [call] = api.calls
+    assert (call.method, call.base, call.version, call.namespace, call.url) == (
+        "POST",
+        "/apis/authentication.k8s.io",
+        "v1",
+        None,
+        "tokenreviews",
+    )
+    assert call.kwargs["json"]["spec"] == {"token": "tok", "audiences": ["jesus-router"]}
+
+
+async def test_the_routers_reviewer_fails_closed_naming_why() -> None:
+    from jesus.router.admin_auth import ReviewUnavailableError
+    from jesus.router.token_review import ClusterTokenReviewer
+
+    forbidden = FakeApi([status(403, "Forbidden", "cannot create tokenreviews")])
+    reviewer = ClusterTokenReviewer(client=KubeClient(cast(kr8s.asyncio.Api, forbidden)))
+    with pytest.raises(ReviewUnavailableError, match=r"403 Forbidden.*needs create on tokenreviews"):
+        await reviewer.review("tok", ["jesus-router"])
+    reset = FakeApi([None])
+    reviewer = ClusterTokenReviewer(client=KubeClient(cast(kr8s.asyncio.Api, reset)))
+    with pytest.raises(ReviewUnavailableError, match="the API server is unreachable: connection reset"):
+        await reviewer.review("tok", ["jesus-router"])
+    answered = FakeApi([{"status": {"authenticated": False, "error": "token has expired"}}])
+    reviewer = ClusterTokenReviewer(client=KubeClient(cast(kr8s.asyncio.Api, answered)))
+    result = await reviewer.review("tok", ["jesus-router"])
+    assert (result.authenticated, result.error) == (False, "token has expired")
