@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "router",
     "operator",
     "runner",
+    "archive",
+    "audit",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,6 +1,8 @@
 """`jesus operator`: run the control plane's reconcilers against the current cluster.
 
-The router admin token comes from $JESUS_ROUTER_ADMIN_TOKEN.
+The router admin token comes from $JESUS_ROUTER_ADMIN_TOKEN. With --archive-database (or
+$JESUS_ARCHIVE_DATABASE), finished runs and the operator's decisions are written to that SQL database
+(sqlite:///PATH or postgresql://USER@HOST/DB; docs/records.md), its schema migrated at start.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         placement=_runner_placement(args),
     )
     runner_egress = _runner_egress(args)
+    archive = _archive_database(args)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace or ()),
@@ -64,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         router_admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE, ""),
         redact=redaction.redactor(),
+        archive_database=archive,
     )
     try:
         asyncio.run(run_operator(options))
@@ -72,6 +76,25 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         shutdown_tracing(tracing)
     return 0
+
+
+def _archive_database(args: argparse.Namespace) -> str | None:
+    """The archive's URL from the flag, else the environment; checked now, so a wrong one stops the
+    operator before it connects anywhere, with an error that names the setting."""
+    from jesus.records import ArchiveConfigError, DatabaseSetting, database_url
+    from jesus.records.urls import ENV_VARIABLE, FLAG
+
+    if args.archive_database is not None:
+        value, setting = args.archive_database, DatabaseSetting(FLAG)
+    elif ENV_VARIABLE in os.environ:
+        value, setting = os.environ[ENV_VARIABLE], DatabaseSetting(f"${ENV_VARIABLE}")
+    else:
+        return None
+    try:
+        database_url(value, setting)
+    except ArchiveConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    return str(value)
 
 
 def _runner_placement(args: argparse.Namespace) -> RunnerPlacement:
@@ -139,6 +162,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--router-admin-url", help="the router's admin API as the operator reaches it (default: --router-url)"
     )
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--archive-database",
+        metavar="URL",
+        help="SQL archive of finished runs and the audit log: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: $JESUS_ARCHIVE_DATABASE; unset: no archive)",
+    )
     parser.add_argument("--resync-seconds", type=float, default=10.0)
     parser.add_argument("--worker-limit", type=int, default=200)
     parser.add_argument("-v", "--verbose", action="store_true")
