@@ -21,7 +21,7 @@ from jesus.controllers.metrics import OperatorMetrics
 from jesus.kube import JsonObject
 from jesus.logic.clock import Clock, format_time
 from jesus.logic.records import ArchiveRecordError, Decision, build_run_record, decisions
-from jesus.records import RecordStore, StoreUnavailableError
+from jesus.records import RecordRefusedError, RecordStore
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Archiver:
                 await self._wake.wait()
             try:
                 await self.drain()
-            except StoreUnavailableError as exc:
+            except Exception as exc:  # StoreUnavailableError, or an unforeseen one: the writer must go on
                 delay = self.retry_delays[min(failures, len(self.retry_delays) - 1)]
                 failures += 1
                 if self.error is None or failures in (1, 10) or failures % 100 == 0:
@@ -140,7 +140,12 @@ class Archiver:
         """Write everything queued now: decisions first (in batches), then each run in order."""
         while self._decisions:
             batch = self._decisions[:DECISION_BATCH]
-            appended = await self.store.append(batch, format_time(self.clock()))
+            try:
+                appended = await self.store.append(batch, format_time(self.clock()))
+            except RecordRefusedError as exc:
+                # What the database refuses it will refuse again: say so and go on with the rest.
+                logger.error("Failed to log decisions entries=%d error=%s", len(batch), exc)
+                appended = 0
             del self._decisions[: len(batch)]
             self._count_audit(appended)
             self._changed()
@@ -164,7 +169,13 @@ class Archiver:
             return
         status = AgentRunStatus.model_validate(pending.obj.get("status") or {})
         history = decisions(None, status, namespace=record.namespace, name=record.name, uid=uid, now=now)
-        written = await self.store.archive_run(record, history, now)
+        try:
+            written = await self.store.archive_run(record, history, now)
+        except RecordRefusedError as exc:
+            logger.error("Failed to archive run run=%s/%s error=%s", pending.namespace, pending.name, exc)
+            if self.metrics is not None:
+                self.metrics.archive_writes.labels("invalid").inc()
+            return
         self.archived.add(uid)
         if self.metrics is not None:
             self.metrics.archive_writes.labels("archived" if written else "duplicate").inc()

@@ -24,6 +24,9 @@ RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the audit log's first row."""
 
+KEY_LIMIT = 400
+"""The longest audit entry key (the column's width)."""
+
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -212,9 +215,12 @@ class Decision:
 
     @property
     def key(self) -> str:
-        """Unique per fact: an entry is logged once however often it is offered (replays, restarts)."""
+        """Unique per fact: an entry is logged once however often it is offered (replays, restarts).
+        At most KEY_LIMIT characters: a long discriminator (a reason may be 1 KiB) is kept as its digest."""
         tail = f"/{self.discriminator}" if self.discriminator else ""
-        return f"{self.uid}/{self.action.value}{tail}"
+        if len(tail) > 64:
+            tail = "/sha256:" + hashlib.sha256(self.discriminator.encode()).hexdigest()
+        return f"{clean_text(self.uid)[:253]}/{self.action.value}{tail}"
 
     def content(self) -> JsonObject:
         """What the chain hashes of this entry (with the row's position and predecessor)."""

@@ -10,13 +10,14 @@ What is stored is built by `jesus.logic.records`; see docs/records.md.
 
 from __future__ import annotations
 
-from jesus.records.store import RecordStore, StoreUnavailableError
+from jesus.records.store import RecordRefusedError, RecordStore, StoreUnavailableError
 from jesus.records.upgrade import migrate, schema_differences
 from jesus.records.urls import ArchiveConfigError, DatabaseSetting, database_url
 
 __all__ = [
     "ArchiveConfigError",
     "DatabaseSetting",
+    "RecordRefusedError",
     "RecordStore",
     "StoreUnavailableError",
     "database_url",

@@ -19,7 +19,7 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jesus.logic.records import (
@@ -42,7 +42,17 @@ VERIFY_BATCH = 5000
 
 
 class StoreUnavailableError(Exception):
-    """The database could not be reached or refused the write; the message names the database."""
+    """The database could not be reached (or was busy): worth trying again; the message names it."""
+
+
+class RecordRefusedError(Exception):
+    """The database refused what was written (a constraint, a value it cannot take): trying again would
+    not help; the message names the run or the log and the database."""
+
+
+# Connection trouble, timeouts, locks: the database may answer next time. Anything else it raises
+# (IntegrityError, DataError, ProgrammingError) is about what was written.
+_TRANSIENT = (OperationalError, InterfaceError, OSError)
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ class RecordStore:
         """Bring the schema to the newest revision (idempotent)."""
         try:
             await upgrade.migrate(self.engine)
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (*_TRANSIENT, DBAPIError) as exc:
             raise StoreUnavailableError(f"failed to migrate the archive {self}: {_why(exc)}") from exc
 
     # Writing.
@@ -119,23 +129,25 @@ class RecordStore:
                     await connection.execute(insert(run_calls), _call_values(record))
                 await self._append(connection, head, [*history, archive_decision(record, now)], now)
                 return True
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise StoreUnavailableError(
-                f"failed to archive AgentRun {record.namespace}/{record.name} (uid {record.uid}) "
-                f"to {self}: {_why(exc)}"
-            ) from exc
+        except _TRANSIENT as exc:
+            raise StoreUnavailableError(f"failed to archive {_run(record)} to {self}: {_why(exc)}") from exc
+        except DBAPIError as exc:
+            raise RecordRefusedError(f"{self} refused {_run(record)}: {_why(exc)}") from exc
 
     async def append(self, entries: Iterable[Decision], now: str) -> int:
         """Append the entries whose key is not yet logged; the number of rows appended."""
         entries = list(entries)
         if not entries:
             return 0
+        keys = [e.key for e in entries]
         try:
             async with self.engine.begin() as connection:
                 head = await self._lock_chain(connection)
                 return await self._append(connection, head, entries, now)
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except _TRANSIENT as exc:
             raise StoreUnavailableError(f"failed to append to the audit log in {self}: {_why(exc)}") from exc
+        except DBAPIError as exc:
+            raise RecordRefusedError(f"{self} refused audit entries {keys[:3]}: {_why(exc)}") from exc
 
     async def _lock_chain(self, connection: AsyncConnection) -> tuple[int, str]:
         """Take the chain's lock (see the module docstring) and return its head: last id and hash."""
@@ -225,13 +237,17 @@ class RecordStore:
                 head = (
                     await connection.execute(select(audit_head.c.last_id, audit_head.c.last_hash))
                 ).one_or_none()
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (*_TRANSIENT, DBAPIError) as exc:
             raise StoreUnavailableError(f"failed to read the audit log in {self}: {_why(exc)}") from exc
         if head is None:
             broken = ChainBreak(0, "the audit_head row is missing")
         else:
             broken = verifier.check_head(int(head.last_id), str(head.last_hash))
         return Verification(verifier.rows, verifier.last_id, verifier.last_hash, broken)
+
+
+def _run(record: RunRecord) -> str:
+    return f"AgentRun {record.namespace}/{record.name} (uid {record.uid})"
 
 
 def _why(exc: BaseException) -> str:

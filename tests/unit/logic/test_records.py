@@ -12,6 +12,7 @@ from tests.builders.records import DIGEST, TRACE, decision, finished_run
 from jesus.api.agentrun import AgentRunStatus
 from jesus.logic.records import (
     GENESIS_HASH,
+    KEY_LIMIT,
     ArchiveRecordError,
     DecisionAction,
     build_run_record,
@@ -190,3 +191,12 @@ def test_verify_names_the_first_altered_deleted_or_inserted_row() -> None:
     shifted = [dataclasses.replace(r, id=r.id + 1) for r in rows[2:]]
     broken = verify_chain([*rows[:2], forged, *shifted])
     assert broken is not None and broken.row_id == 4 and "prev_hash" in broken.problem
+
+
+def test_a_long_hold_reason_keeps_the_key_short_and_stable() -> None:
+    long_reason = "R" * 1024
+    entry = decision("u-10", DecisionAction.HOLD)
+    entry = dataclasses.replace(entry, discriminator=long_reason)
+    assert len(entry.key) <= KEY_LIMIT and entry.key.startswith("u-10/hold/sha256:")
+    assert entry.key == dataclasses.replace(entry, at="later").key
+    assert dataclasses.replace(entry, discriminator="BudgetExceeded").key == "u-10/hold/BudgetExceeded"

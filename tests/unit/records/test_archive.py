@@ -5,6 +5,7 @@ goes away."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,13 @@ from tests.builders.postgres_server import PostgresServer
 from tests.builders.records import decision, finished_run
 
 from jesus.logic.records import DecisionAction, build_run_record
-from jesus.records import RecordStore, StoreUnavailableError, database_url, schema_differences
+from jesus.records import (
+    RecordRefusedError,
+    RecordStore,
+    StoreUnavailableError,
+    database_url,
+    schema_differences,
+)
 from jesus.records.schema import audit_log, run_calls, runs
 from jesus.records.upgrade import current_revision
 
@@ -273,3 +280,24 @@ async def test_a_database_that_goes_away_says_which_run_and_which_database(
         postgres.start()
     assert await store.archive_run(record, [], NOW) is True  # the pool recovers once it is back
     await store.close()
+
+
+async def test_a_hold_with_a_long_reason_fits_the_key_column(store: RecordStore) -> None:
+    entry = dataclasses.replace(decision("u", DecisionAction.HOLD), discriminator="Why" * 400)
+    assert await store.append([entry], NOW) == 1
+    assert await store.append([entry], NOW) == 0
+    assert (await store.verify()).broken is None
+
+
+async def test_what_postgres_refuses_is_a_refusal_not_an_outage(postgres: PostgresServer) -> None:
+    store = RecordStore(database_url(postgres.create_database()))
+    await store.migrate()
+    try:
+        record = dataclasses.replace(build_run_record(finished_run("wide")), namespace="n" * 100)
+        with pytest.raises(
+            RecordRefusedError, match=r"refused AgentRun n{100}/wide \(uid .*StringDataRightTruncation"
+        ):
+            await store.archive_run(record, [], NOW)
+        assert await store.count_runs() == 0
+    finally:
+        await store.close()

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from tests.builders.adapters import scripted_adapter
@@ -15,14 +16,16 @@ from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
 from tests.builders.cluster import FakeKube, operator_context, sync_cache
 from tests.builders.postgres_server import PostgresServer
+from tests.builders.records import finished_run
 from tests.builders.routes import route_policy
 
 from jesus.controllers.agentrun import reconcile_run
 from jesus.controllers.archive import Archiver
 from jesus.controllers.metrics import OperatorMetrics
+from jesus.logic.records import RunRecord
 from jesus.logic.runs import summarize_record
 from jesus.policy.decision import Decision, PolicyInput
-from jesus.records import RecordStore, database_url
+from jesus.records import RecordRefusedError, RecordStore, database_url
 from jesus.records.schema import audit_log, runs
 
 NS = "team"
@@ -178,3 +181,24 @@ async def test_without_an_archive_a_finished_run_has_no_archived_condition(store
     status = await world.finish()
     assert status["phase"] == "Succeeded" and archived_condition(status) is None
     assert world.archiver.pending == 0
+
+
+async def test_a_run_the_database_refuses_is_logged_and_the_next_one_is_archived(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = finished_run("refused"), finished_run("fine")
+    archiver = Archiver(store, lambda: NOW)
+    real = store.archive_run
+
+    async def refuse_first(record: RunRecord, history: Any, now: str) -> bool:
+        if record.name == "refused":
+            raise RecordRefusedError("refused AgentRun team-a/refused: value too long")
+        return await real(record, history, now)
+
+    monkeypatch.setattr(store, "archive_run", refuse_first)
+    archiver.offer_run(first)
+    archiver.offer_run(second)
+    await archiver.drain()
+    assert archiver.pending == 0
+    assert archiver.archived == {second["metadata"]["uid"]}
+    assert await store.count_runs() == 1

@@ -26,9 +26,9 @@ def upgrade() -> None:
         sa.Column("phase", sa.String(16), nullable=False),
         sa.Column("team", sa.String(63), nullable=False),
         sa.Column("owner_user", sa.String(253), nullable=False),
-        sa.Column("created", sa.String(32)),
-        sa.Column("start_time", sa.String(32)),
-        sa.Column("completion_time", sa.String(32)),
+        sa.Column("created", sa.String(40)),
+        sa.Column("start_time", sa.String(40)),
+        sa.Column("completion_time", sa.String(40)),
         sa.Column("spec_digest", sa.String(71), nullable=False),
         sa.Column("trace_id", sa.String(32)),
         sa.Column("cost_micros", sa.BigInteger, nullable=False),
@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("record_version", sa.Integer, nullable=False),
         sa.Column("record", sa.Text, nullable=False),
-        sa.Column("archived_at", sa.String(32), nullable=False),
+        sa.Column("archived_at", sa.String(40), nullable=False),
     )
     op.create_index("ix_runs_namespace_name", "runs", ["namespace", "name"])
     op.create_index("ix_runs_team_completion", "runs", ["team", "completion_time"])
@@ -57,13 +57,13 @@ def upgrade() -> None:
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("recorded_at", sa.String(32), nullable=False),
+        sa.Column("recorded_at", sa.String(40), nullable=False),
         sa.Column("entry_key", sa.String(400), nullable=False),
         sa.Column("action", sa.String(16), nullable=False),
         sa.Column("namespace", sa.String(63), nullable=False),
         sa.Column("name", sa.String(253), nullable=False),
         sa.Column("run_uid", sa.String(64), nullable=False),
-        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("at", sa.String(40), nullable=False),
         sa.Column("detail", sa.Text, nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
