@@ -69,10 +69,14 @@ def _run(args: argparse.Namespace) -> int:
         redact=redaction.redactor(),
         archive_database=archive,
     )
+    from jesus.records import StoreUnavailableError
+
     try:
         asyncio.run(run_operator(options))
     except PolicyLoadError as exc:
         raise CommandError(f"the admission policies do not load: {exc}") from exc
+    except StoreUnavailableError as exc:  # the archive stayed unreachable through start-up's retries
+        raise CommandError(str(exc)) from exc
     finally:
         shutdown_tracing(tracing)
     return 0

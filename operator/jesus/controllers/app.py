@@ -176,20 +176,29 @@ async def run_operator(
             await context.archiver.stop()
 
 
-async def open_archive(database: str, context: OperatorContext) -> Archiver:
+START_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 30.0, 30.0)
+
+
+async def open_archive(
+    database: str, context: OperatorContext, retry_delays: Sequence[float] = START_RETRY_DELAYS
+) -> Archiver:
     """The archive writer for `database`: the schema migrated (every start; idempotent), the writer
     started. A database that is down at start is waited for: the operator does not run without the
     schema it writes to. A URL that is wrong raises ArchiveConfigError, naming the setting."""
     store = RecordStore(database_url(database))
-    for delay in (1, 2, 5, 10, 30, 30, 30):
+    for delay in retry_delays:
         try:
             await store.migrate()
             break
         except StoreUnavailableError as exc:
-            logger.warning("Failed to reach the archive retryIn=%ds error=%s", delay, exc)
+            logger.warning("Failed to reach the archive retryIn=%.0fs error=%s", delay, exc)
             await asyncio.sleep(delay)
     else:
-        await store.migrate()  # the last try's error is the operator's
+        try:
+            await store.migrate()  # the last try's error is the operator's
+        except StoreUnavailableError:
+            await store.close()
+            raise
     logger.info("Opened the archive database=%s", store)
 
     async def archived(namespace: str, name: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +21,15 @@ from tests.builders.records import finished_run
 from tests.builders.routes import route_policy
 
 from jesus.controllers.agentrun import reconcile_run
+from jesus.controllers.app import open_archive
 from jesus.controllers.archive import Archiver
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.logic.records import RunRecord
 from jesus.logic.runs import summarize_record
 from jesus.policy.decision import Decision, PolicyInput
-from jesus.records import RecordRefusedError, RecordStore, database_url
+from jesus.records import RecordRefusedError, RecordStore, StoreUnavailableError, database_url
 from jesus.records.schema import audit_log, runs
+from jesus.records.upgrade import current_revision
 
 NS = "team"
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
@@ -202,3 +205,17 @@ async def test_a_run_the_database_refuses_is_logged_and_the_next_one_is_archived
     assert archiver.pending == 0
     assert archiver.archived == {second["metadata"]["uid"]}
     assert await store.count_runs() == 1
+
+
+async def test_the_operator_opens_the_archive_migrated_and_gives_up_on_one_that_never_comes(
+    database: str, tmp_path: Path
+) -> None:
+    context = operator_context(FakeKube(), Engine(), lambda: NOW)
+    archiver = await open_archive(database, context, retry_delays=(0.01,))
+    try:
+        assert await current_revision(archiver.store.engine) == "0001"
+    finally:
+        await archiver.stop()
+    missing = f"sqlite:///{tmp_path / 'no-such-folder' / 'archive.db'}"
+    with pytest.raises(StoreUnavailableError, match="failed to migrate the archive sqlite"):
+        await open_archive(missing, context, retry_delays=(0.01, 0.01))
