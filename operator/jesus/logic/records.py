@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunReason, AgentRunStatus
+from jesus.api.agentrun import AgentRun, AgentRunConditionType, AgentRunPhase, AgentRunReason, AgentRunStatus
 from jesus.api.objects import JsonObject, spec_digest
 
 RECORD_VERSION = 1
@@ -182,6 +182,20 @@ def build_run_record(obj: JsonObject) -> RunRecord:
         attempts=len(status.attempts or []),
         calls=calls,
         document=document,
+    )
+
+
+def needs_archiving(status: AgentRunStatus) -> bool:
+    """Whether a run with `status` is due for the archive: finished, its holds settled (settling is the
+    last thing that changes its figures), and not yet marked Archived."""
+    return (
+        status.phase is not None
+        and status.phase.terminal
+        and all(r.settled for r in status.budget_reservations or [])
+        and not any(
+            c.type == AgentRunConditionType.ARCHIVED and c.status.value == "True"
+            for c in status.conditions or []
+        )
     )
 
 

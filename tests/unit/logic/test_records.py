@@ -10,6 +10,7 @@ import pytest
 from tests.builders.records import DIGEST, TRACE, decision, finished_run
 
 from jesus.api.agentrun import AgentRunStatus
+from jesus.controllers.agentrun.handlers import unarchived
 from jesus.logic.records import (
     GENESIS_HASH,
     KEY_LIMIT,
@@ -20,6 +21,7 @@ from jesus.logic.records import (
     chain,
     clean_text,
     decisions,
+    needs_archiving,
     row_hash,
     verify_chain,
 )
@@ -200,3 +202,39 @@ def test_a_long_hold_reason_keeps_the_key_short_and_stable() -> None:
     assert len(entry.key) <= KEY_LIMIT and entry.key.startswith("u-10/hold/sha256:")
     assert entry.key == dataclasses.replace(entry, at="later").key
     assert dataclasses.replace(entry, discriminator="BudgetExceeded").key == "u-10/hold/BudgetExceeded"
+
+
+@pytest.mark.parametrize(
+    ("phase", "settled", "archived", "due"),
+    [
+        ("Succeeded", True, None, True),
+        ("Denied", None, None, True),
+        ("Failed", False, None, False),  # settle first: the cost is not final
+        ("Running", True, None, False),
+        ("Succeeded", True, "True", False),
+        ("Succeeded", True, "False", True),  # ArchivePending: still due
+    ],
+)
+def test_a_run_is_due_for_the_archive_once_finished_settled_and_not_archived(
+    phase: str, settled: bool | None, archived: str | None, due: bool
+) -> None:
+    status = finished_run(phase=phase)["status"]
+    if settled is None:
+        status["budgetReservations"] = []
+    else:
+        status["budgetReservations"][0]["settled"] = settled
+    if archived is not None:
+        status["conditions"].append(
+            {"type": "Archived", "status": archived, "reason": "Archived", "lastTransitionTime": NOW}
+        )
+    assert needs_archiving(AgentRunStatus.model_validate(status)) is due
+
+
+@pytest.mark.parametrize("due", [True, False])
+def test_the_handlers_filter_agrees_with_needs_archiving(due: bool) -> None:
+    status = finished_run()["status"]
+    if not due:
+        status["conditions"].append(
+            {"type": "Archived", "status": "True", "reason": "Archived", "lastTransitionTime": NOW}
+        )
+    assert unarchived(status) is needs_archiving(AgentRunStatus.model_validate(status)) is due

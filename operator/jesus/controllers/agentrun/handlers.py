@@ -108,7 +108,8 @@ def waiting_for_budget(status: Any) -> bool:
 
 
 def unarchived(status: Any) -> bool:
-    """Finished and settled, but not yet in the archive (its writer retries; this is the safety net)."""
+    """Finished and settled, but not yet in the archive (its writer retries; this is the safety net).
+    `jesus.logic.records.needs_archiving` on the raw status: a filter runs on every event, unparsed."""
     settled = all(r.get("settled") for r in status.get("budgetReservations", []))
     archived = any(
         c.get("type") == C.ARCHIVED and c.get("status") == "True" for c in status.get("conditions") or []

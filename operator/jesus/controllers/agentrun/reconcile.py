@@ -33,9 +33,8 @@ from jesus.kube import ConflictError, JsonObject, KubeError
 from jesus.logic import runs
 from jesus.logic.admission import AdmissionVerdict
 from jesus.logic.clock import format_time
-from jesus.logic.conditions import is_true
 from jesus.logic.lifecycle import Action, NextStep, next_step
-from jesus.logic.records import decisions
+from jesus.logic.records import decisions, needs_archiving
 from jesus.logic.waiting import Inputs
 from jesus.telemetry import log_fields
 
@@ -155,7 +154,7 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
     _archive_condition(context, draft)
     draft.status.observed_generation = run.metadata.generation
     status = await _write(context, obj, draft)
-    if context.archiver is not None and _to_archive(draft.status):
+    if context.archiver is not None and needs_archiving(draft.status):
         context.archiver.offer_run({**obj, "status": status})
     if admission is not None:
         # Only a decision that was written is traced: one that lost to a conflict is decided again.
@@ -186,20 +185,10 @@ def _note_spec_change(draft: StatusDraft, obj: JsonObject) -> None:
         )
 
 
-def _to_archive(status: AgentRunStatus) -> bool:
-    """Finished, settled, and not yet known to be in the archive."""
-    return (
-        status.phase is not None
-        and status.phase.terminal
-        and all(r.settled for r in status.budget_reservations or [])
-        and not is_true(status.conditions, C.ARCHIVED)
-    )
-
-
 def _archive_condition(context: OperatorContext, draft: StatusDraft) -> None:
     """Say whether a finished run's record is in the archive, or why it is not yet."""
     archiver = context.archiver
-    if archiver is None or not _to_archive(draft.status):
+    if archiver is None or not needs_archiving(draft.status):
         return
     if (draft.run.metadata.uid or "") in archiver.archived:
         draft.condition(C.ARCHIVED, True, R.ARCHIVED, "the run's record is in the archive")
