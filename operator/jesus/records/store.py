@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, insert, select, update
@@ -109,6 +110,10 @@ class RecordStore:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
+        if self.sqlite and self.url.database and self.url.database != ":memory:":
+            folder = Path(self.url.database).parent
+            if not folder.is_dir():  # SQLite's own message says only "unable to open database file"
+                raise StoreUnavailableError(f"failed to migrate the archive {self}: no folder {folder}")
         try:
             await upgrade.migrate(self.engine)
         except (*_TRANSIENT, DBAPIError) as exc:
