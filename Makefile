@@ -42,7 +42,8 @@ lock: | $(BIN)/uv
 	@echo 'Locked $(RUNTIME_LOCK) and $(DEV_LOCK); commit them with pyproject.toml.'
 
 # Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store,
-# debootstrap, umoci, bubblewrap and binutils (strip) for the daemonless image build and to run its root.
+# debootstrap, umoci, bubblewrap and binutils (strip) for the daemonless image build and to run its root,
+# postgresql for the archive's tests (the fixtures run its initdb and pg_ctl from /usr/lib/postgresql/*/bin).
 packages:
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
@@ -50,6 +51,7 @@ packages:
 	@command -v umoci >/dev/null || { apt-get update -qq && apt-get install -y -qq umoci >/dev/null; }
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
 	@command -v strip >/dev/null || { apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 
 # Builds (once, cached under ~/.cache/jesus/image) the platform image without a daemon (docs/image.md).
 image: setup packages

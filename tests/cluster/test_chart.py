@@ -250,7 +250,10 @@ def test_watching_namespaces_binds_the_operator_and_router_roles_there_only() ->
 
 
 def test_peering_replicas_get_a_peering_object_and_a_rolling_update() -> None:
-    manifests = render("operator.replicas=2", "operator.peering.enabled=true")
+    # Replicas share one archive: PostgreSQL (test_chart_archive.py), not a pod's SQLite file.
+    manifests = render(
+        "operator.replicas=2", "operator.peering.enabled=true", "archive.databaseSecret.name=db"
+    )
     operator = one(manifests, "Deployment", "jesus-operator")
     assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
     assert "--peering=jesus" in container(operator, "operator")["args"]

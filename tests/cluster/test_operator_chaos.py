@@ -1,16 +1,21 @@
 """Chaos: the operator is killed at random points while 100 runs go through. In the end every run has
 finished exactly once: one Job each, every runner pod run once, and the Budget's spending is exactly
-the sum of the runs' costs with nothing left held."""
+the sum of the runs' costs with nothing left held. The archive (SQLite, the embedded default) holds
+every run exactly once, with its cost, and its audit chain is intact with one settle and one archive row
+a run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
@@ -18,6 +23,9 @@ from tests.builders.routes import failover_route
 from tests.cluster.harness import OperatorWorld, apply, get, operator_world
 
 from jesus.devcluster import ControlPlane
+from jesus.records import RecordStore, database_url
+from jesus.records.schema import audit_log, runs
+from jesus.records.store import Verification
 
 RUNS = 100
 OBJECTS = [
@@ -33,10 +41,45 @@ def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     # in each of a hundred runner processes would cost minutes of the two cores, and what this test
     # measures is the operator's exactly-once accounting (the other cluster tests cover the runner).
     lean = {"JESUS_REDACTION_NAMES": "false", "COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}
+    workdir = tmp_path_factory.mktemp("chaos")
     with operator_world(
-        control_plane, tmp_path_factory.mktemp("chaos"), "chaos", OBJECTS, runner_environment=lean
+        control_plane,
+        workdir,
+        "chaos",
+        OBJECTS,
+        runner_environment=lean,
+        operator_args=("--archive-database", archive_url(workdir)),
     ) as world:
         yield world
+
+
+def archive_url(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'archive.db'}"
+
+
+def archived(world: OperatorWorld) -> int:
+    """Runs whose Archived condition is True."""
+    listing = json.loads(world.plane.kubectl("get", "-n", world.namespace, "agentruns", "-o", "json").stdout)
+    return sum(
+        any(
+            c["type"] == "Archived" and c["status"] == "True"
+            for c in item.get("status", {}).get("conditions", [])
+        )
+        for item in listing["items"]
+    )
+
+
+async def read_archive(url: str) -> tuple[list[tuple[str, str, int]], Counter[tuple[str, str]], Verification]:
+    """The archived runs (uid, name, cost), audit actions by (uid, action), and the chain's verification."""
+    store = RecordStore(database_url(url))
+    try:
+        async with store.engine.connect() as connection:
+            rows = (await connection.execute(select(runs.c.uid, runs.c.name, runs.c.cost_micros))).all()
+            actions = (await connection.execute(select(audit_log.c.run_uid, audit_log.c.action))).all()
+        found = [(str(r.uid), str(r.name), int(r.cost_micros)) for r in rows]
+        return found, Counter((a.run_uid, a.action) for a in actions), await store.verify()
+    finally:
+        await store.close()
 
 
 def phases(world: OperatorWorld) -> Counter[str]:
@@ -96,3 +139,17 @@ def test_killing_the_operator_at_random_points_charges_every_run_exactly_once(wo
     assert int(ledger["status"]["reservedMicros"]) == 0
     assert not ledger["status"].get("reservations")
     assert all(all(r["settled"] for r in s["budgetReservations"]) for s in statuses.values())
+
+    # The archive: every run exactly once, as its status says, however often the operator died.
+    deadline = time.monotonic() + 120
+    while archived(world) < RUNS and time.monotonic() < deadline:
+        time.sleep(1)
+    assert archived(world) == RUNS, world.describe()
+    uids = {item["metadata"]["name"]: item["metadata"]["uid"] for item in listing["items"]}
+    rows, actions, verification = asyncio.run(read_archive(archive_url(world.workdir)))
+    assert len(rows) == RUNS
+    assert {(uid, name) for uid, name, _ in rows} == {(uid, name) for name, uid in uids.items()}
+    assert {name: cost for _, name, cost in rows} == {n: int(s["costMicros"]) for n, s in statuses.items()}
+    for uid in uids.values():
+        assert (actions[(uid, "archive")], actions[(uid, "settle")], actions[(uid, "admit")]) == (1, 1, 1)
+    assert verification.broken is None, verification

@@ -57,6 +57,8 @@ class AgentRunConditionType(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    ARCHIVED = "Archived"
+    """A finished run's record is in the SQL archive (only when the operator has one; docs/records.md)."""
 
 
 class AgentRunReason(enum.StrEnum):
@@ -83,6 +85,8 @@ class AgentRunReason(enum.StrEnum):
     TIMED_OUT = "TimedOut"
     LIMIT_EXCEEDED = "LimitExceeded"
     STOPPED_BY_BUDGET = "StoppedByBudget"
+    ARCHIVED = "Archived"
+    ARCHIVE_PENDING = "ArchivePending"
 
 
 class Owner(ApiModel):

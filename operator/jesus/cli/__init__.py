@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "router",
     "operator",
     "runner",
+    "archive",
+    "audit",
 )
 
 Handler = Callable[[argparse.Namespace], int]

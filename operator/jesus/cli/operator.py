@@ -3,6 +3,9 @@
 On the router's admin API the operator presents its service-account token, read from
 --router-admin-token-file (a projected token for the router's audience; default
 $JESUS_ROUTER_ADMIN_TOKEN_FILE); without one, the static token in $JESUS_ROUTER_ADMIN_TOKEN (local mode).
+With --archive-database (or $JESUS_ARCHIVE_DATABASE), finished runs and the operator's decisions are
+written to that SQL database (sqlite:///PATH or postgresql://USER@HOST/DB; docs/records.md), its schema
+migrated at start.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         placement=_runner_placement(args),
     )
     runner_egress = _runner_egress(args)
+    archive = _archive_database(args)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace or ()),
@@ -67,11 +71,16 @@ def _run(args: argparse.Namespace) -> int:
         router_admin_token=os.environ.get(ADMIN_TOKEN_VARIABLE, ""),
         router_admin_token_file=_token_file(args.router_admin_token_file, ADMIN_TOKEN_FILE_VARIABLE),
         redact=redaction.redactor(),
+        archive_database=archive,
     )
+    from jesus.records import StoreUnavailableError
+
     try:
         asyncio.run(run_operator(options))
     except PolicyLoadError as exc:
         raise CommandError(f"the admission policies do not load: {exc}") from exc
+    except StoreUnavailableError as exc:  # the archive stayed unreachable through start-up's retries
+        raise CommandError(str(exc)) from exc
     finally:
         shutdown_tracing(tracing)
     return 0
@@ -89,6 +98,25 @@ def _token_file(flag: str | None, variable: str) -> Path | None:
             "service-account token for the router (a projected volume)"
         )
     return Path(path)
+
+
+def _archive_database(args: argparse.Namespace) -> str | None:
+    """The archive's URL from the flag, else the environment; checked now, so a wrong one stops the
+    operator before it connects anywhere, with an error that names the setting."""
+    from jesus.records import ArchiveConfigError, DatabaseSetting, database_url
+    from jesus.records.urls import ENV_VARIABLE, FLAG
+
+    if args.archive_database is not None:
+        value, setting = args.archive_database, DatabaseSetting(FLAG)
+    elif ENV_VARIABLE in os.environ:
+        value, setting = os.environ[ENV_VARIABLE], DatabaseSetting(f"${ENV_VARIABLE}")
+    else:
+        return None
+    try:
+        database_url(value, setting)
+    except ArchiveConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    return str(value)
 
 
 def _runner_placement(args: argparse.Namespace) -> RunnerPlacement:
@@ -162,6 +190,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default $JESUS_ROUTER_ADMIN_TOKEN_FILE; without one, $JESUS_ROUTER_ADMIN_TOKEN)",
     )
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--archive-database",
+        metavar="URL",
+        help="SQL archive of finished runs and the audit log: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: $JESUS_ARCHIVE_DATABASE; unset: no archive)",
+    )
     parser.add_argument("--resync-seconds", type=float, default=10.0)
     parser.add_argument("--worker-limit", type=int, default=200)
     parser.add_argument("-v", "--verbose", action="store_true")

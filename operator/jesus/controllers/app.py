@@ -17,6 +17,8 @@ import kopf
 from prometheus_client import REGISTRY, start_http_server
 
 from jesus.api.common import GROUP
+from jesus.controllers import agentrun
+from jesus.controllers.archive import Archiver
 from jesus.controllers.context import OperatorContext, OperatorSettings
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
@@ -27,7 +29,10 @@ from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
+from jesus.records import RecordStore, StoreUnavailableError, database_url
 from jesus.redaction import RedactionConfig, Redactor
+
+logger = logging.getLogger(__name__)
 
 # Controller modules, each with register(registry, context). The cache comes first, so its watch
 # handlers see an event before any reconciler that reads the cache does.
@@ -55,6 +60,8 @@ class OperatorOptions:
     """Serve Prometheus metrics on this port (0.0.0.0) when set."""
     redact: Redactor | None = None
     """Cleans Event messages and statuses' free text; default: the patterns-only redactor."""
+    archive_database: str | None = None
+    """The SQL archive of finished runs and the audit log (docs/records.md); None: no archive."""
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -157,14 +164,53 @@ async def run_operator(
         ),
         settings=options.settings,
     )
+    if options.archive_database:
+        context.archiver = await open_archive(options.archive_database, context)
     await context.cache.prime(kube, options.namespaces)
     registry = build_registry(context, options)
-    await kopf.operator(
-        registry=registry,
-        clusterwide=not options.namespaces,
-        namespaces=list(options.namespaces),
-        standalone=options.peering is None,
-        peering_name=options.peering,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            standalone=options.peering is None,
+            peering_name=options.peering,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if context.archiver is not None:
+            await context.archiver.stop()
+
+
+START_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 30.0, 30.0)
+
+
+async def open_archive(
+    database: str, context: OperatorContext, retry_delays: Sequence[float] = START_RETRY_DELAYS
+) -> Archiver:
+    """The archive writer for `database`: the schema migrated (every start; idempotent), the writer
+    started. A database that is down at start is waited for: the operator does not run without the
+    schema it writes to. A URL that is wrong raises ArchiveConfigError, naming the setting."""
+    store = RecordStore(database_url(database))
+    for delay in retry_delays:
+        try:
+            await store.migrate()
+            break
+        except StoreUnavailableError as exc:
+            logger.warning("Failed to reach the archive retryIn=%.0fs error=%s", delay, exc)
+            await asyncio.sleep(delay)
+    else:
+        try:
+            await store.migrate()  # the last try's error is the operator's
+        except StoreUnavailableError:
+            await store.close()
+            raise
+    logger.info("Opened the archive database=%s", store)
+
+    async def archived(namespace: str, name: str) -> None:
+        await agentrun.reconcile_run(context, namespace, name)
+
+    archiver = Archiver(store, context.clock, context.metrics, on_archived=archived)
+    archiver.start()
+    return archiver

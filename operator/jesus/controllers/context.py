@@ -10,6 +10,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from jesus.controllers.archive import Archiver
 from jesus.controllers.cache import ClusterCache
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
@@ -47,6 +48,8 @@ class OperatorContext:
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     clock: Clock = system_clock
     metrics: OperatorMetrics | None = None
+    archiver: Archiver | None = None
+    """Writes finished runs and decisions to the SQL archive; None when the operator has no database."""
     cache: ClusterCache = field(default_factory=ClusterCache)
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)

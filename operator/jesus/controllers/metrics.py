@@ -114,6 +114,17 @@ class OperatorMetrics:
             "Tokens of finished runs' model calls, by team, user, model and direction",
             ["namespace", "team", "user", "model", "direction"],
         )
+        self.archive_pending = Gauge(
+            "jesus_archive_pending",
+            "Finished runs and audit entries waiting for the archive (grows while its database is away)",
+            registry=registry,
+        )
+        self.archive_writes = counter(
+            "jesus_archive_writes",
+            "Archive writes of finished runs, by result (archived, duplicate, failed, invalid)",
+            ["result"],
+        )
+        self.audit_rows = counter("jesus_audit_rows", "Decision rows appended to the audit log")
         budget_gauge = partial(Gauge, labelnames=["namespace", "budget"], registry=registry)
         self.budget_spent = budget_gauge("jesus_budget_spent_micros", "Spent in the current period")
         self.budget_reserved = budget_gauge("jesus_budget_reserved_micros", "Held for admitted runs")

@@ -47,7 +47,11 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         interval=context.settings.resync_seconds * SLOW_RESYNC_FACTOR,
         initial_delay=context.settings.resync_seconds * SLOW_RESYNC_FACTOR,
         registry=registry,
-        when=lambda status, **_: running(status) or waiting_for_budget(status),
+        when=lambda status, **_: (
+            running(status)
+            or waiting_for_budget(status)
+            or (context.archiver is not None and unarchived(status))
+        ),
     )
     async def on_timer(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         await _reconcile_or_retry(context, namespace or "", name, plain(body))
@@ -101,6 +105,16 @@ def waiting_for_budget(status: Any) -> bool:
         c.get("type") == C.BUDGET_RESERVED and c.get("reason") == R.BUDGET_EXCEEDED
         for c in status.get("conditions") or []
     )
+
+
+def unarchived(status: Any) -> bool:
+    """Finished and settled, but not yet in the archive (its writer retries; this is the safety net).
+    `jesus.logic.records.needs_archiving` on the raw status: a filter runs on every event, unparsed."""
+    settled = all(r.get("settled") for r in status.get("budgetReservations", []))
+    archived = any(
+        c.get("type") == C.ARCHIVED and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    return _phase(status).terminal and settled and not archived
 
 
 def running(status: Any) -> bool:

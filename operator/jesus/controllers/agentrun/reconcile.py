@@ -18,6 +18,8 @@ import logging
 import kopf
 
 from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus
+from jesus.api.agentrun import AgentRunConditionType as C
+from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.objects import spec_digest
 from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.admission import admit_run
@@ -30,7 +32,9 @@ from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.kube import ConflictError, JsonObject, KubeError
 from jesus.logic import runs
 from jesus.logic.admission import AdmissionVerdict
+from jesus.logic.clock import format_time
 from jesus.logic.lifecycle import Action, NextStep, next_step
+from jesus.logic.records import decisions, needs_archiving
 from jesus.logic.waiting import Inputs
 from jesus.telemetry import log_fields
 
@@ -147,8 +151,11 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
     elif step.action in (Action.START_ATTEMPT, Action.AWAIT_RETRY, Action.OBSERVE_JOB):
         _note_spec_change(draft, obj)
     await _perform(context, draft, obj, step)
+    _archive_condition(context, draft)
     draft.status.observed_generation = run.metadata.generation
-    await _write(context, obj, draft)
+    status = await _write(context, obj, draft)
+    if context.archiver is not None and needs_archiving(draft.status):
+        context.archiver.offer_run({**obj, "status": status})
     if admission is not None:
         # Only a decision that was written is traced: one that lost to a conflict is decided again.
         spans.record_admission(run, *admission)
@@ -178,15 +185,32 @@ def _note_spec_change(draft: StatusDraft, obj: JsonObject) -> None:
         )
 
 
-async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) -> None:
-    """PUT the status when it changed (ConflictError when the run moved on), then its Events."""
+def _archive_condition(context: OperatorContext, draft: StatusDraft) -> None:
+    """Say whether a finished run's record is in the archive, or why it is not yet."""
+    archiver = context.archiver
+    if archiver is None or not needs_archiving(draft.status):
+        return
+    if (draft.run.metadata.uid or "") in archiver.archived:
+        draft.condition(C.ARCHIVED, True, R.ARCHIVED, "the run's record is in the archive")
+    elif archiver.error is not None:
+        draft.condition(
+            C.ARCHIVED,
+            False,
+            R.ARCHIVE_PENDING,
+            f"the archive is unavailable; retrying: {archiver.error}"[:1024],
+        )
+
+
+async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) -> JsonObject:
+    """PUT the status when it changed (ConflictError when the run moved on), then its Events; the
+    status as stored."""
     before = AgentRunStatus.model_validate(obj.get("status") or {})
     # Compared as it will be stored, free text redacted: a message redaction changes is no change.
     status = context.kube.redact_status(
         draft.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     )
     if AgentRunStatus.model_validate(status) == before:
-        return
+        return status
     body = {**obj, "status": status}
     written = await context.kube.replace_status(body)
     metadata = obj["metadata"]
@@ -200,11 +224,23 @@ async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) 
             context.metrics.finished(
                 metadata["namespace"], phase.value, draft.run.spec.owner, draft.status.calls or []
             )
+    if context.archiver is not None:
+        context.archiver.offer_decisions(
+            decisions(
+                before,
+                draft.status,
+                namespace=metadata["namespace"],
+                name=metadata["name"],
+                uid=metadata.get("uid") or "",
+                now=format_time(draft.now),
+            )
+        )
     for type_, reason, message in draft.events:
         try:
             await context.kube.event(obj, type_=type_, reason=reason, message=message)
         except KubeError as exc:  # an event is worth a log line, not a failed reconcile
             logger.warning("Failed to record event run=%s reason=%s error=%s", metadata["name"], reason, exc)
+    return status
 
 
 async def release_on_delete(context: OperatorContext, body: JsonObject) -> None:

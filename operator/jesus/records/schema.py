@@ -1,0 +1,90 @@
+"""The archive's tables; the migrations under `migrations/versions` create exactly these (a test
+compares them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("uid", String(64), primary_key=True),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("team", String(63), nullable=False),
+    Column("owner_user", String(253), nullable=False),
+    Column("created", String(40)),
+    Column("start_time", String(40)),
+    Column("completion_time", String(40)),
+    Column("spec_digest", String(71), nullable=False),
+    Column("trace_id", String(32)),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("record_version", Integer, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("archived_at", String(40), nullable=False),
+    Index("ix_runs_namespace_name", "namespace", "name"),
+    Index("ix_runs_team_completion", "team", "completion_time"),
+)
+
+run_calls = Table(
+    "run_calls",
+    metadata,
+    Column("run_uid", String(64), ForeignKey("runs.uid", ondelete="CASCADE"), primary_key=True),
+    Column("call_index", Integer, primary_key=True, autoincrement=False),
+    Column("adapter", String(253), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("duration_milliseconds", BigInteger),
+    Column("fallbacks", Text, nullable=False),
+    Index("ix_run_calls_adapter_model", "adapter", "model"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # Assigned by the appender under the chain's lock (last id + 1), never by a sequence: a sequence
+    # skips numbers on a rolled-back transaction, and a gap must mean a deleted row.
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("recorded_at", String(40), nullable=False),
+    Column("entry_key", String(400), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("run_uid", String(64), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("entry_key", name="uq_audit_log_entry_key"),
+    # Two rows that follow the same row would be a fork of the chain: the database refuses it.
+    UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),
+    Index("ix_audit_log_run_uid", "run_uid"),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    # One row (id 1), the chain's lock: appenders take it FOR UPDATE before reading the last row.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
