@@ -66,6 +66,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/bandit -q -r operator adapters -c pyproject.toml
 
 # The suite once with coverage (the unit tier first, reported alone, then the rest added), then the date guard.
 test: tools image lint packages

@@ -35,6 +35,8 @@ from jesus.devcluster.toolchain import cache_root, repo_root
 
 IMAGE_REPOSITORY = "jesus/jesus"
 DEBIAN_SUITE = "bookworm"
+# A fresh tmpfs inside each build sandbox, never the host's /tmp.
+SANDBOX_TMP = "/tmp"  # nosec B108
 # Debian's Python, the CA bundle, and libatomic (regopy's Rego engine links it).
 BASE_PACKAGES = ("python3", "ca-certificates", "libatomic1")
 VENV = "/opt/jesus"
@@ -126,7 +128,7 @@ def container_argv(
         "--dev",
         "/dev",
         "--tmpfs",
-        "/tmp",
+        SANDBOX_TMP,
     ]
     argv += ["--unshare-all", *(["--share-net"] if network else []), "--die-with-parent", "--new-session"]
     argv += ["--uid", uid, "--gid", gid or uid, "--chdir", image.config.workdir or "/", "--clearenv"]
@@ -252,8 +254,25 @@ def _require_tools() -> None:
 def _bwrap(rootfs: Path, *, writable: bool, binds: dict[Path, str] | None = None) -> list[str]:
     """bwrap into `rootfs` with no network and a clean environment (the host's pip settings stay out)."""
     command = ["bwrap", "--bind" if writable else "--ro-bind", str(rootfs), "/"]
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent"]
-    command += ["--clearenv", "--setenv", "PATH", IMAGE_ENV[0].partition("=")[2], "--setenv", "HOME", "/tmp"]
+    command += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        SANDBOX_TMP,
+        "--unshare-all",
+        "--die-with-parent",
+    ]
+    command += [
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        IMAGE_ENV[0].partition("=")[2],
+        "--setenv",
+        "HOME",
+        SANDBOX_TMP,
+    ]
     for source, target in (binds or {}).items():
         command += ["--ro-bind", str(source), target]
     return command

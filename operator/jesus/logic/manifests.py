@@ -17,6 +17,8 @@ from jesus.logic.placement import RunnerPlacement
 LABEL_COMPONENT = "jesus.dev/component"
 LABEL_ATTEMPT = "jesus.dev/attempt"
 LABEL_ROUTER_TOKEN = "jesus.dev/router-token"
+# Where the runner pod mounts its own emptyDir for scratch files (the root filesystem is read-only).
+POD_TMP = "/tmp"  # nosec B108
 COMPONENT_RUNNER = "runner"
 MANAGED_BY = "jesus"
 TOKEN_KEY = "token"
@@ -161,7 +163,7 @@ def _runner_container(run: AgentRun, attempt: int, settings: RunnerSettings, tra
         },
         "volumeMounts": [
             {"name": "artifacts", "mountPath": "/artifacts"},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "tmp", "mountPath": POD_TMP},
         ],
     }
 

@@ -24,6 +24,8 @@ from jesus.api.objects import JsonObject, bounded_name, controller_of, owner_ref
 from jesus.logic.conditions import set_condition
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# Where a vLLM pod mounts its memory-backed emptyDir (shared memory for its workers).
+POD_SHM = "/dev/shm"  # nosec B108
 # Set by NVIDIA GPU feature discovery on every GPU node, e.g. NVIDIA-H100-80GB-HBM3.
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # GPU node pools carry this taint so that only pods which ask for GPUs land there.
@@ -147,7 +149,7 @@ def _container(adapter: ModelAdapter) -> JsonObject:
         "livenessProbe": {**probe, "failureThreshold": 6},
         "startupProbe": {**probe, "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD_SECONDS},
         "volumeMounts": [
-            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "shm", "mountPath": POD_SHM},
             {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
         ],
     }
