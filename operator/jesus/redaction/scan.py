@@ -52,14 +52,17 @@ _EXAMPLE_DOMAIN = re.compile(
 )
 # A run of digits with at most dots or slashes is a number, not a telephone number as written.
 _BARE_NUMBER = re.compile(r"[\d./]+")
-# A reference to a secret (a variable, a command's output, a template's field), not the secret.
-_REFERENCE = re.compile(r"\$[({A-Za-z_]|\{")
+# A reference to a secret (a variable, a command's output, a template's field), not the secret, or a
+# placeholder written in angle brackets (`<password>`).
+_REFERENCE = re.compile(r"\$[({A-Za-z_]|\{|<[^<>\s]+>$")
+# The kinds a secret is found as (jesus.redaction.patterns), where such a reference can stand.
+_SECRET_KINDS = frozenset({"secret", "url-password", "authorization", "bearer-token"})
 
 
 def is_example_value(kind: str, text: str) -> bool:
     """Whether a finding's text is a placeholder the gate lets pass: a documentation or loopback
     address, an address at a reserved mail domain, a bare number taken for a telephone number, a
-    reference to a secret instead of one."""
+    reference to a secret or a `<placeholder>` instead of one."""
     text = text.strip()
     if kind == "ip-address":
         try:
@@ -71,7 +74,7 @@ def is_example_value(kind: str, text: str) -> bool:
         return _EXAMPLE_DOMAIN.search(text) is not None
     if kind == "phone":
         return _BARE_NUMBER.fullmatch(text) is not None
-    if kind == "secret":
+    if kind in _SECRET_KINDS:
         return _REFERENCE.match(text) is not None
     return False
 

@@ -185,6 +185,9 @@ def test_locate_counts_lines_and_columns_from_one() -> None:
         ("phone", "+44 20 7946 0958", False),
         ("secret", "$ANTHROPIC_API_KEY", True),
         ("secret", "${TOKEN}", True),
+        ("url-password", "<password>", True),
+        ("url-password", "PASSWORD", False),  # a word in capitals may be a password: flagged
+        ("url-password", "<pass word>", False),
         ("secret", KEY, False),
         ("person", "Ada Lovelace", False),
     ],
