@@ -8,7 +8,10 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -98,3 +101,18 @@ class PostgresServer:
         """The server's log, for a failed test's message."""
         path = self.directory / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A started server in a folder of its own, stopped and removed after. Not under pytest's tmp_path:
+    run as root, the server runs as Debian's postgres account, which cannot enter pytest's private
+    folders."""
+    directory = Path(tempfile.mkdtemp(prefix="jesus-postgres-"))
+    server = PostgresServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +14,7 @@ from sqlalchemy import select
 from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
-from tests.builders.postgres_server import PostgresServer
+from tests.builders.postgres_server import PostgresServer, running_postgres
 from tests.builders.routes import failover_route
 from tests.cluster.harness import OperatorWorld, operator_world, wait_for
 
@@ -34,14 +31,8 @@ OBJECTS = [
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    directory = Path(tempfile.mkdtemp(prefix="jesus-postgres-"))
-    server = PostgresServer(directory)
-    server.start()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

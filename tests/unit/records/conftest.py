@@ -3,29 +3,19 @@ package, one cluster per session, a fresh database per test)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from tests.builders.postgres_server import PostgresServer
+from tests.builders.postgres_server import PostgresServer, running_postgres
 
 from jesus.records import RecordStore, database_url
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    # Not under pytest's tmp_path: run as root, the server runs as Debian's postgres account, which
-    # cannot enter pytest's private folders.
-    directory = Path(tempfile.mkdtemp(prefix="jesus-postgres-"))
-    server = PostgresServer(directory)
-    server.start()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
