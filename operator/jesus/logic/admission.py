@@ -273,7 +273,7 @@ def _waiting(
 
 def _waiting_for_budget(verdict: AdmissionVerdict, refusals: tuple[str, ...]) -> AdmissionVerdict:
     """`verdict`, waiting until the refusing Budgets have room (step 3, or step 5 refused)."""
-    summary = f"waiting for budget: {'; '.join(refusals)}"
+    summary = f"waiting for budget: {'; '.join(refusals)}; waiting runs start by priority, then age"
     return _waiting(verdict, C.BUDGET_RESERVED, R.BUDGET_EXCEEDED, refusals, summary)
 
 

@@ -4,7 +4,7 @@ A run that does not fit its budgets waits. Re-deciding it costs the operator a p
 and a ledger round trip, so with thousands waiting a periodic re-check of each would eat the operator.
 Instead the operator remembers, per waiting run, what it needs (the amount, the budgets) and what it
 saw (a fingerprint of its inputs): an unchanged fingerprint means the answer is unchanged, and when a
-Budget frees money only the runs that now fit are woken, oldest first.
+Budget frees money only the runs that now fit are woken, by priority (highest first), then oldest first.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class WaitingRun:
     amount_micros: int
     budgets: tuple[BudgetKey, ...]
     fingerprint: Hashable
+    priority: int = 0
+    """spec.priority: a higher one is woken before an older, lower one."""
 
 
 class BudgetWaits:
@@ -83,15 +85,18 @@ class BudgetWaits:
         return self._runs.get((namespace, name))
 
     def fitting(self, budget: BudgetKey, remaining_micros: int) -> list[RunName]:
-        """The runs waiting on `budget` that its `remaining_micros` could now admit, oldest first.
+        """The runs waiting on `budget` that its `remaining_micros` could now admit: by priority, highest
+        first, then oldest first.
 
         Amounts add up: with 1.00 free, runs of 0.60, 0.60 and 0.30 wake the first and the third (the
-        ledger, too, admits whatever fits). A run that still does not fit another of its budgets is
-        refused again when it is re-decided, which is correct and costs one decision.
+        ledger, too, admits whatever fits). A run that does not fit does not hold back a smaller one
+        behind it (Kueue calls this best-effort FIFO): money never sits idle while a run could use it.
+        A run that still does not fit another of its budgets is refused again when it is re-decided,
+        which is correct and costs one decision.
         """
         waiting = sorted(
             (self._runs[key] for key in self._by_budget.get(budget, ())),
-            key=lambda r: (r.created, r.namespace, r.name),
+            key=lambda r: (-r.priority, r.created, r.namespace, r.name),
         )
         woken: list[RunName] = []
         left = remaining_micros

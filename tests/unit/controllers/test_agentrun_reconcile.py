@@ -14,7 +14,7 @@ from tests.builders.cluster import FakeKube, operator_context, sync_cache
 from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
 
-from jesus.controllers.agentrun import reconcile_run, release_on_delete
+from jesus.controllers.agentrun import reconcile_run, release_on_delete, wake_for_budget
 from jesus.controllers.context import OperatorSettings
 from jesus.kube import JsonObject
 from jesus.logic.egress import RunnerEgress
@@ -169,6 +169,27 @@ async def test_a_run_that_does_not_fit_waits_for_money_without_asking_the_policy
     status = await world.reconcile()
     assert status["phase"] == "Running"
     assert len(world.engine.asked) == 1
+
+
+async def test_money_that_frees_goes_to_the_higher_priority_before_the_older_run() -> None:
+    older = set_field(agent_run("older", namespace=NS), "metadata.creationTimestamp", "2026-11-22T03:00:00Z")
+    urgent = set_field(
+        set_field(agent_run("urgent", namespace=NS), "spec.priority", 500),
+        "metadata.creationTimestamp",
+        "2026-11-22T03:30:00Z",
+    )
+    world = World(limit="0.10", run=older)
+    world.kube.put(urgent)
+    for name in ("older", "urgent"):
+        status = await world.reconcile(name)
+        assert status["phase"] == "Waiting"
+        assert status["message"].endswith("waiting runs start by priority, then age")
+    # Room for one 0.50 run: the Budget's controller would write these figures after the limit is raised.
+    raised = set_field(world.kube.find("Budget", NS, "budget") or {}, "spec.limit", "0.60")
+    world.kube.put(set_field(raised, "status", {"remainingMicros": 600_000}))
+    sync_cache(world.context, world.kube)
+    await wake_for_budget(world.context, NS, "budget")
+    assert (world.status("urgent")["phase"], world.status("older")["phase"]) == ("Running", "Waiting")
 
 
 async def test_no_policy_decision_keeps_the_run_waiting_with_nothing_held() -> None:

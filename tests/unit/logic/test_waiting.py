@@ -60,3 +60,15 @@ def test_a_refusal_stands_until_something_it_depends_on_changes() -> None:
     assert inputs({TEAM: "11", ORG: "20"}).fingerprint([TEAM]) != before  # its Budget changed
     assert inputs({ORG: "20"}).fingerprint([TEAM]) != before  # its Budget was deleted
     assert inputs({TEAM: "10", ORG: "20"}, generation=2).fingerprint([TEAM]) != before  # its spec changed
+
+
+def test_a_higher_priority_is_woken_before_an_older_lower_one_and_age_breaks_ties() -> None:
+    waits = BudgetWaits()
+    waits.wait(WaitingRun("ns", "old-batch", "2026-11-22T10:00:00Z", 40, (TEAM,), 1, priority=0))
+    waits.wait(WaitingRun("ns", "new-urgent", "2026-11-22T10:05:00Z", 40, (TEAM,), 1, priority=100))
+    waits.wait(WaitingRun("ns", "older-urgent", "2026-11-22T10:04:00Z", 40, (TEAM,), 1, priority=100))
+    waits.wait(WaitingRun("ns", "background", "2026-11-22T09:00:00Z", 10, (TEAM,), 1, priority=-100))
+    assert waits.fitting(TEAM, 80) == [("ns", "older-urgent"), ("ns", "new-urgent")]
+    # What the higher lanes cannot use goes down the lanes, never idle: 50 left after one urgent run.
+    assert waits.fitting(TEAM, 90) == [("ns", "older-urgent"), ("ns", "new-urgent"), ("ns", "background")]
+    assert waits.fitting(TEAM, 39) == [("ns", "background")]

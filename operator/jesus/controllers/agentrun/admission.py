@@ -94,6 +94,7 @@ async def admit_run(context: OperatorContext, draft: StatusDraft, obj: JsonObjec
                 amount_micros=verdict.amount_micros,
                 budgets=keys,
                 fingerprint=draft.inputs.fingerprint(keys),
+                priority=run.spec.priority,
             )
         )
     if verdict.admitted:
