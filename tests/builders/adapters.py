@@ -82,6 +82,25 @@ def vllm_adapter(name: str = "llama", **kw: Any) -> Obj:
     return manifest("ModelAdapter", name, spec, **kw)
 
 
+def llamacpp_adapter(name: str = "tiny", **kw: Any) -> Obj:
+    """A self-hosted ModelAdapter: llama.cpp's llama-server run by the platform on CPU."""
+    spec: Obj = {
+        "provider": "llamacpp",
+        "model": "tiny-llama",
+        "dataClassifications": ["public", "internal"],
+        "serving": {
+            "engine": "llamacpp",
+            "image": "ghcr.io/ggml-org/llama.cpp:server",
+            "modelURI": "hf://ggml-org/tiny-models/tiny.gguf",
+            "gpu": {"count": 0},
+            "threads": 2,
+            "contextSize": 2048,
+            "port": 8080,
+        },
+    }
+    return manifest("ModelAdapter", name, spec, **kw)
+
+
 # --- parsed models of the standard scenario ------------------------------------------------------
 
 

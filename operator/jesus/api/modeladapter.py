@@ -110,8 +110,8 @@ class RateLimits(ApiModel):
 class GpuRequest(ApiModel):
     """GPUs per serving replica."""
 
-    count: Annotated[int, Field(ge=1, le=16)] = 1
-    """GPUs per replica (`nvidia.com/gpu` requests and limits)."""
+    count: Annotated[int, Field(ge=0, le=16)] = 1
+    """GPUs per replica (`nvidia.com/gpu` requests and limits); 0 runs llamacpp on CPU only."""
     type: (
         Annotated[
             str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -121,17 +121,50 @@ class GpuRequest(ApiModel):
     """GPU product to schedule on (the `nvidia.com/gpu.product` node label), e.g. NVIDIA-H100-80GB-HBM3."""
 
 
+# Where llama.cpp's server can load a model from: a Hugging Face repo, a URL it downloads, a local file.
+LLAMACPP_MODEL_SCHEMES = ("hf://", "http://", "https://", "file://")
+
+
 class Serving(ApiModel):
     """How the platform runs the model itself: a Deployment and Service."""
 
-    engine: Literal["vllm"] = "vllm"
-    """Inference engine; vllm is the one supported."""
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.engine == 'llamacpp' || self.gpu.count >= 1",
+            message="vllm needs at least one GPU per replica; only llamacpp runs on CPU (gpu.count 0)",
+            check=lambda s: s.engine == "llamacpp" or s.gpu.count >= 1,
+            field="gpu.count",
+        ),
+        CelRule(
+            rule="self.engine == 'llamacpp' || !has(self.threads)",
+            message="threads is a llamacpp setting: vllm sizes its own workers",
+            check=lambda s: s.engine == "llamacpp" or s.threads is None,
+            field="threads",
+        ),
+        CelRule(
+            rule=(
+                "self.engine != 'llamacpp' || "
+                + " || ".join(f"self.modelURI.startsWith('{scheme}')" for scheme in LLAMACPP_MODEL_SCHEMES)
+            ),
+            message="llamacpp loads models from hf://, http://, https:// or file:// URIs",
+            check=lambda s: s.engine != "llamacpp" or s.model_uri.startswith(LLAMACPP_MODEL_SCHEMES),
+            field="modelURI",
+        ),
+    )
+
+    engine: Literal["vllm", "llamacpp"] = "vllm"
+    """Inference engine: vllm (GPUs), or llamacpp (llama.cpp's llama-server, on CPU or GPUs)."""
     image: Annotated[str, Field(min_length=1, max_length=512)]
-    """Container image of the engine, e.g. vllm/vllm-openai:v0.11.0."""
+    """Container image of the engine, e.g. vllm/vllm-openai:v0.11.0 or ghcr.io/ggml-org/llama.cpp:server."""
     model_uri: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")] = (
         Field(alias="modelURI")
     )
-    """Where the weights come from, e.g. hf://meta-llama/Llama-3.1-8B-Instruct or s3://bucket/path."""
+    """Where the weights come from, e.g. hf://meta-llama/Llama-3.1-8B-Instruct or s3://bucket/path (vllm);
+    hf://owner/repo[:quant], hf://owner/repo/file.gguf, https://host/file.gguf or file:///path (llamacpp)."""
+    context_size: Annotated[int, Field(ge=1, le=10_485_760)] | None = None
+    """Context length in tokens (vllm --max-model-len, llamacpp --ctx-size); the engine's default if unset."""
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """CPU threads for generation (llamacpp only); also the pod's CPU request on CPU."""
     gpu: GpuRequest = Field(default_factory=GpuRequest)
     """GPUs per replica."""
     replicas: Annotated[int, Field(ge=0, le=64)] = 1
@@ -242,9 +275,11 @@ class ModelAdapterSpec(ApiModel):
             field="credentialsSecretRef",
         ),
         CelRule(
-            rule="!has(self.serving) || self.provider == 'vllm'",
-            message="serving runs models with vLLM: set provider to vllm",
-            check=lambda s: s.serving is None or s.provider is Provider.VLLM,
+            rule="!has(self.serving) || self.provider == self.serving.engine",
+            message=(
+                "serving runs the model with its engine: set provider to serving.engine (vllm or llamacpp)"
+            ),
+            check=lambda s: s.serving is None or s.provider.value == s.serving.engine,
             field="serving",
         ),
         CelRule(
@@ -274,7 +309,7 @@ class ModelAdapterSpec(ApiModel):
     ] = Field(default_factory=lambda: [DataClassification.PUBLIC])
     """Data classifications this adapter may receive; runs with other classifications never reach it."""
     serving: Serving | None = None
-    """Run the model in the cluster (a vLLM Deployment and Service with GPUs) and call that Service."""
+    """Run the model in the cluster (a vLLM or llama.cpp Deployment and Service) and call that Service."""
     scripted: Scripted | None = None
     """Canned replies for provider scripted."""
 

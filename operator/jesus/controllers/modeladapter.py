@@ -76,18 +76,18 @@ async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events
 
 
 async def _retire_serving(context: OperatorContext, adapter: ModelAdapter, events: Events) -> None:
-    """Delete the Deployment and Service of an adapter whose serving block was removed (ours only)."""
+    """Delete the Deployments and Services the adapter no longer wants (ours only): all of them when its
+    serving block was removed, the old engine's when it switched engines."""
     namespace = adapter.metadata.namespace or ""
-    name = serving_logic.serving_name(adapter.metadata.name or "")
-    for kind in ("Deployment", "Service"):
-        live = await context.kube.get(kind, namespace, name)
-        if live is None or ownership(live, adapter.metadata.uid) is not Ownership.OURS:
-            continue
-        if await context.kube.delete(kind, namespace, name):
-            logger.info("Deleted inference %s name=%s namespace=%s", kind, name, namespace)
-            events.append(
-                ("Normal", f"Deleted{kind}", f"Deleted {kind} {name}: the adapter no longer serves")
-            )
+    why = "the adapter no longer serves" if adapter.spec.serving is None else "the adapter switched engines"
+    for name in serving_logic.retired_children(adapter):
+        for kind in ("Deployment", "Service"):
+            live = await context.kube.get(kind, namespace, name)
+            if live is None or ownership(live, adapter.metadata.uid) is not Ownership.OURS:
+                continue
+            if await context.kube.delete(kind, namespace, name):
+                logger.info("Deleted inference %s name=%s namespace=%s", kind, name, namespace)
+                events.append(("Normal", f"Deleted{kind}", f"Deleted {kind} {name}: {why}"))
 
 
 async def reconcile_adapter(context: OperatorContext, namespace: str, name: str) -> None:
@@ -103,9 +103,12 @@ async def _decide(context: OperatorContext, obj: JsonObject, adapter: ModelAdapt
     ref = adapter.spec.credentials_secret_ref
     secret = await context.kube.get("Secret", namespace, ref.name) if ref is not None else None
     observation = None
+    served = adapter.status.serving if adapter.status is not None else None
     if adapter.spec.serving is not None:
         observation = await _serve(context, adapter, events)
-    elif adapter.status is not None and adapter.status.serving is not None:
+        if served is not None and served.deployment_name != observation[1].deployment_name:
+            await _retire_serving(context, adapter, events)
+    elif served is not None:
         await _retire_serving(context, adapter, events)
     status = model_adapter_status(adapter, secret=secret, serving=observation, now=context.clock())
     await _write(context, obj, adapter, status, events)

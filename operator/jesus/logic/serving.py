@@ -1,9 +1,10 @@
-"""Self-hosted models: the vLLM Deployment and Service of a ModelAdapter with a `serving` block, and what
-the observed Deployment and pods say about it.
+"""Self-hosted models: the Deployment and Service of a ModelAdapter with a `serving` block (vLLM, or
+llama.cpp's llama-server), and what the observed Deployment and pods say about it.
 
 Pure: builders return plain Kubernetes JSON and `serving_status` reads plain JSON, so the reconciler only
 creates, patches and lists. Every GPU decision lives here: the `nvidia.com/gpu` requests, the product
-affinity, the taint toleration, and vLLM's tensor parallelism across the replica's GPUs.
+affinity, the taint toleration, vLLM's tensor parallelism across the replica's GPUs, and llama.cpp's
+layer offload (all layers on GPUs, none on CPU).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 
 MANAGED_BY = "jesus"
 COMPONENT = "inference"
-CONTAINER_NAME = "vllm"
+ENGINE_VLLM = "vllm"
+ENGINE_LLAMACPP = "llamacpp"
+CONTAINER_NAME = ENGINE_VLLM
 PORT_NAME = "http"
 HEALTH_PATH = "/health"
 # Annotation holding a digest of what the builders produced, so the reconciler patches only on change
@@ -42,19 +45,41 @@ SPEC_DIGEST_ANNOTATION = "jesus.dev/serving-digest"
 # vLLM reads the API key it demands from this variable; the router sends the same key.
 API_KEY_ENV = "VLLM_API_KEY"
 MODEL_CACHE_PATH = "/root/.cache/huggingface"
+# llama-server reads its API key from this variable, and downloads hf:// and URL models under LLAMA_CACHE.
+LLAMACPP_API_KEY_ENV = "LLAMA_API_KEY"
+LLAMACPP_CACHE_PATH = "/models"
+# llama-server offloads up to this many layers to the GPUs: more than any model has, so all of them.
+ALL_LAYERS = 999
+# The llama.cpp pod runs as this user (Pod Security "restricted"; the image's own user may be root).
+LLAMACPP_UID = 65532
+# What the pod shows as app.kubernetes.io/name, per engine.
+ENGINE_APP_NAMES = {ENGINE_VLLM: "vllm", ENGINE_LLAMACPP: "llama.cpp"}
 # Loading weights takes minutes: the startup probe allows this long before the pod counts as failed.
 STARTUP_SECONDS = 1800
 PROBE_PERIOD_SECONDS = 10
 
 
-def serving_name(adapter_name: str) -> str:
-    """Name of the Deployment and Service of an adapter: `vllm-<adapter>` as a DNS-1035 label.
+def serving_name(adapter_name: str, engine: str = ENGINE_VLLM) -> str:
+    """Name of the Deployment and Service of an adapter: `<engine>-<adapter>` as a DNS-1035 label.
 
     Adapter names are DNS subdomains (dots, up to 253 characters); Service names may hold neither, so
     dots become dashes and long names are cut and given a digest of the full adapter name (two names
-    that differ only in a dot or a dash stay apart).
+    that differ only in a dot or a dash stay apart). The engine in the name means that switching engines
+    builds new children; the reconciler retires the old ones.
     """
-    return bounded_name(f"vllm-{adapter_name.replace('.', '-')}", key=adapter_name)
+    return bounded_name(f"{engine}-{adapter_name.replace('.', '-')}", key=adapter_name)
+
+
+def _child_name(adapter: ModelAdapter) -> str:
+    return serving_name(_name(adapter), _serving(adapter).engine)
+
+
+def retired_children(adapter: ModelAdapter) -> list[str]:
+    """Names of Deployments and Services the adapter may still own but no longer wants: every engine's
+    when it has no serving block, the other engines' when it switched engines."""
+    wanted = _child_name(adapter) if adapter.spec.serving is not None else None
+    names = (serving_name(_name(adapter), engine) for engine in ENGINE_APP_NAMES)
+    return [name for name in names if name != wanted]
 
 
 def adapter_label_value(adapter_name: str) -> str:
@@ -65,14 +90,14 @@ def adapter_label_value(adapter_name: str) -> str:
 def selector_labels(adapter: ModelAdapter) -> dict[str, str]:
     """The labels that select the serving pods of `adapter` (immutable once the Deployment exists)."""
     name = _name(adapter)
-    return {LABEL_ADAPTER: adapter_label_value(name), "app.kubernetes.io/instance": serving_name(name)}
+    return {LABEL_ADAPTER: adapter_label_value(name), "app.kubernetes.io/instance": _child_name(adapter)}
 
 
 def serving_labels(adapter: ModelAdapter) -> dict[str, str]:
     """Every label the Deployment, its pods and the Service carry."""
     return {
         **selector_labels(adapter),
-        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/name": ENGINE_APP_NAMES[_serving(adapter).engine],
         "app.kubernetes.io/component": COMPONENT,
         "app.kubernetes.io/part-of": "jesus",
         LABEL_MANAGED_BY: MANAGED_BY,
@@ -82,7 +107,7 @@ def serving_labels(adapter: ModelAdapter) -> dict[str, str]:
 def endpoint_url(adapter: ModelAdapter) -> str:
     """The in-cluster OpenAI-compatible base URL of the serving Service."""
     serving = _serving(adapter)
-    return f"http://{serving_name(_name(adapter))}.{_namespace(adapter)}.svc:{serving.port}/v1"
+    return f"http://{_child_name(adapter)}.{_namespace(adapter)}.svc:{serving.port}/v1"
 
 
 def model_argument(model_uri: str) -> str:
@@ -106,6 +131,44 @@ def vllm_args(adapter: ModelAdapter) -> list[str]:
         f"--port={serving.port}",
         f"--served-model-name={adapter.spec.model}",
         f"--tensor-parallel-size={serving.gpu.count}",
+        *([f"--max-model-len={serving.context_size}"] if serving.context_size is not None else []),
+        *(serving.extra_args or []),
+    ]
+
+
+def llamacpp_model_arguments(model_uri: str) -> list[str]:
+    """What llama-server takes for a model URI: --hf-repo (and --hf-file when the URI names a file) for
+    hf://, --model-url for http(s)://, --model for file://. The API model admits no other scheme."""
+    scheme, _, rest = model_uri.partition("://")
+    if scheme == "hf":
+        owner, _, after = rest.partition("/")
+        repo, _, file = after.partition("/")
+        return ["--hf-repo", f"{owner}/{repo}", *(["--hf-file", file] if file else [])]
+    if scheme in ("http", "https"):
+        return ["--model-url", model_uri]
+    if scheme == "file":
+        return ["--model", rest if rest.startswith("/") else f"/{rest}"]
+    raise ValueError(f"llamacpp cannot load modelURI {model_uri!r}: use hf://, http(s):// or file://")
+
+
+def llamacpp_args(adapter: ModelAdapter) -> list[str]:
+    """llama-server's arguments: model, address, the name clients ask for (--alias), every layer on the
+    replica's GPUs (or none on CPU), context and threads when set, chat templates with tool calls
+    (--jinja), then the spec's extra arguments (last, so they can override)."""
+    serving = _serving(adapter)
+    return [
+        *llamacpp_model_arguments(serving.model_uri),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(serving.port),
+        "--alias",
+        adapter.spec.model,
+        "--n-gpu-layers",
+        str(ALL_LAYERS if serving.gpu.count else 0),
+        *(["--ctx-size", str(serving.context_size)] if serving.context_size is not None else []),
+        *(["--threads", str(serving.threads)] if serving.threads is not None else []),
+        "--jinja",
         *(serving.extra_args or []),
     ]
 
@@ -119,7 +182,7 @@ def _owner_reference(adapter: ModelAdapter) -> JsonObject:
 def _child_metadata(adapter: ModelAdapter) -> JsonObject:
     """The metadata of the Deployment and the Service: one name, our labels, owned by the adapter."""
     return {
-        "name": serving_name(_name(adapter)),
+        "name": _child_name(adapter),
         "namespace": _namespace(adapter),
         "labels": serving_labels(adapter),
         "ownerReferences": [_owner_reference(adapter)],
@@ -133,52 +196,93 @@ def _affinity(serving: Serving) -> JsonObject | None:
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
+def _resources(serving: Serving) -> JsonObject:
+    if serving.gpu.count:
+        # Extended resources need requests equal to limits; the device plugin hands out whole GPUs.
+        gpus = {GPU_RESOURCE: str(serving.gpu.count)}
+        return {"requests": dict(gpus), "limits": dict(gpus)}
+    return {"requests": {"cpu": str(serving.threads or 1)}}
+
+
+def _api_key_env(adapter: ModelAdapter, variable: str) -> list[JsonObject]:
+    secret = adapter.spec.credentials_secret_ref
+    if secret is None:
+        return []
+    return [{"name": variable, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}]
+
+
 def _container(adapter: ModelAdapter) -> JsonObject:
     serving = _serving(adapter)
-    gpus = {GPU_RESOURCE: str(serving.gpu.count)}
     probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME}, "periodSeconds": PROBE_PERIOD_SECONDS}
+    llamacpp = serving.engine == ENGINE_LLAMACPP
     container: JsonObject = {
-        "name": CONTAINER_NAME,
+        "name": serving.engine,
         "image": serving.image,
-        "command": ["vllm", "serve"],
-        "args": vllm_args(adapter),
+        "command": ["llama-server"] if llamacpp else ["vllm", "serve"],
+        "args": llamacpp_args(adapter) if llamacpp else vllm_args(adapter),
         "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
-        # Extended resources need requests equal to limits; the device plugin hands out whole GPUs.
-        "resources": {"requests": dict(gpus), "limits": dict(gpus)},
+        "resources": _resources(serving),
         "readinessProbe": {**probe, "failureThreshold": 3},
         "livenessProbe": {**probe, "failureThreshold": 6},
         "startupProbe": {**probe, "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD_SECONDS},
-        "volumeMounts": [
-            {"name": "shm", "mountPath": POD_SHM},
-            {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
-        ],
     }
-    secret = adapter.spec.credentials_secret_ref
-    if secret is not None:
-        container["env"] = [
-            {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}
-        ]
+    if llamacpp:
+        container["volumeMounts"] = [{"name": "model-cache", "mountPath": LLAMACPP_CACHE_PATH}]
+        cache = {"name": "LLAMA_CACHE", "value": LLAMACPP_CACHE_PATH}
+        container["env"] = [cache, *_api_key_env(adapter, LLAMACPP_API_KEY_ENV)]
+        container["securityContext"] = {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        return container
+    container["volumeMounts"] = [
+        {"name": "shm", "mountPath": POD_SHM},
+        {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
+    ]
+    env = _api_key_env(adapter, API_KEY_ENV)
+    if env:
+        container["env"] = env
     return container
 
 
-def build_inference_deployment(adapter: ModelAdapter) -> JsonObject:
-    """The Deployment that runs `adapter`'s model with vLLM on `serving.gpu.count` GPUs per replica."""
+def _pod_spec(adapter: ModelAdapter) -> JsonObject:
     serving = _serving(adapter)
-    labels = serving_labels(adapter)
     pod_spec: JsonObject = {
         "containers": [_container(adapter)],
-        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
         # The inference server needs no Kubernetes API access.
         "automountServiceAccountToken": False,
-        "volumes": [
+    }
+    if serving.gpu.count:
+        pod_spec["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+    if serving.engine == ENGINE_LLAMACPP:
+        # Pod Security "restricted": llama-server needs no root, and writes only its model cache.
+        pod_spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": LLAMACPP_UID,
+            "runAsGroup": LLAMACPP_UID,
+            "fsGroup": LLAMACPP_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        pod_spec["volumes"] = [{"name": "model-cache", "emptyDir": {}}]
+    else:
+        pod_spec["volumes"] = [
             # Tensor parallelism shares tensors between GPU workers through /dev/shm.
             {"name": "shm", "emptyDir": {"medium": "Memory"}},
             {"name": "model-cache", "emptyDir": {}},
-        ],
-    }
+        ]
     affinity = _affinity(serving)
     if affinity is not None:
         pod_spec["affinity"] = affinity
+    return pod_spec
+
+
+def build_inference_deployment(adapter: ModelAdapter) -> JsonObject:
+    """The Deployment that runs `adapter`'s model with its engine on `serving.gpu.count` GPUs per replica
+    (llamacpp with 0: on CPU)."""
+    serving = _serving(adapter)
+    labels = serving_labels(adapter)
+    pod_spec = _pod_spec(adapter)
     deployment: JsonObject = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -300,7 +404,7 @@ def serving_status(
     now: datetime,
 ) -> tuple[list[Condition], ServingStatus]:
     """The ServingAvailable condition and the serving status, from the live Deployment and its pods."""
-    name = serving_name(_name(adapter))
+    name = _child_name(adapter)
     status = deployment.get("status", {}) if deployment is not None else {}
     observed = ServingStatus(
         deployment_name=name,
@@ -323,7 +427,7 @@ def serving_availability(
     """
     replicas = _serving(adapter).replicas
     if deployment is None:
-        name = serving_name(_name(adapter))
+        name = _child_name(adapter)
         return False, ModelAdapterReason.DEPLOYMENT_PROGRESSING, f"Deployment {name} is not created yet"
     if replicas == 0:
         return False, ModelAdapterReason.SCALED_TO_ZERO, "serving.replicas is 0: the model is scaled down"
@@ -352,7 +456,7 @@ def serving_conflict(
     adapter: ModelAdapter, live: Mapping[str, Any], *, now: datetime
 ) -> tuple[list[Condition], ServingStatus]:
     """ServingAvailable False when a Deployment or Service of our name belongs to another object."""
-    name = serving_name(_name(adapter))
+    name = _child_name(adapter)
     message = (
         f"{live.get('kind', 'object')} {name} already exists and is controlled by {controller_of(live)}; "
         "rename the adapter or remove that object"

@@ -83,6 +83,9 @@ class World:
     def reasons(self) -> list[str]:
         return [e[2] for e in self.kube.events]
 
+    def kube_event_messages(self) -> list[str]:
+        return [e[3] for e in self.kube.events]
+
 
 def condition(status: dict[str, Any], type_: str) -> tuple[str, str, str]:
     found = next(c for c in status["conditions"] if c["type"] == type_)
@@ -284,6 +287,27 @@ async def test_removing_the_serving_block_deletes_our_children_only() -> None:
     assert "DeletedDeployment" in world.reasons()
     assert "ServingAvailable" not in [c["type"] for c in status["conditions"]]
     assert status.get("serving") is None
+
+
+async def test_switching_from_vllm_to_llamacpp_replaces_the_children_and_retires_the_old_ones() -> None:
+    world = World(vllm_adapter(namespace=NS))
+    old = await served(world)
+    adapter = found(world, "ModelAdapter", "llama")
+    adapter["spec"]["provider"] = "llamacpp"
+    adapter["spec"]["serving"] = {
+        "engine": "llamacpp",
+        "image": "ghcr.io/ggml-org/llama.cpp:server",
+        "modelURI": "hf://ggml-org/tiny/tiny.gguf",
+        "gpu": {"count": 0},
+    }
+    world.kube.put(adapter)
+    status = await world.reconcile()
+    new = serving_name(world)
+    assert (old, new) == ("vllm-llama", "llamacpp-llama")
+    assert world.kube.find("Service", NS, old) is None and world.kube.find("Service", NS, new) is not None
+    assert status["serving"]["deploymentName"] == new
+    assert status["endpoint"] == f"http://{new}.{NS}.svc:8000/v1"
+    assert any("switched engines" in reason for reason in world.kube_event_messages())
 
 
 async def test_a_failed_event_does_not_fail_the_reconcile() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.builders.adapters import vllm_adapter
+from tests.builders.adapters import llamacpp_adapter, vllm_adapter
 from tests.builders.manifest import drop_field, set_field
 
 from jesus.api.common import LABEL_ADAPTER
@@ -27,8 +27,10 @@ from jesus.logic.serving import (
     build_inference_deployment,
     build_inference_service,
     endpoint_url,
+    llamacpp_model_arguments,
     model_argument,
     needs_update,
+    retired_children,
     serving_conflict,
     serving_name,
     serving_status,
@@ -392,3 +394,115 @@ def test_a_foreign_deployment_of_our_name_is_a_conflict_naming_its_controller() 
     assert "Deployment vllm-llama" in condition.message
     assert "ModelAdapter llama-old" in condition.message
     assert status.deployment_name == "vllm-llama"
+
+
+# --- llama.cpp ---------------------------------------------------------------------------------
+
+
+def test_llamacpp_on_cpu_runs_llama_server_with_threads_context_and_no_gpu() -> None:
+    deployment = build_inference_deployment(live(llamacpp_adapter()))
+    pod_spec = deployment["spec"]["template"]["spec"]
+    container = container_of(deployment)
+    assert deployment["metadata"]["name"] == "llamacpp-tiny"
+    assert container["command"] == ["llama-server"]
+    args = container["args"]
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--hf-repo"] == "ggml-org/tiny-models"
+    assert pairs["--hf-file"] == "tiny.gguf"
+    assert (pairs["--port"], pairs["--alias"], pairs["--ctx-size"]) == ("8080", "tiny-llama", "2048")
+    assert args[args.index("--threads") + 1] == "2"
+    assert args[args.index("--n-gpu-layers") + 1] == "0"
+    assert "--jinja" in args
+    # On CPU: a CPU request the size of its threads, no GPU, no GPU taint to tolerate, no /dev/shm.
+    assert container["resources"] == {"requests": {"cpu": "2"}}
+    assert "tolerations" not in pod_spec and "affinity" not in pod_spec
+    assert [v["name"] for v in pod_spec["volumes"]] == ["model-cache"]
+    assert {"name": "LLAMA_CACHE", "value": "/models"} in container["env"]
+    assert nulls(deployment) == []
+
+
+def test_llamacpp_on_gpus_offloads_every_layer_and_asks_for_the_gpus() -> None:
+    obj = set_field(llamacpp_adapter(), "spec.serving.gpu", {"count": 2, "type": "NVIDIA-L4"})
+    deployment = build_inference_deployment(live(obj))
+    container = container_of(deployment)
+    assert container["args"][container["args"].index("--n-gpu-layers") + 1] == "999"
+    assert container["resources"]["limits"] == {GPU_RESOURCE: "2"}
+    pod_spec = deployment["spec"]["template"]["spec"]
+    assert {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"} in pod_spec["tolerations"]
+    assert "affinity" in pod_spec
+
+
+def test_the_llamacpp_pod_is_pod_security_restricted_and_its_api_key_comes_from_the_secret() -> None:
+    obj = set_field(llamacpp_adapter(), "spec.credentialsSecretRef", {"name": "llama-key", "key": "token"})
+    deployment = build_inference_deployment(live(obj))
+    pod_security = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] > 0
+    assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = container_of(deployment)
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {
+        "name": "LLAMA_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "llama-key", "key": "token"}},
+    } in container["env"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "arguments"),
+    [
+        ("hf://ggml-org/gemma-3-1b-it-GGUF", ["--hf-repo", "ggml-org/gemma-3-1b-it-GGUF"]),
+        ("hf://ggml-org/gemma-3-1b-it-GGUF:Q4_K_M", ["--hf-repo", "ggml-org/gemma-3-1b-it-GGUF:Q4_K_M"]),
+        ("hf://owner/repo/sub/dir/m.gguf", ["--hf-repo", "owner/repo", "--hf-file", "sub/dir/m.gguf"]),
+        ("https://models.example.com/m.gguf", ["--model-url", "https://models.example.com/m.gguf"]),
+        ("file:///models/m.gguf", ["--model", "/models/m.gguf"]),
+    ],
+)
+def test_model_uris_become_what_llama_server_loads(uri: str, arguments: list[str]) -> None:
+    assert llamacpp_model_arguments(uri) == arguments
+
+
+def test_a_model_uri_llama_server_cannot_load_is_refused_by_the_builder_too() -> None:
+    with pytest.raises(ValueError, match="s3://"):
+        llamacpp_model_arguments("s3://weights/m.gguf")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("spec.serving.modelURI", "s3://weights/m.gguf"), "llamacpp loads models from hf://"),
+        (("spec.provider", "vllm"), "set provider to serving.engine"),
+    ],
+)
+def test_a_llamacpp_spec_that_cannot_run_is_refused(change: tuple[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        live(set_field(llamacpp_adapter(), *change))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("spec.serving.gpu.count", 0), "vllm needs at least one GPU"),
+        (("spec.serving.threads", 4), "threads is a llamacpp setting"),
+        (("spec.serving.engine", "llamacpp"), "set provider to serving.engine"),
+    ],
+)
+def test_a_vllm_spec_with_llamacpp_settings_is_refused(change: tuple[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        live(set_field(vllm_adapter(), *change))
+
+
+def test_vllm_takes_the_context_size_as_its_max_model_len() -> None:
+    obj = set_field(drop_field(vllm_adapter(), "spec.serving.extraArgs"), "spec.serving.contextSize", 16384)
+    assert "--max-model-len=16384" in container_of(build_inference_deployment(live(obj)))["args"]
+
+
+def test_switching_engines_retires_the_other_engines_children_and_removing_serving_all() -> None:
+    llama = live(llamacpp_adapter())
+    assert retired_children(llama) == ["vllm-tiny"]
+    unserved = set_field(
+        drop_field(llamacpp_adapter(), "spec.serving"), "spec.endpoint", "http://llama:8080/v1"
+    )
+    assert retired_children(live(unserved, generation=2)) == ["vllm-tiny", "llamacpp-tiny"]
