@@ -48,6 +48,8 @@ MODEL_CACHE_PATH = "/root/.cache/huggingface"
 # llama-server reads its API key from this variable, and downloads hf:// and URL models under LLAMA_CACHE.
 LLAMACPP_API_KEY_ENV = "LLAMA_API_KEY"
 LLAMACPP_CACHE_PATH = "/models"
+# Inside a pod the server listens on every address of the pod's own network namespace; its Service fronts it.
+POD_ALL_ADDRESSES = "0.0.0.0"  # nosec B104
 # llama-server offloads up to this many layers to the GPUs: more than any model has, so all of them.
 ALL_LAYERS = 999
 # The llama.cpp pod runs as this user (Pod Security "restricted"; the image's own user may be root).
@@ -127,7 +129,7 @@ def vllm_args(adapter: ModelAdapter) -> list[str]:
     serving = _serving(adapter)
     return [
         model_argument(serving.model_uri),
-        "--host=0.0.0.0",
+        f"--host={POD_ALL_ADDRESSES}",
         f"--port={serving.port}",
         f"--served-model-name={adapter.spec.model}",
         f"--tensor-parallel-size={serving.gpu.count}",
@@ -159,7 +161,7 @@ def llamacpp_args(adapter: ModelAdapter) -> list[str]:
     return [
         *llamacpp_model_arguments(serving.model_uri),
         "--host",
-        "0.0.0.0",
+        POD_ALL_ADDRESSES,
         "--port",
         str(serving.port),
         "--alias",
