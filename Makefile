@@ -57,9 +57,10 @@ packages:
 image: setup packages
 	$(BIN)/jesus dev image
 
-# Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod.
+# Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod,
+# and the llama.cpp server the live tests call (tools/llamacpp, compiled from source once).
 tools: setup
-	$(BIN)/jesus dev build
+	$(BIN)/jesus dev build --llamacpp
 
 lint: setup
 	$(BIN)/ruff check .

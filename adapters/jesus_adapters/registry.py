@@ -28,9 +28,15 @@ _VLLM_WORDING = ErrorWording(
     context_too_long=("maximum context length", "context length", "please reduce the length"),
 )
 _LLAMACPP_WORDING = ErrorWording(
-    # {"error": {"type": "exceed_context_size_error", "message": "the request exceeds the available
-    # context size, try increasing it", ...}}
-    context_too_long=("exceed_context_size", "exceeds the available context size", "context size"),
+    # llama-server: {"error": {"type": "exceed_context_size_error", "message": "the request exceeds the
+    # available context size, try increasing it", ...}}; llama-cpp-python's server words it as OpenAI
+    # does: "This model's maximum context length is 2048 tokens. However, you requested ..."
+    context_too_long=(
+        "exceed_context_size",
+        "exceeds the available context size",
+        "context size",
+        "maximum context length",
+    ),
 )
 _ANTHROPIC_WORDING = ErrorWording(
     # "prompt is too long: 208310 tokens > 200000 maximum"

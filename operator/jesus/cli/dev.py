@@ -1,4 +1,5 @@
-"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status), the image."""
+"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status), the image,
+and a local llama.cpp server."""
 
 from __future__ import annotations
 
@@ -27,14 +28,42 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _build(_: argparse.Namespace) -> int:
+def _build(args: argparse.Namespace) -> int:
     try:
         paths = ensure_all(_progress)
+        if args.llamacpp:
+            from jesus.devcluster import llamacpp
+
+            paths["llama-cpp-python"] = llamacpp.ensure_server(_progress)
+            paths["tiny-llama"] = llamacpp.model_path()
     except ToolchainError as exc:
         raise CommandError(str(exc)) from exc
     for name, path in sorted(paths.items()):
         print(f"{name}\t{path}")
     return 0
+
+
+def _llamacpp(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from jesus.devcluster import llamacpp
+
+    try:
+        llamacpp.ensure_server(_progress)
+    except ToolchainError as exc:
+        raise CommandError(str(exc)) from exc
+    model = args.model or llamacpp.model_path()
+    if not model.is_file():
+        raise CommandError(f"--model {model}: no such file")
+    command = llamacpp.server_command(args.port, alias=args.alias, context=args.context, model=model)
+    print(
+        f"Serving {model.name} as model {args.alias!r} at http://127.0.0.1:{args.port}/v1; Ctrl-C stops.",
+        file=sys.stderr,
+    )
+    try:
+        return subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
 
 
 def _image(args: argparse.Namespace) -> int:
@@ -141,9 +170,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add `jesus dev` and its sub-commands."""
     parser = command_parser(subparsers, __doc__)
     commands = parser.add_subparsers(dest="dev_command", metavar="COMMAND", required=True)
-    commands.add_parser("build", help="build the control plane and tool binaries (cached)").set_defaults(
-        handler=_build
+    build = commands.add_parser("build", help="build the control plane and tool binaries (cached)")
+    build.add_argument(
+        "--llamacpp",
+        action="store_true",
+        help="also build the llama.cpp server and its tiny model (about 10 minutes, once)",
     )
+    build.set_defaults(handler=_build)
+    llama = commands.add_parser(
+        "llamacpp", help="serve a model with a local llama.cpp server (the tiny test model by default)"
+    )
+    llama.add_argument("--port", type=int, default=8088, help="port on 127.0.0.1 (default %(default)s)")
+    llama.add_argument("--alias", default="tiny-llama", help="the model name clients ask for")
+    llama.add_argument("--context", type=int, default=2048, help="context size in tokens")
+    llama.add_argument("--model", type=Path, help="a GGUF file to serve instead of the tiny model")
+    llama.set_defaults(handler=_llamacpp)
     image = commands.add_parser(
         "image", help="build the platform image without a daemon (cached): OCI layout, root filesystem, SBOM"
     )
