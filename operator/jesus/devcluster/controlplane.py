@@ -257,6 +257,22 @@ class ControlPlane:
             lambda: self._http_ok(f"https://127.0.0.1:{self.ports_.scheduler}/healthz", verify=False),
         )
 
+    def start_oidc_provider(self, progress: Progress = lambda _: None) -> oidc.OidcSettings:
+        """Only an OIDC provider, with a CA of its own and no cluster: another issuer, e.g. the one a
+        test shows the API server refusing. `stop()` stops it."""
+        self.binary("hydra")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(parents=True)
+        self.oidc = True
+        self.ports = Ports(0, 0, 0, 0, 0, 0, free_port(), free_port(), free_port())
+        try:
+            pki.generate_pki(self.pki_dir)
+            self._start_oidc(progress)
+        except BaseException:
+            self.stop()
+            raise
+        return self.oidc_settings
+
     def _start_oidc(self, progress: Progress) -> Path:
         """Hydra and the login app, the kubectl client registered; the API server's authentication
         configuration for Hydra's ID tokens, written (its path)."""
