@@ -42,12 +42,22 @@ def _form(challenge: str, message: str = "", status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status)
 
 
-def login_app(users: dict[str, dict[str, Any]], admin: str, ca_file: str) -> Starlette:
-    """The app: GET/POST /login, GET /consent, GET /healthz."""
-    verify = ssl.create_default_context(cafile=ca_file)
+class HydraRefusedError(Exception):
+    """Hydra's admin API did not accept what the app asked (an unknown or used challenge)."""
+
+
+def login_app(
+    users: dict[str, dict[str, Any]],
+    admin: str,
+    ca_file: str | None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """The app: GET/POST /login, GET /consent, GET /healthz. `transport` stands in for Hydra in tests."""
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
 
     async def hydra(method: str, path: str, challenge_name: str, challenge: str, **body: Any) -> Any:
-        async with httpx.AsyncClient(verify=verify, timeout=10) as http:
+        async with httpx.AsyncClient(verify=verify, timeout=10, transport=transport) as http:
             url = f"{admin}/admin/oauth2/auth/requests/{path}"
             response = await http.request(method, url, params={challenge_name: challenge}, **body)
         if response.status_code != 200:
@@ -123,10 +133,6 @@ def login_app(users: dict[str, dict[str, Any]], admin: str, ca_file: str) -> Sta
         ],
         exception_handlers={HydraRefusedError: refused},
     )
-
-
-class HydraRefusedError(Exception):
-    """Hydra's admin API did not accept what the app asked (an unknown or used challenge)."""
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - runs as the plane's process
