@@ -43,7 +43,8 @@ lock: | $(BIN)/uv
 
 # Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store,
 # debootstrap, umoci, bubblewrap and binutils (strip) for the daemonless image build and to run its root,
-# postgresql for the archive's tests (the fixtures run its initdb and pg_ctl from /usr/lib/postgresql/*/bin).
+# postgresql for the archive's tests (the fixtures run its initdb and pg_ctl from /usr/lib/postgresql/*/bin),
+# gcc for the one tool built with cgo (ORY Hydra, the dev OIDC provider: SQLite in memory).
 packages:
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
@@ -52,13 +53,14 @@ packages:
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
 	@command -v strip >/dev/null || { apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev >/dev/null; }
 
 # Builds (once, cached under ~/.cache/jesus/image) the platform image without a daemon (docs/image.md).
 image: setup packages
 	$(BIN)/jesus dev image
 
 # Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod.
-tools: setup
+tools: setup packages
 	$(BIN)/jesus dev build
 
 lint: setup

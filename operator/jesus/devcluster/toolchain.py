@@ -166,6 +166,11 @@ def _explain_go_failure(output: str, tool: Tool) -> str:
             "the Go module proxy could not be reached: check the network or GOPROXY, "
             "or build once where it can be reached (the cache is reused)"
         )
+    elif tool.cgo and ("c compiler" in lowered or ("gcc" in lowered and "not found" in lowered)):
+        hint = (
+            f"{tool.name} is built with cgo and needs a C compiler: install gcc and the C library headers "
+            "(Debian: gcc, libc6-dev; `make packages` does), then try again"
+        )
     elif "no space left" in lowered:
         hint = "the disk is full: free space under ~/.cache and ~/go, then try again"
     else:

@@ -100,3 +100,10 @@ def test_the_cache_key_of_a_tool_without_tags_or_cgo_is_what_it_was(
     hydra = toolchain.TOOLS["hydra"]
     untagged = Tool(hydra.name, hydra.version, hydra.binaries, hydra.ldflags)
     assert toolchain.tool_dir(untagged) != toolchain.tool_dir(hydra)
+
+
+def test_a_missing_c_compiler_is_explained_for_a_cgo_tool() -> None:
+    output = 'runtime/cgo\ncgo: C compiler "gcc" not found: exec: "gcc": executable file not found in $PATH\n'
+    message = toolchain._explain_go_failure(output, toolchain.TOOLS["hydra"])
+    assert message.startswith("building hydra v2.3.0 failed: hydra is built with cgo and needs a C compiler")
+    assert "libc6-dev" in message and 'cgo: C compiler "gcc" not found' in message
