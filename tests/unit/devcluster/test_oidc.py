@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from ruamel.yaml import YAML
 from starlette.testclient import TestClient
 from tests.unit.devcluster.test_devcluster_local import as_etcd, record
 
@@ -241,3 +243,15 @@ def test_up_oidc_over_a_plane_without_it_says_to_restart_and_login_needs_oidc(
     captured = capsys.readouterr()
     assert "runs without OIDC" in captured.err and captured.out == ""
     assert component.poll() is None
+
+
+def test_the_security_docs_give_real_providers_the_dev_planes_rules_and_prefixes(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
+    blocks = [YAML(typ="safe").load(block) for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)]
+    kinds = [block.get("kind") if isinstance(block, dict) else None for block in blocks]
+    documented = blocks[kinds.index("AuthenticationConfiguration")]
+    [dev] = oidc.authentication_config(settings(tmp_path))["jwt"]
+    assert documented["apiVersion"] == "apiserver.config.k8s.io/v1"
+    [jwt] = documented["jwt"]
+    for field in ("claimValidationRules", "claimMappings", "userValidationRules"):
+        assert jwt[field] == dev[field], f"docs/security.md's {field} differs from the dev control plane's"
