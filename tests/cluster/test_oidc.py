@@ -91,7 +91,11 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    plane = ControlPlane(tmp_path_factory.mktemp("oidc-plane"), die_with_parent=True, oidc=True)
+    # The dev users, and a hostile one: the provider says she is in system:masters.
+    users = (*oidc.DEV_USERS, oidc.DevUser("eve@example.com", ("system:masters",)))
+    plane = ControlPlane(
+        tmp_path_factory.mktemp("oidc-plane"), die_with_parent=True, oidc=True, oidc_users=users
+    )
     plane.start()
     try:
         install_crds(plane)
@@ -129,6 +133,19 @@ def test_dev_login_prints_a_kubeconfig_the_api_server_knows_as_the_oidc_user(wor
     assert claims["iss"] == world.plane.oidc_settings.issuer
     assert claims["aud"] == [oidc.CLIENT_ID]
     assert claims["groups"] == ["team-a"] and claims["email_verified"] is True
+
+
+def test_a_provider_group_named_system_masters_is_only_oidc_system_masters(world: World) -> None:
+    whoami = world.kubectl("eve@example.com", "auth", "whoami", "-o", "json")
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["groups"] == [
+        "oidc:system:masters",
+        "system:authenticated",
+    ]
+    secrets = world.kubectl("eve@example.com", "get", "secrets", "-n", world.teams.a)
+    assert secrets.returncode != 0
+    assert 'User "oidc:eve@example.com" cannot list resource "secrets" in API group "" in the namespace ' in (
+        secrets.stderr
+    )
 
 
 def test_dev_login_of_an_unknown_user_or_a_wrong_password_gets_no_token(world: World) -> None:

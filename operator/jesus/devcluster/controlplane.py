@@ -30,6 +30,7 @@ import httpx
 
 from jesus.devcluster import components, nodes, oidc, pki, processes, toolchain
 from jesus.devcluster.components import Ports
+from jesus.devcluster.oidc import DEV_USERS, DevUser
 from jesus.devcluster.processes import ProcessRecord
 
 Progress = Callable[[str], None]
@@ -65,10 +66,18 @@ def port_in_use(port: int) -> bool:
 class ControlPlane:
     """One local control plane rooted at `state_dir`."""
 
-    def __init__(self, state_dir: Path, *, die_with_parent: bool = False, oidc: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        die_with_parent: bool = False,
+        oidc: bool = False,
+        oidc_users: tuple[DevUser, ...] = DEV_USERS,
+    ) -> None:
         self.state_dir = state_dir
         self.die_with_parent = die_with_parent
         self.oidc = oidc
+        self.oidc_users = oidc_users  # the OIDC provider's people (`oidc.DEV_USERS` unless a test says)
         self.ports: Ports | None = None
         self.processes: list[ProcessRecord] = []
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
@@ -283,7 +292,7 @@ class ControlPlane:
         ca_file = str(self.pki_dir / "ca.crt")
         login_url, admin_url = f"https://127.0.0.1:{p.oidc_login}", f"https://127.0.0.1:{p.oidc_admin}"
         users_file = directory / "users.json"
-        oidc.write_users(users_file)
+        oidc.write_users(users_file, self.oidc_users)
         config = directory / "hydra.yaml"
         hydra_config = oidc.hydra_config(
             public_port=p.oidc_public,
