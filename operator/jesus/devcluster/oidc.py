@@ -156,10 +156,10 @@ def register_client(settings: OidcSettings, client: dict[str, Any]) -> None:
         )
 
 
-def discovered_issuer(admin_or_public: str, ca_file: str) -> str:
+def discovered_issuer(public: str, ca_file: str) -> str:
     """The issuer Hydra's discovery document names (the API server compares it, and `iss`, exactly)."""
     with httpx.Client(verify=ssl.create_default_context(cafile=ca_file), timeout=5) as http:
-        document = http.get(f"{admin_or_public}/.well-known/openid-configuration").json()
+        document = http.get(f"{public}/.well-known/openid-configuration").json()
     issuer: str = document["issuer"]
     return issuer
 
