@@ -43,7 +43,8 @@ lock: | $(BIN)/uv
 
 # Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store,
 # debootstrap, umoci, bubblewrap and binutils (strip) for the daemonless image build and to run its root,
-# postgresql for the archive's tests (the fixtures run its initdb and pg_ctl from /usr/lib/postgresql/*/bin).
+# postgresql for the archive's tests (the fixtures run its initdb and pg_ctl from /usr/lib/postgresql/*/bin),
+# gcc for the one tool built with cgo (ORY Hydra, the dev OIDC provider: SQLite in memory).
 packages:
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
@@ -52,6 +53,7 @@ packages:
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
 	@command -v strip >/dev/null || { apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev >/dev/null; }
 
 # Builds (once, cached under ~/.cache/jesus/image) the platform image without a daemon (docs/image.md).
 image: setup packages
@@ -59,7 +61,7 @@ image: setup packages
 
 # Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod,
 # and the llama.cpp server the live tests call (tools/llamacpp, compiled from source once).
-tools: setup
+tools: setup packages
 	$(BIN)/jesus dev build --llamacpp
 
 lint: setup

@@ -15,6 +15,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ BOB = ("bob@example.com", "team-b")  # submits in team b's namespace
 VERA = ("vera@example.com", "auditors")  # reads team a's runs
 PAT = ("pat@example.com", "platform")  # the platform: Budgets, RoutePolicies, ModelAdapters
 ARGO = ("system:serviceaccount:argocd:argocd-application-controller", "gitops")  # applies Git for others
+
+
+@dataclass(frozen=True)
+class People:
+    """Who the module's roles are bound to, each as (user, group): test_oidc.py binds its OIDC users."""
+
+    submitter_a: tuple[str, str] = ADA
+    submitter_b: tuple[str, str] = BOB
+    viewer_a: tuple[str, str] = VERA
+    platform: tuple[str, str] = PAT
+    applier: tuple[str, str] = ARGO
 
 
 @dataclass
@@ -68,29 +80,43 @@ def run_of(name: str, user: str, team: str) -> dict[str, Any]:
     return run
 
 
-def values(a: str, b: str) -> dict[str, Any]:
+def values(a: str, b: str, people: People) -> dict[str, Any]:
     return {
         "access": {
-            "approverGroups": [PAT[1]],
+            "approverGroups": [people.platform[1]],
             "teams": [
-                {"name": "a", "namespace": a, "groups": [ADA[1]], "viewerGroups": [VERA[1]]},
-                {"name": "b", "namespace": b, "groups": [BOB[1]]},
+                {
+                    "name": "a",
+                    "namespace": a,
+                    "groups": [people.submitter_a[1]],
+                    "viewerGroups": [people.viewer_a[1]],
+                },
+                {"name": "b", "namespace": b, "groups": [people.submitter_b[1]]},
             ],
-            "runOwnerPolicy": {"trustedAppliers": {"groups": [ARGO[1]]}},
+            "runOwnerPolicy": {"trustedAppliers": {"groups": [people.applier[1]]}},
         }
     }
 
 
 @pytest.fixture(scope="module")
 def teams(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Teams]:
+    with installed_teams(crds, tmp_path_factory.mktemp("access"), People()) as found:
+        yield found
+
+
+@contextmanager
+def installed_teams(crds: ControlPlane, directory: Path, people: People) -> Iterator[Teams]:
+    """Team a's, team b's and an unlabelled namespace, the chart's roles for `people` and its run-owner
+    policy, applied and in force; all removed again at the end."""
+    ada = people.submitter_a
     suffix = uuid.uuid4().hex[:6]
     a, b, unlabelled = f"access-a-{suffix}", f"access-b-{suffix}", f"access-none-{suffix}"
     for name in (a, b, unlabelled):
         crds.kubectl("create", "namespace", name)
     crds.kubectl("label", "namespace", a, f"{TEAM_LABEL}=a")
     crds.kubectl("label", "namespace", b, f"{TEAM_LABEL}=b")
-    values_file = tmp_path_factory.mktemp("access") / "values.json"
-    values_file.write_text(json.dumps(values(a, b)))
+    values_file = directory / "values.json"
+    values_file.write_text(json.dumps(values(a, b, people)))
     rendered = helm(
         "template",
         RELEASE,
@@ -110,13 +136,13 @@ def teams(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # each a moment after they are applied.
         wait_for(
             lambda: (
-                found.as_person(ADA, "auth", "can-i", "create", "agentruns.jesus.dev", "-n", a).stdout.strip()
+                found.as_person(ada, "auth", "can-i", "create", "agentruns.jesus.dev", "-n", a).stdout.strip()
                 == "yes"
             ),
             what="the aggregated submitter role to reach team a",
         )
         wait_for(
-            lambda: "spec.owner.team" in found.create(ADA, a, run_of("probe", ADA[0], "b")).stderr,
+            lambda: "spec.owner.team" in found.create(ada, a, run_of("probe", ada[0], "b")).stderr,
             what=f"the ValidatingAdmissionPolicy {POLICY} to refuse a run of another team",
         )
         yield found

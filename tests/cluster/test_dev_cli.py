@@ -48,12 +48,17 @@ def alive(pid: int) -> bool:
 
 def test_up_twice_starts_one_control_plane_and_down_leaves_nothing(dev_env: dict[str, str]) -> None:
     port = free_port()
-    first = jesus("dev", "up", "--port", str(port), env=dev_env)
+    first = jesus("dev", "up", "--port", str(port), "--oidc", env=dev_env)
     assert first.returncode == 0, first.stderr
     audit_log = Path(dev_env["JESUS_DEV_DIR"]) / "audit.log"
     assert f"audited in {audit_log}" in first.stderr
+    assert "OIDC provider (Hydra) at https://127.0.0.1:" in first.stderr
+    assert "jesus dev login ada@example.com" in first.stderr
     pids = recorded_pids(dev_env)
-    assert len(pids) == 5
+    assert len(pids) == 7  # etcd, Hydra, its login app, kube-apiserver, controller manager, scheduler, kwok
+    ports = json.loads((Path(dev_env["JESUS_DEV_DIR"]) / "state.json").read_text())["ports"]
+    oidc_ports = [ports[name] for name in ("oidc_public", "oidc_admin", "oidc_login")]
+    assert all(port_in_use(p) for p in oidc_ports)
     assert all(alive(pid) for pid in pids)
 
     second = jesus("dev", "up", "--port", str(port), env=dev_env)
@@ -77,6 +82,7 @@ def test_up_twice_starts_one_control_plane_and_down_leaves_nothing(dev_env: dict
     assert down.returncode == 0
     assert not any(alive(pid) for pid in pids)
     assert not port_in_use(port)
+    assert not any(port_in_use(p) for p in oidc_ports)
     assert jesus("dev", "env", env=dev_env).returncode != 0
 
 

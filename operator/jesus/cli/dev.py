@@ -1,16 +1,17 @@
-"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status), the image,
-and a local llama.cpp server."""
+"""`jesus dev`: a local control plane for people without Docker (build, up, down, env, status), with an
+OIDC provider and its users on request (up --oidc, login), the image, and a local llama.cpp server."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shlex
 import sys
 from pathlib import Path
 
 from jesus.cli import CommandError, command_parser
-from jesus.devcluster import ControlPlane, ControlPlaneError, ToolchainError, ensure_all
+from jesus.devcluster import ControlPlane, ControlPlaneError, ToolchainError, ensure_all, oidc
 
 DEFAULT_PORT = 16443
 
@@ -97,9 +98,14 @@ def _up(args: argparse.Namespace) -> int:
                 f"the control plane in {state_dir()} is partly down ({names} exited; logs there): "
                 "run `jesus dev down`, then `jesus dev up`"
             )
+        if args.oidc and not existing.oidc:
+            raise CommandError(
+                f"the control plane at {existing.server} runs without OIDC: "
+                "run `jesus dev down`, then `jesus dev up --oidc`"
+            )
         print(f"Control plane already running at {existing.server}; nothing started.", file=sys.stderr)
         return 0
-    plane = ControlPlane(state_dir())
+    plane = ControlPlane(state_dir(), oidc=args.oidc)
     try:
         plane.start(apiserver_port=args.port, progress=_progress)
     except (ControlPlaneError, ToolchainError) as exc:
@@ -107,6 +113,33 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Control plane ready at {plane.server}. Point kubectl at it with:", file=sys.stderr)
     print('  eval "$(jesus dev env)"', file=sys.stderr)
     print(f"Writes to jesus.dev objects and Secrets are audited in {plane.audit_log}", file=sys.stderr)
+    if plane.oidc:
+        settings = plane.oidc_settings
+        users = ", ".join(user.email for user in oidc.DEV_USERS)
+        print(f"OIDC provider (Hydra) at {settings.issuer}; users: {users}.", file=sys.stderr)
+        print("A kubeconfig as one: jesus dev login ada@example.com > ada.kubeconfig", file=sys.stderr)
+    return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    import json
+
+    plane = ControlPlane.load(state_dir())
+    if plane is None or not plane.running():
+        raise CommandError("no control plane is running: start one with `jesus dev up --oidc`")
+    try:
+        token = plane.login(args.user)
+    except ControlPlaneError as exc:
+        raise CommandError(str(exc)) from exc
+    claims = oidc.token_claims(token)
+    print(json.dumps(oidc.kubeconfig(plane.server, plane.oidc_settings.ca_file, args.user, token), indent=2))
+    expires = datetime.datetime.fromtimestamp(int(claims["exp"]), datetime.UTC).isoformat()
+    print(
+        f"A kubeconfig for {oidc.PREFIX}{args.user} (groups: "
+        f"{', '.join(oidc.PREFIX + g for g in claims.get('groups', []))}); "
+        f"its ID token expires at {expires}: run `jesus dev login` again then.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -192,7 +225,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     image.set_defaults(handler=_image)
     up = commands.add_parser("up", help="build if needed, then start the control plane")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="API server port (default %(default)s)")
+    up.add_argument(
+        "--oidc",
+        action="store_true",
+        help="also start an OIDC provider (ORY Hydra) with dev users, whose ID tokens the API server takes",
+    )
     up.set_defaults(handler=_up)
+    login = commands.add_parser(
+        "login", help="print a kubeconfig for a dev OIDC user (its ID token from Hydra; needs up --oidc)"
+    )
+    login.add_argument("user", help="the user's email, e.g. ada@example.com")
+    login.set_defaults(handler=_login)
     commands.add_parser("down", help="stop the control plane").set_defaults(handler=_down)
     commands.add_parser("env", help="print shell lines that point kubectl at it").set_defaults(handler=_env)
     commands.add_parser("status", help="show its processes").set_defaults(handler=_status)

@@ -38,6 +38,11 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    # The OIDC provider's (`jesus dev up --oidc`): Hydra's public and admin ports, our login app's.
+    # 0 when the plane runs without it.
+    oidc_public: int = 0
+    oidc_admin: int = 0
+    oidc_login: int = 0
 
 
 def write_kubeconfig(path: Path, server: str, pki_dir: Path, client: str) -> None:
@@ -95,10 +100,15 @@ def write_audit_policy(state_dir: Path) -> Path:
     return path
 
 
-def apiserver_args(p: Ports, d: Path, state_dir: Path) -> list[str]:
-    """kube-apiserver: TLS from the PKI in `d`, RBAC, service accounts signed with its key, and the
-    audit log (`audit.log` in `state_dir`, one JSON event a line)."""
+def apiserver_args(
+    p: Ports, d: Path, state_dir: Path, authentication_config: Path | None = None
+) -> list[str]:
+    """kube-apiserver: TLS from the PKI in `d`, RBAC, service accounts signed with its key, the audit
+    log (`audit.log` in `state_dir`, one JSON event a line), and, given one, a structured
+    AuthenticationConfiguration (the dev OIDC provider's ID tokens)."""
+    authentication = [f"--authentication-config={authentication_config}"] if authentication_config else []
     return [
+        *authentication,
         f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",

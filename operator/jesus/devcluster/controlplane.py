@@ -1,5 +1,6 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, and kwok simulating the nodes (two CPU nodes and a GPU node).
+kube-scheduler, and kwok simulating the nodes (two CPU nodes and a GPU node); with `oidc=True` also an
+OIDC provider (ORY Hydra and our login app, `oidc.py`) whose ID tokens the API server accepts.
 
 Every process writes its log into the state directory. `state.json` there records the processes and
 ports, so another process (`jesus dev down`) can find and stop them. Readiness waits watch every
@@ -11,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,8 +26,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from jesus.devcluster import components, nodes, pki, processes, toolchain
+import httpx
+
+from jesus.devcluster import components, nodes, oidc, pki, processes, toolchain
 from jesus.devcluster.components import Ports
+from jesus.devcluster.oidc import DEV_USERS, DevUser
 from jesus.devcluster.processes import ProcessRecord
 
 Progress = Callable[[str], None]
@@ -60,9 +66,18 @@ def port_in_use(port: int) -> bool:
 class ControlPlane:
     """One local control plane rooted at `state_dir`."""
 
-    def __init__(self, state_dir: Path, *, die_with_parent: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        die_with_parent: bool = False,
+        oidc: bool = False,
+        oidc_users: tuple[DevUser, ...] = DEV_USERS,
+    ) -> None:
         self.state_dir = state_dir
         self.die_with_parent = die_with_parent
+        self.oidc = oidc
+        self.oidc_users = oidc_users  # the OIDC provider's people (`oidc.DEV_USERS` unless a test says)
         self.ports: Ports | None = None
         self.processes: list[ProcessRecord] = []
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
@@ -89,6 +104,30 @@ class ControlPlane:
         return self.state_dir / "state.json"
 
     @property
+    def oidc_settings(self) -> oidc.OidcSettings:
+        """Where the OIDC provider serves; ControlPlaneError when this plane runs without one."""
+        settings = oidc.OidcSettings.load(self.state_dir) if self.oidc else None
+        if settings is None:
+            raise ControlPlaneError(
+                f"the control plane in {self.state_dir} runs without OIDC: "
+                "`jesus dev down`, then `jesus dev up --oidc`"
+            )
+        return settings
+
+    def login(self, user: str, *, client_id: str = oidc.CLIENT_ID) -> str:
+        """An ID token for the dev user `user`, from Hydra through our login app (the dev password)."""
+        settings = self.oidc_settings
+        users = oidc.read_users(Path(settings.users_file))
+        if user not in users:
+            raise ControlPlaneError(
+                f"no dev user {user!r} in {settings.users_file}; the users are: {', '.join(sorted(users))}"
+            )
+        try:
+            return oidc.obtain_id_token(settings, user, str(users[user]["password"]), client_id=client_id)
+        except (oidc.OidcError, OSError, httpx.HTTPError) as exc:
+            raise ControlPlaneError(f"logging {user} in through {settings.issuer} failed: {exc}") from exc
+
+    @property
     def server(self) -> str:
         assert self.ports is not None, "the control plane has not been started"
         return f"https://127.0.0.1:{self.ports.apiserver}"
@@ -113,7 +152,11 @@ class ControlPlane:
 
     def _save_state(self) -> None:
         assert self.ports is not None
-        state = {"ports": asdict(self.ports), "processes": [asdict(p) for p in self.processes]}
+        state = {
+            "ports": asdict(self.ports),
+            "oidc": self.oidc,
+            "processes": [asdict(p) for p in self.processes],
+        }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(self.state_file)
@@ -127,6 +170,7 @@ class ControlPlane:
         except (OSError, ValueError):
             return None
         plane.ports = Ports(**state["ports"])
+        plane.oidc = bool(state.get("oidc", False))
         plane.processes = [ProcessRecord(**record) for record in state["processes"]]
         return plane
 
@@ -152,6 +196,7 @@ class ControlPlane:
             "kube-scheduler",
             "kwok",
             "kubectl",
+            *(("hydra",) if self.oidc else ()),
         ):
             self.binary(name)
         if apiserver_port is not None and port_in_use(apiserver_port):
@@ -168,6 +213,11 @@ class ControlPlane:
             controller_manager=free_port(),
             scheduler=free_port(),
             kwok=free_port(),
+            **(
+                {"oidc_public": free_port(), "oidc_admin": free_port(), "oidc_login": free_port()}
+                if self.oidc
+                else {}
+            ),
         )
         started = time.monotonic()
         try:
@@ -188,8 +238,13 @@ class ControlPlane:
         self._spawn("etcd", components.etcd_args(self.ports_, self.state_dir))
         self._wait("etcd", lambda: self._http_ok(f"http://127.0.0.1:{self.ports_.etcd_client}/health"))
 
+        authentication_config = self._start_oidc(progress) if self.oidc else None
+
         progress("Starting kube-apiserver...")
-        self._spawn("kube-apiserver", components.apiserver_args(self.ports_, self.pki_dir, self.state_dir))
+        self._spawn(
+            "kube-apiserver",
+            components.apiserver_args(self.ports_, self.pki_dir, self.state_dir, authentication_config),
+        )
         self._wait("kube-apiserver", lambda: self._api_ok("/readyz"))
 
         progress("Starting kube-controller-manager, kube-scheduler and kwok...")
@@ -211,13 +266,83 @@ class ControlPlane:
             lambda: self._http_ok(f"https://127.0.0.1:{self.ports_.scheduler}/healthz", verify=False),
         )
 
+    def start_oidc_provider(self, progress: Progress = lambda _: None) -> oidc.OidcSettings:
+        """Only an OIDC provider, with a CA of its own and no cluster: another issuer, e.g. the one a
+        test shows the API server refusing. `stop()` stops it."""
+        self.binary("hydra")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(parents=True)
+        self.oidc = True
+        self.ports = Ports(0, 0, 0, 0, 0, 0, free_port(), free_port(), free_port())
+        try:
+            pki.generate_pki(self.pki_dir)
+            self._start_oidc(progress)
+        except BaseException:
+            self.stop()
+            raise
+        return self.oidc_settings
+
+    def _start_oidc(self, progress: Progress) -> Path:
+        """Hydra and the login app, the kubectl client registered; the API server's authentication
+        configuration for Hydra's ID tokens, written (its path)."""
+        p, directory = self.ports_, self.state_dir / "oidc"
+        directory.mkdir()
+        for stem in ("hydra", "oidc-login"):
+            pki.issue_serving_cert(self.pki_dir, stem, stem)
+        ca_file = str(self.pki_dir / "ca.crt")
+        login_url, admin_url = f"https://127.0.0.1:{p.oidc_login}", f"https://127.0.0.1:{p.oidc_admin}"
+        users_file = directory / "users.json"
+        oidc.write_users(users_file, self.oidc_users)
+        config = directory / "hydra.yaml"
+        hydra_config = oidc.hydra_config(
+            public_port=p.oidc_public,
+            admin_port=p.oidc_admin,
+            login_url=login_url,
+            cert=self.pki_dir / "hydra.crt",
+            key=self.pki_dir / "hydra.key",
+            system_secret=secrets.token_urlsafe(32),
+        )
+        config.touch(mode=0o600)
+        config.write_text(json.dumps(hydra_config, indent=2) + "\n")  # JSON is YAML
+
+        progress("Starting the OIDC provider (Hydra) and its login app...")
+        self._spawn("hydra", oidc.hydra_args(config))
+        login_args = {
+            "users": users_file,
+            "admin": admin_url,
+            "ca": ca_file,
+            "cert": self.pki_dir / "oidc-login.crt",
+            "key": self.pki_dir / "oidc-login.key",
+            "port": p.oidc_login,
+        }
+        self._spawn(
+            "oidc-login",
+            ["-m", "jesus.devcluster.oidc_login", *(f"--{k}={v}" for k, v in login_args.items())],
+            binary=Path(sys.executable),
+        )
+        tls = ssl.create_default_context(cafile=ca_file)
+        self._wait("hydra", lambda: self._http_ok(f"{admin_url}/health/ready", context=tls))
+        self._wait("oidc-login", lambda: self._http_ok(f"{login_url}/healthz", context=tls))
+        settings = oidc.OidcSettings(
+            issuer=oidc.discovered_issuer(f"https://127.0.0.1:{p.oidc_public}", ca_file),
+            admin=admin_url,
+            login=login_url,
+            ca_file=ca_file,
+            users_file=str(users_file),
+        )
+        oidc.register_client(settings, oidc.kubectl_client())
+        settings.save(self.state_dir)
+        path = directory / "authentication-config.yaml"
+        path.write_text(json.dumps(oidc.authentication_config(settings), indent=2) + "\n")
+        return path
+
     @property
     def ports_(self) -> Ports:
         assert self.ports is not None, "the control plane has not been started"
         return self.ports
 
-    def _spawn(self, name: str, args: Sequence[str]) -> None:
-        binary = self.binary(name)
+    def _spawn(self, name: str, args: Sequence[str], *, binary: Path | None = None) -> None:
+        binary = binary or self.binary(name)
         log_path = self.state_dir / f"{name}.log"
         log: IO[bytes]
         with open(log_path, "ab") as log:

@@ -154,3 +154,23 @@ def generate_pki(directory: Path) -> None:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+
+
+def issue_serving_cert(directory: Path, stem: str, common_name: str) -> None:
+    """Write `stem`.crt and `stem`.key: a serving certificate for 127.0.0.1 and localhost, signed by the
+    CA that `generate_pki` wrote into `directory` (the dev OIDC provider and its login app use these)."""
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{directory / 'ca.key'} is not the EC key generate_pki writes")
+    ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(
+        _name(common_name),
+        key.public_key(),
+        ca_key,
+        ca_cert.subject,
+        usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
+        sans=(x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+    )
+    _write_key(directory / f"{stem}.key", key)
+    _write_cert(directory / f"{stem}.crt", cert)

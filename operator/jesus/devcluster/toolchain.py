@@ -45,6 +45,9 @@ class Tool:
     version: str
     binaries: dict[str, str]
     ldflags: tuple[str, ...] = field(default=())
+    # Go build tags, and whether the build needs cgo (a C compiler): off unless a tool needs it.
+    tags: tuple[str, ...] = field(default=())
+    cgo: bool = False
 
 
 TOOLS: dict[str, Tool] = {
@@ -71,6 +74,16 @@ TOOLS: dict[str, Tool] = {
             "prometheus",
             "v0.316.0",
             {name: f"github.com/prometheus/prometheus/cmd/{name}" for name in ("prometheus", "promtool")},
+        ),
+        # ORY Hydra, the dev control plane's OIDC provider (`jesus dev up --oidc`, ADR 0026). Its
+        # in-memory store is SQLite (mattn/go-sqlite3), hence cgo and the sqlite tags.
+        Tool(
+            "hydra",
+            "v2.3.0",
+            {"hydra": "github.com/ory/hydra/v2"},
+            ("-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0",),
+            tags=("sqlite", "sqlite_omit_load_extension"),
+            cgo=True,
         ),
         # Our own small program (not a wrapper): the chart's Argo CD health checks in gopher-lua.
         Tool("argocd-health", "v1", {"argocd-health": "."}),
@@ -120,6 +133,8 @@ def tool_dir(tool: Tool) -> Path:
     for source in sorted(module.glob("*.go")):  # a module of our own: its code is part of the pin
         digest.update(source.read_bytes())
     digest.update("\n".join(tool.ldflags).encode())
+    if tool.tags or tool.cgo:  # tools without either keep the directory they always had
+        digest.update(f"tags={','.join(tool.tags)} cgo={tool.cgo}".encode())
     return cache_root() / "bin" / f"{tool.name}-{tool.version}-{digest.hexdigest()[:12]}"
 
 
@@ -151,6 +166,11 @@ def _explain_go_failure(output: str, tool: Tool) -> str:
             "the Go module proxy could not be reached: check the network or GOPROXY, "
             "or build once where it can be reached (the cache is reused)"
         )
+    elif tool.cgo and ("c compiler" in lowered or ("gcc" in lowered and "not found" in lowered)):
+        hint = (
+            f"{tool.name} is built with cgo and needs a C compiler: install gcc and the C library headers "
+            "(Debian: gcc, libc6-dev; `make packages` does), then try again"
+        )
     elif "no space left" in lowered:
         hint = "the disk is full: free space under ~/.cache and ~/go, then try again"
     else:
@@ -173,13 +193,28 @@ def build_module(tool: Tool, module: Path, target: Path, progress: Progress = _s
     staging = target.with_name(target.name + f".partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false -modcacherw"}
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "1" if tool.cgo else "0",
+        "GOFLAGS": "-mod=mod -buildvcs=false -modcacherw",
+    }
+    tags = ["-tags", ",".join(tool.tags)] if tool.tags else []
     try:
         for index, (binary, package) in enumerate(tool.binaries.items(), start=1):
             progress(f"Building {binary} ({tool.name} {tool.version}, {index}/{len(tool.binaries)})...")
             started = time.monotonic()
             ldflags = " ".join(("-s", "-w", *tool.ldflags))
-            command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / binary), package]
+            command = [
+                go,
+                "build",
+                "-trimpath",
+                *tags,
+                "-ldflags",
+                ldflags,
+                "-o",
+                str(staging / binary),
+                package,
+            ]
             result = subprocess.run(command, cwd=module, env=env, capture_output=True, text=True)
             if result.returncode != 0:
                 raise ToolchainError(_explain_go_failure(result.stdout + result.stderr, tool))

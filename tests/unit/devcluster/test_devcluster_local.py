@@ -4,9 +4,7 @@ nodes, and `jesus dev` over a recorded state (down, status, env, up when one alr
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,27 +73,6 @@ def test_a_free_port_is_free_until_someone_listens() -> None:
         listener.bind(("127.0.0.1", port))
         listener.listen()
         assert port_in_use(port)
-
-
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "dev"
-    monkeypatch.setenv("JESUS_DEV_DIR", str(directory))
-    return directory
-
-
-@pytest.fixture
-def component() -> Iterator[subprocess.Popen[bytes]]:
-    """A long-lived process in its own session, standing in for a control plane component."""
-    sleep = shutil.which("sleep")
-    assert sleep is not None
-    process = subprocess.Popen([sleep, "300"], start_new_session=True)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 def as_etcd(component: subprocess.Popen[bytes]) -> tuple[str, int, str]:

@@ -62,3 +62,48 @@ def test_cache_key_changes_with_the_pins(monkeypatch: pytest.MonkeyPatch, tmp_pa
     other = Tool(etcd.name, etcd.version, etcd.binaries, ("-X main.changed=1",))
     assert first.parent == tmp_path / "bin"
     assert toolchain.tool_dir(other) != first
+
+
+def test_a_tool_that_needs_cgo_and_tags_is_built_with_them_and_others_without(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir, module = tmp_path / "bin", tmp_path / "module"
+    bin_dir.mkdir()
+    module.mkdir()
+    calls = tmp_path / "calls"
+    fake_go = bin_dir / "go"
+    # A stand-in for go: records its arguments and CGO_ENABLED, and writes the binary it is asked for.
+    fake_go.write_text(
+        "#!/bin/sh\n"
+        f'echo "CGO_ENABLED=$CGO_ENABLED $*" >> {calls}\n'
+        'while [ "$1" != "-o" ]; do shift; done\n'
+        'touch "$2"\n'
+    )
+    fake_go.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    hydra = toolchain.TOOLS["hydra"]
+    build_module(hydra, module, tmp_path / "hydra-out")
+    build_module(toolchain.TOOLS["kwok"], module, tmp_path / "kwok-out")
+    hydra_call, kwok_call = calls.read_text().splitlines()
+    assert hydra_call.startswith("CGO_ENABLED=1 build -trimpath -tags sqlite,sqlite_omit_load_extension ")
+    assert "config.Version=v2.3.0" in hydra_call and hydra_call.endswith(" github.com/ory/hydra/v2")
+    assert kwok_call.startswith("CGO_ENABLED=0 build -trimpath -ldflags ") and "-tags" not in kwok_call
+    assert (tmp_path / "hydra-out" / "hydra").is_file()
+
+
+def test_the_cache_key_of_a_tool_without_tags_or_cgo_is_what_it_was(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("JESUS_CACHE_DIR", str(tmp_path))
+    kwok = toolchain.TOOLS["kwok"]
+    assert toolchain.tool_dir(kwok) == toolchain.tool_dir(Tool(kwok.name, kwok.version, kwok.binaries))
+    hydra = toolchain.TOOLS["hydra"]
+    untagged = Tool(hydra.name, hydra.version, hydra.binaries, hydra.ldflags)
+    assert toolchain.tool_dir(untagged) != toolchain.tool_dir(hydra)
+
+
+def test_a_missing_c_compiler_is_explained_for_a_cgo_tool() -> None:
+    output = 'runtime/cgo\ncgo: C compiler "gcc" not found: exec: "gcc": executable file not found in $PATH\n'
+    message = toolchain._explain_go_failure(output, toolchain.TOOLS["hydra"])
+    assert message.startswith("building hydra v2.3.0 failed: hydra is built with cgo and needs a C compiler")
+    assert "libc6-dev" in message and 'cgo: C compiler "gcc" not found' in message
