@@ -41,6 +41,9 @@ runs = Table(
     Column("archived_at", String(40), nullable=False),
     Index("ix_runs_namespace_name", "namespace", "name"),
     Index("ix_runs_team_completion", "team", "completion_time"),
+    # The read API's lists: newest first, everywhere or in one namespace (migration 0002).
+    Index("ix_runs_completion_uid", "completion_time", "uid"),
+    Index("ix_runs_namespace_completion_uid", "namespace", "completion_time", "uid"),
 )
 
 run_calls = Table(
@@ -56,6 +59,7 @@ run_calls = Table(
     Column("duration_milliseconds", BigInteger),
     Column("fallbacks", Text, nullable=False),
     Index("ix_run_calls_adapter_model", "adapter", "model"),
+    Index("ix_run_calls_model", "model"),
 )
 
 audit_log = Table(
@@ -78,6 +82,7 @@ audit_log = Table(
     # Two rows that follow the same row would be a fork of the chain: the database refuses it.
     UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),
     Index("ix_audit_log_run_uid", "run_uid"),
+    Index("ix_audit_log_namespace_id", "namespace", "id"),
 )
 
 audit_head = Table(
