@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runner",
     "archive",
     "audit",
+    "api",
 )
 
 Handler = Callable[[argparse.Namespace], int]

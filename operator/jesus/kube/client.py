@@ -326,7 +326,12 @@ class KubeClient:
             async with (
                 self._slots,
                 self._api.call_api(
-                    "GET", version="v1", base="/api", namespace=namespace, url=f"pods/{name}/log", params=params
+                    "GET",
+                    version="v1",
+                    base="/api",
+                    namespace=namespace,
+                    url=f"pods/{name}/log",
+                    params=params,
                 ) as response,
             ):
                 return str(response.text)

@@ -130,18 +130,24 @@ def caller_from_review(status: JsonObject) -> Caller:
     )
 
 
-async def _asked(what: str, timeout: float, call: Awaitable[T]) -> T:
-    """`call` within `timeout`, with any failure as AccessUnavailableError naming `what`."""
+async def _asked(what: str, seconds: float, call: Awaitable[T]) -> T:
+    """`call` within `seconds`, with any failure as AccessUnavailableError naming `what`."""
     from jesus.kube import KubeError
 
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             return await call
     except TimeoutError:
-        raise AccessUnavailableError(f"the API server did not answer the {what} within {timeout:g}s") from None
+        raise AccessUnavailableError(
+            f"the API server did not answer the {what} within {seconds:g}s"
+        ) from None
     except KubeError as exc:
-        hint = f" (the read API's ServiceAccount needs create on {what.lower()}s)" if exc.status == 403 else ""
-        raise AccessUnavailableError(f"the API server refused the {what}: {exc.status} {exc.reason}{hint}") from exc
+        hint = (
+            f" (the read API's ServiceAccount needs create on {what.lower()}s)" if exc.status == 403 else ""
+        )
+        raise AccessUnavailableError(
+            f"the API server refused the {what}: {exc.status} {exc.reason}{hint}"
+        ) from exc
     except Exception as exc:  # fail closed: a refused connection, a TLS error
         raise AccessUnavailableError(
             f"the API server is unreachable for the {what}: {type(exc).__name__}: {str(exc)[:200]}"

@@ -6,8 +6,8 @@ runs (an empty list, a 404 for a run), so the API does not tell a caller what ex
 look. /healthz and /openapi.json need no token.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name the
+# dependencies made inside create_app, at definition time.
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -68,6 +68,25 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+_BEARER = HTTPBearer(auto_error=False, description="a Kubernetes token (e.g. `kubectl create token`)")
+
+
+async def _caller(request: Request, _scheme: Annotated[Any, Depends(_BEARER)] = None) -> Caller:
+    """The request's caller (the bearer scheme is declared for the OpenAPI document; the header is
+    read whole, so every malformed form gets its own 401)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(request.headers.get("authorization"))
+
+
+Authenticated = Annotated[Caller, Depends(_caller)]
+Namespace = Annotated[str, Path(max_length=63, description="the run's namespace")]
+Name = Annotated[str, Path(max_length=253, description="the run's name")]
+Limit = Annotated[int | None, Query(description="page size, 1 to 500 (default 50)")]
+Cursor = Annotated[str | None, Query(description="the `nextCursor` of the previous page")]
+From = Annotated[str | None, Query(alias="from", description="completed at or after (RFC 3339)")]
+To = Annotated[str | None, Query(alias="to", description="completed before (RFC 3339)")]
+
+
 class NotFoundError(Exception):
     """The thing asked for is not there, or not for this caller (the same answer)."""
 
@@ -101,7 +120,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    bearer = HTTPBearer(auto_error=False, description="a Kubernetes token (e.g. `kubectl create token`)")
+    app.state.authenticator = authenticator
 
     @app.exception_handler(QueryError)
     async def _bad_query(_request: Request, exc: QueryError) -> JSONResponse:
@@ -131,17 +150,6 @@ def create_app(
     @app.exception_handler(NotFoundError)
     async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
         return error(404, "NotFound", str(exc))
-
-    async def caller(request: Request, _scheme: Annotated[Any, Depends(bearer)] = None) -> Caller:
-        return await authenticator.authenticate(request.headers.get("authorization"))
-
-    Authenticated = Annotated[Caller, Depends(caller)]
-    Namespace = Annotated[str, Path(max_length=63, description="the run's namespace")]
-    Name = Annotated[str, Path(max_length=253, description="the run's name")]
-    Limit = Annotated[int | None, Query(description="page size, 1 to 500 (default 50)")]
-    Cursor = Annotated[str | None, Query(description="the `nextCursor` of the previous page")]
-    From = Annotated[str | None, Query(alias="from", description="completed at or after (RFC 3339)")]
-    To = Annotated[str | None, Query(description="completed before (RFC 3339)")]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -193,7 +201,9 @@ def create_app(
         who: Authenticated,
         namespace: Namespace,
         name: Name,
-        uid: Annotated[str | None, Query(max_length=64, description="one run of several of this name")] = None,
+        uid: Annotated[
+            str | None, Query(max_length=64, description="one run of several of this name")
+        ] = None,
     ) -> RunDetail:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
         summary, record = await found_run(who, namespace, name, uid)
@@ -219,7 +229,9 @@ def create_app(
     @app.get("/v1/costs", response_model=CostReport, responses=_ERRORS, tags=["costs"])
     async def costs(
         who: Authenticated,
-        group_by: Annotated[str | None, Query(alias="groupBy", description="team, user, model or adapter")] = None,
+        group_by: Annotated[
+            str | None, Query(alias="groupBy", description="team, user, model or adapter")
+        ] = None,
         namespace: str | None = None,
         start: From = None,
         end: To = None,
@@ -229,7 +241,9 @@ def create_app(
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
         if asked is not None:
-            visible: frozenset[str] | None = frozenset({asked}) if await access.may_read(who, asked) else frozenset()
+            visible: frozenset[str] | None = (
+                frozenset({asked}) if await access.may_read(who, asked) else frozenset()
+            )
         else:
             visible = await access.visible(who)
         lines = await reader.costs(grouping, window, visible)

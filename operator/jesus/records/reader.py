@@ -188,8 +188,10 @@ class ArchiveReader:
 
     def __init__(self, url: URL, *, pool_size: int = 8) -> None:
         self.url = url
-        if url.get_backend_name() == "sqlite":
-            self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            self.engine: AsyncEngine = create_async_engine(url)  # one connection: no pool to size
+        elif url.get_backend_name() == "sqlite":
+            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         else:
             self.engine = create_async_engine(
                 url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size

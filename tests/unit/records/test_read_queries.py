@@ -136,12 +136,16 @@ async def test_costs_are_summed_per_team_user_model_and_adapter(
     by_adapter = await reader.costs(GroupBy.ADAPTER, everything, frozenset({"team-b"}))
     assert [(g.key, g.calls) for g in by_adapter] == [("backup", 2), ("primary", 2)]  # equal: by name
     assert sum(g.cost_micros for g in by_adapter) == 1500 * 4
-    by_user = await reader.costs(GroupBy.USER, TimeRange("2026-11-30T10:02:00Z", "2026-11-30T10:03:00Z"), None)
+    by_user = await reader.costs(
+        GroupBy.USER, TimeRange("2026-11-30T10:02:00Z", "2026-11-30T10:03:00Z"), None
+    )
     assert {(g.key, g.runs) for g in by_user} == {("bob@example.com", 1), ("eve@example.com", 1)}
     assert await reader.costs(GroupBy.TEAM, everything, frozenset()) == []
 
 
-async def test_hostile_filter_values_are_only_ever_compared(store: RecordStore, reader: ArchiveReader) -> None:
+async def test_hostile_filter_values_are_only_ever_compared(
+    store: RecordStore, reader: ArchiveReader
+) -> None:
     hostile = "x' OR '1'='1"
     await archive(store, archived_run("quiet", user=hostile, model="m'; DROP TABLE runs; --"))
     assert [r.name for r in await reader.list_runs(RunFilter(user=hostile), None, None, 5)] == ["quiet"]
@@ -152,7 +156,9 @@ async def test_hostile_filter_values_are_only_ever_compared(store: RecordStore, 
         parse_run_filter(namespace="team-a' OR 1=1")
 
 
-async def test_audit_rows_follow_the_namespaces_and_page_by_id(store: RecordStore, reader: ArchiveReader) -> None:
+async def test_audit_rows_follow_the_namespaces_and_page_by_id(
+    store: RecordStore, reader: ArchiveReader
+) -> None:
     runs = await archive(store, *standard_runs())
     rows = await reader.audit(AuditFilter(), None, None, 100)
     assert [r.id for r in rows] == list(range(1, len(runs) + 1))
