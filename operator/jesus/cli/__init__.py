@@ -29,6 +29,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "archive",
     "audit",
     "api",
+    "get",
+    "describe",
+    "logs",
 )
 
 Handler = Callable[[argparse.Namespace], int]
