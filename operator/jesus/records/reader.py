@@ -258,15 +258,15 @@ class ArchiveReader:
         where.append(runs.c.name == name)
         if uid is not None:
             where.append(runs.c.uid == uid)
-        query = (
-            select(*_SUMMARY, runs.c.record)
-            .where(*where)
-            .order_by(runs.c.completion_time.desc().nulls_last(), runs.c.uid.desc())
-            .limit(1)
-        )
-        rows = await self._all(query)
-        if not rows:
+        # Every run of the name (a handful at most, by the namespace-name index), the newest chosen
+        # here: an ORDER BY would tempt SQLite into walking the completion-time index instead.
+        candidates = await self._all(select(runs.c.uid, runs.c.completion_time).where(*where))
+        if not candidates:
             return None
+        newest = max(
+            candidates, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
+        )
+        rows = await self._all(select(*_SUMMARY, runs.c.record).where(runs.c.uid == newest.uid))
         return _summary(rows[0]), json.loads(rows[0].record)
 
     async def calls(self, uid: str) -> list[CallSummary]:
@@ -307,19 +307,21 @@ class ArchiveReader:
                 func.sum(runs.c.cost_micros).label("cost_micros"),
             ).where(*where)
         else:
+            # The calls carry their run's namespace and completion time: one table, one index.
+            where = _namespaces(run_calls.c.namespace, visible, namespace) or []
+            if window.start is not None:
+                where.append(run_calls.c.completion_time >= window.start)
+            if window.end is not None:
+                where.append(run_calls.c.completion_time < window.end)
             key = run_calls.c.model if group_by is GroupBy.MODEL else run_calls.c.adapter
-            query = (
-                select(
-                    key.label("key"),
-                    func.count(distinct(run_calls.c.run_uid)).label("runs"),
-                    func.count().label("calls"),
-                    func.sum(run_calls.c.input_tokens).label("input_tokens"),
-                    func.sum(run_calls.c.output_tokens).label("output_tokens"),
-                    func.sum(run_calls.c.cost_micros).label("cost_micros"),
-                )
-                .select_from(run_calls.join(runs, runs.c.uid == run_calls.c.run_uid))
-                .where(*where)
-            )
+            query = select(
+                key.label("key"),
+                func.count(distinct(run_calls.c.run_uid)).label("runs"),
+                func.count().label("calls"),
+                func.sum(run_calls.c.input_tokens).label("input_tokens"),
+                func.sum(run_calls.c.output_tokens).label("output_tokens"),
+                func.sum(run_calls.c.cost_micros).label("cost_micros"),
+            ).where(*where)
         query = query.group_by(key).order_by(desc("cost_micros"), key)
         return [
             CostLine(

@@ -6,11 +6,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import insert
 from tests.builders.archived_runs import archive, archived_run, standard_runs
 
+from jesus.logic.records import build_run_record
 from jesus.logic.run_queries import AuditFilter, GroupBy, RunFilter, TimeRange, parse_run_filter
-from jesus.records import RecordStore
+from jesus.records import RecordStore, database_url
 from jesus.records.reader import ArchiveReader
+from jesus.records.schema import run_calls, runs
+from jesus.records.store import _call_values, _run_values
+from jesus.records.upgrade import migrate
 
 
 @pytest.fixture
@@ -171,3 +176,31 @@ async def test_audit_rows_follow_the_namespaces_and_page_by_id(
     mine = await reader.audit(AuditFilter(run_uid=runs[0].uid), None, None, 10)
     assert [r.name for r in mine] == ["a1"]
     assert await reader.namespaces() == ["team-a", "team-b"]
+
+
+async def test_migration_0002_gives_calls_archived_before_it_their_runs_namespace_and_time(
+    database: str,
+) -> None:
+    store = RecordStore(database_url(database))
+    try:
+        await migrate(store.engine, "0001")
+        facts, obj = archived_run("before", completion="2026-11-30T10:00:00Z", calls=2, model="m-old")
+        record = build_run_record(obj)
+        async with store.engine.begin() as connection:  # written as the operator of revision 0001 wrote
+            await connection.execute(insert(runs), _run_values(record, "2026-12-01T00:00:00Z"))
+            old_columns = [{k: v for k, v in c.items() if k not in ("namespace", "completion_time")}
+                           for c in _call_values(record)]  # fmt: skip
+            await connection.execute(insert(run_calls), old_columns)
+        await store.migrate()
+        reader = ArchiveReader(store.url)
+        try:
+            by_model = await reader.costs(
+                GroupBy.MODEL, TimeRange("2026-11-30T00:00:00Z", None), frozenset({"team-a"})
+            )
+            assert [(g.key, g.runs, g.calls, g.cost_micros) for g in by_model] == [
+                ("m-old", 1, 2, facts.cost_micros)
+            ]
+        finally:
+            await reader.close()
+    finally:
+        await store.close()
