@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from jesus.api.objects import JsonObject
-    from jesus.readapi.app import BudgetSource
+    from jesus.readapi.service import BudgetSource
 
 log = logging.getLogger("jesus.readapi")
 
@@ -101,6 +101,7 @@ def build_app(
     )
     from jesus.readapi.app import create_app
     from jesus.readapi.cluster import LazyCluster
+    from jesus.readapi.service import ReadService
     from jesus.records import ArchiveConfigError, DatabaseSetting, database_url
     from jesus.records.reader import ArchiveReader
 
@@ -123,7 +124,7 @@ def build_app(
             cluster, reader.namespaces, clock=time.monotonic, cache_seconds=cache_seconds
         )
         budgets = cluster.budgets
-    return create_app(reader, authenticator, access, CursorSigner(cursor_key), budgets)
+    return create_app(ReadService(reader, access, CursorSigner(cursor_key), budgets), authenticator)
 
 
 def _spec_budgets(paths: list[str]) -> BudgetSource:

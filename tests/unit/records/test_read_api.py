@@ -19,6 +19,7 @@ from jesus.kube import KubeError
 from jesus.logic.run_queries import CursorSigner
 from jesus.readapi.access import LocalAuthenticator, NamespaceAccess, TokenReviewAuthenticator
 from jesus.readapi.app import create_app
+from jesus.readapi.service import ReadService
 from jesus.records import RecordStore, database_url
 from jesus.records.reader import ArchiveReader
 
@@ -105,12 +106,10 @@ async def client(
     async def budgets() -> list[JsonObject]:
         return BUDGETS
 
+    access = NamespaceAccess(server, reader.namespaces, clock=clock, cache_seconds=10)
     app = create_app(
-        reader,
+        ReadService(reader, access, CursorSigner(KEY), budgets),
         TokenReviewAuthenticator(server, clock=clock, cache_seconds=10),
-        NamespaceAccess(server, reader.namespaces, clock=clock, cache_seconds=10),
-        CursorSigner(KEY),
-        budgets,
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as http:
         yield http
@@ -323,13 +322,8 @@ async def test_local_mode_serves_everything_without_a_token(filled: RecordStore)
     async def budgets() -> list[JsonObject]:
         return []
 
-    app = create_app(
-        reader,
-        LocalAuthenticator(),
-        NamespaceAccess(None, reader.namespaces, clock=Clock()),
-        CursorSigner(KEY),
-        budgets,
-    )
+    access = NamespaceAccess(None, reader.namespaces, clock=Clock())
+    app = create_app(ReadService(reader, access, CursorSigner(KEY), budgets), LocalAuthenticator())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as http:
         response = await http.get("/v1/runs")
         assert [r["name"] for r in response.json()["items"]] == ["b2", "a5", "a4", "a3", "b1", "a2", "a1"]
