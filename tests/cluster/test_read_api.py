@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import TextContent
 from tests.builders.archived_runs import archive, archived_run
 from tests.builders.processes import free_port
 from tests.cluster.harness import JESUS, Process, http_ready, wait_for
@@ -31,6 +33,8 @@ class World:
     b: str
     viewer: str
     reader: str
+    database: str
+    env: dict[str, str]
 
 
 def _rbac(a: str, b: str, suffix: str) -> list[dict[str, object]]:
@@ -67,7 +71,8 @@ async def _fill(database: str, a: str, b: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    control_plane = crds
     suffix = uuid.uuid4().hex[:6]
     a, b = f"read-a-{suffix}", f"read-b-{suffix}"
     for name in (a, b):
@@ -92,7 +97,9 @@ def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
             who: control_plane.kubectl("create", "token", who, "-n", ns, "--duration=10m").stdout.strip()
             for who, ns in (("viewer", a), ("reader", b))
         }
-        yield World(f"http://127.0.0.1:{port}", a, b, tokens["viewer"], tokens["reader"])
+        yield World(
+            f"http://127.0.0.1:{port}", a, b, tokens["viewer"], tokens["reader"], database, control_plane.env
+        )
     finally:
         server.stop()
         control_plane.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
@@ -128,3 +135,29 @@ def test_tokens_the_api_server_does_not_accept_are_refused(world: World) -> None
     assert forged.status_code == 401
     assert "does not authenticate this token" in forged.json()["error"]["message"]
     assert get(world, "/openapi.json", None).json()["info"]["title"] == "Jesus read API"
+
+
+async def test_jesus_mcp_submits_a_run_with_the_callers_credentials_and_reads_the_archive(
+    world: World, crds: ControlPlane
+) -> None:
+    whoami = json.loads(crds.kubectl("auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]["username"]
+    command = StdioServerParameters(
+        command=JESUS[0], args=[*JESUS[1:], "mcp", "--database", world.database], env=world.env
+    )
+    spec = {
+        "owner": {"team": "a"},
+        "task": {"instructions": "Say hello."},
+        "routePolicyRef": {"name": "route"},
+        "limits": {"maxCost": "0.10"},
+    }
+    async with Client(command) as client:
+        submitted = await client.call_tool(
+            "submit_run", {"namespace": world.a, "name": "from-mcp", "spec": spec}
+        )
+        assert not submitted.is_error, submitted.content
+        listed = await client.call_tool("list_runs", {"namespace": world.a})
+    [block] = listed.content
+    assert isinstance(block, TextContent)
+    assert [r["name"] for r in json.loads(block.text)["items"]] == ["a-two", "a-one"]
+    created = json.loads(crds.kubectl("get", "agentrun", "from-mcp", "-n", world.a, "-o", "json").stdout)
+    assert created["spec"]["owner"] == {"team": "a", "user": whoami}

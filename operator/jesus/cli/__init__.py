@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "get",
     "describe",
     "logs",
+    "mcp",
 )
 
 Handler = Callable[[argparse.Namespace], int]

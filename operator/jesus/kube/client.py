@@ -63,6 +63,9 @@ RESOURCES: Mapping[str, Resource] = {
     "Event": Resource("/api", "v1", "events"),
     "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),
     "TokenReview": Resource("/apis/authentication.k8s.io", "v1", "tokenreviews", namespaced=False),
+    "SelfSubjectReview": Resource(
+        "/apis/authentication.k8s.io", "v1", "selfsubjectreviews", namespaced=False
+    ),
     "SubjectAccessReview": Resource(
         "/apis/authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False
     ),
@@ -339,6 +342,13 @@ class KubeClient:
             if exc.response is None:
                 raise KubeError(0, "NoResponse", str(exc)) from exc
             raise error_from_response(exc.response) from exc
+
+    async def who_am_i(self) -> JsonObject:
+        """Who this client's credentials are (a SelfSubjectReview): `{"username": ..., "groups": [...]}`."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        response = await self._call("POST", "SelfSubjectReview", None, json=body)
+        user: JsonObject = (response.get("status") or {}).get("userInfo") or {}
+        return user
 
     async def review_access(self, user: JsonObject, attributes: JsonObject) -> JsonObject:
         """Whether the user of a TokenReview's `user` ({username, uid, groups, extra}) may do what

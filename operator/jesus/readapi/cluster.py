@@ -1,5 +1,5 @@
-"""The read API's cluster: TokenReviews, SubjectAccessReviews and Budgets, through one `KubeClient`
-that connects on first use (from a kubeconfig, else in-cluster)."""
+"""The read API's cluster (TokenReviews, SubjectAccessReviews, Budgets) and `jesus mcp`'s (who am I,
+create a run), through one `KubeClient` that connects on first use (a kubeconfig, else in-cluster)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ class LazyCluster:
 
     async def review_access(self, user: JsonObject, attributes: JsonObject) -> JsonObject:
         return await (await self.client()).review_access(user, attributes)
+
+    async def who_am_i(self) -> JsonObject:
+        """Who the credentials are (a SelfSubjectReview's userInfo)."""
+        return await (await self.client()).who_am_i()
+
+    async def create(self, obj: JsonObject) -> JsonObject:
+        """Create `obj` with these credentials."""
+        return await (await self.client()).create(obj)
 
     async def budgets(self) -> list[JsonObject]:
         """Every Budget in the cluster (the read API's own ServiceAccount lists them)."""
