@@ -32,6 +32,9 @@ log = logging.getLogger("jesus.readapi")
 
 CURSOR_KEY_VARIABLE = "JESUS_API_CURSOR_KEY"
 DEFAULT_PORT = 8090
+# Longer than clients keep idle connections (5 s in httpx), so a client never sends on a connection the
+# server is closing (as the router does: cli/router.py).
+KEEP_ALIVE_SECONDS = 75
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,5 +192,13 @@ def handle(args: argparse.Namespace) -> int:
         args.port,
         "local" if args.local else "cluster",
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     return 0
