@@ -189,15 +189,11 @@ async def list_runs(
         summaries = await archive_call(
             f"the archive {reader}", reader.list_runs(RunFilter(namespace=namespace), None, None, limit)
         )
-        for summary in summaries:
-            if summary.uid in found:
-                continue
-            record = await archive_call(
-                f"AgentRun {summary.namespace}/{summary.name}",
-                reader.get_run(summary.namespace, summary.name, None, summary.uid),
-            )
-            if record is not None:
-                found[summary.uid] = FoundRun(record[1], ARCHIVE)
+        missing = [s.uid for s in summaries if s.uid not in found]
+        records = await archive_call(f"the archive {reader}", reader.records(missing))
+        for uid in missing:
+            if uid in records:
+                found[uid] = FoundRun(records[uid], ARCHIVE)
     return sorted(found.values(), key=lambda r: (r.namespace, r.name, r.status.get("completionTime") or ""))
 
 

@@ -269,6 +269,16 @@ class ArchiveReader:
         rows = await self._all(select(*_SUMMARY, runs.c.record).where(runs.c.uid == newest.uid))
         return _summary(rows[0]), json.loads(rows[0].record)
 
+    async def records(self, uids: Sequence[str]) -> dict[str, Any]:
+        """The whole records of the runs `uids` (the caller has listed them first), by UID."""
+        found: dict[str, Any] = {}
+        for first in range(0, len(uids), 500):  # bound the IN list
+            rows = await self._all(
+                select(runs.c.uid, runs.c.record).where(runs.c.uid.in_(uids[first : first + 500]))
+            )
+            found.update((row.uid, json.loads(row.record)) for row in rows)
+        return found
+
     async def calls(self, uid: str) -> list[CallSummary]:
         """The model calls of the run `uid`, in order (the caller has found the run first)."""
         query = select(run_calls).where(run_calls.c.run_uid == uid).order_by(run_calls.c.call_index)

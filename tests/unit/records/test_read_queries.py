@@ -102,6 +102,8 @@ async def test_one_run_its_record_and_calls(store: RecordStore, reader: ArchiveR
     ]
     assert calls[0].fallbacks == [{"adapter": "primary", "errorClass": "RateLimited"}]
     assert await reader.get_run("team-a", "a3", frozenset({"team-b"})) is None
+    both = await reader.records([summary.uid, "no-such-uid"])
+    assert list(both) == [summary.uid] and both[summary.uid] == record
     assert await reader.get_run("team-a", "nope", None) is None
     assert await reader.get_run("team-a", "a3", None, uid="other") is None
 
