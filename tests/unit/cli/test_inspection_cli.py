@@ -161,7 +161,9 @@ def test_describe_reads_the_cluster_then_the_archive_and_names_a_missing_run(
     assert "team-a/team" in out and "Allowed:      True" in out
     code, _, err = run_cli(capsys, "describe", "run", "nope", "-n", "team-a", "--database", database)
     assert code == 2
-    assert err.startswith("error: AgentRun team-a/nope not found in the cluster or the archive sqlite+aiosqlite:///")
+    assert err.startswith(
+        "error: AgentRun team-a/nope not found in the cluster or the archive sqlite+aiosqlite:///"
+    )
     code, _, err = run_cli(capsys, "describe", "run", "nope", "-n", "team-a")
     assert err == "error: AgentRun team-a/nope not found in the cluster\n"
     code, out, _ = run_cli(
