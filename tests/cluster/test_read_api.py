@@ -21,6 +21,7 @@ from mcp.types import TextContent
 from tests.builders.archived_runs import archive, archived_run
 from tests.builders.processes import free_port
 from tests.cluster.harness import JESUS, Process, http_ready, wait_for
+from tests.cluster.test_chart import one, render
 
 from jesus.devcluster import ControlPlane
 from jesus.records import RecordStore, database_url
@@ -161,3 +162,24 @@ async def test_jesus_mcp_submits_a_run_with_the_callers_credentials_and_reads_th
     assert [r["name"] for r in json.loads(block.text)["items"]] == ["a-two", "a-one"]
     created = json.loads(crds.kubectl("get", "agentrun", "from-mcp", "-n", world.a, "-o", "json").stdout)
     assert created["spec"]["owner"] == {"team": "a", "user": whoami}
+
+
+def test_the_charts_api_pod_meets_the_restricted_pod_security_standard(
+    world: World, crds: ControlPlane
+) -> None:
+    deployment = one(render("api.enabled=true", "archive.databaseSecret.name=db"), "Deployment", "jesus-api")
+    namespace = f"{world.a}-pss"
+    crds.kubectl("create", "namespace", namespace)
+    try:
+        crds.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+        template = deployment["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api", "namespace": namespace},
+               "spec": {**template["spec"], "serviceAccountName": "default"}}  # fmt: skip
+        admitted = crds.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+        assert admitted.returncode == 0, admitted.stderr
+        # The check is real: the same pod with root allowed is refused.
+        pod["spec"]["securityContext"] = {**pod["spec"]["securityContext"], "runAsNonRoot": False}
+        refused = crds.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+        assert refused.returncode != 0 and "restricted" in refused.stderr, refused.stderr
+    finally:
+        crds.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
