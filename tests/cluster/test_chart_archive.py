@@ -129,6 +129,10 @@ def test_the_read_api_reads_postgres_and_may_only_review_and_list_budgets() -> N
         {"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"}
     ]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    policy = one(manifests, "NetworkPolicy", "jesus-api")["spec"]
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8090}]}]
+    assert find(render(*API_VALUES, "networkPolicy.enabled=false"), "NetworkPolicy", "jesus-api") == []
     mine = render(*API_VALUES, "api.cursorKey.existingSecret=my-key")
     assert find(mine, "Secret", "jesus-api-cursor-key") == []
     assert {e["name"]: e for e in container(one(mine, "Deployment", "jesus-api"), "api")["env"]}[
