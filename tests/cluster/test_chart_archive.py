@@ -79,3 +79,83 @@ def test_values_that_cannot_work_are_refused_naming_them(values: tuple[str, ...]
         args += ["--set", value]
     result = helm(*args, check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+# --- the read API (jesus api) over the archive ----------------------------------------------------
+
+API_VALUES = ("api.enabled=true", "archive.databaseSecret.name=archive-db")
+
+
+def test_the_read_api_is_off_by_default() -> None:
+    assert [m for m in render() if m["metadata"]["name"].startswith("jesus-api")] == []
+
+
+def test_the_read_api_reads_postgres_and_may_only_review_and_list_budgets() -> None:
+    manifests = render(*API_VALUES, "api.tokenAudiences={jesus-api}", "api.cacheSeconds=30")
+    deployment = one(manifests, "Deployment", "jesus-api")
+    api = container(deployment, "api")
+    assert api["args"] == [
+        "api", "--host=0.0.0.0", "--port=8090", "--cache-seconds=30", "--token-audience=jesus-api",
+    ]  # fmt: skip
+    from jesus.cli import build_parser
+
+    parsed = build_parser("api").parse_args(api["args"])  # the command takes what the chart passes
+    assert (parsed.port, parsed.cache_seconds, parsed.token_audience) == (8090, 30.0, ["jesus-api"])
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in api["env"]}
+    assert env == {
+        "JESUS_ARCHIVE_DATABASE": {"name": "archive-db", "key": "url"},
+        "JESUS_API_CURSOR_KEY": {"name": "jesus-api-cursor-key", "key": "key"},
+    }
+    assert one(manifests, "Secret", "jesus-api-cursor-key")["data"]["key"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "jesus-api"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert api["securityContext"]["allowPrivilegeEscalation"] is False
+    assert api["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert api["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    rules = one(manifests, "ClusterRole", "jesus-api")["rules"]
+    assert rules == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        {"apiGroups": ["jesus.dev"], "resources": ["budgets"], "verbs": ["get", "list"]},
+    ]
+    binding = one(manifests, "ClusterRoleBinding", "jesus-api")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "jesus-api", "namespace": "jesus-system"}
+    ]
+    service = one(manifests, "Service", "jesus-api")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    policy = one(manifests, "NetworkPolicy", "jesus-api")["spec"]
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8090}]}]
+    assert find(render(*API_VALUES, "networkPolicy.enabled=false"), "NetworkPolicy", "jesus-api") == []
+    mine = render(*API_VALUES, "api.cursorKey.existingSecret=my-key")
+    assert find(mine, "Secret", "jesus-api-cursor-key") == []
+    assert {e["name"]: e for e in container(one(mine, "Deployment", "jesus-api"), "api")["env"]}[
+        "JESUS_API_CURSOR_KEY"
+    ]["valueFrom"]["secretKeyRef"]["name"] == "my-key"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (("api.enabled=true",), "api.enabled needs the archive in PostgreSQL"),
+        (("api.enabled=true", "archive.enabled=false"), "api.enabled needs the archive in PostgreSQL"),
+        ((*API_VALUES, "api.port=0"), "/api/port"),
+        ((*API_VALUES, "api.cacheSeconds=-1"), "/api/cacheSeconds"),
+        ((*API_VALUES, "api.cursorKey.existingSecret=Bad_Name"), "/api/cursorKey/existingSecret"),
+        ((*API_VALUES, "api.url=x"), "api"),
+    ],
+)
+def test_read_api_values_that_cannot_work_are_refused_naming_them(
+    values: tuple[str, ...], message: str
+) -> None:
+    args = ["template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}"]
+    for value in values:
+        args += ["--set", value]
+    result = helm(*args, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr

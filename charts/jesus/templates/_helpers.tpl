@@ -50,6 +50,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-operator" (include "jesus.fullname" .)) .Values.serviceAccounts.operator -}}
 {{- end -}}
 
+{{- define "jesus.apiServiceAccount" -}}
+{{- default (printf "%s-api" (include "jesus.fullname" .)) .Values.serviceAccounts.api -}}
+{{- end -}}
+
 {{- define "jesus.routerServiceAccount" -}}
 {{- default (printf "%s-router" (include "jesus.fullname" .)) .Values.serviceAccounts.router -}}
 {{- end -}}

@@ -28,6 +28,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runner",
     "archive",
     "audit",
+    "api",
+    "get",
+    "describe",
+    "logs",
+    "mcp",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -63,6 +63,12 @@ RESOURCES: Mapping[str, Resource] = {
     "Event": Resource("/api", "v1", "events"),
     "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),
     "TokenReview": Resource("/apis/authentication.k8s.io", "v1", "tokenreviews", namespaced=False),
+    "SelfSubjectReview": Resource(
+        "/apis/authentication.k8s.io", "v1", "selfsubjectreviews", namespaced=False
+    ),
+    "SubjectAccessReview": Resource(
+        "/apis/authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False
+    ),
 }
 
 
@@ -307,6 +313,53 @@ class KubeClient:
             "spec": {"token": token, "audiences": audiences},
         }
         response = await self._call("POST", "TokenReview", None, json=body)
+        status: JsonObject = response.get("status") or {}
+        return status
+
+    async def pod_log(
+        self, namespace: str, name: str, *, container: str | None = None, tail_lines: int | None = None
+    ) -> str:
+        """The log of a pod's container (its only one when `container` is None), as text."""
+        params: dict[str, str] = {}
+        if container:
+            params["container"] = container
+        if tail_lines is not None:
+            params["tailLines"] = str(tail_lines)
+        try:
+            async with (
+                self._slots,
+                self._api.call_api(
+                    "GET",
+                    version="v1",
+                    base="/api",
+                    namespace=namespace,
+                    url=f"pods/{name}/log",
+                    params=params,
+                ) as response,
+            ):
+                return str(response.text)
+        except kr8s.ServerError as exc:
+            if exc.response is None:
+                raise KubeError(0, "NoResponse", str(exc)) from exc
+            raise error_from_response(exc.response) from exc
+
+    async def who_am_i(self) -> JsonObject:
+        """Who this client's credentials are (a SelfSubjectReview): `{"username": ..., "groups": [...]}`."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        response = await self._call("POST", "SelfSubjectReview", None, json=body)
+        user: JsonObject = (response.get("status") or {}).get("userInfo") or {}
+        return user
+
+    async def review_access(self, user: JsonObject, attributes: JsonObject) -> JsonObject:
+        """Whether the user of a TokenReview's `user` ({username, uid, groups, extra}) may do what
+        `attributes` (a SubjectAccessReview's resourceAttributes) says: its status,
+        `{"allowed": ..., "denied": ..., "reason": ...}`."""
+        spec: JsonObject = {"resourceAttributes": attributes, "user": user.get("username", "")}
+        for key in ("uid", "groups", "extra"):
+            if user.get(key):
+                spec[key] = user[key]
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        response = await self._call("POST", "SubjectAccessReview", None, json=body)
         status: JsonObject = response.get("status") or {}
         return status
 

@@ -296,6 +296,8 @@ def _call_values(record: RunRecord) -> list[dict[str, Any]]:
             "cost_micros": call.cost_micros,
             "duration_milliseconds": call.duration_milliseconds,
             "fallbacks": canonical_json([{"adapter": a, "errorClass": e} for a, e in call.fallbacks]),
+            "namespace": record.namespace,
+            "completion_time": record.completion_time,
         }
         for call in record.calls
     ]

@@ -1,0 +1,204 @@
+"""`jesus api [--database URL] [--local]`: serve the read-only API over the run archive.
+
+/v1/runs, /v1/runs/NS/NAME, /v1/runs/NS/NAME/calls, /v1/costs, /v1/budgets and /v1/audit, with the
+OpenAPI document at /openapi.json (docs/api.md). In a cluster every request needs a bearer token the API
+server authenticates (TokenReview), and a caller sees the namespaces where it may list AgentRuns
+(SubjectAccessReview). --local serves without a cluster and without authentication, to one user, on a
+loopback address only; its Budgets come from --specs files. --openapi prints the OpenAPI document and
+exits. The database URL is --database, else $JESUS_ARCHIVE_DATABASE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jesus.cli import CommandError, command_parser
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from jesus.api.objects import JsonObject
+    from jesus.readapi.service import BudgetSource
+
+log = logging.getLogger("jesus.readapi")
+
+CURSOR_KEY_VARIABLE = "JESUS_API_CURSOR_KEY"
+DEFAULT_PORT = 8090
+# Longer than clients keep idle connections (5 s in httpx), so a client never sends on a connection the
+# server is closing (as the router does: cli/router.py).
+KEEP_ALIVE_SECONDS = 75
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `api` sub-command."""
+    parser = command_parser(subparsers, __doc__)
+    parser.add_argument("--database", metavar="URL", help="default: $JESUS_ARCHIVE_DATABASE")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="no cluster: no authentication, every namespace visible; loopback addresses only",
+    )
+    parser.add_argument("--specs", nargs="*", default=[], metavar="PATH", help="--local: Budgets from files")
+    parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, else the in-cluster service account")
+    parser.add_argument(
+        "--token-audience",
+        action="append",
+        default=[],
+        metavar="AUDIENCE",
+        help="audiences a caller's token must be for (default: the API server's own)",
+    )
+    parser.add_argument(
+        "--cache-seconds", type=float, default=10.0, help="how long review answers are kept (default 10)"
+    )
+    parser.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
+    parser.set_defaults(handler=handle)
+
+
+def openapi_document() -> str:
+    """The OpenAPI document of the read API, as docs/openapi/read-api.json holds it."""
+    app = build_app(local=True, database="sqlite:///:memory:", cursor_key=b"0" * 32)
+    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+
+
+def cursor_key(environ: dict[str, str] | os._Environ[str]) -> bytes:
+    """The key cursors are signed with: $JESUS_API_CURSOR_KEY, else a fresh one (this process only)."""
+    given = environ.get(CURSOR_KEY_VARIABLE, "")
+    if given:
+        if len(given) < 16:
+            raise CommandError(f"${CURSOR_KEY_VARIABLE} is shorter than 16 characters")
+        return given.encode()
+    log.warning(
+        "Generated a cursor key: other replicas and a restarted server refuse this one's cursors; set $%s",
+        CURSOR_KEY_VARIABLE,
+    )
+    return secrets.token_bytes(32)
+
+
+def build_app(
+    *,
+    local: bool,
+    database: str,
+    cursor_key: bytes,
+    specs: list[str] | None = None,
+    kubeconfig: str | None = None,
+    audiences: tuple[str, ...] = (),
+    cache_seconds: float = 10.0,
+) -> FastAPI:
+    """The read API over `database`, for the cluster (TokenReview) or local mode."""
+    from jesus.logic.run_queries import CursorSigner
+    from jesus.readapi.access import (
+        Authenticator,
+        LocalAuthenticator,
+        NamespaceAccess,
+        TokenReviewAuthenticator,
+    )
+    from jesus.readapi.app import create_app
+    from jesus.readapi.cluster import LazyCluster
+    from jesus.readapi.service import ReadService
+    from jesus.records import ArchiveConfigError, DatabaseSetting, database_url
+    from jesus.records.reader import ArchiveReader
+
+    try:
+        reader = ArchiveReader(database_url(database, DatabaseSetting("--database")))
+    except ArchiveConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    authenticator: Authenticator
+    budgets: BudgetSource
+    if local:
+        authenticator = LocalAuthenticator()
+        access = NamespaceAccess(None, reader.namespaces, clock=time.monotonic)
+        budgets = _spec_budgets(specs or [])
+    else:
+        cluster = LazyCluster(kubeconfig)
+        authenticator = TokenReviewAuthenticator(
+            cluster, clock=time.monotonic, audiences=audiences, cache_seconds=cache_seconds
+        )
+        access = NamespaceAccess(
+            cluster, reader.namespaces, clock=time.monotonic, cache_seconds=cache_seconds
+        )
+        budgets = cluster.budgets
+    return create_app(ReadService(reader, access, CursorSigner(cursor_key), budgets), authenticator)
+
+
+def _spec_budgets(paths: list[str]) -> BudgetSource:
+    from jesus.specs import load_specs
+
+    spec_set = load_specs([Path(p) for p in paths]) if paths else None
+    if spec_set is not None and spec_set.has_errors:
+        raise CommandError("--specs: " + "; ".join(str(p) for p in spec_set.problems[:3]))
+    objects: list[JsonObject] = []
+    for loaded in spec_set.loaded_of_kind("Budget") if spec_set else []:
+        obj = dict(loaded.document.data)
+        obj["metadata"] = {**obj.get("metadata", {}), "namespace": loaded.namespace}
+        objects.append(obj)
+
+    async def budgets() -> list[JsonObject]:
+        return objects
+
+    return budgets
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Serve until interrupted (or print the OpenAPI document)."""
+    if args.openapi:
+        print(openapi_document(), end="")
+        return 0
+    import uvicorn
+
+    from jesus.records.urls import ENV_VARIABLE
+    from jesus.telemetry.logs import configure_logging
+
+    database = args.database or os.environ.get(ENV_VARIABLE)
+    if not database:
+        raise CommandError(f"no database: give --database URL or set ${ENV_VARIABLE}")
+    if args.local and not _loopback(args.host):
+        raise CommandError(
+            f"--local serves without authentication: --host must be a loopback address, not {args.host}"
+        )
+    if not args.local and args.specs:
+        raise CommandError("--specs is for --local: in a cluster the Budgets are the cluster's")
+    configure_logging(logging.INFO)
+    app = build_app(
+        local=args.local,
+        database=database,
+        cursor_key=cursor_key(os.environ),
+        specs=args.specs,
+        kubeconfig=args.kubeconfig,
+        audiences=tuple(args.token_audience),
+        cache_seconds=args.cache_seconds,
+    )
+    log.info(
+        "Serving the read API host=%s port=%s mode=%s",
+        args.host,
+        args.port,
+        "local" if args.local else "cluster",
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
+    return 0

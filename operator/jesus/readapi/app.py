@@ -1,0 +1,189 @@
+"""The read API's routes: FastAPI over `ReadService`, behind an `Authenticator`.
+
+Read-only and versioned under /v1. Every query parameter is checked by `jesus.logic.run_queries`; a bad
+one is a 400 whose body names it. A namespace the caller may not read looks exactly like one without
+runs (an empty list, a 404 for a run), so the API does not tell a caller what exists where they cannot
+look. /healthz and /openapi.json need no token.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at definition time.
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+
+from jesus.logic.run_queries import QueryError
+from jesus.readapi.access import AccessUnavailableError, Authenticator, Caller, UnauthenticatedError
+from jesus.readapi.models import AuditList, BudgetList, CallList, CostReport, ErrorBody, RunDetail, RunList
+from jesus.readapi.service import NotFoundError, ReadService
+from jesus.records import StoreUnavailableError
+
+logger = logging.getLogger(__name__)
+
+API_TITLE = "Jesus read API"
+API_VERSION = "v1"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a parameter is wrong; `error.parameter` names it"},
+    401: {"model": ErrorBody, "description": "no bearer token, or one the API server does not accept"},
+    503: {"model": ErrorBody, "description": "the archive or the API server could not be asked"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no archived run of that name the caller may read"},
+}
+
+
+_BEARER = HTTPBearer(auto_error=False, description="a Kubernetes token (e.g. `kubectl create token`)")
+
+
+async def _caller(request: Request, _scheme: Annotated[Any, Depends(_BEARER)] = None) -> Caller:
+    """The request's caller (the bearer scheme is declared for the OpenAPI document; the header is
+    read whole, so every malformed form gets its own 401)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(request.headers.get("authorization"))
+
+
+Authenticated = Annotated[Caller, Depends(_caller)]
+Namespace = Annotated[str, Path(max_length=63, description="the run's namespace")]
+Name = Annotated[str, Path(max_length=253, description="the run's name")]
+Limit = Annotated[int | None, Query(description="page size, 1 to 500 (default 50)")]
+Cursor = Annotated[str | None, Query(description="the `nextCursor` of the previous page")]
+From = Annotated[str | None, Query(alias="from", description="completed at or after (RFC 3339)")]
+To = Annotated[str | None, Query(alias="to", description="completed before (RFC 3339)")]
+Uid = Annotated[str | None, Query(max_length=64, description="one run of several of this name")]
+
+
+def error(status: int, code: str, message: str, parameter: str | None = None) -> JSONResponse:
+    """The error body every refusal has."""
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if parameter is not None:
+        detail["parameter"] = parameter
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": detail}, status_code=status, headers=headers)
+
+
+def create_app(service: ReadService, authenticator: Authenticator) -> FastAPI:
+    """The ASGI application of the read API: `service`'s answers behind `authenticator`."""
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=(
+            "Read-only access to the archive of finished AgentRuns, their model calls and costs, the "
+            "Budgets, and the audit log. Bearer tokens are checked by the Kubernetes API server "
+            "(TokenReview); each caller sees the namespaces where it may list AgentRuns "
+            "(SubjectAccessReview). See docs/api.md."
+        ),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.authenticator = authenticator
+
+    @app.exception_handler(QueryError)
+    async def _bad_query(_request: Request, exc: QueryError) -> JSONResponse:
+        return error(400, "BadParameter", exc.message, exc.parameter)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path")]
+        parameter = location[0] if location else "request"
+        return error(400, "BadParameter", str(first.get("msg", "is not valid")), parameter)
+
+    @app.exception_handler(UnauthenticatedError)
+    async def _unauthenticated(_request: Request, exc: UnauthenticatedError) -> JSONResponse:
+        return error(401, "Unauthenticated", str(exc))
+
+    @app.exception_handler(AccessUnavailableError)
+    async def _no_reviews(_request: Request, exc: AccessUnavailableError) -> JSONResponse:
+        logger.warning("Refused a request: access could not be reviewed: %s", exc)
+        return error(503, "Unavailable", f"access cannot be checked now ({exc}); refused")
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _no_archive(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        logger.warning("Failed a request: %s", exc)
+        return error(503, "Unavailable", str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
+        return error(404, "NotFound", str(exc))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/runs", response_model=RunList, responses=_ERRORS, tags=["runs"])
+    async def list_runs(
+        who: Authenticated,
+        namespace: str | None = None,
+        team: str | None = None,
+        user: str | None = None,
+        phase: str | None = None,
+        model: str | None = None,
+        start: From = None,
+        end: To = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ) -> RunList:
+        """Archived runs, newest first (by completion time), one page at a time."""
+        return await service.list_runs(
+            who, namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
+            limit=limit, cursor=cursor,
+        )  # fmt: skip
+
+    @app.get(
+        "/v1/runs/{namespace}/{name}",
+        response_model=RunDetail,
+        responses={**_ERRORS, **_NOT_FOUND},
+        tags=["runs"],
+    )
+    async def get_run(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> RunDetail:
+        """One archived run with its whole record (the newest of that name unless `uid` is given)."""
+        return await service.get_run(who, namespace, name, uid)
+
+    @app.get(
+        "/v1/runs/{namespace}/{name}/calls",
+        response_model=CallList,
+        responses={**_ERRORS, **_NOT_FOUND},
+        tags=["runs"],
+    )
+    async def get_calls(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> CallList:
+        """The model calls of an archived run, in order, with their fallbacks."""
+        return await service.calls(who, namespace, name, uid)
+
+    @app.get("/v1/costs", response_model=CostReport, responses=_ERRORS, tags=["costs"])
+    async def costs(
+        who: Authenticated,
+        group_by: Annotated[
+            str | None, Query(alias="groupBy", description="team, user, model or adapter")
+        ] = None,
+        namespace: str | None = None,
+        start: From = None,
+        end: To = None,
+    ) -> CostReport:
+        """Spend of the runs completed in [from, to), summed per team, user, model or adapter."""
+        return await service.costs(who, group_by=group_by, namespace=namespace, start=start, end=end)
+
+    @app.get("/v1/budgets", response_model=BudgetList, responses=_ERRORS, tags=["budgets"])
+    async def list_budgets(who: Authenticated, namespace: str | None = None) -> BudgetList:
+        """The Budgets of the namespaces the caller may read, with their spec and status."""
+        return await service.list_budgets(who, namespace)
+
+    @app.get("/v1/audit", response_model=AuditList, responses=_ERRORS, tags=["audit"])
+    async def audit(
+        who: Authenticated,
+        namespace: str | None = None,
+        uid: Annotated[str | None, Query(description="one run's rows")] = None,
+        action: Annotated[str | None, Query(description="admit, deny, hold, settle, stop or archive")] = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ) -> AuditList:
+        """Audit log rows, oldest first, with their hashes (rows of other namespaces are left out, so
+        the chain can be verified only whole, by `jesus audit verify`)."""
+        return await service.audit(
+            who, namespace=namespace, uid=uid, action=action, limit=limit, cursor=cursor
+        )
+
+    return app

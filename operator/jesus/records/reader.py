@@ -1,0 +1,385 @@
+"""`ArchiveReader`: the read API's queries over the archive (docs/api.md).
+
+A reader has its own engine: no writer lock (the store's SQLite connections BEGIN IMMEDIATE, which
+would make every read wait for the operator's writes and each other), a larger pool for concurrent
+requests, and only SELECTs. Every query takes the namespaces the caller may read; `None` means all
+(local mode), an empty set means none, and a namespace outside the set is never queried.
+
+Lists are newest first by completion time, then UID, and page by keyset (the last row's position), so a
+page is as fast at the end of the archive as at its start and rows archived meanwhile never shift a
+page. Filter values reach SQL only as bound parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, desc, distinct, exists, func, literal, or_, select, union
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from jesus.logic.run_queries import AuditFilter, GroupBy, RunFilter, TimeRange
+from jesus.records.schema import audit_log, run_calls, runs
+from jesus.records.store import StoreUnavailableError
+from jesus.records.urls import describe
+
+Visible = Collection[str] | None
+"""The namespaces a caller may read; None: all of them."""
+
+_SUMMARY = (
+    runs.c.uid,
+    runs.c.namespace,
+    runs.c.name,
+    runs.c.phase,
+    runs.c.team,
+    runs.c.owner_user,
+    runs.c.created,
+    runs.c.start_time,
+    runs.c.completion_time,
+    runs.c.spec_digest,
+    runs.c.trace_id,
+    runs.c.cost_micros,
+    runs.c.input_tokens,
+    runs.c.output_tokens,
+    runs.c.attempts,
+    runs.c.archived_at,
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One archived run as a list shows it (its columns, not its whole record)."""
+
+    uid: str
+    namespace: str
+    name: str
+    phase: str
+    team: str
+    user: str
+    created: str | None
+    start_time: str | None
+    completion_time: str | None
+    spec_digest: str
+    trace_id: str | None
+    cost_micros: int
+    input_tokens: int
+    output_tokens: int
+    attempts: int
+    archived_at: str
+
+    @property
+    def position(self) -> list[Any]:
+        """Its place in a list: what a cursor after it holds."""
+        return [self.completion_time, self.uid]
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """One model call of an archived run."""
+
+    index: int
+    adapter: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+    duration_milliseconds: int | None
+    fallbacks: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """The sums of one group in a cost report."""
+
+    key: str
+    runs: int
+    calls: int | None
+    """None when grouped by team or user (counted only per model and adapter)."""
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row as the API shows it (hashes included, so a reader can check the chain)."""
+
+    id: int
+    recorded_at: str
+    action: str
+    namespace: str
+    name: str
+    run_uid: str
+    at: str
+    detail: Any
+    prev_hash: str
+    hash: str
+
+
+_TRANSIENT = (OperationalError, InterfaceError, OSError, DBAPIError)
+
+
+def _summary(row: Any) -> RunSummary:
+    return RunSummary(
+        uid=row.uid,
+        namespace=row.namespace,
+        name=row.name,
+        phase=row.phase,
+        team=row.team,
+        user=row.owner_user,
+        created=row.created,
+        start_time=row.start_time,
+        completion_time=row.completion_time,
+        spec_digest=row.spec_digest,
+        trace_id=row.trace_id,
+        cost_micros=int(row.cost_micros),
+        input_tokens=int(row.input_tokens),
+        output_tokens=int(row.output_tokens),
+        attempts=int(row.attempts),
+        archived_at=row.archived_at,
+    )
+
+
+def _in_window(window: TimeRange) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if window.start is not None:
+        where.append(runs.c.completion_time >= window.start)
+    if window.end is not None:
+        where.append(runs.c.completion_time < window.end)
+    return where
+
+
+def _namespaces(column: Any, visible: Visible, asked: str | None) -> list[ColumnElement[bool]] | None:
+    """The namespace conditions, or None when nothing can match (asked for one the caller may not read,
+    or the caller may read none)."""
+    if asked is not None:
+        if visible is not None and asked not in visible:
+            return None
+        return [column == asked]
+    if visible is None:
+        return []
+    if not visible:
+        return None
+    return [column.in_(sorted(visible))]
+
+
+def _after(position: Sequence[Any] | None) -> list[ColumnElement[bool]]:
+    """Rows after `position` in newest-first order; rows without a completion time come last."""
+    if position is None:
+        return []
+    completion, uid = position
+    if completion is None:
+        return [and_(runs.c.completion_time.is_(None), runs.c.uid < uid)]
+    return [
+        or_(
+            runs.c.completion_time < completion,
+            and_(runs.c.completion_time == completion, runs.c.uid < uid),
+            runs.c.completion_time.is_(None),
+        )
+    ]
+
+
+class ArchiveReader:
+    """Read-only queries over one archive database."""
+
+    def __init__(self, url: URL, *, pool_size: int = 8) -> None:
+        self.url = url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            self.engine: AsyncEngine = create_async_engine(url)  # one connection: no pool to size
+        elif url.get_backend_name() == "sqlite":
+            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        else:
+            self.engine = create_async_engine(
+                url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+            )
+
+    def __str__(self) -> str:
+        return describe(self.url)
+
+    async def close(self) -> None:
+        """Close the pool's connections."""
+        await self.engine.dispose()
+
+    async def _all(self, query: Select[Any]) -> Sequence[Any]:
+        try:
+            async with self.engine.connect() as connection:
+                rows: Sequence[Any] = (await connection.execute(query)).all()
+                return rows
+        except _TRANSIENT as exc:
+            original = getattr(exc, "orig", None) or exc
+            why = " ".join(f"{type(original).__name__}: {original}".split())[:300]
+            raise StoreUnavailableError(f"failed to read the archive {self}: {why}") from exc
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace with an archived run or an audit row."""
+        query = union(select(runs.c.namespace).distinct(), select(audit_log.c.namespace).distinct())
+        rows = await self._all(select(query.subquery().c[0]))
+        return sorted(str(row[0]) for row in rows)
+
+    async def list_runs(
+        self, question: RunFilter, visible: Visible, after: Sequence[Any] | None, limit: int
+    ) -> list[RunSummary]:
+        """Up to `limit` runs matching `question` after `after`, newest first."""
+        where = _namespaces(runs.c.namespace, visible, question.namespace)
+        if where is None:
+            return []
+        for column, value in (
+            (runs.c.team, question.team),
+            (runs.c.owner_user, question.user),
+            (runs.c.phase, question.phase),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if question.model is not None:
+            where.append(
+                exists().where(run_calls.c.run_uid == runs.c.uid, run_calls.c.model == question.model)
+            )
+        where += _in_window(question.window) + _after(after)
+        query = (
+            select(*_SUMMARY)
+            .where(*where)
+            .order_by(runs.c.completion_time.desc().nulls_last(), runs.c.uid.desc())
+            .limit(limit)
+        )
+        return [_summary(row) for row in await self._all(query)]
+
+    async def get_run(
+        self, namespace: str, name: str, visible: Visible, uid: str | None = None
+    ) -> tuple[RunSummary, Any] | None:
+        """The newest archived run of this name (or the one of `uid`) and its whole record; None when
+        there is none the caller may read."""
+        where = _namespaces(runs.c.namespace, visible, namespace)
+        if where is None:
+            return None
+        where.append(runs.c.name == name)
+        if uid is not None:
+            where.append(runs.c.uid == uid)
+        # Every run of the name (a handful at most, by the namespace-name index), the newest chosen
+        # here: an ORDER BY would tempt SQLite into walking the completion-time index instead.
+        candidates = await self._all(select(runs.c.uid, runs.c.completion_time).where(*where))
+        if not candidates:
+            return None
+        newest = max(
+            candidates, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
+        )
+        rows = await self._all(select(*_SUMMARY, runs.c.record).where(runs.c.uid == newest.uid))
+        return _summary(rows[0]), json.loads(rows[0].record)
+
+    async def records(self, uids: Sequence[str]) -> dict[str, Any]:
+        """The whole records of the runs `uids` (the caller has listed them first), by UID."""
+        found: dict[str, Any] = {}
+        for first in range(0, len(uids), 500):  # bound the IN list
+            rows = await self._all(
+                select(runs.c.uid, runs.c.record).where(runs.c.uid.in_(uids[first : first + 500]))
+            )
+            found.update((row.uid, json.loads(row.record)) for row in rows)
+        return found
+
+    async def calls(self, uid: str) -> list[CallSummary]:
+        """The model calls of the run `uid`, in order (the caller has found the run first)."""
+        query = select(run_calls).where(run_calls.c.run_uid == uid).order_by(run_calls.c.call_index)
+        return [
+            CallSummary(
+                index=int(row.call_index),
+                adapter=row.adapter,
+                model=row.model,
+                input_tokens=int(row.input_tokens),
+                output_tokens=int(row.output_tokens),
+                cost_micros=int(row.cost_micros),
+                duration_milliseconds=row.duration_milliseconds,
+                fallbacks=json.loads(row.fallbacks),
+            )
+            for row in await self._all(query)
+        ]
+
+    async def costs(
+        self, group_by: GroupBy, window: TimeRange, visible: Visible, namespace: str | None = None
+    ) -> list[CostLine]:
+        """Spend per team, user, model or adapter of the runs completed in `window`, largest first."""
+        where = _namespaces(runs.c.namespace, visible, namespace)
+        if where is None:
+            return []
+        where += _in_window(window)
+        query: Select[Any]
+        if group_by in (GroupBy.TEAM, GroupBy.USER):
+            key = runs.c.team if group_by is GroupBy.TEAM else runs.c.owner_user
+            # One scan of runs, no calls table: a team's or a user's call count is not summed (None).
+            query = select(
+                key.label("key"),
+                func.count().label("runs"),
+                literal(None).label("calls"),
+                func.sum(runs.c.input_tokens).label("input_tokens"),
+                func.sum(runs.c.output_tokens).label("output_tokens"),
+                func.sum(runs.c.cost_micros).label("cost_micros"),
+            ).where(*where)
+        else:
+            # The calls carry their run's namespace and completion time: one table, one index.
+            where = _namespaces(run_calls.c.namespace, visible, namespace) or []
+            if window.start is not None:
+                where.append(run_calls.c.completion_time >= window.start)
+            if window.end is not None:
+                where.append(run_calls.c.completion_time < window.end)
+            key = run_calls.c.model if group_by is GroupBy.MODEL else run_calls.c.adapter
+            query = select(
+                key.label("key"),
+                func.count(distinct(run_calls.c.run_uid)).label("runs"),
+                func.count().label("calls"),
+                func.sum(run_calls.c.input_tokens).label("input_tokens"),
+                func.sum(run_calls.c.output_tokens).label("output_tokens"),
+                func.sum(run_calls.c.cost_micros).label("cost_micros"),
+            ).where(*where)
+        query = query.group_by(key).order_by(desc("cost_micros"), key)
+        return [
+            CostLine(
+                key=str(row.key),
+                runs=int(row.runs),
+                calls=None if row.calls is None else int(row.calls),
+                input_tokens=int(row.input_tokens or 0),
+                output_tokens=int(row.output_tokens or 0),
+                cost_micros=int(row.cost_micros or 0),
+            )
+            for row in await self._all(query)
+        ]
+
+    async def audit(
+        self, question: AuditFilter, visible: Visible, after_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        """Up to `limit` audit rows matching `question` after row `after_id`, oldest first."""
+        where = _namespaces(audit_log.c.namespace, visible, question.namespace)
+        if where is None:
+            return []
+        if question.run_uid is not None:
+            where.append(audit_log.c.run_uid == question.run_uid)
+        if question.action is not None:
+            where.append(audit_log.c.action == question.action)
+        if after_id is not None:
+            where.append(audit_log.c.id > after_id)
+        query = select(audit_log).where(*where).order_by(audit_log.c.id).limit(limit)
+        entries = []
+        for row in await self._all(query):
+            try:
+                detail: Any = json.loads(row.detail)
+            except ValueError:
+                detail = {"unreadable": row.detail}
+            entries.append(
+                AuditEntry(
+                    id=int(row.id),
+                    recorded_at=row.recorded_at,
+                    action=row.action,
+                    namespace=row.namespace,
+                    name=row.name,
+                    run_uid=row.run_uid,
+                    at=row.at,
+                    detail=detail,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+            )
+        return entries
+
+
+__all__ = ["ArchiveReader", "AuditEntry", "CallSummary", "CostLine", "RunSummary", "Visible"]
