@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapter
+from tests.builders.adapters import llamacpp_adapter, openai_adapter, scripted_adapter, vllm_adapter
 from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
 from tests.builders.manifest import Obj, drop_field, set_field
@@ -66,7 +66,28 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
             set_field(vllm_adapter(), "spec.provider", "openai-compatible"), "spec.endpoint", "http://x"
         ),
         "spec.serving",
-        "serving runs models with vLLM",
+        "serving runs the model with its engine",
+        cel=True,
+    ),
+    InvalidCase(
+        "adapter-vllm-on-cpu",
+        lambda: set_field(vllm_adapter(), "spec.serving.gpu.count", 0),
+        "spec.serving.gpu.count",
+        "vllm needs at least one GPU per replica",
+        cel=True,
+    ),
+    InvalidCase(
+        "adapter-vllm-with-threads",
+        lambda: set_field(vllm_adapter(), "spec.serving.threads", 8),
+        "spec.serving.threads",
+        "threads is a llamacpp setting",
+        cel=True,
+    ),
+    InvalidCase(
+        "adapter-llamacpp-from-s3",
+        lambda: set_field(llamacpp_adapter(), "spec.serving.modelURI", "s3://weights/m.gguf"),
+        "spec.serving.modelURI",
+        "llamacpp loads models from hf://",
         cel=True,
     ),
     InvalidCase(
@@ -105,11 +126,11 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
         server_message="Unsupported value",
     ),
     InvalidCase(
-        "adapter-gpu-count-zero",
-        lambda: set_field(vllm_adapter(), "spec.serving.gpu.count", 0),
+        "adapter-gpu-count-past-a-node",
+        lambda: set_field(vllm_adapter(), "spec.serving.gpu.count", 17),
         "spec.serving.gpu.count",
-        "greater than or equal to 1",
-        server_message="should be greater than or equal to 1",
+        "less than or equal to 16",
+        server_message="should be less than or equal to 16",
     ),
     # RoutePolicy
     InvalidCase(
