@@ -20,7 +20,7 @@ uv_env = $(strip $(if $(call pip_setting,index-url),UV_INDEX_URL='$(call pip_set
 	$(if $(call pip_setting,find-links),UV_FIND_LINKS='$(call pip_setting,find-links)'))
 UV_COMPILE := pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet $(UPGRADE)
 
-.PHONY: setup packages tools image lock lint test test-clock test-clock-shifted test-clock-month-end run
+.PHONY: setup packages prepare tools image lock lint test test-clock test-clock-shifted test-clock-month-end run
 
 setup: $(VENV)/.installed
 
@@ -44,7 +44,8 @@ lock: | $(BIN)/uv
 # Debian packages the tests need: faketime for the date guard, redis-server for the routers' shared store,
 # debootstrap, umoci, bubblewrap and binutils (strip) for the daemonless image build and to run its root,
 # postgresql for the archive's tests (the fixtures run its initdb and pg_ctl from /usr/lib/postgresql/*/bin),
-# gcc for the one tool built with cgo (ORY Hydra, the dev OIDC provider: SQLite in memory).
+# gcc for the one tool built with cgo (ORY Hydra, the dev OIDC provider: SQLite in memory), g++ and cmake to
+# compile llama.cpp for the llama.cpp server the live tests call (tools/llamacpp).
 packages:
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
@@ -54,6 +55,8 @@ packages:
 	@command -v strip >/dev/null || { apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev >/dev/null; }
+	@command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++ >/dev/null; }
+	@command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake >/dev/null; }
 
 # Builds (once, cached under ~/.cache/jesus/image) the platform image without a daemon (docs/image.md).
 image: setup packages
@@ -62,7 +65,7 @@ image: setup packages
 # Builds (once, cached under ~/.cache/jesus) the control plane and tool binaries from tools/*/go.mod,
 # and the llama.cpp server the live tests call (tools/llamacpp, compiled from source once).
 tools: setup packages
-	$(BIN)/jesus dev build --llamacpp
+	$(uv_env) $(BIN)/jesus dev build --llamacpp
 
 lint: setup
 	$(BIN)/ruff check .
@@ -71,8 +74,13 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/bandit -q -r operator adapters -c pyproject.toml
 
+# Everything the suite needs, two at a time: on a cold cache the image's downloads overlap the tools'
+# compiles, and the linters run beside them.
+prepare: setup packages
+	$(MAKE) --no-print-directory -j2 --output-sync=target tools image lint
+
 # The suite once with coverage (the unit tier first, reported alone, then the rest added), then the date guard.
-test: tools image lint packages
+test: prepare
 	rm -rf .coverage-data
 	$(BIN)/pytest tests/unit --cov --cov-report=
 	$(BIN)/coverage report --format=total > .coverage-data/unit-total
