@@ -183,6 +183,13 @@ def summary_lines(record: RunRecord, *, artifacts: Path | None, problems: list[s
         for tool in record.tool_calls:
             status = "error" if tool["isError"] else "ok"
             lines.append(f"  {tool['server'] or '-'}.{tool['tool']}: {status} ({tool['latencyMs']:.0f} ms)")
+    if record.reflection is not None:
+        failed = record.reflection.get("failed") or []
+        verdict = "passed" if record.reflection.get("passed") else "failed on " + ", ".join(failed)
+        lines.append(f"Reflection: {record.reflection.get('checklist')} {verdict}")
+        lines.extend(
+            f"  {item['item']}: {item['reason']}" for item in record.reflection["items"] if not item["passed"]
+        )
     if record.final_answer is not None:
         lines.append("Answer:")
         lines.extend(f"  {line}" for line in record.final_answer.splitlines() or [""])

@@ -18,6 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from jesus.api.agentrun import AgentRunPhase, ModelCall, Owner
+from jesus.api.common import Condition, ConditionStatus
+from jesus.logic.runs import reflection_failed_items
 
 Reconcile = Callable[[str, str], Awaitable[None]]
 
@@ -114,6 +116,16 @@ class OperatorMetrics:
             "Tokens of finished runs' model calls, by team, user, model and direction",
             ["namespace", "team", "user", "model", "direction"],
         )
+        self.reflections = counter(
+            "jesus_reflections",
+            "Finished runs' reflections checked against LAW-REFLECT-001, by team and result (passed, failed)",
+            ["namespace", "team", "result"],
+        )
+        self.reflection_item_failures = counter(
+            "jesus_reflection_item_failures",
+            "Failed LAW-REFLECT-001 items of finished runs' reflections, by item",
+            ["namespace", "item"],
+        )
         self.archive_pending = Gauge(
             "jesus_archive_pending",
             "Finished runs and audit entries waiting for the archive (grows while its database is away)",
@@ -136,9 +148,22 @@ class OperatorMetrics:
         self.budget_reserved.labels(namespace, name).set(reserved)
         self.budget_limit.labels(namespace, name).set(limit)
 
-    def finished(self, namespace: str, outcome: str, owner: Owner, calls: list[ModelCall]) -> None:
-        """Count a run that just reached a final phase, and its calls' cost and tokens by model."""
+    def finished(
+        self,
+        namespace: str,
+        outcome: str,
+        owner: Owner,
+        calls: list[ModelCall],
+        reflection: Condition | None = None,
+    ) -> None:
+        """Count a run that just reached a final phase, its calls' cost and tokens by model, and its
+        reflection's verdict (the Reflected condition, when it reflected)."""
         self.runs_finished.labels(namespace, outcome).inc()
+        if reflection is not None:
+            passed = reflection.status == ConditionStatus.TRUE
+            self.reflections.labels(namespace, owner.team, "passed" if passed else "failed").inc()
+            for item in reflection_failed_items(reflection) if not passed else ():
+                self.reflection_item_failures.labels(namespace, item).inc()
         for call in calls:
             self.run_cost.labels(namespace, owner.team, owner.user, call.model).inc(call.cost_micros)
             for direction, tokens in (

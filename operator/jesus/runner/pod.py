@@ -10,7 +10,7 @@ from pathlib import Path
 
 from opentelemetry import trace
 
-from jesus.api.agentrun import AgentRun, AgentRunSpec
+from jesus.api.agentrun import AgentRun, AgentRunSpec, ReflectionMode
 from jesus.api.common import ObjectMeta
 from jesus.api.objects import spec_digest
 from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
@@ -95,6 +95,9 @@ async def _run(environ: Mapping[str, str], namespace: str, name: str) -> RunReco
         max_turns=spec.limits.max_turns,
         timeout_seconds=float(spec.limits.timeout_seconds),
         spec_digest=record.spec_digest,
+        reflection=spec.reflection is ReflectionMode.CHECKLIST,
+        max_tokens=spec.limits.max_tokens,
+        max_cost_micros=spec.limits.max_cost_micros,
     )
     model = RouterHttpModelClient(
         _required(environ, "JESUS_ROUTER_URL"),

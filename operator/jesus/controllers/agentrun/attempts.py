@@ -214,4 +214,12 @@ async def _finish(
     message = f"{verb} after {attempt.number} attempt(s): {attempt_failure(observed)}"
     draft.condition(C.RUNNING, False, reason, message)
     draft.condition(C.SUCCEEDED if succeeded else C.FAILED, True, reason, message)
+    reflection = observed.result.reflection if observed.result is not None else None
+    if reflection is not None:
+        draft.condition(
+            C.REFLECTED,
+            reflection.passed,
+            R.CHECKLIST_PASSED if reflection.passed else R.CHECKLIST_FAILED,
+            reflection.describe(),
+        )
     draft.phase(phase, f"{message}; cost {format_micros(actual)}")

@@ -33,6 +33,7 @@ from jesus.kube import ConflictError, JsonObject, KubeError
 from jesus.logic import runs
 from jesus.logic.admission import AdmissionVerdict
 from jesus.logic.clock import format_time
+from jesus.logic.conditions import find_condition
 from jesus.logic.lifecycle import Action, NextStep, next_step
 from jesus.logic.records import decisions, needs_archiving
 from jesus.logic.waiting import Inputs
@@ -222,7 +223,11 @@ async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) 
         context.metrics.runs.seen(metadata["namespace"], metadata["name"], phase.value)
         if phase.terminal and not (before.phase and before.phase.terminal):
             context.metrics.finished(
-                metadata["namespace"], phase.value, draft.run.spec.owner, draft.status.calls or []
+                metadata["namespace"],
+                phase.value,
+                draft.run.spec.owner,
+                draft.status.calls or [],
+                find_condition(draft.status.conditions, C.REFLECTED),
             )
     if context.archiver is not None:
         context.archiver.offer_decisions(

@@ -1,0 +1,187 @@
+"""Lessons: which runs are offered which, how a reflection's candidates and reuses become evidence,
+and whether a short-term lesson may be promoted to long-term memory (docs/reflection.md#lessons).
+
+Pure: the archive (jesus.records.lessons) stores what these functions decide; `jesus lessons` and the
+runner call them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jesus.api.common import ObjectMeta
+from jesus.api.lesson import (
+    MIN_REUSES_FOR_LONG_TERM,
+    EvidenceArtifact,
+    Lesson,
+    LessonEvidence,
+    LessonMemory,
+    LessonScope,
+    LessonSpec,
+)
+from jesus.logic.reflection import OfferedLesson, RunFacts, Verdict, reference_digests
+
+# At most this many lessons go into one run's first message, long-term ones first.
+MAX_OFFERED = 8
+
+
+def lesson_id(team: str, text: str) -> str:
+    """A short-term lesson's id: stable for one team and text, a valid object name (`l-<12 hex>`)."""
+    digest = hashlib.sha256(f"{team}\n{' '.join(text.split())}".encode()).hexdigest()
+    return f"l-{digest[:12]}"
+
+
+def applies_to(scope: LessonScope, team: str, labels: Mapping[str, str]) -> bool:
+    """Whether a lesson of `scope` is offered to a run of `team` carrying `labels`."""
+    if scope.team != team:
+        return False
+    return all(labels.get(key) == value for key, value in (scope.run_labels or {}).items())
+
+
+def offer(
+    lessons: Iterable[Lesson], team: str, labels: Mapping[str, str], limit: int = MAX_OFFERED
+) -> tuple[OfferedLesson, ...]:
+    """The lessons a run is offered: those whose scope matches, long-term first, then by id."""
+    matching = [lesson for lesson in lessons if applies_to(lesson.spec.scope, team, labels)]
+    matching.sort(
+        key=lambda lesson: (lesson.spec.memory != LessonMemory.LONG_TERM, lesson.metadata.name or "")
+    )
+    seen: set[str] = set()
+    offered: list[OfferedLesson] = []
+    for lesson in matching:
+        name = lesson.metadata.name or ""
+        if name and name not in seen:
+            seen.add(name)
+            offered.append(OfferedLesson(name, lesson.spec.text))
+    return tuple(offered[:limit])
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """The run a reflection came from: who it belongs to and what it left."""
+
+    run: str
+    namespace: str
+    team: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LearnedFromRun:
+    """What one checked reflection adds to short-term memory: new lessons, and reuses of offered ones."""
+
+    candidates: tuple[Lesson, ...] = ()
+    reuses: tuple[tuple[str, LessonEvidence], ...] = ()  # (lesson id, the run as evidence)
+
+
+def learn_from_reflection(origin: RunOrigin, verdict: Verdict, facts: RunFacts) -> LearnedFromRun:
+    """Candidates of a reflection that passed the checklist become ShortTerm lessons with this run as
+    their evidence; each offered lesson it applied, with its outcome, is a reuse by this run.
+
+    A reflection that failed the checklist teaches nothing: its evidence is not trustworthy.
+    """
+    reflection = verdict.reflection
+    if not verdict.passed or reflection is None:
+        return LearnedFromRun()
+    candidates = []
+    for candidate in reflection.get("lessonCandidates", []):
+        text = " ".join(str(candidate["text"]).split())
+        evidence = LessonEvidence(
+            run=origin.run,
+            namespace=origin.namespace or None,
+            role="Origin",
+            artifacts=_artifacts(candidate["evidence"], facts) or None,
+        )
+        candidates.append(
+            Lesson(
+                metadata=ObjectMeta(name=lesson_id(origin.team, text), namespace=origin.namespace or None),
+                spec=LessonSpec(
+                    text=text,
+                    scope=LessonScope(team=origin.team),
+                    evidence=[evidence],
+                    memory=LessonMemory.SHORT_TERM,
+                ),
+            )
+        )
+    reuses = []
+    for applied in reflection.get("lessons", {}).get("applied", []):
+        evidence = LessonEvidence(
+            run=origin.run,
+            namespace=origin.namespace or None,
+            role="Reuse",
+            outcome=str(applied["outcome"])[:1000],
+            artifacts=_artifacts(reflection.get("evidence", []), facts) or None,
+        )
+        reuses.append((str(applied["id"]), evidence))
+    return LearnedFromRun(tuple(candidates), tuple(reuses))
+
+
+def _artifacts(references: Sequence[Any], facts: RunFacts) -> list[EvidenceArtifact]:
+    """The artifacts among `references`, by name and digest (calls and tool results live in them)."""
+    by_digest = {digest: name for name, digest in facts.artifacts.items()}
+    found: dict[str, EvidenceArtifact] = {}
+    for reference in references:
+        digest = reference_digests(str(reference), facts)
+        if digest is not None and by_digest[digest] not in found:
+            found[by_digest[digest]] = EvidenceArtifact(name=by_digest[digest], digest=digest)
+    if not found:
+        # Calls and tool results are kept in the transcript and the tool results: cite those.
+        for name in ("tool-results.json", "transcript.json"):
+            if name in facts.artifacts and any(str(r).startswith(("call:", "tool:")) for r in references):
+                found[name] = EvidenceArtifact(name=name, digest=facts.artifacts[name])
+    return list(found.values())
+
+
+def reuse_count(lesson: Lesson) -> int:
+    """How many distinct later runs applied the lesson."""
+    return len({(e.namespace, e.run) for e in lesson.spec.evidence if e.role == "Reuse"})
+
+
+@dataclass(frozen=True)
+class EvidenceCheck:
+    """One cited artifact, and what was found where it should be (None: it is gone)."""
+
+    run: str
+    name: str
+    digest: str
+    found_digest: str | None
+
+
+def promotion_refusals(
+    lesson: Lesson, checks: Sequence[EvidenceCheck], sanitize_findings: Sequence[str]
+) -> list[str]:
+    """Why `lesson` may not be promoted to long-term memory (empty: it may).
+
+    It needs at least three reuses by distinct runs, every cited artifact present with its digest,
+    and a sanitize gate without findings over the text that would be written.
+    """
+    reasons = []
+    reuses = reuse_count(lesson)
+    if reuses < MIN_REUSES_FOR_LONG_TERM:
+        reasons.append(f"it has {reuses} reuse(s); promotion needs at least {MIN_REUSES_FOR_LONG_TERM}")
+    cited = sum(len(e.artifacts or []) for e in lesson.spec.evidence)
+    if not cited:
+        reasons.append("it cites no artifact as evidence")
+    for check in checks:
+        if check.found_digest is None:
+            reasons.append(f"evidence {check.name} of run {check.run} no longer exists")
+        elif check.found_digest != check.digest:
+            reasons.append(
+                f"evidence {check.name} of run {check.run} changed: "
+                f"{check.found_digest} is not {check.digest}"
+            )
+    reasons.extend(f"the sanitize gate found {finding}" for finding in sanitize_findings)
+    return reasons
+
+
+def long_term(lesson: Lesson, promoted_at: str) -> Lesson:
+    """The LongTerm Lesson object that promotion writes into the specs repo."""
+    spec = lesson.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec.update(memory=LessonMemory.LONG_TERM.value, promotedAt=promoted_at)
+    return Lesson(
+        metadata=ObjectMeta(name=lesson.metadata.name, namespace=lesson.metadata.namespace),
+        spec=LessonSpec.model_validate(spec),  # validated: the CEL rules hold for what is written
+    )
