@@ -51,7 +51,7 @@ class AgentTask:
     timeout_seconds: float = 600.0
     max_output_tokens: int = 4096
     spec_digest: str | None = None
-    reflection: bool = True
+    reflection: bool = False  # AgentRuns ask for it (spec.reflection defaults to Checklist)
     offered_lessons: tuple[OfferedLesson, ...] = ()
     max_tokens: int | None = None
     max_cost_micros: int = 0
@@ -230,6 +230,9 @@ async def _reflect(
         call = exc.record
     except TimeoutError:
         verdict = skipped_verdict(f"no reflection within {REFLECTION_TIMEOUT_SECONDS:g}s")
+    except Exception as exc:  # a reflection never turns a run's record into a traceback
+        log.exception("Reflection failed unexpectedly run=%s", task.run)
+        verdict = skipped_verdict(f"the reflection call failed: {type(exc).__name__}: {exc}")
     else:
         call = reply.record
         record.calls.append(redact_structure(reply.record, redact))
