@@ -55,6 +55,8 @@ class EvidenceArtifact(ApiModel):
     """File name, e.g. tool-results.json."""
     digest: Annotated[str, Field(pattern=DIGEST_PATTERN)]
     """sha256 of the content; promotion checks it still matches."""
+    uri: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    """Where it is stored, as the run's record names it."""
 
 
 class LessonEvidence(ApiModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jesus.api.common import ObjectMeta
@@ -22,7 +22,7 @@ from jesus.api.lesson import (
     LessonScope,
     LessonSpec,
 )
-from jesus.logic.reflection import OfferedLesson, RunFacts, Verdict, reference_digests
+from jesus.logic.reflection import OfferedLesson
 
 # At most this many lessons go into one run's first message, long-term ones first.
 MAX_OFFERED = 8
@@ -61,12 +61,13 @@ def offer(
 
 @dataclass(frozen=True)
 class RunOrigin:
-    """The run a reflection came from: who it belongs to and what it left."""
+    """The run a reflection came from: who it belongs to, and the artifacts it left (their `name`,
+    `digest` and `uri`, as a run record lists them)."""
 
     run: str
     namespace: str
     team: str
-    labels: Mapping[str, str] = field(default_factory=dict)
+    artifacts: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,16 @@ class LearnedFromRun:
     reuses: tuple[tuple[str, LessonEvidence], ...] = ()  # (lesson id, the run as evidence)
 
 
-def learn_from_reflection(origin: RunOrigin, verdict: Verdict, facts: RunFacts) -> LearnedFromRun:
-    """Candidates of a reflection that passed the checklist become ShortTerm lessons with this run as
-    their evidence; each offered lesson it applied, with its outcome, is a reuse by this run.
+def learn_from_reflection(origin: RunOrigin, block: Mapping[str, Any] | None) -> LearnedFromRun:
+    """What a run's reflection block (`RunRecord.reflection`) teaches: each candidate becomes a
+    ShortTerm lesson with this run as its origin; each offered lesson it applied, with its outcome, is
+    a reuse by this run.
 
     A reflection that failed the checklist teaches nothing: its evidence is not trustworthy.
     """
-    reflection = verdict.reflection
-    if not verdict.passed or reflection is None:
+    if not block or not block.get("passed") or not isinstance(block.get("reflection"), Mapping):
         return LearnedFromRun()
+    reflection: Mapping[str, Any] = block["reflection"]
     candidates = []
     for candidate in reflection.get("lessonCandidates", []):
         text = " ".join(str(candidate["text"]).split())
@@ -93,7 +95,7 @@ def learn_from_reflection(origin: RunOrigin, verdict: Verdict, facts: RunFacts) 
             run=origin.run,
             namespace=origin.namespace or None,
             role="Origin",
-            artifacts=_artifacts(candidate["evidence"], facts) or None,
+            artifacts=_artifacts(candidate["evidence"], origin) or None,
         )
         candidates.append(
             Lesson(
@@ -113,25 +115,29 @@ def learn_from_reflection(origin: RunOrigin, verdict: Verdict, facts: RunFacts) 
             namespace=origin.namespace or None,
             role="Reuse",
             outcome=str(applied["outcome"])[:1000],
-            artifacts=_artifacts(reflection.get("evidence", []), facts) or None,
+            artifacts=_artifacts(reflection.get("evidence", []), origin) or None,
         )
         reuses.append((str(applied["id"]), evidence))
     return LearnedFromRun(tuple(candidates), tuple(reuses))
 
 
-def _artifacts(references: Sequence[Any], facts: RunFacts) -> list[EvidenceArtifact]:
-    """The artifacts among `references`, by name and digest (calls and tool results live in them)."""
-    by_digest = {digest: name for name, digest in facts.artifacts.items()}
+def _artifacts(references: Sequence[Any], origin: RunOrigin) -> list[EvidenceArtifact]:
+    """The artifacts among `references`, by name, digest and where they are. A call or tool result is
+    kept in the transcript and the tool results: citing one cites those."""
+    stored = {str(a["name"]): a for a in origin.artifacts if a.get("digest")}
+    names: list[str] = []
+    for reference in map(str, references):
+        if reference.startswith("artifact:"):
+            names.append(reference.removeprefix("artifact:"))
+        elif reference.startswith(("call:", "tool:")):
+            names.extend(("transcript.json", "tool-results.json"))
+        else:
+            names.extend(name for name, a in stored.items() if a["digest"] == reference)
     found: dict[str, EvidenceArtifact] = {}
-    for reference in references:
-        digest = reference_digests(str(reference), facts)
-        if digest is not None and by_digest[digest] not in found:
-            found[by_digest[digest]] = EvidenceArtifact(name=by_digest[digest], digest=digest)
-    if not found:
-        # Calls and tool results are kept in the transcript and the tool results: cite those.
-        for name in ("tool-results.json", "transcript.json"):
-            if name in facts.artifacts and any(str(r).startswith(("call:", "tool:")) for r in references):
-                found[name] = EvidenceArtifact(name=name, digest=facts.artifacts[name])
+    for name in names:
+        if name in stored and name not in found:
+            artifact = stored[name]
+            found[name] = EvidenceArtifact(name=name, digest=str(artifact["digest"]), uri=artifact.get("uri"))
     return list(found.values())
 
 

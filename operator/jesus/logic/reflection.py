@@ -170,13 +170,6 @@ class RunFacts:
         return tokens_ok and self.cost_micros <= self.max_cost_micros
 
 
-def reference_digests(reference: str, facts: RunFacts) -> str | None:
-    """The artifact digest a reference stands for (an artifact's name or its digest), else None."""
-    if reference.startswith("artifact:"):
-        return facts.artifacts.get(reference.removeprefix("artifact:"))
-    return reference if reference in facts.artifacts.values() else None
-
-
 # --- the verdict -----------------------------------------------------------------------------------
 
 
