@@ -59,23 +59,21 @@ spec:
 
 def test_each_bad_field_is_named_with_its_file_line_and_object(tmp_path: Path) -> None:
     where = str(tmp_path / "bad.yaml")
-    problems = [
-        p.format().replace(where, "bad.yaml") for p in validate_specs(load_text(CARELESS, Path(where)))
-    ]
+    problems = [p.format().replace(where, "b.yaml") for p in validate_specs(load_text(CARELESS, Path(where)))]
     assert problems == [
-        "bad.yaml:9: AgentRun/careless: spec.reflection: must be one of 'Checklist' or 'none'; got 'Sometimes'",
-        "bad.yaml:17: Lesson/bad-lesson: spec.text: string should have at least 1 character",
-        "bad.yaml:18: Lesson/bad-lesson: spec.scope.runLabels.bad key!: must match the pattern "
+        "b.yaml:9: AgentRun/careless: spec.reflection: must be one of 'Checklist' or 'none'; got 'Sometimes'",
+        "b.yaml:17: Lesson/bad-lesson: spec.text: string should have at least 1 character",
+        "b.yaml:18: Lesson/bad-lesson: spec.scope.runLabels.bad key!: must match the pattern "
         r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}"
         r"[A-Za-z0-9])?$",
-        "bad.yaml:18: Lesson/bad-lesson: spec.scope.team: must be a DNS label: lower-case letters, digits and "
+        "b.yaml:18: Lesson/bad-lesson: spec.scope.team: must be a DNS label: lower-case letters, digits and "
         "'-', alphanumeric at both ends",
-        "bad.yaml:19: Lesson/bad-lesson: spec.memory: must be one of 'ShortTerm' or 'LongTerm'; got 'Forever'",
-        "bad.yaml:22: Lesson/bad-lesson: spec.evidence[0].role: must be 'Origin' or 'Reuse'",
-        "bad.yaml:23: Lesson/bad-lesson: spec.evidence[0].artifacts[0].digest: must match the pattern "
+        "b.yaml:19: Lesson/bad-lesson: spec.memory: must be one of 'ShortTerm' or 'LongTerm'; got 'Forever'",
+        "b.yaml:22: Lesson/bad-lesson: spec.evidence[0].role: must be 'Origin' or 'Reuse'",
+        "b.yaml:23: Lesson/bad-lesson: spec.evidence[0].artifacts[0].digest: must match the pattern "
         "^sha256:[0-9a-f]{64}$",
-        "bad.yaml:24: Lesson/bad-lesson: spec.evidence[0].extra: unknown field",
-        "bad.yaml:33: Lesson/too-early: spec.evidence: a LongTerm lesson cites at least 3 runs that reused it "
+        "b.yaml:24: Lesson/bad-lesson: spec.evidence[0].extra: unknown field",
+        "b.yaml:33: Lesson/too-early: spec.evidence: a LongTerm lesson cites at least 3 runs that reused it "
         "(role Reuse)",
     ]
 
