@@ -153,7 +153,7 @@ def run_promote(args: argparse.Namespace) -> int:
     """Write the LongTerm Lesson, or refuse with every reason; 0 written, 1 refused."""
     from jesus.api.crd import render_yaml
     from jesus.logic.clock import format_time, system_clock
-    from jesus.logic.lessons import long_term, promotion_refusals
+    from jesus.logic.lessons import promoted, promotion_refusals
 
     lesson = next((found for found in _archived(args) if found.metadata.name == args.lesson), None)
     if lesson is None:
@@ -167,7 +167,7 @@ def run_promote(args: argparse.Namespace) -> int:
     ]
     try:
         text: str | None = render_yaml(
-            _without_status(long_term(lesson, format_time(system_clock())).to_kubernetes())
+            _without_status(promoted(lesson, format_time(system_clock())).to_kubernetes())
         )
     except ValidationError:  # too few reuses for a LongTerm lesson: refused below, and the text still scanned
         text = None

@@ -8,12 +8,14 @@ runner call them.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jesus.api.common import ObjectMeta
 from jesus.api.lesson import (
+    LESSON_TEXT_LIMIT,
     MIN_REUSES_FOR_LONG_TERM,
     EvidenceArtifact,
     Lesson,
@@ -26,6 +28,8 @@ from jesus.logic.reflection import OfferedLesson
 
 # At most this many lessons go into one run's first message, long-term ones first.
 MAX_OFFERED = 8
+# The runner pod's environment variable with the lessons the operator offers it (JSON: [{id, text}]).
+LESSONS_VARIABLE = "JESUS_LESSONS"
 
 
 def lesson_id(team: str, text: str) -> str:
@@ -57,6 +61,38 @@ def offer(
             seen.add(name)
             offered.append(OfferedLesson(name, lesson.spec.text))
     return tuple(offered[:limit])
+
+
+def lessons_json(lessons: Sequence[OfferedLesson]) -> str:
+    """Offered lessons as the runner pod reads them (`LESSONS_VARIABLE`)."""
+    return json.dumps([{"id": lesson.id, "text": lesson.text} for lesson in lessons], sort_keys=True)
+
+
+def parse_lessons(text: str | None) -> tuple[tuple[OfferedLesson, ...], str | None]:
+    """The lessons in `LESSONS_VARIABLE`, and what was wrong with it (None: nothing). Malformed entries
+    are dropped, never guessed at; at most `MAX_OFFERED`, each id and text within a Lesson's limits."""
+    if not text:
+        return (), None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return (), f"{LESSONS_VARIABLE} is not JSON"
+    if not isinstance(value, list):
+        return (), f"{LESSONS_VARIABLE} is not a list"
+    lessons = [
+        OfferedLesson(entry["id"], entry["text"])
+        for entry in value
+        if isinstance(entry, dict)
+        and isinstance(entry.get("id"), str)
+        and isinstance(entry.get("text"), str)
+        and 0 < len(entry["id"]) <= 253
+        and 0 < len(entry["text"]) <= LESSON_TEXT_LIMIT
+    ]
+    dropped = len(value) - len(lessons)
+    problem = f"{LESSONS_VARIABLE}: {dropped} malformed lesson(s) left out" if dropped else None
+    if len(lessons) > MAX_OFFERED:
+        problem = f"{LESSONS_VARIABLE}: {len(lessons)} lessons, only the first {MAX_OFFERED} offered"
+    return tuple(lessons[:MAX_OFFERED]), problem
 
 
 @dataclass(frozen=True)
@@ -183,7 +219,13 @@ def promotion_refusals(
     return reasons
 
 
-def long_term(lesson: Lesson, promoted_at: str) -> Lesson:
+def long_term(lessons: Iterable[Lesson]) -> list[Lesson]:
+    """The LongTerm lessons among `lessons` (a ShortTerm one in the cluster or the specs is not reviewed
+    memory: short-term lessons come from the archive)."""
+    return [lesson for lesson in lessons if lesson.spec.memory is LessonMemory.LONG_TERM]
+
+
+def promoted(lesson: Lesson, promoted_at: str) -> Lesson:
     """The LongTerm Lesson object that promotion writes into the specs repo."""
     spec = lesson.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     spec.update(memory=LessonMemory.LONG_TERM.value, promotedAt=promoted_at)

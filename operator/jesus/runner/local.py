@@ -28,7 +28,7 @@ from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, Po
 from jesus.logic.allowance import Allowance
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
-from jesus.logic.lessons import offer
+from jesus.logic.lessons import long_term, offer
 from jesus.logic.routing import RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
@@ -123,7 +123,10 @@ async def prepare_local_run(
     refusal = _build_router(prepared, inputs.route, inputs.adapters, live=live, credentials=credentials)
     if refusal is not None:
         return _refused(prepared, now, RunOutcome.INVALID_SPEC, refusal)
-    known = [*lessons, *(o.obj for o in spec_set.loaded_of_kind("Lesson") if isinstance(o.obj, Lesson))]
+    known = [
+        *lessons,
+        *long_term(o.obj for o in spec_set.loaded_of_kind("Lesson") if isinstance(o.obj, Lesson)),
+    ]
     prepared.task = _agent_task(prepared, loaded.name, digest, known)
     return prepared
 

@@ -3,6 +3,7 @@ refused, and the LongTerm object promotion writes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from jesus.logic.lessons import (
     lesson_id,
     long_term,
     offer,
+    promoted,
     promotion_refusals,
     reuse_count,
 )
@@ -74,6 +76,7 @@ def test_a_run_is_offered_its_teams_lessons_whose_labels_it_carries_long_term_fi
     assert [o.id for o in offered] == ["l-z", "l-a", "l-b"]
     assert [o.id for o in offer(lessons, "ml", {"report-kind": "daily"})] == ["l-z", "l-b"]
     assert offer(lessons, "nobody", {}) == ()
+    assert [x.metadata.name for x in long_term(lessons)] == ["l-z"]
     many = [lesson(f"l-{n:02d}") for n in range(20)]
     assert len(offer(many, "ml", {})) == MAX_OFFERED
 
@@ -177,8 +180,45 @@ def test_promotion_is_refused_with_every_reason(
 
 
 def test_the_long_term_lesson_keeps_its_evidence_and_holds_to_the_rule() -> None:
-    promoted = long_term(lesson("l-1", reuses=3), "2026-12-03T00:00:00Z")
-    assert promoted.spec.memory == "LongTerm" and promoted.spec.promoted_at == "2026-12-03T00:00:00Z"
-    assert len(promoted.spec.evidence) == 4
+    written = promoted(lesson("l-1", reuses=3), "2026-12-03T00:00:00Z")
+    assert written.spec.memory == "LongTerm" and written.spec.promoted_at == "2026-12-03T00:00:00Z"
+    assert len(written.spec.evidence) == 4
     with pytest.raises(ValidationError, match="a LongTerm lesson cites at least 3 runs"):
-        long_term(lesson("l-1", reuses=2), "2026-12-03T00:00:00Z")
+        promoted(lesson("l-1", reuses=2), "2026-12-03T00:00:00Z")
+
+
+def test_offered_lessons_travel_to_the_pod_as_json_and_come_back() -> None:
+    from jesus.logic.lessons import lessons_json, parse_lessons
+    from jesus.logic.reflection import OfferedLesson
+
+    offered = (OfferedLesson("l-1", 'Quote "figures" </lesson>'), OfferedLesson("l-2", "Be brief."))
+    assert parse_lessons(lessons_json(offered)) == (offered, None)
+    assert parse_lessons(None) == ((), None) and parse_lessons("") == ((), None)
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "problem"),
+    [
+        ("{not json", 0, "JESUS_LESSONS is not JSON"),
+        ('{"id": "l-1"}', 0, "JESUS_LESSONS is not a list"),
+        ("[" * 5000 + "]" * 5000, 0, "JESUS_LESSONS is not"),
+        (
+            '[{"id": "l-1", "text": "ok"}, {"id": 5, "text": "x"}, "l-3", {"id": "l-4", "text": ""}]',
+            1,
+            "JESUS_LESSONS: 3 malformed lesson(s) left out",
+        ),
+        (json.dumps([{"id": "l-1", "text": "x" * 1001}]), 0, "1 malformed"),
+        (
+            json.dumps([{"id": f"l-{n}", "text": "x"} for n in range(20)]),
+            MAX_OFFERED,
+            "20 lessons, only the first 8",
+        ),
+    ],
+)
+def test_a_careless_or_hostile_lessons_variable_is_read_defensively(
+    text: str, count: int, problem: str
+) -> None:
+    from jesus.logic.lessons import parse_lessons
+
+    lessons, found = parse_lessons(text)
+    assert len(lessons) == count and found is not None and problem in found
