@@ -9,7 +9,7 @@ run's name or UID (a run is a label value only in logs and traces).
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from functools import partial
 
@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 
 from jesus.api.agentrun import AgentRunPhase, ModelCall, Owner
 from jesus.api.common import Condition, ConditionStatus
+from jesus.api.lesson import Lesson
+from jesus.logic.lessons import reuse_count
 from jesus.logic.runs import reflection_failed_items
 
 Reconcile = Callable[[str, str], Awaitable[None]]
@@ -70,6 +72,37 @@ class RunPhases(Collector):
         yield family
 
 
+class LessonGauges(Collector):
+    """`jesus_lessons{namespace, team, memory}` and `jesus_lesson_reuses{...}`: the Lessons in the cluster
+    (LongTerm ones synced from the specs repo) and how many distinct runs reused them, read from the
+    operator's cache at each scrape. Short-term lessons live in the archive (`jesus lessons list`)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[Lesson]] = tuple
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["namespace", "team", "memory"]
+        lessons = GaugeMetricFamily(
+            "jesus_lessons", "Lessons in the cluster, by team and memory", labels=labels
+        )
+        reuses = GaugeMetricFamily(
+            "jesus_lesson_reuses",
+            "Distinct runs that reused the cluster's Lessons, by team and memory",
+            labels=labels,
+        )
+        counts: Tally[tuple[str, str, str]] = Tally()
+        reused: Tally[tuple[str, str, str]] = Tally()
+        for lesson in self.source():
+            key = (lesson.metadata.namespace or "", lesson.spec.scope.team, lesson.spec.memory.value)
+            counts[key] += 1
+            reused[key] += reuse_count(lesson)
+        for key in sorted(counts):
+            lessons.add_metric(list(key), counts[key])
+            reuses.add_metric(list(key), reused[key])
+        yield lessons
+        yield reuses
+
+
 class OperatorMetrics:
     """One set of metrics, registered on `registry` (the process default in `jesus operator`)."""
 
@@ -78,6 +111,8 @@ class OperatorMetrics:
         counter = partial(Counter, registry=registry)
         self.runs = RunPhases()
         registry.register(self.runs)
+        self.lessons = LessonGauges()
+        registry.register(self.lessons)
         self.runs_finished = counter(
             "jesus_runs_finished", "AgentRuns that reached a final phase", ["namespace", "outcome"]
         )
@@ -161,6 +196,8 @@ class OperatorMetrics:
         self.runs_finished.labels(namespace, outcome).inc()
         if reflection is not None:
             passed = reflection.status == ConditionStatus.TRUE
+            # Both results exist from a team's first reflection: its pass rate is 0, never "no data".
+            self.reflections.labels(namespace, owner.team, "failed" if passed else "passed").inc(0)
             self.reflections.labels(namespace, owner.team, "passed" if passed else "failed").inc()
             for item in reflection_failed_items(reflection) if not passed else ():
                 self.reflection_item_failures.labels(namespace, item).inc()
