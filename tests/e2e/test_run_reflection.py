@@ -139,3 +139,27 @@ def test_a_reflection_over_the_runs_allowance_is_refused_and_metered_as_nothing(
     assert code == 0 and record["outcome"] == "Succeeded"
     assert "the reflection call failed" in record["reflection"]["items"][0]["reason"]
     assert len(record["calls"]) == 1 and record["usage"] == {"inputTokens": 10, "outputTokens": 5}
+
+
+def test_run_with_lessons_records_the_candidates_and_offers_them_to_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jesus.logic.lessons import lesson_id
+
+    monkeypatch.chdir(REPO)
+    database = f"sqlite:///{tmp_path / 'archive.db'}"
+    args = ["examples/reflection.yaml", "--run", "reflect-good", "--lessons", database]
+    code, first = run_json(capsys, *args, "--artifacts", str(tmp_path / "1"))
+    learned = lesson_id("reflect", "Name what the open tickets wait on.")
+    assert code == 0 and first["reflection"]["passed"]
+    assert main(["lessons", "list", "--database", database]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:4] == [learned, "reflect", "ShortTerm", "0"]
+    code, second = run_json(capsys, *args, "--artifacts", str(tmp_path / "2"))
+    transcript = json.loads((tmp_path / "2" / "transcript.json").read_text())
+    assert f'<lesson id="{learned}">Name what the open tickets wait on.</lesson>' in transcript[1]["content"]
+    # The scripted reflection does not know it was offered the new lesson: the checklist sees it.
+    assert second["reflection"]["failed"] == ["lessons"]
+    assert "not what the run was offered" in second["reflection"]["items"][6]["reason"]
+    bad = ["--lessons", "mysql://nowhere/db"]
+    assert main(["run", "examples/reflection.yaml", "--run", "reflect-good", *bad]) == 2
+    assert "--lessons: the database kind 'mysql' is not supported" in capsys.readouterr().err

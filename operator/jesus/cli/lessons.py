@@ -29,6 +29,8 @@ from jesus.cli.archive import open_store
 if TYPE_CHECKING:
     from jesus.api import Lesson
     from jesus.logic.lessons import EvidenceCheck
+    from jesus.runner.record import RunRecord
+    from jesus.specs import LoadedObject
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,6 +184,57 @@ def run_promote(args: argparse.Namespace) -> int:
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target}: LongTerm Lesson {args.lesson}, for a pull request")
     return 0
+
+
+class ShortTermMemory:
+    """`jesus run --lessons URL`: the team's short-term lessons from the archive before the run, and
+    what its reflection teaches into it after."""
+
+    def __init__(self, url: str, loaded: LoadedObject) -> None:
+        from jesus.api import AgentRun
+        from jesus.records import ArchiveConfigError, DatabaseSetting, RecordStore, database_url
+
+        run = loaded.obj
+        assert isinstance(run, AgentRun)
+        self.run, self.namespace = run, loaded.namespace
+        try:
+            self.store = RecordStore(database_url(url, DatabaseSetting("--lessons")))
+        except ArchiveConfigError as exc:
+            raise CommandError(str(exc)) from exc
+
+    async def offered(self) -> list[Lesson]:
+        """The team's short-term lessons (`jesus run` offers those matching the run's labels)."""
+        from jesus.records import StoreUnavailableError
+        from jesus.records.lessons import LessonArchive
+
+        try:
+            await self.store.migrate()
+            return await LessonArchive(self.store).lessons(self.run.spec.owner.team)
+        except StoreUnavailableError as exc:
+            await self.store.close()
+            raise CommandError(f"--lessons: {exc}") from exc
+
+    async def learn(self, record: RunRecord) -> list[str]:
+        """Record the run's candidates and reuses (said on stderr); the warnings, when it could not."""
+        from jesus.logic.clock import format_time, system_clock
+        from jesus.logic.lessons import RunOrigin, learn_from_reflection
+        from jesus.records import StoreUnavailableError
+        from jesus.records.lessons import LessonArchive
+
+        origin = RunOrigin(record.run, self.namespace, self.run.spec.owner.team, record.artifacts)
+        try:
+            recorded = await LessonArchive(self.store).record(
+                learn_from_reflection(origin, record.reflection), format_time(system_clock())
+            )
+        except StoreUnavailableError as exc:
+            return [f"lessons were not recorded: {exc}"]
+        finally:
+            await self.store.close()
+        for lesson_id in recorded.new:
+            print(f"lessons: new short-term lesson {lesson_id}", file=sys.stderr)
+        for lesson_id in recorded.reused:
+            print(f"lessons: reuse of {lesson_id} recorded", file=sys.stderr)
+        return []
 
 
 def _without_status(body: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from jesus.api import format_micros
 from jesus.cli import CommandError, command_parser
+from jesus.cli.lessons import ShortTermMemory
 from jesus.logic.clock import system_clock
 from jesus.redaction import RedactionConfig, install_log_redaction
 from jesus.router.config import EnvironmentCredentials
@@ -62,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where to write artifacts (default: .jesus/runs/RUN/TIME)",
     )
     parser.add_argument(
+        "--lessons",
+        metavar="URL",
+        help="an archive database: offer the team's short-term lessons, record what the reflection teaches",
+    )
+    parser.add_argument(
         "--output", "-o", choices=("text", "json"), default="text", help="text (default) or json"
     )
     parser.set_defaults(handler=handle)
@@ -93,13 +99,23 @@ def handle(args: argparse.Namespace) -> int:
         "%Y%m%dT%H%M%SZ"
     )
 
+    memory = ShortTermMemory(args.lessons, loaded) if args.lessons else None
+
     async def go() -> RunRecord:
         prepared = await prepare_local_run(
-            spec_set, loaded, live=args.live, credentials=EnvironmentCredentials(), policy=policy
+            spec_set,
+            loaded,
+            live=args.live,
+            credentials=EnvironmentCredentials(),
+            policy=policy,
+            lessons=await memory.offered() if memory else (),
         )
-        return await execute_local_run(
+        record = await execute_local_run(
             prepared, store=None if prepared.refused else DirectoryArtifactStore(artifacts)
         )
+        if memory is not None and not prepared.refused:
+            record.warnings.extend(await memory.learn(record))
+        return record
 
     record = asyncio.run(go())
     record.warnings[:0] = [p.format() for p in problems if p.severity is Severity.WARNING]
