@@ -128,7 +128,7 @@ def test_a_reflection_over_the_runs_allowance_is_refused_and_metered_as_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The answer reserves about 300 tokens and uses 15; the reflection (its prompt carries the schema)
-    # reserves about 3800, over what is left of 1000.
+    # reserves about 3400, over what is left of 1000.
     run = agent_run(reflection="Checklist")
     run["spec"]["limits"]["maxTokens"] = 1000
     path = tmp_path / "run.yaml"

@@ -111,8 +111,21 @@ class Reflection(_Strict):
 
 
 def reflection_schema() -> dict[str, Any]:
-    """The JSON schema the model answers in (by alias: the keys it must write)."""
-    return Reflection.model_json_schema(by_alias=True)
+    """The JSON schema the model answers in (by alias: the keys it must write), without pydantic's
+    titles, which only cost the model tokens."""
+    return _untitled(Reflection.model_json_schema(by_alias=True))
+
+
+def _untitled(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _untitled(value)
+            for key, value in node.items()
+            if key != "title" or not isinstance(value, str)
+        }
+    if isinstance(node, list):
+        return [_untitled(value) for value in node]
+    return node
 
 
 # The field each item reads, and the type it must have.
