@@ -21,6 +21,7 @@ from jesus.api.agentrun import AgentRunPhase, ModelCall, Owner
 from jesus.api.common import Condition, ConditionStatus
 from jesus.api.lesson import Lesson
 from jesus.logic.lessons import reuse_count
+from jesus.logic.reflection import Item
 from jesus.logic.runs import reflection_failed_items
 
 Reconcile = Callable[[str, str], Awaitable[None]]
@@ -196,8 +197,7 @@ class OperatorMetrics:
         self.runs_finished.labels(namespace, outcome).inc()
         if reflection is not None:
             passed = reflection.status == ConditionStatus.TRUE
-            # Both results exist from a team's first reflection: its pass rate is 0, never "no data".
-            self.reflections.labels(namespace, owner.team, "failed" if passed else "passed").inc(0)
+            self.expect_reflection(namespace, owner.team)
             self.reflections.labels(namespace, owner.team, "passed" if passed else "failed").inc()
             for item in reflection_failed_items(reflection) if not passed else ():
                 self.reflection_item_failures.labels(namespace, item).inc()
@@ -208,6 +208,15 @@ class OperatorMetrics:
                 ("output", call.usage.output_tokens),
             ):
                 self.run_tokens.labels(namespace, owner.team, owner.user, call.model, direction).inc(tokens)
+
+    def expect_reflection(self, namespace: str, team: str) -> None:
+        """Make the reflection series of a team (and the item series of its namespace) exist at 0 while
+        its run is still running, so the first verdict is an increase Prometheus sees, and a pass rate
+        over a range is a number, not 0/0."""
+        for result in ("passed", "failed"):
+            self.reflections.labels(namespace, team, result).inc(0)
+        for item in Item:
+            self.reflection_item_failures.labels(namespace, item.value).inc(0)
 
     def counted(self, kind: str, reconcile: Reconcile) -> Reconcile:
         """`reconcile`, counted in `jesus_reconciles_total` and, when it raises, in the errors."""

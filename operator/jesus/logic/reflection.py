@@ -113,7 +113,8 @@ class Reflection(_Strict):
 def reflection_schema() -> dict[str, Any]:
     """The JSON schema the model answers in (by alias: the keys it must write), without pydantic's
     titles, which only cost the model tokens."""
-    return _untitled(Reflection.model_json_schema(by_alias=True))
+    schema: dict[str, Any] = _untitled(Reflection.model_json_schema(by_alias=True))
+    return schema
 
 
 def _untitled(node: Any) -> Any:

@@ -17,7 +17,7 @@ import logging
 
 import kopf
 
-from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus
+from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus, ReflectionMode
 from jesus.api.agentrun import AgentRunConditionType as C
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.objects import spec_digest
@@ -221,6 +221,8 @@ async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) 
     if context.metrics is not None:
         phase = draft.status.phase or AgentRunPhase.PENDING
         context.metrics.runs.seen(metadata["namespace"], metadata["name"], phase.value)
+        if not phase.terminal and draft.run.spec.reflection is ReflectionMode.CHECKLIST:
+            context.metrics.expect_reflection(metadata["namespace"], draft.run.spec.owner.team)
         if phase.terminal and not (before.phase and before.phase.terminal):
             context.metrics.finished(
                 metadata["namespace"],
