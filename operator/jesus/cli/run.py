@@ -203,9 +203,17 @@ def summary_lines(record: RunRecord, *, artifacts: Path | None, problems: list[s
         failed = record.reflection.get("failed") or []
         verdict = "passed" if record.reflection.get("passed") else "failed on " + ", ".join(failed)
         lines.append(f"Reflection: {record.reflection.get('checklist')} {verdict}")
-        lines.extend(
-            f"  {item['item']}: {item['reason']}" for item in record.reflection["items"] if not item["passed"]
-        )
+        reasons = [
+            (item["item"], item["reason"]) for item in record.reflection["items"] if not item["passed"]
+        ]
+        rest = {reason for _, reason in reasons[1:]}
+        if len(reasons) > 2 and len(rest) == 1:  # a reflection that did not parse, or no reflection at all
+            (first, why), (other,) = reasons[0], rest
+            lines.append(f"  every item: {why}" if why == other else f"  {first}: {why}")
+            if why != other:
+                lines.append(f"  the other {len(reasons) - 1} items: {other}")
+        else:
+            lines.extend(f"  {item}: {reason}" for item, reason in reasons)
     if record.final_answer is not None:
         lines.append("Answer:")
         lines.extend(f"  {line}" for line in record.final_answer.splitlines() or [""])
