@@ -8,6 +8,7 @@ nothing: a lesson's id is stable for its team and text, and a run is evidence fo
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -21,6 +22,8 @@ from jesus.api.lesson import EvidenceArtifact, Lesson, LessonEvidence, LessonMem
 from jesus.logic.lessons import LearnedFromRun
 from jesus.records.schema import lesson_evidence, lessons
 from jesus.records.store import RecordStore, StoreUnavailableError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,28 +125,40 @@ class LessonArchive:
             ) from exc
         evidence: dict[str, list[LessonEvidence]] = {}
         for row in evidence_rows:
-            evidence.setdefault(row.lesson_id, []).append(
-                LessonEvidence(
-                    run=row.run,
-                    namespace=row.namespace or None,
-                    role=row.role,
-                    outcome=row.outcome,
-                    artifacts=[EvidenceArtifact.model_validate(a) for a in json.loads(row.artifacts)] or None,
+            try:
+                cited = [EvidenceArtifact.model_validate(a) for a in json.loads(row.artifacts)]
+                evidence.setdefault(row.lesson_id, []).append(
+                    LessonEvidence(
+                        run=row.run,
+                        namespace=row.namespace or None,
+                        role=row.role,
+                        outcome=row.outcome,
+                        artifacts=cited or None,
+                    )
                 )
-            )
-        return [
-            Lesson(
-                metadata=ObjectMeta(name=row.id, namespace=row.namespace or None),
-                spec=LessonSpec(
-                    text=row.text,
-                    scope=LessonScope(team=row.team, run_labels=json.loads(row.run_labels) or None),
-                    evidence=evidence.get(row.id, []),
-                    memory=LessonMemory.SHORT_TERM,
-                ),
-            )
-            for row in rows
-            if evidence.get(row.id)
-        ]
+            except (ValueError, TypeError) as exc:  # an edited row: left out, and said so
+                logger.warning(
+                    "Skipped lesson evidence lesson=%s run=%s error=%s", row.lesson_id, row.run, exc
+                )
+        found = []
+        for row in rows:
+            if not evidence.get(row.id):
+                continue
+            try:
+                found.append(
+                    Lesson(
+                        metadata=ObjectMeta(name=row.id, namespace=row.namespace or None),
+                        spec=LessonSpec(
+                            text=row.text,
+                            scope=LessonScope(team=row.team, run_labels=json.loads(row.run_labels) or None),
+                            evidence=evidence[row.id],
+                            memory=LessonMemory.SHORT_TERM,
+                        ),
+                    )
+                )
+            except (ValueError, TypeError) as exc:
+                logger.warning("Skipped lesson lesson=%r error=%s", row.id[:64], str(exc).splitlines()[0])
+        return found
 
     async def get(self, lesson_id: str) -> Lesson | None:
         """One short-term lesson by id."""

@@ -261,3 +261,34 @@ async def test_an_archive_at_0001_is_upgraded_with_its_runs_kept(database: str) 
         assert await LessonArchive(store).lessons() == []
     finally:
         await store.close()
+
+
+def test_an_edited_row_is_left_out_not_a_crash_and_cannot_name_a_path(
+    tmp_path: Path, sqlite: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def plant() -> None:
+        store = RecordStore(database_url(sqlite))
+        try:
+            await store.migrate()
+            async with store.engine.begin() as connection:
+                for lesson_id, artifacts in (
+                    ("../../evil", "[]"),
+                    ("l-aaaaaaaaaaaa", '[{"name": "a", "digest": 5}]'),
+                ):
+                    await connection.exec_driver_sql(
+                        "INSERT INTO lessons VALUES (?, '', 'ml', 'x', '{}', 'ShortTerm', ?)",
+                        (lesson_id, NOW),
+                    )
+                    await connection.exec_driver_sql(
+                        "INSERT INTO lesson_evidence VALUES (?, '', 'r', 'Origin', NULL, ?, ?)",
+                        (lesson_id, artifacts, NOW),
+                    )
+        finally:
+            await store.close()
+
+    asyncio.run(plant())
+    assert main(["lessons", "list", "--database", sqlite]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []
+    assert main(["lessons", "promote", "../../evil", "--specs", str(tmp_path), "--database", sqlite]) == 2
+    assert "no short-term lesson '../../evil' in the archive" in capsys.readouterr().err
+    assert list(tmp_path.parent.glob("evil*")) == []
