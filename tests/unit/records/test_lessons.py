@@ -94,9 +94,10 @@ def record_run(result: Path, database: str, capsys: pytest.CaptureFixture[str]) 
 
 
 def promote(database: str, specs: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`jesus lessons promote`'s exit code, and what it printed: stdout when it wrote, else its refusal."""
     code = main(["lessons", "promote", LESSON, "--specs", str(specs), "--database", database])
     captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return code, captured.out if code == 0 else captured.err
 
 
 @pytest.fixture
