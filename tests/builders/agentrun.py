@@ -14,13 +14,25 @@ from jesus.api import AgentRun
 # --- spec-file JSON ------------------------------------------------------------------------------
 
 
-def agent_run(name: str = "run", policy: str = "route", depends_on: tuple[str, ...] = (), **kw: Any) -> Obj:
-    """An AgentRun owned by team ml, routed through `policy`."""
+def agent_run(
+    name: str = "run",
+    policy: str = "route",
+    depends_on: tuple[str, ...] = (),
+    *,
+    reflection: str = "none",
+    **kw: Any,
+) -> Obj:
+    """An AgentRun owned by team ml, routed through `policy`.
+
+    Without a reflection by default: the tables and figures of the tests before LAW-REFLECT-001 count
+    the run's own calls; tests of the reflection pass `reflection="Checklist"`.
+    """
     spec: Obj = {
         "owner": {"user": "ada@example.com", "team": "ml"},
         "task": {"instructions": "Summarise the input.", "inputs": {"text": "hello"}},
         "routePolicyRef": {"name": policy},
         "limits": {"maxCost": "0.50"},
+        "reflection": reflection,
     }
     if depends_on:
         spec["dependsOn"] = list(depends_on)
@@ -36,9 +48,10 @@ def hello_run(
     depends_on: tuple[str, ...] = (),
     retries: int = 0,
     timeout_seconds: int = 60,
+    reflection: str = "none",
 ) -> Obj:
     """A short AgentRun of `team` (two turns, no backoff), as the cluster tier and the bench start many."""
-    result = agent_run(name, route_name, depends_on)
+    result = agent_run(name, route_name, depends_on, reflection=reflection)
     result["spec"].update(
         owner={"user": "ada@example.com", "team": team},
         task={"instructions": f"Say hello for {name}."},

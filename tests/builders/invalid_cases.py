@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from tests.builders.adapters import llamacpp_adapter, openai_adapter, scripted_adapter, vllm_adapter
 from tests.builders.agentrun import agent_run
 from tests.builders.budget import budget
-from tests.builders.manifest import Obj, drop_field, set_field
+from tests.builders.manifest import Obj, drop_field, manifest, set_field
 from tests.builders.routes import route_policy
 
 
@@ -356,4 +356,46 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
         "required field is missing",
         server_message="Required value",
     ),
+    InvalidCase(
+        "run-reflection-unknown",
+        lambda: agent_run(reflection="Sometimes"),
+        "spec.reflection",
+        "must be one of 'Checklist' or 'none'",
+        server_message="Unsupported value",
+    ),
+    # Lesson
+    InvalidCase(
+        "lesson-long-term-without-reuses",
+        lambda: lesson(evidence=[{"run": "r0"}, {"run": "r1", "role": "Reuse"}]),
+        "spec.evidence",
+        "a LongTerm lesson cites at least 3 runs that reused it (role Reuse)",
+        cel=True,
+    ),
+    InvalidCase(
+        "lesson-memory-unknown",
+        lambda: lesson(memory="Forever"),
+        "spec.memory",
+        "must be one of 'ShortTerm' or 'LongTerm'",
+        server_message="Unsupported value",
+    ),
+    InvalidCase(
+        "lesson-digest-not-sha256",
+        lambda: lesson(
+            evidence=[{"run": "r0", "artifacts": [{"name": "a.md", "digest": "md5:0"}]}], memory="ShortTerm"
+        ),
+        "spec.evidence[0].artifacts[0].digest",
+        "must match the pattern",
+        server_message="should match",
+    ),
 )
+
+
+def lesson(*, evidence: list[Obj] | None = None, memory: str = "LongTerm") -> Obj:
+    """A Lesson of team ml; by default LongTerm with an origin and three reuses."""
+    cited = (
+        evidence
+        if evidence is not None
+        else [{"run": "r0"}] + [{"run": f"r{n}", "role": "Reuse"} for n in (1, 2, 3)]
+    )
+    spec: Obj = {"text": "Quote the figures.", "scope": {"team": "ml"}, "evidence": cited, "memory": memory}
+    return manifest("Lesson", "lesson", spec)

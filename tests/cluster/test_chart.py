@@ -745,6 +745,7 @@ OPERATOR_NEEDS = [
     ("update", "modeladapters.jesus.dev/status"),
     ("update", "routepolicies.jesus.dev/status"),
     ("list", "budgets.jesus.dev"),
+    ("watch", "lessons.jesus.dev"),
     ("create", "jobs.batch"),
     ("delete", "jobs.batch"),
     ("watch", "jobs.batch"),
@@ -775,6 +776,7 @@ OPERATOR_MUST_NOT = [
     ("patch", "nodes"),
     ("delete", "networkpolicies.networking.k8s.io"),
     ("list", "networkpolicies.networking.k8s.io"),
+    ("patch", "lessons.jesus.dev"),
 ]
 NOBODY_ELSE = [
     ("get", "secrets"),
@@ -1022,7 +1024,7 @@ def test_people_get_aggregated_roles_and_a_binding_per_team_from_values() -> Non
 
     read = {
         (k, v)
-        for k in ("agentruns", "budgets", "routepolicies", "modeladapters")
+        for k in ("agentruns", "budgets", "routepolicies", "modeladapters", "lessons")
         for v in ("get", "list", "watch")
     }
     assert rules_of("viewer") == read

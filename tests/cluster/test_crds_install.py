@@ -22,6 +22,7 @@ KINDS = {
     "routepolicies": "RoutePolicy",
     "budgets": "Budget",
     "modeladapters": "ModelAdapter",
+    "lessons": "Lesson",
 }
 
 

@@ -13,15 +13,31 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.builders.adapters import answering_adapter
+from tests.builders.adapters import answering_adapter, scripted_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
+from tests.builders.manifest import manifest
 from tests.builders.routes import failover_route
 from tests.cluster.harness import REPO, OperatorWorld, get, operator_world, wait_for
 
 from jesus.api.common import format_micros, parse_money
 from jesus.devcluster import ControlPlane, ensure_tool
 
+ANSWER = {"text": "12 of 15 closed.", "usage": {"inputTokens": 100, "outputTokens": 20}}
+REFLECTION = {
+    "goal": "Say hello.",
+    "outcome": "met",
+    "evidence": ["artifact:final-answer.md"],
+    "wentWrong": [],
+    "escalation": {"needed": False, "why": "a greeting"},
+    "lessons": {"offered": ["l-weekly"], "applied": [{"id": "l-weekly", "outcome": "kept it short"}]},
+    "lessonCandidates": [],
+    "cost": {"tokens": 120, "costMicros": 140, "withinLimits": True},
+}
+CARELESS = {
+    **{k: v for k, v in REFLECTION.items() if k != "evidence"},
+    "lessons": {"offered": [], "applied": []},
+}
 OBJECTS = [
     answering_adapter("steady", replies=200),
     answering_adapter("flaky", errors=("Overloaded",) * 1),
@@ -36,6 +52,22 @@ OBJECTS = [
     team_budget("team-tiny", "team-tiny", "0.05"),
     team_budget("alerts", "alerts", "0.10"),
     team_budget("team-raise", "team-raise", "0.05"),
+    # Reflection (docs/reflection.md): a model that reflects well, one that leaves out its evidence, and
+    # a reviewed lesson for team reflect's weekly runs, there before the operator starts.
+    scripted_adapter("reflects", replies=[ANSWER, {"text": json.dumps(REFLECTION)}]),
+    scripted_adapter("careless", replies=[ANSWER, {"text": json.dumps(CARELESS)}]),
+    failover_route("reflects", "reflects"),
+    failover_route("careless", "careless"),
+    team_budget("reflect", "reflect", "10.00"),
+    manifest(
+        "Lesson",
+        "l-weekly",
+        {
+            "text": "Keep the weekly summary to one sentence.",
+            "scope": {"team": "reflect", "runLabels": {"report-kind": "weekly"}},
+            "evidence": [{"run": "w0"}] + [{"run": f"w{n}", "role": "Reuse"} for n in (1, 2, 3)],
+        },
+    ),
 ]
 
 
@@ -79,6 +111,39 @@ def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld)
         "get", "events", "-n", world.namespace, "--field-selector", "involvedObject.name=hello", "-o", "name"
     ).stdout
     assert events.strip()
+
+
+def test_a_run_reflects_and_status_says_whether_the_checklist_passed(world: OperatorWorld) -> None:
+    good = hello_run("reflect-good", team="reflect", route_name="reflects", reflection="Checklist")
+    good["metadata"]["labels"] = {"report-kind": "weekly"}  # offered l-weekly, as its reflection says
+    careless = hello_run("reflect-careless", team="reflect", route_name="careless", reflection="Checklist")
+    world.apply(good, careless)
+    for name, expected in (
+        ("reflect-good", ("True", "ChecklistPassed", "the reflection passed LAW-REFLECT-001")),
+        (
+            "reflect-careless",
+            ("False", "ChecklistFailed", "the reflection failed LAW-REFLECT-001 on: evidence"),
+        ),
+    ):
+        status = world.wait_phase(name, "Succeeded", "Failed")
+        assert status["phase"] == "Succeeded", world.describe()
+        reflected = next(c for c in status["conditions"] if c["type"] == "Reflected")
+        assert (reflected["status"], reflected["reason"], reflected["message"]) == expected
+        # The reflection is one more metered call: 100+20 tokens, then the reflection's (estimated).
+        assert len(status["calls"]) == 2 and status["costMicros"] > 140
+    with urllib.request.urlopen(f"http://127.0.0.1:{world.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counted = {
+        (sample.labels.get("result"), sample.labels.get("item")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in ("jesus_reflections_total", "jesus_reflection_item_failures_total") and sample.value
+    }
+    assert counted == {("passed", None): 1.0, ("failed", None): 1.0, (None, "evidence"): 1.0}
+    lessons = [
+        s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "jesus_lesson_reuses"
+    ]
+    assert [(s.labels["memory"], s.value) for s in lessons] == [("LongTerm", 3.0)]
 
 
 def test_a_run_the_policy_denies_never_starts(world: OperatorWorld) -> None:
@@ -296,7 +361,7 @@ def test_argo_cd_reads_the_health_the_operator_wrote(world: OperatorWorld) -> No
     binary = ensure_tool("argocd-health")
     expected = {"Succeeded": "Healthy", "Failed": "Degraded", "Denied": "Degraded", "Waiting": "Suspended"}
     seen: dict[str, set[str]] = {}
-    for kind in ("AgentRun", "Budget", "RoutePolicy", "ModelAdapter"):
+    for kind in ("AgentRun", "Budget", "RoutePolicy", "ModelAdapter", "Lesson"):
         listing = world.plane.kubectl("get", "-n", world.namespace, kind.lower(), "-o", "json").stdout
         for obj in json.loads(listing)["items"]:
             run = subprocess.run(
@@ -316,3 +381,4 @@ def test_argo_cd_reads_the_health_the_operator_wrote(world: OperatorWorld) -> No
     assert seen["RoutePolicy"] == {"Healthy"}
     assert seen["ModelAdapter"] == {"Healthy"}
     assert "Healthy" in seen["Budget"]
+    assert seen["Lesson"] == {"Healthy"}

@@ -19,6 +19,7 @@ import yaml  # type: ignore[import-untyped]
 from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
+from tests.builders.manifest import manifest
 from tests.builders.routes import failover_route
 from tests.cluster.harness import REPO, OperatorWorld, Process, operator_world, wait_for
 
@@ -28,6 +29,16 @@ from jesus.devcluster.controlplane import free_port
 RULES = REPO / "charts" / "jesus" / "files" / "prometheus" / "rules.yaml"
 DASHBOARDS = sorted((REPO / "charts" / "jesus" / "files" / "dashboards").glob("*.json"))
 TEAM = "observed"
+# A reviewed lesson, as Argo CD would sync it: the lesson panels count it.
+LONG_TERM_LESSON = manifest(
+    "Lesson",
+    "l-quote-figures",
+    {
+        "text": "Quote the figures.",
+        "scope": {"team": TEAM},
+        "evidence": [{"run": "r0"}] + [{"run": f"r{n}", "role": "Reuse"} for n in (1, 2, 3)],
+    },
+)
 OBJECTS = [
     answering_adapter("steady", replies=50),
     answering_adapter("flaky", errors=("Overloaded",)),  # every run's first call fails over
@@ -35,6 +46,7 @@ OBJECTS = [
     failover_route("simple", "steady"),
     failover_route("with-fallback", "flaky", "backup"),
     team_budget("observed-daily", TEAM, "10.00"),
+    LONG_TERM_LESSON,
 ]
 # Grafana's variables as a person would leave them: all namespaces and teams, a 5-minute rate window
 # (the runs happen within it), a 10-minute range.
@@ -123,7 +135,9 @@ def observed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
                 ("fallback-1", "with-fallback"),
                 ("fallback-2", "with-fallback"),
             ):
-                world.apply(hello_run(name, team=TEAM, route_name=route))
+                # The first reflects (its model answers in prose: the checklist fails, the run succeeds).
+                reflection = "Checklist" if name == "plain-1" else "none"
+                world.apply(hello_run(name, team=TEAM, route_name=route, reflection=reflection))
                 status = world.wait_phase(name, "Succeeded", "Failed", "Denied", timeout=120)
                 assert status["phase"] == "Succeeded", world.describe()
             yield prometheus
@@ -223,6 +237,9 @@ def test_the_figures_say_what_happened(observed: Prometheus) -> None:
     breakers = _values(observed, "jesus_router_breaker_state == 1", "adapter")
     assert {_name(adapter) for adapter in breakers} == {"steady", "flaky", "backup"}
     assert observed.query('jesus_runs{phase="Succeeded"} == 3')
+    reflections = _values(observed, "sum by (result) (jesus_reflections_total)", "result")
+    assert reflections == {"passed": 0.0, "failed": 1.0}
+    assert _values(observed, "sum by (memory) (jesus_lesson_reuses)", "memory") == {"LongTerm": 3.0}
     # No series carries a run's name.
     names = observed.get("/api/v1/labels")["data"]
     assert not set(names) & {"run", "name", "uid", "pod", "job_name", "trace_id"}

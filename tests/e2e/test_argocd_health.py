@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = REPO / "charts" / "jesus" / "files" / "argocd"
-KINDS = ("AgentRun", "Budget", "ModelAdapter", "RoutePolicy")
+KINDS = ("AgentRun", "Budget", "ModelAdapter", "RoutePolicy", "Lesson")
 # The Ready reasons the operator writes on a ModelAdapter (CredentialsResolved's own are not Ready's).
 READY_REASONS = {
     ModelAdapterReason.ADAPTER_READY,
@@ -77,6 +77,7 @@ def test_the_cases_cover_every_phase_and_ready_reason_the_operator_writes() -> N
         for condition in obj.get("status", {}).get("conditions", [])
     }
     assert {("Exceeded", "True"), ("ThresholdReached", "True"), ("Ready", "True")} <= budget
+    assert {obj["spec"]["memory"] for obj in inputs("Lesson")} == {"ShortTerm", "LongTerm"}
 
 
 def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
@@ -100,6 +101,7 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
         ("Budget", {"conditions": []}),
         ("ModelAdapter", {"conditions": [{"type": "Ready"}]}),
         ("RoutePolicy", {"observedGeneration": 1}),
+        ("Lesson", {}),
     ],
 )
 def test_a_careless_status_gets_an_answer_not_an_error(kind: str, status: dict[str, Any]) -> None:
@@ -118,3 +120,18 @@ def test_the_argocd_cm_snippet_holds_exactly_the_scripts() -> None:
         "regenerate: argocd-health snippet charts/jesus/files/argocd (docs/argocd.md)"
     )
     assert set(shipped["data"]) == {f"resource.customizations.health.jesus.dev_{kind}" for kind in KINDS}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status"),
+    [
+        ({"memory": 42, "scope": "ml"}, "Unknown"),
+        ({"scope": {"team": 7}}, "Healthy"),
+        ({"memory": "ShortTerm"}, "Degraded"),
+    ],
+)
+def test_a_careless_lesson_gets_an_answer_not_an_error(spec: dict[str, Any], status: str) -> None:
+    obj = {"apiVersion": "jesus.dev/v1alpha1", "kind": "Lesson", "metadata": {"name": "x"}, "spec": spec}
+    run = tool("eval", str(CHECKS / "jesus.dev" / "Lesson" / "health.lua"), stdin=json.dumps(obj))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["status"] == status

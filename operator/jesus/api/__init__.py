@@ -23,6 +23,7 @@ from jesus.api.agentrun import (
     ModelCall,
     Owner,
     PolicyDecision,
+    ReflectionMode,
     RetryPolicy,
     RunLimits,
     RunnerResources,
@@ -71,6 +72,14 @@ from jesus.api.common import (
     parse_money,
 )
 from jesus.api.kinds import KINDS, ApiObject, KindInfo, kind_info, parse_object
+from jesus.api.lesson import (
+    EvidenceArtifact,
+    Lesson,
+    LessonEvidence,
+    LessonMemory,
+    LessonScope,
+    LessonSpec,
+)
 from jesus.api.modeladapter import (
     GpuRequest,
     ModelAdapter,
@@ -145,11 +154,17 @@ __all__ = [
     "ConditionStatus",
     "DataClassification",
     "ErrorClass",
+    "EvidenceArtifact",
     "Fallback",
     "GpuRequest",
     "KindInfo",
     "LabelSelector",
     "LabelSelectorRequirement",
+    "Lesson",
+    "LessonEvidence",
+    "LessonMemory",
+    "LessonScope",
+    "LessonSpec",
     "ListType",
     "LocalObjectReference",
     "ModelAdapter",
@@ -166,6 +181,7 @@ __all__ = [
     "Pricing",
     "Provider",
     "RateLimits",
+    "ReflectionMode",
     "Reservation",
     "Retries",
     "RetryPolicy",

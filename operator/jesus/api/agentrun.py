@@ -59,6 +59,8 @@ class AgentRunConditionType(enum.StrEnum):
     FAILED = "Failed"
     ARCHIVED = "Archived"
     """A finished run's record is in the SQL archive (only when the operator has one; docs/records.md)."""
+    REFLECTED = "Reflected"
+    """The run's reflection passed LAW-REFLECT-001 (False names the failed items; docs/reflection.md)."""
 
 
 class AgentRunReason(enum.StrEnum):
@@ -87,6 +89,8 @@ class AgentRunReason(enum.StrEnum):
     STOPPED_BY_BUDGET = "StoppedByBudget"
     ARCHIVED = "Archived"
     ARCHIVE_PENDING = "ArchivePending"
+    CHECKLIST_PASSED = "ChecklistPassed"
+    CHECKLIST_FAILED = "ChecklistFailed"
 
 
 class Owner(ApiModel):
@@ -206,6 +210,13 @@ class RunnerResources(ApiModel):
     """Limits."""
 
 
+class ReflectionMode(enum.StrEnum):
+    """Whether the run reflects at its end (LAW-REFLECT-001, docs/reflection.md)."""
+
+    CHECKLIST = "Checklist"
+    NONE = "none"
+
+
 class AgentRunSpec(ApiModel):
     """Desired state of an AgentRun; the operator never writes it."""
 
@@ -231,6 +242,9 @@ class AgentRunSpec(ApiModel):
     """What happens to the run's artifacts."""
     resources: RunnerResources | None = None
     """Resources of the runner container."""
+    reflection: ReflectionMode = ReflectionMode.CHECKLIST
+    """Checklist (the default): one more model call at the end asks for the run's reflection, checked
+    against LAW-REFLECT-001 and recorded; none: no reflection."""
 
 
 class PolicyDecision(ApiModel):

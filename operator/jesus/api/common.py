@@ -350,4 +350,4 @@ class DataClassification(enum.StrEnum):
     RESTRICTED = "restricted"
 
 
-KindName = Literal["AgentRun", "RoutePolicy", "Budget", "ModelAdapter"]
+KindName = Literal["AgentRun", "RoutePolicy", "Budget", "ModelAdapter", "Lesson"]

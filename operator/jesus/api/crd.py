@@ -88,6 +88,12 @@ PRINTER_COLUMNS: dict[str, tuple[PrinterColumn, ...]] = {
         PrinterColumn("Endpoint", "string", ".status.endpoint", "Where the router reaches it.", priority=1),
         _AGE,
     ),
+    "Lesson": (
+        PrinterColumn("Team", "string", ".spec.scope.team", "Team whose runs are offered the lesson."),
+        PrinterColumn("Memory", "string", ".spec.memory", "ShortTerm or LongTerm."),
+        PrinterColumn("Text", "string", ".spec.text", "The lesson.", priority=1),
+        _AGE,
+    ),
 }
 
 

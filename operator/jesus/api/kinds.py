@@ -1,4 +1,4 @@
-"""The four kinds as data: names, plural, short names, and a parser from a Kubernetes dict."""
+"""The five kinds as data: names, plural, short names, and a parser from a Kubernetes dict."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 from jesus.api.agentrun import AgentRun
 from jesus.api.budget import Budget
 from jesus.api.common import API_VERSION
+from jesus.api.lesson import Lesson
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicy
 
-ApiObject = AgentRun | RoutePolicy | Budget | ModelAdapter
+ApiObject = AgentRun | RoutePolicy | Budget | ModelAdapter | Lesson
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class KindInfo:
     plural: str
     singular: str
     short_names: tuple[str, ...]
-    model: type[AgentRun] | type[RoutePolicy] | type[Budget] | type[ModelAdapter]
+    model: type[AgentRun] | type[RoutePolicy] | type[Budget] | type[ModelAdapter] | type[Lesson]
 
 
 KINDS: dict[str, KindInfo] = {
@@ -32,6 +33,7 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("RoutePolicy", "routepolicies", "routepolicy", ("rp", "rpol"), RoutePolicy),
         KindInfo("Budget", "budgets", "budget", ("bgt",), Budget),
         KindInfo("ModelAdapter", "modeladapters", "modeladapter", ("ma", "madapter"), ModelAdapter),
+        KindInfo("Lesson", "lessons", "lesson", ("lsn",), Lesson),
     )
 }
 

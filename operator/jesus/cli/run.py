@@ -20,6 +20,7 @@ from typing import Any
 
 from jesus.api import format_micros
 from jesus.cli import CommandError, command_parser
+from jesus.cli.lessons import ShortTermMemory
 from jesus.logic.clock import system_clock
 from jesus.redaction import RedactionConfig, install_log_redaction
 from jesus.router.config import EnvironmentCredentials
@@ -62,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where to write artifacts (default: .jesus/runs/RUN/TIME)",
     )
     parser.add_argument(
+        "--lessons",
+        metavar="URL",
+        help="an archive database: offer the team's short-term lessons, record what the reflection teaches",
+    )
+    parser.add_argument(
         "--output", "-o", choices=("text", "json"), default="text", help="text (default) or json"
     )
     parser.set_defaults(handler=handle)
@@ -93,13 +99,23 @@ def handle(args: argparse.Namespace) -> int:
         "%Y%m%dT%H%M%SZ"
     )
 
+    memory = ShortTermMemory(args.lessons, loaded) if args.lessons else None
+
     async def go() -> RunRecord:
         prepared = await prepare_local_run(
-            spec_set, loaded, live=args.live, credentials=EnvironmentCredentials(), policy=policy
+            spec_set,
+            loaded,
+            live=args.live,
+            credentials=EnvironmentCredentials(),
+            policy=policy,
+            lessons=await memory.offered() if memory else (),
         )
-        return await execute_local_run(
+        record = await execute_local_run(
             prepared, store=None if prepared.refused else DirectoryArtifactStore(artifacts)
         )
+        if memory is not None and not prepared.refused:
+            record.warnings.extend(await memory.learn(record))
+        return record
 
     record = asyncio.run(go())
     record.warnings[:0] = [p.format() for p in problems if p.severity is Severity.WARNING]
@@ -183,6 +199,21 @@ def summary_lines(record: RunRecord, *, artifacts: Path | None, problems: list[s
         for tool in record.tool_calls:
             status = "error" if tool["isError"] else "ok"
             lines.append(f"  {tool['server'] or '-'}.{tool['tool']}: {status} ({tool['latencyMs']:.0f} ms)")
+    if record.reflection is not None:
+        failed = record.reflection.get("failed") or []
+        verdict = "passed" if record.reflection.get("passed") else "failed on " + ", ".join(failed)
+        lines.append(f"Reflection: {record.reflection.get('checklist')} {verdict}")
+        reasons = [
+            (item["item"], item["reason"]) for item in record.reflection["items"] if not item["passed"]
+        ]
+        rest = {reason for _, reason in reasons[1:]}
+        if len(reasons) > 2 and len(rest) == 1:  # a reflection that did not parse, or no reflection at all
+            (first, why), (other,) = reasons[0], rest
+            lines.append(f"  every item: {why}" if why == other else f"  {first}: {why}")
+            if why != other:
+                lines.append(f"  the other {len(reasons) - 1} items: {other}")
+        else:
+            lines.extend(f"  {item}: {reason}" for item, reason in reasons)
     if record.final_answer is not None:
         lines.append("Answer:")
         lines.extend(f"  {line}" for line in record.final_answer.splitlines() or [""])

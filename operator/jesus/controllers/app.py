@@ -164,6 +164,7 @@ async def run_operator(
         ),
         settings=options.settings,
     )
+    metrics.lessons.source = context.cache.lessons.valid
     if options.archive_database:
         context.archiver = await open_archive(options.archive_database, context)
     await context.cache.prime(kube, options.namespaces)

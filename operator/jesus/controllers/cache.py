@@ -24,6 +24,7 @@ import pydantic
 
 from jesus.api.budget import Budget
 from jesus.api.common import GROUP, VERSION
+from jesus.api.lesson import Lesson
 from jesus.api.modeladapter import ModelAdapter
 from jesus.api.routepolicy import RoutePolicy
 from jesus.kube import JsonObject, KubeClient, KubeError
@@ -151,12 +152,14 @@ class ClusterCache:
         default_factory=lambda: KindCache("RoutePolicy", RoutePolicy)
     )
     adapters: KindCache[ModelAdapter] = field(default_factory=lambda: KindCache("ModelAdapter", ModelAdapter))
+    lessons: KindCache[Lesson] = field(default_factory=lambda: KindCache("Lesson", Lesson))
 
     def of(self, kind: str) -> KindCache[Any]:
         caches: dict[str, KindCache[Any]] = {
             "Budget": self.budgets,
             "RoutePolicy": self.route_policies,
             "ModelAdapter": self.adapters,
+            "Lesson": self.lessons,
         }
         return caches[kind]
 
@@ -170,7 +173,7 @@ class ClusterCache:
         deciding with an empty cache.
         """
         scopes: list[str | None] = list(namespaces) or [None]
-        for kind in ("Budget", "RoutePolicy", "ModelAdapter"):
+        for kind in ("Budget", "RoutePolicy", "ModelAdapter", "Lesson"):
             delay = retry_seconds
             while True:
                 try:
@@ -192,6 +195,7 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         ("budgets", "Budget"),
         ("routepolicies", "RoutePolicy"),
         ("modeladapters", "ModelAdapter"),
+        ("lessons", "Lesson"),
     ):
         _follow(registry, cache.of(kind), plural)
 

@@ -9,7 +9,7 @@ run's name or UID (a run is a label value only in logs and traces).
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from functools import partial
 
@@ -18,6 +18,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from jesus.api.agentrun import AgentRunPhase, ModelCall, Owner
+from jesus.api.common import Condition, ConditionStatus
+from jesus.api.lesson import Lesson
+from jesus.logic.lessons import reuse_count
+from jesus.logic.reflection import Item
+from jesus.logic.runs import reflection_failed_items
 
 Reconcile = Callable[[str, str], Awaitable[None]]
 
@@ -68,6 +73,37 @@ class RunPhases(Collector):
         yield family
 
 
+class LessonGauges(Collector):
+    """`jesus_lessons{namespace, team, memory}` and `jesus_lesson_reuses{...}`: the Lessons in the cluster
+    (LongTerm ones synced from the specs repo) and how many distinct runs reused them, read from the
+    operator's cache at each scrape. Short-term lessons live in the archive (`jesus lessons list`)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[Lesson]] = tuple
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["namespace", "team", "memory"]
+        lessons = GaugeMetricFamily(
+            "jesus_lessons", "Lessons in the cluster, by team and memory", labels=labels
+        )
+        reuses = GaugeMetricFamily(
+            "jesus_lesson_reuses",
+            "Distinct runs that reused the cluster's Lessons, by team and memory",
+            labels=labels,
+        )
+        counts: Tally[tuple[str, str, str]] = Tally()
+        reused: Tally[tuple[str, str, str]] = Tally()
+        for lesson in self.source():
+            key = (lesson.metadata.namespace or "", lesson.spec.scope.team, lesson.spec.memory.value)
+            counts[key] += 1
+            reused[key] += reuse_count(lesson)
+        for key in sorted(counts):
+            lessons.add_metric(list(key), counts[key])
+            reuses.add_metric(list(key), reused[key])
+        yield lessons
+        yield reuses
+
+
 class OperatorMetrics:
     """One set of metrics, registered on `registry` (the process default in `jesus operator`)."""
 
@@ -76,6 +112,8 @@ class OperatorMetrics:
         counter = partial(Counter, registry=registry)
         self.runs = RunPhases()
         registry.register(self.runs)
+        self.lessons = LessonGauges()
+        registry.register(self.lessons)
         self.runs_finished = counter(
             "jesus_runs_finished", "AgentRuns that reached a final phase", ["namespace", "outcome"]
         )
@@ -114,6 +152,16 @@ class OperatorMetrics:
             "Tokens of finished runs' model calls, by team, user, model and direction",
             ["namespace", "team", "user", "model", "direction"],
         )
+        self.reflections = counter(
+            "jesus_reflections",
+            "Finished runs' reflections checked against LAW-REFLECT-001, by team and result (passed, failed)",
+            ["namespace", "team", "result"],
+        )
+        self.reflection_item_failures = counter(
+            "jesus_reflection_item_failures",
+            "Failed LAW-REFLECT-001 items of finished runs' reflections, by item",
+            ["namespace", "item"],
+        )
         self.archive_pending = Gauge(
             "jesus_archive_pending",
             "Finished runs and audit entries waiting for the archive (grows while its database is away)",
@@ -136,9 +184,23 @@ class OperatorMetrics:
         self.budget_reserved.labels(namespace, name).set(reserved)
         self.budget_limit.labels(namespace, name).set(limit)
 
-    def finished(self, namespace: str, outcome: str, owner: Owner, calls: list[ModelCall]) -> None:
-        """Count a run that just reached a final phase, and its calls' cost and tokens by model."""
+    def finished(
+        self,
+        namespace: str,
+        outcome: str,
+        owner: Owner,
+        calls: list[ModelCall],
+        reflection: Condition | None = None,
+    ) -> None:
+        """Count a run that just reached a final phase, its calls' cost and tokens by model, and its
+        reflection's verdict (the Reflected condition, when it reflected)."""
         self.runs_finished.labels(namespace, outcome).inc()
+        if reflection is not None:
+            passed = reflection.status == ConditionStatus.TRUE
+            self.expect_reflection(namespace, owner.team)
+            self.reflections.labels(namespace, owner.team, "passed" if passed else "failed").inc()
+            for item in reflection_failed_items(reflection) if not passed else ():
+                self.reflection_item_failures.labels(namespace, item).inc()
         for call in calls:
             self.run_cost.labels(namespace, owner.team, owner.user, call.model).inc(call.cost_micros)
             for direction, tokens in (
@@ -146,6 +208,15 @@ class OperatorMetrics:
                 ("output", call.usage.output_tokens),
             ):
                 self.run_tokens.labels(namespace, owner.team, owner.user, call.model, direction).inc(tokens)
+
+    def expect_reflection(self, namespace: str, team: str) -> None:
+        """Make the reflection series of a team (and the item series of its namespace) exist at 0 while
+        its run is still running, so the first verdict is an increase Prometheus sees, and a pass rate
+        over a range is a number, not 0/0."""
+        for result in ("passed", "failed"):
+            self.reflections.labels(namespace, team, result).inc(0)
+        for item in Item:
+            self.reflection_item_failures.labels(namespace, item.value).inc(0)
 
     def counted(self, kind: str, reconcile: Reconcile) -> Reconcile:
         """`reconcile`, counted in `jesus_reconciles_total` and, when it raises, in the errors."""

@@ -52,6 +52,7 @@ RESOURCES: Mapping[str, Resource] = {
     "Budget": Resource(f"/apis/{GROUP}", VERSION, "budgets"),
     "ModelAdapter": Resource(f"/apis/{GROUP}", VERSION, "modeladapters"),
     "RoutePolicy": Resource(f"/apis/{GROUP}", VERSION, "routepolicies"),
+    "Lesson": Resource(f"/apis/{GROUP}", VERSION, "lessons"),
     "Job": Resource("/apis/batch", "v1", "jobs"),
     "Deployment": Resource("/apis/apps", "v1", "deployments"),
     "Service": Resource("/api", "v1", "services"),

@@ -37,6 +37,26 @@ class ToolCalled(_Strict):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+class ReflectionExpected(_Strict):
+    """The run's LAW-REFLECT-001 verdict: passed, or failed on exactly the `failed` items."""
+
+    passed: bool
+    failed: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _items_when_failed(self) -> ReflectionExpected:
+        from jesus.logic.reflection import Item
+
+        unknown = sorted(set(self.failed) - {item.value for item in Item})
+        if unknown:
+            raise ValueError(
+                f"failed: unknown checklist items {unknown}; the items are {[i.value for i in Item]}"
+            )
+        if self.passed and self.failed:
+            raise ValueError("failed: a reflection that passed has no failed items")
+        return self
+
+
 class Grader(_Strict):
     """One check of a run's record; exactly one field set."""
 
@@ -48,6 +68,7 @@ class Grader(_Strict):
     max_cost: Decimal | None = Field(default=None, alias="maxCost", ge=0)
     max_tokens: int | None = Field(default=None, alias="maxTokens", ge=0)
     outcome: str | None = None
+    reflection: ReflectionExpected | None = None
 
     @model_validator(mode="after")
     def _one_check(self) -> Grader:
@@ -76,7 +97,13 @@ class Grader(_Strict):
         name = next(n for n in type(self).model_fields if getattr(self, n) is not None)
         alias = type(self).model_fields[name].alias or name
         value = getattr(self, name)
-        shown = value.name if isinstance(value, ToolCalled) else value
+        shown = (
+            value.name
+            if isinstance(value, ToolCalled)
+            else value.model_dump()
+            if isinstance(value, ReflectionExpected)
+            else value
+        )
         text = json.dumps(shown, default=str) if not isinstance(shown, str) else repr(shown)
         return f"{alias} {text[:60]}"
 
@@ -154,8 +181,19 @@ def grade(record: Mapping[str, Any], grader: Grader) -> GraderResult:
         usage = record.get("usage") or {}
         tokens = int(usage.get("inputTokens") or 0) + int(usage.get("outputTokens") or 0)
         return GraderResult(label, tokens <= grader.max_tokens, f"{tokens} tokens")
+    if grader.reflection is not None:
+        return _grade_reflection(label, record.get("reflection"), grader.reflection)
     outcome = str(record.get("outcome"))
     return GraderResult(label, outcome == grader.outcome, f"outcome {outcome}")
+
+
+def _grade_reflection(label: str, block: Any, wanted: ReflectionExpected) -> GraderResult:
+    if not isinstance(block, Mapping):
+        return GraderResult(label, False, "the run has no reflection")
+    failed = sorted(str(item) for item in block.get("failed") or [])
+    passed = bool(block.get("passed"))
+    detail = "passed" if passed else f"failed on {', '.join(failed)}"
+    return GraderResult(label, passed == wanted.passed and failed == sorted(wanted.failed), detail)
 
 
 def _grade_json(label: str, answer: str, schema: dict[str, Any]) -> GraderResult:

@@ -5,14 +5,16 @@ Secret and the runner ServiceAccount. Pure: the reconciler creates them idempote
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jesus.api.agentrun import AgentRun
 from jesus.api.common import LABEL_MANAGED_BY, LABEL_RUN, LABEL_TEAM, LABEL_USER
 from jesus.api.objects import JsonObject, bounded_name, owner_reference
+from jesus.logic.lessons import LESSONS_VARIABLE, lessons_json
 from jesus.logic.placement import RunnerPlacement
+from jesus.logic.reflection import OfferedLesson
 
 LABEL_COMPONENT = "jesus.dev/component"
 LABEL_ATTEMPT = "jesus.dev/attempt"
@@ -109,12 +111,13 @@ def build_runner_job(
     settings: RunnerSettings,
     *,
     traceparent: str,
+    lessons: Sequence[OfferedLesson] = (),
 ) -> JsonObject:
     """The Job that runs attempt `attempt` of `run`: the runner with the run's spec, the router's URL and
-    the run's router token, and no provider credentials and no API access."""
+    the run's router token, the lessons it is offered, and no provider credentials and no API access."""
     name = run.metadata.name or ""
     labels = {**run_labels(run), LABEL_COMPONENT: COMPONENT_RUNNER, LABEL_ATTEMPT: str(attempt)}
-    container = _runner_container(run, attempt, settings, traceparent)
+    container = _runner_container(run, attempt, settings, traceparent, lessons)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -144,13 +147,15 @@ def build_runner_job(
     }
 
 
-def _runner_container(run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str) -> JsonObject:
+def _runner_container(
+    run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str, lessons: Sequence[OfferedLesson]
+) -> JsonObject:
     """The runner container: locked down, told everything through its environment, writing to /artifacts."""
     return {
         "name": "runner",
         "image": settings.image,
         "command": list(settings.command),
-        "env": _runner_env(run, attempt, settings, traceparent),
+        "env": _runner_env(run, attempt, settings, traceparent, lessons),
         "resources": _runner_resources(run, settings),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -179,8 +184,12 @@ def _runner_resources(run: AgentRun, settings: RunnerSettings) -> JsonObject:
     return {"requests": requests, "limits": limits}
 
 
-def _runner_env(run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str) -> list[JsonObject]:
-    """What the runner reads: the run and its spec, the router's URL, its token (from a Secret), the trace."""
+def _runner_env(
+    run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str, lessons: Sequence[OfferedLesson]
+) -> list[JsonObject]:
+    """What the runner reads: the run and its spec, the router's URL, its token (from a Secret), the
+    lessons it is offered (only when there are some), the trace."""
+    offered = [{"name": LESSONS_VARIABLE, "value": lessons_json(lessons)}] if lessons else []
     name = run.metadata.name or ""
     spec_json = json.dumps(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
     return [
@@ -196,6 +205,7 @@ def _runner_env(run: AgentRun, attempt: int, settings: RunnerSettings, tracepare
         },
         {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
         {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        *offered,
         *({"name": name, "value": value} for name, value in settings.environment),
         {"name": "TRACEPARENT", "value": traceparent},
     ]

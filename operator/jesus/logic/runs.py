@@ -25,6 +25,8 @@ from jesus.api.agentrun import (
     ModelCall,
     Usage,
 )
+from jesus.api.common import Condition
+from jesus.logic.reflection import Item
 
 TERMINATION_MESSAGE_LIMIT = 4096
 _M = TypeVar("_M", bound=BaseModel)
@@ -86,10 +88,57 @@ class RunResult:
     calls: tuple[ModelCall, ...] = ()
     artifacts: tuple[ArtifactRef, ...] = ()
     spec_digest: str | None = None
+    reflection: ReflectionSummary | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.outcome == "Succeeded"
+
+
+@dataclass(frozen=True)
+class ReflectionSummary:
+    """The reflection's verdict as the runner reports it: passed, and the failed items' names."""
+
+    passed: bool
+    failed: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The condition's message."""
+        if self.passed:
+            return "the reflection passed LAW-REFLECT-001"
+        return _REFLECTION_FAILED_PREFIX + ", ".join(self.failed)
+
+
+_REFLECTION_FAILED_PREFIX = "the reflection failed LAW-REFLECT-001 on: "
+
+
+def reflection_failed_items(condition: Condition) -> tuple[str, ...]:
+    """The failed checklist items a Reflected condition names (only the checklist's own item names, so
+    a metric labelled by them stays bounded)."""
+    message = condition.message or ""
+    if not message.startswith(_REFLECTION_FAILED_PREFIX):
+        return ()
+    known = {item.value for item in Item}
+    named = (part.strip() for part in message.removeprefix(_REFLECTION_FAILED_PREFIX).split(","))
+    return tuple(part for part in named if part in known)
+
+
+def _reflection_summary(block: object) -> dict[str, Any] | None:
+    if not isinstance(block, Mapping):
+        return None
+    return {
+        "passed": bool(block.get("passed")),
+        "failed": [str(f)[:32] for f in block.get("failed", [])][:16],
+    }
+
+
+def _parse_reflection(block: object) -> ReflectionSummary | None:
+    if not isinstance(block, Mapping) or not isinstance(block.get("passed"), bool):
+        return None
+    failed = block.get("failed", [])
+    if not isinstance(failed, list):
+        return None
+    return ReflectionSummary(block["passed"], tuple(str(item)[:32] for item in failed[:16]))
 
 
 def _adapter_name(key: object) -> str:
@@ -142,6 +191,7 @@ def summarize_record(record: Mapping[str, Any], limit: int = TERMINATION_MESSAGE
             if a.get("uri")
         ],
         "droppedCalls": 0,
+        "reflection": _reflection_summary(record.get("reflection")),
     }
     text = json.dumps(summary, separators=(",", ":"))
     while len(text.encode()) > limit and (summary["calls"] or summary["artifacts"]):
@@ -181,6 +231,7 @@ def parse_result(message: str | None) -> RunResult | None:
             calls=tuple(_valid(ModelCall, data.get("calls", []))),
             artifacts=tuple(_valid(ArtifactRef, data.get("artifacts", []))),
             spec_digest=data.get("specDigest"),
+            reflection=_parse_reflection(data.get("reflection")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -108,3 +108,31 @@ audit_head = Table(
     Column("last_id", BigInteger, nullable=False),
     Column("last_hash", String(64), nullable=False),
 )
+
+# Short-term memory (docs/reflection.md#lessons): lessons proposed by runs' reflections, and the runs
+# that proposed or reused them. A lesson's id is stable for its team and text, so the same candidate
+# from two runs is one lesson with two pieces of evidence.
+lessons = Table(
+    "lessons",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("namespace", String(63), nullable=False),
+    Column("team", String(63), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("run_labels", Text, nullable=False),
+    Column("memory", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Index("ix_lessons_team", "team"),
+)
+
+lesson_evidence = Table(
+    "lesson_evidence",
+    metadata,
+    Column("lesson_id", String(64), ForeignKey("lessons.id", ondelete="CASCADE"), primary_key=True),
+    Column("namespace", String(63), primary_key=True),
+    Column("run", String(253), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("outcome", Text),
+    Column("artifacts", Text, nullable=False),
+    Column("recorded_at", String(40), nullable=False),
+)

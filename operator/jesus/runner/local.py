@@ -8,17 +8,27 @@ record, with the outcome and reasons that kept it from starting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from jesus.api import AgentRun, AgentRunReason, Budget, ModelAdapter, RoutePolicy, format_micros
+from jesus.api import (
+    AgentRun,
+    AgentRunReason,
+    Budget,
+    Lesson,
+    ModelAdapter,
+    ReflectionMode,
+    RoutePolicy,
+    format_micros,
+)
 from jesus.api.objects import spec_digest
 from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, PolicyAnswer, admit, decide
 from jesus.logic.allowance import Allowance
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
+from jesus.logic.lessons import long_term, offer
 from jesus.logic.routing import RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
@@ -83,8 +93,13 @@ async def prepare_local_run(
     credentials: CredentialSource,
     policy: PolicyDecider | None,
     now: datetime | None = None,
+    lessons: Sequence[Lesson] = (),
 ) -> PreparedRun:
-    """Admit the run as the operator would (route, budgets, policy) and build its router."""
+    """Admit the run as the operator would (route, budgets, policy) and build its router.
+
+    The run is offered the lessons that match its team and labels among `lessons` (short-term ones from
+    the archive) and the Lessons of the spec set (long-term ones, reviewed in the specs repo).
+    """
     run = loaded.obj
     assert isinstance(run, AgentRun)
     now = now or system_clock()
@@ -108,7 +123,11 @@ async def prepare_local_run(
     refusal = _build_router(prepared, inputs.route, inputs.adapters, live=live, credentials=credentials)
     if refusal is not None:
         return _refused(prepared, now, RunOutcome.INVALID_SPEC, refusal)
-    prepared.task = _agent_task(prepared, loaded.name, digest)
+    known = [
+        *lessons,
+        *long_term(o.obj for o in spec_set.loaded_of_kind("Lesson") if isinstance(o.obj, Lesson)),
+    ]
+    prepared.task = _agent_task(prepared, loaded.name, digest, known)
     return prepared
 
 
@@ -177,7 +196,7 @@ def _build_router(
     return None
 
 
-def _agent_task(prepared: PreparedRun, name: str, digest: str) -> AgentTask:
+def _agent_task(prepared: PreparedRun, name: str, digest: str, lessons: Sequence[Lesson]) -> AgentTask:
     """The agent loop's task for a run whose router is built."""
     run, record = prepared.run, prepared.record
     tool_servers = tool_server_specs(run)
@@ -200,6 +219,10 @@ def _agent_task(prepared: PreparedRun, name: str, digest: str) -> AgentTask:
         max_turns=limits.max_turns,
         timeout_seconds=float(limits.timeout_seconds),
         spec_digest=digest,
+        reflection=run.spec.reflection is ReflectionMode.CHECKLIST,
+        offered_lessons=offer(lessons, run.spec.owner.team, run.metadata.labels or {}),
+        max_tokens=limits.max_tokens,
+        max_cost_micros=limits.max_cost_micros,
     )
 
 

@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jesus.logic.clock import Clock, format_time, system_clock
+from jesus.logic.reflection import (
+    OfferedLesson,
+    RunFacts,
+    check_reflection,
+    lessons_prompt,
+    reflection_prompt,
+    skipped_verdict,
+)
 from jesus.redaction import Redactor, default_redactor, redact_structure
 from jesus.runner import spans
-from jesus.runner.artifacts import ArtifactStore, put_text, to_json
+from jesus.runner.artifacts import ArtifactStore, StoredArtifact, put_text, to_json
 from jesus.runner.model import ModelCallError, ModelClient
 from jesus.runner.record import RunOutcome, RunRecord
 from jesus.runner.tools import ToolBox, ToolServerError, ToolServerSpec
@@ -43,13 +51,24 @@ class AgentTask:
     timeout_seconds: float = 600.0
     max_output_tokens: int = 4096
     spec_digest: str | None = None
+    reflection: bool = False  # AgentRuns ask for it (spec.reflection defaults to Checklist)
+    offered_lessons: tuple[OfferedLesson, ...] = ()
+    max_tokens: int | None = None
+    max_cost_micros: int = 0
+
+
+# The reflection gets its own time after the run's (which may be spent: a run that timed out reflects too).
+REFLECTION_TIMEOUT_SECONDS = 60.0
 
 
 def task_prompt(task: AgentTask) -> str:
-    """The first user message: the instructions, then each named input."""
+    """The first user message: the instructions, each named input, then the lessons offered."""
     parts = [task.instructions.strip()]
     for name, value in sorted(task.inputs.items()):
         parts.append(f'<input name="{name}">\n{value}\n</input>')
+    lessons = lessons_prompt(task.offered_lessons)
+    if lessons:
+        parts.append(lessons)
     return "\n\n".join(parts)
 
 
@@ -96,12 +115,16 @@ async def execute_run(
         record.outcome = RunOutcome.FAILED
         record.reason = f"{type(exc).__name__}: {exc}"
     record.tool_calls = [call.to_dict() for call in toolbox.calls]
-    record.finished_at = format_time(clock())
-    record.duration_ms = (time.monotonic() - started) * 1000
     redactor = redact or default_redactor()
     _redact_record(record, redactor)
     if store is not None:
         _store_artifacts(store, record, transcript, redactor)
+    if task.reflection:
+        await _reflect(task, model, transcript, record, store, redactor)
+    record.finished_at = format_time(clock())
+    record.duration_ms = (time.monotonic() - started) * 1000
+    if store is not None:
+        _store_record(store, record)
     log.info(
         "Finished run run=%s outcome=%s turns=%d cost_micros=%d",
         task.run,
@@ -164,6 +187,80 @@ async def _turn(
     return False
 
 
+def run_facts(task: AgentTask, record: RunRecord) -> RunFacts:
+    """What the run did, as the reflection is checked against it (before the reflection's own call)."""
+    return RunFacts(
+        run_outcome=record.outcome.value,
+        model_calls=tuple(str(call["callId"]) for call in record.calls if call.get("callId")),
+        tool_calls=tuple(str(call["callId"]) for call in record.tool_calls if call.get("callId")),
+        artifacts={a["name"]: a["digest"] for a in record.artifacts if a.get("digest")},
+        offered_lessons=tuple(lesson.id for lesson in task.offered_lessons),
+        tokens=record.input_tokens + record.output_tokens,
+        cost_micros=record.cost_micros,
+        max_tokens=task.max_tokens,
+        max_cost_micros=task.max_cost_micros,
+    )
+
+
+async def _reflect(
+    task: AgentTask,
+    model: ModelClient,
+    transcript: list[Message],
+    record: RunRecord,
+    store: ArtifactStore | None,
+    redact: Redactor,
+) -> None:
+    """Ask for the run's reflection (LAW-REFLECT-001), check it, and record the verdict.
+
+    One more call through the same client: metered, and refused by the run's allowance like any other.
+    A reflection never changes the run's outcome.
+    """
+    facts = run_facts(task, record)
+    request = ChatRequest(
+        messages=(*transcript, Message("user", reflection_prompt(facts))),
+        max_tokens=task.max_output_tokens,
+        metadata={"run": task.run, "namespace": task.namespace},
+    )
+    call: dict[str, Any] | None = None
+    try:
+        async with asyncio.timeout(REFLECTION_TIMEOUT_SECONDS):
+            reply = await model.complete(request)
+    except ModelCallError as exc:
+        verdict = skipped_verdict(f"the reflection call failed: {exc.reason}")
+        call = exc.record
+    except TimeoutError:
+        verdict = skipped_verdict(f"no reflection within {REFLECTION_TIMEOUT_SECONDS:g}s")
+    except Exception as exc:  # a reflection never turns a run's record into a traceback
+        log.exception("Reflection failed unexpectedly run=%s", task.run)
+        verdict = skipped_verdict(f"the reflection call failed: {type(exc).__name__}: {exc}")
+    else:
+        call = reply.record
+        record.calls.append(redact_structure(reply.record, redact))
+        verdict = check_reflection(reply.response.content, facts)
+    block = verdict.to_dict()
+    # The answer is model text: redacted as structure before it is kept anywhere.
+    block["reflection"] = redact_structure(block["reflection"], redact)
+    block["items"] = redact_structure(block["items"], redact)
+    if call is not None and call.get("callId"):
+        block["callId"] = call["callId"]
+    record.reflection = block
+    log.info(
+        "Reflected run=%s passed=%s failed=%s", task.run, verdict.passed, ",".join(verdict.failed) or "-"
+    )
+    if store is not None:
+        try:
+            stored = put_text(store, "reflection.json", to_json(block))
+        except (OSError, ValueError) as exc:
+            record.warnings.append(f"the reflection could not be written: {exc}")
+        else:
+            _list_artifact(record, stored)
+
+
+def _list_artifact(record: RunRecord, stored: StoredArtifact) -> None:
+    record.artifacts = [a for a in record.artifacts if a.get("name") != stored.name]
+    record.artifacts.append(stored.to_dict())
+
+
 def _store_artifacts(
     store: ArtifactStore, record: RunRecord, transcript: list[Message], redact: Redactor
 ) -> None:
@@ -176,7 +273,13 @@ def _store_artifacts(
         stored.append(put_text(store, "transcript.json", to_json(messages)))
         stored.append(put_text(store, "tool-results.json", to_json(record.tool_calls)))
         record.artifacts = [artifact.to_dict() for artifact in stored]
-        # The record names the other artifacts; it is written last and lists itself by name only.
+    except (OSError, ValueError) as exc:
+        record.warnings.append(f"artifacts could not be written: {exc}")
+
+
+def _store_record(store: ArtifactStore, record: RunRecord) -> None:
+    """Write `result.json` last: it names the other artifacts, and itself by name only."""
+    try:
         record.artifacts.append({"name": "result.json"})
         put_text(store, "result.json", to_json(record.to_dict()))
     except (OSError, ValueError) as exc:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from opentelemetry import trace
 
-from jesus.api.agentrun import AgentRun, AgentRunSpec
+from jesus.api.agentrun import AgentRun, AgentRunSpec, ReflectionMode
 from jesus.api.common import ObjectMeta
 from jesus.api.objects import spec_digest
+from jesus.logic.lessons import LESSONS_VARIABLE, parse_lessons
 from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
 from jesus.redaction import RedactionConfig, RedactionConfigError
@@ -86,6 +87,9 @@ async def _run(environ: Mapping[str, str], namespace: str, name: str) -> RunReco
         metadata=ObjectMeta(name=name, namespace=namespace, uid=environ.get("JESUS_RUN_UID")), spec=spec
     )
     record.spec_digest = spec_digest(run.to_kubernetes()["spec"])
+    lessons, problem = parse_lessons(environ.get(LESSONS_VARIABLE))
+    if problem is not None:
+        record.warnings.append(problem)
     task = AgentTask(
         run=name,
         namespace=namespace,
@@ -95,6 +99,10 @@ async def _run(environ: Mapping[str, str], namespace: str, name: str) -> RunReco
         max_turns=spec.limits.max_turns,
         timeout_seconds=float(spec.limits.timeout_seconds),
         spec_digest=record.spec_digest,
+        reflection=spec.reflection is ReflectionMode.CHECKLIST,
+        offered_lessons=lessons,
+        max_tokens=spec.limits.max_tokens,
+        max_cost_micros=spec.limits.max_cost_micros,
     )
     model = RouterHttpModelClient(
         _required(environ, "JESUS_ROUTER_URL"),

@@ -52,6 +52,8 @@ class RunRecord:
     policy: dict[str, Any] | None = None
     budgets: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reflection: dict[str, Any] | None = None
+    """The LAW-REFLECT-001 verdict and the reflection itself (jesus.logic.reflection), when asked for."""
 
     @property
     def input_tokens(self) -> int:
@@ -95,6 +97,7 @@ class RunRecord:
             "policy": self.policy,
             "budgets": self.budgets,
             "warnings": self.warnings,
+            "reflection": self.reflection,
             "timings": {
                 "startedAt": self.started_at,
                 "finishedAt": self.finished_at,

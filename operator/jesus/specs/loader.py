@@ -18,6 +18,7 @@ from jesus.api import (
     AgentRun,
     ApiObject,
     Budget,
+    Lesson,
     ModelAdapter,
     RoutePolicy,
 )
@@ -29,7 +30,7 @@ from jesus.specs.metadata import metadata_problems
 from jesus.specs.problems import Problem, Severity, format_field_path
 from jesus.specs.source import Document, FieldPath, SourceError, parse_documents, read_documents
 
-T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter)
+T = TypeVar("T", AgentRun, RoutePolicy, Budget, ModelAdapter, Lesson)
 
 # etcd's default request limit; the API server refuses larger objects.
 MAX_OBJECT_BYTES = 1_572_864

@@ -3,6 +3,7 @@ runner Job of each attempt, retries, settlement. The cluster tier proves the sam
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -364,3 +365,70 @@ async def test_status_and_events_carry_a_failure_redacted_and_a_second_reconcile
     await world.reconcile()
     again = world.kube.find("AgentRun", NS, "run")
     assert again is not None and again["metadata"]["resourceVersion"] == version, "no rewrite"
+
+
+@pytest.mark.parametrize(
+    ("reflection", "expected", "counted"),
+    [
+        (
+            {"passed": True, "failed": []},
+            ("True", "ChecklistPassed", "the reflection passed LAW-REFLECT-001"),
+            {},
+        ),
+        (
+            {"passed": False, "failed": ["evidence", "cost"]},
+            ("False", "ChecklistFailed", "the reflection failed LAW-REFLECT-001 on: evidence, cost"),
+            {"evidence": 1.0, "cost": 1.0},
+        ),
+        # A pod that names items of its own makes no new metric series: only the checklist's items count.
+        (
+            {"passed": False, "failed": ["evidence", 'goal" } x']},
+            ("False", "ChecklistFailed", 'the reflection failed LAW-REFLECT-001 on: evidence, goal" } x'),
+            {"evidence": 1.0},
+        ),
+    ],
+)
+async def test_a_finished_run_says_in_status_and_metrics_whether_its_reflection_passed(
+    reflection: dict[str, Any], expected: tuple[str, str, str], counted: dict[str, float]
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from jesus.controllers.metrics import OperatorMetrics
+
+    world = World()
+    registry = CollectorRegistry()
+    world.context.metrics = OperatorMetrics(registry)
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    record = {"outcome": "Succeeded", "costMicros": 10, "reflection": {**reflection, "items": ["kept out"]}}
+    world.finish_job(job, complete=True, record=record)
+    status = await world.reconcile()
+    assert status["phase"] == "Succeeded" and condition(status, "Reflected") == expected
+    result = "passed" if reflection["passed"] else "failed"
+    labels = {"namespace": NS, "team": "ml", "result": result}
+    assert registry.get_sample_value("jesus_reflections_total", labels) == 1.0
+    for item in ("evidence", "cost", "goal"):
+        value = registry.get_sample_value(
+            "jesus_reflection_item_failures_total", {"namespace": NS, "item": item}
+        )
+        assert value == counted.get(item, 0.0), "every item has a series from the first reflection"
+    await world.reconcile()  # a second reconcile counts nothing again
+    assert registry.get_sample_value("jesus_reflections_total", labels) == 1.0
+
+
+async def test_a_run_without_a_reflection_or_with_a_garbled_one_has_no_reflected_condition() -> None:
+    # The termination message is the pod's to write: a hostile one is read, never trusted.
+    for reflection in (None, {"passed": "yes"}, {"passed": True, "failed": "evidence"}, ["evidence"]):
+        world = World()
+        job = (await world.reconcile())["attempts"][0]["jobName"]
+        world.finish_job(job, complete=True)
+        message = json.dumps({"v": 1, "outcome": "Succeeded", "costMicros": 0, "reflection": reflection})
+        world.kube.put(
+            {
+                "kind": "Pod",
+                "metadata": {"name": f"{job}-pod", "namespace": NS, "labels": {"job-name": job}},
+                "status": {"containerStatuses": [{"state": {"terminated": {"message": message}}}]},
+            }
+        )
+        status = await world.reconcile()
+        assert status["phase"] == "Succeeded"
+        assert "Reflected" not in [c["type"] for c in status["conditions"]], reflection

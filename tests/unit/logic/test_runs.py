@@ -162,3 +162,31 @@ def test_totals_sum_every_call_of_every_attempt() -> None:
     assert second is not None
     summed = runs.totals([*first.calls, *second.calls])
     assert (summed.usage.input_tokens, summed.usage.output_tokens, summed.cost_micros) == (50, 10, 35)
+
+
+def test_the_runner_job_carries_the_offered_lessons_only_when_there_are_some() -> None:
+    from jesus.logic.lessons import LESSONS_VARIABLE, parse_lessons
+    from jesus.logic.reflection import OfferedLesson
+
+    settings = manifests.RunnerSettings()
+    offered = (OfferedLesson("l-1", "Quote the figures."),)
+    built = manifests.build_runner_job(reconciled_run(), OWNER, 1, settings, traceparent="t", lessons=offered)
+    env = {e["name"]: e.get("value") for e in built["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert parse_lessons(env[LESSONS_VARIABLE]) == (offered, None)
+    bare = manifests.build_runner_job(reconciled_run(), OWNER, 1, settings, traceparent="t")
+    assert LESSONS_VARIABLE not in {
+        e["name"] for e in bare["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_the_result_carries_the_reflection_verdict_and_reads_it_defensively() -> None:
+    record = {
+        "outcome": "Succeeded",
+        "reflection": {"passed": False, "failed": ["evidence"], "items": ["x" * 5000]},
+    }
+    message = runs.summarize_record(record)
+    assert len(message) < 1000, "the items and the reflection stay in the artifacts"
+    parsed = runs.parse_result(message)
+    assert parsed is not None and parsed.reflection == runs.ReflectionSummary(False, ("evidence",))
+    assert parsed.reflection.describe() == "the reflection failed LAW-REFLECT-001 on: evidence"
+    assert runs.parse_result(runs.summarize_record({"outcome": "Succeeded"})).reflection is None  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from tests.builders.doubles import FakeAdapter
 
 from jesus.cli import main
 from jesus.logic.allowance import CallPrice
+from jesus.logic.reflection import Item
 from jesus.logic.routing import RoutePlan
 from jesus.router import RoutedAdapter, Router, RouterMetrics, RunLedger
 from jesus.router.registry import RunRegistry, RunRoute
@@ -136,3 +137,30 @@ def test_the_runner_command_explains_a_missing_variable_without_a_traceback(
     assert capsys.readouterr().err.strip() == (
         "error: environment variable JESUS_RUN_NAME is not set (the operator's Job sets it)"
     )
+
+
+@pytest.mark.parametrize(
+    ("lessons", "offered", "warning"),
+    [
+        ('[{"id": "l-1", "text": "Quote the figures."}]', True, None),
+        ("{not json", False, "JESUS_LESSONS is not JSON"),
+    ],
+)
+async def test_the_pod_offers_the_operators_lessons_reflects_and_reports_the_verdict(
+    tmp_path: Path, router: RouterService, lessons: str, offered: bool, warning: str | None
+) -> None:
+    token = router.registry.register(RunRoute("run", "team", RoutePlan(chain=("a",)), RunLedger("run")))
+    spec = json.dumps(agent_run(reflection="Checklist")["spec"])
+    code = await run_pod(
+        environment(tmp_path, JESUS_ROUTER_TOKEN=token, JESUS_RUN_SPEC=spec, JESUS_LESSONS=lessons)
+    )
+    assert code == 0
+    transcript = json.loads((tmp_path / "artifacts" / "transcript.json").read_text())
+    assert ('<lesson id="l-1">Quote the figures.</lesson>' in transcript[1]["content"]) is offered
+    # The fake model answers the reflection with prose: the verdict says so, the run is unharmed.
+    message = termination(tmp_path)
+    assert message["outcome"] == "Succeeded"
+    assert message["reflection"] == {"passed": False, "failed": [item.value for item in Item]}
+    result = json.loads((tmp_path / "artifacts" / "result.json").read_text())
+    assert result["reflection"]["items"][0]["reason"].startswith("the reflection is not JSON")
+    assert (warning in result["warnings"]) if warning else not result["warnings"]

@@ -68,7 +68,7 @@ def test_our_kind_or_our_name_in_the_core_group_is_an_error(api_version: str, ki
     assert "has no jesus.dev group" in problems[0].message
 
 
-@pytest.mark.parametrize("kind", ["Agentrun", "agentrun", "AgentRuns", "Pipeline", "Lesson"])
+@pytest.mark.parametrize("kind", ["Agentrun", "agentrun", "AgentRuns", "Pipeline", "Playbook"])
 def test_unknown_kind_in_our_group_is_an_error(kind: str) -> None:
     problems = validate_specs(load_text(with_api_version("jesus.dev/v1alpha1", kind), Path("r.yaml")))
     assert [(p.severity, p.line, p.field) for p in problems] == [(Severity.ERROR, 3, "kind")]

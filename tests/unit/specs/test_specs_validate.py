@@ -15,7 +15,7 @@ from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
 from tests.builders.spec_files import complete_set, to_yaml
 
-from jesus.api import AgentRun, Budget, ModelAdapter, RoutePolicy
+from jesus.api import AgentRun, Budget, Lesson, ModelAdapter, RoutePolicy
 from jesus.cli import main
 from jesus.specs import Severity, load_specs, load_text, validate_specs
 
@@ -291,7 +291,8 @@ def test_examples_cover_every_kind_and_field_group() -> None:
     assert "hello" in {p.stem for p in EXAMPLE_FILES}
     assert len(EXAMPLE_FILES) >= 5
     spec_set = load_specs(EXAMPLE_FILES)
-    assert {o.kind for o in spec_set.objects} == {"AgentRun", "RoutePolicy", "Budget", "ModelAdapter"}
+    kinds = {"AgentRun", "RoutePolicy", "Budget", "ModelAdapter", "Lesson"}
+    assert {o.kind for o in spec_set.objects} == kinds
     used: set[str] = set()
 
     def collect(node: object, prefix: str) -> None:
@@ -310,6 +311,7 @@ def test_examples_cover_every_kind_and_field_group() -> None:
         ("RoutePolicy", RoutePolicy),
         ("Budget", Budget),
         ("ModelAdapter", ModelAdapter),
+        ("Lesson", Lesson),
     ):
         spec_fields = model.model_fields["spec"].annotation.model_fields.values()  # type: ignore[union-attr]
         missing = [f.alias for f in spec_fields if f"{kind}.{f.alias}" not in used]

@@ -19,6 +19,7 @@ from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
 from jesus.logic import egress, manifests, runs
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import is_true
+from jesus.logic.lessons import long_term, offer
 from jesus.logic.lifecycle import JobAction, attempt_failure, budget_stops_run, charge, job_step
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,17 @@ async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObj
     await _router_token(context, draft, obj, attempt)
     # Before the Job: a pod no NetworkPolicy selects may reach anything.
     await _ensure_network_policy(context, draft, obj)
+    # LongTerm Lessons of the run's namespace (synced from the specs repo) that match its team and labels.
+    lessons = offer(
+        long_term(context.cache.lessons.valid(namespace)), run.spec.owner.team, run.metadata.labels or {}
+    )
     job = manifests.build_runner_job(
-        run, obj, attempt, settings, traceparent=runs.traceparent(run.metadata.uid or "", attempt)
+        run,
+        obj,
+        attempt,
+        settings,
+        traceparent=runs.traceparent(run.metadata.uid or "", attempt),
+        lessons=lessons,
     )
     # A Job of this name that another owner controls (say, a deleted run's of the same name, not yet
     # collected) is not this run's to follow: ForeignChildError, and the reconcile is retried.
@@ -214,4 +224,12 @@ async def _finish(
     message = f"{verb} after {attempt.number} attempt(s): {attempt_failure(observed)}"
     draft.condition(C.RUNNING, False, reason, message)
     draft.condition(C.SUCCEEDED if succeeded else C.FAILED, True, reason, message)
+    reflection = observed.result.reflection if observed.result is not None else None
+    if reflection is not None:
+        draft.condition(
+            C.REFLECTED,
+            reflection.passed,
+            R.CHECKLIST_PASSED if reflection.passed else R.CHECKLIST_FAILED,
+            reflection.describe(),
+        )
     draft.phase(phase, f"{message}; cost {format_micros(actual)}")

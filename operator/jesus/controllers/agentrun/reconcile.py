@@ -17,7 +17,7 @@ import logging
 
 import kopf
 
-from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus
+from jesus.api.agentrun import AgentRun, AgentRunPhase, AgentRunStatus, ReflectionMode
 from jesus.api.agentrun import AgentRunConditionType as C
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.objects import spec_digest
@@ -33,6 +33,7 @@ from jesus.kube import ConflictError, JsonObject, KubeError
 from jesus.logic import runs
 from jesus.logic.admission import AdmissionVerdict
 from jesus.logic.clock import format_time
+from jesus.logic.conditions import find_condition
 from jesus.logic.lifecycle import Action, NextStep, next_step
 from jesus.logic.records import decisions, needs_archiving
 from jesus.logic.waiting import Inputs
@@ -220,9 +221,15 @@ async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) 
     if context.metrics is not None:
         phase = draft.status.phase or AgentRunPhase.PENDING
         context.metrics.runs.seen(metadata["namespace"], metadata["name"], phase.value)
+        if not phase.terminal and draft.run.spec.reflection is ReflectionMode.CHECKLIST:
+            context.metrics.expect_reflection(metadata["namespace"], draft.run.spec.owner.team)
         if phase.terminal and not (before.phase and before.phase.terminal):
             context.metrics.finished(
-                metadata["namespace"], phase.value, draft.run.spec.owner, draft.status.calls or []
+                metadata["namespace"],
+                phase.value,
+                draft.run.spec.owner,
+                draft.status.calls or [],
+                find_condition(draft.status.conditions, C.REFLECTED),
             )
     if context.archiver is not None:
         context.archiver.offer_decisions(

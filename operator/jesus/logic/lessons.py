@@ -1,0 +1,235 @@
+"""Lessons: which runs are offered which, how a reflection's candidates and reuses become evidence,
+and whether a short-term lesson may be promoted to long-term memory (docs/reflection.md#lessons).
+
+Pure: the archive (jesus.records.lessons) stores what these functions decide; `jesus lessons` and the
+runner call them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jesus.api.common import ObjectMeta
+from jesus.api.lesson import (
+    LESSON_TEXT_LIMIT,
+    MIN_REUSES_FOR_LONG_TERM,
+    EvidenceArtifact,
+    Lesson,
+    LessonEvidence,
+    LessonMemory,
+    LessonScope,
+    LessonSpec,
+)
+from jesus.logic.reflection import OfferedLesson
+
+# At most this many lessons go into one run's first message, long-term ones first.
+MAX_OFFERED = 8
+# The runner pod's environment variable with the lessons the operator offers it (JSON: [{id, text}]).
+LESSONS_VARIABLE = "JESUS_LESSONS"
+
+
+def lesson_id(team: str, text: str) -> str:
+    """A short-term lesson's id: stable for one team and text, a valid object name (`l-<12 hex>`)."""
+    digest = hashlib.sha256(f"{team}\n{' '.join(text.split())}".encode()).hexdigest()
+    return f"l-{digest[:12]}"
+
+
+def applies_to(scope: LessonScope, team: str, labels: Mapping[str, str]) -> bool:
+    """Whether a lesson of `scope` is offered to a run of `team` carrying `labels`."""
+    if scope.team != team:
+        return False
+    return all(labels.get(key) == value for key, value in (scope.run_labels or {}).items())
+
+
+def offer(
+    lessons: Iterable[Lesson], team: str, labels: Mapping[str, str], limit: int = MAX_OFFERED
+) -> tuple[OfferedLesson, ...]:
+    """The lessons a run is offered: those whose scope matches, long-term first, then by id."""
+    matching = [lesson for lesson in lessons if applies_to(lesson.spec.scope, team, labels)]
+    matching.sort(
+        key=lambda lesson: (lesson.spec.memory != LessonMemory.LONG_TERM, lesson.metadata.name or "")
+    )
+    seen: set[str] = set()
+    offered: list[OfferedLesson] = []
+    for lesson in matching:
+        name = lesson.metadata.name or ""
+        if name and name not in seen:
+            seen.add(name)
+            offered.append(OfferedLesson(name, lesson.spec.text))
+    return tuple(offered[:limit])
+
+
+def lessons_json(lessons: Sequence[OfferedLesson]) -> str:
+    """Offered lessons as the runner pod reads them (`LESSONS_VARIABLE`)."""
+    return json.dumps([{"id": lesson.id, "text": lesson.text} for lesson in lessons], sort_keys=True)
+
+
+def parse_lessons(text: str | None) -> tuple[tuple[OfferedLesson, ...], str | None]:
+    """The lessons in `LESSONS_VARIABLE`, and what was wrong with it (None: nothing). Malformed entries
+    are dropped, never guessed at; at most `MAX_OFFERED`, each id and text within a Lesson's limits."""
+    if not text:
+        return (), None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return (), f"{LESSONS_VARIABLE} is not JSON"
+    if not isinstance(value, list):
+        return (), f"{LESSONS_VARIABLE} is not a list"
+    lessons = [
+        OfferedLesson(entry["id"], entry["text"])
+        for entry in value
+        if isinstance(entry, dict)
+        and isinstance(entry.get("id"), str)
+        and isinstance(entry.get("text"), str)
+        and 0 < len(entry["id"]) <= 253
+        and 0 < len(entry["text"]) <= LESSON_TEXT_LIMIT
+    ]
+    dropped = len(value) - len(lessons)
+    problem = f"{LESSONS_VARIABLE}: {dropped} malformed lesson(s) left out" if dropped else None
+    if len(lessons) > MAX_OFFERED:
+        problem = f"{LESSONS_VARIABLE}: {len(lessons)} lessons, only the first {MAX_OFFERED} offered"
+    return tuple(lessons[:MAX_OFFERED]), problem
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """The run a reflection came from: who it belongs to, and the artifacts it left (their `name`,
+    `digest` and `uri`, as a run record lists them)."""
+
+    run: str
+    namespace: str
+    team: str
+    artifacts: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class LearnedFromRun:
+    """What one checked reflection adds to short-term memory: new lessons, and reuses of offered ones."""
+
+    candidates: tuple[Lesson, ...] = ()
+    reuses: tuple[tuple[str, LessonEvidence], ...] = ()  # (lesson id, the run as evidence)
+
+
+def learn_from_reflection(origin: RunOrigin, block: Mapping[str, Any] | None) -> LearnedFromRun:
+    """What a run's reflection block (`RunRecord.reflection`) teaches: each candidate becomes a
+    ShortTerm lesson with this run as its origin; each offered lesson it applied, with its outcome, is
+    a reuse by this run.
+
+    A reflection that failed the checklist teaches nothing: its evidence is not trustworthy.
+    """
+    if not block or not block.get("passed") or not isinstance(block.get("reflection"), Mapping):
+        return LearnedFromRun()
+    reflection: Mapping[str, Any] = block["reflection"]
+    candidates = []
+    for candidate in reflection.get("lessonCandidates", []):
+        text = " ".join(str(candidate["text"]).split())
+        evidence = LessonEvidence(
+            run=origin.run,
+            namespace=origin.namespace or None,
+            role="Origin",
+            artifacts=_artifacts(candidate["evidence"], origin) or None,
+        )
+        candidates.append(
+            Lesson(
+                metadata=ObjectMeta(name=lesson_id(origin.team, text), namespace=origin.namespace or None),
+                spec=LessonSpec(
+                    text=text,
+                    scope=LessonScope(team=origin.team),
+                    evidence=[evidence],
+                    memory=LessonMemory.SHORT_TERM,
+                ),
+            )
+        )
+    reuses = []
+    for applied in reflection.get("lessons", {}).get("applied", []):
+        evidence = LessonEvidence(
+            run=origin.run,
+            namespace=origin.namespace or None,
+            role="Reuse",
+            outcome=str(applied["outcome"])[:1000],
+            artifacts=_artifacts(reflection.get("evidence", []), origin) or None,
+        )
+        reuses.append((str(applied["id"]), evidence))
+    return LearnedFromRun(tuple(candidates), tuple(reuses))
+
+
+def _artifacts(references: Sequence[Any], origin: RunOrigin) -> list[EvidenceArtifact]:
+    """The artifacts among `references`, by name, digest and where they are. A call or tool result is
+    kept in the transcript and the tool results: citing one cites those."""
+    stored = {str(a["name"]): a for a in origin.artifacts if a.get("digest")}
+    names: list[str] = []
+    for reference in map(str, references):
+        if reference.startswith("artifact:"):
+            names.append(reference.removeprefix("artifact:"))
+        elif reference.startswith(("call:", "tool:")):
+            names.extend(("transcript.json", "tool-results.json"))
+        else:
+            names.extend(name for name, a in stored.items() if a["digest"] == reference)
+    found: dict[str, EvidenceArtifact] = {}
+    for name in names:
+        if name in stored and name not in found:
+            artifact = stored[name]
+            found[name] = EvidenceArtifact(name=name, digest=str(artifact["digest"]), uri=artifact.get("uri"))
+    return list(found.values())
+
+
+def reuse_count(lesson: Lesson) -> int:
+    """How many distinct later runs applied the lesson."""
+    return len({(e.namespace, e.run) for e in lesson.spec.evidence if e.role == "Reuse"})
+
+
+@dataclass(frozen=True)
+class EvidenceCheck:
+    """One cited artifact, and what was found where it should be (None: it is gone)."""
+
+    run: str
+    name: str
+    digest: str
+    found_digest: str | None
+
+
+def promotion_refusals(
+    lesson: Lesson, checks: Sequence[EvidenceCheck], sanitize_findings: Sequence[str]
+) -> list[str]:
+    """Why `lesson` may not be promoted to long-term memory (empty: it may).
+
+    It needs at least three reuses by distinct runs, every cited artifact present with its digest,
+    and a sanitize gate without findings over the text that would be written.
+    """
+    reasons = []
+    reuses = reuse_count(lesson)
+    if reuses < MIN_REUSES_FOR_LONG_TERM:
+        reasons.append(f"it has {reuses} reuse(s); promotion needs at least {MIN_REUSES_FOR_LONG_TERM}")
+    cited = sum(len(e.artifacts or []) for e in lesson.spec.evidence)
+    if not cited:
+        reasons.append("it cites no artifact as evidence")
+    for check in checks:
+        if check.found_digest is None:
+            reasons.append(f"evidence {check.name} of run {check.run} no longer exists")
+        elif check.found_digest != check.digest:
+            reasons.append(
+                f"evidence {check.name} of run {check.run} changed: "
+                f"{check.found_digest} is not {check.digest}"
+            )
+    reasons.extend(f"the sanitize gate found {finding}" for finding in sanitize_findings)
+    return reasons
+
+
+def long_term(lessons: Iterable[Lesson]) -> list[Lesson]:
+    """The LongTerm lessons among `lessons` (a ShortTerm one in the cluster or the specs is not reviewed
+    memory: short-term lessons come from the archive)."""
+    return [lesson for lesson in lessons if lesson.spec.memory is LessonMemory.LONG_TERM]
+
+
+def promoted(lesson: Lesson, promoted_at: str) -> Lesson:
+    """The LongTerm Lesson object that promotion writes into the specs repo."""
+    spec = lesson.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec.update(memory=LessonMemory.LONG_TERM.value, promotedAt=promoted_at)
+    return Lesson(
+        metadata=ObjectMeta(name=lesson.metadata.name, namespace=lesson.metadata.namespace),
+        spec=LessonSpec.model_validate(spec),  # validated: the CEL rules hold for what is written
+    )
