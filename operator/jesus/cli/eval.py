@@ -2,7 +2,8 @@
 
 Runs every task of an EvalSuite (an AgentRun of the suite's spec files, as `jesus run` runs it:
 offline with stand-in models unless --live) --repeat times (default: the suite's), grades each run's
-record, and compares the passes with a baseline file (--baseline) by the rule in docs/evals.md:
+record (a rubric by running its judge AgentRun on the answer), and compares the passes with a
+baseline file (--baseline) by the rule in docs/evals.md:
 repeats are judged by confidence bounds, so a sometimes-wrong grader does not fail the suite by
 chance. Prints a markdown report (also to --report FILE); --write-baseline FILE records this run as
 the next baseline. Exits 0 without a regression, 1 with one (without a baseline: when any task failed
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,16 @@ from jesus.logic.evals import (
     EVAL_KIND,
     MAX_REPEAT,
     EvalSuite,
+    Grader,
+    GraderResult,
     TaskScore,
     baseline_of,
     compare,
     grade,
+    grade_rubric,
     parse_baseline,
     render_markdown,
+    rubric_inputs,
 )
 
 
@@ -88,9 +94,10 @@ async def run_suite(
     suite: EvalSuite, folder: Path, *, repeat: int, live: bool, policies: Path | None
 ) -> list[TaskScore]:
     """Every task, `repeat` times each, through the local runner; each repeat graded."""
+    from jesus.api.agentrun import AgentRun
     from jesus.router.config import EnvironmentCredentials
     from jesus.runner.local import execute_local_run, prepare_local_run, select_run
-    from jesus.specs import Severity, SpecPathError, load_specs, validate_specs
+    from jesus.specs import LoadedObject, Severity, SpecPathError, load_specs, validate_specs
 
     try:
         spec_set = load_specs([folder / p for p in suite.spec.specs])
@@ -102,19 +109,45 @@ async def run_suite(
             f"EvalSuite/{suite.metadata.name}: spec.specs: " + "; ".join(p.format() for p in errors)
         )
     policy = local_policy_engine(policies)
+
+    async def run(loaded: LoadedObject) -> dict[str, Any]:
+        prepared = await prepare_local_run(
+            spec_set, loaded, live=live, credentials=EnvironmentCredentials(), policy=policy
+        )
+        return (await execute_local_run(prepared)).to_dict()
+
+    async def judged(grader: Grader, record: dict[str, Any], judge: LoadedObject) -> GraderResult:
+        assert grader.rubric is not None and isinstance(judge.obj, AgentRun)
+        spec = judge.obj.spec
+        task = spec.task.model_copy(update={"inputs": rubric_inputs(grader.rubric, record)})
+        run_with_answer = judge.obj.model_copy(update={"spec": spec.model_copy(update={"task": task})})
+        return grade_rubric(grader, await run(dataclasses.replace(judge, obj=run_with_answer)))
+
     scores = []
     for index, task in enumerate(suite.spec.tasks):
+        where = f"EvalSuite/{suite.metadata.name}: spec.tasks[{index}]"
         try:
             loaded = select_run(spec_set, task.run)
         except ValueError as exc:
-            raise CommandError(f"EvalSuite/{suite.metadata.name}: spec.tasks[{index}].run: {exc}") from exc
+            raise CommandError(f"{where}.run: {exc}") from exc
+        judges: dict[int, LoadedObject] = {}
+        for number, grader in enumerate(task.graders):
+            if grader.rubric is not None:
+                try:
+                    judges[number] = select_run(spec_set, grader.rubric.judge)
+                except ValueError as exc:
+                    raise CommandError(f"{where}.graders[{number}].rubric.judge: {exc}") from exc
         score = TaskScore(task.name)
         for _ in range(repeat):
-            prepared = await prepare_local_run(
-                spec_set, loaded, live=live, credentials=EnvironmentCredentials(), policy=policy
+            record = await run(loaded)
+            score.add(
+                [
+                    await judged(grader, record, judges[number])
+                    if number in judges
+                    else grade(record, grader)
+                    for number, grader in enumerate(task.graders)
+                ]
             )
-            record: dict[str, Any] = (await execute_local_run(prepared)).to_dict()
-            score.add([grade(record, grader) for grader in task.graders])
         scores.append(score)
     return scores
 

@@ -2,8 +2,9 @@
 
 An `EvalSuite` (YAML in the specs repo) names golden tasks, each an AgentRun of the suite's spec files
 run by the same runner as `jesus run`, and graders that judge the run's record: its final answer
-(exact, contains, regex, a JSON schema), its tool calls, its cost and tokens, its outcome. A task
-passes a repeat when every grader passes. Against a baseline (passes out of repeats per task) a task
+(exact, contains, regex, a JSON schema), its tool calls, its cost and tokens, its outcome, its
+reflection, and a rubric that a judge AgentRun scores through the router. A task passes a repeat when
+every grader passes. Against a baseline (passes out of repeats per task) a task
 has regressed when the rule in `regressed` says so; see docs/evals.md.
 """
 
@@ -24,6 +25,8 @@ EVAL_API_VERSION = "jesus.dev/v1alpha1"
 # The confidence of the bounds the regression rule compares (two-sided, normal quantile).
 CONFIDENCE_Z = 1.96
 MAX_REPEAT = 100
+# The most of a judged answer a rubric's judge sees (an AgentRun input holds at most 64 KiB).
+RUBRIC_ANSWER_CHARS = 60_000
 
 
 class _Strict(BaseModel):
@@ -57,6 +60,15 @@ class ReflectionExpected(_Strict):
         return self
 
 
+class Rubric(_Strict):
+    """A model-graded rubric: the `judge` AgentRun (among the suite's specs, so its route, budget and
+    policy apply as to any run) scores the answer against `criteria` from 1 to 10; `passScore` passes."""
+
+    judge: str = Field(min_length=1, max_length=253)
+    criteria: str = Field(min_length=1, max_length=4096)
+    pass_score: int = Field(default=7, alias="passScore", ge=1, le=10)
+
+
 class Grader(_Strict):
     """One check of a run's record; exactly one field set."""
 
@@ -69,6 +81,7 @@ class Grader(_Strict):
     max_tokens: int | None = Field(default=None, alias="maxTokens", ge=0)
     outcome: str | None = None
     reflection: ReflectionExpected | None = None
+    rubric: Rubric | None = None
 
     @model_validator(mode="after")
     def _one_check(self) -> Grader:
@@ -100,6 +113,8 @@ class Grader(_Strict):
         shown = (
             value.name
             if isinstance(value, ToolCalled)
+            else f"by {value.judge}, pass at {value.pass_score}"
+            if isinstance(value, Rubric)
             else value.model_dump()
             if isinstance(value, ReflectionExpected)
             else value
@@ -155,8 +170,11 @@ class GraderResult:
 
 
 def grade(record: Mapping[str, Any], grader: Grader) -> GraderResult:
-    """Judge a run's record (the runner's JSON record) with one grader."""
+    """Judge a run's record (the runner's JSON record) with one grader; a rubric is judged by
+    `grade_rubric` on its judge's record instead."""
     label = grader.label
+    if grader.rubric is not None:
+        raise ValueError("a rubric is graded by its judge's run: use rubric_inputs and grade_rubric")
     answer = record.get("finalAnswer") or ""
     if grader.exact is not None:
         return GraderResult(label, answer.strip() == grader.exact.strip(), _quoted(answer))
@@ -185,6 +203,41 @@ def grade(record: Mapping[str, Any], grader: Grader) -> GraderResult:
         return _grade_reflection(label, record.get("reflection"), grader.reflection)
     outcome = str(record.get("outcome"))
     return GraderResult(label, outcome == grader.outcome, f"outcome {outcome}")
+
+
+def rubric_inputs(rubric: Rubric, record: Mapping[str, Any]) -> dict[str, str]:
+    """The judge run's inputs: the criteria, and the judged answer as quoted data (angle brackets
+    escaped, so an answer cannot close its input element and speak as the harness; cut past
+    RUBRIC_ANSWER_CHARS, and said so)."""
+    answer = str(record.get("finalAnswer") or "")
+    if len(answer) > RUBRIC_ANSWER_CHARS:
+        answer = answer[:RUBRIC_ANSWER_CHARS] + f"\n[cut: the answer had {len(answer)} characters]"
+    escaped = answer.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {"criteria": rubric.criteria, "answer": escaped}
+
+
+def grade_rubric(grader: Grader, judged: Mapping[str, Any]) -> GraderResult:
+    """A rubric's verdict from its judge's run record: the judge must succeed and answer a JSON object
+    `{"score": 1..10, "reason": "..."}`; the grader passes when the score reaches `passScore`. Anything
+    else fails the grader (never the suite's run) and says what the judge did."""
+    rubric = grader.rubric
+    if rubric is None:
+        raise ValueError("grade_rubric takes a rubric grader")
+    label = grader.label
+    outcome = str(judged.get("outcome"))
+    if outcome != "Succeeded":
+        return GraderResult(label, False, f"the judge {rubric.judge} ended {outcome}: {judged.get('reason')}")
+    answer = str(judged.get("finalAnswer") or "").strip()
+    try:
+        verdict = json.loads(answer)
+    except ValueError:
+        return GraderResult(label, False, f"the judge did not answer JSON: {_quoted(answer)}")
+    score = verdict.get("score") if isinstance(verdict, dict) else None
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 10:
+        return GraderResult(label, False, f'the judge answered no "score" from 1 to 10: {_quoted(answer)}')
+    reason = verdict.get("reason")
+    because = f": {str(reason)[:80]}" if isinstance(reason, str) and reason else ""
+    return GraderResult(label, score >= rubric.pass_score, f"score {score}/10{because}")
 
 
 def _grade_reflection(label: str, block: Any, wanted: ReflectionExpected) -> GraderResult:

@@ -105,3 +105,48 @@ def test_a_suite_file_of_another_kind_is_refused(tmp_path: Path, capsys: pytest.
     shutil.copy(REPO / "examples" / "hello.yaml", tmp_path / "hello.yaml")
     assert main(["eval", str(tmp_path / "hello.yaml")]) == 2
     assert "expected one EvalSuite document, found 0" in capsys.readouterr().err
+
+
+def rubric_suite(tmp_path: Path, verdict: str, *, judge: str = "eval-judge") -> Path:
+    """The greet task graded only by the rubric, its judge scripted to answer `verdict`."""
+    specs = (REPO / "examples" / "eval" / "specs.yaml").read_text()
+    shipped = '{"score": 9, "reason": "greets Ada by name in one short sentence"}'
+    assert shipped in specs
+    (tmp_path / "specs.yaml").write_text(specs.replace(f"'{shipped}'", json.dumps(verdict)))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "apiVersion: jesus.dev/v1alpha1\nkind: EvalSuite\nmetadata: {name: rubric-only}\nspec:\n"
+        "  specs: [specs.yaml]\n  tasks:\n    - name: greet\n      run: eval-greet\n      graders:\n"
+        f"        - rubric: {{judge: {judge}, criteria: 'Greets Ada by name.', passScore: 7}}\n"
+    )
+    return suite
+
+
+@pytest.mark.parametrize(
+    ("verdict", "passes", "detail"),
+    [
+        ('{"score": 9, "reason": "warm"}', True, "score 9/10: warm"),
+        ('{"score": 6, "reason": "curt"}', False, "score 6/10: curt"),
+        # Careless and hostile judges: prose, a score out of range, a score as text, JSON that is no object.
+        ("Looks good to me!", False, "the judge did not answer JSON"),
+        ('{"score": 11}', False, 'no "score" from 1 to 10'),
+        ('{"score": "10"}', False, 'no "score" from 1 to 10'),
+        ("[10]", False, 'no "score" from 1 to 10'),
+    ],
+)
+def test_a_rubric_is_scored_by_its_judge_run_through_the_router(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verdict: str, passes: bool, detail: str
+) -> None:
+    code = main(["eval", str(rubric_suite(tmp_path, verdict))])
+    out = capsys.readouterr().out
+    assert code == (0 if passes else 1), out
+    assert ("| greet | — | 1/1 | ok |" in out) is passes
+    if not passes:
+        assert detail in out
+
+
+def test_a_rubric_naming_no_judge_run_is_refused_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(rubric_suite(tmp_path, "{}", judge="no-such-judge"))]) == 2
+    assert "EvalSuite/rubric-only: spec.tasks[0].graders[0].rubric.judge" in capsys.readouterr().err
