@@ -53,6 +53,8 @@ RESOURCES: Mapping[str, Resource] = {
     "ModelAdapter": Resource(f"/apis/{GROUP}", VERSION, "modeladapters"),
     "RoutePolicy": Resource(f"/apis/{GROUP}", VERSION, "routepolicies"),
     "Job": Resource("/apis/batch", "v1", "jobs"),
+    # Kueue's (`jesus operator --kueue`): the Workload it makes for each runner Job.
+    "Workload": Resource("/apis/kueue.x-k8s.io", "v1beta2", "workloads"),
     "Deployment": Resource("/apis/apps", "v1", "deployments"),
     "Service": Resource("/api", "v1", "services"),
     "Secret": Resource("/api", "v1", "secrets"),
