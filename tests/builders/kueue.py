@@ -3,6 +3,7 @@ in a cohort, a team's LocalQueue, the lanes' WorkloadPriorityClasses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jesus.logic.queueing import WORKLOAD_API_VERSION
@@ -59,4 +60,49 @@ def local_queue(name: str, cluster_queue_name: str) -> Obj:
         "kind": "LocalQueue",
         "metadata": {"name": name},
         "spec": {"clusterQueue": cluster_queue_name},
+    }
+
+
+def runner_result_status(pod: Obj, cost_micros: int) -> Obj:
+    """The status patch that ends a runner pod as the runner (and the stand-in runtime) would:
+    succeeded, with one model call costing `cost_micros` in its termination message."""
+    call = {
+        "adapter": "steady",
+        "model": "steady-model",
+        "usage": {"inputTokens": 10, "outputTokens": 5},
+        "costMicros": cost_micros,
+        "durationMilliseconds": 3,
+    }
+    result = {
+        "v": 1,
+        "outcome": "Succeeded",
+        "usage": call["usage"],
+        "costMicros": cost_micros,
+        "calls": [call],
+        "artifacts": [],
+    }
+    container = pod["spec"]["containers"][0]
+    started = pod["status"].get("startTime")
+    terminated = {
+        "exitCode": 0,
+        "reason": "Completed",
+        "message": json.dumps(result),
+        "startedAt": started,
+        "finishedAt": started,
+    }
+    return {
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "image": container["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
     }

@@ -18,7 +18,7 @@ import pytest
 from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
-from tests.builders.kueue import cluster_queue, local_queue, resource_flavor
+from tests.builders.kueue import cluster_queue, local_queue, resource_flavor, runner_result_status
 from tests.builders.routes import failover_route
 from tests.cluster.harness import JESUS, OperatorWorld, apply, get, operator_world, wait_for
 
@@ -115,46 +115,7 @@ def finish(world: OperatorWorld, job: str, cost_micros: int) -> None:
     pod = wait_for(
         lambda: running_pod(world, job), timeout=60, what=f"a running pod of {job}", describe=world.describe
     )
-    result = {
-        "v": 1,
-        "outcome": "Succeeded",
-        "usage": {"inputTokens": 10, "outputTokens": 5},
-        "costMicros": cost_micros,
-        "calls": [
-            {
-                "adapter": "steady",
-                "model": "steady-model",
-                "usage": {"inputTokens": 10, "outputTokens": 5},
-                "costMicros": cost_micros,
-                "durationMilliseconds": 3,
-            }
-        ],
-        "artifacts": [],
-    }
-    container = pod["spec"]["containers"][0]
-    terminated = {
-        "exitCode": 0,
-        "reason": "Completed",
-        "message": json.dumps(result),
-        "startedAt": pod["status"].get("startTime"),
-        "finishedAt": pod["status"].get("startTime"),
-    }
-    status = {
-        "status": {
-            "phase": "Succeeded",
-            "containerStatuses": [
-                {
-                    "name": container["name"],
-                    "image": container["image"],
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "started": False,
-                    "state": {"terminated": terminated},
-                }
-            ],
-        }
-    }
+    status = runner_result_status(pod, cost_micros)
     world.plane.kubectl(
         "patch",
         "pod",
