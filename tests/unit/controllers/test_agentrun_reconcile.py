@@ -451,20 +451,18 @@ async def test_a_preempted_attempt_ends_its_job_and_is_retried_under_the_retry_p
     assert world.budget()["reservedMicros"] == 500_000  # one hold through preemption and retry
 
 
-async def test_a_preempted_run_without_retries_fails_and_is_charged_what_it_held() -> None:
+async def test_a_run_without_retries_is_retried_after_a_preemption_still_holding_once() -> None:
     world = kueue_world()
     job = (await world.reconcile())["attempts"][0]["jobName"]
-    put_workload(
-        world,
-        job,
-        schedulingStats={
-            "evictions": [{"reason": "Preempted", "underlyingCause": "InCohortReclamation", "count": 1}]
-        },
-    )
+    stats = {"evictions": [{"reason": "Preempted", "underlyingCause": "InCohortReclamation", "count": 1}]}
+    put_workload(world, job, schedulingStats=stats)
     status = await world.reconcile()
-    assert status["phase"] == "Failed"
-    assert condition(status, "Failed")[1] == "JobFailed"
-    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, 500_000)
+    assert status["phase"] == "Running"
+    assert condition(status, "Running")[:2] == ("False", "Retrying")
+    world.now += timedelta(seconds=31)  # the retry policy's backoff (30 s by default) still applies
+    status = await world.reconcile()
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Running"]
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (500_000, 0)
 
 
 async def test_a_queue_name_rule_that_fails_for_the_team_leaves_the_run_without_a_job_saying_why() -> None:

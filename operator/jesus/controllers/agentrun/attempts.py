@@ -217,7 +217,9 @@ async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
             # Kueue suspended the Job and its pod is gone: this attempt is over. Deleting the Job drops
             # its Workload, so Kueue cannot resume it behind the next attempt's back.
             await context.kube.delete("Job", namespace, attempt.job_name)
-            observed = runs.JobObservation("failed", f"preempted by Kueue ({seen.reason}): {seen.message}")
+            observed = runs.JobObservation(
+                "failed", f"{runs.PREEMPTED} ({seen.reason}): {seen.message}", preempted=True
+            )
             logger.info(
                 "Preempted runner job run=%s/%s job=%s attempt=%d reason=%s",
                 namespace,
