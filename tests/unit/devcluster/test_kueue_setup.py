@@ -4,9 +4,15 @@ private /etc that shows it its metrics certificate (`jesus.devcluster.kueue`).""
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 
-from jesus.devcluster import kueue
+import pytest
+from tests.unit.devcluster.test_devcluster_local import as_etcd, record
+
+from jesus.cli import main
+from jesus.devcluster import ControlPlane, kueue
+from jesus.devcluster.components import Ports
 
 MANIFESTS = """
 ---
@@ -114,3 +120,20 @@ def test_the_metrics_certificate_is_mounted_in_a_private_etc(tmp_path: Path) -> 
         "/etc/hosts",
         "/etc/hosts",
     ]
+
+
+def test_up_kueue_over_a_plane_without_it_says_to_restart(
+    state: Path, component: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    record(state, as_etcd(component))
+    assert main(["dev", "up", "--kueue"]) == 2
+    assert "runs without Kueue: run `jesus dev down`, then `jesus dev up --kueue`" in capsys.readouterr().err
+    assert component.poll() is None  # the running plane is left alone
+
+
+def test_the_plane_remembers_that_it_runs_kueue(tmp_path: Path) -> None:
+    plane = ControlPlane(tmp_path, kueue=True)
+    plane.ports = Ports(1, 2, 3, 4, 5, 6, kueue_webhook=7)
+    plane._save_state()
+    loaded = ControlPlane.load(tmp_path)
+    assert loaded is not None and loaded.kueue and loaded.ports == plane.ports
