@@ -187,7 +187,10 @@ class OperatorWorld:
         operator_environment: dict[str, str] | None = None,
         policies: Path = REPO / "policies",
         operator_args: tuple[str, ...] = (),
+        runtime: bool = True,
     ) -> None:
+        """runtime: run runner pods for real (ProcessRuntime); without it they stay Running on kwok
+        until a test ends them."""
         self.plane, self.namespace, self.workdir = plane, namespace, workdir
         # Settings for every runner pod ride on its command (`env K=V ...`), as an image's would.
         settings = [f"{key}={value}" for key, value in (runner_environment or {}).items()]
@@ -225,6 +228,7 @@ class OperatorWorld:
             workdir / "operator.log",
         )
         self.runtime = RuntimeThread(plane, namespace)
+        self.with_runtime = runtime
 
     def describe(self) -> str:
         runs = self.plane.kubectl(
@@ -237,12 +241,14 @@ class OperatorWorld:
         self.router.start()
         try:
             wait_for(self._router_ready, timeout=30, what="the router", describe=self.router.tail)
-            self.runtime.start()
+            if self.with_runtime:
+                self.runtime.start()
             self.operator.start()
             yield self
         finally:
             self.operator.stop()
-            self.runtime.stop()
+            if self.with_runtime:
+                self.runtime.stop()
             self.router.stop()
 
     def _router_ready(self) -> bool:

@@ -37,6 +37,7 @@ from jesus.controllers.metrics import OperatorMetrics
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
 from jesus.logic.placement import parse_placement
+from jesus.logic.queueing import DEFAULT_LANES, parse_lanes
 from jesus.policy.decision import DECISION_PATH
 from jesus.router.metrics import RouterMetrics
 
@@ -189,6 +190,49 @@ def test_runner_placement_reaches_the_operator_as_one_json_flag_it_parses() -> N
     placement = parse_placement(flag.split("=", 1)[1], source="the chart's --runner-placement")
     assert placement.node_selector == {"pool": "agents"}
     assert placement.tolerations == ({"key": "agents", "operator": "Exists", "effect": "NoSchedule"},)
+
+
+def test_kueue_is_off_by_default_and_on_passes_its_lanes_and_queue_rule_the_operator_parses() -> None:
+    def operator_args(*sets: str) -> tuple[list[str], list[Manifest]]:
+        manifests = render(*sets)
+        operator = container(one(manifests, "Deployment", "jesus-operator"), "operator")
+        return [a for a in operator["args"] if a.startswith("--kueue")], manifests
+
+    args, manifests = operator_args()
+    assert args == [] and find(manifests, "WorkloadPriorityClass") == []
+    rules = one(manifests, "ClusterRole", "jesus-system-jesus-operator")["rules"]
+    assert not [r for r in rules if "kueue.x-k8s.io" in r["apiGroups"]]
+
+    args, manifests = operator_args("kueue.enabled=true", "kueue.queueName=agents-{team}")
+    assert args[:2] == ["--kueue", "--kueue-queue-name=agents-{team}"]
+    lanes = parse_lanes(args[2].split("=", 1)[1])
+    assert lanes == DEFAULT_LANES
+    classes = {m["metadata"]["name"]: m["value"] for m in find(manifests, "WorkloadPriorityClass")}
+    assert classes == {lane.name: lane.value for lane in DEFAULT_LANES}
+    rules = one(manifests, "ClusterRole", "jesus-system-jesus-operator")["rules"]
+    assert {
+        "apiGroups": ["kueue.x-k8s.io"],
+        "resources": ["workloads"],
+        "verbs": ["get", "list", "watch"],
+    } in rules
+    _, manifests = operator_args("kueue.enabled=true", "kueue.createPriorityClasses=false")
+    assert find(manifests, "WorkloadPriorityClass") == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("kueue.lanes[0].minPriority=5000", "/kueue/lanes/0/minPriority"),
+        ("kueue.lanes[0].name=Interactive", "/kueue/lanes/0/name"),
+        ("kueue.queue=x", "additional properties 'queue' not allowed"),
+    ],
+)
+def test_bad_kueue_values_fail_with_a_message_naming_them(value: str, message: str) -> None:
+    result = helm(
+        "template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}", "--set", value, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 def test_the_runner_gets_no_token_and_the_router_only_its_read_binding() -> None:

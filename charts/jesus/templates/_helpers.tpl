@@ -122,3 +122,12 @@ servers to them in the run's own NetworkPolicy. */}}
 {{- $rules := list (dict "to" $np.dns.to "ports" $np.dns.ports) $router -}}
 {{- toJson (concat $rules $np.runnerExtraEgress) -}}
 {{- end -}}
+
+{{/* The --kueue-lanes value: name=minPriority:value for each lane, comma-separated. */}}
+{{- define "jesus.kueueLanes" -}}
+{{- $lanes := list }}
+{{- range .Values.kueue.lanes }}
+{{- $lanes = append $lanes (printf "%s=%v:%v" .name .minPriority .value) }}
+{{- end }}
+{{- join "," $lanes }}
+{{- end }}

@@ -61,6 +61,9 @@ class AgentRunConditionType(enum.StrEnum):
     """A finished run's record is in the SQL archive (only when the operator has one; docs/records.md)."""
     REFLECTED = "Reflected"
     """The run's reflection passed LAW-REFLECT-001 (False names the failed items; docs/reflection.md)."""
+    QUEUED = "Queued"
+    """With Kueue (docs/scheduling.md): True while the runner Job waits for Kueue to admit it, with
+    Kueue's reason and message; False once Kueue admitted it."""
 
 
 class AgentRunReason(enum.StrEnum):
@@ -91,6 +94,10 @@ class AgentRunReason(enum.StrEnum):
     ARCHIVE_PENDING = "ArchivePending"
     CHECKLIST_PASSED = "ChecklistPassed"
     CHECKLIST_FAILED = "ChecklistFailed"
+    QUEUED_IN_KUEUE = "QueuedInKueue"
+    """On Running=False while the Job waits in Kueue (the Queued condition has Kueue's reason)."""
+    INVALID_QUEUE = "InvalidQueueName"
+    PREEMPTED = "Preempted"
 
 
 class Owner(ApiModel):
@@ -199,6 +206,9 @@ class ResourceList(ApiModel):
     """CPU, e.g. 500m."""
     memory: Quantity | None = None
     """Memory, e.g. 512Mi."""
+    gpu: Annotated[int | None, Field(ge=0, le=64, alias="nvidia.com/gpu")] = None
+    """NVIDIA GPUs (`nvidia.com/gpu`), e.g. 1: the runner pod asks for them and tolerates GPU nodes'
+    taint; with Kueue they count against the team's GPU quota (docs/scheduling.md)."""
 
 
 class RunnerResources(ApiModel):

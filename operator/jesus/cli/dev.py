@@ -103,9 +103,14 @@ def _up(args: argparse.Namespace) -> int:
                 f"the control plane at {existing.server} runs without OIDC: "
                 "run `jesus dev down`, then `jesus dev up --oidc`"
             )
+        if args.kueue and not existing.kueue:
+            raise CommandError(
+                f"the control plane at {existing.server} runs without Kueue: "
+                "run `jesus dev down`, then `jesus dev up --kueue`"
+            )
         print(f"Control plane already running at {existing.server}; nothing started.", file=sys.stderr)
         return 0
-    plane = ControlPlane(state_dir(), oidc=args.oidc)
+    plane = ControlPlane(state_dir(), oidc=args.oidc, kueue=args.kueue)
     try:
         plane.start(apiserver_port=args.port, progress=_progress)
     except (ControlPlaneError, ToolchainError) as exc:
@@ -118,6 +123,12 @@ def _up(args: argparse.Namespace) -> int:
         users = ", ".join(user.email for user in oidc.DEV_USERS)
         print(f"OIDC provider (Hydra) at {settings.issuer}; users: {users}.", file=sys.stderr)
         print("A kubeconfig as one: jesus dev login ada@example.com > ada.kubeconfig", file=sys.stderr)
+    if plane.kueue:
+        print(
+            "Kueue runs with its webhooks; give teams queues and start the operator with --kueue "
+            "(docs/scheduling.md).",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -229,6 +240,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--oidc",
         action="store_true",
         help="also start an OIDC provider (ORY Hydra) with dev users, whose ID tokens the API server takes",
+    )
+    up.add_argument(
+        "--kueue",
+        action="store_true",
+        help="also run Kueue's controller manager (quotas, priority lanes, preemption for runner Jobs)",
     )
     up.set_defaults(handler=_up)
     login = commands.add_parser(

@@ -20,6 +20,14 @@ from jesus.cli import CommandError, command_parser
 from jesus.logic.egress import DEFAULT_CLUSTER_DOMAIN, EgressRulesError, RunnerEgress, parse_egress_rules
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.placement import PlacementError, RunnerPlacement, parse_placement
+from jesus.logic.queueing import (
+    DEFAULT_LANES,
+    DEFAULT_QUEUE_NAME,
+    QueueingError,
+    QueueSettings,
+    parse_lanes,
+    validate_queue_name,
+)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -63,7 +71,10 @@ def _run(args: argparse.Namespace) -> int:
         opa_url=args.opa_url,
         policy_dir=Path(args.policies) if args.policies else None,
         settings=OperatorSettings(
-            runner=runner, runner_egress=runner_egress, resync_seconds=args.resync_seconds
+            runner=runner,
+            runner_egress=runner_egress,
+            resync_seconds=args.resync_seconds,
+            queueing=_queueing(args),
         ),
         worker_limit=args.worker_limit,
         router_admin_url=args.router_admin_url,
@@ -127,6 +138,24 @@ def _runner_placement(args: argparse.Namespace) -> RunnerPlacement:
         return parse_placement(args.runner_placement, source="--runner-placement")
     except PlacementError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def _queueing(args: argparse.Namespace) -> QueueSettings | None:
+    """With --kueue, the LocalQueue naming rule and the lanes; None without (Jobs start at once)."""
+    if not args.kueue:
+        if args.kueue_lanes is not None or args.kueue_queue_name is not None:
+            raise CommandError("--kueue-lanes and --kueue-queue-name take effect only with --kueue")
+        return None
+    try:
+        lanes = parse_lanes(args.kueue_lanes) if args.kueue_lanes is not None else DEFAULT_LANES
+        name = validate_queue_name(args.kueue_queue_name or DEFAULT_QUEUE_NAME)
+    except QueueingError as exc:
+        raise CommandError(str(exc)) from exc
+    return QueueSettings(queue_name=name, lanes=lanes)
+
+
+def _lanes_text() -> str:
+    return ",".join(f"{lane.name}={lane.min_priority}:{lane.value}" for lane in DEFAULT_LANES)
 
 
 def _runner_egress(args: argparse.Namespace) -> RunnerEgress | None:
@@ -195,6 +224,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="SQL archive of finished runs and the audit log: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: $JESUS_ARCHIVE_DATABASE; unset: no archive)",
+    )
+    parser.add_argument(
+        "--kueue",
+        action="store_true",
+        help="hand runner Jobs to Kueue: created suspended in the team's LocalQueue with the lane's "
+        "WorkloadPriorityClass (docs/scheduling.md)",
+    )
+    parser.add_argument(
+        "--kueue-queue-name",
+        metavar="RULE",
+        help=f"the LocalQueue a run's Job names, from {{team}} and {{namespace}} "
+        f"(default {DEFAULT_QUEUE_NAME!r})",
+    )
+    parser.add_argument(
+        "--kueue-lanes",
+        metavar="LANES",
+        help=f"priority lanes as name=minPriority:value, comma-separated (default {_lanes_text()!r})",
     )
     parser.add_argument("--resync-seconds", type=float, default=10.0)
     parser.add_argument("--worker-limit", type=int, default=200)

@@ -43,6 +43,11 @@ class Ports:
     oidc_public: int = 0
     oidc_admin: int = 0
     oidc_login: int = 0
+    # Kueue's (`jesus dev up --kueue`): its webhook server, health probes, metrics, visibility API.
+    kueue_webhook: int = 0
+    kueue_health: int = 0
+    kueue_metrics: int = 0
+    kueue_visibility: int = 0
 
 
 def write_kubeconfig(path: Path, server: str, pki_dir: Path, client: str) -> None:

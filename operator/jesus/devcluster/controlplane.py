@@ -1,6 +1,7 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, and kwok simulating the nodes (two CPU nodes and a GPU node); with `oidc=True` also an
-OIDC provider (ORY Hydra and our login app, `oidc.py`) whose ID tokens the API server accepts.
+OIDC provider (ORY Hydra and our login app, `oidc.py`) whose ID tokens the API server accepts; with
+`kueue=True` also Kueue's controller manager, its CRDs and webhooks (`kueue.py`).
 
 Every process writes its log into the state directory. `state.json` there records the processes and
 ports, so another process (`jesus dev down`) can find and stop them. Readiness waits watch every
@@ -28,7 +29,7 @@ from typing import IO, Any
 
 import httpx
 
-from jesus.devcluster import components, nodes, oidc, pki, processes, toolchain
+from jesus.devcluster import components, kueue, nodes, oidc, pki, processes, toolchain
 from jesus.devcluster.components import Ports
 from jesus.devcluster.oidc import DEV_USERS, DevUser
 from jesus.devcluster.processes import ProcessRecord
@@ -73,10 +74,12 @@ class ControlPlane:
         die_with_parent: bool = False,
         oidc: bool = False,
         oidc_users: tuple[DevUser, ...] = DEV_USERS,
+        kueue: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.die_with_parent = die_with_parent
         self.oidc = oidc
+        self.kueue = kueue
         self.oidc_users = oidc_users  # the OIDC provider's people (`oidc.DEV_USERS` unless a test says)
         self.ports: Ports | None = None
         self.processes: list[ProcessRecord] = []
@@ -155,6 +158,7 @@ class ControlPlane:
         state = {
             "ports": asdict(self.ports),
             "oidc": self.oidc,
+            "kueue": self.kueue,
             "processes": [asdict(p) for p in self.processes],
         }
         tmp = self.state_file.with_suffix(".tmp")
@@ -171,6 +175,7 @@ class ControlPlane:
             return None
         plane.ports = Ports(**state["ports"])
         plane.oidc = bool(state.get("oidc", False))
+        plane.kueue = bool(state.get("kueue", False))
         plane.processes = [ProcessRecord(**record) for record in state["processes"]]
         return plane
 
@@ -197,6 +202,7 @@ class ControlPlane:
             "kwok",
             "kubectl",
             *(("hydra",) if self.oidc else ()),
+            *(("kueue",) if self.kueue else ()),
         ):
             self.binary(name)
         if apiserver_port is not None and port_in_use(apiserver_port):
@@ -218,6 +224,16 @@ class ControlPlane:
                 if self.oidc
                 else {}
             ),
+            **(
+                {
+                    "kueue_webhook": free_port(),
+                    "kueue_health": free_port(),
+                    "kueue_metrics": free_port(),
+                    "kueue_visibility": free_port(),
+                }
+                if self.kueue
+                else {}
+            ),
         )
         started = time.monotonic()
         try:
@@ -230,7 +246,7 @@ class ControlPlane:
     def _start_all(self, progress: Progress) -> None:
         assert self.ports is not None
         pki.generate_pki(self.pki_dir)
-        for client in ("admin", "kube-controller-manager", "kube-scheduler", "kwok"):
+        for client in ("admin", "kube-controller-manager", "kube-scheduler", "kwok", "kueue"):
             path = self.kubeconfig if client == "admin" else self.state_dir / f"{client}.kubeconfig"
             components.write_kubeconfig(path, self.server, self.pki_dir, client)
 
@@ -265,6 +281,59 @@ class ControlPlane:
             "kube-scheduler",
             lambda: self._http_ok(f"https://127.0.0.1:{self.ports_.scheduler}/healthz", verify=False),
         )
+        if self.kueue:
+            self._start_kueue(progress)
+
+    def _start_kueue(self, progress: Progress) -> None:
+        """Kueue's CRDs from its module, its controller manager on loopback, then its webhooks by URL."""
+        p, directory = self.ports_, self.state_dir / "kueue"
+        certs = directory / "certs"
+        certs.mkdir(parents=True)
+        # (kueue.crt is its client certificate.)
+        pki.issue_serving_cert(self.pki_dir, "kueue-serving", "kueue-webhook")
+        # controller-runtime's webhook server and Kueue's metrics server read tls.crt and tls.key.
+        shutil.copy(self.pki_dir / "kueue-serving.crt", certs / "tls.crt")
+        shutil.copy(self.pki_dir / "kueue-serving.key", certs / "tls.key")
+        module = kueue.module_dir()
+        progress(f"Installing Kueue's CRDs from {module}...")
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            *(f"--filename={path}" for path in kueue.crd_files(module)),
+        )
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.kubectl("create", "namespace", kueue.NAMESPACE)
+        config = directory / "config.yaml"
+        config.write_text(
+            json.dumps(
+                kueue.configuration(
+                    webhook_port=p.kueue_webhook,
+                    health_port=p.kueue_health,
+                    metrics_port=p.kueue_metrics,
+                    visibility_port=p.kueue_visibility,
+                    cert_dir=certs,
+                ),
+                indent=2,
+            )
+            + "\n"
+        )  # JSON is YAML
+        progress("Starting Kueue's controller manager...")
+        own = kueue.args(config, self.state_dir / "kueue.kubeconfig")
+        self._spawn(
+            "kueue",
+            kueue.sandboxed_argv(self.binary("kueue"), own, certs),
+            binary=kueue.bwrap(),
+        )
+        self._wait("kueue", lambda: self._http_ok(f"http://127.0.0.1:{p.kueue_health}/readyz"))
+        base_url, ca_bundle = f"https://127.0.0.1:{p.kueue_webhook}", (self.pki_dir / "ca.crt").read_bytes()
+        manifests = (module / "config" / "components" / "webhook" / "manifests.yaml").read_text()
+        webhooks = kueue.webhook_configurations(manifests, base_url, ca_bundle)
+        listing = {"apiVersion": "v1", "kind": "List", "items": webhooks}
+        self.kubectl("apply", "-f", "-", input=json.dumps(listing))
+        patch = json.dumps(kueue.conversion_patch(base_url, ca_bundle))
+        for plural in kueue.CONVERSION_CRDS:
+            self.kubectl("patch", "crd", f"{plural}.kueue.x-k8s.io", "--type=merge", f"--patch={patch}")
 
     def start_oidc_provider(self, progress: Progress = lambda _: None) -> oidc.OidcSettings:
         """Only an OIDC provider, with a CA of its own and no cluster: another issuer, e.g. the one a

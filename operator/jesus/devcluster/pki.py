@@ -36,6 +36,8 @@ CLIENTS = (
     ClientIdentity("kube-controller-manager", "system:kube-controller-manager"),
     ClientIdentity("kube-scheduler", "system:kube-scheduler"),
     ClientIdentity("kwok", "system:kwok-controller", ("system:masters",)),
+    # Kueue's controller manager (`jesus dev up --kueue`); the dev plane grants it all, as kwok.
+    ClientIdentity("kueue", "system:kueue-controller", ("system:masters",)),
 )
 
 

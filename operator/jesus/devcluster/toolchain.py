@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.34.4"
+# The Kueue the dev control plane runs; the CRDs are read from this module version too.
+KUEUE_VERSION = "v0.17.0"
 
 _K8S_VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 
@@ -87,6 +89,17 @@ TOOLS: dict[str, Tool] = {
             ("-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0",),
             tags=("sqlite", "sqlite_omit_load_extension"),
             cgo=True,
+        ),
+        # Kueue's controller manager (`jesus dev up --kueue`, ADR 0029): quota, priority lanes and
+        # preemption for runner Jobs. Its CRDs come from the same module (config/components/crd).
+        Tool(
+            "kueue",
+            KUEUE_VERSION,
+            {"kueue": "sigs.k8s.io/kueue/cmd/kueue"},
+            (
+                f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={KUEUE_VERSION}",
+                "-X sigs.k8s.io/kueue/pkg/version.BuildDate=1970-01-01T00:00:00Z",
+            ),
         ),
         # Our own small program (not a wrapper): the chart's Argo CD health checks in gopher-lua.
         Tool("argocd-health", "v1", {"argocd-health": "."}),

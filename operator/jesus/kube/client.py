@@ -54,6 +54,8 @@ RESOURCES: Mapping[str, Resource] = {
     "RoutePolicy": Resource(f"/apis/{GROUP}", VERSION, "routepolicies"),
     "Lesson": Resource(f"/apis/{GROUP}", VERSION, "lessons"),
     "Job": Resource("/apis/batch", "v1", "jobs"),
+    # Kueue's (`jesus operator --kueue`): the Workload it makes for each runner Job.
+    "Workload": Resource("/apis/kueue.x-k8s.io", "v1beta2", "workloads"),
     "Deployment": Resource("/apis/apps", "v1", "deployments"),
     "Service": Resource("/api", "v1", "services"),
     "Secret": Resource("/api", "v1", "secrets"),

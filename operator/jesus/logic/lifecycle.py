@@ -24,7 +24,7 @@ from jesus.api.agentrun import (
 )
 from jesus.api.budget import Budget
 from jesus.logic.clock import parse_time
-from jesus.logic.runs import JobObservation, failed_attempts, retry_delay
+from jesus.logic.runs import FREE_PREEMPTIONS, JobObservation, failed_attempts, preemptions, retry_delay
 
 
 class Action(enum.StrEnum):
@@ -118,7 +118,9 @@ def job_step(
     result = observed.result
     if observed.state == "succeeded" and (result is None or result.succeeded):
         return JobStep(JobAction.SUCCEED, AgentRunReason.JOB_SUCCEEDED, observed)
-    if retry_delay(run, failed_attempts(attempts) + 1) is not None:
+    # A preemption within the free ones does not count against the retry policy (runs.FREE_PREEMPTIONS).
+    counted = 0 if observed.preempted and preemptions(attempts) < FREE_PREEMPTIONS else 1
+    if retry_delay(run, failed_attempts(attempts) + counted) is not None:
         return JobStep(JobAction.RETRY, AgentRunReason.RETRYING, observed)
     reason = (
         AgentRunReason.RETRIES_EXHAUSTED if run.spec.retry_policy.max_retries else AgentRunReason.JOB_FAILED

@@ -15,6 +15,7 @@ from jesus.api.objects import JsonObject, bounded_name, owner_reference
 from jesus.logic.lessons import LESSONS_VARIABLE, lessons_json
 from jesus.logic.placement import RunnerPlacement
 from jesus.logic.reflection import OfferedLesson
+from jesus.logic.serving import GPU_RESOURCE, GPU_TAINT_KEY
 
 LABEL_COMPONENT = "jesus.dev/component"
 LABEL_ATTEMPT = "jesus.dev/attempt"
@@ -112,23 +113,30 @@ def build_runner_job(
     *,
     traceparent: str,
     lessons: Sequence[OfferedLesson] = (),
+    queue_labels: Mapping[str, str] | None = None,
 ) -> JsonObject:
     """The Job that runs attempt `attempt` of `run`: the runner with the run's spec, the router's URL and
-    the run's router token, the lessons it is offered, and no provider credentials and no API access."""
+    the run's router token, the lessons it is offered, and no provider credentials and no API access.
+
+    queue_labels: Kueue's labels (`jesus.logic.queueing.job_labels`); with them the Job is created
+    suspended, and Kueue unsuspends it once it admits it against its queue's quota.
+    """
     name = run.metadata.name or ""
     labels = {**run_labels(run), LABEL_COMPONENT: COMPONENT_RUNNER, LABEL_ATTEMPT: str(attempt)}
     container = _runner_container(run, attempt, settings, traceparent, lessons)
+    queued = {"suspend": True} if queue_labels else {}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job_name(name, attempt),
             "namespace": run.metadata.namespace,
-            "labels": labels,
+            "labels": {**labels, **(queue_labels or {})},
             "annotations": {"jesus.dev/traceparent": traceparent},
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
+            **queued,
             "backoffLimit": 0,  # the operator owns retries, with the run's retry policy
             "activeDeadlineSeconds": run.spec.limits.timeout_seconds + TIMEOUT_GRACE_SECONDS,
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
@@ -140,11 +148,22 @@ def build_runner_job(
                     "automountServiceAccountToken": False,
                     "containers": [container],
                     "volumes": [{"name": "artifacts", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-                    **settings.placement.pod_spec_fields(),
+                    **_placement(run, settings),
                 },
             },
         },
     }
+
+
+def _placement(run: AgentRun, settings: RunnerSettings) -> JsonObject:
+    """The settings' node selector and tolerations; a run that asks for GPUs also tolerates the taint
+    GPU nodes carry (as the serving Deployments do)."""
+    fields = settings.placement.pod_spec_fields()
+    if runner_gpus(run):
+        gpu = {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
+        tolerations = list(fields.get("tolerations", []))
+        fields = {**fields, "tolerations": [*tolerations, gpu] if gpu not in tolerations else tolerations}
+    return fields
 
 
 def _runner_container(
@@ -174,14 +193,24 @@ def _runner_container(
 
 
 def _runner_resources(run: AgentRun, settings: RunnerSettings) -> JsonObject:
-    """The settings' requests and limits, overridden by the run's own."""
+    """The settings' requests and limits, overridden by the run's own. GPUs (an extended resource)
+    are requested and limited alike, as Kubernetes requires."""
     resources = run.spec.resources
-    requests = {"cpu": settings.cpu_request, "memory": settings.memory_request}
-    limits = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
+    requests: dict[str, Any] = {"cpu": settings.cpu_request, "memory": settings.memory_request}
+    limits: dict[str, Any] = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
     if resources is not None:
-        requests.update(resources.requests.model_dump(exclude_none=True) if resources.requests else {})
-        limits.update(resources.limits.model_dump(exclude_none=True) if resources.limits else {})
+        for target, given in ((requests, resources.requests), (limits, resources.limits)):
+            if given is not None:
+                target.update(given.model_dump(exclude_none=True, by_alias=True))
+    gpus = max(int(requests.pop(GPU_RESOURCE, 0) or 0), int(limits.pop(GPU_RESOURCE, 0) or 0))
+    if gpus:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
     return {"requests": requests, "limits": limits}
+
+
+def runner_gpus(run: AgentRun) -> int:
+    """How many GPUs the run's runner asks for (0: none)."""
+    return int(_runner_resources(run, RunnerSettings())["limits"].get(GPU_RESOURCE, 0))
 
 
 def _runner_env(

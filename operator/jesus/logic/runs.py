@@ -250,6 +250,8 @@ class JobObservation:
     state: JobState
     message: str = ""
     result: RunResult | None = None
+    preempted: bool = False
+    """Kueue evicted the attempt's Job after admitting it (the message starts with PREEMPTED)."""
 
 
 def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -304,8 +306,24 @@ def retry_delay(run: AgentRun, failed_attempts: int) -> timedelta | None:
     return timedelta(seconds=min(seconds, 3600))
 
 
+# How a preempted attempt's message begins (jesus.logic.queueing, docs/scheduling.md).
+PREEMPTED = "preempted by Kueue"
+# Preemptions a run takes without using up its retries: preemption is the scheduler's choice, not the
+# run's failure, and a background run is preempted as a matter of course. Past this many, each further
+# preemption counts as a failed attempt, so a run preempted without end still ends.
+FREE_PREEMPTIONS = 10
+
+
+def preemptions(attempts: Sequence[Attempt] | None) -> int:
+    """How many of the attempts Kueue preempted."""
+    return sum(1 for a in attempts or () if a.outcome == "Failed" and (a.message or "").startswith(PREEMPTED))
+
+
 def failed_attempts(attempts: Sequence[Attempt] | None) -> int:
-    return sum(1 for a in attempts or () if a.outcome == "Failed")
+    """The failed attempts that count against the retry policy (the first FREE_PREEMPTIONS
+    preemptions do not)."""
+    failed = sum(1 for a in attempts or () if a.outcome == "Failed")
+    return failed - min(preemptions(attempts), FREE_PREEMPTIONS)
 
 
 # --- totals and traces ----------------------------------------------------------------------------

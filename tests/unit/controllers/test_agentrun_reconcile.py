@@ -19,6 +19,7 @@ from jesus.controllers.agentrun import reconcile_run, release_on_delete, wake_fo
 from jesus.controllers.context import OperatorSettings
 from jesus.kube import JsonObject
 from jesus.logic.egress import RunnerEgress
+from jesus.logic.queueing import LABEL_JOB_UID, LABEL_PRIORITY_CLASS, LABEL_QUEUE_NAME, QueueSettings
 from jesus.logic.runs import summarize_record
 from jesus.policy.decision import Decision, PolicyInput, fail_closed
 from jesus.redaction import RedactionConfig
@@ -432,3 +433,113 @@ async def test_a_run_without_a_reflection_or_with_a_garbled_one_has_no_reflected
         status = await world.reconcile()
         assert status["phase"] == "Succeeded"
         assert "Reflected" not in [c["type"] for c in status["conditions"]], reflection
+
+
+# --- with Kueue ----------------------------------------------------------------------------------------
+
+
+def kueue_world(**run_fields: Any) -> World:
+    run = agent_run(namespace=NS)
+    for path, value in run_fields.items():
+        run = set_field(run, path.replace("__", "."), value)
+    world = World(run=run)
+    world.context.settings = OperatorSettings(queueing=QueueSettings())
+    return world
+
+
+def put_workload(world: World, job: str, *conditions: dict[str, Any], **status: Any) -> None:
+    uid = world.kube.find("Job", NS, job)["metadata"]["uid"]  # type: ignore[index]
+    world.kube.put(
+        {
+            "kind": "Workload",
+            "metadata": {"name": f"job-{job}", "namespace": NS, "labels": {LABEL_JOB_UID: uid}},
+            "status": {"conditions": list(conditions), **status},
+        }
+    )
+
+
+async def test_with_kueue_the_job_is_created_suspended_and_the_run_says_it_is_queued() -> None:
+    world = kueue_world(spec__priority=700)
+    status = await world.reconcile()
+    job = world.kube.find("Job", NS, status["attempts"][0]["jobName"])
+    assert job is not None and job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"][LABEL_QUEUE_NAME] == "ml"
+    assert job["metadata"]["labels"][LABEL_PRIORITY_CLASS] == "interactive"
+    assert status["phase"] == "Running"
+    assert condition(status, "Queued")[:2] == ("True", "WorkloadPending")
+    assert condition(status, "Running")[:2] == ("False", "QueuedInKueue")
+    # Money is held before Kueue sees the Job.
+    assert world.budget()["reservedMicros"] == 500_000
+
+    missing = {
+        "type": "QuotaReserved",
+        "status": "False",
+        "reason": "Inadmissible",
+        "message": "LocalQueue ml doesn't exist",
+    }
+    put_workload(world, job["metadata"]["name"], missing)
+    status = await world.reconcile()
+    assert condition(status, "Queued")[:2] == ("True", "Inadmissible")
+    assert "LocalQueue ml doesn't exist" in condition(status, "Queued")[2]
+
+    job["spec"]["suspend"] = False
+    world.kube.put(job)
+    put_workload(
+        world,
+        job["metadata"]["name"],
+        {"type": "Admitted", "status": "True", "reason": "Admitted"},
+        admission={"clusterQueue": "ml"},
+    )
+    status = await world.reconcile()
+    assert condition(status, "Queued")[:2] == ("False", "Admitted")
+    assert condition(status, "Running")[:2] == ("True", "JobRunning")
+    # Admission by Kueue is no refusal: no Warning Event for Queued=False.
+    assert not [e for e in world.kube.events if e[1] == "Warning"]
+
+
+async def test_a_preempted_attempt_ends_its_job_and_is_retried_under_the_retry_policy_holding_once() -> None:
+    world = kueue_world(spec__retryPolicy={"maxRetries": 1, "backoffSeconds": 0})
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    evicted = {
+        "type": "Evicted",
+        "status": "True",
+        "reason": "Preempted",
+        "message": "Preempted to accommodate a higher priority Workload",
+    }
+    put_workload(world, job, evicted)
+    status = await world.reconcile()
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed"]
+    assert "preempted by Kueue (Preempted)" in status["attempts"][0]["message"]
+    assert ("Job", NS, job) in world.kube.deleted
+    status = await world.reconcile()
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Running"]
+    second = world.kube.find("Job", NS, status["attempts"][1]["jobName"])
+    assert second is not None and second["spec"]["suspend"] is True
+    assert condition(status, "Queued")[:2] == ("True", "WorkloadPending")
+    assert world.budget()["reservedMicros"] == 500_000  # one hold through preemption and retry
+
+
+async def test_a_run_without_retries_is_retried_after_a_preemption_still_holding_once() -> None:
+    world = kueue_world()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    stats = {"evictions": [{"reason": "Preempted", "underlyingCause": "InCohortReclamation", "count": 1}]}
+    put_workload(world, job, schedulingStats=stats)
+    status = await world.reconcile()
+    assert status["phase"] == "Running"
+    assert condition(status, "Running")[:2] == ("False", "Retrying")
+    world.now += timedelta(seconds=31)  # the retry policy's backoff (30 s by default) still applies
+    status = await world.reconcile()
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Running"]
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (500_000, 0)
+
+
+async def test_a_queue_name_rule_that_fails_for_the_team_leaves_the_run_without_a_job_saying_why() -> None:
+    world = kueue_world()
+    world.context.settings = OperatorSettings(
+        queueing=QueueSettings(queue_name="agents-of-the-platform-team-{team}-" + "q" * 40)
+    )
+    status = await world.reconcile()
+    assert condition(status, "Queued")[:2] == ("True", "InvalidQueueName")
+    assert "for team 'ml'" in condition(status, "Queued")[2]
+    assert "attempts" not in status
+    assert not [key for key in world.kube.objects if key[0] == "Job"]

@@ -22,7 +22,14 @@ from jesus.logic.lifecycle import (
     job_step,
     next_step,
 )
-from jesus.logic.runs import JobObservation, RunResult
+from jesus.logic.runs import (
+    FREE_PREEMPTIONS,
+    PREEMPTED,
+    JobObservation,
+    RunResult,
+    failed_attempts,
+    preemptions,
+)
 
 A, J, Obs = Action, JobAction, JobObservation
 
@@ -172,3 +179,37 @@ def test_charge(cost: int, observed: JobObservation, succeeded: bool, charged: i
 )
 def test_attempt_failure(observed: JobObservation, text: str) -> None:
     assert attempt_failure(observed) == text
+
+
+# --- preemption by Kueue -----------------------------------------------------------------------------
+
+
+def preempted(number: int) -> dict[str, Any]:
+    return {**attempt(number, "Failed", finished_ago=100), "message": f"{PREEMPTED} (Preempted): for chat"}
+
+
+PREEMPTION = Obs("failed", f"{PREEMPTED} (Preempted): for chat", preempted=True)
+
+
+def test_a_preempted_attempt_is_retried_without_using_up_a_run_with_no_retries() -> None:
+    run = reconciled_run(retries=0, backoff=0)
+    step = job_step(run, status("Running", attempt(1, "Running")).attempts, PREEMPTION, False)
+    assert step.action is J.RETRY
+    after = status("Running", preempted(1))
+    assert next_step(run, after, NOW).action is A.START_ATTEMPT
+    assert failed_attempts(after.attempts) == 0
+
+
+def test_past_the_free_preemptions_a_preemption_counts_as_a_failure() -> None:
+    run = reconciled_run(retries=0, backoff=0)
+    earlier = [preempted(n) for n in range(1, FREE_PREEMPTIONS + 1)]
+    attempts = status("Running", *earlier, attempt(FREE_PREEMPTIONS + 1, "Running")).attempts
+    assert preemptions(attempts) == FREE_PREEMPTIONS
+    assert job_step(run, attempts, PREEMPTION, False).action is J.FAIL
+
+
+def test_a_real_failure_after_a_preemption_still_uses_the_retry_policy() -> None:
+    run = reconciled_run(retries=1, backoff=0)
+    attempts = status("Running", preempted(1), attempt(2, "Failed", 50), attempt(3, "Running")).attempts
+    assert failed_attempts(attempts) == 1
+    assert job_step(run, attempts, Obs("failed", "boom"), False).action is J.FAIL

@@ -1,5 +1,9 @@
 """The runner Job of each attempt: create it, follow it, and write what `jesus.logic.lifecycle`
-makes of it (running, stopped by a Budget, succeeded, retry, failed) into the run's status."""
+makes of it (running, stopped by a Budget, succeeded, retry, failed) into the run's status.
+
+With Kueue (`OperatorSettings.queueing`), the Job is created suspended in the team's LocalQueue and
+lane; while Kueue has not admitted it the run says so (`Queued`, Kueue's reason); an attempt Kueue
+preempts ends as a failed attempt ("preempted") and the run's retry policy decides what follows."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.metrics import seconds_since
 from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
-from jesus.logic import egress, manifests, runs
+from jesus.logic import egress, manifests, queueing, runs
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import is_true
 from jesus.logic.lessons import long_term, offer
@@ -27,7 +31,14 @@ logger = logging.getLogger(__name__)
 
 async def start_attempt(context: OperatorContext, draft: StatusDraft, obj: JsonObject, number: int) -> None:
     """Create the Job of attempt `number` (and what it needs) and record the attempt."""
-    name = await _ensure_job(context, draft, obj, number)
+    try:
+        queue_labels = _queue_labels(context, draft)
+    except queueing.QueueingError as exc:
+        # No Job: the run waits (the next reconcile tries again) and says why; nothing is lost.
+        draft.condition(C.QUEUED, True, R.INVALID_QUEUE, str(exc))
+        draft.condition(C.RUNNING, False, R.INVALID_QUEUE, str(exc))
+        return
+    name = await _ensure_job(context, draft, obj, number, queue_labels)
     now = format_time(draft.now)
     attempt = Attempt(number=number, job_name=name, outcome=AttemptOutcome.RUNNING, start_time=now)
     draft.status.attempts = [*(draft.status.attempts or []), attempt]
@@ -35,8 +46,27 @@ async def start_attempt(context: OperatorContext, draft: StatusDraft, obj: JsonO
     if draft.status.start_time is None:
         draft.status.start_time = now
         _observe_queue_wait(context, draft)
+    if queue_labels:
+        queue, lane = queue_labels[queueing.LABEL_QUEUE_NAME], queue_labels[queueing.LABEL_PRIORITY_CLASS]
+        message = f"runner job {name} (attempt {number}) waits in Kueue: LocalQueue {queue}, lane {lane}"
+        draft.condition(C.QUEUED, True, queueing.NO_WORKLOAD, message)
+        draft.condition(C.RUNNING, False, R.QUEUED_IN_KUEUE, message)
+        draft.phase(Phase.RUNNING, message)
+        return
     draft.condition(C.RUNNING, True, R.JOB_CREATED, f"runner job {name} created (attempt {number})")
     draft.phase(Phase.RUNNING, f"running attempt {number} in job {name}")
+
+
+def _queue_labels(context: OperatorContext, draft: StatusDraft) -> dict[str, str] | None:
+    """Kueue's labels for the run's Job, or None without Kueue; QueueingError when the naming rule
+    makes no valid LocalQueue name for the run's team."""
+    settings = context.settings.queueing
+    if settings is None:
+        return None
+    run = draft.run
+    return queueing.job_labels(
+        settings, team=run.spec.owner.team, namespace=run.metadata.namespace or "", priority=run.spec.priority
+    )
 
 
 def await_retry(draft: StatusDraft, failed: int, delay_seconds: float) -> None:
@@ -65,7 +95,13 @@ async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonO
         )
 
 
-async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> str:
+async def _ensure_job(
+    context: OperatorContext,
+    draft: StatusDraft,
+    obj: JsonObject,
+    attempt: int,
+    queue_labels: dict[str, str] | None,
+) -> str:
     run, settings = draft.run, context.settings.runner
     namespace = run.metadata.namespace or ""
     started_ns = spans.now_ns()
@@ -86,6 +122,7 @@ async def _ensure_job(context: OperatorContext, draft: StatusDraft, obj: JsonObj
         settings,
         traceparent=runs.traceparent(run.metadata.uid or "", attempt),
         lessons=lessons,
+        queue_labels=queue_labels,
     )
     # A Job of this name that another owner controls (say, a deleted run's of the same name, not yet
     # collected) is not this run's to follow: ForeignChildError, and the reconcile is retried.
@@ -141,19 +178,62 @@ async def _read_service(context: OperatorContext, namespace: str, name: str) -> 
         return None
 
 
-async def _observe_job(context: OperatorContext, namespace: str, job_name: str) -> runs.JobObservation:
+async def _observe_job(
+    context: OperatorContext, namespace: str, job_name: str
+) -> tuple[JsonObject | None, runs.JobObservation]:
     job = await context.kube.get("Job", namespace, job_name)
     # The pods carry the runner's result; only a finished Job has one worth reading.
     finished = job is not None and runs.job_finished(job)
     pods = await context.kube.list("Pod", namespace, labels={"job-name": job_name}) if finished else []
-    return runs.observe_job(job, pods)
+    return job, runs.observe_job(job, pods)
+
+
+async def _follow_queue(
+    context: OperatorContext, draft: StatusDraft, attempt: Attempt, job: JsonObject
+) -> queueing.QueueObservation:
+    """Read the Job's Workload and write what Kueue says: still queued (Queued=True with Kueue's
+    reason), admitted (Queued=False), or preempted (the caller ends the attempt)."""
+    uid = str(job["metadata"].get("uid") or "")
+    workloads = await context.kube.list(
+        "Workload", job["metadata"]["namespace"], labels={queueing.LABEL_JOB_UID: uid}
+    )
+    seen = queueing.observe_workload(job, workloads)
+    if seen.state is queueing.QueueState.QUEUED:
+        message = f"runner job {attempt.job_name} (attempt {attempt.number}) waits in Kueue: {seen.message}"
+        draft.condition(C.QUEUED, True, seen.reason, message[:1024])
+        draft.condition(C.RUNNING, False, R.QUEUED_IN_KUEUE, message[:1024])
+        draft.phase(Phase.RUNNING, f"queued in Kueue ({seen.reason}): {seen.message}")
+    elif seen.state is queueing.QueueState.ADMITTED:
+        draft.condition(C.QUEUED, False, R.ADMITTED, seen.message)
+    else:
+        draft.condition(C.QUEUED, False, seen.reason, f"attempt {attempt.number} preempted: {seen.message}")
+    return seen
 
 
 async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
     """Observe the current attempt's Job and perform what `job_step` makes of it."""
     namespace = draft.run.metadata.namespace or ""
     attempt = (draft.status.attempts or [])[-1]
-    observed = await _observe_job(context, namespace, attempt.job_name)
+    job, observed = await _observe_job(context, namespace, attempt.job_name)
+    if context.settings.queueing is not None and job is not None and observed.state == "active":
+        seen = await _follow_queue(context, draft, attempt, job)
+        if seen.state is queueing.QueueState.QUEUED:
+            return
+        if seen.state is queueing.QueueState.PREEMPTED:
+            # Kueue suspended the Job and its pod is gone: this attempt is over. Deleting the Job drops
+            # its Workload, so Kueue cannot resume it behind the next attempt's back.
+            await context.kube.delete("Job", namespace, attempt.job_name)
+            observed = runs.JobObservation(
+                "failed", f"{runs.PREEMPTED} ({seen.reason}): {seen.message}", preempted=True
+            )
+            logger.info(
+                "Preempted runner job run=%s/%s job=%s attempt=%d reason=%s",
+                namespace,
+                draft.run.metadata.name,
+                attempt.job_name,
+                attempt.number,
+                seen.reason,
+            )
     budgets = {
         (r.namespace, r.budget): b
         for r in draft.status.budget_reservations or []

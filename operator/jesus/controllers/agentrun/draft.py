@@ -44,7 +44,7 @@ class StatusDraft:
             return
         # Events for decisions a person acts on: refusals and failures, admission, the end. Every
         # other flip is in the conditions; an Event each would double the API writes per run.
-        if after.status == ConditionStatus.FALSE and type_ not in (C.READY, C.RUNNING):
+        if after.status == ConditionStatus.FALSE and type_ not in (C.READY, C.RUNNING, C.QUEUED):
             self.events.append(("Warning", reason, message))
         elif after.status == ConditionStatus.TRUE and type_ in _EVENT_CONDITIONS:
             self.events.append(("Normal", reason, message))

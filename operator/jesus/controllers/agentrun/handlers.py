@@ -15,7 +15,7 @@ from jesus.controllers.cache import plain
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.kube import JsonObject, KubeError
-from jesus.logic import manifests, runs
+from jesus.logic import manifests, queueing, runs
 
 SLOW_RESYNC_FACTOR = 12
 
@@ -70,6 +70,9 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         for owner in owners:
             await reconcile.reconcile_run(context, body.metadata["namespace"], owner["name"])
 
+    if context.settings.queueing is not None:
+        _register_queue_events(registry, context)
+
     @kopf.on.event(GROUP, VERSION, "budgets", id="agentrun-budget-wake", registry=registry)
     async def on_budget(*, type: str | None, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
@@ -83,6 +86,57 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
             context.metrics.runs.seen(namespace or "", name, None)
         context.written_versions.pop((namespace or "", name), None)
         context.locks.pop(("AgentRun", namespace or "", name), None)
+
+
+def _register_queue_events(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """With Kueue: a queued Job's every change (Kueue unsuspends or suspends it) and its Workload's
+    (Kueue's reason, admission, eviction) reconcile the run that owns the Job."""
+
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        id="agentrun-queued-job-event",
+        registry=registry,
+        labels={
+            manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER,
+            queueing.LABEL_QUEUE_NAME: kopf.PRESENT,
+        },
+        when=lambda status, **_: not runs.job_finished({"status": status}),  # finished: on_job's
+    )
+    async def on_queued_job(body: kopf.Body, **_: Any) -> None:
+        await _reconcile_job_owner(context, dict(body))
+
+    @kopf.on.event(
+        "kueue.x-k8s.io",
+        "v1beta2",
+        "workloads",
+        id="agentrun-workload-event",
+        registry=registry,
+        labels={queueing.LABEL_JOB_UID: kopf.PRESENT},
+    )
+    async def on_workload(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            return
+        namespace = body.metadata.get("namespace") or ""
+        for owner in body.metadata.get("ownerReferences", []):
+            if owner.get("kind") != "Job":
+                continue
+            try:
+                job = await context.kube.get("Job", namespace, owner["name"])
+            except KubeError:
+                continue  # the Job's own events and the resync timer reach the run
+            if job is not None and job["metadata"].get("labels", {}).get(manifests.LABEL_COMPONENT) == (
+                manifests.COMPONENT_RUNNER
+            ):
+                await _reconcile_job_owner(context, job)
+
+
+async def _reconcile_job_owner(context: OperatorContext, job: JsonObject) -> None:
+    namespace = job["metadata"].get("namespace") or ""
+    for owner in job["metadata"].get("ownerReferences", []):
+        if owner.get("kind") == "AgentRun":
+            await _reconcile_or_retry(context, namespace, owner["name"])
 
 
 def _phase(status: Any) -> Phase:
