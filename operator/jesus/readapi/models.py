@@ -3,6 +3,7 @@ publishes them in `/openapi.json` (a copy lives in docs/openapi/read-api.json)."
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,25 +52,7 @@ class Run(Body):
 
     @classmethod
     def of(cls, run: RunSummary) -> Run:
-        return cls(
-            uid=run.uid,
-            namespace=run.namespace,
-            name=run.name,
-            phase=run.phase,
-            team=run.team,
-            user=run.user,
-            created=run.created,
-            start_time=run.start_time,
-            completion_time=run.completion_time,
-            spec_digest=run.spec_digest,
-            trace_id=run.trace_id,
-            cost_micros=run.cost_micros,
-            cost=format_micros(run.cost_micros),
-            input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens,
-            attempts=run.attempts,
-            archived_at=run.archived_at,
-        )
+        return cls(**dataclasses.asdict(run), cost=format_micros(run.cost_micros))
 
 
 class RunList(Body):
@@ -130,15 +113,7 @@ class CostGroup(Body):
 
     @classmethod
     def of(cls, line: CostLine) -> CostGroup:
-        return cls(
-            key=line.key,
-            runs=line.runs,
-            calls=line.calls,
-            input_tokens=line.input_tokens,
-            output_tokens=line.output_tokens,
-            cost_micros=line.cost_micros,
-            cost=format_micros(line.cost_micros),
-        )
+        return cls(**dataclasses.asdict(line), cost=format_micros(line.cost_micros))
 
 
 class CostReport(Body):
