@@ -292,7 +292,7 @@ def test_a_gitops_applier_names_any_owner_but_only_the_namespaces_team(teams: Te
 def test_the_roles_aggregate_and_stay_out_of_kubernetes_view(teams: Teams) -> None:
     viewer = json.loads(teams.plane.kubectl("get", "clusterrole", "jesus-viewer", "-o", "json").stdout)
     assert {(tuple(r["resources"]), tuple(r["verbs"])) for r in viewer["rules"]} == {
-        (("agentruns", "budgets", "routepolicies", "modeladapters"), ("get", "list", "watch"))
+        (("agentruns", "budgets", "routepolicies", "modeladapters", "lessons"), ("get", "list", "watch"))
     }
     view = json.loads(teams.plane.kubectl("get", "clusterrole", "view", "-o", "json").stdout)
     assert not [r for r in view.get("rules") or [] if "jesus.dev" in r.get("apiGroups", [])]
