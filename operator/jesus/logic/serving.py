@@ -36,7 +36,6 @@ MANAGED_BY = "jesus"
 COMPONENT = "inference"
 ENGINE_VLLM = "vllm"
 ENGINE_LLAMACPP = "llamacpp"
-CONTAINER_NAME = ENGINE_VLLM
 PORT_NAME = "http"
 HEALTH_PATH = "/health"
 # Annotation holding a digest of what the builders produced, so the reconciler patches only on change
