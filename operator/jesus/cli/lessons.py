@@ -126,10 +126,9 @@ def run_record(args: argparse.Namespace) -> int:
         team=args.team,
         artifacts=[a for a in result.get("artifacts", []) if isinstance(a, dict)],
     )
-    try:
-        learned = learn_from_reflection(origin, result.get("reflection"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CommandError(f"{args.result}: reflection: {exc}") from exc
+    learned = learn_from_reflection(origin, result.get("reflection"))
+    if learned.problem:
+        raise CommandError(f"{args.result}: reflection: {learned.problem}")
     store = open_store(args)
 
     async def record() -> Recorded:
@@ -222,10 +221,12 @@ class ShortTermMemory:
         from jesus.records.lessons import LessonArchive
 
         origin = RunOrigin(record.run, self.namespace, self.run.spec.owner.team, record.artifacts)
+        learned = learn_from_reflection(origin, record.reflection)
+        if learned.problem:
+            await self.store.close()
+            return [f"lessons were not recorded: {learned.problem}"]
         try:
-            recorded = await LessonArchive(self.store).record(
-                learn_from_reflection(origin, record.reflection), format_time(system_clock())
-            )
+            recorded = await LessonArchive(self.store).record(learned, format_time(system_clock()))
         except StoreUnavailableError as exc:
             return [f"lessons were not recorded: {exc}"]
         finally:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from jesus.api.common import ObjectMeta
 from jesus.api.lesson import (
     LESSON_TEXT_LIMIT,
@@ -24,7 +26,7 @@ from jesus.api.lesson import (
     LessonScope,
     LessonSpec,
 )
-from jesus.logic.reflection import OfferedLesson
+from jesus.logic.reflection import Candidate, OfferedLesson, Reflection
 
 # At most this many lessons go into one run's first message, long-term ones first.
 MAX_OFFERED = 8
@@ -112,6 +114,10 @@ class LearnedFromRun:
 
     candidates: tuple[Lesson, ...] = ()
     reuses: tuple[tuple[str, LessonEvidence], ...] = ()  # (lesson id, the run as evidence)
+    team: str = ""
+    """The team of the run: a reuse counts only for that team's lessons."""
+    problem: str | None = None
+    """Why a reflection that passed teaches nothing (its block is not the documented shape)."""
 
 
 def learn_from_reflection(origin: RunOrigin, block: Mapping[str, Any] | None) -> LearnedFromRun:
@@ -119,42 +125,55 @@ def learn_from_reflection(origin: RunOrigin, block: Mapping[str, Any] | None) ->
     ShortTerm lesson with this run as its origin; each offered lesson it applied, with its outcome, is
     a reuse by this run.
 
-    A reflection that failed the checklist teaches nothing: its evidence is not trustworthy.
+    A reflection that failed the checklist teaches nothing: its evidence is not trustworthy. In a
+    cluster the block comes from the runner pod's `reflection.json`, which the pod could have written
+    in any shape: it is held to the reflection's schema (`Reflection`) before anything is learned.
     """
-    if not block or not block.get("passed") or not isinstance(block.get("reflection"), Mapping):
-        return LearnedFromRun()
-    reflection: Mapping[str, Any] = block["reflection"]
-    candidates = []
-    for candidate in reflection.get("lessonCandidates", []):
-        text = " ".join(str(candidate["text"]).split())
-        evidence = LessonEvidence(
-            run=origin.run,
-            namespace=origin.namespace or None,
-            role="Origin",
-            artifacts=_artifacts(candidate["evidence"], origin) or None,
-        )
-        candidates.append(
-            Lesson(
-                metadata=ObjectMeta(name=lesson_id(origin.team, text), namespace=origin.namespace or None),
-                spec=LessonSpec(
-                    text=text,
-                    scope=LessonScope(team=origin.team),
-                    evidence=[evidence],
-                    memory=LessonMemory.SHORT_TERM,
-                ),
-            )
-        )
+    if not block or block.get("passed") is not True or not isinstance(block.get("reflection"), Mapping):
+        return LearnedFromRun(team=origin.team)
+    try:
+        # As JSON: strict mode reads an enum's value from JSON text, not from a Python string.
+        reflection = Reflection.model_validate_json(json.dumps(block["reflection"]))
+        candidates = tuple(_candidate(origin, candidate) for candidate in reflection.lesson_candidates)
+    except ValidationError as exc:
+        problem = f"the reflection is not LAW-REFLECT-001's shape: {_first_error(exc)}"
+        return LearnedFromRun(team=origin.team, problem=problem)
     reuses = []
-    for applied in reflection.get("lessons", {}).get("applied", []):
+    for applied in reflection.lessons.applied:
         evidence = LessonEvidence(
             run=origin.run,
             namespace=origin.namespace or None,
             role="Reuse",
-            outcome=str(applied["outcome"])[:1000],
-            artifacts=_artifacts(reflection.get("evidence", []), origin) or None,
+            outcome=applied.outcome,
+            artifacts=_artifacts(reflection.evidence, origin) or None,
         )
-        reuses.append((str(applied["id"]), evidence))
-    return LearnedFromRun(tuple(candidates), tuple(reuses))
+        reuses.append((applied.id, evidence))
+    return LearnedFromRun(candidates, tuple(reuses), team=origin.team)
+
+
+def _candidate(origin: RunOrigin, candidate: Candidate) -> Lesson:
+    text = " ".join(candidate.text.split())
+    evidence = LessonEvidence(
+        run=origin.run,
+        namespace=origin.namespace or None,
+        role="Origin",
+        artifacts=_artifacts(candidate.evidence, origin) or None,
+    )
+    return Lesson(
+        metadata=ObjectMeta(name=lesson_id(origin.team, text), namespace=origin.namespace or None),
+        spec=LessonSpec(
+            text=text,
+            scope=LessonScope(team=origin.team),
+            evidence=[evidence],
+            memory=LessonMemory.SHORT_TERM,
+        ),
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "reflection"
+    return f"{where}: {error['msg']}"
 
 
 def _artifacts(references: Sequence[Any], origin: RunOrigin) -> list[EvidenceArtifact]:

@@ -32,7 +32,7 @@ class Recorded:
 
     new: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)  # applied lessons not in the archive (long-term)
+    unknown: list[str] = field(default_factory=list)  # applied, not the team's in the archive (long-term)
 
 
 class LessonArchive:
@@ -52,7 +52,7 @@ class LessonArchive:
                     for evidence in lesson.spec.evidence:
                         await self._insert_evidence(connection, lesson.metadata.name or "", evidence, now)
                 for lesson_id, evidence in learned.reuses:
-                    if not await self._exists(connection, lesson_id):
+                    if not await self._exists(connection, lesson_id, learned.team):
                         recorded.unknown.append(lesson_id)
                     elif await self._insert_evidence(connection, lesson_id, evidence, now):
                         recorded.reused.append(lesson_id)
@@ -62,9 +62,13 @@ class LessonArchive:
             ) from exc
         return recorded
 
-    async def _exists(self, connection: AsyncConnection, lesson_id: str) -> bool:
-        found = await connection.execute(select(lessons.c.id).where(lessons.c.id == lesson_id))
-        return found.first() is not None
+    async def _exists(self, connection: AsyncConnection, lesson_id: str, team: str) -> bool:
+        """Whether the archive holds `lesson_id` for `team` (any team's when `team` is empty): a run
+        reuses only its own team's lessons, whatever its reflection claims."""
+        query = select(lessons.c.id).where(lessons.c.id == lesson_id)
+        if team:
+            query = query.where(lessons.c.team == team)
+        return (await connection.execute(query)).first() is not None
 
     async def _insert_lesson(self, connection: AsyncConnection, lesson: Lesson, now: str) -> bool:
         spec = lesson.spec

@@ -82,12 +82,18 @@ def test_a_run_is_offered_its_teams_lessons_whose_labels_it_carries_long_term_fi
 
 
 def block(passed: bool = True, **reflection: Any) -> dict[str, Any]:
+    """A reflection block in LAW-REFLECT-001's shape, with `reflection`'s fields over a plain one."""
     return {
         "passed": passed,
         "reflection": {
-            "lessonCandidates": [],
-            "lessons": {"offered": [], "applied": []},
+            "goal": "Summarise the input.",
+            "outcome": "met",
             "evidence": [],
+            "wentWrong": [],
+            "escalation": {"needed": False, "why": "a short summary"},
+            "lessons": {"offered": [], "applied": []},
+            "lessonCandidates": [],
+            "cost": {"tokens": 120, "costMicros": 140, "withinLimits": True},
             **reflection,
         },
     }
@@ -222,3 +228,33 @@ def test_a_careless_or_hostile_lessons_variable_is_read_defensively(
 
     lessons, found = parse_lessons(text)
     assert len(lessons) == count and found is not None and problem in found
+
+
+@pytest.mark.parametrize(
+    ("reflection", "problem"),
+    [
+        ({"lessonCandidates": [{}]}, "lessonCandidates.0.text: Field required"),
+        ({"lessonCandidates": [{"text": "x" * 1001, "evidence": ["a"]}]}, "lessonCandidates.0.text"),
+        ({"lessonCandidates": [{"text": "ok", "evidence": []}]}, "lessonCandidates.0.evidence"),
+        ({"lessonCandidates": [{"text": "ok", "evidence": ["a"]}] * 9}, "lessonCandidates: List should"),
+        ({"lessons": {"offered": [], "applied": [{"id": 7, "outcome": "x"}]}}, "lessons.applied.0.id"),
+        ({"lessons": {"offered": [], "applied": [{"id": "l-1"}]}}, "lessons.applied.0.outcome"),
+        ({"outcome": "mostly"}, "outcome: Input should be"),
+        ({"smuggled": "field"}, "smuggled: Extra inputs are not permitted"),
+    ],
+)
+def test_a_pod_written_reflection_of_another_shape_teaches_nothing_and_says_why(
+    reflection: dict[str, Any], problem: str
+) -> None:
+    # In a cluster the block is the runner pod's reflection.json: whatever it says, it is checked
+    # against the reflection's schema, and a bad one is named, never half-learned.
+    learned = learn_from_reflection(RunOrigin("r9", "ns", "ml", ARTIFACTS), block(**reflection))
+    assert (learned.candidates, learned.reuses) == ((), ())
+    assert learned.problem is not None and problem in learned.problem, learned.problem
+
+
+@pytest.mark.parametrize("passed", ["yes", 1, None])
+def test_only_a_reflection_that_passed_with_a_boolean_teaches(passed: Any) -> None:
+    reflection = {"lessonCandidates": [{"text": "Quote figures.", "evidence": ["artifact:final-answer.md"]}]}
+    learned = learn_from_reflection(RunOrigin("r9", "ns", "ml", ARTIFACTS), block(passed, **reflection))
+    assert (learned.candidates, learned.problem, learned.team) == ((), None, "ml")

@@ -18,7 +18,7 @@ from tests.builders.spec_files import to_yaml
 
 from jesus.api import Lesson, LessonMemory
 from jesus.cli import main
-from jesus.logic.lessons import LearnedFromRun, lesson_id
+from jesus.logic.lessons import lesson_id
 from jesus.records import RecordStore, database_url
 from jesus.records.lessons import LessonArchive
 from jesus.router.config import EnvironmentCredentials
@@ -244,7 +244,8 @@ async def test_the_archive_keeps_lessons_on_both_databases(store: RecordStore) -
     assert lesson.spec.evidence[0].artifacts[0].uri == "file:///a/final-answer.md"  # type: ignore[index]
     assert await archive.lessons("other") == []
     failed = {**block, "passed": False}
-    assert learn_from_reflection(RunOrigin("r2", "", TEAM, artifacts), failed) == LearnedFromRun()
+    nothing = learn_from_reflection(RunOrigin("r2", "", TEAM, artifacts), failed)
+    assert (nothing.candidates, nothing.reuses, nothing.problem) == ((), (), None)
 
 
 async def test_an_archive_at_0001_is_upgraded_with_its_runs_kept(database: str) -> None:
@@ -293,3 +294,28 @@ def test_an_edited_row_is_left_out_not_a_crash_and_cannot_name_a_path(
     assert main(["lessons", "promote", "../../evil", "--specs", str(tmp_path), "--database", sqlite]) == 2
     assert "no short-term lesson '../../evil' in the archive" in capsys.readouterr().err
     assert list(tmp_path.parent.glob("evil*")) == []
+
+
+async def test_a_run_reuses_only_its_own_teams_lessons(store: RecordStore) -> None:
+    # A hostile reflection of another team names this team's lesson id (ids are derived from a team
+    # and a text, so a guessed text gives a real id): it is not counted as a reuse.
+    from jesus.logic.lessons import RunOrigin, learn_from_reflection
+
+    def block(**fields: list[str]) -> dict[str, object]:
+        return {"passed": True, "reflection": json.loads(reflection(**fields))}
+
+    archive = LessonArchive(store)
+    origin = learn_from_reflection(
+        RunOrigin("r1", "", TEAM, []), block(offered=[], applied=[], candidates=[LESSON_TEXT])
+    )
+    assert (await archive.record(origin, NOW)).new == [LESSON]
+    foreign = learn_from_reflection(
+        RunOrigin("r2", "", "web", []), block(offered=[LESSON], applied=[LESSON], candidates=[])
+    )
+    assert (await archive.record(foreign, NOW)).unknown == [LESSON]
+    own = learn_from_reflection(
+        RunOrigin("r3", "", TEAM, []), block(offered=[LESSON], applied=[LESSON], candidates=[])
+    )
+    assert (await archive.record(own, NOW)).reused == [LESSON]
+    (lesson,) = await archive.lessons(TEAM)
+    assert [(e.run, e.role) for e in lesson.spec.evidence] == [("r1", "Origin"), ("r3", "Reuse")]
