@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,10 +18,12 @@ import kopf
 from prometheus_client import REGISTRY, start_http_server
 
 from jesus.api.common import GROUP
+from jesus.api.lesson import Lesson
 from jesus.controllers import agentrun
 from jesus.controllers.archive import Archiver
 from jesus.controllers.context import OperatorContext, OperatorSettings
 from jesus.controllers.ledger import BudgetLedger
+from jesus.controllers.memory import ArtifactReader, ShortTermMemory
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import ProjectedToken, RouterAdminClient
 from jesus.kube import KubeClient
@@ -30,6 +33,7 @@ from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
 from jesus.records import RecordStore, StoreUnavailableError, database_url
+from jesus.records.lessons import LessonArchive
 from jesus.redaction import RedactionConfig, Redactor
 
 logger = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ class OperatorOptions:
     """Cleans Event messages and statuses' free text; default: the patterns-only redactor."""
     archive_database: str | None = None
     """The SQL archive of finished runs and the audit log (docs/records.md); None: no archive."""
+    read_artifact: ArtifactReader | None = None
+    """Reads a run's artifact from the artifact store (its reflection, for lessons); None: no store."""
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -164,9 +170,9 @@ async def run_operator(
         ),
         settings=options.settings,
     )
-    metrics.lessons.source = context.cache.lessons.valid
     if options.archive_database:
-        context.archiver = await open_archive(options.archive_database, context)
+        context.archiver = await open_archive(options.archive_database, context, options.read_artifact)
+    metrics.lessons.source = partial(lessons_in_memory, context)
     await context.cache.prime(kube, options.namespaces)
     registry = build_registry(context, options)
     try:
@@ -187,8 +193,17 @@ async def run_operator(
 START_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 30.0, 30.0)
 
 
+def lessons_in_memory(context: OperatorContext) -> list[Lesson]:
+    """The cluster's Lessons and the archive's short-term ones, as the lesson gauges count them."""
+    short_term = context.memory.cached if context.memory is not None else []
+    return [*context.cache.lessons.valid(), *short_term]
+
+
 async def open_archive(
-    database: str, context: OperatorContext, retry_delays: Sequence[float] = START_RETRY_DELAYS
+    database: str,
+    context: OperatorContext,
+    read_artifact: ArtifactReader | None = None,
+    retry_delays: Sequence[float] = START_RETRY_DELAYS,
 ) -> Archiver:
     """The archive writer for `database`: the schema migrated (every start; idempotent), the writer
     started. A database that is down at start is waited for: the operator does not run without the
@@ -212,6 +227,9 @@ async def open_archive(
     async def archived(namespace: str, name: str) -> None:
         await agentrun.reconcile_run(context, namespace, name)
 
-    archiver = Archiver(store, context.clock, context.metrics, on_archived=archived)
+    context.memory = ShortTermMemory(LessonArchive(store), context.clock, read_artifact, context.metrics)
+    archiver = Archiver(
+        store, context.clock, context.metrics, on_archived=archived, learn=context.memory.learn
+    )
     archiver.start()
     return archiver

@@ -21,7 +21,7 @@ from jesus.controllers.metrics import OperatorMetrics
 from jesus.kube import JsonObject
 from jesus.logic.clock import Clock, format_time
 from jesus.logic.records import ArchiveRecordError, Decision, build_run_record, decisions
-from jesus.records import RecordRefusedError, RecordStore
+from jesus.records import RecordRefusedError, RecordStore, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ DECISION_BATCH = 200
 
 Archived = Callable[[str, str], Awaitable[None]]
 """Called with a run's namespace and name once its record is in the archive."""
+
+Learn = Callable[[JsonObject], Awaitable[None]]
+"""Called with each archived run: what its reflection teaches (controllers.memory). It raises
+StoreUnavailableError when the archive is away, and the run is written (and learned from) again."""
 
 
 @dataclass
@@ -49,12 +53,14 @@ class Archiver:
         metrics: OperatorMetrics | None = None,
         *,
         on_archived: Archived | None = None,
+        learn: Learn | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         self.store = store
         self.clock = clock
         self.metrics = metrics
         self.on_archived = on_archived
+        self.learn = learn
         self.retry_delays = tuple(retry_delays)
         self.archived: set[str] = set()
         """UIDs this process saw in the archive (written now, or found there)."""
@@ -176,6 +182,8 @@ class Archiver:
             if self.metrics is not None:
                 self.metrics.archive_writes.labels("invalid").inc()
             return
+        if self.learn is not None:
+            await self._learn(pending)
         self.archived.add(uid)
         if self.metrics is not None:
             self.metrics.archive_writes.labels("archived" if written else "duplicate").inc()
@@ -191,6 +199,15 @@ class Archiver:
             task = asyncio.get_running_loop().create_task(self._notify(pending.namespace, pending.name))
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
+
+    async def _learn(self, pending: _PendingRun) -> None:
+        assert self.learn is not None
+        try:
+            await self.learn(pending.obj)
+        except StoreUnavailableError:
+            raise  # the writer tries the run again: archiving it and learning from it are idempotent
+        except Exception:  # a bug in learning must not stop the archive
+            logger.exception("Failed to learn from run run=%s/%s", pending.namespace, pending.name)
 
     async def _notify(self, namespace: str, name: str) -> None:
         assert self.on_archived is not None

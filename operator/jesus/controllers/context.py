@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from jesus.controllers.archive import Archiver
 from jesus.controllers.cache import ClusterCache
 from jesus.controllers.ledger import BudgetLedger
+from jesus.controllers.memory import ShortTermMemory
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
 from jesus.kube import KubeClient
@@ -54,6 +55,8 @@ class OperatorContext:
     metrics: OperatorMetrics | None = None
     archiver: Archiver | None = None
     """Writes finished runs and decisions to the SQL archive; None when the operator has no database."""
+    memory: ShortTermMemory | None = None
+    """The archive's short-term lessons, and learning from archived runs; None without an archive."""
     cache: ClusterCache = field(default_factory=ClusterCache)
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)

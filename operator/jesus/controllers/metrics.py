@@ -75,8 +75,8 @@ class RunPhases(Collector):
 
 class LessonGauges(Collector):
     """`jesus_lessons{namespace, team, memory}` and `jesus_lesson_reuses{...}`: the Lessons in the cluster
-    (LongTerm ones synced from the specs repo) and how many distinct runs reused them, read from the
-    operator's cache at each scrape. Short-term lessons live in the archive (`jesus lessons list`)."""
+    (LongTerm ones synced from the specs repo) and the archive's ShortTerm ones (as the operator last
+    read them), and how many distinct runs reused them, read at each scrape."""
 
     def __init__(self) -> None:
         self.source: Callable[[], Iterable[Lesson]] = tuple
@@ -173,6 +173,11 @@ class OperatorMetrics:
             ["result"],
         )
         self.audit_rows = counter("jesus_audit_rows", "Decision rows appended to the audit log")
+        self.lessons_learned = counter(
+            "jesus_lessons_learned",
+            "Archived runs' reflections read for lessons, by result (learned, missing, unreadable, invalid)",
+            ["result"],
+        )
         budget_gauge = partial(Gauge, labelnames=["namespace", "budget"], registry=registry)
         self.budget_spent = budget_gauge("jesus_budget_spent_micros", "Spent in the current period")
         self.budget_reserved = budget_gauge("jesus_budget_reserved_micros", "Held for admitted runs")

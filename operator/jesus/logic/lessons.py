@@ -120,7 +120,7 @@ class LearnedFromRun:
     """Why a reflection that passed teaches nothing (its block is not the documented shape)."""
 
 
-def learn_from_reflection(origin: RunOrigin, block: Mapping[str, Any] | None) -> LearnedFromRun:
+def learn_from_reflection(origin: RunOrigin, block: Any) -> LearnedFromRun:
     """What a run's reflection block (`RunRecord.reflection`) teaches: each candidate becomes a
     ShortTerm lesson with this run as its origin; each offered lesson it applied, with its outcome, is
     a reuse by this run.
@@ -129,6 +129,10 @@ def learn_from_reflection(origin: RunOrigin, block: Mapping[str, Any] | None) ->
     cluster the block comes from the runner pod's `reflection.json`, which the pod could have written
     in any shape: it is held to the reflection's schema (`Reflection`) before anything is learned.
     """
+    if block is not None and not isinstance(block, Mapping):
+        return LearnedFromRun(
+            team=origin.team, problem="the reflection is not LAW-REFLECT-001's shape: not an object"
+        )
     if not block or block.get("passed") is not True or not isinstance(block.get("reflection"), Mapping):
         return LearnedFromRun(team=origin.team)
     try:

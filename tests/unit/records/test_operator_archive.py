@@ -5,6 +5,7 @@ the record without blocking the run, which is archived when it comes back."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,26 @@ async def test_the_operator_opens_the_archive_migrated_and_gives_up_on_one_that_
     missing = f"sqlite:///{tmp_path / 'no-such-folder' / 'archive.db'}"
     with pytest.raises(StoreUnavailableError, match="failed to migrate the archive sqlite"):
         await open_archive(missing, context, retry_delays=(0.01, 0.01))
+
+
+async def test_a_run_is_offered_its_teams_short_term_lessons_from_the_archive(store: RecordStore) -> None:
+    from tests.unit.records.test_memory import reflection
+
+    from jesus.controllers.memory import ShortTermMemory
+    from jesus.logic.lessons import RunOrigin, learn_from_reflection
+    from jesus.records.lessons import LessonArchive
+
+    archive = LessonArchive(store)
+    run = agent_run(namespace=NS)
+    team = run["spec"]["owner"]["team"]
+    for owner, text in ((team, "Quote the report's own figures."), ("someone-else", "Not yours.")):
+        block = reflection(candidates=(text,))
+        await archive.record(learn_from_reflection(RunOrigin("earlier", NS, owner, []), block), "T")
+    world = World(store)
+    world.context.memory = ShortTermMemory(archive, lambda: NOW, None)
+    job_name = (await world.reconcile())["attempts"][0]["jobName"]
+    job = world.kube.find("Job", NS, job_name)
+    assert job is not None
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    offered = json.loads(env["JESUS_LESSONS"])
+    assert [lesson["text"] for lesson in offered] == ["Quote the report's own figures."]

@@ -111,9 +111,12 @@ async def _ensure_job(
     await _router_token(context, draft, obj, attempt)
     # Before the Job: a pod no NetworkPolicy selects may reach anything.
     await _ensure_network_policy(context, draft, obj)
-    # LongTerm Lessons of the run's namespace (synced from the specs repo) that match its team and labels.
+    # LongTerm Lessons of the run's namespace (synced from the specs repo) and the archive's ShortTerm
+    # ones of its team, those that match its team and labels.
+    team = run.spec.owner.team
+    short_term = await context.memory.lessons_for(team) if context.memory is not None else []
     lessons = offer(
-        long_term(context.cache.lessons.valid(namespace)), run.spec.owner.team, run.metadata.labels or {}
+        [*long_term(context.cache.lessons.valid(namespace)), *short_term], team, run.metadata.labels or {}
     )
     job = manifests.build_runner_job(
         run,
