@@ -205,7 +205,8 @@ def test_a_submitter_cannot_create_or_edit_a_budget_and_the_platform_can(teams: 
         '{"spec": {"limit": "1000.00"}}',
     )
     assert forbidden_by_rbac(edit, ADA[0], "patch", "budgets", teams.a), edit.stderr
-    for kind in ("routepolicies", "modeladapters"):
+    # Lessons too: long-term memory is what the platform reviewed (a pull request, or the approver).
+    for kind in ("routepolicies", "modeladapters", "lessons"):
         allowed = teams.as_person(ADA, "auth", "can-i", "create", f"{kind}.jesus.dev", "-n", teams.a)
         assert allowed.stdout.strip() == "no", kind
         allowed = teams.as_person(PAT, "auth", "can-i", "create", f"{kind}.jesus.dev", "-n", teams.b)
