@@ -52,7 +52,13 @@ class Run(Body):
 
     @classmethod
     def of(cls, run: RunSummary) -> Run:
-        return cls(**dataclasses.asdict(run), cost=format_micros(run.cost_micros))
+        # Columns the archive's schema typed, field for field: constructed without validating them
+        # again (`dataclasses.asdict` and validation were a third of a list's time, bench_read_api).
+        values = {name: getattr(run, name) for name in _RUN_FIELDS}
+        return cls.model_construct(**values, cost=format_micros(run.cost_micros))
+
+
+_RUN_FIELDS = tuple(field.name for field in dataclasses.fields(RunSummary))
 
 
 class RunList(Body):

@@ -357,3 +357,22 @@ async def test_the_published_openapi_document_is_current(client: httpx.AsyncClie
 
 def test_the_archive_fixture_is_sqlite(database: str) -> None:
     assert database_url(database).get_backend_name() == "sqlite"
+
+
+def test_a_run_built_without_validation_is_the_validated_one() -> None:
+    # Run.of skips validation for speed: it must still give what validating the same columns gives.
+    import dataclasses
+
+    from jesus.api.common import format_micros
+    from jesus.readapi.models import Run
+    from jesus.records.reader import RunSummary
+
+    values: dict[str, Any] = {}
+    for index, field in enumerate(dataclasses.fields(RunSummary)):
+        text = "str" in str(field.type)
+        values[field.name] = f"v{index}" if text else index
+    summary = RunSummary(**values)
+    fast = Run.of(summary)
+    checked = Run.model_validate({**values, "cost": format_micros(summary.cost_micros)})
+    assert fast == checked
+    assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
