@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jesus.cli import CommandError, command_parser
-from jesus.cli.run import local_policy_engine, quiet_libraries
+from jesus.cli.run import local_lesson_policy, local_policy_engine, quiet_libraries
 from jesus.logic.evals import (
     EVAL_KIND,
     MAX_REPEAT,
@@ -112,7 +112,12 @@ async def run_suite(
 
     async def run(loaded: LoadedObject) -> dict[str, Any]:
         prepared = await prepare_local_run(
-            spec_set, loaded, live=live, credentials=EnvironmentCredentials(), policy=policy
+            spec_set,
+            loaded,
+            live=live,
+            credentials=EnvironmentCredentials(),
+            policy=policy,
+            lesson_policy=local_lesson_policy(policy),
         )
         return (await execute_local_run(prepared)).to_dict()
 

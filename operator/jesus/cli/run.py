@@ -22,6 +22,7 @@ from jesus.api import format_micros
 from jesus.cli import CommandError, command_parser
 from jesus.cli.lessons import ShortTermMemory
 from jesus.logic.clock import system_clock
+from jesus.logic.lessons import LessonPolicy
 from jesus.redaction import RedactionConfig, install_log_redaction
 from jesus.router.config import EnvironmentCredentials
 from jesus.runner.artifacts import DirectoryArtifactStore
@@ -109,6 +110,7 @@ def handle(args: argparse.Namespace) -> int:
             credentials=EnvironmentCredentials(),
             policy=policy,
             lessons=await memory.offered() if memory else (),
+            lesson_policy=local_lesson_policy(policy),
         )
         record = await execute_local_run(
             prepared, store=None if prepared.refused else DirectoryArtifactStore(artifacts)
@@ -141,6 +143,16 @@ def local_policy_engine(directory: Path | None) -> PolicyDecider | None:
     except PolicyLoadError as exc:
         raise CommandError(str(exc)) from exc
     return engine
+
+
+def local_lesson_policy(engine: PolicyDecider | None) -> LessonPolicy | None:
+    """Which lessons the run may be offered, by the same policy that admits it (policies/lessons/)."""
+    if engine is None:
+        return None
+    from jesus.policy.embedded import EmbeddedEngine
+    from jesus.policy.lessons import EmbeddedLessonPolicy
+
+    return EmbeddedLessonPolicy(engine) if isinstance(engine, EmbeddedEngine) else None
 
 
 def quiet_libraries() -> None:

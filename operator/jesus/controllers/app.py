@@ -27,9 +27,11 @@ from jesus.controllers.memory import ArtifactReader, ShortTermMemory
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import ProjectedToken, RouterAdminClient
 from jesus.kube import KubeClient
-from jesus.logic.clock import system_clock
+from jesus.logic.clock import Clock, system_clock
+from jesus.logic.lessons import LessonPolicy
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
+from jesus.policy.lessons import EmbeddedLessonPolicy, KeptVerdicts, OpaServerLessonPolicy
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
 from jesus.records import RecordStore, StoreUnavailableError, database_url
@@ -138,6 +140,16 @@ def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.O
     return registry
 
 
+def build_lesson_policy(engine: PolicyEngine, clock: Clock) -> LessonPolicy | None:
+    """Which lessons runs are offered, decided by the admission engine's own policy (its verdicts
+    kept a minute); None for an engine that has no lesson decision."""
+    if isinstance(engine, EmbeddedEngine):
+        return KeptVerdicts(EmbeddedLessonPolicy(engine), clock)
+    if isinstance(engine, OpaServerEngine):
+        return KeptVerdicts(OpaServerLessonPolicy(engine.base_url, engine.client), clock)
+    return None
+
+
 def build_policy_engine(options: OperatorOptions) -> PolicyEngine:
     """The OPA server when a URL is given (the chart's sidecar), else the embedded engine."""
     if options.opa_url:
@@ -159,7 +171,7 @@ async def run_operator(
         start_http_server(options.metrics_port, registry=REGISTRY)
     context = OperatorContext(
         kube=kube,
-        policy=build_policy_engine(options),
+        policy=(engine := build_policy_engine(options)),
         ledger=BudgetLedger(kube, system_clock, metrics),
         metrics=metrics,
         router=RouterAdminClient(
@@ -170,6 +182,7 @@ async def run_operator(
         ),
         settings=options.settings,
     )
+    context.lesson_policy = build_lesson_policy(engine, context.clock)
     if options.archive_database:
         context.archiver = await open_archive(options.archive_database, context, options.read_artifact)
     metrics.lessons.source = partial(lessons_in_memory, context)

@@ -19,6 +19,7 @@ from jesus.controllers.router_admin import RunRegistrar
 from jesus.kube import KubeClient
 from jesus.logic.clock import Clock, system_clock
 from jesus.logic.egress import RunnerEgress
+from jesus.logic.lessons import LessonPolicy
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.queueing import QueueSettings
 from jesus.logic.waiting import BudgetWaits
@@ -57,6 +58,8 @@ class OperatorContext:
     """Writes finished runs and decisions to the SQL archive; None when the operator has no database."""
     memory: ShortTermMemory | None = None
     """The archive's short-term lessons, and learning from archived runs; None without an archive."""
+    lesson_policy: LessonPolicy | None = None
+    """Which lessons runs may be offered (policies/lessons/); None: every lesson."""
     cache: ClusterCache = field(default_factory=ClusterCache)
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)

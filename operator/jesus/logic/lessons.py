@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -256,3 +256,76 @@ def promoted(lesson: Lesson, promoted_at: str) -> Lesson:
         metadata=ObjectMeta(name=lesson.metadata.name, namespace=lesson.metadata.namespace),
         spec=LessonSpec.model_validate(spec),  # validated: the CEL rules hold for what is written
     )
+
+
+# Which lessons runs are offered: the policy's `data.jesus.lessons.decision` for each (policies/lessons/).
+LESSON_INPUT_VERSION = "jesus.dev/lesson-input/v1"
+LESSONS_REF = "data.jesus.lessons.decision"
+
+
+@dataclass(frozen=True)
+class LessonVerdict:
+    """Whether runs may be offered a lesson, and why not."""
+
+    offer: bool
+    reasons: tuple[str, ...] = ()
+
+
+OFFERED = LessonVerdict(True)
+
+
+class LessonPolicy(Protocol):
+    """Decides, lesson by lesson, whether runs are offered it (jesus.policy.lessons implements it)."""
+
+    async def verdict(self, lesson: Lesson) -> LessonVerdict:
+        """The policy's verdict on `lesson`; never raises (a failure withholds the lesson, saying why)."""
+        ...
+
+
+def lesson_input(lesson: Lesson) -> dict[str, Any]:
+    """The policy's input document for `lesson` (policies/lessons/offer.rego)."""
+    return {
+        "version": LESSON_INPUT_VERSION,
+        "lesson": {
+            "name": lesson.metadata.name or "",
+            "namespace": lesson.metadata.namespace or "",
+            "team": lesson.spec.scope.team,
+            "memory": lesson.spec.memory.value,
+            "labels": dict(lesson.metadata.labels or {}),
+        },
+    }
+
+
+def verdict_from_values(values: Sequence[Any]) -> LessonVerdict:
+    """The verdict from what the policy's decision evaluated to. No value: the policy has no rules
+    about lessons, and every lesson is offered. Anything but `{offer, reasons}` withholds the lesson:
+    a lesson is advice, and leaving it out is always safe."""
+    if not values:
+        return OFFERED
+    if len(values) > 1:
+        return LessonVerdict(False, (f"{LESSONS_REF} gave {len(values)} values, not one",))
+    value = values[0]
+    offer = value.get("offer") if isinstance(value, Mapping) else None
+    reasons = value.get("reasons") if isinstance(value, Mapping) else None
+    if (
+        not isinstance(offer, bool)
+        or not isinstance(reasons, list)
+        or not all(isinstance(r, str) for r in reasons)
+    ):
+        return LessonVerdict(False, (f"{LESSONS_REF} is not {{offer: boolean, reasons: [string]}}",))
+    if offer and reasons:
+        return LessonVerdict(False, (f"{LESSONS_REF} offers the lesson but gives reasons not to",))
+    return LessonVerdict(offer, tuple(sorted(reasons)))
+
+
+async def offerable(lessons: Iterable[Lesson], policy: LessonPolicy | None) -> tuple[list[Lesson], list[str]]:
+    """The lessons the policy lets runs be offered, and why each other one is withheld."""
+    kept: list[Lesson] = []
+    withheld: list[str] = []
+    for lesson in lessons:
+        verdict = OFFERED if policy is None else await policy.verdict(lesson)
+        if verdict.offer:
+            kept.append(lesson)
+        else:
+            withheld.append(f"lesson {lesson.metadata.name} withheld: {'; '.join(verdict.reasons)}")
+    return kept, withheld

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -33,6 +34,17 @@ from jesus.policy.rego_input import InputConversionError, free_input, new_rego_i
 from jesus.policy.sources import PolicySource, load_policy_source
 
 ENGINE_NAME = "embedded"
+LESSONS_PATH = "jesus/lessons/decision"
+_LESSONS_PACKAGE = re.compile(r"^package jesus\.lessons\s*$", re.MULTILINE)
+
+
+class PolicyEvaluationError(Exception):
+    """The policy failed while evaluating (a failing built-in, a conflict); the message says how."""
+
+
+def has_lessons_policy(source: PolicySource) -> bool:
+    """Whether the policy decides which Lessons runs are offered (package jesus.lessons)."""
+    return any(_LESSONS_PACKAGE.search(text) for text in source.modules.values())
 
 
 @contextlib.contextmanager
@@ -87,7 +99,9 @@ class EmbeddedEngine:
                 current = "data"
                 builder.add_data_json(json.dumps(source.data))
                 current = DECISION_REF
-                bundle = builder.build(None, [DECISION_PATH])
+                # The lessons' decision too, where the policy has it (docs/reflection.md).
+                self.entrypoints = [DECISION_PATH, *([LESSONS_PATH] if has_lessons_policy(source) else [])]
+                bundle = builder.build(None, self.entrypoints)
             except regopy.RegoError as exc:
                 error: Exception | None = exc
             else:
@@ -111,26 +125,36 @@ class EmbeddedEngine:
     def evaluate(self, policy_input: PolicyInput) -> Decision:
         """The decision for `policy_input`, synchronously (it takes about a millisecond)."""
         try:
-            document = new_rego_input(policy_input)
+            values = self.query(DECISION_PATH, policy_input)
         except InputConversionError as exc:
             return fail_closed(self.name, f"the input document is not JSON: {exc}")
-        with self._lock:
-            try:
-                rego_set_input(self._interpreter._impl, document)
-                output: Any = self._interpreter.query_bundle_entrypoint(self._bundle, DECISION_PATH)
-                if not output.ok():
-                    raise regopy.RegoError(_error_text(rego_output_string(output._impl)))
-                values = [value for result in output.results for value in result.expressions]
-            except (regopy.RegoError, ValueError) as exc:
-                # regopy raises ValueError (a JSONDecodeError) when the engine returns an error as text.
-                return fail_closed(self.name, f"evaluating {DECISION_REF} failed: {str(exc).strip()[:500]}")
-            finally:
-                free_input(document)
+        except PolicyEvaluationError as exc:
+            return fail_closed(self.name, f"evaluating {DECISION_REF} failed: {exc}")
         if not values:
             return fail_closed(self.name, f"{DECISION_REF} is undefined (is the admission policy loaded?)")
         if len(values) > 1:
             return fail_closed(self.name, f"{DECISION_REF} gave {len(values)} values, not one")
         return decision_from_result(values[0], self.name)
+
+    def query(self, entrypoint: str, document: Any) -> list[Any]:
+        """The values of `entrypoint` (a path such as jesus/admission/decision, one the bundle was built
+        with) for the input `document`: none when it is undefined. Raises InputConversionError for a
+        document that is not JSON, PolicyEvaluationError when the evaluation fails."""
+        if entrypoint not in self.entrypoints:
+            return []
+        document_handle = new_rego_input(document)
+        with self._lock:
+            try:
+                rego_set_input(self._interpreter._impl, document_handle)
+                output: Any = self._interpreter.query_bundle_entrypoint(self._bundle, entrypoint)
+                if not output.ok():
+                    raise regopy.RegoError(_error_text(rego_output_string(output._impl)))
+                return [value for result in output.results for value in result.expressions]
+            except (regopy.RegoError, ValueError) as exc:
+                # regopy raises ValueError (a JSONDecodeError) when the engine returns an error as text.
+                raise PolicyEvaluationError(str(exc).strip()[:500]) from exc
+            finally:
+                free_input(document_handle)
 
     async def decide(self, policy_input: PolicyInput) -> Decision:
         """The decision for `policy_input` (evaluated inline: it is faster than a thread hop)."""

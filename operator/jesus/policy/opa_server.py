@@ -55,6 +55,11 @@ class OpaServerEngine:
             return fail_closed(self.name, f"the input document is not JSON: {exc}")
         return _decision_from_response(response, self.base_url)
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client the engine asks the server with (others may share its pool)."""
+        return self._client
+
     async def aclose(self) -> None:
         """Close the HTTP client if this engine created it."""
         if self._owns_client:

@@ -28,7 +28,7 @@ from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, Po
 from jesus.logic.allowance import Allowance
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
-from jesus.logic.lessons import long_term, offer
+from jesus.logic.lessons import LessonPolicy, applies_to, long_term, offer, offerable
 from jesus.logic.routing import RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
@@ -94,11 +94,13 @@ async def prepare_local_run(
     policy: PolicyDecider | None,
     now: datetime | None = None,
     lessons: Sequence[Lesson] = (),
+    lesson_policy: LessonPolicy | None = None,
 ) -> PreparedRun:
     """Admit the run as the operator would (route, budgets, policy) and build its router.
 
     The run is offered the lessons that match its team and labels among `lessons` (short-term ones from
-    the archive) and the Lessons of the spec set (long-term ones, reviewed in the specs repo).
+    the archive) and the Lessons of the spec set (long-term ones, reviewed in the specs repo), those
+    `lesson_policy` lets runs see; the record says which were withheld and why.
     """
     run = loaded.obj
     assert isinstance(run, AgentRun)
@@ -123,10 +125,15 @@ async def prepare_local_run(
     refusal = _build_router(prepared, inputs.route, inputs.adapters, live=live, credentials=credentials)
     if refusal is not None:
         return _refused(prepared, now, RunOutcome.INVALID_SPEC, refusal)
-    known = [
+    team, labels = run.spec.owner.team, run.metadata.labels or {}
+    every = [
         *lessons,
         *long_term(o.obj for o in spec_set.loaded_of_kind("Lesson") if isinstance(o.obj, Lesson)),
     ]
+    known, withheld = await offerable(
+        [lesson for lesson in every if applies_to(lesson.spec.scope, team, labels)], lesson_policy
+    )
+    record.warnings.extend(withheld)
     prepared.task = _agent_task(prepared, loaded.name, digest, known)
     return prepared
 

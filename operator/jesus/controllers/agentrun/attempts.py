@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from jesus.api.agentrun import AgentRun, Attempt, AttemptOutcome
 from jesus.api.agentrun import AgentRunConditionType as C
 from jesus.api.agentrun import AgentRunPhase as Phase
 from jesus.api.agentrun import AgentRunReason as R
-from jesus.api.agentrun import Attempt, AttemptOutcome
 from jesus.api.common import format_micros
 from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.draft import StatusDraft
@@ -23,8 +23,9 @@ from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
 from jesus.logic import egress, manifests, queueing, runs
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import is_true
-from jesus.logic.lessons import long_term, offer
+from jesus.logic.lessons import applies_to, long_term, offer, offerable
 from jesus.logic.lifecycle import JobAction, attempt_failure, budget_stops_run, charge, job_step
+from jesus.logic.reflection import OfferedLesson
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,22 @@ def _observe_queue_wait(context: OperatorContext, draft: StatusDraft) -> None:
         context.metrics.queue_wait.labels(draft.run.metadata.namespace or "").observe(waited)
 
 
+async def _lessons_offered(context: OperatorContext, run: AgentRun) -> tuple[OfferedLesson, ...]:
+    """The lessons the run is offered: the LongTerm Lessons of its namespace (synced from the specs
+    repo) and the archive's ShortTerm ones of its team, those that match its team and labels and that
+    the policy lets runs see (policies/lessons/)."""
+    namespace, team, labels = run.metadata.namespace or "", run.spec.owner.team, run.metadata.labels or {}
+    short_term = await context.memory.lessons_for(team) if context.memory is not None else []
+    known = [*long_term(context.cache.lessons.valid(namespace)), *short_term]
+    matching = [lesson for lesson in known if applies_to(lesson.spec.scope, team, labels)]
+    allowed, withheld = await offerable(matching, context.lesson_policy)
+    if withheld:
+        logger.info(
+            "Withheld lessons run=%s/%s reasons=%s", namespace, run.metadata.name, "; ".join(withheld)
+        )
+    return offer(allowed, team, labels)
+
+
 async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> None:
     """Register the attempt with the router and keep its token in a Secret, once per attempt."""
     run = draft.run
@@ -111,13 +128,7 @@ async def _ensure_job(
     await _router_token(context, draft, obj, attempt)
     # Before the Job: a pod no NetworkPolicy selects may reach anything.
     await _ensure_network_policy(context, draft, obj)
-    # LongTerm Lessons of the run's namespace (synced from the specs repo) and the archive's ShortTerm
-    # ones of its team, those that match its team and labels.
-    team = run.spec.owner.team
-    short_term = await context.memory.lessons_for(team) if context.memory is not None else []
-    lessons = offer(
-        [*long_term(context.cache.lessons.valid(namespace)), *short_term], team, run.metadata.labels or {}
-    )
+    lessons = await _lessons_offered(context, run)
     job = manifests.build_runner_job(
         run,
         obj,
