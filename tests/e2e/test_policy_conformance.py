@@ -182,3 +182,40 @@ async def test_stopped_server_fails_closed(opa: Path) -> None:
     assert not decision.allow
     assert decision.error is not None
     assert "unreachable" in decision.error
+
+
+async def test_both_engines_decide_alike_which_lessons_runs_are_offered(opa: Path, tmp_path: Path) -> None:
+    # policies/lessons/: a site that requires approval on LongTerm lessons and offers no ShortTerm ones.
+    from tests.builders.lessons import lesson_object
+
+    from jesus.policy.lessons import EmbeddedLessonPolicy, OpaServerLessonPolicy
+
+    policies = Path(
+        shutil.copytree(POLICIES, tmp_path / "policies", ignore=shutil.ignore_patterns("*_test.rego"))
+    )
+    data = json.loads((policies / "data.json").read_text())
+    data["jesus"]["config"]["lessons"] = {
+        "requireLabels": {"jesus.dev/approved": "true"},
+        "offerShortTerm": False,
+    }
+    (policies / "data.json").write_text(json.dumps(data))
+    lessons = [
+        lesson_object("l-approved", "LongTerm", {"jesus.dev/approved": "true"}),
+        lesson_object("l-unapproved", "LongTerm", {"jesus.dev/approved": "yes"}),
+        lesson_object("l-unlabelled", "LongTerm", {}),
+        lesson_object("l-short", "ShortTerm", {"jesus.dev/approved": "true"}),
+        lesson_object("l-quoted", "LongTerm", {"jesus.dev/approved": 'true" or "1'}),
+    ]
+    local = EmbeddedLessonPolicy(EmbeddedEngine.from_directory(policies))
+    with OpaServerProcess(opa, policies) as server:
+        async with OpaServerEngine(server.url) as engine:
+            remote = OpaServerLessonPolicy(server.url, engine.client)
+            pairs = [(await local.verdict(lesson), await remote.verdict(lesson)) for lesson in lessons]
+    assert [mine == theirs for mine, theirs in pairs] == [True] * len(lessons), pairs
+    assert [mine.offer for mine, _ in pairs] == [True, False, False, False, False]
+    assert pairs[1][0].reasons == (
+        "LongTerm lesson l-unapproved lacks the label jesus.dev/approved=true that the site requires",
+    )
+    assert pairs[3][0].reasons == (
+        "ShortTerm lesson l-short is not offered: the site offers only reviewed lessons",
+    )
