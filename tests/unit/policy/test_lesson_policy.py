@@ -146,3 +146,53 @@ async def test_verdicts_are_kept_a_minute_per_lesson_and_labels() -> None:
     now[0] += timedelta(seconds=60)
     await kept.verdict(unlabelled)
     assert len(asked) == 3
+
+
+async def test_jesus_run_offers_only_what_the_policy_lets_it_and_says_what_it_withheld(
+    tmp_path: Path,
+) -> None:
+    from tests.builders.adapters import scripted_adapter
+    from tests.builders.agentrun import agent_run
+    from tests.builders.budget import budget
+    from tests.builders.routes import route_policy
+    from tests.builders.spec_files import to_yaml
+
+    from jesus.cli.run import local_lesson_policy
+    from jesus.router.config import EnvironmentCredentials
+    from jesus.runner.local import prepare_local_run, select_run
+    from jesus.specs import load_text
+
+    def lesson_spec(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        lesson = lesson_object(name, "LongTerm", labels).to_kubernetes()
+        del lesson["metadata"]["namespace"]
+        return lesson
+
+    spec_set = load_text(
+        to_yaml(
+            scripted_adapter(text="summary"),
+            route_policy(),
+            budget(limit="2.00"),
+            agent_run(),
+            lesson_spec("l-approved", {"jesus.dev/approved": "true"}),
+            lesson_spec("l-draft", {}),
+        )
+    )
+    engine = EmbeddedEngine.from_directory(
+        policies_with(tmp_path, {"requireLabels": {"jesus.dev/approved": "true"}})
+    )
+    prepared = await prepare_local_run(
+        spec_set,
+        select_run(spec_set, None),
+        live=False,
+        credentials=EnvironmentCredentials({}),
+        policy=engine,
+        lesson_policy=local_lesson_policy(engine),
+        now=datetime(2026, 7, 8, tzinfo=UTC),
+    )
+    assert not prepared.refused, prepared.record.reason
+    assert prepared.task is not None
+    assert [lesson.id for lesson in prepared.task.offered_lessons] == ["l-approved"]
+    assert (
+        "lesson l-draft withheld: LongTerm lesson l-draft lacks the label jesus.dev/approved=true "
+        "that the site requires"
+    ) in prepared.record.warnings

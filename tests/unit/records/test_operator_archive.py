@@ -243,3 +243,32 @@ async def test_a_run_is_offered_its_teams_short_term_lessons_from_the_archive(st
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     offered = json.loads(env["JESUS_LESSONS"])
     assert [lesson["text"] for lesson in offered] == ["Quote the report's own figures."]
+
+
+async def test_a_short_term_lesson_the_policy_withholds_is_not_offered(
+    store: RecordStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.unit.records.test_memory import reflection
+
+    from jesus.controllers.memory import ShortTermMemory
+    from jesus.logic.lessons import LessonVerdict, RunOrigin, learn_from_reflection
+    from jesus.records.lessons import LessonArchive
+
+    class Reviewed:
+        async def verdict(self, lesson: Any) -> LessonVerdict:
+            return LessonVerdict(lesson.spec.memory == "LongTerm", ("only reviewed lessons",))
+
+    archive = LessonArchive(store)
+    team = agent_run(namespace=NS)["spec"]["owner"]["team"]
+    block = reflection(candidates=("Quote the report's own figures.",))
+    await archive.record(learn_from_reflection(RunOrigin("earlier", NS, team, []), block), "T")
+    world = World(store)
+    world.context.memory = ShortTermMemory(archive, lambda: NOW, None)
+    world.context.lesson_policy = Reviewed()
+    caplog.set_level("INFO", logger="jesus")
+    job_name = (await world.reconcile())["attempts"][0]["jobName"]
+    job = world.kube.find("Job", NS, job_name)
+    assert job is not None
+    env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "JESUS_LESSONS" not in env
+    assert "Withheld lessons run=team/run reasons=lesson l-" in caplog.text
