@@ -1,7 +1,7 @@
 """A llama.cpp model served by the platform, for real: the operator's Deployment for a ModelAdapter with
 `serving.engine: llamacpp` lands on the sandbox node (`--serving-placement`), the sandbox kubelet runs
 its container from the dev cluster's llama.cpp image (llama-cpp-python's server behind llama-server's
-command line, `jesus.devcluster.llamacpp.server_image`) with the Deployment's own command and args, the
+command line, `jesus.devcluster.llamacpp.server_image`) with the Deployment's own args, the
 container downloads the tiny random-weight model from `modelURI` (an HTTP server this module starts)
 into its emptyDir, its readiness probe on /health makes the pod Ready, the adapter becomes Ready, and an
 AgentRun routed to it gets the server's completion with its tokens and cost recorded.
@@ -191,12 +191,12 @@ def test_the_deployment_lands_on_the_sandbox_node_and_its_probes_make_the_adapte
     # The container ran what the Deployment says, as Pod Security "restricted" admitted it (the
     # namespace enforces it): llama-server's command line, uid 65532, a read-only root.
     spec = pod["spec"]["containers"][0]
-    assert spec["command"] == ["llama-server"]
+    assert "command" not in spec  # the image's entrypoint, llama-server, takes the args
     assert spec["securityContext"]["readOnlyRootFilesystem"] is True
     worker = next(w for w in served.kubelet.kubelet.workers.values() if w.name == pod["metadata"]["name"])
     sandbox = worker.containers[0].sandbox
     assert sandbox is not None
-    assert sandbox.argv == [*spec["command"], *spec["args"]]
+    assert sandbox.argv == ["llama-server", *spec["args"]]
     assert (sandbox.uid, sandbox.read_only_root) == (LLAMACPP_UID, True)
     # The model came from modelURI into the pod's emptyDir, under the URL's file name.
     downloads = list(served.kubelet.pod_directory(served.namespace, pod["metadata"]["name"]).rglob("*.gguf"))

@@ -220,7 +220,6 @@ def _container(adapter: ModelAdapter) -> JsonObject:
     container: JsonObject = {
         "name": serving.engine,
         "image": serving.image,
-        "command": ["llama-server"] if llamacpp else ["vllm", "serve"],
         "args": llamacpp_args(adapter) if llamacpp else vllm_args(adapter),
         "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
         "resources": _resources(serving),
@@ -229,6 +228,8 @@ def _container(adapter: ModelAdapter) -> JsonObject:
         "startupProbe": {**probe, "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD_SECONDS},
     }
     if llamacpp:
+        # llama.cpp's server image has llama-server as its entrypoint (/app/llama-server, not on its
+        # PATH): the image's entrypoint runs, only the arguments are ours.
         container["volumeMounts"] = [{"name": "model-cache", "mountPath": LLAMACPP_CACHE_PATH}]
         cache = {"name": "LLAMA_CACHE", "value": LLAMACPP_CACHE_PATH}
         container["env"] = [cache, *_api_key_env(adapter, LLAMACPP_API_KEY_ENV)]
@@ -238,6 +239,7 @@ def _container(adapter: ModelAdapter) -> JsonObject:
             "capabilities": {"drop": ["ALL"]},
         }
         return container
+    container["command"] = ["vllm", "serve"]
     container["volumeMounts"] = [
         {"name": "shm", "mountPath": POD_SHM},
         {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
