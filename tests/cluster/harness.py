@@ -188,9 +188,11 @@ class OperatorWorld:
         policies: Path = REPO / "policies",
         operator_args: tuple[str, ...] = (),
         runtime: bool = True,
+        router_wrapper: tuple[str, ...] = (),
     ) -> None:
         """runtime: run runner pods for real (ProcessRuntime); without it they stay Running on kwok
-        until a test ends them."""
+        until a test ends them. router_wrapper: a command the router runs under (e.g. a bwrap that
+        gives it the sandbox node's /etc/hosts)."""
         self.plane, self.namespace, self.workdir = plane, namespace, workdir
         # Settings for every runner pod ride on its command (`env K=V ...`), as an image's would.
         settings = [f"{key}={value}" for key, value in (runner_environment or {}).items()]
@@ -205,6 +207,7 @@ class OperatorWorld:
         self.router = router_process(
             plane, namespace, self.router_port, workdir / "router.log", router_environment
         )
+        self.router.command = [*router_wrapper, *self.router.command]
         self.operator = Process(
             "operator",
             [

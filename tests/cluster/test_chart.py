@@ -192,6 +192,19 @@ def test_runner_placement_reaches_the_operator_as_one_json_flag_it_parses() -> N
     assert placement.tolerations == ({"key": "agents", "operator": "Exists", "effect": "NoSchedule"},)
 
 
+def test_serving_placement_reaches_the_operator_as_its_own_json_flag() -> None:
+    def placement_args(*json_sets: str) -> list[str]:
+        operator = container(one(render(json_sets=json_sets), "Deployment", "jesus-operator"), "operator")
+        return [a for a in operator["args"] if a.startswith(("--serving-placement=", "--runner-placement="))]
+
+    assert placement_args() == []
+    [flag] = placement_args('serving.nodeSelector={"pool":"inference"}')
+    assert flag.startswith("--serving-placement=")
+    placement = parse_placement(flag.split("=", 1)[1], source="the chart's --serving-placement")
+    assert placement.node_selector == {"pool": "inference"}
+    assert placement.tolerations == ()
+
+
 def test_kueue_is_off_by_default_and_on_passes_its_lanes_and_queue_rule_the_operator_parses() -> None:
     def operator_args(*sets: str) -> tuple[list[str], list[Manifest]]:
         manifests = render(*sets)

@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         memory_limit=args.runner_memory_limit,
         # The runner exports its spans where the operator does.
         environment=forwarded_environment(os.environ),
-        placement=_runner_placement(args),
+        placement=_placement(args.runner_placement, "--runner-placement"),
     )
     runner_egress = _runner_egress(args)
     archive = _archive_database(args)
@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
             runner_egress=runner_egress,
             resync_seconds=args.resync_seconds,
             queueing=_queueing(args),
+            serving_placement=_placement(args.serving_placement, "--serving-placement"),
         ),
         worker_limit=args.worker_limit,
         router_admin_url=args.router_admin_url,
@@ -130,12 +131,13 @@ def _archive_database(args: argparse.Namespace) -> str | None:
     return str(value)
 
 
-def _runner_placement(args: argparse.Namespace) -> RunnerPlacement:
-    """The --runner-placement node selector and tolerations (none when the flag is not given)."""
-    if args.runner_placement is None:
+def _placement(value: str | None, flag: str) -> RunnerPlacement:
+    """The node selector and tolerations of --runner-placement or --serving-placement (none when the
+    flag is not given)."""
+    if value is None:
         return RunnerPlacement()
     try:
-        return parse_placement(args.runner_placement, source="--runner-placement")
+        return parse_placement(value, source=flag)
     except PlacementError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -200,6 +202,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--runner-placement",
         metavar="JSON",
         help='every runner pod\'s nodeSelector and tolerations: {"nodeSelector": {}, "tolerations": []}',
+    )
+    parser.add_argument(
+        "--serving-placement",
+        metavar="JSON",
+        help="every self-hosted model's pods' nodeSelector and tolerations (besides the GPU toleration): "
+        '{"nodeSelector": {}, "tolerations": []}',
     )
     parser.add_argument(
         "--cluster-domain",

@@ -21,6 +21,7 @@ from jesus.logic.clock import Clock, system_clock
 from jesus.logic.egress import RunnerEgress
 from jesus.logic.lessons import LessonPolicy
 from jesus.logic.manifests import RunnerSettings
+from jesus.logic.placement import RunnerPlacement
 from jesus.logic.queueing import QueueSettings
 from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine
@@ -38,6 +39,8 @@ class OperatorSettings:
     """How often a live object is reconciled even when nothing told us it changed."""
     policy_retry_seconds: float = 5.0
     """How soon a run is retried when the policy engine gave no decision (fail closed, not final)."""
+    serving_placement: RunnerPlacement = field(default_factory=RunnerPlacement)
+    """Node selector and tolerations of every serving pod (`--serving-placement`), beside the GPU ones."""
     queueing: QueueSettings | None = None
     """With Kueue (`--kueue`): runner Jobs go to the team's LocalQueue in their lane, suspended until
     Kueue admits them (`jesus.logic.queueing`). None: Jobs start at once (the embedded default)."""

@@ -60,7 +60,10 @@ async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events
     """Create or update the Deployment and Service, then observe the Deployment and its pods."""
     now = context.clock()
     deployment, ours = await _ensure_child(
-        context, adapter, serving_logic.build_inference_deployment(adapter), events
+        context,
+        adapter,
+        serving_logic.build_inference_deployment(adapter, context.settings.serving_placement),
+        events,
     )
     if not ours:
         return serving_logic.serving_conflict(adapter, deployment, now=now)

@@ -11,6 +11,7 @@ compiling llama.cpp takes about ten minutes on two cores, once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -19,9 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+from jesus.devcluster.images import ContainerImage, host_image
 from jesus.devcluster.toolchain import Progress, ToolchainError, cache_root, repo_root
 
 VERSION = "0.3.36"
+# The image reference the sandbox kubelet maps to `server_image`: a serving block's `image:` for the
+# dev cluster. Named for what it holds, so nobody mistakes it for llama.cpp's own server image.
+IMAGE = f"jesus.dev/llama-server:llama-cpp-python-{VERSION}"
+# Where the image has its `llama-server` (tools/llamacpp/llama_server.py), first on its PATH.
+IMAGE_BIN = "/opt/llama-server/bin"
 # Portable code (no -march=native: a cache may move between machines of a kind) and only the library:
 # no llava, examples, tests, tools or llama.cpp's own server; the Python server is what runs.
 CMAKE_ARGS = (
@@ -142,3 +149,39 @@ def server_command(port: int, *, alias: str, context: int = 2048, model: Path | 
         "--n_threads", "1",
         "--verbose", "False",
     ]  # fmt: skip
+
+
+def _base_prefix(directory: Path) -> Path:
+    """The installation the environment's interpreter belongs to (pyvenv.cfg's `home` is its bin)."""
+    config = directory / "pyvenv.cfg"
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return Path(value.strip()).parent
+    raise ToolchainError(f"{config}: no `home` line, so the environment's interpreter cannot be found")
+
+
+def server_image(directory: Path) -> ContainerImage:
+    """The dev cluster's llama.cpp image (`IMAGE`), for the sandbox kubelet: the host's /usr (Debian's
+    C and C++ runtimes, libgomp), the cached server environment and its interpreter's installation at
+    their own paths, read-only, and `llama-server` (tools/llamacpp/llama_server.py: llama.cpp's
+    command line over llama-cpp-python's server) first on PATH. `directory` holds its small root
+    filesystem (/etc and empty mount points). ToolchainError when the server is not built."""
+    if not is_built():
+        raise ToolchainError(
+            f"the llama.cpp server is not built: run `jesus dev build --llamacpp` (it builds {server_dir()})"
+        )
+    environment = server_dir()
+    image = host_image(
+        directory / "llama-server",
+        entrypoint=("llama-server",),
+        env={
+            "PATH": f"{IMAGE_BIN}:{environment / 'bin'}:/usr/bin:/bin",
+            # The root is read-only: nothing may try to write bytecode.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+        },
+        host_paths=(_base_prefix(environment), environment),
+    )
+    entry = _pins() / "llama_server.py"
+    return dataclasses.replace(image, mounts={**image.mounts, f"{IMAGE_BIN}/llama-server": entry})

@@ -23,6 +23,7 @@ from jesus.api.modeladapter import (
 )
 from jesus.api.objects import JsonObject, bounded_name, controller_of, owner_reference, spec_digest
 from jesus.logic.conditions import set_condition
+from jesus.logic.placement import RunnerPlacement
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # Where a vLLM pod mounts its memory-backed emptyDir (shared memory for its workers).
@@ -219,7 +220,6 @@ def _container(adapter: ModelAdapter) -> JsonObject:
     container: JsonObject = {
         "name": serving.engine,
         "image": serving.image,
-        "command": ["llama-server"] if llamacpp else ["vllm", "serve"],
         "args": llamacpp_args(adapter) if llamacpp else vllm_args(adapter),
         "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
         "resources": _resources(serving),
@@ -228,6 +228,8 @@ def _container(adapter: ModelAdapter) -> JsonObject:
         "startupProbe": {**probe, "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD_SECONDS},
     }
     if llamacpp:
+        # llama.cpp's server image has llama-server as its entrypoint (/app/llama-server, not on its
+        # PATH): the image's entrypoint runs, only the arguments are ours.
         container["volumeMounts"] = [{"name": "model-cache", "mountPath": LLAMACPP_CACHE_PATH}]
         cache = {"name": "LLAMA_CACHE", "value": LLAMACPP_CACHE_PATH}
         container["env"] = [cache, *_api_key_env(adapter, LLAMACPP_API_KEY_ENV)]
@@ -237,6 +239,7 @@ def _container(adapter: ModelAdapter) -> JsonObject:
             "capabilities": {"drop": ["ALL"]},
         }
         return container
+    container["command"] = ["vllm", "serve"]
     container["volumeMounts"] = [
         {"name": "shm", "mountPath": POD_SHM},
         {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
@@ -247,15 +250,20 @@ def _container(adapter: ModelAdapter) -> JsonObject:
     return container
 
 
-def _pod_spec(adapter: ModelAdapter) -> JsonObject:
+def _pod_spec(adapter: ModelAdapter, placement: RunnerPlacement) -> JsonObject:
     serving = _serving(adapter)
     pod_spec: JsonObject = {
         "containers": [_container(adapter)],
         # The inference server needs no Kubernetes API access.
         "automountServiceAccountToken": False,
     }
+    tolerations = [dict(t) for t in placement.tolerations]
     if serving.gpu.count:
-        pod_spec["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+        tolerations.insert(0, {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
     if serving.engine == ENGINE_LLAMACPP:
         # Pod Security "restricted": llama-server needs no root, and writes only its model cache.
         pod_spec["securityContext"] = {
@@ -278,12 +286,13 @@ def _pod_spec(adapter: ModelAdapter) -> JsonObject:
     return pod_spec
 
 
-def build_inference_deployment(adapter: ModelAdapter) -> JsonObject:
+def build_inference_deployment(adapter: ModelAdapter, placement: RunnerPlacement | None = None) -> JsonObject:
     """The Deployment that runs `adapter`'s model with its engine on `serving.gpu.count` GPUs per replica
-    (llamacpp with 0: on CPU)."""
+    (llamacpp with 0: on CPU), its pods placed by the operator's `--serving-placement` (a node selector,
+    and tolerations besides the GPU one)."""
     serving = _serving(adapter)
     labels = serving_labels(adapter)
-    pod_spec = _pod_spec(adapter)
+    pod_spec = _pod_spec(adapter, placement or RunnerPlacement())
     deployment: JsonObject = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -335,6 +344,9 @@ def needs_update(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return bool(live.get("spec", {}).get("replicas") != desired["spec"].get("replicas"))
 
 
+_PLACEMENT_FIELDS = ("affinity", "nodeSelector", "tolerations")
+
+
 def update_patch(desired: Mapping[str, Any]) -> JsonObject:
     """The merge patch that brings a live object to `desired` (labels, annotations, owner, spec).
 
@@ -344,9 +356,11 @@ def update_patch(desired: Mapping[str, Any]) -> JsonObject:
     metadata = desired["metadata"]
     spec = desired["spec"]
     pod_spec = spec.get("template", {}).get("spec")
-    if pod_spec is not None and "affinity" not in pod_spec:
-        # A merge patch keeps keys it does not mention: an affinity from an earlier gpu.type must go.
-        spec = {**spec, "template": {**spec["template"], "spec": {**pod_spec, "affinity": None}}}
+    if pod_spec is not None:
+        # A merge patch keeps keys it does not mention: an affinity from an earlier gpu.type, or a node
+        # selector and tolerations from an earlier placement or GPU count, must go.
+        cleared = {key: None for key in _PLACEMENT_FIELDS if key not in pod_spec}
+        spec = {**spec, "template": {**spec["template"], "spec": {**pod_spec, **cleared}}}
     return {
         "metadata": {
             "labels": metadata["labels"],

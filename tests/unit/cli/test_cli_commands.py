@@ -461,6 +461,35 @@ def test_runner_placement_reaches_the_runner_settings(monkeypatch: pytest.Monkey
     assert seen[0].settings.runner.placement.tolerations == ({"key": "agents", "operator": "Exists"},)
 
 
+def test_serving_placement_reaches_the_operator_settings_apart_from_the_runners(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    assert main(["operator", "--serving-placement", '{"nodeSelector": {"pool": "inference"}}']) == 0
+    assert seen[0].settings.serving_placement.node_selector == {"pool": "inference"}
+    assert seen[0].settings.runner.placement.node_selector == {}
+
+
+def test_bad_serving_placement_stops_the_operator_naming_the_flag_and_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def never(options: operator_app.OperatorOptions, **_: Any) -> None:
+        raise AssertionError("the operator must not start")
+
+    monkeypatch.setattr(operator_app, "run_operator", never)
+    # Careless: a toleration with a value under Exists.
+    bad = '{"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]}'
+    assert main(["operator", "--serving-placement", bad]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --serving-placement: tolerations[0].value must be empty when operator is Exists"
+    )
+
+
 def test_bad_runner_placement_stops_the_operator_naming_the_flag_and_field(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

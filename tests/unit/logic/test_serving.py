@@ -19,6 +19,7 @@ from jesus.api.modeladapter import (
     ModelAdapterStatus,
 )
 from jesus.logic.conditions import find_condition
+from jesus.logic.placement import parse_placement
 from jesus.logic.serving import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
@@ -226,6 +227,36 @@ def test_the_update_patch_removes_an_affinity_the_adapter_no_longer_asks_for() -
     )
 
 
+SANDBOX_PLACEMENT = parse_placement(
+    '{"nodeSelector": {"jesus.dev/sandbox": "true"}, "tolerations": '
+    '[{"key": "jesus.dev/sandbox", "operator": "Exists", "effect": "NoSchedule"}]}',
+    source="--serving-placement",
+)
+
+
+def test_the_serving_placement_puts_a_cpu_model_on_the_selected_nodes() -> None:
+    spec = build_inference_deployment(live(llamacpp_adapter()), SANDBOX_PLACEMENT)["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"jesus.dev/sandbox": "true"}
+    assert spec["tolerations"] == [{"key": "jesus.dev/sandbox", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_a_gpu_model_keeps_its_gpu_toleration_beside_the_placements() -> None:
+    spec = build_inference_deployment(live(vllm_adapter()), SANDBOX_PLACEMENT)["spec"]["template"]["spec"]
+    assert [t["key"] for t in spec["tolerations"]] == [GPU_TAINT_KEY, "jesus.dev/sandbox"]
+    assert GPU_PRODUCT_LABEL in str(spec["affinity"])  # the GPU type's affinity stays too
+
+
+def test_a_placement_change_is_an_update_and_dropping_it_clears_the_fields() -> None:
+    placed = build_inference_deployment(live(llamacpp_adapter()), SANDBOX_PLACEMENT)
+    plain = build_inference_deployment(live(llamacpp_adapter()))
+    assert needs_update(placed, plain)
+    cleared = update_patch(plain)["spec"]["template"]["spec"]
+    # A merge patch keeps keys it does not mention: the old selector and tolerations must be nulled.
+    assert (cleared["nodeSelector"], cleared["tolerations"], cleared["affinity"]) == (None, None, None)
+    kept = update_patch(placed)["spec"]["template"]["spec"]
+    assert kept["nodeSelector"] == {"jesus.dev/sandbox": "true"}
+
+
 # --- observation -------------------------------------------------------------------------------
 
 SCHEDULER_MESSAGE = (
@@ -404,7 +435,8 @@ def test_llamacpp_on_cpu_runs_llama_server_with_threads_context_and_no_gpu() -> 
     pod_spec = deployment["spec"]["template"]["spec"]
     container = container_of(deployment)
     assert deployment["metadata"]["name"] == "llamacpp-tiny"
-    assert container["command"] == ["llama-server"]
+    # The image's entrypoint is llama-server (llama.cpp's image has it at /app, not on PATH).
+    assert "command" not in container
     args = container["args"]
     pairs = dict(zip(args[::2], args[1::2], strict=False))
     assert pairs["--hf-repo"] == "ggml-org/tiny-models"
