@@ -14,17 +14,19 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from mcp import Client, StdioServerParameters, stdio_client
-from mcp.client import Transport
-from mcp.types import CallToolResult, TextContent
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from jesus.api.agentrun import AgentRun
 from jesus.runner import spans
 from jesus.runner.stderr_lines import StderrLines
 from jesus_adapters.types import ToolSpec
+
+if TYPE_CHECKING:  # the MCP SDK is imported when a run has tool servers: most runner pods never need it
+    from mcp import Client
+    from mcp.client import Transport
+    from mcp.types import CallToolResult
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,8 @@ class ToolBox:
             lines = StderrLines(server.name)
             self._stack.callback(lines.close)  # after the server's transport closes (the stack is LIFO)
             errlog = lines.file
+        from mcp import Client
+
         client = Client(_target(server, errlog), read_timeout_seconds=server.timeout_seconds)
         try:
             async with asyncio.timeout(self.connect_timeout_seconds):
@@ -225,6 +229,8 @@ def _target(server: ToolServerSpec, errlog: TextIO) -> Transport | str:
         return server.url
     if not server.command:
         raise ToolServerError(f"tool server {server.name!r} uses stdio but names no command")
+    from mcp import StdioServerParameters, stdio_client
+
     command = sys.executable if server.command in ("python", "python3") else server.command
     # The server inherits PATH and the like but not the runner's secrets: only what the spec names.
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "PYTHONPATH") if key in os.environ}
@@ -235,6 +241,8 @@ def _target(server: ToolServerSpec, errlog: TextIO) -> Transport | str:
 
 
 def _as_result(answer: CallToolResult) -> ToolResult:
+    from mcp.types import TextContent
+
     parts: list[str] = []
     for block in answer.content:
         if isinstance(block, TextContent):
