@@ -19,17 +19,20 @@ from prometheus_client import REGISTRY, start_http_server
 from jesus.api.common import GROUP
 from jesus.controllers import agentrun
 from jesus.controllers.archive import Archiver
+from jesus.controllers.artifacts import SWEEP_SECONDS, RetentionSweeper
 from jesus.controllers.context import OperatorContext, OperatorSettings
 from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import ProjectedToken, RouterAdminClient
 from jesus.kube import KubeClient
+from jesus.logic.artifacts import ArtifactBucket
 from jesus.logic.clock import system_clock
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
 from jesus.records import RecordStore, StoreUnavailableError, database_url
+from jesus.records.artifacts import ArtifactStoreError, S3Artifacts
 from jesus.redaction import RedactionConfig, Redactor
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,11 @@ class OperatorOptions:
     """Cleans Event messages and statuses' free text; default: the patterns-only redactor."""
     archive_database: str | None = None
     """The SQL archive of finished runs and the audit log (docs/records.md); None: no archive."""
+    artifacts: ArtifactBucket | None = None
+    """The S3 bucket for runs' artifacts (docs/artifacts.md); the credential comes from the environment.
+    None: runner pods keep artifacts in their artifact directory."""
+    artifact_sweep_seconds: float = SWEEP_SECONDS
+    """How often expired artifacts are looked for."""
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -167,6 +175,7 @@ async def run_operator(
     metrics.lessons.source = context.cache.lessons.valid
     if options.archive_database:
         context.archiver = await open_archive(options.archive_database, context)
+    sweeper = await open_artifacts(options, context)
     await context.cache.prime(kube, options.namespaces)
     registry = build_registry(context, options)
     try:
@@ -180,6 +189,8 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
+        if sweeper is not None:
+            await sweeper.stop()
         if context.archiver is not None:
             await context.archiver.stop()
 
@@ -215,3 +226,38 @@ async def open_archive(
     archiver = Archiver(store, context.clock, context.metrics, on_archived=archived)
     archiver.start()
     return archiver
+
+
+async def open_artifacts(
+    options: OperatorOptions, context: OperatorContext, retry_delays: Sequence[float] = START_RETRY_DELAYS
+) -> RetentionSweeper | None:
+    """The S3 artifact store (its bucket created when missing) and its retention sweep, started; None
+    without `options.artifacts`. A server that is down at start is waited for, as the archive is."""
+    if options.artifacts is None:
+        return None
+    store = S3Artifacts.from_environment(options.artifacts, clock=context.clock)
+    for delay in (*retry_delays, None):
+        try:
+            await asyncio.to_thread(store.ensure_bucket)
+            break
+        except ArtifactStoreError as exc:
+            if delay is None:
+                raise
+            logger.warning("Failed to reach the artifact store retryIn=%.0fs error=%s", delay, exc)
+            await asyncio.sleep(delay)
+    logger.info("Opened the artifact store endpoint=%s bucket=%s", options.artifacts.endpoint, store.bucket)
+    context.artifacts = store
+
+    async def expired(namespace: str, name: str) -> None:
+        await agentrun.reconcile_run(context, namespace, name)
+
+    archiver = context.archiver
+    sweeper = RetentionSweeper(
+        store,
+        context.clock,
+        interval=options.artifact_sweep_seconds,
+        on_expired=expired,
+        audit=archiver.offer_decisions if archiver is not None else None,
+    )
+    sweeper.start()
+    return sweeper

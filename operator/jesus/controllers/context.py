@@ -22,6 +22,7 @@ from jesus.logic.manifests import RunnerSettings
 from jesus.logic.queueing import QueueSettings
 from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine
+from jesus.records.artifacts import S3Artifacts
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class OperatorContext:
     metrics: OperatorMetrics | None = None
     archiver: Archiver | None = None
     """Writes finished runs and decisions to the SQL archive; None when the operator has no database."""
+    artifacts: S3Artifacts | None = None
+    """The S3 bucket runner pods upload artifacts to with a grant (docs/artifacts.md); None: they keep
+    them in the pod's artifact directory."""
     cache: ClusterCache = field(default_factory=ClusterCache)
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)
