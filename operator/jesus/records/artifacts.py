@@ -232,7 +232,10 @@ class S3Artifacts:
             blob = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise ArtifactStoreError(f"s3://{self.bucket}/{key} could not be read: {exc}") from exc
-        return decompress(blob, limit)
+        try:
+            return decompress(blob, limit)
+        except ArtifactIntegrityError as exc:
+            raise ArtifactIntegrityError(f"s3://{self.bucket}/{key}: {exc}") from None
 
     def verify(self, artifacts: Sequence[ArtifactRef], namespace: str, uid: str, attempt: int) -> Verified:
         """Check every `s3://` entry a pod listed: in the attempt's prefix, present, digest and size as
@@ -251,7 +254,10 @@ class S3Artifacts:
                     raise ArtifactIntegrityError(f"artifact {ref.name}: {ref.uri} is not in the bucket")
                 check_content(ref.name, ref.digest, ref.size_bytes, content)
             except ArtifactIntegrityError as exc:
-                problems.append(str(exc))
+                # The checks name the artifact; the bucket's answers name the object.
+                problem = str(exc)
+                named = problem if problem.startswith("artifact ") else f"artifact {ref.name}: {problem}"
+                problems.append(named)
                 continue
             kept.append(ref)
         return Verified(tuple(kept), tuple(problems))
@@ -261,7 +267,10 @@ class S3Artifacts:
         bucket, key = parse_s3_uri(ref.uri)
         if bucket != self.bucket:
             raise ArtifactIntegrityError(f"artifact {ref.name}: {ref.uri} is not in bucket {self.bucket}")
-        content = self.fetch(key)
+        try:
+            content = self.fetch(key)
+        except ArtifactIntegrityError as exc:
+            raise ArtifactIntegrityError(f"artifact {ref.name}: {exc}") from None
         if content is None:
             raise ArtifactIntegrityError(f"artifact {ref.name}: {ref.uri} is not in the bucket (expired?)")
         check_content(ref.name, ref.digest, ref.size_bytes, content)
