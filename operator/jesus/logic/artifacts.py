@@ -122,7 +122,10 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         or not _HEX.match(parts[4].removesuffix(".gz"))
     ):
         raise ArtifactLayoutError(f"artifact URI {uri!r} is not runs/<namespace>/<uid>/a<n>/<sha256>.gz")
-    run_prefix(parts[1], parts[2])  # validates both
+    try:
+        run_prefix(parts[1], parts[2])
+    except ArtifactLayoutError as exc:
+        raise ArtifactLayoutError(f"artifact URI {uri!r}: {exc}") from None
     return bucket, key
 
 
@@ -219,13 +222,16 @@ class UploadGrant:
     @classmethod
     def from_json(cls, text: str) -> UploadGrant:
         """Parse a grant; ValueError names what is missing."""
-        data: Any = json.loads(text)
+        try:
+            data: Any = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"the artifact grant is not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError("the artifact grant is not a JSON object")
         try:
             fields = data["fields"]
             if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-                raise ValueError("the artifact grant's fields are not strings")
+                raise TypeError("its fields are not strings")
             return cls(
                 url=str(data["url"]),
                 bucket=str(data["bucket"]),
@@ -236,6 +242,8 @@ class UploadGrant:
             )
         except KeyError as exc:
             raise ValueError(f"the artifact grant has no {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the artifact grant is not valid: {exc}") from None
 
 
 def _hmac(key: bytes, message: str) -> bytes:
