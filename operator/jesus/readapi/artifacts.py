@@ -5,7 +5,8 @@ artifact is answered with a 307 to a pre-signed GET of its object, valid a few m
 inflates the stored gzip and saves it under the artifact's name); a `file://` one (the directory
 backend) is streamed from disk once its digest checks, and only from inside `app.state.artifact_root`.
 A run past its retention answers 410: its artifacts are deleted, and the API does not pretend
-otherwise. The S3 store is `app.state.artifacts` (None: `s3://` artifacts answer 503).
+otherwise. The S3 store is `app.state.artifacts` (None: `s3://` artifacts answer 503); the clock that
+judges retention, `app.state.clock` (default: the system clock).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at definition time.
@@ -89,7 +90,8 @@ def artifact_router(service: ReadService, clock: Clock = system_clock) -> APIRou
             return _error(404, "NotFound", f"{where} lists no artifact {artifact!r}")
         retention = int(((record.get("spec") or {}).get("artifacts") or {}).get("retentionDays", 30))
         completion = status.get("completionTime")
-        if is_expired(completion, retention, clock()):
+        now: Clock = getattr(request.app.state, "clock", None) or clock
+        if is_expired(completion, retention, now()):
             moment = expires_at(completion, retention)
             assert moment is not None
             return _error(
