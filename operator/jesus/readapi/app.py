@@ -177,7 +177,9 @@ def create_app(service: ReadService, authenticator: Authenticator) -> FastAPI:
         who: Authenticated,
         namespace: str | None = None,
         uid: Annotated[str | None, Query(description="one run's rows")] = None,
-        action: Annotated[str | None, Query(description="admit, deny, hold, settle, stop or archive")] = None,
+        action: Annotated[
+            str | None, Query(description="admit, deny, hold, settle, stop, archive or expire-artifacts")
+        ] = None,
         limit: Limit = None,
         cursor: Cursor = None,
     ) -> AuditList:
