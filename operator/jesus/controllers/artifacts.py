@@ -95,15 +95,27 @@ async def mark_retention(store: S3Artifacts | None, draft: StatusDraft) -> None:
         draft.events.append(("Warning", UNVERIFIED, f"the artifacts' expiry was not recorded: {exc}"[:1024]))
 
 
-def expire_in_status(store: S3Artifacts | None, draft: StatusDraft) -> None:
-    """A finished run past its retention lists no `s3://` artifact: they are deleted (or about to be,
-    by the next sweep), and the condition says when and how many."""
+async def expire_in_status(store: S3Artifacts | None, draft: StatusDraft) -> None:
+    """A finished run past its retention lists no `s3://` artifact, and the condition says when and how
+    many went. Its objects are deleted here too (the sweep normally has; this covers a run whose expiry
+    marker was never written), so the status never drops what is still stored."""
     status = draft.status
     retention = draft.run.spec.artifacts.retention_days
     if store is None or not is_expired(status.completion_time, retention, draft.now):
         return
     gone = [a for a in status.artifacts or [] if a.uri.startswith("s3://")]
     if not gone:
+        return
+    run = draft.run
+    try:
+        await asyncio.to_thread(store.delete_run, run.metadata.namespace or "", run.metadata.uid or "")
+    except ArtifactStoreError as exc:  # listed until they are gone; the next reconcile tries again
+        logger.warning(
+            "Failed to delete expired artifacts run=%s/%s error=%s",
+            run.metadata.namespace,
+            run.metadata.name,
+            exc,
+        )
         return
     status.artifacts = [a for a in status.artifacts or [] if not a.uri.startswith("s3://")] or None
     moment = expires_at(status.completion_time, retention)

@@ -34,6 +34,7 @@ class Bucket(S3Artifacts):
         self.markers: list[tuple[str, str, str, datetime]] = []
         self.down = False
         self.swept: list[datetime] = []
+        self.deleted: list[tuple[str, str]] = []
 
     def verify(self, artifacts: Sequence[ArtifactRef], namespace: str, uid: str, attempt: int) -> Verified:
         if self.down:
@@ -47,6 +48,12 @@ class Bucket(S3Artifacts):
     def mark_expiry(self, namespace: str, uid: str, name: str, moment: datetime) -> str:
         self.markers.append((namespace, uid, name, moment))
         return "expiries/..."
+
+    def delete_run(self, namespace: str, uid: str) -> int:
+        if self.down:
+            raise ArtifactStoreError("s3://arts/ could not be reached: connection refused")
+        self.deleted.append((namespace, uid))
+        return 1
 
     def sweep(self, now: datetime | None = None, *, limit: int = 100) -> list[ExpiryMarker]:
         assert now is not None
@@ -129,7 +136,12 @@ async def test_past_its_retention_a_run_lists_no_stored_artifact_and_says_they_a
     world.now = NOW + timedelta(days=2) - timedelta(seconds=1)
     assert [a["name"] for a in (await world.reconcile())["artifacts"]] == ["answer.md", "notes.md"]
     world.now = NOW + timedelta(days=2)
+    bucket.down = True  # not deleted yet: still listed
+    assert [a["name"] for a in (await world.reconcile())["artifacts"]] == ["answer.md", "notes.md"]
+    assert bucket.deleted == []
+    bucket.down = False
     status = await world.reconcile()
+    assert bucket.deleted == [(NS, UID)]
     assert status["artifacts"] == [local], "what is not in the bucket is not the sweep's"
     assert condition(status, "ArtifactsDeleted") == (
         "True",

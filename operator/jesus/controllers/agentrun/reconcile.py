@@ -154,7 +154,7 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
         _note_spec_change(draft, obj)
     await _perform(context, draft, obj, step)
     if step.action is Action.NOTHING:
-        expire_in_status(context.artifacts, draft)
+        await expire_in_status(context.artifacts, draft)
     _archive_condition(context, draft)
     draft.status.observed_generation = run.metadata.generation
     status = await _write(context, obj, draft)
