@@ -26,7 +26,7 @@ from jesus.cli.inspection import (
     open_reader,
 )
 from jesus.logic.artifacts import ARTIFACT_NAME, ArtifactBucket, expires_at, is_expired
-from jesus.logic.clock import format_time, parse_time, system_clock
+from jesus.logic.clock import Clock, format_time, parse_time, system_clock
 
 if TYPE_CHECKING:
     from jesus.records.artifacts import S3Artifacts
@@ -92,15 +92,15 @@ async def get_artifacts(args: argparse.Namespace) -> list[str]:
     return await asyncio.to_thread(download, run, args)
 
 
-def download(run: FoundRun, args: argparse.Namespace) -> list[str]:
-    """Fetch, check and write each chosen artifact of `run`."""
+def download(run: FoundRun, args: argparse.Namespace, clock: Clock = system_clock) -> list[str]:
+    """Fetch, check and write each chosen artifact of `run` (expiry judged by `clock`)."""
     from jesus.api.agentrun import ArtifactRef
     from jesus.records.artifacts import ArtifactStoreError, read_artifact
 
     where = f"AgentRun {run.namespace}/{run.name}"
     retention = int(((run.obj.get("spec") or {}).get("artifacts") or {}).get("retentionDays", 30))
     completion = run.status.get("completionTime")
-    if is_expired(completion, retention, system_clock()):
+    if is_expired(completion, retention, clock()):
         moment = expires_at(completion, retention)
         assert moment is not None
         raise CommandError(
