@@ -1181,3 +1181,49 @@ def test_router_replicas_share_allowances_through_redis_or_keep_runs_on_one_repl
     assert "sessionAffinity" not in service
     _, single = router_parts("router.replicas=1")
     assert "sessionAffinity" not in single
+
+
+def test_artifacts_give_the_operator_and_api_the_endpoint_and_the_secrets_credential_only() -> None:
+    from jesus.cli import build_parser
+    from jesus.cli.operator import _artifacts
+
+    def operator_args(manifests: list[Manifest]) -> Any:
+        return build_parser("operator").parse_args(
+            container(one(manifests, "Deployment", "jesus-operator"), "operator")["args"]
+        )
+
+    assert _artifacts(operator_args(render())) is None
+    manifests = render(
+        "artifacts.endpoint=http://s3.storage.svc:8333",
+        "artifacts.bucket=team-artifacts",
+        "artifacts.credentialsSecret.name=s3-operator",
+        "api.enabled=true",
+        "archive.databaseSecret.name=pg",
+    )
+    bucket = _artifacts(operator_args(manifests))
+    assert bucket is not None
+    assert (bucket.endpoint, bucket.bucket, bucket.region) == (
+        "http://s3.storage.svc:8333",
+        "team-artifacts",
+        "us-east-1",
+    )
+    for deployment, name in (("jesus-operator", "operator"), ("jesus-api", "api")):
+        env = {e["name"]: e for e in container(one(manifests, "Deployment", deployment), name)["env"]}
+        for variable, key in (
+            ("JESUS_ARTIFACTS_ACCESS_KEY_ID", "accessKeyId"),
+            ("JESUS_ARTIFACTS_SECRET_ACCESS_KEY", "secretAccessKey"),
+        ):
+            assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "s3-operator", "key": key}
+    # Nothing else in the chart (the runner's pods are the operator's Jobs) refers to that Secret.
+    holders = [m["metadata"]["name"] for m in manifests if "s3-operator" in json.dumps(m)]
+    assert sorted(holders) == ["jesus-api", "jesus-operator"]
+    refused = helm(
+        "template",
+        "jesus",
+        str(CHART),
+        f"--kube-version={KUBE_VERSION}",
+        "--set",
+        "artifacts.endpoint=http://s3",
+        check=False,
+    )
+    assert "artifacts.endpoint needs artifacts.credentialsSecret.name" in refused.stderr

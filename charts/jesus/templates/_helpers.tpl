@@ -131,3 +131,24 @@ servers to them in the run's own NetworkPolicy. */}}
 {{- end }}
 {{- join "," $lanes }}
 {{- end }}
+
+{{/*
+The S3 credential of the operator and the read API (docs/artifacts.md), from its Secret; never a runner's.
+*/}}
+{{- define "jesus.artifactCredentials" -}}
+{{- if .Values.artifacts.endpoint }}
+{{- if not .Values.artifacts.credentialsSecret.name }}
+{{- fail "artifacts.endpoint needs artifacts.credentialsSecret.name: a Secret with the operator's S3 access key" }}
+{{- end }}
+- name: JESUS_ARTIFACTS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.artifacts.credentialsSecret.name }}
+      key: {{ .Values.artifacts.credentialsSecret.accessKeyIdKey }}
+- name: JESUS_ARTIFACTS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.artifacts.credentialsSecret.name }}
+      key: {{ .Values.artifacts.credentialsSecret.secretAccessKeyKey }}
+{{- end }}
+{{- end }}

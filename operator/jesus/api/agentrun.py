@@ -61,6 +61,9 @@ class AgentRunConditionType(enum.StrEnum):
     """A finished run's record is in the SQL archive (only when the operator has one; docs/records.md)."""
     REFLECTED = "Reflected"
     """The run's reflection passed LAW-REFLECT-001 (False names the failed items; docs/reflection.md)."""
+    ARTIFACTS_DELETED = "ArtifactsDeleted"
+    """The run's retention (spec.artifacts.retentionDays) has passed: its stored artifacts are deleted
+    and no longer listed (docs/artifacts.md)."""
     QUEUED = "Queued"
     """With Kueue (docs/scheduling.md): True while the runner Job waits for Kueue to admit it, with
     Kueue's reason and message; False once Kueue admitted it."""
@@ -95,6 +98,7 @@ class AgentRunReason(enum.StrEnum):
     CHECKLIST_PASSED = "ChecklistPassed"
     CHECKLIST_FAILED = "ChecklistFailed"
     QUEUED_IN_KUEUE = "QueuedInKueue"
+    RETENTION_EXPIRED = "RetentionExpired"
     """On Running=False while the Job waits in Kueue (the Queued condition has Kueue's reason)."""
     INVALID_QUEUE = "InvalidQueueName"
     PREEMPTED = "Preempted"

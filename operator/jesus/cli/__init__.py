@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "get",
     "describe",
     "logs",
+    "artifacts",
     "mcp",
 )
 

@@ -5,7 +5,9 @@ OpenAPI document at /openapi.json (docs/api.md). In a cluster every request need
 server authenticates (TokenReview), and a caller sees the namespaces where it may list AgentRuns
 (SubjectAccessReview). --local serves without a cluster and without authentication, to one user, on a
 loopback address only; its Budgets come from --specs files. --openapi prints the OpenAPI document and
-exits. The database URL is --database, else $JESUS_ARCHIVE_DATABASE.
+exits. The database URL is --database, else $JESUS_ARCHIVE_DATABASE. /v1/runs/NS/NAME/artifacts/FILE
+redirects to a short-lived download of an `s3://` artifact (the store from $JESUS_ARTIFACTS_ENDPOINT,
+$JESUS_ARTIFACTS_BUCKET and the credential variables) or serves a `file://` one from --artifact-dir.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--cache-seconds", type=float, default=10.0, help="how long review answers are kept (default 10)"
+    )
+    parser.add_argument(
+        "--artifact-dir",
+        metavar="DIR",
+        help="serve `file://` artifacts from inside this directory (the directory backend); default: none",
     )
     parser.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     parser.set_defaults(handler=handle)
@@ -148,6 +155,25 @@ def _spec_budgets(paths: list[str]) -> BudgetSource:
     return budgets
 
 
+def _artifact_store(environ: dict[str, str] | os._Environ[str]) -> object | None:
+    """The S3 artifact store the environment names ($JESUS_ARTIFACTS_ENDPOINT), or None."""
+    endpoint = environ.get("JESUS_ARTIFACTS_ENDPOINT")
+    if not endpoint:
+        return None
+    from jesus.logic.artifacts import ArtifactBucket
+    from jesus.records.artifacts import ArtifactStoreError, S3Artifacts
+
+    target = ArtifactBucket(
+        endpoint,
+        environ.get("JESUS_ARTIFACTS_BUCKET") or "jesus-artifacts",
+        environ.get("JESUS_ARTIFACTS_REGION") or "us-east-1",
+    )
+    try:
+        return S3Artifacts.from_environment(target)
+    except ArtifactStoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -186,6 +212,8 @@ def handle(args: argparse.Namespace) -> int:
         audiences=tuple(args.token_audience),
         cache_seconds=args.cache_seconds,
     )
+    app.state.artifacts = _artifact_store(os.environ)
+    app.state.artifact_root = Path(args.artifact_dir) if args.artifact_dir else None
     log.info(
         "Serving the read API host=%s port=%s mode=%s",
         args.host,

@@ -1,5 +1,6 @@
 """`jesus dev`: a local control plane for people without Docker (build, up, down, env, status), with an
-OIDC provider and its users on request (up --oidc, login), the image, and a local llama.cpp server."""
+OIDC provider and its users on request (up --oidc, login), the image, a local llama.cpp server, and an
+S3-compatible server for artifacts (s3)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,32 @@ def _llamacpp(args: argparse.Namespace) -> int:
         return subprocess.run(command, check=False).returncode
     except KeyboardInterrupt:
         return 0
+
+
+def _s3(args: argparse.Namespace) -> int:
+    import time
+
+    from jesus.devcluster.s3 import S3Server, S3ServerError
+
+    server = S3Server(args.dir or state_dir() / "s3", die_with_parent=True)
+    try:
+        server.start(_progress)
+    except (ToolchainError, S3ServerError) as exc:
+        raise CommandError(str(exc)) from exc
+    # The operator's (and `jesus artifacts`') settings; a fresh credential each start.
+    print(f"export JESUS_ARTIFACTS_ENDPOINT={server.endpoint}")
+    print(f"export JESUS_ARTIFACTS_ACCESS_KEY_ID={server.credential.access_key}")
+    print(f"export JESUS_ARTIFACTS_SECRET_ACCESS_KEY={server.credential.secret_key}")
+    print(
+        f"SeaweedFS's S3 API at {server.endpoint}, data in {server.directory}; Ctrl-C stops.", file=sys.stderr
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
 
 
 def _image(args: argparse.Namespace) -> int:
@@ -229,6 +256,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     llama.add_argument("--context", type=int, default=2048, help="context size in tokens")
     llama.add_argument("--model", type=Path, help="a GGUF file to serve instead of the tiny model")
     llama.set_defaults(handler=_llamacpp)
+    s3 = commands.add_parser(
+        "s3",
+        help="serve an S3-compatible server (SeaweedFS) for artifacts on 127.0.0.1, printing its settings",
+    )
+    s3.add_argument("--dir", type=Path, help="its data directory (default: the dev state directory's s3/)")
+    s3.set_defaults(handler=_s3)
     image = commands.add_parser(
         "image", help="build the platform image without a daemon (cached): OCI layout, root filesystem, SBOM"
     )

@@ -5,7 +5,8 @@ On the router's admin API the operator presents its service-account token, read 
 $JESUS_ROUTER_ADMIN_TOKEN_FILE); without one, the static token in $JESUS_ROUTER_ADMIN_TOKEN (local mode).
 With --archive-database (or $JESUS_ARCHIVE_DATABASE), finished runs and the operator's decisions are
 written to that SQL database (sqlite:///PATH or postgresql://USER@HOST/DB; docs/records.md), its schema
-migrated at start.
+migrated at start. With --artifacts-endpoint (or $JESUS_ARTIFACTS_ENDPOINT), runner pods upload their
+artifacts to that S3-compatible server with a grant the operator signs (docs/artifacts.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from pathlib import Path
 
 from jesus.cli import CommandError, command_parser
+from jesus.logic.artifacts import ArtifactBucket
 from jesus.logic.egress import DEFAULT_CLUSTER_DOMAIN, EgressRulesError, RunnerEgress, parse_egress_rules
 from jesus.logic.manifests import RunnerSettings
 from jesus.logic.placement import PlacementError, RunnerPlacement, parse_placement
@@ -84,18 +86,31 @@ def _run(args: argparse.Namespace) -> int:
         router_admin_token_file=_token_file(args.router_admin_token_file, ADMIN_TOKEN_FILE_VARIABLE),
         redact=redaction.redactor(),
         archive_database=archive,
+        artifacts=_artifacts(args),
+        artifact_sweep_seconds=args.artifacts_sweep_seconds,
     )
     from jesus.records import StoreUnavailableError
+    from jesus.records.artifacts import ArtifactStoreError
 
     try:
         asyncio.run(run_operator(options))
     except PolicyLoadError as exc:
         raise CommandError(f"the admission policies do not load: {exc}") from exc
-    except StoreUnavailableError as exc:  # the archive stayed unreachable through start-up's retries
+    except (StoreUnavailableError, ArtifactStoreError) as exc:  # unreachable through start-up's retries
         raise CommandError(str(exc)) from exc
     finally:
         shutdown_tracing(tracing)
     return 0
+
+
+def _artifacts(args: argparse.Namespace) -> ArtifactBucket | None:
+    """The artifact bucket from the flags, else the environment; None without an endpoint."""
+    endpoint = args.artifacts_endpoint or os.environ.get("JESUS_ARTIFACTS_ENDPOINT")
+    if not endpoint:
+        return None
+    if not endpoint.startswith(("http://", "https://")):
+        raise CommandError(f"--artifacts-endpoint {endpoint!r} is not an http:// or https:// URL")
+    return ArtifactBucket(endpoint=endpoint, bucket=args.artifacts_bucket, region=args.artifacts_region)
 
 
 def _token_file(flag: str | None, variable: str) -> Path | None:
@@ -232,6 +247,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="SQL archive of finished runs and the audit log: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: $JESUS_ARCHIVE_DATABASE; unset: no archive)",
+    )
+    parser.add_argument(
+        "--artifacts-endpoint",
+        metavar="URL",
+        help="S3-compatible server for runs' artifacts, as the operator and runner pods reach it; the "
+        "operator's credential from $JESUS_ARTIFACTS_ACCESS_KEY_ID and $JESUS_ARTIFACTS_SECRET_ACCESS_KEY "
+        "(default: $JESUS_ARTIFACTS_ENDPOINT; unset: artifacts stay in the runner pod)",
+    )
+    parser.add_argument(
+        "--artifacts-bucket", default=os.environ.get("JESUS_ARTIFACTS_BUCKET", "jesus-artifacts")
+    )
+    parser.add_argument("--artifacts-region", default=os.environ.get("JESUS_ARTIFACTS_REGION", "us-east-1"))
+    parser.add_argument(
+        "--artifacts-sweep-seconds",
+        type=float,
+        default=300.0,
+        help="how often expired artifacts are looked for and deleted",
     )
     parser.add_argument(
         "--kueue",

@@ -21,12 +21,14 @@ from jesus.api.common import GROUP
 from jesus.api.lesson import Lesson
 from jesus.controllers import agentrun
 from jesus.controllers.archive import Archiver
+from jesus.controllers.artifacts import SWEEP_SECONDS, RetentionSweeper
 from jesus.controllers.context import OperatorContext, OperatorSettings
 from jesus.controllers.ledger import BudgetLedger
-from jesus.controllers.memory import ArtifactReader, ShortTermMemory
+from jesus.controllers.memory import ShortTermMemory, read_from_store
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import ProjectedToken, RouterAdminClient
 from jesus.kube import KubeClient
+from jesus.logic.artifacts import ArtifactBucket
 from jesus.logic.clock import Clock, system_clock
 from jesus.logic.lessons import LessonPolicy
 from jesus.policy.decision import PolicyEngine
@@ -35,6 +37,7 @@ from jesus.policy.lessons import EmbeddedLessonPolicy, KeptVerdicts, OpaServerLe
 from jesus.policy.opa_server import OpaServerEngine
 from jesus.policy.sources import default_policy_dir
 from jesus.records import RecordStore, StoreUnavailableError, database_url
+from jesus.records.artifacts import ArtifactStoreError, S3Artifacts
 from jesus.records.lessons import LessonArchive
 from jesus.redaction import RedactionConfig, Redactor
 
@@ -68,8 +71,11 @@ class OperatorOptions:
     """Cleans Event messages and statuses' free text; default: the patterns-only redactor."""
     archive_database: str | None = None
     """The SQL archive of finished runs and the audit log (docs/records.md); None: no archive."""
-    read_artifact: ArtifactReader | None = None
-    """Reads a run's artifact from the artifact store (its reflection, for lessons); None: no store."""
+    artifacts: ArtifactBucket | None = None
+    """The S3 bucket for runs' artifacts (docs/artifacts.md); the credential comes from the environment.
+    None: runner pods keep artifacts in their artifact directory."""
+    artifact_sweep_seconds: float = SWEEP_SECONDS
+    """How often expired artifacts are looked for."""
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -184,8 +190,9 @@ async def run_operator(
     )
     context.lesson_policy = build_lesson_policy(engine, context.clock)
     if options.archive_database:
-        context.archiver = await open_archive(options.archive_database, context, options.read_artifact)
+        context.archiver = await open_archive(options.archive_database, context)
     metrics.lessons.source = partial(lessons_in_memory, context)
+    sweeper = await open_artifacts(options, context)
     await context.cache.prime(kube, options.namespaces)
     registry = build_registry(context, options)
     try:
@@ -199,6 +206,8 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
+        if sweeper is not None:
+            await sweeper.stop()
         if context.archiver is not None:
             await context.archiver.stop()
 
@@ -215,7 +224,6 @@ def lessons_in_memory(context: OperatorContext) -> list[Lesson]:
 async def open_archive(
     database: str,
     context: OperatorContext,
-    read_artifact: ArtifactReader | None = None,
     retry_delays: Sequence[float] = START_RETRY_DELAYS,
 ) -> Archiver:
     """The archive writer for `database`: the schema migrated (every start; idempotent), the writer
@@ -240,9 +248,46 @@ async def open_archive(
     async def archived(namespace: str, name: str) -> None:
         await agentrun.reconcile_run(context, namespace, name)
 
-    context.memory = ShortTermMemory(LessonArchive(store), context.clock, read_artifact, context.metrics)
+    context.memory = ShortTermMemory(
+        LessonArchive(store), context.clock, partial(read_from_store, context), context.metrics
+    )
     archiver = Archiver(
         store, context.clock, context.metrics, on_archived=archived, learn=context.memory.learn
     )
     archiver.start()
     return archiver
+
+
+async def open_artifacts(
+    options: OperatorOptions, context: OperatorContext, retry_delays: Sequence[float] = START_RETRY_DELAYS
+) -> RetentionSweeper | None:
+    """The S3 artifact store (its bucket created when missing) and its retention sweep, started; None
+    without `options.artifacts`. A server that is down at start is waited for, as the archive is."""
+    if options.artifacts is None:
+        return None
+    store = S3Artifacts.from_environment(options.artifacts, clock=context.clock)
+    for delay in (*retry_delays, None):
+        try:
+            await asyncio.to_thread(store.ensure_bucket)
+            break
+        except ArtifactStoreError as exc:
+            if delay is None:
+                raise
+            logger.warning("Failed to reach the artifact store retryIn=%.0fs error=%s", delay, exc)
+            await asyncio.sleep(delay)
+    logger.info("Opened the artifact store endpoint=%s bucket=%s", options.artifacts.endpoint, store.bucket)
+    context.artifacts = store
+
+    async def expired(namespace: str, name: str) -> None:
+        await agentrun.reconcile_run(context, namespace, name)
+
+    archiver = context.archiver
+    sweeper = RetentionSweeper(
+        store,
+        context.clock,
+        interval=options.artifact_sweep_seconds,
+        on_expired=expired,
+        audit=archiver.offer_decisions if archiver is not None else None,
+    )
+    sweeper.start()
+    return sweeper

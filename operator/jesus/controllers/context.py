@@ -25,6 +25,7 @@ from jesus.logic.placement import RunnerPlacement
 from jesus.logic.queueing import QueueSettings
 from jesus.logic.waiting import BudgetWaits
 from jesus.policy.decision import PolicyEngine
+from jesus.records.artifacts import S3Artifacts
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class OperatorContext:
     """The archive's short-term lessons, and learning from archived runs; None without an archive."""
     lesson_policy: LessonPolicy | None = None
     """Which lessons runs may be offered (policies/lessons/); None: every lesson."""
+    artifacts: S3Artifacts | None = None
+    """The S3 bucket runner pods upload artifacts to with a grant (docs/artifacts.md); None: they keep
+    them in the pod's artifact directory."""
     cache: ClusterCache = field(default_factory=ClusterCache)
     """Budgets, RoutePolicies and ModelAdapters as the watches last reported them."""
     runner_accounts: set[str] = field(default_factory=set)

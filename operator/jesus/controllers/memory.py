@@ -9,20 +9,25 @@ schema, and a run reuses only its own team's lessons (jesus.logic.lessons, jesus
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jesus.api.agentrun import AgentRunStatus
+from jesus.api.agentrun import AgentRunStatus, ArtifactRef
 from jesus.api.common import ConditionStatus
 from jesus.api.lesson import Lesson
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.kube import JsonObject
 from jesus.logic.clock import Clock, format_time
 from jesus.logic.lessons import RunOrigin, learn_from_reflection
+from jesus.records.artifacts import ArtifactStoreError, read_artifact
 from jesus.records.lessons import LessonArchive
 from jesus.records.store import StoreUnavailableError
+
+if TYPE_CHECKING:  # the context holds this module's ShortTermMemory
+    from jesus.controllers.context import OperatorContext
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +39,23 @@ REFRESH_SECONDS = 30.0
 
 ArtifactReader = Callable[[Mapping[str, Any], int], Awaitable[bytes]]
 """Reads one artifact by its status entry (`name`, `uri`, `digest`), at most the given number of
-bytes, and raises unless what it read has that digest."""
+bytes, and raises OSError or ValueError unless what it read has that digest."""
+
+
+async def read_from_store(context: OperatorContext, entry: Mapping[str, Any], limit: int) -> bytes:
+    """An artifact from the operator's S3 store (`context.artifacts`), digest checked, off the loop.
+
+    Only `s3://` entries: a pod names its artifacts' URIs, and a `file://` one would have the operator
+    read its own files."""
+    ref = ArtifactRef.model_validate(entry)
+    if not ref.uri.startswith("s3://") or context.artifacts is None:
+        raise ValueError(f"{ref.uri[:200]} is not in the operator's artifact store")
+    if ref.size_bytes is not None and ref.size_bytes > limit:
+        raise ValueError(f"{ref.name} has {ref.size_bytes} bytes, more than the {limit} read")
+    try:
+        return await asyncio.to_thread(read_artifact, ref, context.artifacts)
+    except ArtifactStoreError as exc:
+        raise OSError(str(exc)) from exc
 
 
 class ShortTermMemory:

@@ -101,6 +101,9 @@ TOOLS: dict[str, Tool] = {
                 "-X sigs.k8s.io/kueue/pkg/version.BuildDate=1970-01-01T00:00:00Z",
             ),
         ),
+        # SeaweedFS's `weed`: the dev S3-compatible server the artifact store is tested against (ADR 0030).
+        # Its releases are not semver tags, so the module proxy serves a pseudo-version (pinned in go.mod).
+        Tool("seaweedfs", "4.53-7506e5f91cd6", {"weed": "github.com/seaweedfs/seaweedfs/weed"}),
         # Our own small program (not a wrapper): the chart's Argo CD health checks in gopher-lua.
         Tool("argocd-health", "v1", {"argocd-health": "."}),
     )

@@ -29,6 +29,7 @@ TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # The runner needs no Kubernetes API access at all: its service account has no bindings and no token.
 RUNNER_SERVICE_ACCOUNT = "jesus-runner"
 TIMEOUT_GRACE_SECONDS = 30
+ARTIFACT_GRANT_VARIABLE = "JESUS_ARTIFACT_GRANT"
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,14 @@ def build_runner_job(
     traceparent: str,
     lessons: Sequence[OfferedLesson] = (),
     queue_labels: Mapping[str, str] | None = None,
+    artifact_grant: str | None = None,
 ) -> JsonObject:
     """The Job that runs attempt `attempt` of `run`: the runner with the run's spec, the router's URL and
     the run's router token, the lessons it is offered, and no provider credentials and no API access.
+
+    artifact_grant: the attempt's S3 upload grant (`jesus.logic.artifacts.UploadGrant.to_json`): a
+    pre-signed policy for its own prefix, no storage credential. Without it the runner writes to the
+    pod's artifact directory.
 
     queue_labels: Kueue's labels (`jesus.logic.queueing.job_labels`); with them the Job is created
     suspended, and Kueue unsuspends it once it admits it against its queue's quota.
@@ -124,6 +130,8 @@ def build_runner_job(
     name = run.metadata.name or ""
     labels = {**run_labels(run), LABEL_COMPONENT: COMPONENT_RUNNER, LABEL_ATTEMPT: str(attempt)}
     container = _runner_container(run, attempt, settings, traceparent, lessons)
+    if artifact_grant is not None:
+        container["env"].insert(-1, {"name": ARTIFACT_GRANT_VARIABLE, "value": artifact_grant})
     queued = {"suspend": True} if queue_labels else {}
     return {
         "apiVersion": "batch/v1",

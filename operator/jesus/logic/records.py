@@ -211,6 +211,8 @@ class DecisionAction(enum.StrEnum):
     """Stopped by a Budget that ran out while the run was running."""
     ARCHIVE = "archive"
     """The run's record was written to the archive (not a decision about the run, but logged alike)."""
+    EXPIRE_ARTIFACTS = "expire-artifacts"
+    """The run's stored artifacts were deleted: its retention had passed (docs/artifacts.md)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from jesus.api.agentrun import AgentRunPhase
 from jesus.logic.clock import format_time, parse_time
+from jesus.logic.records import DecisionAction
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -29,7 +30,7 @@ CURSOR_VERSION = 1
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
-_AUDIT_ACTIONS = frozenset({"admit", "deny", "hold", "settle", "stop", "archive"})
+_AUDIT_ACTIONS = frozenset(action.value for action in DecisionAction)
 
 
 class QueryError(ValueError):

@@ -17,6 +17,7 @@ from fastapi.security import HTTPBearer
 
 from jesus.logic.run_queries import QueryError
 from jesus.readapi.access import AccessUnavailableError, Authenticator, Caller, UnauthenticatedError
+from jesus.readapi.artifacts import artifact_router
 from jesus.readapi.models import AuditList, BudgetList, CallList, CostReport, ErrorBody, RunDetail, RunList
 from jesus.readapi.service import NotFoundError, ReadService
 from jesus.records import StoreUnavailableError
@@ -176,7 +177,9 @@ def create_app(service: ReadService, authenticator: Authenticator) -> FastAPI:
         who: Authenticated,
         namespace: str | None = None,
         uid: Annotated[str | None, Query(description="one run's rows")] = None,
-        action: Annotated[str | None, Query(description="admit, deny, hold, settle, stop or archive")] = None,
+        action: Annotated[
+            str | None, Query(description="admit, deny, hold, settle, stop, archive or expire-artifacts")
+        ] = None,
         limit: Limit = None,
         cursor: Cursor = None,
     ) -> AuditList:
@@ -186,4 +189,5 @@ def create_app(service: ReadService, authenticator: Authenticator) -> FastAPI:
             who, namespace=namespace, uid=uid, action=action, limit=limit, cursor=cursor
         )
 
+    app.include_router(artifact_router(service))
     return app

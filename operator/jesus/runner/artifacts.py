@@ -1,20 +1,25 @@
-"""Where a run's artifacts go: an interface, and a directory (or mounted volume) implementation.
+"""Where a run's artifacts go: an interface, a directory (or mounted volume) implementation for
+`jesus run`, and the S3 uploader a runner pod uses with the upload grant the operator handed it.
 
-An S3-compatible store implements the same protocol later; the runner only ever calls `put`.
+The runner only ever calls `put`. In a pod it holds no storage credential: the grant (a pre-signed
+POST policy for its attempt's prefix, `jesus.logic.artifacts`) is all it has (ADR 0030).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from jesus.api.objects import content_digest
+import httpx
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+from jesus.api.objects import content_digest
+from jesus.logic.artifacts import ARTIFACT_NAME, UploadGrant, artifact_uri, compress, object_key
+
+_SAFE_NAME = ARTIFACT_NAME
+UPLOAD_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +80,50 @@ class DirectoryArtifactStore:
             size_bytes=len(content),
             digest=content_digest(content),
         )
+
+
+class ArtifactUploadError(OSError):
+    """The S3 server refused or never answered an upload; the message names the artifact."""
+
+
+class S3GrantArtifactStore:
+    """Artifacts as gzip objects in S3, uploaded with the attempt's grant: content-addressed by the
+    sha256 of the uncompressed bytes, under the grant's prefix. Holds no credential."""
+
+    def __init__(self, grant: UploadGrant, client: httpx.Client | None = None) -> None:
+        self.grant = grant
+        self._client = client or httpx.Client(timeout=UPLOAD_TIMEOUT_SECONDS)
+
+    def put(self, name: str, content: bytes) -> StoredArtifact:
+        """Upload `content` (gzip) as `<prefix><sha256>.gz`; its entry names it by `name`."""
+        if not _SAFE_NAME.match(name):
+            raise ValueError(f"artifact name {name!r} must be a plain file name")
+        digest = content_digest(content)
+        key = object_key(self.grant.prefix, digest)
+        blob = compress(content)
+        if len(blob) > self.grant.max_bytes:
+            raise ArtifactUploadError(
+                f"artifact {name} is {len(blob)} bytes compressed, over the grant's {self.grant.max_bytes}"
+            )
+        try:
+            response = self._client.post(
+                self.grant.url,
+                data={"key": key, **self.grant.fields},
+                files={"file": (name + ".gz", blob, "application/gzip")},
+            )
+        except httpx.HTTPError as exc:
+            raise ArtifactUploadError(
+                f"artifact {name} could not be uploaded to {self.grant.url}: {exc}"
+            ) from exc
+        if response.status_code not in (200, 201, 204):
+            raise ArtifactUploadError(
+                f"artifact {name}: the S3 server refused the upload "
+                f"(HTTP {response.status_code}: {response.text[:300]})"
+            )
+        return StoredArtifact(
+            name=name, uri=artifact_uri(self.grant.bucket, key), size_bytes=len(content), digest=digest
+        )
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()

@@ -278,12 +278,16 @@ def _store_artifacts(
 
 
 def _store_record(store: ArtifactStore, record: RunRecord) -> None:
-    """Write `result.json` last: it names the other artifacts, and itself by name only."""
+    """Write `result.json` last: it names the other artifacts, and itself by name only (its digest
+    cannot be inside it). The record the runner reports on then lists it in full, so the operator
+    can read the record back by its digest."""
     try:
         record.artifacts.append({"name": "result.json"})
-        put_text(store, "result.json", to_json(record.to_dict()))
+        stored = put_text(store, "result.json", to_json(record.to_dict()))
     except (OSError, ValueError) as exc:
         record.warnings.append(f"artifacts could not be written: {exc}")
+    else:
+        _list_artifact(record, stored)
 
 
 def _redact_record(record: RunRecord, redact: Redactor) -> None:

@@ -13,12 +13,13 @@ from opentelemetry import trace
 from jesus.api.agentrun import AgentRun, AgentRunSpec, ReflectionMode
 from jesus.api.common import ObjectMeta
 from jesus.api.objects import spec_digest
+from jesus.logic.artifacts import UploadGrant
 from jesus.logic.lessons import LESSONS_VARIABLE, parse_lessons
-from jesus.logic.manifests import TERMINATION_MESSAGE_PATH
+from jesus.logic.manifests import ARTIFACT_GRANT_VARIABLE, TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
 from jesus.redaction import RedactionConfig, RedactionConfigError
 from jesus.runner import spans
-from jesus.runner.artifacts import DirectoryArtifactStore
+from jesus.runner.artifacts import ArtifactStore, DirectoryArtifactStore, S3GrantArtifactStore
 from jesus.runner.http_model import RouterHttpModelClient
 from jesus.runner.loop import AgentTask, execute_run
 from jesus.runner.record import RunOutcome, RunRecord
@@ -109,10 +110,25 @@ async def _run(environ: Mapping[str, str], namespace: str, name: str) -> RunReco
         _required(environ, "JESUS_ROUTER_TOKEN"),
         timeout_seconds=float(spec.limits.timeout_seconds),
     )
-    store = DirectoryArtifactStore(Path(environ.get("JESUS_ARTIFACT_DIR", "/artifacts")))
+    store = _artifact_store(environ, record)
     try:
         record = await execute_run(task, model, store=store, record=record, redact=redact)
     finally:
         await model.aclose()
+        if isinstance(store, S3GrantArtifactStore):
+            store.close()
     _write_termination_message(environ, record)
     return record
+
+
+def _artifact_store(environ: Mapping[str, str], record: RunRecord) -> ArtifactStore | None:
+    """S3 with the operator's upload grant when the Job carries one, else the artifact directory.
+    A grant that does not parse leaves the run without artifacts (and says so), never without a run."""
+    grant = environ.get(ARTIFACT_GRANT_VARIABLE)
+    if grant:
+        try:
+            return S3GrantArtifactStore(UploadGrant.from_json(grant))
+        except ValueError as exc:
+            record.warnings.append(f"{ARTIFACT_GRANT_VARIABLE}: {exc}; no artifacts were stored")
+            return None
+    return DirectoryArtifactStore(Path(environ.get("JESUS_ARTIFACT_DIR", "/artifacts")))

@@ -343,6 +343,7 @@ async def test_the_published_openapi_document_is_current(client: httpx.AsyncClie
         "/v1/runs",
         "/v1/runs/{namespace}/{name}",
         "/v1/runs/{namespace}/{name}/calls",
+        "/v1/runs/{namespace}/{name}/artifacts/{artifact}",
         "/v1/costs",
         "/v1/budgets",
         "/v1/audit",

@@ -7,6 +7,7 @@ preempts ends as a failed attempt ("preempted") and the run's retry policy decid
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from jesus.api.agentrun import AgentRun, Attempt, AttemptOutcome
@@ -14,6 +15,7 @@ from jesus.api.agentrun import AgentRunConditionType as C
 from jesus.api.agentrun import AgentRunPhase as Phase
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.common import format_micros
+from jesus.controllers import artifacts
 from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.agentrun.holds import settle
@@ -137,6 +139,7 @@ async def _ensure_job(
         traceparent=runs.traceparent(run.metadata.uid or "", attempt),
         lessons=lessons,
         queue_labels=queue_labels,
+        artifact_grant=artifacts.attempt_grant(context.artifacts, run, attempt),
     )
     # A Job of this name that another owner controls (say, a deleted run's of the same name, not yet
     # collected) is not this run's to follow: ForeignChildError, and the reconcile is retried.
@@ -265,6 +268,10 @@ async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
             draft.condition(C.RUNNING, True, R.JOB_RUNNING, f"runner job {attempt.job_name} is running")
         draft.phase(Phase.RUNNING, f"running attempt {attempt.number} in job {attempt.job_name}")
         return
+    # The attempt is over. A pod can list what it never stored: only entries the bucket bears out
+    # reach the status.
+    checked = await artifacts.verify_attempt(context.artifacts, draft, attempt.number, step.observed)
+    step = dataclasses.replace(step, observed=checked)
     if step.action is JobAction.RETRY:
         _record_attempt(draft, attempt, step.observed, AttemptOutcome.FAILED)
         why = attempt_failure(step.observed)
@@ -314,6 +321,7 @@ async def _finish(
     await settle(context, draft, actual)
     draft.status.cost_micros = actual
     draft.status.completion_time = format_time(draft.now)
+    await artifacts.mark_retention(context.artifacts, draft)
     verb = "succeeded" if succeeded else "failed"
     message = f"{verb} after {attempt.number} attempt(s): {attempt_failure(observed)}"
     draft.condition(C.RUNNING, False, reason, message)

@@ -27,6 +27,7 @@ from jesus.controllers.agentrun.attempts import await_retry, follow_attempt, sta
 from jesus.controllers.agentrun.draft import SPEC_CHANGED, StatusDraft
 from jesus.controllers.agentrun.holds import release_on_delete as release_holds
 from jesus.controllers.agentrun.holds import settle
+from jesus.controllers.artifacts import expire_in_status
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.kube import ConflictError, JsonObject, KubeError
@@ -152,6 +153,8 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
     elif step.action in (Action.START_ATTEMPT, Action.AWAIT_RETRY, Action.OBSERVE_JOB):
         _note_spec_change(draft, obj)
     await _perform(context, draft, obj, step)
+    if step.action is Action.NOTHING:
+        await expire_in_status(context.artifacts, draft)
     _archive_condition(context, draft)
     draft.status.observed_generation = run.metadata.generation
     status = await _write(context, obj, draft)
