@@ -30,6 +30,8 @@ MAX_SERIES = 6
 """Groups drawn one by one; the rest are summed as `other`."""
 OTHER = "other"
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+MESSAGE_LIMIT = 2000
+"""A message (a model's output excerpt, a pod's last words) is cut here; the JSON record has it whole."""
 
 
 def text(value: Any, limit: int = 4096) -> str:
@@ -224,7 +226,7 @@ def run_view(record: Any, *, namespace: str, name: str, uid: str, trace_template
     ]
     allowed = policy.get("allowed")
     return RunView(
-        message=text(status.get("message")),
+        message=text(status.get("message"), MESSAGE_LIMIT),
         allowed="-" if not isinstance(allowed, bool) else ("allowed" if allowed else "denied"),
         reasons=_texts(policy.get("reasons")),
         warnings=_texts(policy.get("warnings")),
@@ -237,7 +239,7 @@ def run_view(record: Any, *, namespace: str, name: str, uid: str, trace_template
                 outcome=text(a.get("outcome"), 40),
                 started=text(a.get("startTime"), 64) or "-",
                 completed=text(a.get("completionTime"), 64) or "-",
-                message=text(a.get("message")),
+                message=text(a.get("message"), MESSAGE_LIMIT),
                 bar=attempt_bar(*span),
             )
             for a, span in zip(attempts, spans, strict=True)
@@ -334,7 +336,10 @@ def cost_chart(
         if key == OTHER and OTHER not in daily:
             continue
         daily[key][index[point.day]] += point.cost_micros
-    peak = max([max(values) for values in daily.values()] + [amount for _, amount in limits] + [0])
+    spent = max([max(values) for values in daily.values()] + [0])
+    # A limit far above the spend would flatten every line: the scale takes limits up to 3 times it.
+    near = [amount for _, amount in limits if spent == 0 or amount <= 3 * spent]
+    peak = max([spent, *near])
     chart.empty = not totals
     top = peak * 1.1 if peak > 0 else 1_000_000
     plot_width = CHART_WIDTH - CHART_LEFT - 8
