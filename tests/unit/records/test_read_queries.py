@@ -227,9 +227,8 @@ async def test_a_search_finds_a_part_of_the_name_and_its_wildcards_are_only_text
     # LIKE's wildcards are matched as themselves (escaped), never as patterns.
     assert await reader.list_runs(RunFilter(search="rep_rt"), None, None, 50) == []
     assert await reader.list_runs(RunFilter(search="%"), None, None, 50) == []
-    assert [r.name for r in await reader.list_runs(RunFilter(search="2"), frozenset({"team-b"}), None, 50)] == [
-        "b2"
-    ]
+    team_b = await reader.list_runs(RunFilter(search="2"), frozenset({"team-b"}), None, 50)
+    assert [r.name for r in team_b] == ["b2"]
 
 
 async def test_the_cost_series_sums_each_day_per_group(store: RecordStore, reader: ArchiveReader) -> None:
