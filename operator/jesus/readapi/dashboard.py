@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 
 from jesus.api.agentrun import AgentRunPhase
+from jesus.kube.errors import KubeError
 from jesus.logic.run_queries import QueryError
 from jesus.readapi.access import (
     AccessUnavailableError,
@@ -325,7 +326,12 @@ class Dashboard:
             asked = namespace or None
             points = await self.service.cost_series(who, group_by=group_by, namespace=asked, **window)
             report = await self.service.costs(who, group_by=group_by, namespace=asked, **window)
-            budgets = (await self.service.list_budgets(who, asked)).items
+            try:
+                budgets = (await self.service.list_budgets(who, asked)).items
+                budget_problem = ""
+            except KubeError as exc:  # the spend is the archive's: show it without the Budgets
+                logger.warning("Failed to list the Budgets for a page: %s", exc)
+                budgets, budget_problem = [], f"The Budgets cannot be listed now: {exc}"
             keys = [g.key for g in report.groups]
             chart = cost_chart(points, days_of(first, days), daily_limits(budgets, group_by, keys))
             return self.render(
@@ -334,6 +340,7 @@ class Dashboard:
                 chart=chart,
                 report=report,
                 budgets=budget_views(budgets),
+                budget_problem=budget_problem,
                 group_by=group_by,
                 namespace=namespace,
                 days=days,

@@ -15,6 +15,7 @@ import pytest
 from tests.builders.archived_runs import archive, archived_run, standard_runs
 
 from jesus.api.objects import JsonObject
+from jesus.kube import KubeError
 from jesus.logic.run_queries import CursorSigner
 from jesus.readapi.access import LocalAuthenticator, NamespaceAccess, TokenReviewAuthenticator
 from jesus.readapi.app import create_app
@@ -453,3 +454,24 @@ def test_a_record_of_any_shape_makes_a_page_of_dashes(record: Any) -> None:
     assert view.trace_url is None
     assert all(c.cost in ("-",) or c.cost for c in view.calls)
     assert view.max_cost == "-"
+
+
+async def test_budgets_the_api_server_cannot_list_leave_the_spend_on_the_page(
+    reader: ArchiveReader, server: FakeApiServer, clock: Clock
+) -> None:
+    async def refusing() -> list[JsonObject]:
+        raise KubeError(429, "TooManyRequests", "storage is (re)initializing")
+
+    access = NamespaceAccess(server, reader.namespaces, clock=clock)
+    app = create_app(
+        ReadService(reader, access, CursorSigner(KEY), refusing),
+        TokenReviewAuthenticator(server, clock=clock),
+        DashboardSettings(today=lambda: date(2026, 11, 30)),
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as http:
+        response = await page(http, "/ui/costs")
+    assert response.status_code == 200
+    assert (
+        "The Budgets cannot be listed now: 429 TooManyRequests: storage is (re)initializing" in response.text
+    )
+    assert "<title>team-a: 0.0135</title>" in response.text
