@@ -2,7 +2,7 @@
 entry page), a run's page and the costs page, each loaded `--loads` times in a fresh browser context (no
 cache, no cookie: every load is a first load), with the browser's own Navigation Timing figures.
 
-Run: .venv/bin/python -m tests.bench.bench_dashboard [--runs 100000] [--loads 5]
+Run: .venv/bin/python -m tests.bench.bench_dashboard [--runs 100000] [--loads 5] [--screenshots docs/images]
 
 The archive is filled as tests/bench/bench_read_api.py fills it (20 namespaces, 50 users, 4 models,
 completions over 90 days, two calls a run). `jesus api --local` serves it (no sign-in: in a cluster a
@@ -44,7 +44,9 @@ TIMING = """() => {
 }"""
 
 
-def measure(base: str, paths: dict[str, str], loads: int) -> dict[str, list[dict[str, Any]]]:
+def measure(
+    base: str, paths: dict[str, str], loads: int, screenshots: Path | None
+) -> dict[str, list[dict[str, Any]]]:
     from playwright.sync_api import sync_playwright
 
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
@@ -58,6 +60,10 @@ def measure(base: str, paths: dict[str, str], loads: int) -> dict[str, list[dict
                     page.goto(base + path, wait_until="load")
                     found[name].append(page.evaluate(TIMING))
                     context.close()
+            if screenshots is not None:  # the costs page over a big archive (docs/images)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(base + paths["costs"], wait_until="load")
+                page.screenshot(path=str(screenshots / "dashboard-costs.png"), full_page=True)
         finally:
             browser.close()
     return found
@@ -81,6 +87,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--screenshots", type=Path, help="write the costs page's screenshot to this folder")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     try:
@@ -98,7 +105,7 @@ def main() -> None:
                 "run": f"/ui/runs/{namespace}/{name}",
                 "costs": "/ui/costs?groupBy=team&days=30&to=2026-11-30",
             }
-            results = measure(base, paths, args.loads)
+            results = measure(base, paths, args.loads, args.screenshots)
             print(f"{args.runs} archived runs, {args.loads} first loads of each page in headless Chromium")
             for page_name, samples in results.items():
                 print(report(page_name, samples))

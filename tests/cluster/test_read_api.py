@@ -34,7 +34,8 @@ from jesus.records import RecordStore, database_url
 TRACE_URL = "http://jaeger.invalid:16686/trace/{traceId}"
 CHROMIUM = "/usr/bin/chromium"  # Debian's: a browser is never downloaded
 SCREENSHOTS = "JESUS_DASHBOARD_SCREENSHOTS"
-"""A folder to write the dashboard's screenshots to (docs/images, by tools/dashboard_screenshots.sh)."""
+"""A folder to write the dashboard's screenshots to (docs/images: `JESUS_DASHBOARD_SCREENSHOTS=docs/images
+pytest tests/cluster/test_read_api.py -k dashboard`)."""
 
 
 @dataclass
@@ -261,10 +262,6 @@ def test_the_dashboard_in_a_browser_shows_a_viewer_team_as_runs_costs_and_fallba
             page.goto(f"{world.url}/ui/costs?groupBy=team&days=90&to=2026-12-01")
             expect(page.locator("table.groups tbody td:first-child")).to_have_text(["a"])  # no team b
             expect(page.locator("table.groups tbody td:last-child")).to_have_text(["0.009"])
-            if os.environ.get(SCREENSHOTS):
-                page.screenshot(
-                    path=str(Path(os.environ[SCREENSHOTS]) / "dashboard-costs.png"), full_page=True
-                )
             # Signing out drops the cookie; the next page asks for a token again.
             page.get_by_role("button", name="Sign out").click()
             expect(page).to_have_url(re.compile(r"/ui/sign-in\?reason=signed-out$"))

@@ -313,13 +313,10 @@ class Dashboard:
             if days_text not in {str(d) for d in WINDOWS}:
                 raise QueryError("days", f"{days_text[:20]!r} is not one of {', '.join(map(str, WINDOWS))}")
             days = int(days_text)
-            try:
-                end = (
-                    date.fromisoformat(end_text[:10])
-                    if end_text
-                    else self.settings.today() + timedelta(days=1)
-                )
-            except ValueError:
+            try:  # `to` is the last day shown (UTC); the window ends at the next midnight
+                last_day = date.fromisoformat(end_text[:10]) if end_text else self.settings.today()
+                end = last_day + timedelta(days=1)
+            except (ValueError, OverflowError):
                 raise QueryError("to", f"{end_text[:20]!r} is not a date (YYYY-MM-DD)") from None
             first = end - timedelta(days=days)
             window = {"start": f"{first.isoformat()}T00:00:00Z", "end": f"{end.isoformat()}T00:00:00Z"}
@@ -346,8 +343,8 @@ class Dashboard:
                 days=days,
                 windows=WINDOWS,
                 first=first.isoformat(),
-                last=(end - timedelta(days=1)).isoformat(),
-                to=end_text[:10],
+                last=last_day.isoformat(),
+                to=last_day.isoformat(),
             )
 
         return await self.page(request, answer)

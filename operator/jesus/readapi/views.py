@@ -27,8 +27,7 @@ CHART_BOTTOM = 24
 """Room for the x axis's labels."""
 TIMELINE_WIDTH = 600
 MAX_SERIES = 6
-"""Groups drawn one by one; the rest are summed as `other`."""
-OTHER = "other"
+"""Groups drawn; the rest are counted and summed in the legend."""
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 MESSAGE_LIMIT = 2000
 """A message (a model's output excerpt, a pod's last words) is cut here; the JSON record has it whole."""
@@ -281,7 +280,7 @@ class Series:
     points: str
     """An SVG polyline's `points`."""
     colour: int
-    """Its CSS class's number (series-0 … series-6)."""
+    """Its CSS class's number (series-0 … series-5)."""
 
 
 @dataclass(frozen=True)
@@ -304,11 +303,24 @@ class CostChart:
     y_ticks: list[Tick] = field(default_factory=list)
     days: int = 0
     empty: bool = True
+    rest: int = 0
+    """Groups not drawn (past the MAX_SERIES largest)."""
+    rest_total: str = "0"
 
 
 def days_of(first: date, count: int) -> list[str]:
     """`count` days from `first`, as YYYY-MM-DD."""
     return [(first + timedelta(days=i)).isoformat() for i in range(count)]
+
+
+def tick_step(least: float) -> int:
+    """The round step (1, 2, 2.5 or 5 times a power of ten micro-units, at least 1) not below `least`."""
+    power = 1
+    while True:
+        for factor in (1, 2, 2.5, 5):
+            if factor * power >= least:
+                return max(1, int(factor * power))
+        power *= 10
 
 
 def cost_chart(
@@ -326,22 +338,20 @@ def cost_chart(
             totals[point.key] = totals.get(point.key, 0) + point.cost_micros
     ranked = sorted(totals, key=lambda k: (-totals[k], k))
     shown = ranked[:MAX_SERIES]
-    if len(ranked) > MAX_SERIES:
-        shown.append(OTHER)
+    # The rest are counted, not drawn: summed into one line they would dwarf the groups drawn.
+    chart.rest = len(ranked) - len(shown)
+    chart.rest_total = format_micros(sum(totals[k] for k in ranked[MAX_SERIES:]))
     daily = {key: [0] * len(days) for key in shown}
     for point in points:
-        if point.day not in index:
-            continue
-        key = point.key if point.key in daily and point.key != OTHER else OTHER
-        if key == OTHER and OTHER not in daily:
-            continue
-        daily[key][index[point.day]] += point.cost_micros
+        if point.day in index and point.key in daily:
+            daily[point.key][index[point.day]] += point.cost_micros
     spent = max([max(values) for values in daily.values()] + [0])
     # A limit far above the spend would flatten every line: the scale takes limits up to 3 times it.
     near = [amount for _, amount in limits if spent == 0 or amount <= 3 * spent]
     peak = max([spent, *near])
     chart.empty = not totals
-    top = peak * 1.1 if peak > 0 else 1_000_000
+    step = tick_step(peak * 1.1 / 4) if peak > 0 else 250_000
+    top = step * 4
     plot_width = CHART_WIDTH - CHART_LEFT - 8
     plot_height = chart.bottom - 8
 
@@ -362,9 +372,9 @@ def cost_chart(
             )
         )
     chart.limits = [LimitLine(text(label, 300), y(amount)) for label, amount in limits if amount <= top]
-    step = max(1, len(days) // 6)
-    chart.x_ticks = [Tick(x(i), days[i][5:]) for i in range(0, len(days), step)]
-    chart.y_ticks = [Tick(y(int(top * share / 4)), format_micros(int(top * share / 4))) for share in range(5)]
+    every = max(1, len(days) // 6)
+    chart.x_ticks = [Tick(x(i), days[i][5:]) for i in range(0, len(days), every)]
+    chart.y_ticks = [Tick(y(step * i), format_micros(step * i)) for i in range(5)]
     return chart
 
 

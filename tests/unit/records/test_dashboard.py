@@ -21,7 +21,15 @@ from jesus.readapi.access import LocalAuthenticator, NamespaceAccess, TokenRevie
 from jesus.readapi.app import create_app
 from jesus.readapi.dashboard import COOKIE, DashboardSettings, check_trace_url
 from jesus.readapi.service import ReadService
-from jesus.readapi.views import CHART_LEFT, CHART_WIDTH, OTHER, LimitLine, cost_chart, days_of, run_view
+from jesus.readapi.views import (
+    CHART_LEFT,
+    CHART_WIDTH,
+    LimitLine,
+    cost_chart,
+    days_of,
+    run_view,
+    tick_step,
+)
 from jesus.records import RecordStore
 from jesus.records.reader import ArchiveReader, CostPoint
 
@@ -337,6 +345,7 @@ async def test_a_garbage_or_expired_cookie_sends_to_sign_in_again_and_is_dropped
         ("/ui/costs?groupBy=" + HOSTILE, 400, "groupBy: &#39;&lt;script&gt;"),
         ("/ui/costs?days=5", 400, "days: &#39;5&#39; is not one of 7, 30, 90"),
         ("/ui/costs?to=yesterday", 400, "to: &#39;yesterday&#39; is not a date"),
+        ("/ui/costs?to=9999-12-31", 400, "to: &#39;9999-12-31&#39; is not a date"),
         ("/ui/runs/team-a/" + "x" * 300, 404, "no archived AgentRun"),
         ("/ui/runs/team-a/a1?uid=" + "u" * 100, 404, "no archived AgentRun"),
     ],
@@ -380,7 +389,7 @@ async def test_the_list_refreshes_only_on_its_first_page(client: httpx.AsyncClie
 
 
 async def test_the_costs_chart_draws_each_group_and_the_daily_budget_limit(client: httpx.AsyncClient) -> None:
-    html = (await page(client, "/ui/costs?days=7&to=2026-12-01")).text
+    html = (await page(client, "/ui/costs?days=7&to=2026-11-30")).text
     assert "from 2026-11-24 to 2026-11-30 (UTC), total 0.0135" in html
     [points] = re.findall(r'<polyline class="series series-0" points="([^"]+)"><title>team-a: 0.0135', html)
     heights = [float(p.split(",")[1]) for p in points.split()]
@@ -411,18 +420,20 @@ def test_a_trace_url_template_must_be_http_with_the_trace_id() -> None:
             check_trace_url(bad)
 
 
-def test_the_chart_draws_six_groups_and_sums_the_rest_as_other() -> None:
+def test_the_chart_draws_the_six_largest_groups_and_counts_the_rest() -> None:
     days = days_of(date(2026, 11, 28), 3)
     points = [CostPoint(days[i % 3], f"team-{i}", 1000 * (i + 1)) for i in range(8)]
     points.append(CostPoint("2026-10-01", "team-0", 10**9))  # outside the window: left out
     chart = cost_chart(points, days, [("team-7/daily: 0.01 a day", 10_000), ("huge", 10**12)])
-    assert [s.key for s in chart.series] == [f"team-{i}" for i in range(7, 1, -1)] + [OTHER]
-    assert chart.series[-1].total == "0.003"  # team-0 and team-1
-    # The scale's top is 1.1 times the larger of the spend (8000) and the near limit (10000); the plot
-    # runs from 216 (nothing) up to 8. The huge limit is neither on the scale nor drawn.
+    assert [s.key for s in chart.series] == [f"team-{i}" for i in range(7, 1, -1)]
+    assert (chart.rest, chart.rest_total) == (2, "0.003")  # team-0 and team-1
+    # The scale's top is the round step (5000) above a quarter of 1.1 times the larger of the spend (8000)
+    # and the near limit (10000), times four; the plot runs from 216 (nothing) up to 8. The huge limit
+    # is neither on the scale nor drawn.
     middle = CHART_LEFT + (CHART_WIDTH - CHART_LEFT - 8) / 2
-    assert chart.series[0].points.split()[1] == f"{middle:.1f},{216 - 208 * 8000 / 11000:.1f}"
-    assert chart.limits == [LimitLine("team-7/daily: 0.01 a day", round(216 - 208 * 10000 / 11000, 1))]
+    assert chart.series[0].points.split()[1] == f"{middle:.1f},{216 - 208 * 8000 / 20000:.1f}"
+    assert chart.limits == [LimitLine("team-7/daily: 0.01 a day", 216 - 208 * 10000 / 20000)]
+    assert [t.label for t in chart.y_ticks] == ["0.00", "0.005", "0.01", "0.015", "0.02"]
     assert [t.label for t in chart.x_ticks] == ["11-28", "11-29", "11-30"]
     assert cost_chart([], days, []).empty and not cost_chart([], [], []).series
 
@@ -475,3 +486,10 @@ async def test_budgets_the_api_server_cannot_list_leave_the_spend_on_the_page(
         "The Budgets cannot be listed now: 429 TooManyRequests: storage is (re)initializing" in response.text
     )
     assert "<title>team-a: 0.0135</title>" in response.text
+
+
+@pytest.mark.parametrize(
+    ("least", "step"), [(0.1, 1), (1, 1), (3, 5), (2750, 5000), (20001, 25000), (1.2e9, 2_000_000_000)]
+)
+def test_the_y_axis_steps_are_round(least: float, step: int) -> None:
+    assert tick_step(least) == step
