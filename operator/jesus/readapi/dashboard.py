@@ -115,17 +115,16 @@ def _loopback(host: str | None) -> bool:
 
 def _same_origin(request: Request) -> bool:
     """Whether a form post comes from a page of this server (a sign-in posted from another site would
-    sign the person in as someone else)."""
+    sign the person in as someone else). The browser's own Sec-Fetch-Site decides when it is sent;
+    otherwise the Origin's host must be the request's (the scheme is left out: behind a proxy that ends
+    TLS the server sees http where the browser has https)."""
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site == "same-origin"
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
-        return site is not None or request.headers.get("referer", "").startswith(
-            f"{request.url.scheme}://{request.url.netloc}/"
-        )
-    parts = urlsplit(origin)
-    return (parts.scheme, parts.netloc) == (request.url.scheme, request.url.netloc)
+        return False
+    return urlsplit(origin).netloc == request.headers.get("host")
 
 
 def _safe_next(value: str | None) -> str:
@@ -166,6 +165,11 @@ def _environment() -> jinja2.Environment:
 
 
 def _static_version() -> str:
+    for folder in (HERE / "templates", HERE / "static"):
+        if not folder.is_dir():  # a wheel built without its package data
+            raise FileNotFoundError(
+                f"the dashboard's files are missing: {folder} (the package data of jesus.readapi)"
+            )
     digest = hashlib.sha256()
     for path in sorted((HERE / "static").iterdir()):
         digest.update(path.read_bytes())

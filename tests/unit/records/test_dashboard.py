@@ -285,6 +285,13 @@ async def test_the_cookie_is_secure_on_any_other_address(
         ({"token": "viewer-a"}, {"Origin": "https://evil.example"}, 403, "posted from this dashboard"),
         ({"token": "viewer-a"}, {"Sec-Fetch-Site": "cross-site"}, 403, "posted from this dashboard"),
         ({"token": "viewer-a"}, {}, 403, "posted from this dashboard"),  # no origin at all
+        ({"token": "viewer-a"}, {"Origin": "null"}, 403, "posted from this dashboard"),
+        (
+            {"token": "viewer-a"},
+            {**SAME_ORIGIN, "Sec-Fetch-Site": "same-site"},
+            403,
+            "posted from this dashboard",
+        ),
         ({"token": "forged"}, SAME_ORIGIN, 401, "does not authenticate this token: token has expired"),
         ({"token": ""}, SAME_ORIGIN, 400, "Paste a token"),
         ({"token": "a b;c=<script>"}, SAME_ORIGIN, 400, "not a bearer token"),
@@ -300,6 +307,14 @@ async def test_a_sign_in_that_cannot_be_right_is_refused_without_a_cookie(
     assert says in response.text
     assert "set-cookie" not in response.headers
     assert "<script>" not in response.text.replace('<script src="/ui/static/dashboard.js', "")
+
+
+async def test_a_sign_in_through_a_proxy_that_ends_tls_is_same_origin(client: httpx.AsyncClient) -> None:
+    # The browser says https, the server sees http: the host decides.
+    response = await client.post(
+        "/ui/sign-in", data={"token": "viewer-a"}, headers={"Origin": "https://127.0.0.1"}
+    )
+    assert response.status_code == 303 and COOKIE in response.headers["set-cookie"]
 
 
 @pytest.mark.parametrize(
