@@ -508,3 +508,19 @@ async def test_budgets_the_api_server_cannot_list_leave_the_spend_on_the_page(
 )
 def test_the_y_axis_steps_are_round(least: float, step: int) -> None:
     assert tick_step(least) == step
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("javascript:alert(1)//{traceId}", "must be an http:// or https:// URL with {traceId}"),
+        ("https://jaeger.example/trace/", "must be an http:// or https:// URL with {traceId}"),
+    ],
+)
+def test_jesus_api_refuses_a_trace_url_it_cannot_link_naming_the_flag(template: str, says: str) -> None:
+    from jesus.cli import CommandError
+    from jesus.cli.api import build_app
+
+    with pytest.raises(CommandError, match=r"^--trace-url: ") as refused:
+        build_app(local=True, database="sqlite:///:memory:", cursor_key=KEY, trace_url=template)
+    assert says in str(refused.value)
