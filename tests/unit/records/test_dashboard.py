@@ -524,3 +524,18 @@ def test_jesus_api_refuses_a_trace_url_it_cannot_link_naming_the_flag(template: 
     with pytest.raises(CommandError, match=r"^--trace-url: ") as refused:
         build_app(local=True, database="sqlite:///:memory:", cursor_key=KEY, trace_url=template)
     assert says in str(refused.value)
+
+
+async def test_a_hostile_next_page_is_escaped_on_the_form_and_never_leaves_the_dashboard(
+    client: httpx.AsyncClient,
+) -> None:
+    form = await client.get(
+        "/ui/sign-in", params={"next": '/ui/"><script>alert(1)</script>', "reason": HOSTILE}
+    )
+    assert form.status_code == 200
+    assert "<script>alert" not in form.text and "&#34;&gt;&lt;script&gt;alert(1)" in form.text
+    assert "onerror" not in form.text  # an unknown reason code shows nothing of the request's text
+    response = await client.post(
+        "/ui/sign-in", data={"token": "viewer-a", "next": "/ui/runs\r\nSet-Cookie: x=1"}, headers=SAME_ORIGIN
+    )
+    assert response.headers["location"] == "/ui/runs" and "x=1" not in response.headers["set-cookie"]
