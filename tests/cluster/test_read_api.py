@@ -3,16 +3,21 @@ TokenReview and shows it the namespaces where a SubjectAccessReview lets it list
 
 One module, one `jesus api` process and one archive (SQLite, filled directly): team a's viewer sees team
 a's runs and not team b's, a cluster-wide reader sees both, and tokens the API server does not accept
-are refused.
+are refused. The dashboard is driven here too, in Debian's headless Chromium through Playwright, signed in
+with the viewer's real token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +30,12 @@ from tests.cluster.test_chart import one, render
 
 from jesus.devcluster import ControlPlane
 from jesus.records import RecordStore, database_url
+
+TRACE_URL = "http://jaeger.invalid:16686/trace/{traceId}"
+CHROMIUM = "/usr/bin/chromium"  # Debian's: a browser is never downloaded
+SCREENSHOTS = "JESUS_DASHBOARD_SCREENSHOTS"
+"""A folder to write the dashboard's screenshots to (docs/images: `JESUS_DASHBOARD_SCREENSHOTS=docs/images
+pytest tests/cluster/test_read_api.py -k dashboard`)."""
 
 
 @dataclass
@@ -87,7 +98,20 @@ def world(crds: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Itera
     port = free_port()
     server = Process(
         "jesus api",
-        [*JESUS, "api", "--database", database, "--port", str(port), "--cache-seconds", "0"],
+        [
+            *JESUS,
+            "api",
+            "--database",
+            database,
+            "--port",
+            str(port),
+            "--cache-seconds",
+            "0",
+            "--trace-url",
+            TRACE_URL,
+            "--refresh-seconds",
+            "1",
+        ],
         {**control_plane.env, "JESUS_API_CURSOR_KEY": "k" * 32},
         workdir / "api.log",
     )
@@ -183,3 +207,75 @@ def test_the_charts_api_pod_meets_the_restricted_pod_security_standard(
         assert refused.returncode != 0 and "restricted" in refused.stderr, refused.stderr
     finally:
         crds.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_the_dashboard_in_a_browser_shows_a_viewer_team_as_runs_costs_and_fallbacks_only(
+    world: World,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # Not signed in: the runs list sends to the sign-in page, which keeps where it was going.
+            page.goto(f"{world.url}/ui/runs")
+            expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=%2Fui%2Fruns&reason=none$"))
+            page.fill("#token", world.viewer)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page).to_have_url(f"{world.url}/ui/runs")
+            rows = page.locator("tr.run")
+            expect(rows).to_have_count(2)
+            assert rows.evaluate_all("rows => rows.map(r => r.dataset.name)") == ["a-two", "a-one"]
+            # The token is in a cookie scripts cannot read.
+            assert page.evaluate("document.cookie") == ""
+            [cookie] = page.context.cookies()
+            assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (True, "Strict", False)
+            # A run archived now appears without a reload (the list asks for its newest rows each second).
+            with ThreadPoolExecutor(1) as thread:  # Playwright's own loop runs in this one
+                thread.submit(asyncio.run, _archive_late_run(world)).result()
+            expect(rows).to_have_count(3, timeout=10_000)
+            expect(rows.first).to_have_attribute("data-name", "a-three")
+            expect(page.locator("tr.run", has_text="a-three")).to_contain_text("Failed")
+            if os.environ.get(SCREENSHOTS):
+                page.screenshot(
+                    path=str(Path(os.environ[SCREENSHOTS]) / "dashboard-runs.png"), full_page=True
+                )
+            # A run's page: its cost, its calls with the fallback, its trace link, an artifact's link.
+            page.get_by_role("link", name="a-one", exact=True).click()
+            expect(page.locator("h1")).to_contain_text("a-one")
+            expect(page.locator("#cost")).to_have_text("0.003")
+            expect(page.locator(".fallback")).to_have_text(["primary (RateLimited)"])
+            expect(page.locator("#trace")).to_have_attribute(
+                "href", "http://jaeger.invalid:16686/trace/0af7651916cd43dd8448eb211c80319c"
+            )
+            expect(page.locator("#artifacts a")).to_have_attribute(
+                "href", re.compile(rf"^/v1/runs/{world.a}/a-one/artifacts/result\.json\?uid=")
+            )
+            if os.environ.get(SCREENSHOTS):
+                page.screenshot(path=str(Path(os.environ[SCREENSHOTS]) / "dashboard-run.png"), full_page=True)
+            # Team b's run is not there for this viewer, by its own URL or by a filter.
+            missing = page.goto(f"{world.url}/ui/runs/{world.b}/b-one")
+            assert missing is not None and missing.status == 404
+            page.goto(f"{world.url}/ui/runs?namespace={world.b}")
+            expect(page.locator("tr.run")).to_have_count(0)
+            page.goto(f"{world.url}/ui/costs?groupBy=team&days=90&to=2026-12-01")
+            expect(page.locator("table.groups tbody td:first-child")).to_have_text(["a"])  # no team b
+            expect(page.locator("table.groups tbody td:last-child")).to_have_text(["0.009"])
+            # Signing out drops the cookie; the next page asks for a token again.
+            page.get_by_role("button", name="Sign out").click()
+            expect(page).to_have_url(re.compile(r"/ui/sign-in\?reason=signed-out$"))
+            assert page.context.cookies() == []
+        finally:
+            browser.close()
+
+
+async def _archive_late_run(world: World) -> None:
+    store = RecordStore(database_url(world.database))
+    await archive(
+        store,
+        archived_run(
+            "a-three", namespace=world.a, team="a", completion="2026-11-30T10:04:00Z", phase="Failed"
+        ),
+    )
+    await store.close()

@@ -3,11 +3,13 @@
 /v1/runs, /v1/runs/NS/NAME, /v1/runs/NS/NAME/calls, /v1/costs, /v1/budgets and /v1/audit, with the
 OpenAPI document at /openapi.json (docs/api.md). In a cluster every request needs a bearer token the API
 server authenticates (TokenReview), and a caller sees the namespaces where it may list AgentRuns
-(SubjectAccessReview). --local serves without a cluster and without authentication, to one user, on a
-loopback address only; its Budgets come from --specs files. --openapi prints the OpenAPI document and
-exits. The database URL is --database, else $JESUS_ARCHIVE_DATABASE. /v1/runs/NS/NAME/artifacts/FILE
-redirects to a short-lived download of an `s3://` artifact (the store from $JESUS_ARTIFACTS_ENDPOINT,
-$JESUS_ARTIFACTS_BUCKET and the credential variables) or serves a `file://` one from --artifact-dir.
+(SubjectAccessReview). The web dashboard is served at /ui (people sign in with a token there);
+--trace-url links each run's page to its trace. --local serves without a cluster and without
+authentication, to one user, on a loopback address only; its Budgets come from --specs files.
+--openapi prints the OpenAPI document and exits. The database URL is --database, else
+$JESUS_ARCHIVE_DATABASE. /v1/runs/NS/NAME/artifacts/FILE redirects to a short-lived download of an
+`s3://` artifact (the store from $JESUS_ARTIFACTS_ENDPOINT, $JESUS_ARTIFACTS_BUCKET and the credential
+variables) or serves a `file://` one from --artifact-dir.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jesus.readapi")
 
 CURSOR_KEY_VARIABLE = "JESUS_API_CURSOR_KEY"
+TRACE_URL_VARIABLE = "JESUS_TRACE_URL"
 DEFAULT_PORT = 8090
 # Longer than clients keep idle connections (5 s in httpx), so a client never sends on a connection the
 # server is closing (as the router does: cli/router.py).
@@ -67,6 +70,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="serve `file://` artifacts from inside this directory (the directory backend); default: none",
     )
+    parser.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        default=os.environ.get(TRACE_URL_VARIABLE) or None,
+        help=f"the dashboard's trace link, with {{traceId}} (default: ${TRACE_URL_VARIABLE})",
+    )
+    parser.add_argument(
+        "--refresh-seconds",
+        type=int,
+        default=5,
+        help="how often the dashboard's runs list refreshes its newest page (0: never; default 5)",
+    )
     parser.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     parser.set_defaults(handler=handle)
 
@@ -100,8 +115,11 @@ def build_app(
     kubeconfig: str | None = None,
     audiences: tuple[str, ...] = (),
     cache_seconds: float = 10.0,
+    trace_url: str | None = None,
+    refresh_seconds: int = 5,
 ) -> FastAPI:
-    """The read API over `database`, for the cluster (TokenReview) or local mode."""
+    """The read API and the dashboard over `database`, for the cluster (TokenReview) or local mode."""
+    from jesus.logic.clock import system_clock
     from jesus.logic.run_queries import CursorSigner
     from jesus.readapi.access import (
         Authenticator,
@@ -111,10 +129,19 @@ def build_app(
     )
     from jesus.readapi.app import create_app
     from jesus.readapi.cluster import LazyCluster
+    from jesus.readapi.dashboard import DashboardSettings, TraceUrlError, check_trace_url
     from jesus.readapi.service import ReadService
     from jesus.records import ArchiveConfigError, DatabaseSetting, database_url
     from jesus.records.reader import ArchiveReader
 
+    try:
+        dashboard = DashboardSettings(
+            today=lambda: system_clock().date(),
+            trace_url=check_trace_url(trace_url) if trace_url else None,
+            refresh_seconds=max(0, refresh_seconds),
+        )
+    except TraceUrlError as exc:
+        raise CommandError(f"--trace-url: {exc}") from exc
     try:
         reader = ArchiveReader(database_url(database, DatabaseSetting("--database")))
     except ArchiveConfigError as exc:
@@ -134,7 +161,9 @@ def build_app(
             cluster, reader.namespaces, clock=time.monotonic, cache_seconds=cache_seconds
         )
         budgets = cluster.budgets
-    return create_app(ReadService(reader, access, CursorSigner(cursor_key), budgets), authenticator)
+    return create_app(
+        ReadService(reader, access, CursorSigner(cursor_key), budgets), authenticator, dashboard
+    )
 
 
 def _spec_budgets(paths: list[str]) -> BudgetSource:
@@ -211,6 +240,8 @@ def handle(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         audiences=tuple(args.token_audience),
         cache_seconds=args.cache_seconds,
+        trace_url=args.trace_url,
+        refresh_seconds=args.refresh_seconds,
     )
     app.state.artifacts = _artifact_store(os.environ)
     app.state.artifact_root = Path(args.artifact_dir) if args.artifact_dir else None

@@ -30,6 +30,8 @@ CURSOR_VERSION = 1
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+# A part of a run's name (a DNS subdomain name's characters), searched for anywhere in the name.
+_NAME_PART = re.compile(r"[-a-z0-9.]{1,253}")
 _AUDIT_ACTIONS = frozenset(action.value for action in DecisionAction)
 
 
@@ -69,6 +71,8 @@ class RunFilter:
     phase: str | None = None
     model: str | None = None
     window: TimeRange = TimeRange()
+    search: str | None = None
+    """A part of the run's name (the dashboard's search box)."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,10 @@ def parse_run_filter(
     model: str | None = None,
     start: str | None = None,
     end: str | None = None,
+    search: str | None = None,
 ) -> RunFilter:
-    """The filters of a run list, each checked for what it can be."""
+    """The filters of a run list, each checked for what it can be (`search`: a part of the name, any
+    case, as names are lower case)."""
     if phase:
         finished = [p.value for p in AgentRunPhase if p.terminal]
         if phase not in finished:
@@ -129,6 +135,12 @@ def parse_run_filter(
         phase=phase or None,
         model=_checked("model", model, _PRINTABLE, "a model name (1 to 256 printable characters)"),
         window=parse_time_range(start, end),
+        search=_checked(
+            "search",
+            (search or "").strip().lower()[:300],
+            _NAME_PART,
+            "a part of a run name (a-z, 0-9, '-', '.')",
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from fastapi.security import HTTPBearer
 from jesus.logic.run_queries import QueryError
 from jesus.readapi.access import AccessUnavailableError, Authenticator, Caller, UnauthenticatedError
 from jesus.readapi.artifacts import artifact_router
+from jesus.readapi.dashboard import DashboardSettings, dashboard_router, session_header, static_files
 from jesus.readapi.models import AuditList, BudgetList, CallList, CostReport, ErrorBody, RunDetail, RunList
 from jesus.readapi.service import NotFoundError, ReadService
 from jesus.records import StoreUnavailableError
@@ -42,9 +43,10 @@ _BEARER = HTTPBearer(auto_error=False, description="a Kubernetes token (e.g. `ku
 
 async def _caller(request: Request, _scheme: Annotated[Any, Depends(_BEARER)] = None) -> Caller:
     """The request's caller (the bearer scheme is declared for the OpenAPI document; the header is
-    read whole, so every malformed form gets its own 401)."""
+    read whole, so every malformed form gets its own 401). Without a header, the dashboard's cookie
+    stands for it, so a signed-in browser can follow a link to the API (an artifact's download)."""
     authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator.authenticate(request.headers.get("authorization"))
+    return await authenticator.authenticate(session_header(request))
 
 
 Authenticated = Annotated[Caller, Depends(_caller)]
@@ -66,8 +68,11 @@ def error(status: int, code: str, message: str, parameter: str | None = None) ->
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
-def create_app(service: ReadService, authenticator: Authenticator) -> FastAPI:
-    """The ASGI application of the read API: `service`'s answers behind `authenticator`."""
+def create_app(
+    service: ReadService, authenticator: Authenticator, dashboard: DashboardSettings | None = None
+) -> FastAPI:
+    """The ASGI application of the read API: `service`'s answers behind `authenticator`, and the web
+    dashboard's pages with `dashboard` settings (docs/dashboard.md)."""
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
@@ -190,4 +195,7 @@ def create_app(service: ReadService, authenticator: Authenticator) -> FastAPI:
         )
 
     app.include_router(artifact_router(service))
+    if dashboard is not None:
+        app.include_router(dashboard_router(service, authenticator, dashboard))
+        app.mount("/ui/static", static_files(), name="dashboard-static")
     return app

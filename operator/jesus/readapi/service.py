@@ -34,7 +34,7 @@ from jesus.readapi.models import (
     RunDetail,
     RunList,
 )
-from jesus.records.reader import ArchiveReader, RunSummary
+from jesus.records.reader import ArchiveReader, CostPoint, RunSummary
 
 BudgetSource = Callable[[], Awaitable[list[JsonObject]]]
 """Every Budget object (the cluster's, or the spec files' in local mode)."""
@@ -71,11 +71,13 @@ class ReadService:
         end: str | None = None,
         limit: int | str | None = None,
         cursor: str | None = None,
+        search: str | None = None,
     ) -> RunList:
-        """Archived runs, newest first, one page at a time."""
+        """Archived runs, newest first, one page at a time (`search`: a part of the name)."""
         question = parse_run_filter(
-            namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end
-        )
+            namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
+            search=search,
+        )  # fmt: skip
         size = parse_limit(limit)
         after = self.signer.read("runs", question, cursor)
         if after is not None and (len(after) != 2 or not all(isinstance(x, str | None) for x in after)):
@@ -125,6 +127,21 @@ class ReadService:
             groups=[CostGroup.of(line) for line in lines],
             total_micros=sum(line.cost_micros for line in lines),
         )
+
+    async def cost_series(
+        self,
+        who: Caller,
+        *,
+        group_by: str | None,
+        namespace: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[CostPoint]:
+        """Spend per day and group of the runs completed in [start, end) (the dashboard's chart)."""
+        grouping = parse_group_by(group_by)
+        window = parse_time_range(start, end)
+        asked = parse_run_filter(namespace=namespace).namespace
+        return await self.reader.cost_series(grouping, window, await self._visible(who, asked), asked)
 
     async def list_budgets(self, who: Caller, namespace: str | None = None) -> BudgetList:
         """The Budgets of the namespaces the caller may read, with their spec and status."""

@@ -105,6 +105,16 @@ class CostLine:
 
 
 @dataclass(frozen=True)
+class CostPoint:
+    """One group's spend on one day (UTC), for a chart over time."""
+
+    day: str
+    """YYYY-MM-DD"""
+    key: str
+    cost_micros: int
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One audit row as the API shows it (hashes included, so a reader can check the chain)."""
 
@@ -234,6 +244,8 @@ class ArchiveReader:
         ):
             if value is not None:
                 where.append(column == value)
+        if question.search is not None:
+            where.append(runs.c.name.contains(question.search, autoescape=True))
         if question.model is not None:
             where.append(
                 exists().where(run_calls.c.run_uid == runs.c.uid, run_calls.c.model == question.model)
@@ -345,6 +357,38 @@ class ArchiveReader:
             for row in await self._all(query)
         ]
 
+    async def cost_series(
+        self, group_by: GroupBy, window: TimeRange, visible: Visible, namespace: str | None = None
+    ) -> list[CostPoint]:
+        """Spend per day (of completion, UTC) and per team, user, model or adapter of the runs completed
+        in `window`, by day then key."""
+        table = runs if group_by in (GroupBy.TEAM, GroupBy.USER) else run_calls
+        where = _namespaces(table.c.namespace, visible, namespace)
+        if where is None:
+            return []
+        if window.start is not None:
+            where.append(table.c.completion_time >= window.start)
+        if window.end is not None:
+            where.append(table.c.completion_time < window.end)
+        key = {
+            GroupBy.TEAM: runs.c.team,
+            GroupBy.USER: runs.c.owner_user,
+            GroupBy.MODEL: run_calls.c.model,
+            GroupBy.ADAPTER: run_calls.c.adapter,
+        }[group_by]
+        # Completion times are stored as RFC 3339 UTC text: the first ten characters are the day.
+        day = func.substr(table.c.completion_time, 1, 10).label("day")
+        query = (
+            select(day, key.label("key"), func.sum(table.c.cost_micros).label("cost_micros"))
+            .where(*where, table.c.completion_time.is_not(None))
+            .group_by(day, key)
+            .order_by(day, key)
+        )
+        return [
+            CostPoint(day=str(row.day), key=str(row.key), cost_micros=int(row.cost_micros or 0))
+            for row in await self._all(query)
+        ]
+
     async def audit(
         self, question: AuditFilter, visible: Visible, after_id: int | None, limit: int
     ) -> list[AuditEntry]:
@@ -382,4 +426,4 @@ class ArchiveReader:
         return entries
 
 
-__all__ = ["ArchiveReader", "AuditEntry", "CallSummary", "CostLine", "RunSummary", "Visible"]
+__all__ = ["ArchiveReader", "AuditEntry", "CallSummary", "CostLine", "CostPoint", "RunSummary", "Visible"]

@@ -206,3 +206,52 @@ async def test_migration_0002_gives_calls_archived_before_it_their_runs_namespac
             await reader.close()
     finally:
         await store.close()
+
+
+async def test_a_search_finds_a_part_of_the_name_and_its_wildcards_are_only_text(
+    store: RecordStore, reader: ArchiveReader
+) -> None:
+    await archive(
+        store,
+        *standard_runs(),
+        archived_run("report-q3", completion="2026-11-30T11:00:00Z"),
+        archived_run("reportxq3", completion="2026-11-30T11:01:00Z"),
+    )
+
+    async def names(search: str) -> list[str]:
+        return [r.name for r in await reader.list_runs(parse_run_filter(search=search), None, None, 50)]
+
+    assert await names("report") == ["reportxq3", "report-q3"]
+    assert await names("  REPORT-Q ") == ["report-q3"]  # a careless case and spaces
+    assert await names("a") == ["a5", "a4", "a3", "a2", "a1"]
+    # LIKE's wildcards are matched as themselves (escaped), never as patterns.
+    assert await reader.list_runs(RunFilter(search="rep_rt"), None, None, 50) == []
+    assert await reader.list_runs(RunFilter(search="%"), None, None, 50) == []
+    team_b = await reader.list_runs(RunFilter(search="2"), frozenset({"team-b"}), None, 50)
+    assert [r.name for r in team_b] == ["b2"]
+
+
+async def test_the_cost_series_sums_each_day_per_group(store: RecordStore, reader: ArchiveReader) -> None:
+    await archive(
+        store,
+        archived_run("d1", completion="2026-11-29T23:59:59Z", calls=1),
+        archived_run("d2", completion="2026-11-30T00:00:00Z", calls=2),
+        archived_run("d3", completion="2026-11-30T12:00:00Z", calls=3, model="m-large"),
+        archived_run("e1", namespace="team-b", completion="2026-11-30T01:00:00Z", calls=1),
+        archived_run("old", completion="2026-11-01T00:00:00Z", calls=1),
+    )
+    window = TimeRange("2026-11-29T00:00:00Z", "2026-12-01T00:00:00Z")
+    teams = await reader.cost_series(GroupBy.TEAM, window, None)
+    assert [(p.day, p.key, p.cost_micros) for p in teams] == [
+        ("2026-11-29", "team-a", 1500),
+        ("2026-11-30", "team-a", 7500),
+        ("2026-11-30", "team-b", 1500),
+    ]
+    models = await reader.cost_series(GroupBy.MODEL, window, frozenset({"team-a"}))
+    assert [(p.day, p.key, p.cost_micros) for p in models] == [
+        ("2026-11-29", "m-small", 1500),
+        ("2026-11-30", "m-large", 4500),
+        ("2026-11-30", "m-small", 3000),
+    ]
+    assert await reader.cost_series(GroupBy.ADAPTER, window, frozenset()) == []
+    assert await reader.cost_series(GroupBy.USER, window, frozenset({"team-a"}), "team-b") == []
