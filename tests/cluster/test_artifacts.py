@@ -16,6 +16,7 @@ expiry by its clock. They live in the cluster tier, which runs with the real clo
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -312,3 +314,128 @@ def test_a_runs_artifacts_outlive_its_pod_with_no_credential_in_it_and_go_when_e
     assert f"Deleted the artifacts of {world.namespace}/kept" in swept.stdout
     assert stored_keys(store, f"runs/{world.namespace}/") == set()
     assert stored_keys(store, "expiries/") == set()
+
+
+LESSON_TEXT = "Quote the report's own figures instead of recomputing them."
+
+
+def reflection_reply(*, candidates: tuple[str, ...] = (), applied: tuple[str, ...] = ()) -> dict[str, str]:
+    """A scripted model's reflection (LAW-REFLECT-001) citing the run's final answer."""
+    return {
+        "text": json.dumps(
+            {
+                "goal": "Summarise the report.",
+                "outcome": "met",
+                "evidence": ["artifact:final-answer.md"],
+                "wentWrong": [],
+                "escalation": {"needed": False, "why": "a routine summary"},
+                "lessons": {
+                    "offered": list(applied),
+                    "applied": [{"id": i, "outcome": "it held"} for i in applied],
+                },
+                "lessonCandidates": [
+                    {"text": t, "evidence": ["artifact:final-answer.md"]} for t in candidates
+                ],
+                "cost": {"tokens": 120, "costMicros": 140, "withinLimits": True},
+            }
+        )
+    }
+
+
+def test_a_lesson_goes_from_a_runs_reflection_through_three_reuses_to_a_long_term_file(
+    control_plane: ControlPlane, s3: S3Server, tmp_path: Path
+) -> None:
+    # Issue 18 in the cluster: the operator reads each archived run's reflection.json from the bucket,
+    # records its candidate as a short-term lesson, offers it to the team's later runs (JESUS_LESSONS),
+    # counts their reuses; `jesus lessons promote` checks the evidence in the bucket and writes the file.
+    from jesus.logic.lessons import lesson_id
+    from jesus.records import RecordStore, database_url
+    from jesus.records.lessons import LessonArchive
+
+    bucket, lesson = "lessons", lesson_id("ml", LESSON_TEXT)
+    answer = {"text": "12 of 15 closed.", "usage": {"inputTokens": 100, "outputTokens": 20}}
+    objects = [
+        scripted_adapter("teacher", replies=[answer, reflection_reply(candidates=(LESSON_TEXT,))]),
+        scripted_adapter("learner", replies=[answer, reflection_reply(applied=(lesson,))] * 3),
+        route_policy("teach", ("teacher",)),
+        route_policy("learn", ("learner",)),
+        team_budget("ml", "ml", "10.00"),
+    ]
+    database = f"sqlite:///{tmp_path / 'archive.db'}"
+    credential = {
+        "JESUS_ARTIFACTS_ACCESS_KEY_ID": s3.credential.access_key,
+        "JESUS_ARTIFACTS_SECRET_ACCESS_KEY": s3.credential.secret_key,
+    }
+    endpoint = ("--artifacts-endpoint", s3.endpoint, "--artifacts-bucket", bucket)
+    with operator_world(
+        control_plane,
+        tmp_path,
+        "lessons",
+        objects,
+        operator_environment=credential,
+        operator_args=(*endpoint, "--archive-database", database),
+    ) as world:
+        offered = []
+        for name, route in [("teach-1", "teach"), *((f"apply-{n}", "learn") for n in (1, 2, 3))]:
+            world.apply(agent_run(name, policy=route, reflection="Checklist"))
+            status = world.wait_phase(name, "Succeeded", "Failed", timeout=90)
+            assert status["phase"] == "Succeeded", world.describe()
+            job = json.loads(
+                world.plane.kubectl(
+                    "get", "job", status["jobName"], "-n", world.namespace, "-o", "json"
+                ).stdout
+            )
+            env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+            offered.append([o["id"] for o in json.loads(env.get("JESUS_LESSONS") or "[]")])
+            wait_for(
+                lambda n=name: any(
+                    c["type"] == "Archived" and c["status"] == "True"
+                    for c in world.run_status(n).get("conditions", [])
+                ),
+                timeout=30,
+                what=f"{name} archived",
+                describe=world.describe,
+            )
+
+    assert offered == [[], [lesson], [lesson], [lesson]]  # the teacher's run had nothing to be offered
+
+    async def archived() -> list[Any]:
+        store = RecordStore(database_url(database))
+        try:
+            return await LessonArchive(store).lessons("ml")
+        finally:
+            await store.close()
+
+    [kept] = asyncio.run(archived())
+    assert kept.metadata.name == lesson and kept.spec.memory == "ShortTerm"
+    assert [(e.run, e.role) for e in kept.spec.evidence] == [
+        ("teach-1", "Origin"), ("apply-1", "Reuse"), ("apply-2", "Reuse"), ("apply-3", "Reuse"),
+    ]  # fmt: skip
+    [origin_artifact] = kept.spec.evidence[0].artifacts or []
+    assert origin_artifact.name == "final-answer.md" and (origin_artifact.uri or "").startswith(
+        f"s3://{bucket}/"
+    )
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    env = {
+        **os.environ,
+        **credential,
+        "JESUS_ARTIFACTS_ENDPOINT": s3.endpoint,
+        "JESUS_ARTIFACTS_BUCKET": bucket,
+    }
+    promote = [sys.executable, "-m", "jesus.cli", "lessons", "promote", lesson, "--specs", str(specs)]
+    promoted = subprocess.run(
+        [*promote, "--database", database], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert promoted.returncode == 0, promoted.stderr
+    text = (specs / f"{lesson}.yaml").read_text()
+    assert "memory: LongTerm" in text and LESSON_TEXT in text
+    # With the evidence gone from the bucket (expired), promotion is refused, naming it.
+    open_store(s3, bucket).delete_prefix("runs/")
+    (specs / f"{lesson}.yaml").unlink()
+    refused = subprocess.run(
+        [*promote, "--database", database], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 1
+    assert "evidence final-answer.md of run teach-1 no longer exists" in refused.stderr

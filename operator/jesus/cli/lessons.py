@@ -29,6 +29,7 @@ from jesus.cli.archive import open_store
 if TYPE_CHECKING:
     from jesus.api import Lesson
     from jesus.logic.lessons import EvidenceCheck
+    from jesus.records.artifacts import S3Artifacts
     from jesus.runner.record import RunRecord
     from jesus.specs import LoadedObject
 
@@ -161,10 +162,10 @@ def run_promote(args: argparse.Namespace) -> int:
         raise CommandError(f"no short-term lesson {args.lesson!r} in the archive")
     if not args.specs.is_dir():
         raise CommandError(f"--specs {args.specs}: no such folder")
+    cited = [(e.run, a) for e in lesson.spec.evidence for a in e.artifacts or []]
+    store = _s3_store() if any((a.uri or "").startswith("s3://") for _, a in cited) else None
     checks = [
-        _check_artifact(evidence.run, artifact.name, artifact.digest, artifact.uri)
-        for evidence in lesson.spec.evidence
-        for artifact in evidence.artifacts or []
+        _check_artifact(run, artifact.name, artifact.digest, artifact.uri, store) for run, artifact in cited
     ]
     try:
         text: str | None = render_yaml(
@@ -242,10 +243,33 @@ def _without_status(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key != "status"}
 
 
-def _check_artifact(run: str, name: str, digest: str, uri: str | None) -> EvidenceCheck:
-    """What is at the artifact's URI now (only file URIs can be read here; anything else is not found)."""
+def _s3_store() -> S3Artifacts | None:
+    """The artifact store of $JESUS_ARTIFACTS_ENDPOINT and $JESUS_ARTIFACTS_BUCKET (with the credential
+    variables), as `jesus artifacts` reads it; None when no endpoint is set."""
+    from jesus.logic.artifacts import ArtifactBucket
+    from jesus.records.artifacts import ArtifactStoreError, S3Artifacts
+
+    endpoint = os.environ.get("JESUS_ARTIFACTS_ENDPOINT")
+    if not endpoint:
+        return None
+    bucket = os.environ.get("JESUS_ARTIFACTS_BUCKET") or "jesus-artifacts"
+    try:
+        return S3Artifacts.from_environment(
+            ArtifactBucket(endpoint, bucket, os.environ.get("JESUS_ARTIFACTS_REGION", "us-east-1"))
+        )
+    except ArtifactStoreError as exc:
+        raise CommandError(f"$JESUS_ARTIFACTS_ENDPOINT: {exc}") from exc
+
+
+def _check_artifact(
+    run: str, name: str, digest: str, uri: str | None, store: S3Artifacts | None
+) -> EvidenceCheck:
+    """What is at the artifact's URI now: a file, or an object of the S3 store (its bucket's only);
+    anything that cannot be read counts as gone."""
     from jesus.api.objects import content_digest
+    from jesus.logic.artifacts import ArtifactIntegrityError, ArtifactLayoutError, parse_s3_uri
     from jesus.logic.lessons import EvidenceCheck
+    from jesus.records.artifacts import ArtifactStoreError
 
     found: str | None = None
     parsed = urlparse(uri or "")
@@ -254,6 +278,13 @@ def _check_artifact(run: str, name: str, digest: str, uri: str | None) -> Eviden
             found = content_digest(Path(unquote(parsed.path)).read_bytes())
         except OSError:
             found = None
+    elif parsed.scheme == "s3" and store is not None:
+        try:
+            bucket, key = parse_s3_uri(uri or "")
+            content = store.fetch(key) if bucket == store.bucket else None
+        except (ArtifactLayoutError, ArtifactIntegrityError, ArtifactStoreError):
+            content = None
+        found = content_digest(content) if content is not None else None
     return EvidenceCheck(run=run, name=name, digest=digest, found_digest=found)
 
 
