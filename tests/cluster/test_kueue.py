@@ -344,26 +344,49 @@ def test_serving_pods_wait_gated_in_their_teams_queue_and_hold_its_gpu_quota(wor
     model = llamacpp_adapter("local-llm", labels={"jesus.dev/team": "models"})
     model = set_field(model, "spec.serving.gpu", {"count": 1, "type": GPU_SHAPE.gpu_product})
     world.apply(set_field(model, "spec.serving.replicas", 2))
+
     # The models team's quota is one GPU: one replica is admitted, Kueue holds the other back.
+    def settled() -> dict[str, Any] | None:
+        found = serving_condition(world, "local-llm")
+        if found is None or found["reason"] != "QueuedInKueue":
+            return None
+        # Pods and their Workloads appear one after another: wait for Kueue's verdict on both.
+        message = found["message"]
+        return (
+            found if "1/2 serving pods wait" in message and "insufficient unused quota" in message else None
+        )
+
     queued = wait_for(
-        lambda: (c := serving_condition(world, "local-llm")) and c["reason"] == "QueuedInKueue" and c,
+        settled,
         timeout=90,
         what="ModelAdapter local-llm QueuedInKueue",
         describe=lambda: describe_serving(world),
     )
     assert queued["status"] == "False"
-    assert "1/2 serving pods wait in Kueue" in queued["message"]
     assert "insufficient unused quota for nvidia.com/gpu" in queued["message"]
+    assert queued["message"].startswith("Pending: ")
 
     name = serving_name("local-llm", ENGINE_LLAMACPP)
     deployment = get(world.plane, world.namespace, "deployment", name)
     assert deployment is not None
     assert deployment["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "models"
     assert deployment["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "interactive"
-    pods = (get(world.plane, world.namespace, "pods", f"-l=app.kubernetes.io/instance={name}") or {})["items"]
-    gated = [p for p in pods if ADMISSION_GATE in [g["name"] for g in p["spec"].get("schedulingGates", [])]]
-    placed = [p for p in pods if p["spec"].get("nodeName")]
-    assert (len(gated), len(placed)) == (1, 1)
+
+    def gated_and_placed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        listed = get(world.plane, world.namespace, "pods", f"-l=app.kubernetes.io/instance={name}") or {}
+        pods = listed.get("items", [])
+        gated = [
+            p for p in pods if ADMISSION_GATE in [g["name"] for g in p["spec"].get("schedulingGates", [])]
+        ]
+        placed = [p for p in pods if p["spec"].get("nodeName")]
+        return (gated, placed) if (len(gated), len(placed)) == (1, 1) else None
+
+    gated, placed = wait_for(
+        gated_and_placed,
+        timeout=60,
+        what="one serving pod placed and one gated",
+        describe=lambda: describe_serving(world),
+    )
     assert placed[0]["spec"]["nodeName"] == GPU_NODE
     assert gated[0]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "models"
     assert "nodeName" not in gated[0]["spec"]
