@@ -6,11 +6,13 @@ Two teams submit runs on a fixed, seeded schedule: interactive (priority 800), b
 the pod then, as the runner would). With Kueue each team has a ClusterQueue of 4 GPUs in one cohort
 (borrowing and reclaim, lower lanes preempted); without it, Jobs start at once and pods wait at the
 scheduler. Reported per mode: GPU utilisation while GPU work waits (mean of used / 8 over the samples
-where some arrived GPU run is not running), queue wait per lane from submission to the first Running
-pod (P50, P95), preemptions, and the time until every run ended.
+where some arrived GPU run is not running; and, as `utilisation_while_gpu_work_waits`, over those where
+such a run's runner has not been ended yet, i.e. it waits for GPUs, not for its settlement), queue wait
+per lane from submission to the first Running pod (P50, P95), preemptions, and the time until every run
+ended.
 
 Run: .venv/bin/python tests/bench/bench_lanes.py [--runs N] [--seconds T] [--seed S]
-     [--run-seconds MIN MAX] [--mode kueue|default|both] [--profile]
+     [--run-seconds MIN MAX] [--mode kueue|default|both] [--profile] [--reclaim Any|LowerPriority]
 
 --profile adds where the hand-overs go: for every attempt's Job, the median seconds from the bench
 ending its pod to the Job's Complete condition and on to its Workload's Finished one (Kueue frees the
@@ -187,6 +189,7 @@ def simulate(
     args = ("--kueue",) if mode == "kueue" else ()
     by_name = {p.name: p for p in plan}
     samples: list[float] = []
+    gpu_samples: list[float] = []
     periods: list[float] = []
     with operator_world(plane, workdir, f"bench-{mode}", objects, operator_args=args, runtime=False) as world:
         ns = world.namespace
@@ -245,6 +248,9 @@ def simulate(
             ]
             if waiting:
                 samples.append(min(used, GPUS) / GPUS)
+            # A run whose runner the bench has ended is being settled, not waiting for GPUs.
+            if [p for p in waiting if not p.ended]:
+                gpu_samples.append(min(used, GPUS) / GPUS)
             if not pending and all(p.done for p in plan):
                 break
             time.sleep(0.5)
@@ -268,6 +274,8 @@ def simulate(
         "seconds": round(elapsed, 1),
         "utilisation_while_waiting": round(statistics.fmean(samples), 3) if samples else None,
         "samples": len(samples),
+        "utilisation_while_gpu_work_waits": round(statistics.fmean(gpu_samples), 3) if gpu_samples else None,
+        "gpu_samples": len(gpu_samples),
         "preemptions": preemptions,
         "wait": {
             lane: {"n": len(v), "p50": round(percentile(v, 0.5), 1), "p95": round(percentile(v, 0.95), 1)}
@@ -290,6 +298,12 @@ def main() -> None:
     parser.add_argument("--mode", choices=("kueue", "default", "both"), default="both")
     parser.add_argument("--limit", type=float, default=420.0, help="give up on a mode after this long")
     parser.add_argument("--profile", action="store_true", help="where the hand-overs' seconds go")
+    parser.add_argument(
+        "--reclaim",
+        choices=("Any", "LowerPriority"),
+        default="Any",
+        help="the ClusterQueues' reclaimWithinCohort: which borrowed workloads a team may preempt",
+    )
     args = parser.parse_args()
     modes = ("kueue", "default") if args.mode == "both" else (args.mode,)
     with tempfile.TemporaryDirectory() as tmp:
@@ -299,7 +313,10 @@ def main() -> None:
             cluster = [
                 resource_flavor(),
                 *build_priority_classes(DEFAULT_LANES),
-                *(cluster_queue(f"bench-{team}", gpus=GPUS // 2, cohort="bench") for team in TEAMS),
+                *(
+                    cluster_queue(f"bench-{team}", gpus=GPUS // 2, cohort="bench", reclaim=args.reclaim)
+                    for team in TEAMS
+                ),
             ]
             plane.kubectl(
                 "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": cluster})
