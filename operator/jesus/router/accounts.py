@@ -64,8 +64,9 @@ class RunAccount(Protocol):
         store), noting an overrun of the reservation; why the run may not go on now, or None."""
         ...
 
-    async def metered(self) -> tuple[Spend, Spend]:
-        """What the run has spent and what its calls in flight hold reserved."""
+    async def metered(self) -> tuple[Spend, Spend] | None:
+        """What the run has spent and what its calls in flight hold reserved; None when the account is
+        gone (a shared store that lost it)."""
         ...
 
 

@@ -76,7 +76,7 @@ class RunLedger:
             self.overrun = note
         return self.exceeded()
 
-    async def metered(self) -> tuple[Spend, Spend]:
+    async def metered(self) -> tuple[Spend, Spend] | None:
         """What the run has spent and what its calls in flight hold reserved."""
         return self.spent, self.reserved
 

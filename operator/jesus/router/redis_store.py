@@ -206,10 +206,7 @@ class RedisAccountStore:
     async def metered(self, key: str) -> tuple[Spend, Spend] | None:
         """What the run whose token has `key` spent and holds reserved; None when its account is gone
         (expired with its token, or lost); SharedStoreError when Redis cannot answer or holds garbage."""
-        fields = await self.read(self.account_key(key))
-        if not fields:
-            return None
-        return await RedisRunAccount(self, self.account_key(key), "", Allowance()).metered(fields)
+        return await RedisRunAccount(self, self.account_key(key), "", Allowance()).metered()
 
     async def aclose(self) -> None:
         """Close the client's connections."""
@@ -311,10 +308,14 @@ class RedisRunAccount:
         state = self._state(_pairs(answer if isinstance(answer, list) else []))
         return allowance_exceeded(self.allowance, state.spent) or state.overrun
 
-    async def metered(self, fields: dict[bytes, bytes] | None = None) -> tuple[Spend, Spend]:
-        """What the run has spent and what its calls in flight hold reserved, as Redis holds them now
-        (or as `fields`, an account just read)."""
-        state = self._state(fields if fields is not None else await self.store.read(self.key))
+    async def metered(self) -> tuple[Spend, Spend] | None:
+        """What the run has spent and what its calls in flight hold reserved, as Redis holds them now;
+        None when the account is gone (expired with its token, or lost); SharedStoreError when Redis
+        cannot answer or holds what no router wrote."""
+        fields = await self.store.read(self.key)
+        if not fields:
+            return None
+        state = self._state(fields)
         return state.spent, state.reserved
 
     def _state(self, fields: dict[bytes, bytes]) -> _State:
