@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
+from jesus.api.registration import MeteredSpend
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.ledger import BudgetLedger
 from jesus.kube import ConflictError, JsonObject, KubeClient, NotFoundError
@@ -119,10 +120,17 @@ class FakeRouter:
 
     def __init__(self) -> None:
         self.registered: list[str] = []
+        self.revoked: list[str] = []
+        # What the router metered per token, answered when it is revoked; unknown tokens answer None.
+        self.metered: dict[str, MeteredSpend] = {}
 
     async def register(self, run: Any) -> str:
         self.registered.append(run.metadata.name)
         return f"token-{len(self.registered)}"
+
+    async def revoke(self, token: str) -> MeteredSpend | None:
+        self.revoked.append(token)
+        return self.metered.get(token)
 
 
 def operator_context(kube: FakeKube, policy: PolicyEngine, clock: Callable[[], datetime]) -> OperatorContext:

@@ -19,7 +19,13 @@ def resource_flavor(name: str = FLAVOR) -> Obj:
 
 
 def cluster_queue(
-    name: str, *, gpus: int, cohort: str | None = None, cpu: str = "16", memory: str = "64Gi"
+    name: str,
+    *,
+    gpus: int,
+    cohort: str | None = None,
+    cpu: str = "16",
+    memory: str = "64Gi",
+    reclaim: str = "Any",
 ) -> Obj:
     """A team's ClusterQueue: CPU, memory and GPU quotas in `cohort`; it preempts lower lanes in
     itself and takes back what other queues of the cohort borrowed from it."""
@@ -41,7 +47,7 @@ def cluster_queue(
                 ],
             }
         ],
-        "preemption": {"withinClusterQueue": "LowerPriority", "reclaimWithinCohort": "Any"},
+        "preemption": {"withinClusterQueue": "LowerPriority", "reclaimWithinCohort": reclaim},
     }
     if cohort is not None:
         spec["cohortName"] = cohort

@@ -37,7 +37,7 @@ from jesus.controllers.metrics import OperatorMetrics
 from jesus.devcluster import ControlPlane, ensure_tool
 from jesus.devcluster.controlplane import free_port
 from jesus.logic.placement import parse_placement
-from jesus.logic.queueing import DEFAULT_LANES, parse_lanes
+from jesus.logic.queueing import DEFAULT_LANES, QueueSettings, parse_lanes
 from jesus.policy.decision import DECISION_PATH
 from jesus.router.metrics import RouterMetrics
 
@@ -230,6 +230,10 @@ def test_kueue_is_off_by_default_and_on_passes_its_lanes_and_queue_rule_the_oper
     } in rules
     _, manifests = operator_args("kueue.enabled=true", "kueue.createPriorityClasses=false")
     assert find(manifests, "WorkloadPriorityClass") == []
+    assert len(args) == 3  # no serving lane given: the operator takes the highest
+    args, _ = operator_args("kueue.enabled=true", "kueue.servingLane=batch")
+    assert args[3] == "--kueue-serving-lane=batch"
+    assert QueueSettings(lanes=DEFAULT_LANES, serving_lane=args[3].split("=", 1)[1]).serving_lane == "batch"
 
 
 @pytest.mark.parametrize(
@@ -238,6 +242,7 @@ def test_kueue_is_off_by_default_and_on_passes_its_lanes_and_queue_rule_the_oper
         ("kueue.lanes[0].minPriority=5000", "/kueue/lanes/0/minPriority"),
         ("kueue.lanes[0].name=Interactive", "/kueue/lanes/0/name"),
         ("kueue.queue=x", "additional properties 'queue' not allowed"),
+        ("kueue.servingLane=Bad_Lane", "/kueue/servingLane"),
     ],
 )
 def test_bad_kueue_values_fail_with_a_message_naming_them(value: str, message: str) -> None:

@@ -8,25 +8,30 @@ until a test ends one by writing the runner's result into its status, as the run
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from tests.builders.adapters import answering_adapter
+from tests.builders.adapters import answering_adapter, llamacpp_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
 from tests.builders.kueue import cluster_queue, local_queue, resource_flavor, runner_result_status
+from tests.builders.manifest import set_field
 from tests.builders.routes import failover_route
 from tests.cluster.harness import JESUS, OperatorWorld, apply, get, operator_world, wait_for
 
 from jesus.devcluster import ControlPlane
 from jesus.devcluster.nodes import DEFAULT_NODES
-from jesus.logic.queueing import DEFAULT_LANES, build_priority_classes
+from jesus.logic.queueing import ADMISSION_GATE, DEFAULT_LANES, build_priority_classes
+from jesus.logic.serving import ENGINE_LLAMACPP, serving_name
 
-GPU_NODE = next(shape.name for shape in DEFAULT_NODES if shape.gpus)
+GPU_SHAPE = next(shape for shape in DEFAULT_NODES if shape.gpus)
+GPU_NODE = GPU_SHAPE.name
 HELD = 1_000_000  # every run here may cost at most 1.00
 
 OBJECTS = [
@@ -38,6 +43,7 @@ OBJECTS = [
     local_queue("share-a", "share-a"),
     local_queue("share-b", "share-b"),
     local_queue("tiny", "solo"),
+    local_queue("models", "models"),
 ]
 
 
@@ -53,6 +59,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
             cluster_queue("solo", gpus=1),
             cluster_queue("share-a", gpus=1, cohort="share"),
             cluster_queue("share-b", gpus=1, cohort="share"),
+            cluster_queue("models", gpus=1),
         ]
         listing = {"apiVersion": "v1", "kind": "List", "items": cluster_objects}
         plane.kubectl("apply", "-f", "-", input=json.dumps(listing))
@@ -128,6 +135,24 @@ def finish(world: OperatorWorld, job: str, cost_micros: int) -> None:
     )
 
 
+def call_router(world: OperatorWorld, job: str) -> int:
+    """One model call through the router with the token of `job`'s attempt, as its runner would make
+    it; what it cost."""
+    secret = get(world.plane, world.namespace, "secret", f"{job}-token")
+    assert secret is not None, f"no token Secret for {job}"
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    answer = httpx.post(
+        f"http://127.0.0.1:{world.router_port}/v1/chat/completions",
+        json={"model": "any", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    cost = int(answer.json()["jesus"]["costMicros"])
+    assert cost > 0
+    return cost
+
+
 def budget_figures(world: OperatorWorld, name: str) -> tuple[int, int]:
     status = (get(world.plane, world.namespace, "budget", name) or {}).get("status", {})
     return int(status.get("spentMicros", 0)), int(status.get("reservedMicros", 0))
@@ -165,6 +190,9 @@ def test_an_interactive_run_preempts_a_background_one_which_is_retried_and_charg
     )
     assert pod["spec"]["nodeName"] == GPU_NODE
 
+    # The first attempt spends through the router; its pod will be gone before it can report it.
+    spent = call_router(world, "crawl-a1")
+
     # The GPU quota (1) is full: the interactive run of the same team takes it.
     world.apply(gpu_run("chat", "solo", priority=800))
     wait_queued(world, "chat", "False", "Admitted")
@@ -175,6 +203,8 @@ def test_an_interactive_run_preempts_a_background_one_which_is_retried_and_charg
         describe=world.describe,
     )
     assert "preempted by Kueue" in first["message"]
+    # What the router metered for the preempted attempt's token, recorded once on the attempt.
+    assert (first["meteredCostMicros"], first["meteredTokens"]) == (spent, 1200)
     # Its retry waits in Kueue, saying why, while the interactive run runs on the GPU node.
     waiting = wait_queued(world, "crawl", "True")
     assert len(attempts(world, "crawl")) == 2
@@ -193,13 +223,14 @@ def test_an_interactive_run_preempts_a_background_one_which_is_retried_and_charg
     finish(world, "crawl-a2", 200_000)
     status = world.wait_phase("crawl", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "Succeeded", world.describe()
-    assert status["costMicros"] == 200_000
+    # The reported call of the second attempt and the metered spend of the preempted one, once each.
+    assert status["costMicros"] == 200_000 + spent
     assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Succeeded"]
     # Charged once each, nothing left held: the Budget's figures are exact.
     wait_for(
-        lambda: budget_figures(world, "solo") == (500_000, 0),
+        lambda: budget_figures(world, "solo") == (500_000 + spent, 0),
         timeout=30,
-        what="the solo budget at 0.50 spent, nothing held",
+        what=f"the solo budget at 0.50 + {spent} micros spent, nothing held",
         describe=lambda: f"{budget_figures(world, 'solo')}\n{world.describe()}",
     )
 
@@ -289,3 +320,87 @@ def test_a_priority_outside_every_lane_is_refused(world: OperatorWorld, tmp_path
     )
     assert started.returncode != 0
     assert "priorities -1000..-1 fall in no lane" in started.stderr
+
+
+def serving_condition(world: OperatorWorld, name: str) -> dict[str, Any] | None:
+    adapter = get(world.plane, world.namespace, "modeladapter", name) or {}
+    conditions = adapter.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == "ServingAvailable"), None)
+
+
+def describe_serving(world: OperatorWorld) -> str:
+    shown = world.plane.kubectl(
+        "get",
+        "-n",
+        world.namespace,
+        "modeladapters,deployments,replicasets,pods,workloads,events",
+        check=False,
+    )
+    return f"{shown.stdout}{shown.stderr}\n{world.describe()}"
+
+
+def test_serving_pods_wait_gated_in_their_teams_queue_and_hold_its_gpu_quota(world: OperatorWorld) -> None:
+    # llama.cpp on a GPU: its pod meets the test namespace's Pod Security "restricted" (vLLM's does not).
+    model = llamacpp_adapter("local-llm", labels={"jesus.dev/team": "models"})
+    model = set_field(model, "spec.serving.gpu", {"count": 1, "type": GPU_SHAPE.gpu_product})
+    world.apply(set_field(model, "spec.serving.replicas", 2))
+
+    # The models team's quota is one GPU: one replica is admitted, Kueue holds the other back.
+    def settled() -> dict[str, Any] | None:
+        found = serving_condition(world, "local-llm")
+        if found is None or found["reason"] != "QueuedInKueue":
+            return None
+        # Pods and their Workloads appear one after another: wait for Kueue's verdict on both.
+        message = found["message"]
+        return (
+            found if "1/2 serving pods wait" in message and "insufficient unused quota" in message else None
+        )
+
+    queued = wait_for(
+        settled,
+        timeout=90,
+        what="ModelAdapter local-llm QueuedInKueue",
+        describe=lambda: describe_serving(world),
+    )
+    assert queued["status"] == "False"
+    assert "insufficient unused quota for nvidia.com/gpu" in queued["message"]
+    assert queued["message"].startswith("Pending: ")
+
+    name = serving_name("local-llm", ENGINE_LLAMACPP)
+    deployment = get(world.plane, world.namespace, "deployment", name)
+    assert deployment is not None
+    assert deployment["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "models"
+    assert deployment["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "interactive"
+
+    def gated_and_placed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        listed = get(world.plane, world.namespace, "pods", f"-l=app.kubernetes.io/instance={name}") or {}
+        pods = listed.get("items", [])
+        gated = [
+            p for p in pods if ADMISSION_GATE in [g["name"] for g in p["spec"].get("schedulingGates", [])]
+        ]
+        placed = [p for p in pods if p["spec"].get("nodeName")]
+        return (gated, placed) if (len(gated), len(placed)) == (1, 1) else None
+
+    gated, placed = wait_for(
+        gated_and_placed,
+        timeout=60,
+        what="one serving pod placed and one gated",
+        describe=lambda: describe_serving(world),
+    )
+    assert placed[0]["spec"]["nodeName"] == GPU_NODE
+    assert gated[0]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "models"
+    assert "nodeName" not in gated[0]["spec"]
+    # The admitted replica's GPU counts against the team's ClusterQueue.
+    usage = kubectl_json(world.plane, "clusterqueue.kueue.x-k8s.io", "models")["status"]["flavorsUsage"]
+    gpus = [r for f in usage for r in f["resources"] if r["name"] == "nvidia.com/gpu"]
+    assert gpus and str(gpus[0]["total"]) == "1"
+
+    # Scaled to what the quota holds, the model is available.
+    world.apply(set_field(model, "spec.serving.replicas", 1))
+    wait_for(
+        lambda: (c := serving_condition(world, "local-llm")) and c["status"] == "True" and c,
+        timeout=90,
+        what="ModelAdapter local-llm ServingAvailable",
+        describe=lambda: describe_serving(world),
+    )
+    world.plane.kubectl("delete", "modeladapter", "-n", world.namespace, "local-llm", "--wait=false")

@@ -345,6 +345,12 @@ class Attempt(ApiModel):
     """When it finished."""
     message: Annotated[str, Field(max_length=4096)] | None = None
     """Why it failed, when it did."""
+    metered_cost_micros: Annotated[int, Field(ge=0)] | None = None
+    """For an attempt that ended without reporting its calls (preempted, killed, stopped): what the router
+    metered for its token when the operator revoked it, with the worst case of calls still in flight.
+    Part of the run's costMicros and charged with it, once."""
+    metered_tokens: Annotated[int, Field(ge=0)] | None = None
+    """The tokens the router metered for such an attempt, counted the same way."""
 
 
 class ArtifactRef(ApiModel):

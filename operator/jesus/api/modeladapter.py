@@ -75,6 +75,10 @@ class ModelAdapterReason(enum.StrEnum):
     UNSCHEDULABLE = "Unschedulable"
     SCALED_TO_ZERO = "ScaledToZero"
     DEPLOYMENT_CONFLICT = "DeploymentConflict"
+    QUEUED_IN_KUEUE = "QueuedInKueue"
+    """With Kueue: serving pods wait for Kueue to admit them (the message is Kueue's)."""
+    INVALID_QUEUE_NAME = "InvalidQueueName"
+    """With Kueue: the LocalQueue naming rule makes no valid name for the adapter's team."""
 
 
 class Pricing(ApiModel):

@@ -131,3 +131,34 @@ class RunRegistration(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON body of POST /admin/v1/runs (camelCase names)."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+Metered = Annotated[StrictInt, Field(ge=0, le=MAX_ALLOWANCE)]
+
+
+class MeteredSpend(BaseModel):
+    """What the router metered for a run token when it was revoked (DELETE /admin/v1/runs answers
+    it): what the token's calls reported (`tokens`, `costMicros`) and the worst case of its calls
+    still in flight (`inFlightTokens`, `inFlightCostMicros`), which may yet be charged. The operator
+    charges both for an attempt that ended without reporting its calls (preempted, killed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=True)
+
+    tokens: Metered = 0
+    cost_micros: Annotated[Metered, Field(alias="costMicros")] = 0
+    in_flight_tokens: Annotated[Metered, Field(alias="inFlightTokens")] = 0
+    in_flight_cost_micros: Annotated[Metered, Field(alias="inFlightCostMicros")] = 0
+
+    @property
+    def charge_micros(self) -> int:
+        """What the attempt is charged: its reported cost and the worst case of what was in flight."""
+        return self.cost_micros + self.in_flight_cost_micros
+
+    @property
+    def charge_tokens(self) -> int:
+        """Its tokens, counted the same way."""
+        return self.tokens + self.in_flight_tokens
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON form (camelCase names)."""
+        return self.model_dump(mode="json", by_alias=True)

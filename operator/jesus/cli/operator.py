@@ -160,15 +160,17 @@ def _placement(value: str | None, flag: str) -> RunnerPlacement:
 def _queueing(args: argparse.Namespace) -> QueueSettings | None:
     """With --kueue, the LocalQueue naming rule and the lanes; None without (Jobs start at once)."""
     if not args.kueue:
-        if args.kueue_lanes is not None or args.kueue_queue_name is not None:
-            raise CommandError("--kueue-lanes and --kueue-queue-name take effect only with --kueue")
+        if (args.kueue_lanes, args.kueue_queue_name, args.kueue_serving_lane) != (None, None, None):
+            raise CommandError(
+                "--kueue-lanes, --kueue-queue-name and --kueue-serving-lane take effect only with --kueue"
+            )
         return None
     try:
         lanes = parse_lanes(args.kueue_lanes) if args.kueue_lanes is not None else DEFAULT_LANES
         name = validate_queue_name(args.kueue_queue_name or DEFAULT_QUEUE_NAME)
+        return QueueSettings(queue_name=name, lanes=lanes, serving_lane=args.kueue_serving_lane or None)
     except QueueingError as exc:
         raise CommandError(str(exc)) from exc
-    return QueueSettings(queue_name=name, lanes=lanes)
 
 
 def _lanes_text() -> str:
@@ -281,6 +283,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kueue-lanes",
         metavar="LANES",
         help=f"priority lanes as name=minPriority:value, comma-separated (default {_lanes_text()!r})",
+    )
+    parser.add_argument(
+        "--kueue-serving-lane",
+        metavar="LANE",
+        help="the lane of self-hosted models' serving Deployments (default: the highest lane)",
     )
     parser.add_argument("--resync-seconds", type=float, default=10.0)
     parser.add_argument("--worker-limit", type=int, default=200)

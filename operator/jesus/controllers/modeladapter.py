@@ -22,6 +22,7 @@ from jesus.controllers.context import OperatorContext
 from jesus.controllers.level import register_level_handlers
 from jesus.controllers.retry import reconcile_live
 from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
+from jesus.logic import queueing
 from jesus.logic import serving as serving_logic
 from jesus.logic.conditions import find_condition
 from jesus.logic.routes import ServingObservation, model_adapter_status
@@ -57,12 +58,23 @@ async def _ensure_child(
 
 
 async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events) -> ServingObservation:
-    """Create or update the Deployment and Service, then observe the Deployment and its pods."""
+    """Create or update the Deployment and Service, then observe the Deployment and its pods (and with
+    Kueue, the Workloads of the pods it holds back)."""
     now = context.clock()
+    settings = context.settings.queueing
+    queue_labels = None
+    if settings is not None:
+        namespace = adapter.metadata.namespace or ""
+        team = queueing.serving_team(adapter.metadata.labels, namespace)
+        try:
+            queue_labels = queueing.serving_labels(settings, team=team, namespace=namespace)
+        except queueing.QueueingError as exc:
+            # No Deployment outside the queue: it would take GPUs past every quota.
+            return serving_logic.serving_unqueued(adapter, str(exc), now=now)
     deployment, ours = await _ensure_child(
         context,
         adapter,
-        serving_logic.build_inference_deployment(adapter, context.settings.serving_placement),
+        serving_logic.build_inference_deployment(adapter, context.settings.serving_placement, queue_labels),
         events,
     )
     if not ours:
@@ -75,7 +87,12 @@ async def _serve(context: OperatorContext, adapter: ModelAdapter, events: Events
     pods = await context.kube.list(
         "Pod", adapter.metadata.namespace, labels=serving_logic.selector_labels(adapter)
     )
-    return serving_logic.serving_status(adapter, deployment, pods, now=now)
+    queued = None
+    if settings is not None and any(queueing.gated(pod) for pod in pods):
+        workloads = await context.kube.list("Workload", adapter.metadata.namespace)
+        seen = queueing.observe_gated_pods(pods, workloads)
+        queued = None if seen is None else f"{seen.reason}: {seen.message}"
+    return serving_logic.serving_status(adapter, deployment, pods, now=now, queued=queued)
 
 
 async def _retire_serving(context: OperatorContext, adapter: ModelAdapter, events: Events) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 import httpx
 
 from jesus.api.agentrun import AgentRun
-from jesus.api.registration import RunRegistration
+from jesus.api.registration import MeteredSpend, RunRegistration
 
 ADMIN_TOKEN_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN"
 ADMIN_TOKEN_FILE_VARIABLE = "JESUS_ROUTER_ADMIN_TOKEN_FILE"
@@ -35,6 +35,10 @@ class RunRegistrar(Protocol):
 
     async def register(self, run: AgentRun) -> str:
         """The run's bearer token for the router."""
+        ...
+
+    async def revoke(self, token: str) -> MeteredSpend | None:
+        """Refuse `token` from now on; what the router metered for it, or None when it cannot say."""
         ...
 
 
@@ -123,6 +127,32 @@ class RouterAdminClient:
                 f"the router refused the run ({response.status_code}): {response.text[:300]}"
             )
         return str(response.json()["token"])
+
+    async def revoke(self, token: str) -> MeteredSpend | None:
+        """DELETE /admin/v1/runs: refuse `token` from now on; what the router metered for it (None when
+        the router cannot say: it never saw the token, or keeps accounts only in its memory and has
+        restarted). RouterRegistrationError when it is unreachable or refuses."""
+        headers = {"Authorization": f"Bearer {self._credential()}"}
+        try:
+            async with self._slots:
+                response = await self._client.delete(
+                    "/admin/v1/runs", params={"token": token}, headers=headers
+                )
+        except httpx.HTTPError as exc:
+            raise RouterRegistrationError(f"the router is unreachable: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RouterRegistrationError(
+                f"the router refused to revoke the token ({response.status_code}): {response.text[:300]}"
+            )
+        try:
+            metered = response.json().get("metered")
+            return None if metered is None else MeteredSpend.model_validate(metered)
+        except (ValueError, AttributeError) as exc:
+            raise RouterRegistrationError(
+                f"the router answered the revocation with what is not a metered spend: {exc}"
+            ) from exc
 
     async def aclose(self) -> None:
         await self._client.aclose()

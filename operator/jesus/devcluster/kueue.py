@@ -26,11 +26,19 @@ from ruamel.yaml import YAML
 from jesus.devcluster import toolchain
 
 NAMESPACE = "kueue-system"
-# The integrations the platform uses: runner Jobs. Others (pods, deployments) are left out so that the
-# dev plane's webhooks intercept nothing else.
-FRAMEWORKS = ("batch/job",)
-# The API groups whose webhooks Kueue serves for those integrations and its own kinds.
-WEBHOOK_GROUPS = frozenset({"kueue.x-k8s.io", "batch"})
+# The integrations the platform uses: runner Jobs, and self-hosted models' serving Deployments, whose
+# pods Kueue's pod integration gates until it admits them (the deployment integration needs it).
+FRAMEWORKS = ("batch/job", "pod", "deployment")
+# The (API group, resource) pairs whose webhooks Kueue serves for those integrations; its own kinds'
+# webhooks are kept whatever the resource. Webhooks of integrations that are off are left out.
+KUEUE_GROUP = "kueue.x-k8s.io"
+WEBHOOK_RESOURCES = frozenset({("batch", "jobs"), ("", "pods"), ("apps", "deployments")})
+# Pods and Deployments: only those that name a LocalQueue reach the webhooks, and none in the system
+# namespaces (as Kueue's own kustomization excludes them), so the plane's other pods never wait on Kueue
+# (its webhooks fail closed) and are never gated.
+QUEUED_ONLY = frozenset({("", "pods"), ("apps", "deployments")})
+SYSTEM_NAMESPACES = ("kube-system", NAMESPACE)
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The CRDs Kueue's own kustomization gives a conversion webhook (v1beta1 <-> v1beta2).
 CONVERSION_CRDS = ("localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters")
 METRICS_CERT_PATH = "/etc/kueue/metrics/certs"  # fixed in Kueue's main when it manages no certificates
@@ -76,7 +84,8 @@ def configuration(
     *, webhook_port: int, health_port: int, metrics_port: int, visibility_port: int, cert_dir: Path
 ) -> dict[str, Any]:
     """Kueue's Configuration file: loopback ports, no leader election, no certificate management of
-    its own, the batch/job integration, preemption within and across a cohort as ClusterQueues say."""
+    its own, the Job, pod and Deployment integrations for objects that name a queue, outside the system
+    namespaces."""
     return {
         "apiVersion": "config.kueue.x-k8s.io/v1beta2",
         "kind": "Configuration",
@@ -91,9 +100,32 @@ def configuration(
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "manageJobsWithoutQueueName": False,
+        # Pod-based integrations manage only these namespaces' pods (and only those naming a queue).
+        "managedJobsNamespaceSelector": _outside_system_namespaces(),
         "clientConnection": {"qps": 100, "burst": 200},
         "integrations": {"frameworks": list(FRAMEWORKS)},
     }
+
+
+def _outside_system_namespaces() -> dict[str, Any]:
+    return {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": list(SYSTEM_NAMESPACES)}
+        ]
+    }
+
+
+def _served(webhook: dict[str, Any]) -> set[tuple[str, str]] | None:
+    """The (group, resource) pairs a webhook covers; None when it covers one Kueue does not serve here."""
+    pairs = {
+        (group, resource)
+        for rule in webhook.get("rules", [])
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+    }
+    if not pairs or not all(pair[0] == KUEUE_GROUP or pair in WEBHOOK_RESOURCES for pair in pairs):
+        return None
+    return pairs
 
 
 def _client_config(url: str, ca_bundle: bytes) -> dict[str, Any]:
@@ -101,19 +133,26 @@ def _client_config(url: str, ca_bundle: bytes) -> dict[str, Any]:
 
 
 def webhook_configurations(manifests: str, base_url: str, ca_bundle: bytes) -> list[dict[str, Any]]:
-    """Kueue's webhook configurations (`config/components/webhook/manifests.yaml`), cut to the groups
-    of its enabled integrations and pointed at `base_url` instead of an in-cluster Service."""
+    """Kueue's webhook configurations (`config/components/webhook/manifests.yaml`), cut to its own kinds
+    and its enabled integrations, pointed at `base_url` instead of an in-cluster Service; the pod and
+    Deployment webhooks see only objects that name a LocalQueue, outside the system namespaces."""
     configurations = []
     for document in YAML(typ="safe").load_all(manifests):
         if not document:
             continue
         webhooks = []
         for webhook in document.get("webhooks", []):
-            groups = {group for rule in webhook.get("rules", []) for group in rule.get("apiGroups", [])}
-            if not groups or not groups <= WEBHOOK_GROUPS:
+            pairs = _served(webhook)
+            if pairs is None:
                 continue
             path = webhook["clientConfig"]["service"]["path"]
-            webhooks.append({**webhook, "clientConfig": _client_config(base_url + path, ca_bundle)})
+            registered = {**webhook, "clientConfig": _client_config(base_url + path, ca_bundle)}
+            if pairs & QUEUED_ONLY:
+                registered["namespaceSelector"] = _outside_system_namespaces()
+                registered["objectSelector"] = {
+                    "matchExpressions": [{"key": QUEUE_LABEL, "operator": "Exists"}]
+                }
+            webhooks.append(registered)
         name = WEBHOOK_PREFIX + document["metadata"]["name"]
         configurations.append(
             {

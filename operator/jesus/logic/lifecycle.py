@@ -145,10 +145,14 @@ def budget_stops_run(
 
 
 def charge(status: AgentRunStatus, observed: JobObservation, succeeded: bool) -> int:
-    """What a finished run is charged: the metered cost, and, when a failed attempt left no result,
-    at least what was held (money we cannot account for is counted as spent, never forgotten)."""
+    """What a finished run is charged: the metered cost (its attempts' reported calls, and what the
+    router metered for those that could not report), and, when a failed last attempt left no result and
+    the router could not say what it spent, at least what was held (money we cannot account for is
+    counted as spent, never forgotten)."""
     actual = status.cost_micros or 0
-    if observed.result is None and not succeeded:
+    attempts = status.attempts or []
+    metered = bool(attempts) and attempts[-1].metered_cost_micros is not None
+    if observed.result is None and not succeeded and not metered:
         held = max((r.amount_micros for r in status.budget_reservations or []), default=0)
         actual = max(actual, held)
     return actual

@@ -4,6 +4,7 @@ Secret and the runner ServiceAccount. Pure: the reconciler creates them idempote
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,19 @@ def build_token_secret(run: AgentRun, owner: Mapping[str, Any], attempt: int, to
         },
         "stringData": {TOKEN_KEY: token},
     }
+
+
+def secret_token(secret: Mapping[str, Any]) -> str | None:
+    """The router token a token Secret holds (as the API server returns it, base64 in `data`, or as
+    built, in `stringData`); None when it holds none."""
+    raw = (secret.get("data") or {}).get(TOKEN_KEY)
+    if isinstance(raw, str):
+        try:
+            return base64.b64decode(raw, validate=True).decode("ascii").strip() or None
+        except (ValueError, UnicodeDecodeError):
+            return None
+    text = (secret.get("stringData") or {}).get(TOKEN_KEY)
+    return text if isinstance(text, str) and text else None
 
 
 def build_runner_service_account(namespace: str, settings: RunnerSettings) -> JsonObject:

@@ -18,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jesus.api.common import LABEL_TEAM
 from jesus.api.objects import JsonObject
 
 LABEL_QUEUE_NAME = "kueue.x-k8s.io/queue-name"
 LABEL_PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
-LABEL_JOB_UID = "kueue.x-k8s.io/job-uid"  # Kueue's label on the Workload it makes for a Job
+LABEL_JOB_UID = "kueue.x-k8s.io/job-uid"  # Kueue's label on the Workload it makes for a Job (or a pod)
+# The scheduling gate Kueue's pod integration puts on a pod until it admits the pod's Workload.
+ADMISSION_GATE = "kueue.x-k8s.io/admission"
 WORKLOAD_API_VERSION = "kueue.x-k8s.io/v1beta2"
 
 # The range of AgentRun.spec.priority the API server enforces; the lanes must cover all of it.
@@ -159,10 +162,19 @@ def queue_name(template: str, *, team: str, namespace: str) -> str:
 
 @dataclass(frozen=True)
 class QueueSettings:
-    """How runner Jobs go through Kueue."""
+    """How runner Jobs and serving Deployments go through Kueue."""
 
     queue_name: str = DEFAULT_QUEUE_NAME
     lanes: tuple[Lane, ...] = DEFAULT_LANES
+    serving_lane: str | None = None
+    """The lane of self-hosted models' serving Deployments; None: the highest lane."""
+
+    def __post_init__(self) -> None:
+        names = [lane.name for lane in self.lanes]
+        if self.serving_lane is not None and self.serving_lane not in names:
+            raise QueueingError(
+                f"--kueue-serving-lane {self.serving_lane!r} is not one of the lanes ({', '.join(names)})"
+            )
 
 
 def job_labels(settings: QueueSettings, *, team: str, namespace: str, priority: int) -> dict[str, str]:
@@ -170,6 +182,24 @@ def job_labels(settings: QueueSettings, *, team: str, namespace: str, priority: 
     return {
         LABEL_QUEUE_NAME: queue_name(settings.queue_name, team=team, namespace=namespace),
         LABEL_PRIORITY_CLASS: lane_for(priority, settings.lanes).name,
+    }
+
+
+def serving_team(labels: Mapping[str, str] | None, namespace: str) -> str:
+    """Whose quota a ModelAdapter's serving Deployment uses: the team its `jesus.dev/team` label names,
+    else its namespace's (a self-hosted model serves every team whose routes reach it, so no run's
+    team pays for its GPUs)."""
+    return (labels or {}).get(LABEL_TEAM) or namespace
+
+
+def serving_labels(settings: QueueSettings, *, team: str, namespace: str) -> dict[str, str]:
+    """The labels that hand a serving Deployment (and, through Kueue's webhook, its pods) to Kueue: the
+    team's LocalQueue and the serving lane (the highest unless configured: preempting a model server
+    costs every run that calls it a reload)."""
+    lane = settings.serving_lane or settings.lanes[0].name
+    return {
+        LABEL_QUEUE_NAME: queue_name(settings.queue_name, team=team, namespace=namespace),
+        LABEL_PRIORITY_CLASS: lane,
     }
 
 
@@ -274,3 +304,43 @@ def observe_workload(job: Mapping[str, Any], workloads: Sequence[Mapping[str, An
     else:
         reason, message = "Pending", "waiting for Kueue to consider the Workload"
     return QueueObservation(QueueState.QUEUED, reason, message[:1024], cluster_queue)
+
+
+def gated(pod: Mapping[str, Any]) -> bool:
+    """Whether Kueue holds `pod` back (its admission gate is on it) and it is not on its way out."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    return any(isinstance(g, Mapping) and g.get("name") == ADMISSION_GATE for g in gates)
+
+
+def observe_gated_pods(
+    pods: Sequence[Mapping[str, Any]], workloads: Sequence[Mapping[str, Any]]
+) -> QueueObservation | None:
+    """What Kueue says about a Deployment's pods (pod integration: one Workload per pod, labelled with
+    the pod's UID): None when none waits for Kueue (a gated pod whose Workload holds its quota is only
+    about to be released); else QUEUED with the reason and message of the first waiting pod's Workload
+    (by pod name), and how many of the live pods wait."""
+    by_uid = {((w.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB_UID): w for w in workloads}
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    waiting: list[tuple[str, str, str]] = []  # pod name, reason, message
+    for pod in sorted(live, key=lambda p: str(p["metadata"].get("name", ""))):
+        if not gated(pod):
+            continue
+        workload = by_uid.get(pod["metadata"].get("uid"))
+        reserved = _conditions(workload).get("QuotaReserved") if workload is not None else None
+        if reserved is not None and reserved.get("status") == "True":
+            continue
+        if workload is None:
+            reason, message = NO_WORKLOAD, "waiting for Kueue to create its Workload"
+        elif reserved is not None:
+            reason = _reason(reserved.get("reason"), "Pending")
+            message = str(reserved.get("message") or "waiting for quota")
+        else:
+            reason, message = "Pending", "waiting for Kueue to consider the Workload"
+        waiting.append((str(pod["metadata"]["name"]), reason, message))
+    if not waiting:
+        return None
+    name, reason, message = waiting[0]
+    text = f"{len(waiting)}/{len(live)} serving pods wait in Kueue: {message} (pod {name})"
+    return QueueObservation(QueueState.QUEUED, reason, text[:1024])

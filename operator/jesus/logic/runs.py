@@ -348,6 +348,13 @@ def totals(calls: Sequence[ModelCall]) -> Totals:
     )
 
 
+def metered_cost(attempts: Sequence[Attempt] | None) -> int:
+    """What the router metered for the attempts that could not report their calls (preempted, killed):
+    part of the run's cost beside its reported calls, never instead of them (an attempt either reported
+    its calls or was metered, not both)."""
+    return sum(a.metered_cost_micros or 0 for a in attempts or ())
+
+
 def trace_id(run_uid: str) -> str:
     """The run's trace id (32 hex): derived from its UID, so a rerun reconcile keeps the same trace."""
     return hashlib.sha256(f"trace:{run_uid}".encode()).hexdigest()[:32]

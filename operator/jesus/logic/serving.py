@@ -286,17 +286,25 @@ def _pod_spec(adapter: ModelAdapter, placement: RunnerPlacement) -> JsonObject:
     return pod_spec
 
 
-def build_inference_deployment(adapter: ModelAdapter, placement: RunnerPlacement | None = None) -> JsonObject:
+def build_inference_deployment(
+    adapter: ModelAdapter,
+    placement: RunnerPlacement | None = None,
+    queue_labels: Mapping[str, str] | None = None,
+) -> JsonObject:
     """The Deployment that runs `adapter`'s model with its engine on `serving.gpu.count` GPUs per replica
     (llamacpp with 0: on CPU), its pods placed by the operator's `--serving-placement` (a node selector,
-    and tolerations besides the GPU one)."""
+    and tolerations besides the GPU one). `queue_labels` (Kueue's queue name and priority class) hand
+    it to Kueue: its webhook copies them to the pods, which wait gated until Kueue admits them."""
     serving = _serving(adapter)
     labels = serving_labels(adapter)
     pod_spec = _pod_spec(adapter, placement or RunnerPlacement())
+    metadata = _child_metadata(adapter)
+    if queue_labels:
+        metadata["labels"] = {**metadata["labels"], **queue_labels}
     deployment: JsonObject = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _child_metadata(adapter),
+        "metadata": metadata,
         "spec": {
             "replicas": serving.replicas,
             "selector": {"matchLabels": selector_labels(adapter)},
@@ -417,8 +425,10 @@ def serving_status(
     pods: Sequence[Mapping[str, Any]],
     *,
     now: datetime,
+    queued: str | None = None,
 ) -> tuple[list[Condition], ServingStatus]:
-    """The ServingAvailable condition and the serving status, from the live Deployment and its pods."""
+    """The ServingAvailable condition and the serving status, from the live Deployment and its pods
+    (and, with Kueue, `queued`: what it says of the pods it holds back)."""
     name = _child_name(adapter)
     status = deployment.get("status", {}) if deployment is not None else {}
     observed = ServingStatus(
@@ -427,18 +437,22 @@ def serving_status(
         replicas=_serving(adapter).replicas,
         ready_replicas=int(status.get("readyReplicas") or 0),
     )
-    available, reason, message = serving_availability(adapter, deployment, pods)
+    available, reason, message = serving_availability(adapter, deployment, pods, queued)
     return _serving_condition(adapter, available, reason, message, now), observed
 
 
 def serving_availability(
-    adapter: ModelAdapter, deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
+    adapter: ModelAdapter,
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    queued: str | None = None,
 ) -> tuple[bool, ModelAdapterReason, str]:
     """Whether the served model is available, with the condition's reason and message.
 
     Available when the Deployment has seen its latest spec and as many available replicas as desired;
-    otherwise why not: the scheduler's message when a pod cannot be placed (no GPU node with room, no
-    node of the GPU type), a container's waiting reason, a failed rollout, or progress so far.
+    otherwise why not: Kueue's word on the pods it holds back (`queued`), the scheduler's message when a
+    pod cannot be placed (no GPU node with room, no node of the GPU type), a container's waiting reason,
+    a failed rollout, or progress so far.
     """
     replicas = _serving(adapter).replicas
     if deployment is None:
@@ -453,6 +467,9 @@ def serving_availability(
     if current and available >= replicas:
         message = f"{available}/{replicas} replicas available at {endpoint_url(adapter)}"
         return True, ModelAdapterReason.DEPLOYMENT_AVAILABLE, message
+    if queued is not None:
+        # Before the scheduler's word: a pod Kueue holds back reads as unschedulable (SchedulingGated).
+        return False, ModelAdapterReason.QUEUED_IN_KUEUE, queued
     unschedulable = unschedulable_message(pods)
     if unschedulable is not None:
         return False, ModelAdapterReason.UNSCHEDULABLE, unschedulable
@@ -477,6 +494,18 @@ def serving_conflict(
         "rename the adapter or remove that object"
     )
     conditions = _serving_condition(adapter, False, ModelAdapterReason.DEPLOYMENT_CONFLICT, message, now)
+    return conditions, ServingStatus(
+        deployment_name=name, service_name=name, replicas=_serving(adapter).replicas
+    )
+
+
+def serving_unqueued(
+    adapter: ModelAdapter, why: str, *, now: datetime
+) -> tuple[list[Condition], ServingStatus]:
+    """ServingAvailable False when, with Kueue, the adapter's team has no valid LocalQueue name: the
+    Deployment is not made (outside a queue it would take GPUs past every quota)."""
+    name = _child_name(adapter)
+    conditions = _serving_condition(adapter, False, ModelAdapterReason.INVALID_QUEUE_NAME, why, now)
     return conditions, ServingStatus(
         deployment_name=name, service_name=name, replicas=_serving(adapter).replicas
     )

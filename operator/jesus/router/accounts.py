@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from jesus.logic.allowance import Allowance, AllowanceDecision, CallPrice, Reservation
+from jesus.logic.allowance import Allowance, AllowanceDecision, CallPrice, Reservation, Spend
 from jesus.router.ledger import RunLedger
 
 # What the runner is told to wait before calling again when the shared store cannot answer.
@@ -64,6 +64,11 @@ class RunAccount(Protocol):
         store), noting an overrun of the reservation; why the run may not go on now, or None."""
         ...
 
+    async def metered(self) -> tuple[Spend, Spend] | None:
+        """What the run has spent and what its calls in flight hold reserved; None when the account is
+        gone (a shared store that lost it)."""
+        ...
+
 
 class AccountStore(Protocol):
     """Runs' accounts and revoked tokens, by token key. Every coroutine may raise SharedStoreError."""
@@ -87,6 +92,11 @@ class AccountStore(Protocol):
 
     async def revoked(self, key: str) -> bool:
         """Whether the token with `key` was revoked."""
+        ...
+
+    async def metered(self, key: str) -> tuple[Spend, Spend] | None:
+        """What the run whose token has `key` spent and holds reserved, when the store keeps accounts
+        apart from this replica's routes (a shared store); None when it does not know."""
         ...
 
     async def aclose(self) -> None:
@@ -126,6 +136,10 @@ class MemoryAccountStore:
     async def revoked(self, key: str) -> bool:
         """Whether the token was revoked here."""
         return key in self._revoked
+
+    async def metered(self, key: str) -> tuple[Spend, Spend] | None:
+        """Unknown: this store's accounts live with the routes of the registry."""
+        return None
 
     async def aclose(self) -> None:
         """Nothing to close."""

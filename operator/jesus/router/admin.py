@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from jesus.api.registration import DEFAULT_TOKEN_TTL_SECONDS as DEFAULT_TOKEN_TTL_SECONDS  # its old home
-from jesus.api.registration import RunRegistration
+from jesus.api.registration import MeteredSpend, RunRegistration
 from jesus.router.accounts import SharedStoreError, seconds_left, token_key
 from jesus.router.bodies import InputRefusedError, read_json
 from jesus.router.http import (
@@ -118,13 +118,16 @@ async def register_run(service: RouterService, request: Request) -> Response:
 
 
 async def revoke_run(service: RouterService, request: Request) -> Response:
-    """DELETE /admin/v1/runs?token=...: refuse a run's token from now on."""
+    """DELETE /admin/v1/runs?token=...: refuse a run's token from now on, and answer what it metered
+    (`jesus.api.registration.MeteredSpend`; `metered` is null when this replica cannot know: a token
+    it never routed, with accounts in its own memory). Revoking again answers the same figures."""
     denied = await _admin_denied(service, request)
     if denied is not None:
         return denied
     token = request.query_params.get("token", "")
     now = service.clock()
-    route = service.registry.forget(token)
+    # The route stays in the registry until its token expires: its account answers a second revoke.
+    route = service.registry.resolve(token)
     grant = service.signer.verify(token, now) if service.signer is not None else None
     expires_at: float | None
     if grant is not None:
@@ -133,10 +136,25 @@ async def revoke_run(service: RouterService, request: Request) -> Response:
         run, expires_at = route.run, route.expires_at
     else:
         return error_response(404, "no run has that token", "NotFound")
+    key = token_key(token)
     try:
         # Shared with every replica that uses the same store, until the token would have expired.
-        await service.accounts.revoke(token_key(token), ttl_seconds=seconds_left(expires_at, now))
+        await service.accounts.revoke(key, ttl_seconds=seconds_left(expires_at, now))
+        figures = await route.ledger.metered() if route is not None else await service.accounts.metered(key)
     except SharedStoreError as exc:
         return store_unavailable_response(f"the run token cannot be revoked: {exc}")
-    log.info("Revoked run token run=%s", run)
-    return Response(status_code=204)
+    metered = None
+    if figures is not None:
+        spent, reserved = figures
+        metered = MeteredSpend(
+            tokens=spent.tokens,
+            cost_micros=spent.cost_micros,
+            in_flight_tokens=max(0, reserved.tokens),
+            in_flight_cost_micros=max(0, reserved.cost_micros),
+        ).to_wire()
+    log.info(
+        "Revoked run token run=%s costMicros=%s",
+        run,
+        "unknown" if metered is None else metered["costMicros"],
+    )
+    return SafeJSONResponse({"run": run, "metered": metered}, 200)

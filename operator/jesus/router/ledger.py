@@ -76,6 +76,10 @@ class RunLedger:
             self.overrun = note
         return self.exceeded()
 
+    async def metered(self) -> tuple[Spend, Spend] | None:
+        """What the run has spent and what its calls in flight hold reserved."""
+        return self.spent, self.reserved
+
     def exceeded(self) -> str | None:
         """Why the run may not go on: over its allowance, or a call went beyond its reservation; None
         when neither."""

@@ -203,6 +203,11 @@ class RedisAccountStore:
         except RedisError as exc:
             raise self.failure(redis_key, exc) from exc
 
+    async def metered(self, key: str) -> tuple[Spend, Spend] | None:
+        """What the run whose token has `key` spent and holds reserved; None when its account is gone
+        (expired with its token, or lost); SharedStoreError when Redis cannot answer or holds garbage."""
+        return await RedisRunAccount(self, self.account_key(key), "", Allowance()).metered()
+
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
@@ -302,6 +307,16 @@ class RedisRunAccount:
         )
         state = self._state(_pairs(answer if isinstance(answer, list) else []))
         return allowance_exceeded(self.allowance, state.spent) or state.overrun
+
+    async def metered(self) -> tuple[Spend, Spend] | None:
+        """What the run has spent and what its calls in flight hold reserved, as Redis holds them now;
+        None when the account is gone (expired with its token, or lost); SharedStoreError when Redis
+        cannot answer or holds what no router wrote."""
+        fields = await self.store.read(self.key)
+        if not fields:
+            return None
+        state = self._state(fields)
+        return state.spent, state.reserved
 
     def _state(self, fields: dict[bytes, bytes]) -> _State:
         """The account in `fields`; SharedStoreError when there is none (lost: Redis restarted without

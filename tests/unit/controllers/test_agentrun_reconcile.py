@@ -15,8 +15,10 @@ from tests.builders.cluster import FakeKube, operator_context, sync_cache
 from tests.builders.manifest import set_field
 from tests.builders.routes import route_policy
 
+from jesus.api.registration import MeteredSpend
 from jesus.controllers.agentrun import reconcile_run, release_on_delete, wake_for_budget
 from jesus.controllers.context import OperatorSettings
+from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.kube import JsonObject
 from jesus.logic.egress import RunnerEgress
 from jesus.logic.queueing import LABEL_JOB_UID, LABEL_PRIORITY_CLASS, LABEL_QUEUE_NAME, QueueSettings
@@ -531,6 +533,84 @@ async def test_a_run_without_retries_is_retried_after_a_preemption_still_holding
     status = await world.reconcile()
     assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Running"]
     assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (500_000, 0)
+
+
+def preempt(world: World, job: str) -> None:
+    evicted = {"type": "Evicted", "status": "True", "reason": "Preempted", "message": "for a higher lane"}
+    put_workload(world, job, evicted)
+
+
+async def test_a_preempted_attempts_metered_spend_is_charged_once_with_the_run() -> None:
+    world = kueue_world(spec__retryPolicy={"maxRetries": 1, "backoffSeconds": 0})
+    router = world.context.router
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    # The router metered 70_000 for the first attempt's token, and holds 5_000 for a call in flight.
+    router.metered["token-1"] = MeteredSpend(  # type: ignore[attr-defined]
+        tokens=40, cost_micros=70_000, in_flight_tokens=3, in_flight_cost_micros=5_000
+    )
+    preempt(world, job)
+    status = await world.reconcile()
+    first = status["attempts"][0]
+    assert (first["outcome"], first["meteredCostMicros"], first["meteredTokens"]) == ("Failed", 75_000, 43)
+    assert status["costMicros"] == 75_000
+    assert router.revoked == ["token-1"]  # type: ignore[attr-defined]
+    # Reconciling again neither meters nor counts it twice.
+    status = await world.reconcile()
+    status = await world.reconcile()
+    assert router.revoked == ["token-1"]  # type: ignore[attr-defined]
+    assert [a["outcome"] for a in status["attempts"]] == ["Failed", "Running"]
+    second = status["attempts"][1]["jobName"]
+    world.kube.find("Job", NS, second)["spec"]["suspend"] = False  # type: ignore[index]
+    call = {"adapter": f"{NS}/scripted", "model": "scripted-1", "inputTokens": 10, "costMicros": 120_000}
+    world.finish_job(
+        second, complete=True, record={"outcome": "Succeeded", "costMicros": 120_000, "calls": [call]}
+    )
+    put_workload(world, second, {"type": "Admitted", "status": "True", "reason": "Admitted"})
+    status = await world.reconcile()
+    assert status["phase"] == "Succeeded"
+    # The reported call and the metered lost attempt, once each; the attempt that reported is not metered.
+    assert status["costMicros"] == 195_000
+    assert "meteredCostMicros" not in status["attempts"][1]
+    assert router.revoked == ["token-1"]  # type: ignore[attr-defined]
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, 195_000)
+
+
+async def test_a_killed_last_attempt_is_charged_what_the_router_metered_not_the_hold() -> None:
+    world = World()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    world.context.router.metered["token-1"] = MeteredSpend(cost_micros=30_000, tokens=9)  # type: ignore[attr-defined]
+    world.finish_job(job, complete=False)  # no termination message: the pod was killed
+    status = await world.reconcile()
+    assert (status["phase"], status["costMicros"]) == ("Failed", 30_000)
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, 30_000)
+
+
+async def test_a_lost_attempt_the_router_cannot_meter_is_charged_the_hold() -> None:
+    # Careless: the token Secret was deleted by hand; the router is not asked and the hold is charged.
+    world = World()
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    world.kube.objects.pop(("Secret", NS, f"{job}-token"))
+    world.finish_job(job, complete=False)
+    status = await world.reconcile()
+    assert (status["phase"], status["costMicros"]) == ("Failed", 500_000)
+    assert world.context.router.revoked == []  # type: ignore[attr-defined]
+    assert "meteredCostMicros" not in status["attempts"][0]
+
+
+async def test_an_unreachable_router_leaves_the_preempted_attempt_to_the_next_reconcile() -> None:
+    world = kueue_world(spec__retryPolicy={"maxRetries": 1, "backoffSeconds": 0})
+    job = (await world.reconcile())["attempts"][0]["jobName"]
+    preempt(world, job)
+
+    async def down(token: str) -> None:
+        raise RouterRegistrationError("the router is unreachable: connection refused")
+
+    world.context.router.revoke = down  # type: ignore[method-assign]
+    with pytest.raises(RouterRegistrationError):
+        await world.reconcile()
+    # Nothing changed: the Job is still there, and the attempt still running.
+    assert world.kube.find("Job", NS, job) is not None
+    assert [a["outcome"] for a in world.status()["attempts"]] == ["Running"]
 
 
 async def test_a_queue_name_rule_that_fails_for_the_team_leaves_the_run_without_a_job_saying_why() -> None:

@@ -14,8 +14,17 @@ from tests.builders.adapters import openai_adapter, scripted_adapter, vllm_adapt
 from tests.builders.cluster import FakeKube, handler, operator_context
 from tests.builders.manifest import set_field
 
+from jesus.controllers.context import OperatorSettings
 from jesus.controllers.modeladapter import reconcile_adapter, register
 from jesus.kube import JsonObject, KubeError, NotFoundError
+from jesus.logic.queueing import (
+    ADMISSION_GATE,
+    LABEL_JOB_UID,
+    LABEL_PRIORITY_CLASS,
+    LABEL_QUEUE_NAME,
+    QueueingError,
+    QueueSettings,
+)
 from jesus.policy.decision import Decision, PolicyInput
 
 NS = "team"
@@ -355,3 +364,115 @@ async def test_the_handlers_reconcile_and_turn_api_failures_into_retries() -> No
     world.kube.get = broken  # type: ignore[method-assign]
     with pytest.raises(kopf.TemporaryError, match=r"API request failed: .*restarting"):
         await handler(registry, "modeladapter-resync")(namespace=NS, name="llama")
+
+
+# --- with Kueue ----------------------------------------------------------------------------------------
+
+
+def kueue_world(adapter: JsonObject, **settings: Any) -> World:
+    world = World(adapter)
+    world.context.settings = OperatorSettings(queueing=QueueSettings(**settings))
+    return world
+
+
+def gated_pod(world: World, name: str, uid: str) -> None:
+    deployment = found(world, "Deployment", serving_name(world))
+    world.kube.put(
+        {
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "uid": uid,
+                "labels": deployment["spec"]["selector"]["matchLabels"],
+            },
+            "spec": {"schedulingGates": [{"name": ADMISSION_GATE}]},
+            # A gated pod reads as unschedulable to the scheduler; Kueue's word comes first.
+            "status": {
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]
+            },
+        }
+    )
+
+
+async def test_with_kueue_serving_goes_to_the_adapters_team_queue_in_the_highest_lane() -> None:
+    world = kueue_world(vllm_adapter(namespace=NS, labels={"jesus.dev/team": "models"}))
+    deployment = found(world, "Deployment", await served(world))
+    labels = deployment["metadata"]["labels"]
+    assert (labels[LABEL_QUEUE_NAME], labels[LABEL_PRIORITY_CLASS]) == ("models", "interactive")
+    # The pods get them from Kueue's webhook; the selector (immutable) does not change.
+    assert LABEL_QUEUE_NAME not in deployment["spec"]["selector"]["matchLabels"]
+
+    gated_pod(world, "llama-b", "uid-b")
+    gated_pod(world, "llama-a", "uid-a")
+    pending = {
+        "type": "QuotaReserved",
+        "status": "False",
+        "reason": "Pending",
+        "message": "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu",
+    }
+    world.kube.put(
+        {
+            "kind": "Workload",
+            "metadata": {"name": "pod-llama-a", "namespace": NS, "labels": {LABEL_JOB_UID: "uid-a"}},
+            "status": {"conditions": [pending]},
+        }
+    )
+    status = await world.reconcile()
+    available, reason, message = condition(status, "ServingAvailable")
+    assert (available, reason) == ("False", "QueuedInKueue")
+    assert message.startswith("Pending: 2/2 serving pods wait in Kueue: couldn't assign flavors")
+    assert message.endswith("(pod llama-a)")
+    assert condition(status, "Ready")[0] == "False"
+
+
+async def test_an_unlabelled_adapter_uses_its_namespaces_queue_and_the_configured_lane() -> None:
+    world = kueue_world(vllm_adapter(namespace=NS), queue_name="jesus-{team}", serving_lane="batch")
+    labels = found(world, "Deployment", await served(world))["metadata"]["labels"]
+    assert (labels[LABEL_QUEUE_NAME], labels[LABEL_PRIORITY_CLASS]) == (f"jesus-{NS}", "batch")
+
+
+@pytest.mark.parametrize("team", ["Evil_Team", "x" * 63])
+async def test_a_team_label_that_makes_no_queue_name_gets_no_deployment(team: str) -> None:
+    # Hostile and careless: a label value Kubernetes accepts but no LocalQueue can be named after.
+    world = kueue_world(vllm_adapter(namespace=NS, labels={"jesus.dev/team": team}), queue_name="q-{team}")
+    status = await world.reconcile()
+    assert not [k for k in world.kube.objects if k[0] == "Deployment"]
+    available, reason, message = condition(status, "ServingAvailable")
+    assert (available, reason) == ("False", "InvalidQueueName")
+    assert f"for team {team!r}" in message
+
+
+async def test_without_kueue_serving_carries_no_queue_labels() -> None:
+    world = World(vllm_adapter(namespace=NS, labels={"jesus.dev/team": "models"}))
+    labels = found(world, "Deployment", await served(world))["metadata"]["labels"]
+    assert LABEL_QUEUE_NAME not in labels and LABEL_PRIORITY_CLASS not in labels
+
+
+def test_a_serving_lane_that_is_no_lane_is_refused() -> None:
+    with pytest.raises(QueueingError, match="--kueue-serving-lane 'urgent' is not one of the lanes"):
+        QueueSettings(serving_lane="urgent")
+
+
+async def test_a_gated_pod_whose_quota_kueue_reserved_is_not_reported_waiting() -> None:
+    world = kueue_world(vllm_adapter(namespace=NS))
+    await served(world)
+    gated_pod(world, "llama-a", "uid-a")
+    reserved = {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved", "message": "reserved"}
+    world.kube.put(
+        {
+            "kind": "Workload",
+            "metadata": {"name": "pod-llama-a", "namespace": NS, "labels": {LABEL_JOB_UID: "uid-a"}},
+            "status": {"conditions": [reserved]},
+        }
+    )
+    status = await world.reconcile()
+    assert condition(status, "ServingAvailable")[1] != "QueuedInKueue"
+    gated_pod(world, "llama-b", "uid-b")  # no Workload yet
+    status = await world.reconcile()
+    _, reason, message = condition(status, "ServingAvailable")
+    assert reason == "QueuedInKueue"
+    assert message == (
+        "WorkloadPending: 1/2 serving pods wait in Kueue: waiting for Kueue to create its Workload "
+        "(pod llama-b)"
+    )

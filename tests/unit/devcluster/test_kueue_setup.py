@@ -74,13 +74,20 @@ webhooks:
 """
 
 
-def test_only_the_webhooks_of_kueues_kinds_and_jobs_are_kept_each_by_url_with_the_dev_ca() -> None:
+def test_only_the_webhooks_of_kueues_kinds_and_integrations_are_kept_each_by_url_with_the_dev_ca() -> None:
     mutating, validating = kueue.webhook_configurations(MANIFESTS, "https://127.0.0.1:9443", b"CA")
     assert mutating["metadata"]["name"] == "kueue-mutating-webhook-configuration"
-    # The pod webhook would intercept every pod of the plane; a webhook that also covers another
-    # group (ray.io) belongs to an integration that is off.
-    assert [w["name"] for w in mutating["webhooks"]] == ["mjob.kb.io"]
-    client = mutating["webhooks"][0]["clientConfig"]
+    # A webhook that also covers another group (ray.io) belongs to an integration that is off.
+    assert [w["name"] for w in mutating["webhooks"]] == ["mjob.kb.io", "mpod.kb.io"]
+    job, pod = mutating["webhooks"]
+    # The pod webhook sees only pods that name a LocalQueue, outside the system namespaces: the plane's
+    # other pods neither wait on Kueue (it fails closed) nor are gated.
+    assert pod["objectSelector"] == {
+        "matchExpressions": [{"key": "kueue.x-k8s.io/queue-name", "operator": "Exists"}]
+    }
+    assert pod["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "kueue-system"]
+    assert "objectSelector" not in job
+    client = job["clientConfig"]
     assert client == {
         "url": "https://127.0.0.1:9443/mutate-batch-v1-job",
         "caBundle": base64.b64encode(b"CA").decode(),
@@ -98,7 +105,10 @@ def test_the_configuration_keeps_kueue_on_loopback_without_its_own_certificates(
     assert config["health"]["healthProbeBindAddress"] == "127.0.0.1:2"
     assert config["metrics"]["bindAddress"] == "127.0.0.1:3"
     assert config["visibilityServer"] == {"bindAddress": "127.0.0.1", "bindPort": 4}
-    assert config["integrations"]["frameworks"] == ["batch/job"]
+    assert config["integrations"]["frameworks"] == ["batch/job", "pod", "deployment"]
+    assert config["manageJobsWithoutQueueName"] is False
+    [outside] = config["managedJobsNamespaceSelector"]["matchExpressions"]
+    assert (outside["operator"], outside["values"]) == ("NotIn", ["kube-system", "kueue-system"])
     assert config["leaderElection"] == {"leaderElect": False}
 
 

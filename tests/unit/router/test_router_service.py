@@ -215,7 +215,16 @@ async def test_the_admin_api_registers_runs_from_route_policies() -> None:
     assert created.json()["chain"] == ["default/scripted"]
     assert unknown.status_code == 409
     assert answer.json()["choices"][0]["message"]["content"] == "admin route works"
-    assert revoked.status_code == 204
+    assert revoked.status_code == 200
+    spent = answer.json()["jesus"]
+    # What the token's one call metered, for the operator to charge an attempt that could not report.
+    assert spent["costMicros"] > 0
+    assert revoked.json()["metered"] == {
+        "tokens": spent["inputTokens"] + spent["outputTokens"],
+        "costMicros": spent["costMicros"],
+        "inFlightTokens": 0,
+        "inFlightCostMicros": 0,
+    }
     assert after.status_code == 401
 
 

@@ -107,14 +107,26 @@ async def test_a_token_revoked_through_one_replica_is_refused_by_both(
 ) -> None:
     first, second = replicas
     token = await register(first)
-    assert (await send(second, "/v1/chat/completions", token, chat())).status_code == 200  # second knows it
-    assert (await revoke(first, token)).status_code == 204
+    called = await send(second, "/v1/chat/completions", token, chat())  # second knows it
+    assert called.status_code == 200
+    revoked = await revoke(first, token)
+    assert revoked.status_code == 200
+    # The account is shared: what the call through the second replica spent is what the first reports.
+    spent = called.json()["jesus"]
+    metered = revoked.json()["metered"]
+    assert (metered["tokens"], metered["costMicros"]) == (
+        spent["inputTokens"] + spent["outputTokens"],
+        spent["costMicros"],
+    )
+    assert (metered["inFlightTokens"], metered["inFlightCostMicros"]) == (0, 0)
     for service in replicas:
         answer = await send(service, "/v1/chat/completions", token, chat())
         assert answer.status_code == 401 and answer.json()["error"]["code"] == "Unauthenticated"
         assert (await send(service, "/v1/models", token, method="GET")).status_code == 401
     # A revoked token reused: still genuine, revoked again (idempotent), still refused.
-    assert (await revoke(second, token)).status_code == 204
+    again = await revoke(second, token)
+    assert again.status_code == 200
+    assert again.json()["metered"] == metered  # the same figures, however often it is asked
     assert (await send(second, "/v1/chat/completions", token, chat())).status_code == 401
 
 
@@ -247,3 +259,36 @@ async def test_a_streamed_call_is_charged_and_its_reservation_given_back_in_redi
     with redis_server.client() as client:
         held = client.hgetall(f"jesus:v1:run:{token_key(token)}")
     assert (held[b"spentTokens"], held[b"reservedTokens"], held[b"reservedCostMicros"]) == (b"11", b"0", b"0")
+
+
+async def test_a_replica_that_never_routed_a_token_answers_its_spending_from_the_shared_account(
+    replicas: tuple[RouterService, RouterService],
+) -> None:
+    first, second = replicas
+    token = await register(first)
+    called = await send(first, "/v1/chat/completions", token, chat())
+    assert called.status_code == 200
+    assert second.registry.resolve(token) is None  # the second replica has never seen the token
+    revoked = await revoke(second, token)
+    assert revoked.status_code == 200
+    spent = called.json()["jesus"]
+    assert revoked.json()["metered"]["costMicros"] == spent["costMicros"] > 0
+    assert revoked.json()["metered"]["tokens"] == spent["inputTokens"] + spent["outputTokens"]
+
+
+async def test_a_lost_shared_account_meters_nothing_rather_than_zero(
+    replicas: tuple[RouterService, RouterService], redis_server: RedisServer
+) -> None:
+    # Careless: Redis lost its data (restarted without persistence) after the run's calls.
+    first, second = replicas
+    token = await register(first)
+    assert (await send(first, "/v1/chat/completions", token, chat())).status_code == 200
+    store = second.accounts
+    assert isinstance(store, RedisAccountStore)
+    await store.client.delete(store.account_key(token_key(token)))
+    # Through the replica that routed it and through one that never did: unknown, not zero, and revoked.
+    for service in (first, second):
+        revoked = await revoke(service, token)
+        assert revoked.status_code == 200
+        assert revoked.json()["metered"] is None
+    assert (await send(first, "/v1/chat/completions", token, chat())).status_code == 401

@@ -15,6 +15,7 @@ from jesus.api.agentrun import AgentRunConditionType as C
 from jesus.api.agentrun import AgentRunPhase as Phase
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.common import format_micros
+from jesus.api.registration import MeteredSpend
 from jesus.controllers import artifacts
 from jesus.controllers.agentrun import spans
 from jesus.controllers.agentrun.draft import StatusDraft
@@ -232,14 +233,14 @@ async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
     namespace = draft.run.metadata.namespace or ""
     attempt = (draft.status.attempts or [])[-1]
     job, observed = await _observe_job(context, namespace, attempt.job_name)
+    preempted = False
     if context.settings.queueing is not None and job is not None and observed.state == "active":
         seen = await _follow_queue(context, draft, attempt, job)
         if seen.state is queueing.QueueState.QUEUED:
             return
         if seen.state is queueing.QueueState.PREEMPTED:
-            # Kueue suspended the Job and its pod is gone: this attempt is over. Deleting the Job drops
-            # its Workload, so Kueue cannot resume it behind the next attempt's back.
-            await context.kube.delete("Job", namespace, attempt.job_name)
+            # Kueue suspended the Job and its pod is gone: this attempt is over.
+            preempted = True
             observed = runs.JobObservation(
                 "failed", f"{runs.PREEMPTED} ({seen.reason}): {seen.message}", preempted=True
             )
@@ -272,28 +273,58 @@ async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
     # reach the status.
     checked = await artifacts.verify_attempt(context.artifacts, draft, attempt.number, step.observed)
     step = dataclasses.replace(step, observed=checked)
+    # An attempt that ends without its calls in a runner result is metered by the router, before its Job
+    # goes (a failure here leaves everything as it was, and the reconcile is retried).
+    metered = await _meter_lost_attempt(context, draft, attempt) if step.observed.result is None else None
+    if preempted or step.action is JobAction.STOP_FOR_BUDGET:
+        # Deleting a preempted Job drops its Workload, so Kueue cannot resume it behind the next
+        # attempt's back.
+        await context.kube.delete("Job", namespace, attempt.job_name)
     if step.action is JobAction.RETRY:
-        _record_attempt(draft, attempt, step.observed, AttemptOutcome.FAILED)
+        _record_attempt(draft, attempt, step.observed, AttemptOutcome.FAILED, metered)
         why = attempt_failure(step.observed)
         draft.condition(C.RUNNING, False, R.RETRYING, f"attempt {attempt.number} failed: {why}")
         draft.phase(Phase.RUNNING, f"attempt {attempt.number} failed; retrying per the retry policy")
         return
-    if step.action is JobAction.STOP_FOR_BUDGET:
-        await context.kube.delete("Job", namespace, attempt.job_name)
     phase = Phase.SUCCEEDED if step.action is JobAction.SUCCEED else Phase.FAILED
-    await _finish(context, draft, attempt, step.observed, phase, step.reason)
+    await _finish(context, draft, attempt, step.observed, phase, step.reason, metered)
+
+
+async def _meter_lost_attempt(
+    context: OperatorContext, draft: StatusDraft, attempt: Attempt
+) -> MeteredSpend | None:
+    """Revoke the attempt's router token and answer what the router metered for it: the attempt's pod
+    did not report its calls. None when the router cannot say (or the token Secret is gone)."""
+    run = draft.run
+    namespace, name = run.metadata.namespace or "", run.metadata.name or ""
+    secret = await context.kube.get("Secret", namespace, manifests.token_secret_name(name, attempt.number))
+    token = manifests.secret_token(secret) if secret is not None else None
+    metered = await context.router.revoke(token) if token else None
+    logger.info(
+        "Metered unreported attempt run=%s/%s attempt=%d costMicros=%s",
+        namespace,
+        name,
+        attempt.number,
+        "unknown" if metered is None else metered.charge_micros,
+    )
+    return metered
 
 
 def _record_attempt(
-    draft: StatusDraft, attempt: Attempt, observed: runs.JobObservation, outcome: AttemptOutcome
+    draft: StatusDraft,
+    attempt: Attempt,
+    observed: runs.JobObservation,
+    outcome: AttemptOutcome,
+    metered: MeteredSpend | None = None,
 ) -> None:
-    done = attempt.model_copy(
-        update={
-            "outcome": outcome,
-            "completion_time": format_time(draft.now),
-            "message": attempt_failure(observed)[:4096],
-        }
-    )
+    update: dict[str, object] = {
+        "outcome": outcome,
+        "completion_time": format_time(draft.now),
+        "message": attempt_failure(observed)[:4096],
+    }
+    if metered is not None:
+        update |= {"metered_cost_micros": metered.charge_micros, "metered_tokens": metered.charge_tokens}
+    done = attempt.model_copy(update=update)
     status = draft.status
     status.attempts = [a if a.number != attempt.number else done for a in status.attempts or []]
     result = observed.result
@@ -302,7 +333,7 @@ def _record_attempt(
         status.artifacts = [*(status.artifacts or []), *result.artifacts][:100] or None
     totals = runs.totals(status.calls or [])
     status.usage = totals.usage
-    status.cost_micros = totals.cost_micros
+    status.cost_micros = totals.cost_micros + runs.metered_cost(status.attempts)
 
 
 async def _finish(
@@ -312,11 +343,11 @@ async def _finish(
     observed: runs.JobObservation,
     phase: Phase,
     reason: str,
+    metered: MeteredSpend | None = None,
 ) -> None:
     succeeded = phase == Phase.SUCCEEDED
-    _record_attempt(
-        draft, attempt, observed, AttemptOutcome.SUCCEEDED if succeeded else AttemptOutcome.FAILED
-    )
+    outcome = AttemptOutcome.SUCCEEDED if succeeded else AttemptOutcome.FAILED
+    _record_attempt(draft, attempt, observed, outcome, metered)
     actual = charge(draft.status, observed, succeeded)
     await settle(context, draft, actual)
     draft.status.cost_micros = actual
