@@ -270,16 +270,16 @@ class ArchiveReader:
         where.append(runs.c.name == name)
         if uid is not None:
             where.append(runs.c.uid == uid)
-        # Every run of the name (a handful at most, by the namespace-name index), the newest chosen
-        # here: an ORDER BY would tempt SQLite into walking the completion-time index instead.
-        candidates = await self._all(select(runs.c.uid, runs.c.completion_time).where(*where))
-        if not candidates:
+        # Every run of the name (a handful at most, by the namespace-name index) with its record, in one
+        # round trip; the newest chosen here: an ORDER BY would tempt SQLite into walking the
+        # completion-time index instead.
+        rows = await self._all(select(*_SUMMARY, runs.c.record).where(*where))
+        if not rows:
             return None
         newest = max(
-            candidates, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
+            rows, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
         )
-        rows = await self._all(select(*_SUMMARY, runs.c.record).where(runs.c.uid == newest.uid))
-        return _summary(rows[0]), json.loads(rows[0].record)
+        return _summary(newest), json.loads(newest.record)
 
     async def records(self, uids: Sequence[str]) -> dict[str, Any]:
         """The whole records of the runs `uids` (the caller has listed them first), by UID."""
