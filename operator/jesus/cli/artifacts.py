@@ -58,14 +58,21 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_store(args: argparse.Namespace, *, required: bool) -> S3Artifacts | None:
     """The S3 store the flags and environment name; None when none is named and none is required."""
+    store = store_from_environment(args.endpoint, args.bucket)
+    if store is None and required:
+        raise CommandError("no S3 server: give --endpoint or set $JESUS_ARTIFACTS_ENDPOINT")
+    return store
+
+
+def store_from_environment(endpoint: str | None = None, bucket: str | None = None) -> S3Artifacts | None:
+    """The S3 store at `endpoint` (else $JESUS_ARTIFACTS_ENDPOINT), bucket `bucket` (else
+    $JESUS_ARTIFACTS_BUCKET, else jesus-artifacts), with the credential variables; None without one."""
     from jesus.records.artifacts import ArtifactStoreError, S3Artifacts
 
-    endpoint = args.endpoint or os.environ.get("JESUS_ARTIFACTS_ENDPOINT")
+    endpoint = endpoint or os.environ.get("JESUS_ARTIFACTS_ENDPOINT")
     if not endpoint:
-        if required:
-            raise CommandError("no S3 server: give --endpoint or set $JESUS_ARTIFACTS_ENDPOINT")
         return None
-    bucket = args.bucket or os.environ.get("JESUS_ARTIFACTS_BUCKET") or "jesus-artifacts"
+    bucket = bucket or os.environ.get("JESUS_ARTIFACTS_BUCKET") or "jesus-artifacts"
     region = os.environ.get("JESUS_ARTIFACTS_REGION", "us-east-1")
     try:
         return S3Artifacts.from_environment(ArtifactBucket(endpoint, bucket, region))

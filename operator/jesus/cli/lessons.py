@@ -154,6 +154,7 @@ def run_record(args: argparse.Namespace) -> int:
 def run_promote(args: argparse.Namespace) -> int:
     """Write the LongTerm Lesson, or refuse with every reason; 0 written, 1 refused."""
     from jesus.api.crd import render_yaml
+    from jesus.cli.artifacts import store_from_environment
     from jesus.logic.clock import format_time, system_clock
     from jesus.logic.lessons import promoted, promotion_refusals
 
@@ -163,7 +164,7 @@ def run_promote(args: argparse.Namespace) -> int:
     if not args.specs.is_dir():
         raise CommandError(f"--specs {args.specs}: no such folder")
     cited = [(e.run, a) for e in lesson.spec.evidence for a in e.artifacts or []]
-    store = _s3_store() if any((a.uri or "").startswith("s3://") for _, a in cited) else None
+    store = store_from_environment() if any((a.uri or "").startswith("s3://") for _, a in cited) else None
     checks = [
         _check_artifact(run, artifact.name, artifact.digest, artifact.uri, store) for run, artifact in cited
     ]
@@ -241,24 +242,6 @@ class ShortTermMemory:
 
 def _without_status(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key != "status"}
-
-
-def _s3_store() -> S3Artifacts | None:
-    """The artifact store of $JESUS_ARTIFACTS_ENDPOINT and $JESUS_ARTIFACTS_BUCKET (with the credential
-    variables), as `jesus artifacts` reads it; None when no endpoint is set."""
-    from jesus.logic.artifacts import ArtifactBucket
-    from jesus.records.artifacts import ArtifactStoreError, S3Artifacts
-
-    endpoint = os.environ.get("JESUS_ARTIFACTS_ENDPOINT")
-    if not endpoint:
-        return None
-    bucket = os.environ.get("JESUS_ARTIFACTS_BUCKET") or "jesus-artifacts"
-    try:
-        return S3Artifacts.from_environment(
-            ArtifactBucket(endpoint, bucket, os.environ.get("JESUS_ARTIFACTS_REGION", "us-east-1"))
-        )
-    except ArtifactStoreError as exc:
-        raise CommandError(f"$JESUS_ARTIFACTS_ENDPOINT: {exc}") from exc
 
 
 def _check_artifact(
