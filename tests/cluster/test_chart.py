@@ -1093,7 +1093,7 @@ def test_people_get_aggregated_roles_and_a_binding_per_team_from_values() -> Non
     assert rules_of("submitter") == read | {("agentruns", v) for v in ("create", "patch", "delete")}
     assert rules_of("approver") == read | {
         (k, v)
-        for k in ("budgets", "routepolicies", "modeladapters")
+        for k in ("budgets", "routepolicies", "modeladapters", "lessons")
         for v in ("create", "update", "patch", "delete")
     }
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]): b for b in find(manifests, "RoleBinding")}
