@@ -390,10 +390,16 @@ def test_serving_pods_wait_gated_in_their_teams_queue_and_hold_its_gpu_quota(wor
     assert placed[0]["spec"]["nodeName"] == GPU_NODE
     assert gated[0]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "models"
     assert "nodeName" not in gated[0]["spec"]
+
     # The admitted replica's GPU counts against the team's ClusterQueue.
-    usage = kubectl_json(world.plane, "clusterqueue.kueue.x-k8s.io", "models")["status"]["flavorsUsage"]
-    gpus = [r for f in usage for r in f["resources"] if r["name"] == "nvidia.com/gpu"]
-    assert gpus and str(gpus[0]["total"]) == "1"
+    # (Kueue writes the ClusterQueue's usage after it admits the pod: wait for it, as a reader would.)
+    def gpus_used() -> str | None:
+        queue = kubectl_json(world.plane, "clusterqueue.kueue.x-k8s.io", "models")
+        usage = queue.get("status", {}).get("flavorsUsage", [])
+        gpus = [r for f in usage for r in f["resources"] if r["name"] == "nvidia.com/gpu"]
+        return str(gpus[0]["total"]) if gpus and str(gpus[0]["total"]) != "0" else None
+
+    assert wait_for(gpus_used, timeout=30, what="the GPU counted in the ClusterQueue") == "1"
 
     # Scaled to what the quota holds, the model is available.
     world.apply(set_field(model, "spec.serving.replicas", 1))
