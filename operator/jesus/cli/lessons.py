@@ -174,8 +174,7 @@ def run_promote(args: argparse.Namespace) -> int:
         )
     except ValidationError:  # too few reuses for a LongTerm lesson: refused below, and the text still scanned
         text = None
-    scanned = text if text is not None else render_yaml(_without_status(lesson.to_kubernetes()))
-    refusals = promotion_refusals(lesson, checks, _sanitize(scanned))
+    refusals = promotion_refusals(lesson, checks, _sanitize(lesson))
     if refusals or text is None:
         print(f"refused to promote lesson {args.lesson}:", file=sys.stderr)
         for reason in refusals:
@@ -271,16 +270,24 @@ def _check_artifact(
     return EvidenceCheck(run=run, name=name, digest=digest, found_digest=found)
 
 
-def _sanitize(text: str) -> list[str]:
-    """The sanitize gate's findings in what would be written (`line:column: kind`)."""
+def _sanitize(lesson: Lesson) -> list[str]:
+    """The sanitize gate's findings in what a model wrote into the lesson (`field: kind`): its text and
+    its reuses' outcomes. What the platform wrote (names, URIs, digests) is not scanned: a UID or a
+    digest's digits can read as a phone number, and they carry nothing a run could have leaked."""
     from jesus.redaction import RedactionConfig
     from jesus.redaction.scan import scan
 
+    fields = [("spec.text", lesson.spec.text)] + [
+        (f"spec.evidence[{index}].outcome", evidence.outcome)
+        for index, evidence in enumerate(lesson.spec.evidence)
+        if evidence.outcome
+    ]
     redactor = RedactionConfig.from_environ(os.environ, names_default=False).redactor()
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder, "lesson.yaml")
-        path.write_text(text, encoding="utf-8")
+        path = Path(folder, "lesson.txt")
+        # One field a line (as JSON strings, so a field's own line breaks stay on its line).
+        path.write_text("".join(json.dumps(value, ensure_ascii=False) + "\n" for _, value in fields), "utf-8")
         report = scan([path], redactor)
-    return [f"{finding.line}:{finding.column}: {finding.kind}" for finding in report.findings] + [
+    return [f"{fields[finding.line - 1][0]}: {finding.kind}" for finding in report.findings] + [
         f"not scanned: {item.reason}" for item in report.not_scanned
     ]

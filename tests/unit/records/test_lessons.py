@@ -208,6 +208,35 @@ def test_promotion_is_refused_with_a_secret_in_the_lesson_text(
     assert "Hunter2" not in out, "the refusal does not repeat the secret"
 
 
+def test_the_sanitize_gate_scans_what_a_model_wrote_not_the_platforms_names_and_digests(
+    tmp_path: Path, sqlite: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run's name (or a UID or digest in a URI) can hold digits a phone detector matches; the gate
+    # reads the lesson's text and its reuses' outcomes, so such a lesson is promoted, and a phone number
+    # in an outcome is still found, named by its field.
+    _three_reuses(tmp_path, sqlite, capsys)
+
+    async def edit(statement: str, *values: str) -> None:
+        store = RecordStore(database_url(sqlite))
+        try:
+            async with store.engine.begin() as connection:
+                await connection.exec_driver_sql(statement, values)
+        finally:
+            await store.close()
+
+    asyncio.run(edit("UPDATE lesson_evidence SET run = ? WHERE run = ?", "report-2125550187", "weekly-2"))
+    code, out = promote(sqlite, tmp_path, capsys)
+    assert code == 0, out
+    assert "report-2125550187" in (tmp_path / f"{LESSON}.yaml").read_text()
+    (tmp_path / f"{LESSON}.yaml").unlink()
+    asyncio.run(
+        edit("UPDATE lesson_evidence SET outcome = ? WHERE run = ?", "Call me at 212-555-0187.", "weekly-3")
+    )
+    code, out = promote(sqlite, tmp_path, capsys)
+    assert code == 1 and "the sanitize gate found spec.evidence[2].outcome: phone" in out, out
+    assert "555-0187" not in out
+
+
 def test_unknown_lessons_and_bad_results_are_named(
     tmp_path: Path, sqlite: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
