@@ -20,10 +20,7 @@ from jesus.cli import CommandError, command_parser
 from jesus.cli.inspection import (
     FoundRun,
     add_source_arguments,
-    archive_url,
-    connect_cluster,
-    find_run,
-    open_reader,
+    fetch_run,
 )
 from jesus.logic.artifacts import ARTIFACT_NAME, ArtifactBucket, expires_at, is_expired
 from jesus.logic.clock import Clock, format_time, parse_time, system_clock
@@ -89,13 +86,7 @@ def handle_get(args: argparse.Namespace) -> int:
 
 async def get_artifacts(args: argparse.Namespace) -> list[str]:
     """Download what the run lists; one line per file written."""
-    reader = open_reader(archive_url(args))
-    try:
-        cluster = await connect_cluster(args)
-        run = await find_run(cluster, reader, args.namespace, args.name)
-    finally:
-        if reader is not None:
-            await reader.close()
+    run = await fetch_run(args)
     return await asyncio.to_thread(download, run, args)
 
 

@@ -16,12 +16,9 @@ from jesus.cli import CommandError, command_parser
 from jesus.cli.inspection import (
     FoundRun,
     add_source_arguments,
-    archive_url,
-    connect_cluster,
     cost,
     dump,
-    find_run,
-    open_reader,
+    fetch_run,
     table,
 )
 
@@ -36,24 +33,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=handle)
 
 
-async def fetch(args: argparse.Namespace) -> FoundRun:
-    """The run the arguments name (the cluster's, else the archive's)."""
-    reader = open_reader(archive_url(args))
-    try:
-        cluster = await connect_cluster(args)
-        return await find_run(cluster, reader, args.namespace, args.name)
-    finally:
-        if reader is not None:
-            await reader.close()
-
-
 def handle(args: argparse.Namespace) -> int:
     """Find and print."""
     if args.kind not in ("run", "runs", "agentrun", "agentruns"):
         raise CommandError(
             f"jesus describe: unknown kind {args.kind!r}; only a run (AgentRun) can be described"
         )
-    run = asyncio.run(fetch(args))
+    run = asyncio.run(fetch_run(args))
     if args.output:
         print(dump(run.obj, args.output), end="")
     else:

@@ -172,6 +172,17 @@ async def find_run(
     raise CommandError(f"AgentRun {namespace}/{name} not found in {places}")
 
 
+async def fetch_run(args: argparse.Namespace) -> FoundRun:
+    """The run the arguments name (`--namespace`, the name): the cluster's, else the archive's."""
+    reader = open_reader(archive_url(args))
+    try:
+        cluster = await connect_cluster(args)
+        return await find_run(cluster, reader, args.namespace, args.name)
+    finally:
+        if reader is not None:
+            await reader.close()
+
+
 async def list_runs(
     cluster: RunCluster | None, reader: ArchiveReader | None, namespace: str | None, limit: int
 ) -> list[FoundRun]:
