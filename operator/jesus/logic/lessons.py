@@ -318,14 +318,19 @@ def verdict_from_values(values: Sequence[Any]) -> LessonVerdict:
     return LessonVerdict(offer, tuple(sorted(reasons)))
 
 
-async def offerable(lessons: Iterable[Lesson], policy: LessonPolicy | None) -> tuple[list[Lesson], list[str]]:
-    """The lessons the policy lets runs be offered, and why each other one is withheld."""
+async def offered_to_run(
+    lessons: Iterable[Lesson], team: str, labels: Mapping[str, str], policy: LessonPolicy | None
+) -> tuple[tuple[OfferedLesson, ...], list[str]]:
+    """What a run of `team` carrying `labels` is offered among `lessons` (those that match it and that
+    `policy` lets runs see; see `offer`), and why each matching one the policy refuses is withheld."""
     kept: list[Lesson] = []
     withheld: list[str] = []
     for lesson in lessons:
+        if not applies_to(lesson.spec.scope, team, labels):
+            continue
         verdict = OFFERED if policy is None else await policy.verdict(lesson)
         if verdict.offer:
             kept.append(lesson)
         else:
             withheld.append(f"lesson {lesson.metadata.name} withheld: {'; '.join(verdict.reasons)}")
-    return kept, withheld
+    return offer(kept, team, labels), withheld

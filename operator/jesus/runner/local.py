@@ -28,7 +28,8 @@ from jesus.logic.admission import AdmissionInputs, AdmissionVerdict, Outcome, Po
 from jesus.logic.allowance import Allowance
 from jesus.logic.budget import DEFAULT_NAMESPACE
 from jesus.logic.clock import format_time, system_clock
-from jesus.logic.lessons import LessonPolicy, applies_to, long_term, offer, offerable
+from jesus.logic.lessons import LessonPolicy, long_term, offered_to_run
+from jesus.logic.reflection import OfferedLesson
 from jesus.logic.routing import RoutePlan, RouteUnavailableError, plan_from_route_policy
 from jesus.router.config import CredentialSource, RouterConfigError, build_routed_adapters
 from jesus.router.core import Router
@@ -125,16 +126,15 @@ async def prepare_local_run(
     refusal = _build_router(prepared, inputs.route, inputs.adapters, live=live, credentials=credentials)
     if refusal is not None:
         return _refused(prepared, now, RunOutcome.INVALID_SPEC, refusal)
-    team, labels = run.spec.owner.team, run.metadata.labels or {}
     every = [
         *lessons,
         *long_term(o.obj for o in spec_set.loaded_of_kind("Lesson") if isinstance(o.obj, Lesson)),
     ]
-    known, withheld = await offerable(
-        [lesson for lesson in every if applies_to(lesson.spec.scope, team, labels)], lesson_policy
+    offered, withheld = await offered_to_run(
+        every, run.spec.owner.team, run.metadata.labels or {}, lesson_policy
     )
     record.warnings.extend(withheld)
-    prepared.task = _agent_task(prepared, loaded.name, digest, known)
+    prepared.task = _agent_task(prepared, loaded.name, digest, offered)
     return prepared
 
 
@@ -203,7 +203,9 @@ def _build_router(
     return None
 
 
-def _agent_task(prepared: PreparedRun, name: str, digest: str, lessons: Sequence[Lesson]) -> AgentTask:
+def _agent_task(
+    prepared: PreparedRun, name: str, digest: str, lessons: tuple[OfferedLesson, ...]
+) -> AgentTask:
     """The agent loop's task for a run whose router is built."""
     run, record = prepared.run, prepared.record
     tool_servers = tool_server_specs(run)
@@ -227,7 +229,7 @@ def _agent_task(prepared: PreparedRun, name: str, digest: str, lessons: Sequence
         timeout_seconds=float(limits.timeout_seconds),
         spec_digest=digest,
         reflection=run.spec.reflection is ReflectionMode.CHECKLIST,
-        offered_lessons=offer(lessons, run.spec.owner.team, run.metadata.labels or {}),
+        offered_lessons=lessons,
         max_tokens=limits.max_tokens,
         max_cost_micros=limits.max_cost_micros,
     )

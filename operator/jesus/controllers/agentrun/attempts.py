@@ -26,7 +26,7 @@ from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
 from jesus.logic import egress, manifests, queueing, runs
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import is_true
-from jesus.logic.lessons import applies_to, long_term, offer, offerable
+from jesus.logic.lessons import long_term, offered_to_run
 from jesus.logic.lifecycle import JobAction, attempt_failure, budget_stops_run, charge, job_step
 from jesus.logic.reflection import OfferedLesson
 
@@ -92,13 +92,11 @@ async def _lessons_offered(context: OperatorContext, run: AgentRun) -> tuple[Off
     namespace, team, labels = run.metadata.namespace or "", run.spec.owner.team, run.metadata.labels or {}
     short_term = await context.memory.lessons_for(team) if context.memory is not None else []
     known = [*long_term(context.cache.lessons.valid(namespace)), *short_term]
-    matching = [lesson for lesson in known if applies_to(lesson.spec.scope, team, labels)]
-    allowed, withheld = await offerable(matching, context.lesson_policy)
+    offered, withheld = await offered_to_run(known, team, labels, context.lesson_policy)
     if withheld:
-        logger.info(
-            "Withheld lessons run=%s/%s reasons=%s", namespace, run.metadata.name, "; ".join(withheld)
-        )
-    return offer(allowed, team, labels)
+        reasons = "; ".join(withheld)
+        logger.info("Withheld lessons run=%s/%s reasons=%s", namespace, run.metadata.name, reasons)
+    return offered
 
 
 async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> None:
