@@ -78,6 +78,8 @@ BARE_NS = "bench-bare"
 TEAM = "bench"
 TINY_TEAM = "bench-tiny"
 MAX_COST = Decimal("0.10")
+# The bare Jobs carry a sealed token of a real one's size, so both sides create Jobs of the same shape.
+SEALED_TOKEN = "g" * 1100
 RUNNER_SELECTOR = f"{manifests.LABEL_COMPONENT}={manifests.COMPONENT_RUNNER}"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TRACED_OPERATOR = "from tests.bench.bench_operator import traced_operator; traced_operator()"
@@ -358,7 +360,12 @@ def bare_runner_jobs(count: int, namespace: str) -> list[JsonObject]:
         run = AgentRun.model_validate(obj)
         jobs.append(
             manifests.build_runner_job(
-                run, obj, 1, settings, traceparent=f"00-{index:032x}-{index + 1:016x}-01"
+                run,
+                obj,
+                1,
+                settings,
+                traceparent=f"00-{index:032x}-{index + 1:016x}-01",
+                sealed_token=SEALED_TOKEN,
             )
         )
     return jobs

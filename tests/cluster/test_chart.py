@@ -427,7 +427,7 @@ def _runner_pod_labels() -> dict[str, str]:
 
     run = build_run(name="r", namespace="team-a", uid="u-1")
     owner = {"apiVersion": "jesus.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": "r", "uid": "u-1"}}
-    job = build_runner_job(run, owner, 1, RunnerSettings(), traceparent="00-0-0-01")
+    job = build_runner_job(run, owner, 1, RunnerSettings(), traceparent="00-0-0-01", sealed_token="sealed")
     labels: dict[str, str] = job["spec"]["template"]["metadata"]["labels"]
     return labels
 

@@ -78,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
             resync_seconds=args.resync_seconds,
             queueing=_queueing(args),
             serving_placement=_placement(args.serving_placement, "--serving-placement"),
+            workers=args.worker_limit,
         ),
         worker_limit=args.worker_limit,
         router_admin_url=args.router_admin_url,

@@ -132,6 +132,8 @@ def build_registry(context: OperatorContext, options: OperatorOptions) -> kopf.O
         settings.persistence.diffbase_storage = LeanDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
+        # No handler needs Kopf's finalizer any more (AgentRuns go through the work queue, issue 20);
+        # the name stays, so Kopf removes it from objects an older operator put it on.
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         # Our reconcilers post their own Events for decisions; Kopf's per-handler chatter is noise.
         settings.posting.level = logging.WARNING
@@ -246,7 +248,7 @@ async def open_archive(
     logger.info("Opened the archive database=%s", store)
 
     async def archived(namespace: str, name: str) -> None:
-        await agentrun.reconcile_run(context, namespace, name)
+        await agentrun.request(context, namespace, name)
 
     context.memory = ShortTermMemory(
         LessonArchive(store), context.clock, partial(read_from_store, context), context.metrics
@@ -279,7 +281,7 @@ async def open_artifacts(
     context.artifacts = store
 
     async def expired(namespace: str, name: str) -> None:
-        await agentrun.reconcile_run(context, namespace, name)
+        await agentrun.request(context, namespace, name)
 
     archiver = context.archiver
     sweeper = RetentionSweeper(

@@ -7,8 +7,10 @@ controller's `register`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from jesus.controllers.archive import Archiver
 from jesus.controllers.cache import ClusterCache
@@ -16,6 +18,8 @@ from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.memory import ShortTermMemory
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
+from jesus.controllers.runner_keys import RunnerKeys
+from jesus.controllers.workqueue import WorkQueue
 from jesus.kube import KubeClient
 from jesus.logic.clock import Clock, system_clock
 from jesus.logic.egress import RunnerEgress
@@ -45,6 +49,24 @@ class OperatorSettings:
     queueing: QueueSettings | None = None
     """With Kueue (`--kueue`): runner Jobs go to the team's LocalQueue in their lane, suspended until
     Kueue admits them (`jesus.logic.queueing`). None: Jobs start at once (the embedded default)."""
+    workers: int = 200
+    """How many AgentRuns are reconciled at once (the work queue's workers)."""
+
+
+class Ownership(Protocol):
+    """Which runs this operator process reconciles (its shards, with several active replicas)."""
+
+    def owns(self, namespace: str, name: str) -> bool:
+        """Whether this process reconciles run namespace/name now."""
+        ...
+
+
+class Everything:
+    """A single active operator: it owns every run."""
+
+    def owns(self, namespace: str, name: str) -> bool:
+        """Always."""
+        return True
 
 
 @dataclass
@@ -76,9 +98,18 @@ class OperatorContext:
     written_versions: dict[tuple[str, str], str] = field(default_factory=dict)
     """The resourceVersion of the last AgentRun status this operator wrote, by run: an event older
     than it is known stale."""
+    runner_keys: RunnerKeys = field(init=False)
+    """The runner key of each namespace, which seals runner Jobs' router tokens."""
+    shards: Ownership = field(default_factory=Everything)
+    """Which runs this process reconciles; every run unless it is one of several active replicas."""
+    run_queue: WorkQueue | None = None
+    """The AgentRun work queue, once the handlers are registered (unit tests reconcile directly)."""
     locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+
+    def __post_init__(self) -> None:
+        self.runner_keys = RunnerKeys(self.kube, time.monotonic)
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         """One lock per object, so two triggers never reconcile the same object at once."""

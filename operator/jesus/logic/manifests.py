@@ -16,11 +16,16 @@ from jesus.api.objects import JsonObject, bounded_name, owner_reference
 from jesus.logic.lessons import LESSONS_VARIABLE, lessons_json
 from jesus.logic.placement import RunnerPlacement
 from jesus.logic.reflection import OfferedLesson
+from jesus.logic.sealing import (
+    RUNNER_KEY_FIELD,
+    RUNNER_KEY_SECRET,
+    RUNNER_KEY_VARIABLE,
+    SEALED_TOKEN_VARIABLE,
+)
 from jesus.logic.serving import GPU_RESOURCE, GPU_TAINT_KEY
 
 LABEL_COMPONENT = "jesus.dev/component"
 LABEL_ATTEMPT = "jesus.dev/attempt"
-LABEL_ROUTER_TOKEN = "jesus.dev/router-token"
 # Where the runner pod mounts its own emptyDir for scratch files (the root filesystem is read-only).
 POD_TMP = "/tmp"  # nosec B108
 COMPONENT_RUNNER = "runner"
@@ -57,7 +62,8 @@ def job_name(run_name: str, attempt: int) -> str:
 
 
 def token_secret_name(run_name: str, attempt: int) -> str:
-    """The Secret that holds the router token of attempt `attempt`."""
+    """The Secret that held the router token of attempt `attempt` in Jobs made before tokens were
+    sealed into the Job (`jesus.logic.sealing`); read only to meter such an attempt."""
     return f"{job_name(run_name, attempt)}-token"
 
 
@@ -75,22 +81,6 @@ def run_labels(run: AgentRun) -> dict[str, str]:
 def _label_value(value: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in value)[:63].strip("-_.")
     return cleaned or "unknown"
-
-
-def build_token_secret(run: AgentRun, owner: Mapping[str, Any], attempt: int, token: str) -> JsonObject:
-    """The Secret with the per-run router token; the router authenticates the runner by it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": token_secret_name(run.metadata.name or "", attempt),
-            "namespace": run.metadata.namespace,
-            "labels": {**run_labels(run), LABEL_ROUTER_TOKEN: "true"},
-            "ownerReferences": [owner_reference(owner)],
-        },
-        "stringData": {TOKEN_KEY: token},
-    }
 
 
 def secret_token(secret: Mapping[str, Any]) -> str | None:
@@ -127,12 +117,16 @@ def build_runner_job(
     settings: RunnerSettings,
     *,
     traceparent: str,
+    sealed_token: str,
     lessons: Sequence[OfferedLesson] = (),
     queue_labels: Mapping[str, str] | None = None,
     artifact_grant: str | None = None,
 ) -> JsonObject:
     """The Job that runs attempt `attempt` of `run`: the runner with the run's spec, the router's URL and
     the run's router token, the lessons it is offered, and no provider credentials and no API access.
+
+    sealed_token: the attempt's router token sealed with the namespace's runner key
+    (`jesus.logic.sealing`); the pod opens it with the key from the namespace's `jesus-runner-key`.
 
     artifact_grant: the attempt's S3 upload grant (`jesus.logic.artifacts.UploadGrant.to_json`): a
     pre-signed policy for its own prefix, no storage credential. Without it the runner writes to the
@@ -143,7 +137,7 @@ def build_runner_job(
     """
     name = run.metadata.name or ""
     labels = {**run_labels(run), LABEL_COMPONENT: COMPONENT_RUNNER, LABEL_ATTEMPT: str(attempt)}
-    container = _runner_container(run, attempt, settings, traceparent, lessons)
+    container = _runner_container(run, attempt, settings, traceparent, sealed_token, lessons)
     if artifact_grant is not None:
         container["env"].insert(-1, {"name": ARTIFACT_GRANT_VARIABLE, "value": artifact_grant})
     queued = {"suspend": True} if queue_labels else {}
@@ -189,14 +183,19 @@ def _placement(run: AgentRun, settings: RunnerSettings) -> JsonObject:
 
 
 def _runner_container(
-    run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str, lessons: Sequence[OfferedLesson]
+    run: AgentRun,
+    attempt: int,
+    settings: RunnerSettings,
+    traceparent: str,
+    sealed_token: str,
+    lessons: Sequence[OfferedLesson],
 ) -> JsonObject:
     """The runner container: locked down, told everything through its environment, writing to /artifacts."""
     return {
         "name": "runner",
         "image": settings.image,
         "command": list(settings.command),
-        "env": _runner_env(run, attempt, settings, traceparent, lessons),
+        "env": _runner_env(run, attempt, settings, traceparent, sealed_token, lessons),
         "resources": _runner_resources(run, settings),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -236,10 +235,16 @@ def runner_gpus(run: AgentRun) -> int:
 
 
 def _runner_env(
-    run: AgentRun, attempt: int, settings: RunnerSettings, traceparent: str, lessons: Sequence[OfferedLesson]
+    run: AgentRun,
+    attempt: int,
+    settings: RunnerSettings,
+    traceparent: str,
+    sealed_token: str,
+    lessons: Sequence[OfferedLesson],
 ) -> list[JsonObject]:
-    """What the runner reads: the run and its spec, the router's URL, its token (from a Secret), the
-    lessons it is offered (only when there are some), the trace."""
+    """What the runner reads: the run and its spec, the router's URL, its token (sealed, and the key
+    to open it from the namespace's Secret), the lessons it is offered (only when there are some), the
+    trace."""
     offered = [{"name": LESSONS_VARIABLE, "value": lessons_json(lessons)}] if lessons else []
     name = run.metadata.name or ""
     spec_json = json.dumps(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
@@ -250,9 +255,10 @@ def _runner_env(
         {"name": "JESUS_ATTEMPT", "value": str(attempt)},
         {"name": "JESUS_RUN_SPEC", "value": spec_json},
         {"name": "JESUS_ROUTER_URL", "value": settings.router_url},
+        {"name": SEALED_TOKEN_VARIABLE, "value": sealed_token},
         {
-            "name": "JESUS_ROUTER_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name, attempt), "key": TOKEN_KEY}},
+            "name": RUNNER_KEY_VARIABLE,
+            "valueFrom": {"secretKeyRef": {"name": RUNNER_KEY_SECRET, "key": RUNNER_KEY_FIELD}},
         },
         {"name": "JESUS_ARTIFACT_DIR", "value": "/artifacts"},
         {"name": "JESUS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},

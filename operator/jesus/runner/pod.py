@@ -17,6 +17,13 @@ from jesus.logic.artifacts import UploadGrant
 from jesus.logic.lessons import LESSONS_VARIABLE, parse_lessons
 from jesus.logic.manifests import ARTIFACT_GRANT_VARIABLE, TERMINATION_MESSAGE_PATH
 from jesus.logic.runs import summarize_record
+from jesus.logic.sealing import (
+    RUNNER_KEY_SECRET,
+    RUNNER_KEY_VARIABLE,
+    SEALED_TOKEN_VARIABLE,
+    SealError,
+    unseal,
+)
 from jesus.redaction import RedactionConfig, RedactionConfigError
 from jesus.runner import spans
 from jesus.runner.artifacts import ArtifactStore, DirectoryArtifactStore, S3GrantArtifactStore
@@ -36,6 +43,24 @@ def _required(environ: Mapping[str, str], name: str) -> str:
     if not value:
         raise PodEnvironmentError(f"environment variable {name} is not set (the operator's Job sets it)")
     return value
+
+
+def _router_token(environ: Mapping[str, str]) -> str:
+    """The run's router token: opened from the sealed one in the Job with the namespace's runner key,
+    or as given (a runner started by hand or by `jesus run`)."""
+    sealed = environ.get(SEALED_TOKEN_VARIABLE)
+    if not sealed:
+        return _required(environ, "JESUS_ROUTER_TOKEN")
+    key = environ.get(RUNNER_KEY_VARIABLE)
+    if not key:
+        raise PodEnvironmentError(
+            f"environment variable {RUNNER_KEY_VARIABLE} is not set: the Job takes it from the "
+            f"namespace's Secret {RUNNER_KEY_SECRET}, which the operator makes"
+        )
+    try:
+        return unseal(key, sealed, key_source=f"${RUNNER_KEY_VARIABLE} (Secret {RUNNER_KEY_SECRET})")
+    except SealError as exc:
+        raise PodEnvironmentError(str(exc)) from exc
 
 
 def _write_termination_message(environ: Mapping[str, str], record: RunRecord) -> None:
@@ -107,7 +132,7 @@ async def _run(environ: Mapping[str, str], namespace: str, name: str) -> RunReco
     )
     model = RouterHttpModelClient(
         _required(environ, "JESUS_ROUTER_URL"),
-        _required(environ, "JESUS_ROUTER_TOKEN"),
+        _router_token(environ),
         timeout_seconds=float(spec.limits.timeout_seconds),
     )
     store = _artifact_store(environ, record)

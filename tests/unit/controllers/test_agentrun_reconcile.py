@@ -19,7 +19,9 @@ from jesus.api.registration import MeteredSpend
 from jesus.controllers.agentrun import reconcile_run, release_on_delete, wake_for_budget
 from jesus.controllers.context import OperatorSettings
 from jesus.controllers.router_admin import RouterRegistrationError
+from jesus.controllers.runner_keys import RunnerKeyError, RunnerKeys
 from jesus.kube import JsonObject
+from jesus.logic import sealing
 from jesus.logic.egress import RunnerEgress
 from jesus.logic.queueing import LABEL_JOB_UID, LABEL_PRIORITY_CLASS, LABEL_QUEUE_NAME, QueueSettings
 from jesus.logic.runs import summarize_record
@@ -117,7 +119,38 @@ async def test_an_admitted_run_holds_its_maximum_cost_and_starts_its_first_job()
     assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (500_000, 0)
     assert len(world.engine.asked) == 1
     assert world.engine.asked[0]["cluster"] == {"source": "cluster", "now": "2026-11-22T04:00:00Z"}
-    assert ("run", "Normal", "Admitted") in [e[:3] for e in world.kube.events]
+    # Admission writes no Event and no Secret of the run's own: the router token travels sealed in the
+    # Job, and the key that opens it is the namespace's one Secret, made once.
+    assert world.kube.events == []
+    assert [key for key in world.kube.objects if key[0] == "Secret"] == [("Secret", NS, "jesus-runner-key")]
+    key = sealing.secret_key(world.kube.find("Secret", NS, "jesus-runner-key") or {})
+    assert sealing.unseal(key, sealed_token(world, job)) == "token-1"
+
+
+def sealed_token(world: World, job: str) -> str:
+    found = world.kube.find("Job", NS, job)
+    assert found is not None
+    sealed = sealing.sealed_token_of(found)
+    assert sealed is not None
+    return sealed
+
+
+async def test_every_run_of_a_namespace_shares_one_runner_key_and_a_replaced_key_is_read_again() -> None:
+    world = World()
+    await world.reconcile()
+    world.kube.put(agent_run(name="second", namespace=NS))
+    second = (await world.reconcile("second"))["attempts"][0]["jobName"]
+    assert [key for key in world.kube.objects if key[0] == "Secret"] == [("Secret", NS, "jesus-runner-key")]
+    key = sealing.secret_key(world.kube.find("Secret", NS, "jesus-runner-key") or {})
+    assert sealing.unseal(key, sealed_token(world, second)) == "token-2"
+    # Hostile: a Secret of that name that is not a runner key is refused, naming it; no Job is made.
+    world.kube.objects.pop(("Secret", NS, "jesus-runner-key"))
+    world.kube.put({"kind": "Secret", "metadata": {"name": "jesus-runner-key", "namespace": NS}, "data": {}})
+    world.context.runner_keys = RunnerKeys(world.kube, lambda: 0.0, reread_seconds=0)
+    world.kube.put(agent_run(name="third", namespace=NS))
+    with pytest.raises(RunnerKeyError, match=f"Secret {NS}/jesus-runner-key is not a Jesus runner key"):
+        await world.reconcile("third")
+    assert world.kube.find("Job", NS, "third-a1") is None
 
 
 async def test_a_succeeded_job_settles_the_metered_cost() -> None:
@@ -586,10 +619,12 @@ async def test_a_killed_last_attempt_is_charged_what_the_router_metered_not_the_
 
 
 async def test_a_lost_attempt_the_router_cannot_meter_is_charged_the_hold() -> None:
-    # Careless: the token Secret was deleted by hand; the router is not asked and the hold is charged.
+    # Careless: the runner key was replaced after the Job was made, so its token cannot be opened; the
+    # router is not asked and the hold is charged.
     world = World()
     job = (await world.reconcile())["attempts"][0]["jobName"]
-    world.kube.objects.pop(("Secret", NS, f"{job}-token"))
+    world.kube.objects.pop(("Secret", NS, "jesus-runner-key"))
+    world.context.runner_keys = RunnerKeys(world.kube, lambda: 0.0, reread_seconds=0)
     world.finish_job(job, complete=False)
     status = await world.reconcile()
     assert (status["phase"], status["costMicros"]) == ("Failed", 500_000)

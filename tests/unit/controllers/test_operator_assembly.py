@@ -41,9 +41,9 @@ def test_the_registry_holds_every_controller_and_the_settings() -> None:
     ids = handler_ids(registry)
     for expected in (
         "cache-budgets",
-        "agentrun-create",
+        "agentrun-event",
         "agentrun-job-event",
-        "agentrun-release",
+        "agentrun-queue",
         "budget-resync",
         "modeladapter-deployment-event",
         "routepolicy-adapter-event",
@@ -51,6 +51,17 @@ def test_the_registry_holds_every_controller_and_the_settings() -> None:
         "settings",
     ):
         assert expected in ids, expected
+
+    # AgentRuns have no change handler, no timer and no deletion handler: nothing that makes Kopf put
+    # its finalizer or its last-handled annotation on a run (two writes per run, issue 20).
+    run_handlers = [
+        h
+        for group in (registry._changing, registry._spawning)
+        for h in group.get_all_handlers()
+        if str(h.id).startswith("agentrun")
+    ]
+    assert run_handlers == []
+    assert context.run_queue is not None
 
     (configure,) = [h for h in registry._activities.get_all_handlers() if h.id == "settings"]
     settings = kopf.OperatorSettings()

@@ -95,7 +95,7 @@ def test_the_policy_selects_the_labels_the_runner_job_gives_its_pods() -> None:
     from jesus.logic.manifests import RunnerSettings, build_runner_job
 
     run = build_run(name="r", namespace=NS, uid="u-1", tools=None)
-    job = build_runner_job(run, OWNER, 2, RunnerSettings(), traceparent="00-0-0-01")
+    job = build_runner_job(run, OWNER, 2, RunnerSettings(), traceparent="00-0-0-01", sealed_token="sealed")
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     selector = policy_for(None, {})["spec"]["podSelector"]["matchLabels"]
     assert selector.items() <= pod_labels.items()

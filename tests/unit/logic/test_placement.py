@@ -19,7 +19,9 @@ SANDBOX = {
 
 def pod_spec(placement: RunnerPlacement) -> dict[str, object]:
     settings = manifests.RunnerSettings(placement=placement)
-    job = manifests.build_runner_job(reconciled_run(), OWNER, 1, settings, traceparent="00-x-y-01")
+    job = manifests.build_runner_job(
+        reconciled_run(), OWNER, 1, settings, traceparent="00-x-y-01", sealed_token="sealed"
+    )
     spec: dict[str, object] = job["spec"]["template"]["spec"]
     return spec
 

@@ -230,7 +230,7 @@ OWNER = {"apiVersion": "jesus.dev/v1alpha1", "kind": "AgentRun", "metadata": {"n
 
 def test_without_kueue_the_runner_job_starts_at_once_with_no_queue_labels() -> None:
     built = manifests.build_runner_job(
-        reconciled_run(), OWNER, 1, manifests.RunnerSettings(), traceparent="t"
+        reconciled_run(), OWNER, 1, manifests.RunnerSettings(), traceparent="t", sealed_token="sealed"
     )
     assert "suspend" not in built["spec"]
     assert not any(key.startswith("kueue.x-k8s.io/") for key in built["metadata"]["labels"])
@@ -240,7 +240,7 @@ def test_with_kueue_the_runner_job_is_created_suspended_in_its_queue_and_lane() 
     run = reconciled_run()
     labels = job_labels(QueueSettings(queue_name="jesus-{team}"), team="ml", namespace="ns", priority=-5)
     built = manifests.build_runner_job(
-        run, OWNER, 1, manifests.RunnerSettings(), traceparent="t", queue_labels=labels
+        run, OWNER, 1, manifests.RunnerSettings(), traceparent="t", sealed_token="sealed", queue_labels=labels
     )
     assert built["spec"]["suspend"] is True
     assert built["metadata"]["labels"][LABEL_QUEUE_NAME] == "jesus-ml"
@@ -252,9 +252,9 @@ def test_with_kueue_the_runner_job_is_created_suspended_in_its_queue_and_lane() 
 def test_a_run_asking_for_gpus_requests_and_limits_them_and_tolerates_gpu_nodes() -> None:
     run = reconciled_run()
     run.spec.resources = RunnerResources.model_validate({"requests": {"nvidia.com/gpu": 2, "cpu": "2"}})
-    pod = manifests.build_runner_job(run, OWNER, 1, manifests.RunnerSettings(), traceparent="t")["spec"][
-        "template"
-    ]
+    pod = manifests.build_runner_job(
+        run, OWNER, 1, manifests.RunnerSettings(), traceparent="t", sealed_token="sealed"
+    )["spec"]["template"]
     resources = pod["spec"]["containers"][0]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "2"
     assert resources["requests"]["cpu"] == "2"
@@ -265,7 +265,9 @@ def test_a_run_asking_for_gpus_requests_and_limits_them_and_tolerates_gpu_nodes(
 
 
 def test_a_run_without_gpus_gets_no_gpu_toleration() -> None:
-    pod = manifests.build_runner_job(reconciled_run(), OWNER, 1, manifests.RunnerSettings(), traceparent="t")
+    pod = manifests.build_runner_job(
+        reconciled_run(), OWNER, 1, manifests.RunnerSettings(), traceparent="t", sealed_token="sealed"
+    )
     assert "tolerations" not in pod["spec"]["template"]["spec"]
     assert manifests.runner_gpus(reconciled_run()) == 0
 

@@ -131,7 +131,9 @@ def test_traces_are_stable_per_run_and_distinct_per_attempt() -> None:
 
 def test_runner_job_carries_no_credentials_and_no_api_access() -> None:
     settings = manifests.RunnerSettings()
-    built = manifests.build_runner_job(reconciled_run(), OWNER, 2, settings, traceparent="00-x-y-01")
+    built = manifests.build_runner_job(
+        reconciled_run(), OWNER, 2, settings, traceparent="00-x-y-01", sealed_token="sealed"
+    )
     pod_spec = built["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     assert built["metadata"]["name"] == manifests.job_name("r", 2)
@@ -140,10 +142,11 @@ def test_runner_job_carries_no_credentials_and_no_api_access() -> None:
     assert pod_spec["automountServiceAccountToken"] is False
     assert built["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     env = {e["name"]: e for e in container["env"]}
-    assert env["JESUS_ROUTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == manifests.token_secret_name(
-        "r", 2
-    )
-    assert not [name for name in env if "KEY" in name or "SECRET" in name]
+    # The token travels sealed; the key that opens it comes from the namespace's Secret, not the spec.
+    assert env["JESUS_ROUTER_TOKEN_SEALED"]["value"] == "sealed"
+    assert env["JESUS_RUNNER_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "jesus-runner-key", "key": "key"}
+    assert "JESUS_ROUTER_TOKEN" not in env
+    assert not [e for name, e in env.items() if ("KEY" in name or "SECRET" in name) and "value" in e]
     assert json.loads(env["JESUS_RUN_SPEC"]["value"])["routePolicyRef"] == {"name": "route"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -170,10 +173,14 @@ def test_the_runner_job_carries_the_offered_lessons_only_when_there_are_some() -
 
     settings = manifests.RunnerSettings()
     offered = (OfferedLesson("l-1", "Quote the figures."),)
-    built = manifests.build_runner_job(reconciled_run(), OWNER, 1, settings, traceparent="t", lessons=offered)
+    built = manifests.build_runner_job(
+        reconciled_run(), OWNER, 1, settings, traceparent="t", sealed_token="sealed", lessons=offered
+    )
     env = {e["name"]: e.get("value") for e in built["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert parse_lessons(env[LESSONS_VARIABLE]) == (offered, None)
-    bare = manifests.build_runner_job(reconciled_run(), OWNER, 1, settings, traceparent="t")
+    bare = manifests.build_runner_job(
+        reconciled_run(), OWNER, 1, settings, traceparent="t", sealed_token="sealed"
+    )
     assert LESSONS_VARIABLE not in {
         e["name"] for e in bare["spec"]["template"]["spec"]["containers"][0]["env"]
     }

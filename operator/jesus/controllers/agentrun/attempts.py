@@ -23,7 +23,7 @@ from jesus.controllers.agentrun.holds import settle
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.metrics import seconds_since
 from jesus.kube import ChildAction, JsonObject, KubeError, ensure_child
-from jesus.logic import egress, manifests, queueing, runs
+from jesus.logic import egress, manifests, queueing, runs, sealing
 from jesus.logic.clock import format_time
 from jesus.logic.conditions import is_true
 from jesus.logic.lessons import long_term, offered_to_run
@@ -99,18 +99,13 @@ async def _lessons_offered(context: OperatorContext, run: AgentRun) -> tuple[Off
     return offered
 
 
-async def _router_token(context: OperatorContext, draft: StatusDraft, obj: JsonObject, attempt: int) -> None:
-    """Register the attempt with the router and keep its token in a Secret, once per attempt."""
+async def _sealed_token(context: OperatorContext, draft: StatusDraft) -> str:
+    """Register the attempt with the router; its token sealed with the namespace's runner key, for
+    the Job's pod spec (no Secret per attempt: `jesus.logic.sealing`)."""
     run = draft.run
     token = await context.router.register(run)
-    secret = await ensure_child(context.kube, manifests.build_token_secret(run, obj, attempt, token))
-    secret.require_ours()  # another owner's Secret of this name would hand the runner a stranger's token
-    if secret.action is not ChildAction.CREATED:
-        # An earlier, interrupted reconcile made it; its token is as good (grants are signed, so the
-        # one registered just now is simply never used).
-        logger.debug(
-            "Token secret exists run=%s/%s attempt=%d", run.metadata.namespace, run.metadata.name, attempt
-        )
+    key = await context.runner_keys.key(run.metadata.namespace or "")
+    return sealing.seal(key, token, int(draft.now.timestamp()))
 
 
 async def _ensure_job(
@@ -126,7 +121,7 @@ async def _ensure_job(
     if namespace not in context.runner_accounts:
         await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
         context.runner_accounts.add(namespace)
-    await _router_token(context, draft, obj, attempt)
+    sealed_token = await _sealed_token(context, draft)
     # Before the Job: a pod no NetworkPolicy selects may reach anything.
     await _ensure_network_policy(context, draft, obj)
     lessons = await _lessons_offered(context, run)
@@ -136,6 +131,7 @@ async def _ensure_job(
         attempt,
         settings,
         traceparent=runs.traceparent(run.metadata.uid or "", attempt),
+        sealed_token=sealed_token,
         lessons=lessons,
         queue_labels=queue_labels,
         artifact_grant=artifacts.attempt_grant(context.artifacts, run, attempt),
@@ -273,7 +269,8 @@ async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
     step = dataclasses.replace(step, observed=checked)
     # An attempt that ends without its calls in a runner result is metered by the router, before its Job
     # goes (a failure here leaves everything as it was, and the reconcile is retried).
-    metered = await _meter_lost_attempt(context, draft, attempt) if step.observed.result is None else None
+    lost = step.observed.result is None
+    metered = await _meter_lost_attempt(context, draft, attempt, job) if lost else None
     if preempted or step.action is JobAction.STOP_FOR_BUDGET:
         # Deleting a preempted Job drops its Workload, so Kueue cannot resume it behind the next
         # attempt's back.
@@ -289,14 +286,13 @@ async def follow_attempt(context: OperatorContext, draft: StatusDraft) -> None:
 
 
 async def _meter_lost_attempt(
-    context: OperatorContext, draft: StatusDraft, attempt: Attempt
+    context: OperatorContext, draft: StatusDraft, attempt: Attempt, job: JsonObject | None
 ) -> MeteredSpend | None:
     """Revoke the attempt's router token and answer what the router metered for it: the attempt's pod
-    did not report its calls. None when the router cannot say (or the token Secret is gone)."""
+    did not report its calls. None when the router cannot say (or the Job with the token is gone)."""
     run = draft.run
     namespace, name = run.metadata.namespace or "", run.metadata.name or ""
-    secret = await context.kube.get("Secret", namespace, manifests.token_secret_name(name, attempt.number))
-    token = manifests.secret_token(secret) if secret is not None else None
+    token = await _attempt_token(context, namespace, name, attempt, job)
     metered = await context.router.revoke(token) if token else None
     logger.info(
         "Metered unreported attempt run=%s/%s attempt=%d costMicros=%s",
@@ -306,6 +302,24 @@ async def _meter_lost_attempt(
         "unknown" if metered is None else metered.charge_micros,
     )
     return metered
+
+
+async def _attempt_token(
+    context: OperatorContext, namespace: str, name: str, attempt: Attempt, job: JsonObject | None
+) -> str | None:
+    """The attempt's router token: opened from its Job's pod spec, or read from the Secret of a Job
+    made before tokens were sealed; None when neither is there any more."""
+    sealed = sealing.sealed_token_of(job) if job is not None else None
+    if sealed is not None:
+        try:
+            return sealing.unseal(await context.runner_keys.key(namespace), sealed)
+        except sealing.SealError as exc:
+            logger.warning(
+                "Failed to open the token run=%s/%s attempt=%d error=%s", namespace, name, attempt.number, exc
+            )
+            return None
+    secret = await context.kube.get("Secret", namespace, manifests.token_secret_name(name, attempt.number))
+    return manifests.secret_token(secret) if secret is not None else None
 
 
 def _record_attempt(

@@ -13,7 +13,9 @@ from jesus.logic.waiting import Inputs
 
 SPEC_CHANGED = "SpecChanged"
 
-_EVENT_CONDITIONS = frozenset({C.ADMITTED, C.SUCCEEDED, C.FAILED, SPEC_CHANGED})
+# A person acts on a failure or a spec that moved on; admission and success are in the status, the
+# archive and the metrics, and an Event each would be a write per run that nobody reads (issue 20).
+_EVENT_CONDITIONS = frozenset({C.FAILED, SPEC_CHANGED})
 
 
 class StatusDraft:
@@ -25,6 +27,8 @@ class StatusDraft:
         self.status = (run.status or AgentRunStatus()).model_copy(deep=True)
         self.events: list[tuple[str, str, str]] = []
         self.inputs = inputs
+        self.requeue_after: float | None = None
+        """Seconds until the run wants another look whatever happens (a retry's backoff)."""
         """Versions of what admission read (to remember a refusal for money by), when observed."""
 
     @property
@@ -42,8 +46,8 @@ class StatusDraft:
         assert after is not None
         if before is not None and (before.status, before.reason) == (after.status, after.reason):
             return
-        # Events for decisions a person acts on: refusals and failures, admission, the end. Every
-        # other flip is in the conditions; an Event each would double the API writes per run.
+        # Events for decisions a person acts on: refusals and failures. Every other flip is in the
+        # conditions; an Event each would double the API writes per run.
         if after.status == ConditionStatus.FALSE and type_ not in (C.READY, C.RUNNING, C.QUEUED):
             self.events.append(("Warning", reason, message))
         elif after.status == ConditionStatus.TRUE and type_ in _EVENT_CONDITIONS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Any
 
 import kopf
@@ -14,47 +16,58 @@ from jesus.controllers.agentrun import reconcile
 from jesus.controllers.cache import plain
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.router_admin import RouterRegistrationError
+from jesus.controllers.runner_keys import RunnerKeyError
+from jesus.controllers.workqueue import GiveUp, Retry, WorkQueue
 from jesus.kube import JsonObject, KubeError
 from jesus.logic import manifests, queueing, runs
+
+logger = logging.getLogger(__name__)
 
 SLOW_RESYNC_FACTOR = 12
 
 
 def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
-    """Add the AgentRun handlers to `registry`."""
+    """Add the AgentRun handlers to `registry`.
+
+    Every AgentRun event goes to the operator's work queue (`jesus.controllers.workqueue`), not to
+    Kopf's change handlers: those would put Kopf's finalizer and its last-handled annotation on every
+    run (two writes per run) and a timer task per run. The reconcile is level-based, so a run needs
+    no diff; the queue re-looks at waiting and running runs after a delay, as the timers did; a
+    deleted run gives back its holds from its DELETED event (and `jesus.controllers.holds_sweep`
+    catches a deletion the operator did not see).
+    """
     resource = (GROUP, VERSION, "agentruns")
-
-    @kopf.on.resume(*resource, id="agentrun-resume", registry=registry)
-    @kopf.on.create(*resource, id="agentrun-create", registry=registry)
-    @kopf.on.update(*resource, id="agentrun-update", registry=registry)
-    async def on_change(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name, plain(body))
-
-    # Runs waiting for dependencies, a route or the policy engine are re-checked often. Runs waiting
-    # for money are woken by their Budget's events (below), so their timer is only a safety net, as
-    # is the one of running runs, which their Job's events drive.
-    @kopf.timer(
-        *resource,
-        id="agentrun-resync",
-        interval=context.settings.resync_seconds,
-        initial_delay=context.settings.resync_seconds,  # create/resume reconcile it first
-        registry=registry,
-        when=lambda status, **_: waiting(status) and not waiting_for_budget(status),
+    queue = context.run_queue = WorkQueue(
+        partial(_pass, context),
+        workers=context.settings.workers,
+        owns=lambda key: context.shards.owns(*key),
     )
-    @kopf.timer(
-        *resource,
-        id="agentrun-resync-slow",
-        interval=context.settings.resync_seconds * SLOW_RESYNC_FACTOR,
-        initial_delay=context.settings.resync_seconds * SLOW_RESYNC_FACTOR,
-        registry=registry,
-        when=lambda status, **_: (
-            running(status)
-            or waiting_for_budget(status)
-            or (context.archiver is not None and unarchived(status))
-        ),
-    )
-    async def on_timer(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
-        await _reconcile_or_retry(context, namespace or "", name, plain(body))
+
+    @kopf.on.startup(id="agentrun-queue", registry=registry)
+    async def start_queue(**_: Any) -> None:
+        queue.start()
+
+    @kopf.on.cleanup(id="agentrun-queue-stop", registry=registry)
+    async def stop_queue(**_: Any) -> None:
+        await queue.stop()
+
+    @kopf.on.event(*resource, id="agentrun-event", registry=registry)
+    async def on_run(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.get("namespace") or "", body.metadata["name"])
+        if type == "DELETED":
+            queue.forget(key)
+            if context.shards.owns(*key):
+                await _released(context, key, plain(body))
+            return
+        obj = plain(body)
+        if not context.shards.owns(*key):
+            queue.track(key)
+        elif _echo(context, key, obj):
+            # The status this operator just wrote, coming back: nothing new to decide on.
+            queue.track(key)
+            queue.schedule(key, next_look(context, reconcile.Reconciled(obj.get("status"))))
+        else:
+            queue.add(key, obj)
 
     @kopf.on.event(
         "batch",
@@ -66,9 +79,7 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         when=lambda status, **_: runs.job_finished({"status": status}),
     )
     async def on_job(body: kopf.Body, **_: Any) -> None:
-        owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "AgentRun"]
-        for owner in owners:
-            await reconcile.reconcile_run(context, body.metadata["namespace"], owner["name"])
+        _queue_job_owner(context, dict(body))
 
     if context.settings.queueing is not None:
         _register_queue_events(registry, context)
@@ -76,16 +87,72 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     @kopf.on.event(GROUP, VERSION, "budgets", id="agentrun-budget-wake", registry=registry)
     async def on_budget(*, type: str | None, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
-            return  # runs it covered are re-decided by their safety timer; nothing got cheaper
+            return  # runs it covered are re-decided by their safety resync; nothing got cheaper
         await reconcile.wake_for_budget(context, body.metadata.get("namespace") or "", body.metadata["name"])
 
-    @kopf.on.delete(*resource, id="agentrun-release", registry=registry)
-    async def on_delete(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
-        await reconcile.release_on_delete(context, dict(body))
-        if context.metrics is not None:
-            context.metrics.runs.seen(namespace or "", name, None)
-        context.written_versions.pop((namespace or "", name), None)
-        context.locks.pop(("AgentRun", namespace or "", name), None)
+
+async def _released(context: OperatorContext, key: tuple[str, str], body: JsonObject) -> None:
+    """A deleted run: its holds given back, what the operator kept of it dropped."""
+    namespace, name = key
+    try:
+        await reconcile.release_on_delete(context, body)
+    except KubeError as exc:
+        # The Budget keeps the hold until the sweep of holds whose run is gone gives it back.
+        logger.warning("Failed to release holds of deleted run=%s/%s error=%s", namespace, name, exc)
+    if context.metrics is not None:
+        context.metrics.runs.seen(namespace, name, None)
+    context.written_versions.pop(key, None)
+    context.locks.pop(("AgentRun", namespace, name), None)
+    context.budget_waits.forget(namespace, name)
+
+
+def _echo(context: OperatorContext, key: tuple[str, str], obj: JsonObject) -> bool:
+    """Whether `obj` is exactly the run as this operator's last status write left it."""
+    written = context.written_versions.get(key)
+    return written is not None and written == str(obj["metadata"].get("resourceVersion", ""))
+
+
+def next_look(context: OperatorContext, done: reconcile.Reconciled) -> float | None:
+    """Seconds until a run should be reconciled again if nothing else happens (what the resync
+    timers did): often while it waits for dependencies, a route or the policy engine; rarely while it
+    runs (its Job's events drive it), waits for money (its Budget's events wake it) or waits for the
+    archive (its writer retries); never once it is finished and recorded."""
+    status = done.status
+    if status is None:
+        return None
+    looks: list[float] = [] if done.requeue_after is None else [done.requeue_after]
+    fast, slow = context.settings.resync_seconds, context.settings.resync_seconds * SLOW_RESYNC_FACTOR
+    if waiting(status) and not waiting_for_budget(status):
+        looks.append(fast)
+    elif running(status) or waiting_for_budget(status) or (context.archiver and unarchived(status)):
+        looks.append(slow)
+    return min(looks) if looks else None
+
+
+async def _pass(context: OperatorContext, key: tuple[str, str], body: JsonObject | None) -> float | None:
+    """One reconcile of a queued run; its failures become the queue's retries."""
+    try:
+        # Through the module, so a benchmark's instrumentation of reconcile_run sees every call.
+        done = await reconcile.reconcile_run(context, key[0], key[1], body)
+    except KubeError as exc:
+        raise Retry(f"API request failed: {exc}", delay=1) from exc
+    except RouterRegistrationError as exc:
+        raise Retry(str(exc), delay=2) from exc
+    except RunnerKeyError as exc:
+        raise Retry(str(exc)) from exc
+    except kopf.TemporaryError as exc:
+        raise Retry(str(exc), delay=exc.delay) from exc
+    except kopf.PermanentError as exc:
+        raise GiveUp(str(exc)) from exc
+    return next_look(context, done)
+
+
+def _queue_job_owner(context: OperatorContext, job: JsonObject) -> None:
+    """Queue the run that owns `job` (a runner Job)."""
+    namespace = job["metadata"].get("namespace") or ""
+    for owner in job["metadata"].get("ownerReferences", []):
+        if owner.get("kind") == "AgentRun" and context.run_queue is not None:
+            context.run_queue.add((namespace, owner["name"]))
 
 
 def _register_queue_events(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
@@ -105,7 +172,7 @@ def _register_queue_events(registry: kopf.OperatorRegistry, context: OperatorCon
         when=lambda status, **_: not runs.job_finished({"status": status}),  # finished: on_job's
     )
     async def on_queued_job(body: kopf.Body, **_: Any) -> None:
-        await _reconcile_job_owner(context, dict(body))
+        _queue_job_owner(context, dict(body))
 
     @kopf.on.event(
         "kueue.x-k8s.io",
@@ -129,14 +196,7 @@ def _register_queue_events(registry: kopf.OperatorRegistry, context: OperatorCon
             if job is not None and job["metadata"].get("labels", {}).get(manifests.LABEL_COMPONENT) == (
                 manifests.COMPONENT_RUNNER
             ):
-                await _reconcile_job_owner(context, job)
-
-
-async def _reconcile_job_owner(context: OperatorContext, job: JsonObject) -> None:
-    namespace = job["metadata"].get("namespace") or ""
-    for owner in job["metadata"].get("ownerReferences", []):
-        if owner.get("kind") == "AgentRun":
-            await _reconcile_or_retry(context, namespace, owner["name"])
+                _queue_job_owner(context, job)
 
 
 def _phase(status: Any) -> Phase:
@@ -174,15 +234,3 @@ def unarchived(status: Any) -> bool:
 def running(status: Any) -> bool:
     """Admitted or running: its Job's events drive it."""
     return _phase(status) in (Phase.ADMITTED, Phase.RUNNING)
-
-
-async def _reconcile_or_retry(
-    context: OperatorContext, namespace: str, name: str, body: JsonObject | None = None
-) -> None:
-    try:
-        # Through the module, so a benchmark's instrumentation of reconcile_run sees every call.
-        await reconcile.reconcile_run(context, namespace, name, body)
-    except KubeError as exc:
-        raise kopf.TemporaryError(f"API request failed: {exc}", delay=1) from exc
-    except RouterRegistrationError as exc:
-        raise kopf.TemporaryError(str(exc), delay=2) from exc

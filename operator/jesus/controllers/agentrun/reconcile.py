@@ -14,6 +14,7 @@ admitted with (its digest is in status) and reports `SpecChanged`; see docs/oper
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import kopf
 
@@ -45,9 +46,18 @@ logger = logging.getLogger(__name__)
 MAX_CONFLICTS = 3
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What a reconcile left: the run's status as stored (None: the run is gone or going), and when
+    the run wants another look whatever happens (a retry's backoff), in seconds."""
+
+    status: JsonObject | None
+    requeue_after: float | None = None
+
+
 async def reconcile_run(
     context: OperatorContext, namespace: str, name: str, body: JsonObject | None = None
-) -> None:
+) -> Reconciled:
     """Bring one AgentRun a step closer to its end, from what the cluster shows now.
 
     `body` is the run as the triggering watch event showed it, which saves a read; when it is older
@@ -56,7 +66,7 @@ async def reconcile_run(
     if context.metrics is not None:
         context.metrics.reconciles.labels("AgentRun").inc()
     try:
-        await _reconcile_locked(context, namespace, name, body)
+        return await _reconcile_locked(context, namespace, name, body)
     except Exception as exc:  # counted, then handed on: Kopf retries, the handlers translate
         if context.metrics is not None:
             context.metrics.reconcile_errors.labels("AgentRun", type(exc).__name__).inc()
@@ -65,7 +75,7 @@ async def reconcile_run(
 
 async def _reconcile_locked(
     context: OperatorContext, namespace: str, name: str, body: JsonObject | None
-) -> None:
+) -> Reconciled:
     async with context.lock("AgentRun", namespace, name):
         for _ in range(MAX_CONFLICTS):
             obj = body if _current(context, namespace, name, body) else None
@@ -76,15 +86,14 @@ async def _reconcile_locked(
                 context.written_versions.pop((namespace, name), None)
                 if context.metrics is not None:
                     context.metrics.runs.seen(namespace, name, None)
-                return
+                return Reconciled(None)
             try:
-                await _reconcile_once(context, obj)
+                return await _reconcile_once(context, obj)
             except ConflictError:
                 # Decide afresh: a refusal remembered by the attempt whose write failed must not
                 # make the next attempt skip the run.
                 context.budget_waits.forget(namespace, name)
                 continue
-            return
         raise kopf.TemporaryError(f"AgentRun {namespace}/{name} kept changing while reconciling", delay=1)
 
 
@@ -120,7 +129,7 @@ def _unchanged_refusal(context: OperatorContext, obj: JsonObject, inputs: Inputs
     return waiting is not None and waiting.fingerprint == inputs.fingerprint(waiting.budgets)
 
 
-async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
+async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> Reconciled:
     metadata = obj["metadata"]
     uid = metadata.get("uid")
     with log_fields(
@@ -128,17 +137,17 @@ async def _reconcile_once(context: OperatorContext, obj: JsonObject) -> None:
         run=metadata.get("name"),
         trace_id=runs.trace_id(uid) if uid else None,
     ):
-        await _reconcile_body(context, obj)
+        return await _reconcile_body(context, obj)
 
 
-async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
+async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> Reconciled:
     metadata = obj["metadata"]
     if context.metrics is not None:
         phase = (obj.get("status") or {}).get("phase") or AgentRunPhase.PENDING.value
         context.metrics.runs.seen(metadata.get("namespace") or "", metadata.get("name") or "", phase)
     inputs = _inputs(context, obj)
     if _unchanged_refusal(context, obj, inputs):
-        return
+        return Reconciled(obj.get("status"))
     run = AgentRun.model_validate(obj)
     context.budget_waits.forget(run.metadata.namespace or "", run.metadata.name or "")
     draft = StatusDraft(run, context.clock(), inputs)
@@ -163,6 +172,7 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> None:
     if admission is not None:
         # Only a decision that was written is traced: one that lost to a conflict is decided again.
         spans.record_admission(run, *admission)
+    return Reconciled(status, draft.requeue_after)
 
 
 async def _perform(context: OperatorContext, draft: StatusDraft, obj: JsonObject, step: NextStep) -> None:
@@ -172,6 +182,7 @@ async def _perform(context: OperatorContext, draft: StatusDraft, obj: JsonObject
     elif step.action is Action.AWAIT_RETRY:
         assert step.delay is not None
         await_retry(draft, step.attempt - 1, step.delay.total_seconds())
+        draft.requeue_after = step.delay.total_seconds()
     elif step.action is Action.OBSERVE_JOB:
         await follow_attempt(context, draft)
     elif step.action is Action.SETTLE:
@@ -258,6 +269,18 @@ async def release_on_delete(context: OperatorContext, body: JsonObject) -> None:
     await release_holds(context, AgentRun.model_validate(body))
 
 
+async def request(context: OperatorContext, namespace: str, name: str) -> None:
+    """Have run namespace/name reconciled: queued when the operator runs its work queue, else now."""
+    if context.run_queue is not None:
+        context.run_queue.add((namespace, name))
+        return
+    try:
+        await reconcile_run(context, namespace, name)
+    except (KubeError, RouterRegistrationError, kopf.TemporaryError) as exc:
+        # Its own resync tries again; one failure must not keep the others waiting.
+        logger.warning("Failed to reconcile run=%s/%s error=%s", namespace, name, exc)
+
+
 async def wake_for_budget(context: OperatorContext, namespace: str, name: str) -> None:
     """Re-decide the runs waiting on Budget namespace/name that what it has left could now admit."""
     budget = context.cache.budgets.get(namespace, name)
@@ -266,8 +289,4 @@ async def wake_for_budget(context: OperatorContext, namespace: str, name: str) -
     for run_namespace, run_name in context.budget_waits.fitting(
         (namespace, name), budget.status.remaining_micros
     ):
-        try:
-            await reconcile_run(context, run_namespace, run_name)
-        except (KubeError, RouterRegistrationError, kopf.TemporaryError) as exc:
-            # Its own timer tries again; one failure must not keep the others waiting.
-            logger.warning("Failed to wake run=%s/%s error=%s", run_namespace, run_name, exc)
+        await request(context, run_namespace, run_name)
