@@ -31,6 +31,7 @@ from jesus.logic.shards import (
     MAX_LEASE_SECONDS,
     MEMBER_PREFIX,
     SHARD_PREFIX,
+    SHARDS_ANNOTATION,
     Seen,
     check_count,
     check_identity,
@@ -221,6 +222,14 @@ class ShardLeases:
                     member_lease_name(self.identity),
                     self.identity,
                 )
+            if plan.disagreeing:
+                logger.warning(
+                    "Found replicas with another shard count, owning nothing until they are gone "
+                    "replicas=%s count=%d identity=%s",
+                    ",".join(plan.disagreeing),
+                    self.count,
+                    self.identity,
+                )
             for shard in plan.lost:
                 await self._drop(shard, "Lost")
             for shard in plan.release:
@@ -305,6 +314,10 @@ class ShardLeases:
             spec = dict(old) if isinstance(old, dict) else {}
         previous = _holder(existing) if existing is not None else ""
         spec.pop("holderIdentity", None)
+        if name.startswith(MEMBER_PREFIX):
+            annotations = metadata.get("annotations")
+            annotations = dict(annotations) if isinstance(annotations, dict) else {}
+            metadata["annotations"] = annotations | {SHARDS_ANNOTATION: str(self.count)}
         if holder is not None:
             spec["holderIdentity"] = holder
             spec["leaseDurationSeconds"] = math.ceil(self.lease_seconds)

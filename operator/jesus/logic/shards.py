@@ -26,6 +26,10 @@ MAX_LEASE_SECONDS = 300.0
 """The longest lease duration another replica's Lease can make us wait: a careless or hostile
 `leaseDurationSeconds` cannot keep a shard unowned for longer than this."""
 MAX_SHARDS = 1024
+SHARDS_ANNOTATION = "jesus.dev/shards"
+"""On a member Lease: the shard count its replica divides the runs by. Replicas that disagree (a rollout
+that changes --shards) would each own a different run set under the same shard numbers, so a replica
+that sees a live member with another count owns nothing until that member is gone."""
 # A Lease is named like any object (a DNS subdomain); the identity becomes part of such a name.
 _IDENTITY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _IDENTITY_MAX = 253 - len(MEMBER_PREFIX)
@@ -88,6 +92,8 @@ class LeaseRecord:
     version: str
     holder: str
     duration_seconds: float
+    shards: int | None = None
+    """A member Lease's SHARDS_ANNOTATION; None when absent or not a count."""
 
 
 def lease_duration(value: Any, floor: float) -> float:
@@ -111,11 +117,14 @@ def read_lease(obj: Mapping[str, Any], floor: float) -> LeaseRecord | None:
         return None
     spec = spec if isinstance(spec, Mapping) else {}
     holder = spec.get("holderIdentity")
+    annotations = metadata.get("annotations")
+    shards = annotations.get(SHARDS_ANNOTATION) if isinstance(annotations, Mapping) else None
     return LeaseRecord(
         name=name,
         version=version,
         holder=holder if isinstance(holder, str) else "",
         duration_seconds=lease_duration(spec.get("leaseDurationSeconds"), floor),
+        shards=int(shards) if isinstance(shards, str) and shards.isascii() and shards.isdigit() else None,
     )
 
 
@@ -152,7 +161,8 @@ def observe(previous: Mapping[str, Seen], leases: Iterable[LeaseRecord], now: fl
 class ShardPlan:
     """What one pass of the lease loop does: shards to take (in order), to give up, and ones already
     lost to another holder (stop at once, nothing to write); member Leases of dead replicas to delete;
-    the live members counted, and whether another live holder has our member Lease."""
+    the live members counted; whether another live holder has our member Lease (`blocked`), and the
+    live members that divide by another shard count (`disagreeing`): either way we own nothing."""
 
     acquire: tuple[int, ...] = ()
     release: tuple[int, ...] = ()
@@ -160,6 +170,7 @@ class ShardPlan:
     expired_members: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
     blocked: bool = False
+    disagreeing: tuple[str, ...] = ()
 
 
 def preference(identity: str, shard: int) -> bytes:
@@ -218,8 +229,24 @@ def plan_shards(
             held_by_other.add(shard)
             holdings[holder] = holdings.get(holder, 0) + 1
     kept = owned - set(lost)
-    if blocked:
-        return ShardPlan(release=tuple(sorted(kept)), lost=tuple(lost), expired_members=expired, blocked=True)
+    disagreeing = tuple(
+        sorted(
+            seen.record.holder
+            for name, seen in members.items()
+            if name != mine
+            and seen.live(now)
+            and seen.record.shards is not None
+            and seen.record.shards != count
+        )
+    )
+    if blocked or disagreeing:
+        return ShardPlan(
+            release=tuple(sorted(kept)),
+            lost=tuple(lost),
+            expired_members=expired,
+            blocked=blocked,
+            disagreeing=disagreeing,
+        )
 
     def by_preference(candidates: Iterable[int]) -> list[int]:
         return sorted(candidates, key=lambda s: preference(identity, s))

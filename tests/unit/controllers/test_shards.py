@@ -132,6 +132,20 @@ async def test_a_replica_alone_takes_every_shard_and_hands_them_back_on_stop() -
     assert leases.owned() == frozenset()
 
 
+async def test_a_replica_announces_its_shard_count_and_waits_for_one_with_another_count() -> None:
+    api, clock = LeaseApi(), Clock()
+    api.put(member_lease_name("op-old"), {"holderIdentity": "op-old"})
+    api.objects[member_lease_name("op-old")]["metadata"]["annotations"] = {"jesus.dev/shards": "2"}
+    leases, log = replica(api, clock=clock)
+    await leases.tick()
+    assert api.objects[member_lease_name("op-a")]["metadata"]["annotations"] == {"jesus.dev/shards": "4"}
+    assert leases.owned() == frozenset() and log == []  # op-old divides the runs otherwise: wait
+    clock.now += 15  # op-old is gone (it never renewed)
+    await leases.tick()
+    assert leases.owned() == frozenset(range(4))
+    assert member_lease_name("op-old") not in api.objects
+
+
 async def test_owns_answers_by_the_runs_shard() -> None:
     api = LeaseApi()
     leases, _ = replica(api, count=4)

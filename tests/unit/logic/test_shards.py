@@ -399,3 +399,24 @@ def test_a_member_lease_named_for_someone_else_is_no_member() -> None:
     members = observe({}, [LeaseRecord(member_lease_name("b"), "1", "c", LEASE)], 0.0)
     plan = plan_shards(identity="a", count=4, owned=frozenset(), members=members, shards={}, now=1.0)
     assert plan.members == ("a",) and len(plan.acquire) == 4
+
+
+@pytest.mark.parametrize(("value", "shards"), [("8", 8), ("x", None), (8, None), ("٣", None), ("", None)])
+def test_a_member_leases_shard_count_is_read_only_when_it_is_a_count(value: Any, shards: int | None) -> None:
+    obj = lease(member_lease_name("b"), holderIdentity="b")
+    obj["metadata"]["annotations"] = {"jesus.dev/shards": value}
+    record = read_lease(obj, LEASE)
+    assert record is not None and record.shards == shards
+
+
+def test_a_live_member_with_another_shard_count_makes_us_own_nothing_until_it_is_gone() -> None:
+    other = LeaseRecord(member_lease_name("b"), "1", "b", LEASE, shards=8)
+    members = observe({}, [other], 0.0)
+    ours = observe({}, [LeaseRecord(shard_lease_name(s), "1", "a", LEASE) for s in (0, 1)], 0.0)
+    plan = plan_shards(identity="a", count=4, owned=frozenset({0, 1}), members=members, shards=ours, now=1.0)
+    assert (plan.disagreeing, plan.release, plan.acquire) == (("b",), (0, 1), ())
+    plan = plan_shards(identity="a", count=4, owned=frozenset(), members=members, shards={}, now=LEASE)
+    assert (plan.disagreeing, len(plan.acquire)) == ((), 4)  # it stopped renewing: gone
+    same = observe({}, [LeaseRecord(member_lease_name("b"), "1", "b", LEASE, shards=4)], 0.0)
+    plan = plan_shards(identity="a", count=4, owned=frozenset(), members=same, shards={}, now=1.0)
+    assert plan.disagreeing == () and len(plan.acquire) == 2
