@@ -1,14 +1,17 @@
 """Two operator replicas split four shards through real Leases: never both owning one, a clean stop
-hands over at once, a killed replica's shards move only after a lease duration on the survivor's clock.
+hands over at once, a killed replica's shards move only after a lease duration on the survivor's clock;
+and the chart's Role grants those Lease verbs in the release namespace only.
 
 The clocks are injected (each replica its own, far apart), and the passes are driven by the test, so
 nothing here sleeps."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
+from tests.cluster.test_chart import one, render
 
 from jesus.controllers.shards import ShardLeases
 from jesus.devcluster import ControlPlane
@@ -136,3 +139,24 @@ async def test_a_killed_replicas_shards_move_only_after_a_lease_duration(
         assert await kube.get("Lease", namespace, member_lease_name("operator-b")) is None
     finally:
         await a.leases.stop()
+
+
+def test_the_charts_role_grants_what_shard_leases_do_in_its_namespace_only(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    manifests = render("operator.shards=4", namespace=namespace)
+    for kind in ("Role", "RoleBinding"):
+        control_plane.kubectl(
+            "apply", "-f", "-", input=json.dumps(one(manifests, kind, "jesus-operator-shards"))
+        )
+    who = f"--as=system:serviceaccount:{namespace}:jesus-operator"
+
+    def can(verb: str, where: str) -> str:
+        return control_plane.kubectl(
+            "auth", "can-i", verb, "leases.coordination.k8s.io", "-n", where, who, check=False
+        ).stdout.strip()
+
+    # ShardLeases lists, creates, replaces (update) and deletes; nothing else, and only here.
+    assert [can(verb, namespace) for verb in ("list", "get", "create", "update", "delete")] == ["yes"] * 5
+    assert [can(verb, namespace) for verb in ("patch", "deletecollection")] == ["no", "no"]
+    assert can("list", "kube-system") == "no"
