@@ -162,12 +162,12 @@ class ShardLeases:
     async def stop(self) -> None:
         """Stop the loop and hand every shard over: stop owning it, await on_released, clear its holder;
         then delete our member Lease. Errors are logged: the others take over on expiry anyway."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        async with self._lock:
+        async with self._lock:  # a pass in progress finishes first: nothing is left half-written
+            if self._task is not None:
+                self._task.cancel()  # it sleeps, or waits for the lock
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+                self._task = None
             for shard in sorted(self._active | set(self._renewed)):
                 await self._drop(shard, "Stopping")
                 await self._write_holder(shard_lease_name(shard), None)

@@ -4,6 +4,7 @@ the namespace, and AllShards for a replica alone."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -144,6 +145,32 @@ async def test_a_replica_announces_its_shard_count_and_waits_for_one_with_anothe
     await leases.tick()
     assert leases.owned() == frozenset(range(4))
     assert member_lease_name("op-old") not in api.objects
+
+
+async def test_stop_lets_a_pass_in_progress_finish_then_hands_everything_over() -> None:
+    api = LeaseApi()
+    gate = asyncio.Event()
+    leases, log = replica(api, count=2)
+    original = leases.on_acquired
+
+    async def slow_acquired(shard: int) -> None:
+        await gate.wait()  # the operator re-enqueueing the shard's runs
+        await original(shard)
+
+    leases.on_acquired = slow_acquired
+    starting = asyncio.create_task(leases.start())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(leases.stop())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not stopping.done()  # waits for the pass, which waits for the callback
+    gate.set()
+    await starting
+    await stopping
+    released = [f"released {s} owned=False holder=op-a" for s in range(2)]
+    assert sorted(log) == ["acquired 0 owned=True", "acquired 1 owned=True", *released]
+    assert all(api.holder(shard_lease_name(s)) == "" for s in range(2))
+    assert member_lease_name("op-a") not in api.objects and leases._task is None
 
 
 async def test_owns_answers_by_the_runs_shard() -> None:
