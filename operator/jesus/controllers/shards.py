@@ -356,3 +356,28 @@ def _transitions(value: object) -> int:
 def _micro_time(moment: datetime) -> str:
     """A Lease's MicroTime: RFC 3339 in UTC with microseconds."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def shard_ownership(
+    kube: KubeClient,
+    *,
+    shards: int | None,
+    identity: str | None,
+    lease_namespace: str | None,
+    clock: Callable[[], float],
+    on_acquired: ShardCallback,
+    on_released: ShardCallback,
+) -> ShardOwnership:
+    """What `jesus operator`'s flags ask for: `AllShards` without `--shards`, else `ShardLeases`, which
+    needs `--identity` and `--lease-namespace` too (ValueError naming the missing flag)."""
+    if shards is None:
+        if identity or lease_namespace:
+            raise ValueError("--identity and --lease-namespace need --shards (several active replicas)")
+        return AllShards()
+    if not identity:
+        raise ValueError("--shards needs --identity: the replica's name among its peers (the pod name)")
+    if not lease_namespace:
+        raise ValueError("--shards needs --lease-namespace: where the replicas' Leases live")
+    return ShardLeases(
+        kube, lease_namespace, identity, shards, clock, on_acquired=on_acquired, on_released=on_released
+    )

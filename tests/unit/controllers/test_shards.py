@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from jesus.controllers.shards import AllShards, ShardLeases, ShardOwnership
+from jesus.controllers.shards import AllShards, ShardLeases, ShardOwnership, shard_ownership
 from jesus.kube import ConflictError, JsonObject, KubeClient, KubeError, NotFoundError
 from jesus.logic.shards import member_lease_name, shard_lease_name, shard_of
 
@@ -300,3 +300,31 @@ async def test_a_replica_alone_owns_everything_without_the_api() -> None:
     assert shards.owns("any", "run") and shards.owned() == frozenset({0})
     await shards.stop()
     assert shards.owns("any", "run")
+
+
+async def _nothing(_: int) -> None:
+    return None
+
+
+def test_the_flags_choose_all_shards_or_leases() -> None:
+    kube = cast(KubeClient, LeaseApi())
+
+    def build(**flags: Any) -> ShardOwnership:
+        return shard_ownership(kube, clock=Clock(), on_acquired=_nothing, on_released=_nothing, **flags)
+
+    assert isinstance(build(shards=None, identity=None, lease_namespace=None), AllShards)
+    leases = build(shards=3, identity="pod-1", lease_namespace=NS)
+    assert isinstance(leases, ShardLeases) and (leases.count, leases.identity, leases.namespace) == (
+        3,
+        "pod-1",
+        NS,
+    )
+    refused: list[tuple[dict[str, Any], str]] = [
+        ({"shards": 3, "identity": None, "lease_namespace": NS}, "--shards needs --identity"),
+        ({"shards": 3, "identity": "pod-1", "lease_namespace": ""}, "--shards needs --lease-namespace"),
+        ({"shards": None, "identity": "pod-1", "lease_namespace": None}, "need --shards"),
+        ({"shards": 0, "identity": "pod-1", "lease_namespace": NS}, "--shards 0 must be"),
+    ]
+    for flags, message in refused:
+        with pytest.raises(ValueError, match=message):
+            build(**flags)
