@@ -325,11 +325,75 @@ def test_peering_replicas_get_a_peering_object_and_a_rolling_update() -> None:
     assert "create" not in peering["verbs"], "the chart creates the peering object; Kopf only patches it"
 
 
+def test_shards_make_every_replica_active_on_leases_in_the_release_namespace_only() -> None:
+    manifests = render(
+        "operator.replicas=3", "operator.shards=8", "archive.databaseSecret.name=db", namespace="ops"
+    )
+    operator = one(manifests, "Deployment", "jesus-operator")
+    assert operator["spec"]["replicas"] == 3
+    assert operator["spec"]["strategy"]["type"] == "RollingUpdate"  # a leaving pod hands its shards over
+    main = container(operator, "operator")
+    # The kubelet expands $(POD_NAME) and $(POD_NAMESPACE) from the container's env.
+    assert {"--shards=8", "--identity=$(POD_NAME)", "--lease-namespace=$(POD_NAMESPACE)"} <= set(main["args"])
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in main["env"]}
+    assert (env["POD_NAME"], env["POD_NAMESPACE"]) == ("metadata.name", "metadata.namespace")
+    assert not [a for a in main["args"] if a.startswith("--peering")]
+    assert not find(manifests, "ClusterKopfPeering") and not find(manifests, "KopfPeering")
+    role = one(manifests, "Role", "jesus-operator-shards")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "delete"],
+        }
+    ]
+    binding = one(manifests, "RoleBinding", "jesus-operator-shards")
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jesus-operator", "namespace": "ops"}]
+    # Leases nowhere else: no cluster role, no role in a watched namespace.
+    for kind in ("ClusterRole", "Role"):
+        for rbac in find(manifests, kind):
+            if rbac is not role:
+                assert all(
+                    "coordination.k8s.io" not in r.get("apiGroups", []) for r in rbac.get("rules") or []
+                )
+
+
+def test_without_shards_the_operator_runs_alone_and_holds_no_leases() -> None:
+    manifests = render()
+    operator = one(manifests, "Deployment", "jesus-operator")
+    assert operator["spec"]["strategy"]["type"] == "Recreate"
+    assert not [
+        a for a in container(operator, "operator")["args"] if a.startswith(("--shards", "--identity"))
+    ]
+    assert not find(manifests, "Role", "jesus-operator-shards")
+    assert not find(manifests, "RoleBinding", "jesus-operator-shards")
+
+
+def test_shards_and_peering_exclude_each_other() -> None:
+    result = helm(
+        "template", "jesus", str(CHART), f"--kube-version={KUBE_VERSION}",
+        "--set", "operator.shards=2", "--set", "operator.peering.enabled=true", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "operator.shards and operator.peering.enabled exclude each other" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("operator.replicas=2", "operator.replicas > 1 needs operator.peering.enabled"),
+        ("operator.replicas=2", "operator.replicas > 1 needs operator.shards (all replicas active, each on"),
         ("operator.replicas=two", "/operator/replicas"),
+        ("operator.shards=0", "/operator/shards"),
+        ("operator.shards=1025", "/operator/shards"),
+        ("operator.shards=four", "/operator/shards"),
+        ("operator.shards=2.5", "/operator/shards"),
         ("router.port=0", "/router/port"),
         ("monitoring.alerts.fallbackRateWarning=3", "/monitoring/alerts/fallbackRateWarning"),
         ("operator.watchNamespaces={Team_A}", "/operator/watchNamespaces/0"),

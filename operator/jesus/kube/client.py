@@ -64,6 +64,8 @@ RESOURCES: Mapping[str, Resource] = {
     "NetworkPolicy": Resource("/apis/networking.k8s.io", "v1", "networkpolicies"),
     "Pod": Resource("/api", "v1", "pods"),
     "Event": Resource("/api", "v1", "events"),
+    # The operator replicas' membership and shard ownership (`jesus operator --shards`, docs/scale.md).
+    "Lease": Resource("/apis/coordination.k8s.io", "v1", "leases"),
     "Namespace": Resource("/api", "v1", "namespaces", namespaced=False),
     "TokenReview": Resource("/apis/authentication.k8s.io", "v1", "tokenreviews", namespaced=False),
     "SelfSubjectReview": Resource(
@@ -228,6 +230,12 @@ class KubeClient:
                 return await self.create(obj), True
             return existing, False
 
+    async def replace(self, obj: JsonObject) -> JsonObject:
+        """PUT the whole object; ConflictError when obj's resourceVersion is stale (someone else wrote
+        it since it was read)."""
+        metadata = obj["metadata"]
+        return await self._call("PUT", obj["kind"], metadata.get("namespace"), metadata["name"], json=obj)
+
     async def replace_status(self, obj: JsonObject) -> JsonObject:
         """PUT the status subresource; ConflictError when obj's resourceVersion is stale."""
         metadata = obj["metadata"]
@@ -267,11 +275,15 @@ class KubeClient:
         *,
         propagation: str = "Background",
         grace_period_seconds: int | None = None,
+        resource_version: str | None = None,
     ) -> bool:
-        """Delete the object; False when it was already gone."""
+        """Delete the object; False when it was already gone. With `resource_version`, only that version
+        of it: ConflictError when it changed since."""
         options: JsonObject = {"propagationPolicy": propagation}
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
+        if resource_version is not None:
+            options["preconditions"] = {"resourceVersion": resource_version}
         try:
             await self._call("DELETE", kind, namespace, name, json=options)
         except NotFoundError:

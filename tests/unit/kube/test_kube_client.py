@@ -249,3 +249,25 @@ async def test_the_routers_reviewer_fails_closed_naming_why() -> None:
     reviewer = ClusterTokenReviewer(client=KubeClient(cast(kr8s.asyncio.Api, answered)))
     result = await reviewer.review("tok", ["jesus-router"])
     assert (result.authenticated, result.error) == (False, "token has expired")
+
+
+async def test_a_lease_is_replaced_whole_and_deleted_only_at_the_version_read() -> None:
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "jesus-operator-shard-0", "namespace": "ops", "resourceVersion": "7"},
+        "spec": {"holderIdentity": "op-a"},
+    }
+    kube, api = client(lease, status(409, "Conflict", "the object has been modified"), {}, {})
+    assert await kube.replace(lease) == lease
+    with pytest.raises(ConflictError):
+        await kube.delete("Lease", "ops", "jesus-operator-shard-0", resource_version="7")
+    await kube.delete("Lease", "ops", "jesus-operator-shard-0", resource_version="8")
+    await kube.delete("Lease", "ops", "jesus-operator-shard-0")
+    assert [(c.method, c.base, c.version, c.namespace, c.url) for c in api.calls] == [
+        ("PUT", "/apis/coordination.k8s.io", "v1", "ops", "leases/jesus-operator-shard-0"),
+        *[("DELETE", "/apis/coordination.k8s.io", "v1", "ops", "leases/jesus-operator-shard-0")] * 3,
+    ]
+    assert api.calls[0].kwargs["json"] == lease
+    assert api.calls[2].kwargs["json"]["preconditions"] == {"resourceVersion": "8"}
+    assert "preconditions" not in api.calls[3].kwargs["json"]

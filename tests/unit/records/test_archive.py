@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -183,6 +184,83 @@ async def test_a_writer_killed_mid_transaction_leaves_nothing(store: RecordStore
     record = build_run_record(finished_run("killed", uid="uid-killed"))
     assert await store.archive_run(record, [], NOW) is True
     assert (await store.verify()).broken is None
+
+
+TWO_REPLICAS_WRITER = textwrap.dedent(
+    """
+    import asyncio, pathlib, sys
+    from jesus.logic.records import build_run_record
+    from jesus.records import RecordStore, database_url
+    from tests.builders.records import decision, finished_run
+
+    async def main() -> None:
+        database, worker, runs, barrier = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+        store = RecordStore(database_url(database))
+        pathlib.Path(barrier, str(worker)).touch()
+        while len(list(pathlib.Path(barrier).iterdir())) < 2:  # both imported: start together
+            await asyncio.sleep(0.01)
+        order = range(runs) if worker == 0 else reversed(range(runs))  # meet in the middle
+        written = 0
+        for i in order:
+            # A run handed over between the replicas: both archive it, with the same history.
+            record = build_run_record(finished_run(f"run-{i}", uid=f"uid-{i}"))
+            written += await store.archive_run(record, [decision(f"uid-{i}")], "t")
+            await store.append([decision(f"w{worker}", n=i + 1)], "t")  # each one's own decisions
+        await store.close()
+        print(written, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_two_operator_processes_archiving_the_same_runs_keep_one_chain(
+    database: str, tmp_path: Path
+) -> None:
+    """Two active replicas (docs/scale.md) are two processes appending to one chain: each run is
+    archived once, each decision logged once, and the chain never forks."""
+    store = RecordStore(database_url(database))
+    await store.migrate()
+    runs_each = 25
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            TWO_REPLICAS_WRITER,
+            database,
+            str(worker),
+            str(runs_each),
+            str(barrier),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        for worker in (0, 1)
+    ]
+    try:
+        outputs = [await p.communicate() for p in processes]
+        assert [p.returncode for p in processes] == [0, 0], [err.decode()[-2000:] for _, err in outputs]
+        assert sum(int(out) for out, _ in outputs) == runs_each  # every run written by exactly one
+        assert await count(store, runs) == runs_each
+        assert await count(store, run_calls) == 2 * runs_each
+        result = await store.verify()
+        # Per run: its admit and the archive row, once; per process: its own 25 decisions.
+        assert result.broken is None
+        assert (result.rows, result.head_id) == (4 * runs_each, 4 * runs_each)
+        async with store.engine.connect() as connection:
+            actions = (
+                await connection.execute(
+                    select(audit_log.c.action, func.count()).group_by(audit_log.c.action)
+                )
+            ).all()
+        assert dict(actions) == {"admit": 3 * runs_each, "archive": runs_each}
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+        await store.close()
 
 
 async def _tamper(store: RecordStore, *statements: str) -> None:
