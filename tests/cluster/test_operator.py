@@ -98,7 +98,9 @@ def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld)
     assert job["metadata"]["ownerReferences"][0]["name"] == "hello"
     container = job["spec"]["template"]["spec"]["containers"][0]
     names = {e["name"] for e in container["env"]}
-    assert "JESUS_ROUTER_TOKEN" in names
+    # The router token travels sealed; the key that opens it is the namespace's one Secret.
+    assert {"JESUS_ROUTER_TOKEN_SEALED", "JESUS_RUNNER_KEY"} <= names
+    assert "JESUS_ROUTER_TOKEN" not in names
     assert not any("API_KEY" in n for n in names)  # no provider credentials in the runner pod
     after, _ = wait_for(
         lambda: (s := spent(world, "team-a")) and s[0] > before and s,
@@ -107,10 +109,19 @@ def test_an_admitted_run_runs_its_job_and_settles_its_cost(world: OperatorWorld)
         describe=world.describe,
     )
     assert after - before == status["costMicros"]
+    # What the operator wrote for the run beyond its status and its Job: nothing. No Kopf finalizer or
+    # last-handled annotation on the run, no Secret of its own, no Event for a run that went well.
+    run = get(world.plane, world.namespace, "agentrun", "hello")
+    assert run is not None
+    assert not run["metadata"].get("finalizers")
+    assert not [a for a in run["metadata"].get("annotations") or {} if a.startswith("jesus.dev/")]
+    secrets = world.plane.kubectl("get", "secrets", "-n", world.namespace, "-o", "name").stdout.split()
+    assert "secret/jesus-runner-key" in secrets
+    assert not [s for s in secrets if s.startswith("secret/hello-")]
     events = world.plane.kubectl(
         "get", "events", "-n", world.namespace, "--field-selector", "involvedObject.name=hello", "-o", "name"
     ).stdout
-    assert events.strip()
+    assert not events.strip()
 
 
 def test_a_run_reflects_and_status_says_whether_the_checklist_passed(world: OperatorWorld) -> None:

@@ -64,12 +64,16 @@ def _run(args: argparse.Namespace) -> int:
         environment=forwarded_environment(os.environ),
         placement=_placement(args.runner_placement, "--runner-placement"),
     )
+    _check_shards(args)
     runner_egress = _runner_egress(args)
     archive = _archive_database(args)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace or ()),
         peering=args.peering,
+        shards=args.shards,
+        identity=args.identity,
+        lease_namespace=args.lease_namespace,
         opa_url=args.opa_url,
         policy_dir=Path(args.policies) if args.policies else None,
         settings=OperatorSettings(
@@ -102,6 +106,25 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         shutdown_tracing(tracing)
     return 0
+
+
+def _check_shards(args: argparse.Namespace) -> None:
+    """--shards, --identity and --lease-namespace go together, and not with Kopf's peering."""
+    from jesus.logic.shards import check_count, check_identity
+
+    if args.shards is not None and args.peering:
+        raise CommandError("--shards and --peering exclude each other: shards make every replica active")
+    if args.shards is None:
+        if args.identity or args.lease_namespace:
+            raise CommandError("--identity and --lease-namespace need --shards (several active replicas)")
+        return
+    if not args.identity or not args.lease_namespace:
+        raise CommandError("--shards needs --identity (the pod name) and --lease-namespace")
+    try:
+        check_count(args.shards)
+        check_identity(args.identity)
+    except ValueError as exc:
+        raise CommandError(f"--shards/--identity: {exc}") from exc
 
 
 def _artifacts(args: argparse.Namespace) -> ArtifactBucket | None:
@@ -292,5 +315,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--resync-seconds", type=float, default=10.0)
     parser.add_argument("--worker-limit", type=int, default=200)
+    parser.add_argument(
+        "--shards",
+        type=int,
+        help="several active replicas: the runs are split into this many shards, held through Leases "
+        "(docs/scale.md); needs --identity and --lease-namespace",
+    )
+    parser.add_argument("--identity", help="this replica's name among its peers (the pod name)")
+    parser.add_argument("--lease-namespace", help="where the replicas' Leases live (the operator's own)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(handler=_run)

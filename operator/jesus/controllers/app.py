@@ -8,7 +8,7 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,10 +27,12 @@ from jesus.controllers.ledger import BudgetLedger
 from jesus.controllers.memory import ShortTermMemory, read_from_store
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import ProjectedToken, RouterAdminClient
+from jesus.controllers.shards import ShardOwnership, shard_ownership
 from jesus.kube import KubeClient
 from jesus.logic.artifacts import ArtifactBucket
 from jesus.logic.clock import Clock, system_clock
 from jesus.logic.lessons import LessonPolicy
+from jesus.logic.shards import shard_of
 from jesus.policy.decision import PolicyEngine
 from jesus.policy.embedded import EmbeddedEngine
 from jesus.policy.lessons import EmbeddedLessonPolicy, KeptVerdicts, OpaServerLessonPolicy
@@ -55,6 +57,12 @@ class OperatorOptions:
     kubeconfig: str | None = None
     namespaces: Sequence[str] = ()
     peering: str | None = None
+    shards: int | None = None
+    """Several active replicas: the runs split into this many shards, held through Leases (docs/scale.md)."""
+    identity: str | None = None
+    """This replica's name among its peers (with `shards`)."""
+    lease_namespace: str | None = None
+    """Where the replicas' Leases live (with `shards`)."""
     opa_url: str | None = None
     policy_dir: Path | None = None
     settings: OperatorSettings = field(default_factory=OperatorSettings)
@@ -197,6 +205,8 @@ async def run_operator(
     sweeper = await open_artifacts(options, context)
     await context.cache.prime(kube, options.namespaces)
     registry = build_registry(context, options)
+    shards = context.shards = open_shards(options, context)
+    await shards.start()
     try:
         await kopf.operator(
             registry=registry,
@@ -208,6 +218,7 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
+        await shards.stop()  # gives its shards up, so a peer takes them over at once
         if sweeper is not None:
             await sweeper.stop()
         if context.archiver is not None:
@@ -215,6 +226,35 @@ async def run_operator(
 
 
 START_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 30.0, 30.0)
+
+
+def open_shards(options: OperatorOptions, context: OperatorContext) -> ShardOwnership:
+    """Which runs this replica reconciles: all of them, or (`options.shards`) the shards it holds. A
+    shard taken over has its runs queued; a shard given up waits for its passes in flight first."""
+    queue = context.run_queue
+    assert queue is not None, "the AgentRun handlers make the queue"
+    count = options.shards or 1
+
+    def in_shard(shard: int) -> Callable[[tuple[str, str]], bool]:
+        return lambda key: shard_of(key[0], key[1], count) == shard
+
+    async def acquired(shard: int) -> None:
+        queued = queue.requeue([key for key in queue.known() if in_shard(shard)(key)])
+        logger.info("Took over shard=%d runs=%d", shard, queued)
+
+    async def released(shard: int) -> None:
+        await queue.drain(in_shard(shard))
+        logger.info("Gave up shard=%d", shard)
+
+    return shard_ownership(
+        context.kube,
+        shards=options.shards,
+        identity=options.identity,
+        lease_namespace=options.lease_namespace,
+        clock=time.monotonic,
+        on_acquired=acquired,
+        on_released=released,
+    )
 
 
 def lessons_in_memory(context: OperatorContext) -> list[Lesson]:

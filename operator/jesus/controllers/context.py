@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from jesus.controllers.archive import Archiver
 from jesus.controllers.cache import ClusterCache
@@ -19,6 +18,7 @@ from jesus.controllers.memory import ShortTermMemory
 from jesus.controllers.metrics import OperatorMetrics
 from jesus.controllers.router_admin import RunRegistrar
 from jesus.controllers.runner_keys import RunnerKeys
+from jesus.controllers.shards import AllShards, ShardOwnership
 from jesus.controllers.workqueue import WorkQueue
 from jesus.kube import KubeClient
 from jesus.logic.clock import Clock, system_clock
@@ -53,22 +53,6 @@ class OperatorSettings:
     """How many AgentRuns are reconciled at once (the work queue's workers)."""
 
 
-class Ownership(Protocol):
-    """Which runs this operator process reconciles (its shards, with several active replicas)."""
-
-    def owns(self, namespace: str, name: str) -> bool:
-        """Whether this process reconciles run namespace/name now."""
-        ...
-
-
-class Everything:
-    """A single active operator: it owns every run."""
-
-    def owns(self, namespace: str, name: str) -> bool:
-        """Always."""
-        return True
-
-
 @dataclass
 class OperatorContext:
     """The operator's collaborators, shared by every handler."""
@@ -100,7 +84,7 @@ class OperatorContext:
     than it is known stale."""
     runner_keys: RunnerKeys = field(init=False)
     """The runner key of each namespace, which seals runner Jobs' router tokens."""
-    shards: Ownership = field(default_factory=Everything)
+    shards: ShardOwnership = field(default_factory=AllShards)
     """Which runs this process reconciles; every run unless it is one of several active replicas."""
     run_queue: WorkQueue | None = None
     """The AgentRun work queue, once the handlers are registered (unit tests reconcile directly)."""
