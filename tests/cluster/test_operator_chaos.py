@@ -1,8 +1,8 @@
-"""Chaos: the operator is killed at random points while 100 runs go through. In the end every run has
-finished exactly once: one Job each, every runner pod run once, and the Budget's spending is exactly
-the sum of the runs' costs with nothing left held. The archive (SQLite, the embedded default) holds
-every run exactly once, with its cost, and its audit chain is intact with one settle and one archive row
-a run."""
+"""Chaos: two active operator replicas, each holding shards of the runs (docs/scale.md), one of them
+killed at random points while 100 runs go through. In the end every run has finished exactly once: one
+Job each, every runner pod run once, and the Budget's spending is exactly the sum of the runs' costs with
+nothing left held. The archive (SQLite, the embedded default, written by both replicas) holds every run
+exactly once, with its cost, and its audit chain is intact with one settle and one archive row a run."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
 from tests.builders.routes import failover_route
-from tests.cluster.harness import OperatorWorld, apply, get, operator_world
+from tests.cluster.harness import OperatorWorld, Process, apply, get, operator_world
 
 from jesus.devcluster import ControlPlane
+from jesus.devcluster.controlplane import free_port
 from jesus.records import RecordStore, database_url
 from jesus.records.schema import audit_log, runs
 from jesus.records.store import Verification
@@ -35,22 +36,47 @@ OBJECTS = [
 ]
 
 
+SHARDS = 4
+LEASES = "chaos-leases"
+
+
 @pytest.fixture(scope="module")
-def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorWorld]:
+def pair(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[OperatorWorld, Process]]:
     # Runners redact with patterns only, and run without coverage: loading spaCy, or tracing every line,
     # in each of a hundred runner processes would cost minutes of the two cores, and what this test
     # measures is the operator's exactly-once accounting (the other cluster tests cover the runner).
     lean = {"JESUS_REDACTION_NAMES": "false", "COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}
     workdir = tmp_path_factory.mktemp("chaos")
+    control_plane.kubectl("create", "namespace", LEASES, check=False)
     with operator_world(
         control_plane,
         workdir,
         "chaos",
         OBJECTS,
         runner_environment=lean,
-        operator_args=("--archive-database", archive_url(workdir)),
+        operator_args=(
+            "--archive-database",
+            archive_url(workdir),
+            *("--shards", str(SHARDS), "--identity", "chaos-a", "--lease-namespace", LEASES),
+        ),
     ) as world:
-        yield world
+        second = replica(world, "chaos-b")
+        second.start()
+        try:
+            yield world, second
+        finally:
+            second.stop()
+    control_plane.kubectl("delete", "namespace", LEASES, "--wait=false", check=False)
+
+
+def replica(world: OperatorWorld, identity: str) -> Process:
+    """Another active operator: the same command under another identity and metrics port."""
+    command = list(world.operator.command)
+    command[command.index("--identity") + 1] = identity
+    command[command.index("--metrics-port") + 1] = str(free_port())
+    return Process(f"operator {identity}", command, world.operator.env, world.workdir / f"{identity}.log")
 
 
 def archive_url(workdir: Path) -> str:
@@ -89,7 +115,10 @@ def phases(world: OperatorWorld) -> Counter[str]:
     )
 
 
-def test_killing_the_operator_at_random_points_charges_every_run_exactly_once(world: OperatorWorld) -> None:
+def test_killing_either_of_two_active_operators_at_random_charges_every_run_exactly_once(
+    pair: tuple[OperatorWorld, Process],
+) -> None:
+    world, second = pair
     rng = random.Random(20261122)
     # A long timeout: a hundred runner processes queue on two cores, and the Job's deadline counts the wait.
     runs = [
@@ -98,22 +127,27 @@ def test_killing_the_operator_at_random_points_charges_every_run_exactly_once(wo
     ]
     apply(world.plane, world.namespace, *runs)
 
-    kills = 0
+    replicas = [world.operator, second]
+    kills = Counter[str]()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         counts = phases(world)
         if counts["Succeeded"] + counts["Failed"] == RUNS:
             break
-        if kills < 12:
+        if kills.total() < 12:
             time.sleep(rng.uniform(0.3, 4.0))
-            world.operator.kill()  # SIGKILL: no clean shutdown, whatever was in flight is cut off
-            kills += 1
-            world.operator.start()
+            victim = rng.choice(replicas)
+            victim.kill()  # SIGKILL: no clean shutdown, whatever was in flight is cut off
+            kills[victim.name] += 1
+            victim.start()  # under the same identity, as a StatefulSet's pod would come back
         else:
             time.sleep(1)
     counts = phases(world)
     assert counts["Succeeded"] == RUNS, f"{counts}\n{world.describe()}"
-    assert kills >= 5
+    assert kills.total() >= 5 and len(kills) == 2, kills  # each replica killed at least once
+    # Both replicas held shards and reconciled runs: the test is of two active operators, not a standby.
+    for process in replicas:
+        assert "Created runner job" in process.log.read_text(errors="replace"), process.tail()
 
     listing = json.loads(world.plane.kubectl("get", "-n", world.namespace, "agentruns", "-o", "json").stdout)
     statuses = {item["metadata"]["name"]: item["status"] for item in listing["items"]}

@@ -17,9 +17,11 @@ from tests.builders.routes import route_policy
 
 from jesus.api.registration import MeteredSpend
 from jesus.controllers.agentrun import reconcile_run, release_on_delete, wake_for_budget
+from jesus.controllers.agentrun.holds import settle_orphaned_holds
 from jesus.controllers.context import OperatorSettings
 from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.controllers.runner_keys import RunnerKeyError, RunnerKeys
+from jesus.controllers.shards import AllShards
 from jesus.kube import JsonObject
 from jesus.logic import sealing
 from jesus.logic.egress import RunnerEgress
@@ -658,3 +660,41 @@ async def test_a_queue_name_rule_that_fails_for_the_team_leaves_the_run_without_
     assert "for team 'ml'" in condition(status, "Queued")[2]
     assert "attempts" not in status
     assert not [key for key in world.kube.objects if key[0] == "Job"]
+
+
+class NoShards:
+    def owns(self, namespace: str, name: str) -> bool:
+        return False
+
+    def owned(self) -> frozenset[int]:
+        return frozenset()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_the_hold_of_a_run_deleted_while_no_operator_watched_is_charged_once() -> None:
+    world = World()
+    await world.reconcile()
+    sync_cache(world.context, world.kube)
+    # A live run's hold is left alone.
+    assert await settle_orphaned_holds(world.context) == 0
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (500_000, 0)
+    # Careless: the run is deleted and made again under its name (another UID) while the operator was
+    # down; its DELETED event was never seen. Another replica's shard is not this one's to settle.
+    world.kube.objects.pop(("AgentRun", NS, "run"))
+    again = agent_run(namespace=NS)
+    again["metadata"]["uid"] = "uid-run-again"
+    world.kube.put(again)
+    sync_cache(world.context, world.kube)
+    world.context.shards = NoShards()
+    assert await settle_orphaned_holds(world.context) == 0
+    world.context.shards = AllShards()
+    assert await settle_orphaned_holds(world.context) == 1
+    assert (world.budget()["reservedMicros"], world.budget()["spentMicros"]) == (0, 500_000)
+    sync_cache(world.context, world.kube)
+    assert await settle_orphaned_holds(world.context) == 0  # charged once
+    assert world.budget()["spentMicros"] == 500_000

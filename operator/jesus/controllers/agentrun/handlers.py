@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Any
@@ -13,6 +14,7 @@ from jesus.api.agentrun import AgentRunPhase as Phase
 from jesus.api.agentrun import AgentRunReason as R
 from jesus.api.common import GROUP, VERSION
 from jesus.controllers.agentrun import reconcile
+from jesus.controllers.agentrun.holds import settle_orphaned_holds
 from jesus.controllers.cache import plain
 from jesus.controllers.context import OperatorContext
 from jesus.controllers.router_admin import RouterRegistrationError
@@ -24,6 +26,7 @@ from jesus.logic import manifests, queueing, runs
 logger = logging.getLogger(__name__)
 
 SLOW_RESYNC_FACTOR = 12
+HOLD_SWEEP_SECONDS = 300.0
 
 
 def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
@@ -43,12 +46,17 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         owns=lambda key: context.shards.owns(*key),
     )
 
+    sweeps: list[asyncio.Task[None]] = []
+
     @kopf.on.startup(id="agentrun-queue", registry=registry)
     async def start_queue(**_: Any) -> None:
         queue.start()
+        sweeps.append(asyncio.create_task(_sweep_orphaned_holds(context), name="orphaned-holds"))
 
     @kopf.on.cleanup(id="agentrun-queue-stop", registry=registry)
     async def stop_queue(**_: Any) -> None:
+        for task in sweeps:
+            task.cancel()
         await queue.stop()
 
     @kopf.on.event(*resource, id="agentrun-event", registry=registry)
@@ -89,6 +97,16 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         if type == "DELETED":
             return  # runs it covered are re-decided by their safety resync; nothing got cheaper
         await reconcile.wake_for_budget(context, body.metadata.get("namespace") or "", body.metadata["name"])
+
+
+async def _sweep_orphaned_holds(context: OperatorContext) -> None:
+    """Now and then, charge the holds of runs deleted while no operator watched (`holds`)."""
+    while True:
+        await asyncio.sleep(HOLD_SWEEP_SECONDS)
+        try:
+            await settle_orphaned_holds(context)
+        except KubeError as exc:
+            logger.warning("Failed to sweep holds of deleted runs error=%s", exc)
 
 
 async def _released(context: OperatorContext, key: tuple[str, str], body: JsonObject) -> None:

@@ -6,10 +6,14 @@ so a reconcile rerun after a crash neither holds nor charges twice.
 
 from __future__ import annotations
 
+import logging
+
 from jesus.api.agentrun import AgentRun, AgentRunPhase, BudgetReservation
 from jesus.controllers.agentrun.draft import StatusDraft
 from jesus.controllers.context import OperatorContext
 from jesus.logic.ledger import LedgerResult, RunKey
+
+logger = logging.getLogger(__name__)
 
 
 def run_key(run: AgentRun) -> RunKey:
@@ -84,3 +88,32 @@ async def threshold_events(context: OperatorContext, namespace: str, name: str, 
                 f"({result.figures.utilization_percent}% spent or held)"
             ),
         )
+
+
+async def settle_orphaned_holds(context: OperatorContext) -> int:
+    """Charge the holds of runs that are gone, as `release_on_delete` would have: a run deleted while
+    this operator was down (runs carry no finalizer, so nothing waits for it) is charged what it held.
+    Only the shards this replica owns, and only when the API server says the run is gone (or is
+    another run of the same name); how many holds were settled."""
+    settled = 0
+    for budget in context.cache.budgets.valid():
+        budget_namespace, budget_name = budget.metadata.namespace or "", budget.metadata.name or ""
+        for held in (budget.status.reservations if budget.status else None) or []:
+            if not context.shards.owns(held.namespace, held.run):
+                continue
+            current = await context.kube.get("AgentRun", held.namespace, held.run)
+            if current is not None and (held.uid is None or current["metadata"].get("uid") == held.uid):
+                continue
+            key = RunKey(held.namespace, held.run, held.uid or "")
+            result = await context.ledger.settle(budget_namespace, budget_name, key, held.amount_micros)
+            logger.warning(
+                "Settled the hold of a run that is gone run=%s/%s budget=%s/%s charged=%d",
+                held.namespace,
+                held.run,
+                budget_namespace,
+                budget_name,
+                held.amount_micros,
+            )
+            await threshold_events(context, budget_namespace, budget_name, result)
+            settled += 1
+    return settled
