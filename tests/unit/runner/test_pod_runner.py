@@ -16,6 +16,7 @@ from tests.builders.chat import reply
 from tests.builders.doubles import FakeAdapter
 
 from jesus.cli import main
+from jesus.logic import sealing
 from jesus.logic.allowance import CallPrice
 from jesus.logic.reflection import Item
 from jesus.logic.routing import RoutePlan
@@ -86,6 +87,36 @@ async def test_a_run_calls_the_router_and_reports_in_its_termination_message(
     assert message["specDigest"].startswith("sha256:")
     assert [c["adapter"] for c in message["calls"]] == ["a"]
     assert (tmp_path / "artifacts" / "result.json").is_file()
+
+
+async def test_a_sealed_token_is_opened_with_the_namespace_key(tmp_path: Path, router: RouterService) -> None:
+    token = router.registry.register(RunRoute("run", "team", RoutePlan(chain=("a",)), RunLedger("run")))
+    key = sealing.new_key()
+    sealed = sealing.seal(key, token, 1_800_000_000)
+    env = environment(
+        tmp_path, JESUS_ROUTER_TOKEN="-", JESUS_ROUTER_TOKEN_SEALED=sealed, JESUS_RUNNER_KEY=key
+    )
+    assert await run_pod(env) == 0
+    assert termination(tmp_path)["outcome"] == "Succeeded"
+
+
+async def test_a_sealed_token_and_a_key_that_do_not_match_are_refused_by_name(tmp_path: Path) -> None:
+    sealed = sealing.seal(sealing.new_key(), "jr2.x.y", 1_800_000_000)
+    # Careless: the namespace's key was replaced after the Job was made.
+    other = environment(tmp_path, JESUS_ROUTER_TOKEN_SEALED=sealed, JESUS_RUNNER_KEY=sealing.new_key())
+    with pytest.raises(PodEnvironmentError, match=r"was not sealed with the key in \$JESUS_RUNNER_KEY"):
+        await run_pod(other)
+    # Careless: the Secret is missing, so the variable is empty.
+    with pytest.raises(PodEnvironmentError, match=r"JESUS_RUNNER_KEY is not set.*jesus-runner-key"):
+        await run_pod(environment(tmp_path, JESUS_ROUTER_TOKEN_SEALED=sealed, JESUS_RUNNER_KEY=""))
+    # Hostile: a key that is not one, and a sealed token altered by one character.
+    with pytest.raises(PodEnvironmentError, match="is not a runner key"):
+        await run_pod(environment(tmp_path, JESUS_ROUTER_TOKEN_SEALED=sealed, JESUS_RUNNER_KEY="hunter2"))
+    key = sealing.new_key()
+    tampered = sealing.seal(key, "jr2.x.y", 1_800_000_000)
+    tampered = tampered[:-5] + ("A" if tampered[-5] != "A" else "B") + tampered[-4:]
+    with pytest.raises(PodEnvironmentError, match="or the value was altered"):
+        await run_pod(environment(tmp_path, JESUS_ROUTER_TOKEN_SEALED=tampered, JESUS_RUNNER_KEY=key))
 
 
 async def test_a_token_the_router_does_not_know_fails_the_run_with_a_record(
