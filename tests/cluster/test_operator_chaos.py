@@ -20,7 +20,7 @@ from tests.builders.adapters import answering_adapter
 from tests.builders.agentrun import hello_run
 from tests.builders.budget import team_budget
 from tests.builders.routes import failover_route
-from tests.cluster.harness import OperatorWorld, Process, apply, get, operator_world
+from tests.cluster.harness import OperatorWorld, Process, apply, get, operator_world, wait_for
 
 from jesus.devcluster import ControlPlane
 from jesus.devcluster.controlplane import free_port
@@ -65,10 +65,26 @@ def pair(
         second = replica(world, "chaos-b")
         second.start()
         try:
+            wait_for(
+                lambda: set(holders(control_plane).values()) == {"chaos-a", "chaos-b"},
+                timeout=60,
+                what="both replicas to hold shards",
+                describe=lambda: f"{holders(control_plane)}\n{world.operator.tail()}\n{second.tail()}",
+            )
             yield world, second
         finally:
             second.stop()
     control_plane.kubectl("delete", "namespace", LEASES, "--wait=false", check=False)
+
+
+def holders(plane: ControlPlane) -> dict[str, str]:
+    """Shard Lease name -> the replica holding it."""
+    leases = json.loads(plane.kubectl("get", "leases", "-n", LEASES, "-o", "json").stdout)["items"]
+    return {
+        lease["metadata"]["name"]: lease["spec"].get("holderIdentity") or ""
+        for lease in leases
+        if lease["metadata"]["name"].startswith("jesus-operator-shard-")
+    }
 
 
 def replica(world: OperatorWorld, identity: str) -> Process:
