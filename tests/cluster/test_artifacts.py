@@ -282,7 +282,7 @@ def test_a_runs_artifacts_outlive_its_pod_with_no_credential_in_it_and_go_when_e
     assert s3.credential.secret_key not in pod_text
     assert not [name for name in env if name.startswith(("AWS_", "JESUS_ARTIFACTS_"))]
     assert all(
-        "secretKeyRef" not in json.dumps(e) or e["name"] == "JESUS_ROUTER_TOKEN"
+        "secretKeyRef" not in json.dumps(e) or e["name"] == "JESUS_RUNNER_KEY"
         for e in pod["spec"]["containers"][0]["env"]
     )
     grant = UploadGrant.from_json(env["JESUS_ARTIFACT_GRANT"])
