@@ -17,6 +17,10 @@ It starts its own control plane (kwok nodes), installs the CRDs, and in two name
             every one is Waiting, that none gets a Job, that the operator stays up, its memory and CPU
             while it holds them, and the admission latency of a few fundable runs created meanwhile.
 
+--replicas N (N > 1) starts N active operators sharing 4*N shards through Leases (docs/scale.md), waits
+until they have split the shards, and reports memory, CPU and log counts per replica and summed; Jobs
+are counted over the cluster. --replicas 1 (the default) is one operator without shards, as before.
+
 Where the time goes: --trace runs the same operator command inside traced_operator(), which counts
 and times every API request, router registration, policy decision and reconcile, and prints per-run
 figures and a request table; --profile adds cProfile (slower); --client-pool N is an experiment that
@@ -42,6 +46,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,11 +77,16 @@ from jesus.devcluster import ControlPlane, ensure_all
 from jesus.devcluster.controlplane import free_port
 from jesus.kube import JsonObject, KubeClient
 from jesus.logic import manifests
+from jesus.logic.shards import SHARD_PREFIX, shard_of
 
 OPERATOR_NS = "bench-operator"
 BARE_NS = "bench-bare"
 TEAM = "bench"
 TINY_TEAM = "bench-tiny"
+# With --replicas N > 1: the replicas' Leases live here; they share SHARDS_PER_REPLICA * N shards.
+LEASE_NS = "bench-leases"
+SHARDS_PER_REPLICA = 4
+SPLIT_WAIT_SECONDS = 120
 MAX_COST = Decimal("0.10")
 # The bare Jobs carry a sealed token of a real one's size, so both sides create Jobs of the same shape.
 SEALED_TOKEN = "g" * 1100
@@ -173,8 +183,21 @@ class CpuMeter:
         return wall, used
 
 
-def describe_cpu(wall: float, used: dict[str, float]) -> str:
-    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in used.items())
+def fold_replicas(used: dict[str, float], replicas: list[str]) -> dict[str, float]:
+    """CPU per process with several replicas: their sum first under "operator" (the key of a replica
+    alone, so figures stay comparable), then each replica, then the others. One replica: unchanged."""
+    if len(replicas) == 1:
+        return used
+    total = sum(used.get(name, 0.0) for name in replicas)
+    others = {name: seconds for name, seconds in used.items() if name not in replicas}
+    return {"operator": total, **{name: used[name] for name in replicas if name in used}, **others}
+
+
+def describe_cpu(wall: float, used: dict[str, float], replicas: int = 1) -> str:
+    parts = ", ".join(
+        f"{f'operators (sum of {replicas})' if name == 'operator' and replicas > 1 else name} {seconds:.1f} s"
+        for name, seconds in used.items()
+    )
     return f"CPU over {wall:.1f} s wall: {parts} (this machine has {os.cpu_count()} cores)"
 
 
@@ -203,6 +226,17 @@ class LogCursor:
             "warnings": sum('"level":"WARNING"' in line for line in lines),
             "errors": sum('"level":"ERROR"' in line for line in lines),
         }
+
+
+def sum_counts(per_replica: list[dict[str, int]]) -> dict[str, int]:
+    """The log counts of every replica together: sums, except the largest batch (the largest of any)."""
+    total: dict[str, int] = {}
+    for counts in per_replica:
+        for key, value in counts.items():
+            total[key] = (
+                max(total.get(key, 0), value) if key == "largest_batch" else total.get(key, 0) + value
+            )
+    return total
 
 
 # --- watching -------------------------------------------------------------------------------------
@@ -265,35 +299,58 @@ async def watch(
     params: dict[str, str] = {"labelSelector": label_selector} if label_selector else {}
     resource_version = ""
     while True:
-        if not resource_version:
-            async with api.call_api(
-                "GET", version=version, base=base, namespace=namespace, url=plural, params=params
-            ) as response:
-                listing = response.json()
-            for item in listing.get("items", []):
-                on_object(item)
-            resource_version = listing["metadata"]["resourceVersion"]
-        query = {
-            **params,
-            "watch": "1",
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": "240",
-        }
+        try:
+            resource_version = await _watch_once(
+                api, base, version, plural, namespace, params, resource_version, on_object
+            )
+        except (kr8s.ServerError, httpx.HTTPError) as exc:
+            # The API server refuses a watch of a resource whose cache is still filling ("storage is
+            # (re)initializing", just after the CRDs are installed) and may drop one under load: list again.
+            print(f"  (the benchmark's watch of {plural} failed: {exc!r}; listing again)", flush=True)
+            resource_version = ""
+            await asyncio.sleep(1)
+
+
+async def _watch_once(
+    api: kr8s.asyncio.Api,
+    base: str,
+    version: str,
+    plural: str,
+    namespace: str,
+    params: dict[str, str],
+    resource_version: str,
+    on_object: Callable[[JsonObject], None],
+) -> str:
+    """One list (without `resource_version`) and one watch request; where the next one continues."""
+    if not resource_version:
         async with api.call_api(
-            "GET", version=version, base=base, namespace=namespace, url=plural, params=query, stream=True
+            "GET", version=version, base=base, namespace=namespace, url=plural, params=params
         ) as response:
-            async for line in response.aiter_lines():
-                if not line:
-                    continue
-                event = json.loads(line)
-                obj = event["object"]
-                if event["type"] == "ERROR":  # 410 Gone: our resourceVersion is too old; list again
-                    resource_version = ""
-                    break
-                resource_version = obj["metadata"]["resourceVersion"]
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    on_object(obj)
+            listing = response.json()
+        for item in listing.get("items", []):
+            on_object(item)
+        resource_version = listing["metadata"]["resourceVersion"]
+    query = {
+        **params,
+        "watch": "1",
+        "resourceVersion": resource_version,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": "240",
+    }
+    async with api.call_api(
+        "GET", version=version, base=base, namespace=namespace, url=plural, params=query, stream=True
+    ) as response:
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            event = json.loads(line)
+            obj = event["object"]
+            if event["type"] == "ERROR":  # 410 Gone: our resourceVersion is too old; list again
+                return ""
+            resource_version = obj["metadata"]["resourceVersion"]
+            if event["type"] in ("ADDED", "MODIFIED"):
+                on_object(obj)
+    return resource_version
 
 
 @dataclass
@@ -443,6 +500,8 @@ def traced_operator() -> None:
 
     from jesus.cli import main as jesus_main
     from jesus.controllers.agentrun import reconcile as agentrun
+    from jesus.controllers.agentrun.reconcile import Reconciled
+    from jesus.controllers.context import OperatorContext
     from jesus.controllers.router_admin import RouterAdminClient
     from jesus.policy.embedded import EmbeddedEngine
 
@@ -487,11 +546,13 @@ def traced_operator() -> None:
         trace.record("policy evaluate (embedded)", time.perf_counter() - started)
         return result
 
-    async def traced_reconcile(context: Any, namespace: str, name: str, body: Any = None) -> None:
+    async def traced_reconcile(
+        context: OperatorContext, namespace: str, name: str, body: JsonObject | None = None
+    ) -> Reconciled:
         trace.first_reconcile.setdefault(name, time.time())
         started = time.perf_counter()
         try:
-            await reconcile(context, namespace, name, body)
+            return await reconcile(context, namespace, name, body)
         finally:
             trace.record("reconcile_run (whole, with lock wait)", time.perf_counter() - started)
 
@@ -591,9 +652,113 @@ def check_alive(*processes: Process) -> Callable[[], None]:
     return alive
 
 
+def stop_all(processes: list[Process]) -> None:
+    """SIGTERM to every one still running at once, then each waited for (SIGKILL past 10 s)."""
+    running = [p for p in processes if p.popen is not None and p.popen.poll() is None]
+    for process in running:
+        with suppress(ProcessLookupError):
+            os.killpg(pid_of(process), signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in running:
+        assert process.popen is not None
+        try:
+            process.popen.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def pid_of(process: Process) -> int:
     assert process.popen is not None
     return process.popen.pid
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One operator process: its name (its --identity when there are several), where its trace goes
+    (--trace), and its metrics port (None for a replica alone, which serves none, as before)."""
+
+    process: Process
+    trace: Path
+    metrics_port: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+
+def sample_replicas(replicas: list[Replica]) -> dict[str, ProcessSample]:
+    return {replica.name: sample_process(pid_of(replica.process)) for replica in replicas}
+
+
+def summed_memory(samples: dict[str, ProcessSample]) -> tuple[float, float]:
+    """Peak and current resident memory of the replicas together (the sum of each one's peak: an upper
+    bound of the peak of the sum)."""
+    return sum(s.peak_mib for s in samples.values()), sum(s.rss_mib for s in samples.values())
+
+
+def describe_replica_memory(samples: dict[str, ProcessSample]) -> str:
+    """Each replica's memory, for a line about several; empty for a replica alone."""
+    if len(samples) == 1:
+        return ""
+    parts = "; ".join(
+        f"{name} peak {s.peak_mib:.0f} MiB, RSS {s.rss_mib:.0f} MiB" for name, s in samples.items()
+    )
+    return f" (summed over {len(samples)} replicas: {parts})"
+
+
+def read_traces(replicas: list[Replica]) -> OperatorTrace:
+    """Every replica's trace so far, summed: counts and times added, the longest the longest of any, and
+    a run's first reconcile and Job the earliest any replica saw."""
+    merged = OperatorTrace()
+    for replica in replicas:
+        trace = read_trace(replica.process, replica.trace)
+        for key, (count, total, longest) in trace.requests.items():
+            entry = merged.requests.setdefault(key, [0, 0.0, 0.0])
+            entry[0] += count
+            entry[1] += total
+            entry[2] = max(entry[2], longest)
+        for mine, theirs in (
+            (merged.first_reconcile, trace.first_reconcile),
+            (merged.job_created, trace.job_created),
+        ):
+            for name, at in theirs.items():
+                mine[name] = min(at, mine.get(name, at))
+    return merged
+
+
+async def shard_holders(kube: KubeClient, shards: int) -> dict[int, str]:
+    """Who holds each shard now, from the shard Leases ("" for a shard nobody holds)."""
+    holders = dict.fromkeys(range(shards), "")
+    for lease in await kube.list("Lease", LEASE_NS):
+        name = lease["metadata"]["name"]
+        suffix = name.removeprefix(SHARD_PREFIX)
+        if name.startswith(SHARD_PREFIX) and suffix.isdigit() and int(suffix) in holders:
+            holders[int(suffix)] = str((lease.get("spec") or {}).get("holderIdentity") or "")
+    return holders
+
+
+def shard_split(holders: dict[int, str], identities: list[str]) -> dict[str, list[int]]:
+    """The shards each replica holds, by replica, with "" for shards nobody holds (when any)."""
+    split: dict[str, list[int]] = {identity: [] for identity in identities}
+    for shard, holder in sorted(holders.items()):
+        split.setdefault(holder, []).append(shard)
+    return split
+
+
+def describe_split(split: dict[str, list[int]]) -> str:
+    return "; ".join(
+        f"{name or 'nobody'} holds {len(shards)} ({', '.join(map(str, shards)) or '-'})"
+        for name, shards in split.items()
+    )
+
+
+def runs_per_replica(names: set[str], holders: dict[int, str]) -> dict[str, int]:
+    """How many of the runs `names` fall in each holder's shards (by the operator's own hash)."""
+    counts: dict[str, int] = {}
+    for name in names:
+        holder = holders[shard_of(OPERATOR_NS, name, len(holders))]
+        counts[holder] = counts.get(holder, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # --- the benchmark --------------------------------------------------------------------------------
@@ -602,16 +767,33 @@ def pid_of(process: Process) -> int:
 @dataclass(frozen=True)
 class Stage:
     """What a measured phase works with: the client, the watched state, the liveness check, the
-    operator process, and the processes whose CPU it counts (a fresh meter per phase)."""
+    operator processes, and the processes whose CPU it counts (a fresh meter per phase)."""
 
     kube: KubeClient
     state: OperatorWatch
     alive: Callable[[], None]
-    operator: Process
+    replicas: list[Replica]
     cpu_pids: dict[str, int]
 
     def cpu(self) -> CpuMeter:
         return CpuMeter(self.cpu_pids)
+
+    @property
+    def names(self) -> list[str]:
+        return [replica.name for replica in self.replicas]
+
+    def logs(self) -> list[LogCursor]:
+        """A cursor on each replica's log, from its end."""
+        cursors = [LogCursor(replica.process.log) for replica in self.replicas]
+        for cursor in cursors:
+            cursor.skip_to_end()
+        return cursors
+
+    def fold(self, used: dict[str, float]) -> dict[str, float]:
+        return fold_replicas(used, self.names)
+
+    def describe_cpu(self, wall: float, used: dict[str, float]) -> str:
+        return describe_cpu(wall, self.fold(used), len(self.replicas))
 
 
 @dataclass
@@ -620,21 +802,23 @@ class Bench:
     workdir: Path
     args: argparse.Namespace
     figures: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, list[int]] = field(default_factory=dict)
 
     def report(self, line: str) -> None:
         print(line, flush=True)
 
-    async def run(self, router: Process, operator: Process) -> None:
+    async def run(self, router: Process, replicas: list[Replica]) -> None:
         api = await kr8s.asyncio.api(kubeconfig=str(self.plane.kubeconfig))
         kube = KubeClient(api)
         await self.bare(api, kube)
-        alive = check_alive(router, operator)
+        processes_alive = check_alive(router, *(replica.process for replica in replicas))
         router.start()
         wait_until(lambda: router_ready(self.args.router_port), timeout=30, what="the router")
-        operator.start()
+        for replica in replicas:
+            replica.process.start()
         components = {r.name: r.pid for r in self.plane.running()}
         cpu_pids: dict[str, int] = {
-            "operator": pid_of(operator),
+            **{replica.name: pid_of(replica.process) for replica in replicas},
             "router": pid_of(router),
             "bench": os.getpid(),
             **{
@@ -667,9 +851,18 @@ class Bench:
                 )
             ),
         ]
+
+        def alive() -> None:
+            processes_alive()
+            for task in watches:  # a watch that died would leave every wait to time out unexplained
+                if task.done():
+                    raise RuntimeError(f"the benchmark's watch ended: {task.exception()!r}")
+
         try:
+            stage = Stage(kube, state, alive, replicas, cpu_pids)
+            if len(replicas) > 1:
+                await self.wait_for_split(stage)
             await self.warm_up(kube, state, alive)
-            stage = Stage(kube, state, alive, operator, cpu_pids)
             complete = await self.measured(stage)
             if self.args.hold and not complete:
                 self.report("hold: skipped, the measured runs were not all admitted")
@@ -737,6 +930,36 @@ class Bench:
         start, returned = await create_all(kube, runs, self.args.concurrency)
         return start, returned, max(returned.values()) - start
 
+    async def wait_for_split(self, stage: Stage) -> None:
+        """Until every shard Lease has a holder among the replicas and each holds its fair share (4, as
+        there are 4 shards per replica); past SPLIT_WAIT_SECONDS, on if each holds some, else an error."""
+        identities, shards = stage.names, self.args.shards
+        started = time.monotonic()
+        while True:
+            stage.alive()
+            holders = await shard_holders(stage.kube, shards)
+            split = shard_split(holders, identities)
+            counts = [len(split[identity]) for identity in identities]
+            all_held = set(holders.values()) <= set(identities)
+            waited = time.monotonic() - started
+            if all_held and min(counts) == max(counts):
+                break
+            if waited > SPLIT_WAIT_SECONDS:
+                if all_held and min(counts) > 0:
+                    self.report(f"shards: no even split after {waited:.0f} s, going on with an uneven one")
+                    break
+                raise TimeoutError(
+                    f"timed out after {waited:.0f} s waiting for the replicas to hold every shard Lease in "
+                    f"namespace {LEASE_NS}: {describe_split(split)}"
+                )
+            await asyncio.sleep(1)
+        self.split = split
+        self.report(
+            f"shards: {len(identities)} replicas hold the {shards} shards after {waited:.1f} s: "
+            f"{describe_split(split)}"
+        )
+        self.figures["shards"] = {"count": shards, "split_seconds": round(waited, 1), "start": split}
+
     async def warm_up(self, kube: KubeClient, state: OperatorWatch, alive: Callable[[], None]) -> None:
         """One run through the operator first, so start-up (imports, policy load) is not measured."""
         obj = bench_run("warm-up")
@@ -744,12 +967,10 @@ class Bench:
         await state.job_seen.wait_for({"warm-up"}, limit=120, what="warm-up run's Job", alive=alive)
 
     async def measured(self, stage: Stage) -> bool:
-        kube, state, alive, operator, cpu = stage.kube, stage.state, stage.alive, stage.operator, stage.cpu()
+        kube, state, alive, cpu = stage.kube, stage.state, stage.alive, stage.cpu()
         n = self.args.runs
-        log = LogCursor(operator.log)
-        log.skip_to_end()
-        trace_path = self.workdir / "trace.json"
-        before = read_trace(operator, trace_path) if self.args.trace else None
+        logs = stage.logs()
+        before = read_traces(stage.replicas) if self.args.trace else None
         runs = [bench_run(f"load-{i:05d}") for i in range(n)]
         start, returned, created = await self.create(kube, cpu, runs)
         names = set(returned)
@@ -770,8 +991,10 @@ class Bench:
         all_running = max((state.running_seen.times[name] for name in running), default=math.inf) - start
         latencies = [state.job_seen.times.get(name, math.inf) - returned[name] for name in names]
         to_running = [state.running_seen.times.get(name, math.inf) - returned[name] for name in names]
-        sample = sample_process(pid_of(operator))
-        counts = log.read()
+        samples = sample_replicas(stage.replicas)
+        peak, rss = summed_memory(samples)
+        per_replica = [log.read() for log in logs]
+        counts = sum_counts(per_replica)
         duplicates = sum(len(state.jobs_per_run.get(name, ())) > 1 for name in names)
         bare = self.figures["bare"]["seen_seconds"]
         self.figures["operator"] = {
@@ -785,9 +1008,9 @@ class Bench:
             "runs_seen_running": len(running),
             "admission_latency": latency_figures(latencies),
             "running_latency": latency_figures(to_running),
-            "operator_peak_mib": round(sample.peak_mib, 1),
-            "operator_rss_mib": round(sample.rss_mib, 1),
-            "cpu_seconds": {k: round(v, 2) for k, v in used.items()},
+            "operator_peak_mib": round(peak, 1),
+            "operator_rss_mib": round(rss, 1),
+            "cpu_seconds": {k: round(v, 2) for k, v in stage.fold(used).items()},
             "ratio_to_bare": round(all_jobs / bare, 2),
             "runs_with_more_than_one_job": duplicates,
             **counts,
@@ -805,10 +1028,10 @@ class Bench:
         self.report(f"admission latency (Job seen - create returned): {describe_latencies(latencies)}")
         self.report(f"to status Running (status seen - create returned): {describe_latencies(to_running)}")
         self.report(
-            f"operator memory: peak (VmHWM) {sample.peak_mib:.0f} MiB, "
-            f"RSS at the end {sample.rss_mib:.0f} MiB"
+            f"operator memory: {'summed ' if len(samples) > 1 else ''}peak (VmHWM) {peak:.0f} MiB, "
+            f"RSS at the end {rss:.0f} MiB{describe_replica_memory(samples)}"
         )
-        self.report(describe_cpu(wall, used))
+        self.report(stage.describe_cpu(wall, used))
         self.report(
             f"budget status writes: {counts['budget_status_writes']} "
             f"for {counts['ledger_operations_written']} ledger operations "
@@ -818,9 +1041,51 @@ class Bench:
         )
         more = "" if complete else "more than "
         self.report(f"ratio operator/bare (all Jobs seen): {more}{all_jobs / bare:.2f}")
+        if len(stage.replicas) > 1:
+            self.figures["operator"]["replicas"] = await self.per_replica(
+                stage, "operator", samples, stage.fold(used), per_replica, names
+            )
         if before is not None:
-            self.explain(read_trace(operator, trace_path), before, state, returned)
+            self.explain(read_traces(stage.replicas), before, state, returned)
         return complete
+
+    async def per_replica(
+        self,
+        stage: Stage,
+        phase: str,
+        samples: dict[str, ProcessSample],
+        used: dict[str, float],
+        counts: list[dict[str, int]],
+        names: set[str],
+    ) -> list[dict[str, Any]]:
+        """Each replica's figures for a phase, and the lines saying them: the shards it holds now, how
+        many of the phase's runs fall in them, its memory, CPU, Jobs logged, warnings and errors."""
+        holders = await shard_holders(stage.kube, self.args.shards)
+        split = shard_split(holders, stage.names)
+        runs = runs_per_replica(names, holders)
+        moved = "" if split == self.split else f" (changed since the start: {describe_split(self.split)})"
+        self.report(f"{phase}: shards at the end: {describe_split(split)}{moved}")
+        figures = []
+        for replica, logged in zip(stage.names, counts, strict=True):
+            sample = samples[replica]
+            self.report(
+                f"{phase}: {replica}: {runs.get(replica, 0)} of the {len(names)} runs in its shards now; "
+                f"Jobs logged {logged['jobs_created_logged']}; peak {sample.peak_mib:.0f} MiB, "
+                f"RSS {sample.rss_mib:.0f} MiB; CPU {used.get(replica, 0.0):.1f} s; "
+                f"warnings {logged['warnings']}, errors {logged['errors']}"
+            )
+            figures.append(
+                {
+                    "identity": replica,
+                    "shards": split.get(replica, []),
+                    "runs_in_its_shards": runs.get(replica, 0),
+                    "peak_mib": round(sample.peak_mib, 1),
+                    "rss_mib": round(sample.rss_mib, 1),
+                    "cpu_seconds": round(used.get(replica, 0.0), 2),
+                    **logged,
+                }
+            )
+        return figures
 
     def explain(
         self, trace: OperatorTrace, before: OperatorTrace, state: OperatorWatch, returned: dict[str, float]
@@ -858,10 +1123,9 @@ class Bench:
 
     async def hold(self, stage: Stage) -> None:
         """Runs whose budget cannot fit them: all Waiting, none with a Job, the operator still up."""
-        kube, state, alive, operator, cpu = stage.kube, stage.state, stage.alive, stage.operator, stage.cpu()
+        kube, state, alive, cpu = stage.kube, stage.state, stage.alive, stage.cpu()
         n = self.args.hold
-        log = LogCursor(operator.log)
-        log.skip_to_end()
+        logs = stage.logs()
         held = [bench_run(f"held-{i:05d}", team=TINY_TEAM) for i in range(n)]
         start, returned, created = await self.create(kube, cpu, held)
         names = set(returned)
@@ -871,7 +1135,9 @@ class Bench:
         all_waiting = (max(state.waiting_seen.times.values()) if all_held else time.time()) - start
         wall, used = cpu.read()
         waiting = [state.waiting_seen.times.get(name, math.inf) - returned[name] for name in names]
-        after_waiting = sample_process(pid_of(operator))
+        after_waiting = sample_replicas(stage.replicas)
+        waiting_peak, waiting_rss = summed_memory(after_waiting)
+        summed = "summed " if len(after_waiting) > 1 else ""
         reached = sum(name in state.waiting_seen.times for name in names)
         self.report(
             f"hold: {n} AgentRuns over budget created in {created:.2f} s; "
@@ -883,8 +1149,9 @@ class Bench:
             + f"; to Waiting: {describe_latencies(waiting)}"
         )
         self.report(
-            f"hold: operator memory peak {after_waiting.peak_mib:.0f} MiB, "
-            f"RSS {after_waiting.rss_mib:.0f} MiB; " + describe_cpu(wall, used)
+            f"hold: operator memory {summed}peak {waiting_peak:.0f} MiB, "
+            f"RSS {waiting_rss:.0f} MiB{describe_replica_memory(after_waiting)}; "
+            + stage.describe_cpu(wall, used)
         )
         # Held runs are reconciled on every resync; new fundable runs must still be admitted promptly.
         cpu.start()
@@ -899,8 +1166,10 @@ class Bench:
             await asyncio.sleep(remaining)
         alive()
         wall, used = cpu.read()
-        end = sample_process(pid_of(operator))
-        counts = log.read()
+        end = sample_replicas(stage.replicas)
+        end_peak, end_rss = summed_memory(end)
+        per_replica = [log.read() for log in logs]
+        counts = sum_counts(per_replica)
         held_with_jobs = sum(1 for name in names if state.jobs_per_run.get(name))
         still_waiting = sum(
             1
@@ -917,9 +1186,9 @@ class Bench:
             "held_runs_with_jobs": held_with_jobs,
             "held_runs_still_waiting": still_waiting,
             "probe_admission_latency": latency_figures(probe_latencies),
-            "operator_peak_mib": round(end.peak_mib, 1),
-            "operator_rss_mib": round(end.rss_mib, 1),
-            "steady_cpu_seconds": {k: round(v, 1) for k, v in used.items()},
+            "operator_peak_mib": round(end_peak, 1),
+            "operator_rss_mib": round(end_rss, 1),
+            "steady_cpu_seconds": {k: round(v, 1) for k, v in stage.fold(used).items()},
             "steady_wall_seconds": round(wall, 1),
             "operator_up": True,
             **counts,
@@ -930,17 +1199,24 @@ class Bench:
         )
         self.report(
             f"hold: after {wall:.0f} s holding, the operator is up; {still_waiting} of {n} still Waiting, "
-            f"{held_with_jobs} got a Job; memory peak {end.peak_mib:.0f} MiB, RSS {end.rss_mib:.0f} MiB; "
-            + describe_cpu(wall, used)
+            f"{held_with_jobs} got a Job; memory {'summed ' if len(end) > 1 else ''}peak {end_peak:.0f} MiB, "
+            f"RSS {end_rss:.0f} MiB{describe_replica_memory(end)}; " + stage.describe_cpu(wall, used)
         )
         self.report(
             f"hold: budget status writes {counts['budget_status_writes']}, operator warnings "
             f"{counts['warnings']}, errors {counts['errors']}"
         )
+        if len(stage.replicas) > 1:
+            doubled = sum(len(jobs) > 1 for jobs in state.jobs_per_run.values())
+            self.report(f"hold: runs with more than one Job (every run so far): {doubled}")
+            self.figures["hold"]["runs_with_more_than_one_job"] = doubled
+            self.figures["hold"]["replicas"] = await self.per_replica(
+                stage, "hold", end, stage.fold(used), per_replica, names
+            )
 
 
-def setup_namespace(plane: ControlPlane, objects: list[JsonObject]) -> None:
-    for namespace in (OPERATOR_NS, BARE_NS):
+def setup_namespace(plane: ControlPlane, objects: list[JsonObject], replicas: int) -> None:
+    for namespace in (OPERATOR_NS, BARE_NS, *([LEASE_NS] if replicas > 1 else [])):
         plane.kubectl("create", "namespace", namespace)
     apply(plane, OPERATOR_NS, *objects)
 
@@ -961,7 +1237,7 @@ def processes(
     args: argparse.Namespace,
     objects: list[JsonObject],
     otlp_endpoint: str | None = None,
-) -> tuple[Process, Process]:
+) -> tuple[Process, list[Replica]]:
     specs = workdir / "specs"
     specs.mkdir(parents=True, exist_ok=True)
     (specs / "specs.yaml").write_text(yaml.safe_dump_all([in_namespace(o, OPERATOR_NS) for o in objects]))
@@ -970,8 +1246,6 @@ def processes(
     if otlp_endpoint:  # --jaeger: both programs export their spans (ADR 23), as the chart sets them
         operator_env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_SERVICE_NAME": "jesus-operator"}
         env = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_SERVICE_NAME": "jesus-router"}
-    if args.profile:
-        operator_env[PROFILE_VARIABLE] = str(workdir / "operator.prof")
     if args.client_pool:
         operator_env[POOL_VARIABLE] = str(args.client_pool)
     router = Process(
@@ -980,14 +1254,36 @@ def processes(
         env,
         workdir / "router.log",
     )
-    # With --trace, the same command runs inside traced_operator(), which counts and times its requests.
-    command = (
-        [sys.executable, "-c", TRACED_OPERATOR, str(workdir / "trace.json")]
-        if args.trace
-        else [*JESUS, "operator"]
+    return router, [operator_replica(workdir, args, operator_env, index) for index in range(args.replicas)]
+
+
+def operator_replica(workdir: Path, args: argparse.Namespace, env: dict[str, str], index: int) -> Replica:
+    """The operator process; with --replicas above 1, replica `index` of them: its own identity, log,
+    trace, profile and metrics port, sharing the shards through Leases in LEASE_NS."""
+    several = args.replicas > 1
+    name, suffix = (f"bench-op-{index}", f"-{index}") if several else ("operator", "")
+    trace = workdir / f"trace{suffix}.json"
+    if args.profile:
+        env = env | {PROFILE_VARIABLE: str(workdir / f"operator{suffix}.prof")}
+    metrics_port = free_port() if several else None
+    shards = (
+        [
+            "--shards",
+            str(args.shards),
+            "--identity",
+            name,
+            "--lease-namespace",
+            LEASE_NS,
+            "--metrics-port",
+            str(metrics_port),
+        ]
+        if several
+        else []
     )
+    # With --trace, the same command runs inside traced_operator(), which counts and times its requests.
+    command = [sys.executable, "-c", TRACED_OPERATOR, str(trace)] if args.trace else [*JESUS, "operator"]
     operator = Process(
-        "operator",
+        name,
         [
             *command,
             "--namespace",
@@ -1000,11 +1296,12 @@ def processes(
             str(args.resync_seconds),
             "--worker-limit",
             str(args.worker_limit),
+            *shards,
         ],
-        operator_env,
-        workdir / "operator.log",
+        env,
+        workdir / f"operator{suffix}.log",
     )
-    return router, operator
+    return Replica(operator, trace, metrics_port)
 
 
 def parse_args() -> argparse.Namespace:
@@ -1035,8 +1332,17 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="start a local Jaeger and trace the operator and router to it (what tracing costs them)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help=f"active operator replicas; above 1 they share {SHARDS_PER_REPLICA} shards each through Leases",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error(f"--replicas must be at least 1, not {args.replicas}")
+    args.shards = SHARDS_PER_REPLICA * args.replicas
     args.trace = args.trace or args.profile or bool(args.client_pool)
     args.router_port = free_port()
     return args
@@ -1056,7 +1362,7 @@ def main() -> None:
     plane = ControlPlane(workdir / "plane", die_with_parent=True)
     objects = world_objects(args)
     jaeger = JaegerServer(workdir) if args.jaeger else None
-    router, operator = processes(plane, workdir, args, objects, jaeger.otlp_endpoint if jaeger else None)
+    router, replicas = processes(plane, workdir, args, objects, jaeger.otlp_endpoint if jaeger else None)
     bench = Bench(plane, workdir, args)
     with ExitStack() as stack:
         if jaeger is not None:
@@ -1066,14 +1372,16 @@ def main() -> None:
         stack.callback(plane.stop)
         plane.start()
         stack.callback(router.stop)
-        stack.callback(operator.stop)  # callbacks run last-in first-out: the operator stops first
+        # Callbacks run last-in first-out: the operators stop first, told all at once, so that none
+        # takes over the shards of another one stopping.
+        stack.callback(stop_all, [replica.process for replica in replicas])
         install_crds(plane)
-        setup_namespace(plane, objects)
-        asyncio.run(bench.run(router, operator))
+        setup_namespace(plane, objects, args.replicas)
+        asyncio.run(bench.run(router, replicas))
         print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
-    if args.profile and (workdir / "operator.prof").exists():
-        print(f"operator profile ({workdir / 'operator.prof'}), by own time:")
-        print(describe_profile(workdir / "operator.prof"))
+    for profile in sorted(workdir.glob("operator*.prof")) if args.profile else []:
+        print(f"operator profile ({profile}), by own time:")
+        print(describe_profile(profile))
     if args.json:
         args.json.write_text(json.dumps(bench.figures, indent=2) + "\n")
 
