@@ -66,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--cache-seconds", type=float, default=10.0, help="how long review answers are kept (default 10)"
     )
     parser.add_argument(
+        "--answer-seconds",
+        type=float,
+        default=2.0,
+        help="how long a list page, a run or a cost sum is answered again from memory (0: never; "
+        "default 2): a newly archived run shows within this",
+    )
+    parser.add_argument(
         "--artifact-dir",
         metavar="DIR",
         help="serve `file://` artifacts from inside this directory (the directory backend); default: none",
@@ -117,6 +124,7 @@ def build_app(
     cache_seconds: float = 10.0,
     trace_url: str | None = None,
     refresh_seconds: int = 5,
+    answer_seconds: float = 2.0,
 ) -> FastAPI:
     """The read API and the dashboard over `database`, for the cluster (TokenReview) or local mode."""
     from jesus.logic.clock import system_clock
@@ -127,6 +135,7 @@ def build_app(
         NamespaceAccess,
         TokenReviewAuthenticator,
     )
+    from jesus.readapi.answers import AnswerCache
     from jesus.readapi.app import create_app
     from jesus.readapi.cluster import LazyCluster
     from jesus.readapi.dashboard import DashboardSettings, TraceUrlError, check_trace_url
@@ -161,8 +170,9 @@ def build_app(
             cluster, reader.namespaces, clock=time.monotonic, cache_seconds=cache_seconds
         )
         budgets = cluster.budgets
+    answers = AnswerCache(time.monotonic, seconds=max(0.0, answer_seconds))
     return create_app(
-        ReadService(reader, access, CursorSigner(cursor_key), budgets), authenticator, dashboard
+        ReadService(reader, access, CursorSigner(cursor_key), budgets, answers), authenticator, dashboard
     )
 
 
@@ -242,6 +252,7 @@ def handle(args: argparse.Namespace) -> int:
         cache_seconds=args.cache_seconds,
         trace_url=args.trace_url,
         refresh_seconds=args.refresh_seconds,
+        answer_seconds=args.answer_seconds,
     )
     app.state.artifacts = _artifact_store(os.environ)
     app.state.artifact_root = Path(args.artifact_dir) if args.artifact_dir else None

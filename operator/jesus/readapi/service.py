@@ -2,13 +2,15 @@
 are the same calls on a `ReadService`, so the two cannot drift.
 
 Every answer takes the caller; a namespace the caller may not read is indistinguishable from an empty
-one (a list without its runs, NotFoundError for a run).
+one (a list without its runs, NotFoundError for a run). Lists, runs, their calls and cost sums may be
+answered from an `AnswerCache` (jesus.readapi.answers): asked only after the caller's access was
+reviewed, under a key that holds what the caller may read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TypeVar
 
 from jesus.api.objects import JsonObject
 from jesus.logic.run_queries import (
@@ -21,6 +23,7 @@ from jesus.logic.run_queries import (
     parse_time_range,
 )
 from jesus.readapi.access import Caller, NamespaceAccess
+from jesus.readapi.answers import AnswerCache
 from jesus.readapi.models import (
     AuditItem,
     AuditList,
@@ -34,7 +37,9 @@ from jesus.readapi.models import (
     RunDetail,
     RunList,
 )
-from jesus.records.reader import ArchiveReader, CostPoint, RunSummary
+from jesus.records.reader import ArchiveReader, CostPoint
+
+A = TypeVar("A")
 
 BudgetSource = Callable[[], Awaitable[list[JsonObject]]]
 """Every Budget object (the cluster's, or the spec files' in local mode)."""
@@ -48,9 +53,23 @@ class ReadService:
     """The archive, the Budgets and the audit log as one caller may see them."""
 
     def __init__(
-        self, reader: ArchiveReader, access: NamespaceAccess, signer: CursorSigner, budgets: BudgetSource
+        self,
+        reader: ArchiveReader,
+        access: NamespaceAccess,
+        signer: CursorSigner,
+        budgets: BudgetSource,
+        answers: AnswerCache | None = None,
     ) -> None:
         self.reader, self.access, self.signer, self.budgets = reader, access, signer, budgets
+        self.answers = answers
+
+    def _kept(self, key: Hashable, kind: type[A]) -> A | None:
+        found = self.answers.get(key) if self.answers is not None else None
+        return found if isinstance(found, kind) else None
+
+    def _keep(self, key: Hashable, answer: object, size: int) -> None:
+        if self.answers is not None:
+            self.answers.put(key, answer, size)
 
     async def _visible(self, who: Caller, namespace: str | None) -> frozenset[str] | None:
         """What `who` may read: the one namespace asked for (or none), else every one they may."""
@@ -83,28 +102,42 @@ class ReadService:
         if after is not None and (len(after) != 2 or not all(isinstance(x, str | None) for x in after)):
             raise QueryError("cursor", "holds no run position")
         visible = await self._visible(who, question.namespace)
+        key = ("runs", question, visible, None if after is None else tuple(after), size)
+        kept = self._kept(key, RunList)
+        if kept is not None:
+            return kept
         found = await self.reader.list_runs(question, visible, after, size + 1)
         page = found[:size]
         more = self.signer.make("runs", question, page[-1].position) if len(found) > size else None
-        return RunList(items=[Run.of(r) for r in page], next_cursor=more)
-
-    async def _run(self, who: Caller, namespace: str, name: str, uid: str | None) -> tuple[RunSummary, Any]:
-        if await self.access.may_read(who, namespace):
-            run = await self.reader.get_run(namespace, name, None, uid)
-            if run is not None:
-                return run
-        raise NotFoundError(f"no archived AgentRun {namespace}/{name}" + (f" with uid {uid}" if uid else ""))
+        answer = RunList(items=[Run.of(r) for r in page], next_cursor=more)
+        self._keep(key, answer, 512 + 1024 * len(page))
+        return answer
 
     async def get_run(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> RunDetail:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
-        summary, record = await self._run(who, namespace, name, uid)
-        return RunDetail(**Run.of(summary).model_dump(), record=record)
+        if await self.access.may_read(who, namespace):
+            key = ("run", namespace, name, uid)
+            kept = self._kept(key, RunDetail)
+            if kept is not None:
+                return kept
+            found = await self.reader.find_run(namespace, name, None, uid)
+            if found is not None:
+                answer = RunDetail(**Run.of(found.summary).model_dump(), record=found.record)
+                self._keep(key, answer, 1024 + found.record_chars)
+                return answer
+        raise NotFoundError(f"no archived AgentRun {namespace}/{name}" + (f" with uid {uid}" if uid else ""))
 
     async def calls(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> CallList:
         """The model calls of an archived run, in order, with their fallbacks."""
-        summary, _record = await self._run(who, namespace, name, uid)
-        calls = await self.reader.calls(summary.uid)
-        return CallList(namespace=namespace, name=name, uid=summary.uid, items=[Call.of(c) for c in calls])
+        run = (await self.get_run(who, namespace, name, uid)).uid  # the caller's access checked there
+        key = ("calls", run)
+        kept = self._kept(key, CallList)
+        if kept is not None:
+            return kept
+        calls = await self.reader.calls(run)
+        answer = CallList(namespace=namespace, name=name, uid=run, items=[Call.of(c) for c in calls])
+        self._keep(key, answer, 512 + 512 * len(calls))
+        return answer
 
     async def costs(
         self,
@@ -119,14 +152,21 @@ class ReadService:
         grouping = parse_group_by(group_by)
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
-        lines = await self.reader.costs(grouping, window, await self._visible(who, asked))
-        return CostReport(
+        visible = await self._visible(who, asked)
+        key = ("costs", grouping, window, visible)
+        kept = self._kept(key, CostReport)
+        if kept is not None:
+            return kept
+        lines = await self.reader.costs(grouping, window, visible)
+        answer = CostReport(
             group_by=grouping.value,
             from_=window.start,
             to=window.end,
             groups=[CostGroup.of(line) for line in lines],
             total_micros=sum(line.cost_micros for line in lines),
         )
+        self._keep(key, answer, 512 + 256 * len(lines))
+        return answer
 
     async def cost_series(
         self,
@@ -141,7 +181,14 @@ class ReadService:
         grouping = parse_group_by(group_by)
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
-        return await self.reader.cost_series(grouping, window, await self._visible(who, asked), asked)
+        visible = await self._visible(who, asked)
+        key = ("series", grouping, window, visible, asked)
+        kept = self._kept(key, tuple)
+        if kept is not None:
+            return list(kept)
+        points = await self.reader.cost_series(grouping, window, visible, asked)
+        self._keep(key, tuple(points), 512 + 128 * len(points))
+        return points
 
     async def list_budgets(self, who: Caller, namespace: str | None = None) -> BudgetList:
         """The Budgets of the namespaces the caller may read, with their spec and status."""
