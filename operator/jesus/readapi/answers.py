@@ -9,16 +9,20 @@ UID, asked only after the caller's review of that namespace allowed it. Archived
 but new ones arrive: an answer is at most `seconds` old (an archived run is in the first page, the
 newest of its name and the cost sums within that bound; docs/read-api.md).
 
+Callers asking the same question at once share one query (`answer`): when the newest page expires,
+the fifty clients that ask for it next wait for one query, not fifty.
+
 The cache is bounded twice: `max_entries` answers and `max_bytes` of their estimated size (a run's
 record can be large), the least recently used leaving first. The clock is injected.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 V = TypeVar("V")
 
@@ -50,6 +54,7 @@ class AnswerCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._kept: OrderedDict[Hashable, _Kept[object]] = OrderedDict()
+        self._asked: dict[Hashable, asyncio.Task[object]] = {}
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -80,6 +85,29 @@ class AnswerCache:
         self.bytes += size
         while len(self._kept) > self.max_entries or self.bytes > self.max_bytes:
             self._drop(next(iter(self._kept)))  # the least recently used
+
+    async def answer(self, key: Hashable, make: Callable[[], Awaitable[V]], size: Callable[[V], int]) -> V:
+        """The answer kept under `key`, else the one `make` gives (kept, of `size(answer)` bytes); a
+        question asked again while `make` runs waits for that answer. None (nothing found) and a
+        failure are not kept: each waiter gets it, and the next asker asks again."""
+        kept = self.get(key)
+        if kept is not None:
+            return cast(V, kept)  # what `make` gave for this key
+        asking = self._asked.get(key)
+        if asking is None:
+
+            async def ask() -> object:
+                try:
+                    made = await make()
+                    if made is not None:
+                        self.put(key, made, size(made))
+                    return made
+                finally:
+                    del self._asked[key]
+
+            # A task of its own: a first asker who hangs up does not cancel the others' answer.
+            asking = self._asked[key] = asyncio.ensure_future(ask())
+        return cast(V, await asyncio.shield(asking))
 
     def _drop(self, key: Hashable) -> None:
         self.bytes -= self._kept.pop(key).size

@@ -63,13 +63,12 @@ class ReadService:
         self.reader, self.access, self.signer, self.budgets = reader, access, signer, budgets
         self.answers = answers
 
-    def _kept(self, key: Hashable, kind: type[A]) -> A | None:
-        found = self.answers.get(key) if self.answers is not None else None
-        return found if isinstance(found, kind) else None
-
-    def _keep(self, key: Hashable, answer: object, size: int) -> None:
-        if self.answers is not None:
-            self.answers.put(key, answer, size)
+    async def _answer(self, key: Hashable, make: Callable[[], Awaitable[A]], size: Callable[[A], int]) -> A:
+        """`make`'s answer, or the one kept under `key` (asked only once the caller's access allows
+        what `key` holds)."""
+        if self.answers is None:
+            return await make()
+        return await self.answers.answer(key, make, size)
 
     async def _visible(self, who: Caller, namespace: str | None) -> frozenset[str] | None:
         """What `who` may read: the one namespace asked for (or none), else every one they may."""
@@ -102,42 +101,44 @@ class ReadService:
         if after is not None and (len(after) != 2 or not all(isinstance(x, str | None) for x in after)):
             raise QueryError("cursor", "holds no run position")
         visible = await self._visible(who, question.namespace)
+
+        async def page() -> RunList:
+            found = await self.reader.list_runs(question, visible, after, size + 1)
+            shown = found[:size]
+            more = self.signer.make("runs", question, shown[-1].position) if len(found) > size else None
+            return RunList(items=[Run.of(r) for r in shown], next_cursor=more)
+
         key = ("runs", question, visible, None if after is None else tuple(after), size)
-        kept = self._kept(key, RunList)
-        if kept is not None:
-            return kept
-        found = await self.reader.list_runs(question, visible, after, size + 1)
-        page = found[:size]
-        more = self.signer.make("runs", question, page[-1].position) if len(found) > size else None
-        answer = RunList(items=[Run.of(r) for r in page], next_cursor=more)
-        self._keep(key, answer, 512 + 1024 * len(page))
-        return answer
+        return await self._answer(key, page, lambda answer: 512 + 1024 * len(answer.items))
 
     async def get_run(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> RunDetail:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
         if await self.access.may_read(who, namespace):
-            key = ("run", namespace, name, uid)
-            kept = self._kept(key, RunDetail)
-            if kept is not None:
-                return kept
-            found = await self.reader.find_run(namespace, name, None, uid)
-            if found is not None:
-                answer = RunDetail(**Run.of(found.summary).model_dump(), record=found.record)
-                self._keep(key, answer, 1024 + found.record_chars)
-                return answer
+
+            async def run() -> tuple[RunDetail, int] | None:
+                found = await self.reader.find_run(namespace, name, None, uid)
+                if found is None:
+                    return None
+                return RunDetail(
+                    **Run.of(found.summary).model_dump(), record=found.record
+                ), found.record_chars
+
+            answer = await self._answer(
+                ("run", namespace, name, uid), run, lambda kept: 0 if kept is None else 1024 + kept[1]
+            )
+            if answer is not None:
+                return answer[0]
         raise NotFoundError(f"no archived AgentRun {namespace}/{name}" + (f" with uid {uid}" if uid else ""))
 
     async def calls(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> CallList:
         """The model calls of an archived run, in order, with their fallbacks."""
         run = (await self.get_run(who, namespace, name, uid)).uid  # the caller's access checked there
-        key = ("calls", run)
-        kept = self._kept(key, CallList)
-        if kept is not None:
-            return kept
-        calls = await self.reader.calls(run)
-        answer = CallList(namespace=namespace, name=name, uid=run, items=[Call.of(c) for c in calls])
-        self._keep(key, answer, 512 + 512 * len(calls))
-        return answer
+
+        async def calls() -> CallList:
+            found = await self.reader.calls(run)
+            return CallList(namespace=namespace, name=name, uid=run, items=[Call.of(c) for c in found])
+
+        return await self._answer(("calls", run), calls, lambda answer: 512 + 512 * len(answer.items))
 
     async def costs(
         self,
@@ -153,20 +154,19 @@ class ReadService:
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
         visible = await self._visible(who, asked)
+
+        async def report() -> CostReport:
+            lines = await self.reader.costs(grouping, window, visible)
+            return CostReport(
+                group_by=grouping.value,
+                from_=window.start,
+                to=window.end,
+                groups=[CostGroup.of(line) for line in lines],
+                total_micros=sum(line.cost_micros for line in lines),
+            )
+
         key = ("costs", grouping, window, visible)
-        kept = self._kept(key, CostReport)
-        if kept is not None:
-            return kept
-        lines = await self.reader.costs(grouping, window, visible)
-        answer = CostReport(
-            group_by=grouping.value,
-            from_=window.start,
-            to=window.end,
-            groups=[CostGroup.of(line) for line in lines],
-            total_micros=sum(line.cost_micros for line in lines),
-        )
-        self._keep(key, answer, 512 + 256 * len(lines))
-        return answer
+        return await self._answer(key, report, lambda answer: 512 + 256 * len(answer.groups))
 
     async def cost_series(
         self,
@@ -182,13 +182,16 @@ class ReadService:
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
         visible = await self._visible(who, asked)
+
+        async def series() -> tuple[CostPoint, ...]:
+            return tuple(await self.reader.cost_series(grouping, window, visible, asked))
+
+        def size(points: tuple[CostPoint, ...]) -> int:
+            return 512 + 128 * len(points)
+
         key = ("series", grouping, window, visible, asked)
-        kept = self._kept(key, tuple)
-        if kept is not None:
-            return list(kept)
-        points = await self.reader.cost_series(grouping, window, visible, asked)
-        self._keep(key, tuple(points), 512 + 128 * len(points))
-        return points
+        points = await self._answer(key, series, size)
+        return list(points)
 
     async def list_budgets(self, who: Caller, namespace: str | None = None) -> BudgetList:
         """The Budgets of the namespaces the caller may read, with their spec and status."""

@@ -1,7 +1,11 @@
-"""`AnswerCache` alone: answers expire on the injected clock, and the cache holds at most its entries and
-its bytes, the least recently used leaving first."""
+"""`AnswerCache` alone: answers expire on the injected clock, the cache holds at most its entries and
+its bytes, the least recently used leaving first, and askers of one question at once share one query."""
 
 from __future__ import annotations
+
+import asyncio
+
+import pytest
 
 from jesus.readapi.answers import AnswerCache
 
@@ -51,3 +55,54 @@ def test_the_bytes_are_bounded_and_a_huge_answer_is_not_kept() -> None:
     assert cache.get("a huge record") is None and cache.bytes == 1000
     cache.put("one more", "y", 50)  # put again: counted once
     assert cache.bytes == 950 and cache.get("one more") == "y"
+
+
+async def test_askers_of_one_question_at_once_share_one_answer() -> None:
+    cache = AnswerCache(Clock())
+    release = asyncio.Event()
+    made = 0
+
+    async def make() -> str:
+        nonlocal made
+        made += 1
+        await release.wait()
+        return "page"
+
+    askers = [asyncio.ensure_future(cache.answer("first page", make, len)) for _ in range(50)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*askers) == ["page"] * 50
+    assert made == 1
+    assert await cache.answer("first page", make, len) == "page" and made == 1  # kept
+
+
+async def test_a_failure_or_nothing_found_is_not_kept() -> None:
+    cache = AnswerCache(Clock())
+    failures = [RuntimeError("the archive is away")]
+
+    async def make() -> str | None:
+        if failures:
+            raise failures.pop()
+        return None
+
+    with pytest.raises(RuntimeError, match="away"):
+        await cache.answer("run", make, lambda _: 1)
+    assert await cache.answer("run", make, lambda _: 1) is None
+    assert len(cache) == 0
+
+
+async def test_a_first_asker_who_hangs_up_does_not_cancel_the_others() -> None:
+    cache = AnswerCache(Clock())
+    release = asyncio.Event()
+
+    async def make() -> str:
+        await release.wait()
+        return "sum"
+
+    first = asyncio.ensure_future(cache.answer("costs", make, len))
+    second = asyncio.ensure_future(cache.answer("costs", make, len))
+    await asyncio.sleep(0)
+    first.cancel()
+    release.set()
+    assert await second == "sum"
+    assert first.cancelled() and cache.get("costs") == "sum"
