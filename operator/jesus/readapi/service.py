@@ -119,9 +119,7 @@ class ReadService:
                 found = await self.reader.find_run(namespace, name, None, uid)
                 if found is None:
                     return None
-                return RunDetail(
-                    **Run.of(found.summary).model_dump(), record=found.record
-                ), found.record_chars
+                return RunDetail.with_record(found.summary, found.record), found.record_chars
 
             answer = await self._answer(
                 ("run", namespace, name, uid), run, lambda kept: 0 if kept is None else 1024 + kept[1]

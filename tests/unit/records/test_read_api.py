@@ -454,3 +454,28 @@ def test_a_run_built_without_validation_is_the_validated_one() -> None:
     checked = Run.model_validate({**values, "cost": format_micros(summary.cost_micros)})
     assert fast == checked
     assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
+
+
+def test_a_detail_and_a_cost_group_built_without_validation_are_the_validated_ones() -> None:
+    import dataclasses
+
+    from jesus.api.common import format_micros
+    from jesus.readapi.models import CostGroup, RunDetail
+    from jesus.records.reader import CostLine, RunSummary
+
+    values: dict[str, Any] = {}
+    for index, field in enumerate(dataclasses.fields(RunSummary)):
+        values[field.name] = f"v{index}" if "str" in str(field.type) else index
+    record = {"spec": {"owner": {"team": "t\u00e9am"}}, "status": {"calls": [{"costMicros": 7}]}}
+    fast = RunDetail.with_record(RunSummary(**values), record)
+    checked = RunDetail.model_validate(
+        {**values, "cost": format_micros(values["cost_micros"]), "record": record}
+    )
+    assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
+    for line in (CostLine("m-small", 3, 5, 10, 20, 4500), CostLine("team-a", 2, None, 1, 2, 0)):
+        checked_line = CostGroup.model_validate(
+            {**dataclasses.asdict(line), "cost": format_micros(line.cost_micros)}
+        )
+        assert CostGroup.of(line).model_dump_json(by_alias=True) == checked_line.model_dump_json(
+            by_alias=True
+        )
