@@ -102,6 +102,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.authenticator = authenticator
+    app.state.service = service
 
     @app.exception_handler(QueryError)
     async def _bad_query(_request: Request, exc: QueryError) -> JSONResponse:
