@@ -92,19 +92,21 @@ def test_the_read_api_is_off_by_default() -> None:
 
 def test_the_read_api_reads_postgres_and_may_only_review_and_list_budgets() -> None:
     manifests = render(
-        *API_VALUES, "api.tokenAudiences={jesus-api}", "api.cacheSeconds=30",
+        *API_VALUES, "api.tokenAudiences={jesus-api}", "api.cacheSeconds=30", "api.workers=2",
         "api.dashboard.traceUrl=https://jaeger.example/trace/{traceId}", "api.dashboard.refreshSeconds=0",
     )  # fmt: skip
     deployment = one(manifests, "Deployment", "jesus-api")
     api = container(deployment, "api")
     assert api["args"] == [
-        "api", "--host=0.0.0.0", "--port=8090", "--cache-seconds=30", "--token-audience=jesus-api",
+        "api", "--host=0.0.0.0", "--port=8090", "--workers=2", "--cache-seconds=30",
+        "--token-audience=jesus-api",
         "--refresh-seconds=0", "--trace-url=https://jaeger.example/trace/{traceId}",
     ]  # fmt: skip
     from jesus.cli import build_parser
 
     parsed = build_parser("api").parse_args(api["args"])  # the command takes what the chart passes
     assert (parsed.port, parsed.cache_seconds, parsed.token_audience) == (8090, 30.0, ["jesus-api"])
+    assert parsed.workers == 2
     assert (parsed.trace_url, parsed.refresh_seconds) == ("https://jaeger.example/trace/{traceId}", 0)
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in api["env"]}
     assert env == {
@@ -152,6 +154,7 @@ def test_the_read_api_reads_postgres_and_may_only_review_and_list_budgets() -> N
         (("api.enabled=true", "archive.enabled=false"), "api.enabled needs the archive in PostgreSQL"),
         ((*API_VALUES, "api.port=0"), "/api/port"),
         ((*API_VALUES, "api.cacheSeconds=-1"), "/api/cacheSeconds"),
+        ((*API_VALUES, "api.workers=0"), "/api/workers"),
         ((*API_VALUES, "api.dashboard.traceUrl=javascript:alert(1)"), "/api/dashboard/traceUrl"),
         ((*API_VALUES, "api.cursorKey.existingSecret=Bad_Name"), "/api/cursorKey/existingSecret"),
         ((*API_VALUES, "api.url=x"), "api"),

@@ -9,7 +9,9 @@ authentication, to one user, on a loopback address only; its Budgets come from -
 --openapi prints the OpenAPI document and exits. The database URL is --database, else
 $JESUS_ARCHIVE_DATABASE. /v1/runs/NS/NAME/artifacts/FILE redirects to a short-lived download of an
 `s3://` artifact (the store from $JESUS_ARTIFACTS_ENDPOINT, $JESUS_ARTIFACTS_BUCKET and the credential
-variables) or serves a `file://` one from --artifact-dir.
+variables) or serves a `file://` one from --artifact-dir. --workers N serves from N processes (uvicorn's
+workers), which share the cursor key ($JESUS_API_CURSOR_KEY, or one generated for them) and get every
+other option through $JESUS_API_SETTINGS.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jesus.cli import CommandError, command_parser
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("jesus.readapi")
 
 CURSOR_KEY_VARIABLE = "JESUS_API_CURSOR_KEY"
+SETTINGS_VARIABLE = "JESUS_API_SETTINGS"
+MAX_WORKERS = 64
 TRACE_URL_VARIABLE = "JESUS_TRACE_URL"
 DEFAULT_PORT = 8090
 # Longer than clients keep idle connections (5 s in httpx), so a client never sends on a connection the
@@ -66,6 +70,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--cache-seconds", type=float, default=10.0, help="how long review answers are kept (default 10)"
     )
     parser.add_argument(
+        "--answer-seconds",
+        type=float,
+        default=2.0,
+        help="how long a list page, a run or a cost sum is answered again from memory (0: never; "
+        "default 2): a newly archived run shows within this",
+    )
+    parser.add_argument(
         "--artifact-dir",
         metavar="DIR",
         help="serve `file://` artifacts from inside this directory (the directory backend); default: none",
@@ -82,6 +93,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=5,
         help="how often the dashboard's runs list refreshes its newest page (0: never; default 5)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=f"processes serving the API (1 to {MAX_WORKERS}; default 1): one a CPU the server may use",
+    )
     parser.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     parser.set_defaults(handler=handle)
 
@@ -93,7 +110,8 @@ def openapi_document() -> str:
 
 
 def cursor_key(environ: dict[str, str] | os._Environ[str]) -> bytes:
-    """The key cursors are signed with: $JESUS_API_CURSOR_KEY, else a fresh one (this process only)."""
+    """The key cursors are signed with: $JESUS_API_CURSOR_KEY, else a fresh one (this process and its
+    workers only)."""
     given = environ.get(CURSOR_KEY_VARIABLE, "")
     if given:
         if len(given) < 16:
@@ -103,7 +121,7 @@ def cursor_key(environ: dict[str, str] | os._Environ[str]) -> bytes:
         "Generated a cursor key: other replicas and a restarted server refuse this one's cursors; set $%s",
         CURSOR_KEY_VARIABLE,
     )
-    return secrets.token_bytes(32)
+    return secrets.token_urlsafe(32).encode()  # text, so that workers can be given it
 
 
 def build_app(
@@ -117,6 +135,7 @@ def build_app(
     cache_seconds: float = 10.0,
     trace_url: str | None = None,
     refresh_seconds: int = 5,
+    answer_seconds: float = 2.0,
 ) -> FastAPI:
     """The read API and the dashboard over `database`, for the cluster (TokenReview) or local mode."""
     from jesus.logic.clock import system_clock
@@ -127,6 +146,7 @@ def build_app(
         NamespaceAccess,
         TokenReviewAuthenticator,
     )
+    from jesus.readapi.answers import AnswerCache
     from jesus.readapi.app import create_app
     from jesus.readapi.cluster import LazyCluster
     from jesus.readapi.dashboard import DashboardSettings, TraceUrlError, check_trace_url
@@ -161,8 +181,9 @@ def build_app(
             cluster, reader.namespaces, clock=time.monotonic, cache_seconds=cache_seconds
         )
         budgets = cluster.budgets
+    answers = AnswerCache(time.monotonic, seconds=max(0.0, answer_seconds))
     return create_app(
-        ReadService(reader, access, CursorSigner(cursor_key), budgets), authenticator, dashboard
+        ReadService(reader, access, CursorSigner(cursor_key), budgets, answers), authenticator, dashboard
     )
 
 
@@ -212,6 +233,55 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _settings(args: argparse.Namespace, database: str) -> dict[str, object]:
+    """What every process serving the API is built from (all but the cursor key), as JSON values."""
+    return {
+        "local": args.local,
+        "database": database,
+        "specs": list(args.specs),
+        "kubeconfig": args.kubeconfig,
+        "audiences": list(args.token_audience),
+        "cache_seconds": args.cache_seconds,
+        "trace_url": args.trace_url,
+        "refresh_seconds": args.refresh_seconds,
+        "answer_seconds": args.answer_seconds,
+        "artifact_dir": args.artifact_dir,
+    }
+
+
+def configured_app(settings: dict[str, Any], environ: dict[str, str] | os._Environ[str]) -> FastAPI:
+    """The read API as `settings` (from `_settings`) and `environ` (the cursor key, the artifact store)
+    describe it."""
+    app = build_app(
+        local=bool(settings["local"]),
+        database=str(settings["database"]),
+        cursor_key=cursor_key(environ),
+        specs=[str(p) for p in settings["specs"]],
+        kubeconfig=settings["kubeconfig"],
+        audiences=tuple(str(a) for a in settings["audiences"]),
+        cache_seconds=float(settings["cache_seconds"]),
+        trace_url=settings["trace_url"],
+        refresh_seconds=int(settings["refresh_seconds"]),
+        answer_seconds=float(settings["answer_seconds"]),
+    )
+    app.state.artifacts = _artifact_store(environ)
+    app.state.artifact_root = Path(settings["artifact_dir"]) if settings["artifact_dir"] else None
+    return app
+
+
+def worker_app() -> FastAPI:
+    """A worker's app (uvicorn calls this in each worker process of `--workers`): the settings its
+    parent put in $JESUS_API_SETTINGS."""
+    from jesus.telemetry.logs import configure_logging
+
+    configure_logging(logging.INFO)
+    given = os.environ.get(SETTINGS_VARIABLE)
+    if not given:
+        raise CommandError(f"${SETTINGS_VARIABLE} is not set: worker_app is for `jesus api --workers`")
+    settings: dict[str, Any] = json.loads(given)
+    return configured_app(settings, os.environ)
+
+
 def handle(args: argparse.Namespace) -> int:
     """Serve until interrupted (or print the OpenAPI document)."""
     if args.openapi:
@@ -231,28 +301,27 @@ def handle(args: argparse.Namespace) -> int:
         )
     if not args.local and args.specs:
         raise CommandError("--specs is for --local: in a cluster the Budgets are the cluster's")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise CommandError(f"--workers must be from 1 to {MAX_WORKERS}, not {args.workers}")
     configure_logging(logging.INFO)
-    app = build_app(
-        local=args.local,
-        database=database,
-        cursor_key=cursor_key(os.environ),
-        specs=args.specs,
-        kubeconfig=args.kubeconfig,
-        audiences=tuple(args.token_audience),
-        cache_seconds=args.cache_seconds,
-        trace_url=args.trace_url,
-        refresh_seconds=args.refresh_seconds,
-    )
-    app.state.artifacts = _artifact_store(os.environ)
-    app.state.artifact_root = Path(args.artifact_dir) if args.artifact_dir else None
+    settings = _settings(args, database)
+    if args.workers > 1:
+        # Each worker builds its own app from the environment; they share one cursor key.
+        os.environ[CURSOR_KEY_VARIABLE] = cursor_key(os.environ).decode()
+        os.environ[SETTINGS_VARIABLE] = json.dumps(settings)
+    # Built here whatever the workers: a wrong option fails now, once, with its message.
+    app = configured_app(settings, os.environ)
     log.info(
-        "Serving the read API host=%s port=%s mode=%s",
+        "Serving the read API host=%s port=%s mode=%s workers=%s",
         args.host,
         args.port,
         "local" if args.local else "cluster",
+        args.workers,
     )
     uvicorn.run(
-        app,
+        "jesus.cli.api:worker_app" if args.workers > 1 else app,
+        factory=args.workers > 1,
+        workers=args.workers if args.workers > 1 else None,
         host=args.host,
         port=args.port,
         log_level="warning",

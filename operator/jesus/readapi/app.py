@@ -12,14 +12,23 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from jesus.logic.run_queries import QueryError
 from jesus.readapi.access import AccessUnavailableError, Authenticator, Caller, UnauthenticatedError
 from jesus.readapi.artifacts import artifact_router
 from jesus.readapi.dashboard import DashboardSettings, dashboard_router, session_header, static_files
-from jesus.readapi.models import AuditList, BudgetList, CallList, CostReport, ErrorBody, RunDetail, RunList
+from jesus.readapi.models import (
+    AuditList,
+    Body,
+    BudgetList,
+    CallList,
+    CostReport,
+    ErrorBody,
+    RunDetail,
+    RunList,
+)
 from jesus.readapi.service import NotFoundError, ReadService
 from jesus.records import StoreUnavailableError
 
@@ -59,6 +68,13 @@ To = Annotated[str | None, Query(alias="to", description="completed before (RFC 
 Uid = Annotated[str | None, Query(max_length=64, description="one run of several of this name")]
 
 
+def answer(body: Body) -> Response:
+    """`body` as JSON, camelCase: the service built it from typed columns, so FastAPI's validation of
+    it against the route's response model (a third of a list's time) is skipped; the model still
+    documents the route in /openapi.json."""
+    return Response(body.model_dump_json(by_alias=True), media_type="application/json")
+
+
 def error(status: int, code: str, message: str, parameter: str | None = None) -> JSONResponse:
     """The error body every refusal has."""
     detail: dict[str, Any] = {"code": code, "message": message}
@@ -86,6 +102,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.authenticator = authenticator
+    app.state.service = service
 
     @app.exception_handler(QueryError)
     async def _bad_query(_request: Request, exc: QueryError) -> JSONResponse:
@@ -132,12 +149,12 @@ def create_app(
         end: To = None,
         limit: Limit = None,
         cursor: Cursor = None,
-    ) -> RunList:
+    ) -> Response:
         """Archived runs, newest first (by completion time), one page at a time."""
-        return await service.list_runs(
+        return answer(await service.list_runs(
             who, namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
             limit=limit, cursor=cursor,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     @app.get(
         "/v1/runs/{namespace}/{name}",
@@ -145,9 +162,9 @@ def create_app(
         responses={**_ERRORS, **_NOT_FOUND},
         tags=["runs"],
     )
-    async def get_run(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> RunDetail:
+    async def get_run(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> Response:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
-        return await service.get_run(who, namespace, name, uid)
+        return answer(await service.get_run(who, namespace, name, uid))
 
     @app.get(
         "/v1/runs/{namespace}/{name}/calls",
@@ -155,9 +172,9 @@ def create_app(
         responses={**_ERRORS, **_NOT_FOUND},
         tags=["runs"],
     )
-    async def get_calls(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> CallList:
+    async def get_calls(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> Response:
         """The model calls of an archived run, in order, with their fallbacks."""
-        return await service.calls(who, namespace, name, uid)
+        return answer(await service.calls(who, namespace, name, uid))
 
     @app.get("/v1/costs", response_model=CostReport, responses=_ERRORS, tags=["costs"])
     async def costs(
@@ -168,9 +185,9 @@ def create_app(
         namespace: str | None = None,
         start: From = None,
         end: To = None,
-    ) -> CostReport:
+    ) -> Response:
         """Spend of the runs completed in [from, to), summed per team, user, model or adapter."""
-        return await service.costs(who, group_by=group_by, namespace=namespace, start=start, end=end)
+        return answer(await service.costs(who, group_by=group_by, namespace=namespace, start=start, end=end))
 
     @app.get("/v1/budgets", response_model=BudgetList, responses=_ERRORS, tags=["budgets"])
     async def list_budgets(who: Authenticated, namespace: str | None = None) -> BudgetList:

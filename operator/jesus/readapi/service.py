@@ -2,13 +2,15 @@
 are the same calls on a `ReadService`, so the two cannot drift.
 
 Every answer takes the caller; a namespace the caller may not read is indistinguishable from an empty
-one (a list without its runs, NotFoundError for a run).
+one (a list without its runs, NotFoundError for a run). Lists, runs, their calls and cost sums may be
+answered from an `AnswerCache` (jesus.readapi.answers): asked only after the caller's access was
+reviewed, under a key that holds what the caller may read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TypeVar
 
 from jesus.api.objects import JsonObject
 from jesus.logic.run_queries import (
@@ -21,6 +23,7 @@ from jesus.logic.run_queries import (
     parse_time_range,
 )
 from jesus.readapi.access import Caller, NamespaceAccess
+from jesus.readapi.answers import AnswerCache
 from jesus.readapi.models import (
     AuditItem,
     AuditList,
@@ -34,7 +37,9 @@ from jesus.readapi.models import (
     RunDetail,
     RunList,
 )
-from jesus.records.reader import ArchiveReader, CostPoint, RunSummary
+from jesus.records.reader import ArchiveReader, CostPoint
+
+A = TypeVar("A")
 
 BudgetSource = Callable[[], Awaitable[list[JsonObject]]]
 """Every Budget object (the cluster's, or the spec files' in local mode)."""
@@ -48,9 +53,22 @@ class ReadService:
     """The archive, the Budgets and the audit log as one caller may see them."""
 
     def __init__(
-        self, reader: ArchiveReader, access: NamespaceAccess, signer: CursorSigner, budgets: BudgetSource
+        self,
+        reader: ArchiveReader,
+        access: NamespaceAccess,
+        signer: CursorSigner,
+        budgets: BudgetSource,
+        answers: AnswerCache | None = None,
     ) -> None:
         self.reader, self.access, self.signer, self.budgets = reader, access, signer, budgets
+        self.answers = answers
+
+    async def _answer(self, key: Hashable, make: Callable[[], Awaitable[A]], size: Callable[[A], int]) -> A:
+        """`make`'s answer, or the one kept under `key` (asked only once the caller's access allows
+        what `key` holds)."""
+        if self.answers is None:
+            return await make()
+        return await self.answers.answer(key, make, size)
 
     async def _visible(self, who: Caller, namespace: str | None) -> frozenset[str] | None:
         """What `who` may read: the one namespace asked for (or none), else every one they may."""
@@ -83,28 +101,42 @@ class ReadService:
         if after is not None and (len(after) != 2 or not all(isinstance(x, str | None) for x in after)):
             raise QueryError("cursor", "holds no run position")
         visible = await self._visible(who, question.namespace)
-        found = await self.reader.list_runs(question, visible, after, size + 1)
-        page = found[:size]
-        more = self.signer.make("runs", question, page[-1].position) if len(found) > size else None
-        return RunList(items=[Run.of(r) for r in page], next_cursor=more)
 
-    async def _run(self, who: Caller, namespace: str, name: str, uid: str | None) -> tuple[RunSummary, Any]:
-        if await self.access.may_read(who, namespace):
-            run = await self.reader.get_run(namespace, name, None, uid)
-            if run is not None:
-                return run
-        raise NotFoundError(f"no archived AgentRun {namespace}/{name}" + (f" with uid {uid}" if uid else ""))
+        async def page() -> RunList:
+            found = await self.reader.list_runs(question, visible, after, size + 1)
+            shown = found[:size]
+            more = self.signer.make("runs", question, shown[-1].position) if len(found) > size else None
+            return RunList(items=[Run.of(r) for r in shown], next_cursor=more)
+
+        key = ("runs", question, visible, None if after is None else tuple(after), size)
+        return await self._answer(key, page, lambda answer: 512 + 1024 * len(answer.items))
 
     async def get_run(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> RunDetail:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
-        summary, record = await self._run(who, namespace, name, uid)
-        return RunDetail(**Run.of(summary).model_dump(), record=record)
+        if await self.access.may_read(who, namespace):
+
+            async def run() -> tuple[RunDetail, int] | None:
+                found = await self.reader.find_run(namespace, name, None, uid)
+                if found is None:
+                    return None
+                return RunDetail.with_record(found.summary, found.record), found.record_chars
+
+            answer = await self._answer(
+                ("run", namespace, name, uid), run, lambda kept: 0 if kept is None else 1024 + kept[1]
+            )
+            if answer is not None:
+                return answer[0]
+        raise NotFoundError(f"no archived AgentRun {namespace}/{name}" + (f" with uid {uid}" if uid else ""))
 
     async def calls(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> CallList:
         """The model calls of an archived run, in order, with their fallbacks."""
-        summary, _record = await self._run(who, namespace, name, uid)
-        calls = await self.reader.calls(summary.uid)
-        return CallList(namespace=namespace, name=name, uid=summary.uid, items=[Call.of(c) for c in calls])
+        run = (await self.get_run(who, namespace, name, uid)).uid  # the caller's access checked there
+
+        async def calls() -> CallList:
+            found = await self.reader.calls(run)
+            return CallList(namespace=namespace, name=name, uid=run, items=[Call.of(c) for c in found])
+
+        return await self._answer(("calls", run), calls, lambda answer: 512 + 512 * len(answer.items))
 
     async def costs(
         self,
@@ -119,14 +151,20 @@ class ReadService:
         grouping = parse_group_by(group_by)
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
-        lines = await self.reader.costs(grouping, window, await self._visible(who, asked))
-        return CostReport(
-            group_by=grouping.value,
-            from_=window.start,
-            to=window.end,
-            groups=[CostGroup.of(line) for line in lines],
-            total_micros=sum(line.cost_micros for line in lines),
-        )
+        visible = await self._visible(who, asked)
+
+        async def report() -> CostReport:
+            lines = await self.reader.costs(grouping, window, visible)
+            return CostReport(
+                group_by=grouping.value,
+                from_=window.start,
+                to=window.end,
+                groups=[CostGroup.of(line) for line in lines],
+                total_micros=sum(line.cost_micros for line in lines),
+            )
+
+        key = ("costs", grouping, window, visible)
+        return await self._answer(key, report, lambda answer: 512 + 256 * len(answer.groups))
 
     async def cost_series(
         self,
@@ -141,7 +179,17 @@ class ReadService:
         grouping = parse_group_by(group_by)
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
-        return await self.reader.cost_series(grouping, window, await self._visible(who, asked), asked)
+        visible = await self._visible(who, asked)
+
+        async def series() -> tuple[CostPoint, ...]:
+            return tuple(await self.reader.cost_series(grouping, window, visible, asked))
+
+        def size(points: tuple[CostPoint, ...]) -> int:
+            return 512 + 128 * len(points)
+
+        key = ("series", grouping, window, visible, asked)
+        points = await self._answer(key, series, size)
+        return list(points)
 
     async def list_budgets(self, who: Caller, namespace: str | None = None) -> BudgetList:
         """The Budgets of the namespaces the caller may read, with their spec and status."""

@@ -7,20 +7,43 @@ requests, and only SELECTs. Every query takes the namespaces the caller may read
 
 Lists are newest first by completion time, then UID, and page by keyset (the last row's position), so a
 page is as fast at the end of the archive as at its start and rows archived meanwhile never shift a
-page. Filter values reach SQL only as bound parameters.
+page. Runs with a completion time and those without are asked for apart, each in its index's own order
+(`completion_time DESC, uid DESC` over the ascending (completion_time, uid) indexes, a row comparison
+after a cursor): PostgreSQL cannot read `DESC NULLS LAST` from an ascending index and sorted the whole
+table for every page (72 ms at 100,000 runs; 0.4 ms now). Filter values reach SQL only as bound
+parameters.
+
+The reader's connections are in autocommit: a SELECT opens no transaction, so a connection goes back to
+the pool without a ROLLBACK, and none is pinged before use (a round trip each on PostgreSQL); a query
+that finds its connection dead is tried once more on a fresh one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, desc, distinct, exists, func, literal, or_, select, union
-from sqlalchemy.engine import URL
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    create_engine,
+    desc,
+    distinct,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+    union,
+)
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from jesus.logic.run_queries import AuditFilter, GroupBy, RunFilter, TimeRange
 from jesus.records.schema import audit_log, run_calls, runs
@@ -75,6 +98,15 @@ class RunSummary:
     def position(self) -> list[Any]:
         """Its place in a list: what a cursor after it holds."""
         return [self.completion_time, self.uid]
+
+
+@dataclass(frozen=True)
+class FoundRun:
+    """One archived run, its whole record, and the size of the record's JSON text."""
+
+    summary: RunSummary
+    record: Any
+    record_chars: int
 
 
 @dataclass(frozen=True)
@@ -177,19 +209,19 @@ def _namespaces(column: Any, visible: Visible, asked: str | None) -> list[Column
     return [column.in_(sorted(visible))]
 
 
-def _after(position: Sequence[Any] | None) -> list[ColumnElement[bool]]:
-    """Rows after `position` in newest-first order; rows without a completion time come last."""
+def _after(
+    position: Sequence[Any] | None,
+) -> tuple[list[ColumnElement[bool]] | None, list[ColumnElement[bool]]]:
+    """The conditions of the rows after `position` in newest-first order: (those with a completion
+    time, those without; None: no such rows). Rows without a completion time come last."""
     if position is None:
-        return []
+        return [runs.c.completion_time.is_not(None)], [runs.c.completion_time.is_(None)]
     completion, uid = position
     if completion is None:
-        return [and_(runs.c.completion_time.is_(None), runs.c.uid < uid)]
-    return [
-        or_(
-            runs.c.completion_time < completion,
-            and_(runs.c.completion_time == completion, runs.c.uid < uid),
-            runs.c.completion_time.is_(None),
-        )
+        return None, [runs.c.completion_time.is_(None), runs.c.uid < uid]
+    # A row comparison: both databases seek to it in the (completion_time, uid) index.
+    return [tuple_(runs.c.completion_time, runs.c.uid) < (completion, uid)], [
+        runs.c.completion_time.is_(None)
     ]
 
 
@@ -198,13 +230,34 @@ class ArchiveReader:
 
     def __init__(self, url: URL, *, pool_size: int = 8) -> None:
         self.url = url
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-            self.engine: AsyncEngine = create_async_engine(url)  # one connection: no pool to size
-        elif url.get_backend_name() == "sqlite":
-            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        self._sqlite: Engine | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        if url.get_backend_name() == "sqlite":
+            # SQLite runs in this process: a query is one hop to a thread of our own, which runs the
+            # driver's calls (execute, fetch, close) in one go. aiosqlite made each of them a hop of its
+            # own and cost 1.3 to 2 ms of CPU a query with 25 at once, against 0.2 to 0.4 ms this way.
+            sync_url = url.set(drivername="sqlite")
+            if url.database in (None, "", ":memory:"):
+                self._sqlite = create_engine(
+                    sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+                )
+                pool_size = 1  # one connection, one database
+            else:
+                self._sqlite = create_engine(
+                    sync_url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_reset_on_return=None,
+                    pool_size=pool_size,
+                    max_overflow=0,
+                )
+            self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="archive-reader")
         else:
-            self.engine = create_async_engine(
-                url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+            self.engine: AsyncEngine = create_async_engine(
+                url,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                pool_size=pool_size,
+                max_overflow=pool_size,
             )
 
     def __str__(self) -> str:
@@ -212,17 +265,38 @@ class ArchiveReader:
 
     async def close(self) -> None:
         """Close the pool's connections."""
-        await self.engine.dispose()
+        if self._sqlite is not None and self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._sqlite.dispose()
+        else:
+            await self.engine.dispose()
 
     async def _all(self, query: Select[Any]) -> Sequence[Any]:
         try:
-            async with self.engine.connect() as connection:
-                rows: Sequence[Any] = (await connection.execute(query)).all()
-                return rows
+            try:
+                return await self._rows(query)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A pooled connection the database had closed (a restart, an idle timeout): the pool
+                # has dropped it and its elders; one more try gets a fresh one.
+                return await self._rows(query)
         except _TRANSIENT as exc:
             original = getattr(exc, "orig", None) or exc
             why = " ".join(f"{type(original).__name__}: {original}".split())[:300]
             raise StoreUnavailableError(f"failed to read the archive {self}: {why}") from exc
+
+    async def _rows(self, query: Select[Any]) -> Sequence[Any]:
+        if self._sqlite is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, self._sqlite_rows, query)
+        async with self.engine.connect() as connection:
+            rows: Sequence[Any] = (await connection.execute(query)).all()
+            return rows
+
+    def _sqlite_rows(self, query: Select[Any]) -> Sequence[Any]:
+        assert self._sqlite is not None
+        with self._sqlite.connect() as connection:
+            return connection.execute(query).all()
 
     async def namespaces(self) -> list[str]:
         """Every namespace with an archived run or an audit row."""
@@ -250,20 +324,44 @@ class ArchiveReader:
             where.append(
                 exists().where(run_calls.c.run_uid == runs.c.uid, run_calls.c.model == question.model)
             )
-        where += _in_window(question.window) + _after(after)
-        query = (
-            select(*_SUMMARY)
-            .where(*where)
-            .order_by(runs.c.completion_time.desc().nulls_last(), runs.c.uid.desc())
-            .limit(limit)
-        )
-        return [_summary(row) for row in await self._all(query)]
+        where += _in_window(question.window)
+        timed, untimed = _after(after)
+        found = []
+        if timed is not None:
+            found = [
+                _summary(row)
+                for row in await self._all(
+                    select(*_SUMMARY)
+                    .where(*where, *timed)
+                    .order_by(runs.c.completion_time.desc(), runs.c.uid.desc())
+                    .limit(limit)
+                )
+            ]
+        if len(found) < limit and question.window.start is None and question.window.end is None:
+            # The runs without a completion time, last (a time window leaves them out anyway).
+            found += [
+                _summary(row)
+                for row in await self._all(
+                    select(*_SUMMARY)
+                    .where(*where, *untimed)
+                    .order_by(runs.c.uid.desc())
+                    .limit(limit - len(found))
+                )
+            ]
+        return found
 
     async def get_run(
         self, namespace: str, name: str, visible: Visible, uid: str | None = None
     ) -> tuple[RunSummary, Any] | None:
         """The newest archived run of this name (or the one of `uid`) and its whole record; None when
         there is none the caller may read."""
+        found = await self.find_run(namespace, name, visible, uid)
+        return None if found is None else (found.summary, found.record)
+
+    async def find_run(
+        self, namespace: str, name: str, visible: Visible, uid: str | None = None
+    ) -> FoundRun | None:
+        """As `get_run`, with the size of the record."""
         where = _namespaces(runs.c.namespace, visible, namespace)
         if where is None:
             return None
@@ -279,7 +377,7 @@ class ArchiveReader:
         newest = max(
             rows, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
         )
-        return _summary(newest), json.loads(newest.record)
+        return FoundRun(_summary(newest), json.loads(newest.record), len(newest.record))
 
     async def records(self, uids: Sequence[str]) -> dict[str, Any]:
         """The whole records of the runs `uids` (the caller has listed them first), by UID."""
@@ -426,4 +524,13 @@ class ArchiveReader:
         return entries
 
 
-__all__ = ["ArchiveReader", "AuditEntry", "CallSummary", "CostLine", "CostPoint", "RunSummary", "Visible"]
+__all__ = [
+    "ArchiveReader",
+    "AuditEntry",
+    "CallSummary",
+    "CostLine",
+    "CostPoint",
+    "FoundRun",
+    "RunSummary",
+    "Visible",
+]

@@ -32,7 +32,7 @@ def _append_and(database: str, *statements: str) -> None:
 
 def test_migrate_then_verify_an_intact_log(database: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["archive", "migrate", "--database", database]) == 0
-    assert "is at revision 0003" in capsys.readouterr().out
+    assert "is at revision 0004" in capsys.readouterr().out
     _append_and(database)
     assert main(["audit", "verify", "--database", database]) == 0
     out = capsys.readouterr().out

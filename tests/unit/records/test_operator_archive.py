@@ -214,7 +214,7 @@ async def test_the_operator_opens_the_archive_migrated_and_gives_up_on_one_that_
     context = operator_context(FakeKube(), Engine(), lambda: NOW)
     archiver = await open_archive(database, context, retry_delays=(0.01,))
     try:
-        assert await current_revision(archiver.store.engine) == "0003"
+        assert await current_revision(archiver.store.engine) == "0004"
     finally:
         await archiver.stop()
     missing = f"sqlite:///{tmp_path / 'no-such-folder' / 'archive.db'}"

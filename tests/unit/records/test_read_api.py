@@ -1,6 +1,7 @@
 """The read API over HTTP (ASGI, in process) on an SQLite archive, with a fake API server answering the
 TokenReviews and SubjectAccessReviews: who sees what, every refusal, every careless or hostile
-parameter, the caches on an injected clock, and the published OpenAPI document."""
+parameter, the caches on an injected clock (the reviews' and the answers', which `client` has on, as
+`jesus api` does), and the published OpenAPI document."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.builders.archived_runs import archive, standard_runs
+from tests.builders.archived_runs import archive, archived_run, standard_runs
 
 from jesus.api.objects import JsonObject
 from jesus.kube import KubeError
 from jesus.logic.run_queries import CursorSigner
 from jesus.readapi.access import LocalAuthenticator, NamespaceAccess, TokenReviewAuthenticator
+from jesus.readapi.answers import AnswerCache
 from jesus.readapi.app import create_app
 from jesus.readapi.service import ReadService
 from jesus.records import RecordStore, database_url
@@ -98,8 +100,13 @@ async def filled(store: RecordStore) -> RecordStore:
 
 
 @pytest.fixture
+def answers(clock: Clock) -> AnswerCache:
+    return AnswerCache(clock, seconds=2.0)
+
+
+@pytest.fixture
 async def client(
-    filled: RecordStore, server: FakeApiServer, clock: Clock
+    filled: RecordStore, server: FakeApiServer, clock: Clock, answers: AnswerCache
 ) -> AsyncIterator[httpx.AsyncClient]:
     reader = ArchiveReader(filled.url)
 
@@ -108,7 +115,7 @@ async def client(
 
     access = NamespaceAccess(server, reader.namespaces, clock=clock, cache_seconds=10)
     app = create_app(
-        ReadService(reader, access, CursorSigner(KEY), budgets),
+        ReadService(reader, access, CursorSigner(KEY), budgets, answers),
         TokenReviewAuthenticator(server, clock=clock, cache_seconds=10),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as http:
@@ -245,6 +252,76 @@ async def test_reviews_are_cached_until_the_clock_passes_their_ttl(
     assert (await client.get("/v1/runs", headers=auth("viewer-a"))).status_code == 401
 
 
+async def test_a_cached_answer_never_reaches_a_caller_who_may_not_read_it(
+    client: httpx.AsyncClient, answers: AnswerCache
+) -> None:
+    # The admin's answers (every namespace) are kept first; then the viewer asks the same questions.
+    for token in ("admin", "admin", "viewer-a", "viewer-a", "stranger"):
+        listed = await names(client, token)
+        shown = await names(client, token, "?namespace=team-b")
+        run = await client.get("/v1/runs/team-b/b1", headers=auth(token))
+        calls = await client.get("/v1/runs/team-b/b1/calls", headers=auth(token))
+        costs = (await client.get("/v1/costs?groupBy=team", headers=auth(token))).json()["groups"]
+        if token == "admin":
+            assert listed == ["b2", "a5", "a4", "a3", "b1", "a2", "a1"] and shown == ["b2", "b1"]
+            assert run.status_code == calls.status_code == 200
+            assert {g["key"] for g in costs} == {"team-a", "team-b"}
+        else:
+            assert listed == (["a5", "a4", "a3", "a2", "a1"] if token == "viewer-a" else [])
+            assert shown == [] and run.status_code == calls.status_code == 404
+            assert [g["key"] for g in costs] == (["team-a"] if token == "viewer-a" else [])
+    assert answers.hits >= 10  # the second admin and viewer rounds were answered from the cache
+    # The viewer's own kept run reaches no stranger either.
+    assert (await client.get("/v1/runs/team-a/a3", headers=auth("viewer-a"))).status_code == 200
+    assert (await client.get("/v1/runs/team-a/a3", headers=auth("stranger"))).status_code == 404
+
+
+async def test_a_kept_run_is_refused_once_the_callers_access_is_revoked(
+    client: httpx.AsyncClient, server: FakeApiServer, clock: Clock, answers: AnswerCache
+) -> None:
+    answers.seconds = 60  # kept far longer than the reviews (10 s)
+    assert (await client.get("/v1/runs/team-a/a3", headers=auth("viewer-a"))).status_code == 200
+    assert await names(client, "viewer-a", "?namespace=team-a") == ["a5", "a4", "a3", "a2", "a1"]
+    server.grants[VIEWER_A["username"]] = set()
+    clock.now += 10.1
+    hits = answers.hits
+    assert (await client.get("/v1/runs/team-a/a3", headers=auth("viewer-a"))).status_code == 404
+    assert await names(client, "viewer-a", "?namespace=team-a") == []
+    assert answers.hits == hits and len(answers) == 3  # both still kept (and the empty page), not given
+
+
+async def test_a_newly_archived_run_is_listed_within_the_answers_seconds(
+    client: httpx.AsyncClient, filled: RecordStore, clock: Clock
+) -> None:
+    assert (await names(client, "admin", "?limit=2")) == ["b2", "a5"]
+    costs = (await client.get("/v1/costs?groupBy=team", headers=auth("admin"))).json()["totalMicros"]
+    await archive(filled, archived_run("a6", completion="2026-11-30T10:07:00Z"))
+    clock.now += 1.9  # the kept page and sum, at most 2 s old
+    assert (await names(client, "admin", "?limit=2")) == ["b2", "a5"]
+    assert (await names(client, "admin", "?limit=3")) == ["a6", "b2", "a5"]  # another question
+    clock.now += 0.1
+    assert (await names(client, "admin", "?limit=2")) == ["a6", "b2"]
+    later = (await client.get("/v1/costs?groupBy=team", headers=auth("admin"))).json()["totalMicros"]
+    assert later > costs
+
+
+async def test_a_cursor_is_checked_before_any_kept_page_is_looked_for(
+    client: httpx.AsyncClient, answers: AnswerCache
+) -> None:
+    page = (await client.get("/v1/runs?limit=2", headers=auth("admin"))).json()
+    second = await client.get(f"/v1/runs?limit=2&cursor={page['nextCursor']}", headers=auth("admin"))
+    assert [r["name"] for r in second.json()["items"]] == ["a4", "a3"]
+    kept = len(answers)
+    for query in (
+        f"limit=2&team=team-a&cursor={page['nextCursor']}",  # the cursor of another filter
+        f"limit=3&cursor={forge(page['nextCursor'], {'p': ['2026-11-30T10:05:00Z', 'z']})}",
+        f"limit=500000&cursor={page['nextCursor']}",
+    ):
+        refused = await client.get(f"/v1/runs?{query}", headers=auth("admin"))
+        assert refused.status_code == 400, (query, refused.text)
+    assert len(answers) == kept  # nothing was asked, nothing was kept
+
+
 def forge(cursor: str, change: dict[str, Any]) -> str:
     body, _, mac = cursor.partition(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -377,3 +454,28 @@ def test_a_run_built_without_validation_is_the_validated_one() -> None:
     checked = Run.model_validate({**values, "cost": format_micros(summary.cost_micros)})
     assert fast == checked
     assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
+
+
+def test_a_detail_and_a_cost_group_built_without_validation_are_the_validated_ones() -> None:
+    import dataclasses
+
+    from jesus.api.common import format_micros
+    from jesus.readapi.models import CostGroup, RunDetail
+    from jesus.records.reader import CostLine, RunSummary
+
+    values: dict[str, Any] = {}
+    for index, field in enumerate(dataclasses.fields(RunSummary)):
+        values[field.name] = f"v{index}" if "str" in str(field.type) else index
+    record = {"spec": {"owner": {"team": "t\u00e9am"}}, "status": {"calls": [{"costMicros": 7}]}}
+    fast = RunDetail.with_record(RunSummary(**values), record)
+    checked = RunDetail.model_validate(
+        {**values, "cost": format_micros(values["cost_micros"]), "record": record}
+    )
+    assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
+    for line in (CostLine("m-small", 3, 5, 10, 20, 4500), CostLine("team-a", 2, None, 1, 2, 0)):
+        checked_line = CostGroup.model_validate(
+            {**dataclasses.asdict(line), "cost": format_micros(line.cost_micros)}
+        )
+        assert CostGroup.of(line).model_dump_json(by_alias=True) == checked_line.model_dump_json(
+            by_alias=True
+        )

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import insert
 from tests.builders.archived_runs import archive, archived_run, standard_runs
+from tests.builders.postgres_server import PostgresServer
 
 from jesus.logic.records import build_run_record
 from jesus.logic.run_queries import AuditFilter, GroupBy, RunFilter, TimeRange, parse_run_filter
-from jesus.records import RecordStore, database_url
+from jesus.records import RecordStore, StoreUnavailableError, database_url
 from jesus.records.reader import ArchiveReader
 from jesus.records.schema import run_calls, runs
 from jesus.records.store import _call_values, _run_values
@@ -255,3 +256,25 @@ async def test_the_cost_series_sums_each_day_per_group(store: RecordStore, reade
     ]
     assert await reader.cost_series(GroupBy.ADAPTER, window, frozenset()) == []
     assert await reader.cost_series(GroupBy.USER, window, frozenset({"team-a"}), "team-b") == []
+
+
+async def test_a_reader_whose_postgres_restarted_answers_on_a_fresh_connection(
+    postgres: PostgresServer,
+) -> None:
+    store = RecordStore(database_url(postgres.create_database()))
+    await store.migrate()
+    await archive(store, *standard_runs()[:2])
+    reader = ArchiveReader(store.url)
+    try:
+        assert len(await reader.list_runs(parse_run_filter(), None, None, 10)) == 2  # a pooled connection
+        postgres.stop()
+        postgres.start()
+        # No ping before each query: the dead connection fails it, and it is tried once on a new one.
+        assert len(await reader.list_runs(parse_run_filter(), None, None, 10)) == 2
+        postgres.stop()
+        with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{postgres.port}"):
+            await reader.list_runs(parse_run_filter(), None, None, 10)
+    finally:
+        postgres.start()
+        await reader.close()
+        await store.close()
