@@ -8,7 +8,6 @@ until a test ends one by writing the runner's result into its status, as the run
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from collections.abc import Iterator
@@ -27,7 +26,9 @@ from tests.cluster.harness import JESUS, OperatorWorld, apply, get, operator_wor
 
 from jesus.devcluster import ControlPlane
 from jesus.devcluster.nodes import DEFAULT_NODES
+from jesus.logic import sealing
 from jesus.logic.queueing import ADMISSION_GATE, DEFAULT_LANES, build_priority_classes
+from jesus.logic.sealing import RUNNER_KEY_SECRET
 from jesus.logic.serving import ENGINE_LLAMACPP, serving_name
 
 GPU_SHAPE = next(shape for shape in DEFAULT_NODES if shape.gpus)
@@ -138,9 +139,14 @@ def finish(world: OperatorWorld, job: str, cost_micros: int) -> None:
 def call_router(world: OperatorWorld, job: str) -> int:
     """One model call through the router with the token of `job`'s attempt, as its runner would make
     it; what it cost."""
-    secret = get(world.plane, world.namespace, "secret", f"{job}-token")
-    assert secret is not None, f"no token Secret for {job}"
-    token = base64.b64decode(secret["data"]["token"]).decode()
+    found, key = (
+        get(world.plane, world.namespace, "job", job),
+        get(world.plane, world.namespace, "secret", RUNNER_KEY_SECRET),
+    )
+    assert found is not None and key is not None, f"no Job {job} or no runner key"
+    sealed = sealing.sealed_token_of(found)
+    assert sealed is not None, f"no sealed token in Job {job}"
+    token = sealing.unseal(sealing.secret_key(key), sealed)
     answer = httpx.post(
         f"http://127.0.0.1:{world.router_port}/v1/chat/completions",
         json={"model": "any", "messages": [{"role": "user", "content": "hi"}]},

@@ -226,6 +226,7 @@ async def run_operator(
 
 
 START_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 30.0, 30.0)
+DRAIN_SECONDS = 2.0
 
 
 def open_shards(options: OperatorOptions, context: OperatorContext) -> ShardOwnership:
@@ -243,11 +244,18 @@ def open_shards(options: OperatorOptions, context: OperatorContext) -> ShardOwne
         logger.info("Took over shard=%d runs=%d", shard, queued)
 
     async def released(shard: int) -> None:
-        await queue.drain(in_shard(shard))
-        logger.info("Gave up shard=%d", shard)
+        # Bounded: this runs inside the lease loop, and a pass that outlives it is harmless (its writes
+        # carry the resourceVersion it read); waiting longer would let the other shards' renewals lapse.
+        drained = asyncio.ensure_future(queue.drain(in_shard(shard)))
+        done, _ = await asyncio.wait({drained}, timeout=DRAIN_SECONDS)
+        if not done:
+            drained.cancel()
+        logger.info("Gave up shard=%d drained=%s", shard, bool(done))
 
+    # Renewals get their own request slots: queued behind a thousand reconciles' requests, a renewal
+    # could come too late and fence the shard.
     return shard_ownership(
-        context.kube,
+        context.kube.sibling(),
         shards=options.shards,
         identity=options.identity,
         lease_namespace=options.lease_namespace,

@@ -200,10 +200,9 @@ class ShardLeases:
             }
             records = [read_lease(obj, self.lease_seconds) for obj in self._objects.values()]
             self._seen = observe(self._seen, [r for r in records if r is not None], read_at)
-            await self._renew_member()
-            for shard in sorted(self._renewed):
-                if self._fresh(shard, self.clock()):
-                    await self._renew_shard(shard)
+            # The member and every fresh shard at once: one slow answer must not make the rest late.
+            fresh = [shard for shard in sorted(self._renewed) if self._fresh(shard, self.clock())]
+            await asyncio.gather(self._renew_member(), *(self._renew_shard(shard) for shard in fresh))
             now = self.clock()
             for shard in sorted(self._active | set(self._renewed)):
                 if not self._fresh(shard, now):

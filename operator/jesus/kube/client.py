@@ -104,6 +104,11 @@ class KubeClient:
         api = await kr8s.asyncio.api(kubeconfig=kubeconfig)
         return cls(api, redact=redact)
 
+    def sibling(self, max_in_flight: int = 2) -> KubeClient:
+        """A client over the same connection with slots of its own: requests that must not queue behind
+        the reconciles' (the shard Leases' renewals) go through it."""
+        return KubeClient(self._api, redact=self.redact, max_in_flight=max_in_flight)
+
     def redact_status(self, status: JsonObject) -> JsonObject:
         """A copy of `status` with its free text redacted (what `replace_status` writes): controllers
         compare it with the stored status, so a redacted message does not look like a change."""
