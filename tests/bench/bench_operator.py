@@ -184,14 +184,13 @@ class CpuMeter:
 
 
 def api_cost_line(bare: dict[str, Any], apiserver_seconds: float, admitted: int, runs: int) -> str:
-    """kube-apiserver CPU per admitted run, beside a bare Job's (created alone, and with its pod)."""
+    """kube-apiserver CPU per admitted run, beside a bare Job's. The operator's window also holds the
+    pods the Job controller makes for its Jobs meanwhile; the bare window ends before its pods come."""
     per_run = apiserver_seconds / max(admitted, 1) * 1000
     alone = bare["cpu_seconds"].get("kube-apiserver", 0.0) / bare["jobs"] * 1000
-    with_pods = bare.get("with_pods", {}).get("cpu_seconds", {}).get("kube-apiserver")
-    pod_text = "" if with_pods is None else f", with its pod {with_pods / bare['jobs'] * 1000:.1f} ms"
     return (
         f"kube-apiserver CPU per admitted run: {per_run:.1f} ms ({admitted} of {runs} admitted); "
-        f"a bare Job: {alone:.1f} ms{pod_text}"
+        f"per bare Job: {alone:.1f} ms"
     )
 
 
@@ -927,25 +926,11 @@ class Bench:
         # Let the Job controller make the baseline's pods before the operator's turn, so the two
         # measurements do not overlap; capped, since pods beyond the kwok nodes' room stay Pending.
         deadline = time.monotonic() + 120
-        pods: list[JsonObject] = []
         while time.monotonic() < deadline:
             pods = await kube.list("Pod", BARE_NS)
             if len(pods) >= n:
                 break
             await asyncio.sleep(2)
-        # The operator's window counts the pods its Jobs get (the Job controller, the scheduler and kwok
-        # write them while runs are admitted); this is the bare Jobs' cost counted the same way.
-        wall, used = cpu.read()
-        apiserver = used.get("kube-apiserver", 0.0)
-        self.figures["bare"]["with_pods"] = {
-            "pods": len(pods),
-            "wall_seconds": round(wall, 3),
-            "cpu_seconds": {k: round(v, 2) for k, v in used.items()},
-        }
-        self.report(
-            f"bare client with its pods: {len(pods)} pods made in {wall:.1f} s; kube-apiserver CPU "
-            f"{apiserver:.1f} s ({apiserver / n * 1000:.1f} ms per Job), etcd {used.get('etcd', 0.0):.1f} s"
-        )
 
     async def create(
         self, kube: KubeClient, cpu: CpuMeter, runs: list[JsonObject]
