@@ -105,11 +105,14 @@ class WorkQueue:
         """Remember that `key` exists (another shard's run), so `requeue` can find it later."""
         self._known.add(key)
 
-    def schedule(self, key: Key, delay: float | None) -> None:
-        """Reconcile `key` after `delay` seconds, replacing what was scheduled; None: nothing scheduled."""
+    def schedule(self, key: Key, delay: float | None, body: JsonObject | None = None) -> None:
+        """Reconcile `key` after `delay` seconds, replacing what was scheduled; None: nothing scheduled.
+        `body`: its state now, for that pass to start from (a newer event's body replaces it)."""
         if delay is None:
             self._due.pop(key, None)
             return
+        if body is not None and key not in self._bodies:
+            self._bodies[key] = body
         due = self._clock() + max(0.0, delay)
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._order), key))
@@ -231,6 +234,11 @@ class WorkQueue:
         self._failures.pop(key, None)
         if key in self._known:
             self.schedule(key, delay)
+
+    def keep(self, key: Key, body: JsonObject) -> None:
+        """`body` is `key`'s state now: its next pass starts from it, unless a newer event comes."""
+        if key in self._known and key not in self._bodies:
+            self._bodies[key] = body
 
     def _backoff(self, count: int) -> float:
         return self._backoffs[min(count, len(self._backoffs)) - 1]

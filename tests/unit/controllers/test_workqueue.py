@@ -173,3 +173,21 @@ async def test_drain_waits_for_the_passes_in_flight_over_the_keys_it_names(
 def test_a_queue_needs_a_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         WorkQueue(Recorder(), workers=0)
+
+
+async def test_a_later_look_starts_from_the_body_kept_for_it_unless_an_event_brings_a_newer_one(
+    world: tuple[WorkQueue, Recorder, Clock],
+) -> None:
+    queue, handler, clock = world
+    queue.add(A)
+    await settle(queue)
+    queue.schedule(A, 30.0, body={"v": "echo"})
+    clock.now += 30
+    queue.advanced()
+    await settle(queue)
+    assert handler.passes[-1] == (A, {"v": "echo"})  # no read needed for the safety look
+    queue.keep(A, {"v": "kept"})
+    queue.schedule(A, 30.0)
+    queue.add(A, {"v": "newer"})  # an event wins over what was kept
+    await settle(queue)
+    assert handler.passes[-1] == (A, {"v": "newer"})

@@ -73,7 +73,7 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         elif _echo(context, key, obj):
             # The status this operator just wrote, coming back: nothing new to decide on.
             queue.track(key)
-            queue.schedule(key, next_look(context, reconcile.Reconciled(obj.get("status"))))
+            queue.schedule(key, next_look(context, reconcile.Reconciled(obj.get("status"))), body=obj)
         else:
             queue.add(key, obj)
 
@@ -165,6 +165,8 @@ async def _pass(context: OperatorContext, key: tuple[str, str], body: JsonObject
         raise Retry(str(exc), delay=exc.delay) from exc
     except kopf.PermanentError as exc:
         raise GiveUp(str(exc)) from exc
+    if done.unchanged is not None and context.run_queue is not None:
+        context.run_queue.keep(key, done.unchanged)  # the next look needs no read
     return next_look(context, done)
 
 

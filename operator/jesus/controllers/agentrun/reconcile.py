@@ -53,6 +53,9 @@ class Reconciled:
 
     status: JsonObject | None
     requeue_after: float | None = None
+    unchanged: JsonObject | None = None
+    """The run as read, when the reconcile wrote nothing: still current, so a later look can start
+    from it instead of reading the run again (a write's own event brings the new object)."""
 
 
 async def reconcile_run(
@@ -147,7 +150,7 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> Reconcil
         context.metrics.runs.seen(metadata.get("namespace") or "", metadata.get("name") or "", phase)
     inputs = _inputs(context, obj)
     if _unchanged_refusal(context, obj, inputs):
-        return Reconciled(obj.get("status"))
+        return Reconciled(obj.get("status"), unchanged=obj)
     run = AgentRun.model_validate(obj)
     context.budget_waits.forget(run.metadata.namespace or "", run.metadata.name or "")
     draft = StatusDraft(run, context.clock(), inputs)
@@ -166,13 +169,13 @@ async def _reconcile_body(context: OperatorContext, obj: JsonObject) -> Reconcil
         await expire_in_status(context.artifacts, draft)
     _archive_condition(context, draft)
     draft.status.observed_generation = run.metadata.generation
-    status = await _write(context, obj, draft)
+    status, wrote = await _write(context, obj, draft)
     if context.archiver is not None and needs_archiving(draft.status):
         context.archiver.offer_run({**obj, "status": status})
     if admission is not None:
         # Only a decision that was written is traced: one that lost to a conflict is decided again.
         spans.record_admission(run, *admission)
-    return Reconciled(status, draft.requeue_after)
+    return Reconciled(status, draft.requeue_after, None if wrote else obj)
 
 
 async def _perform(context: OperatorContext, draft: StatusDraft, obj: JsonObject, step: NextStep) -> None:
@@ -216,16 +219,16 @@ def _archive_condition(context: OperatorContext, draft: StatusDraft) -> None:
         )
 
 
-async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) -> JsonObject:
+async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) -> tuple[JsonObject, bool]:
     """PUT the status when it changed (ConflictError when the run moved on), then its Events; the
-    status as stored."""
+    status as stored, and whether it was written."""
     before = AgentRunStatus.model_validate(obj.get("status") or {})
     # Compared as it will be stored, free text redacted: a message redaction changes is no change.
     status = context.kube.redact_status(
         draft.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     )
     if AgentRunStatus.model_validate(status) == before:
-        return status
+        return status, False
     body = {**obj, "status": status}
     written = await context.kube.replace_status(body)
     metadata = obj["metadata"]
@@ -261,7 +264,7 @@ async def _write(context: OperatorContext, obj: JsonObject, draft: StatusDraft) 
             await context.kube.event(obj, type_=type_, reason=reason, message=message)
         except KubeError as exc:  # an event is worth a log line, not a failed reconcile
             logger.warning("Failed to record event run=%s reason=%s error=%s", metadata["name"], reason, exc)
-    return status
+    return status, True
 
 
 async def release_on_delete(context: OperatorContext, body: JsonObject) -> None:
