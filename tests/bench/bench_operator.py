@@ -81,6 +81,7 @@ from jesus.logic.shards import SHARD_PREFIX, shard_of
 
 OPERATOR_NS = "bench-operator"
 BARE_NS = "bench-bare"
+BARE_RUNS_NS = "bench-bare-runs"
 TEAM = "bench"
 TINY_TEAM = "bench-tiny"
 # With --replicas N > 1: the replicas' Leases live here; they share SHARDS_PER_REPLICA * N shards.
@@ -416,6 +417,42 @@ def bench_run(name: str, *, team: str = TEAM, namespace: str = OPERATOR_NS) -> J
     obj = in_namespace(hello_run(name, team=team, route_name="bench", max_cost=str(MAX_COST)), namespace)
     obj["spec"]["limits"]["timeoutSeconds"] = RUN_TIMEOUT_SECONDS
     return obj
+
+
+def admitted_status(obj: JsonObject) -> JsonObject:
+    """A status of the size and shape the operator writes when it admits a run (about 1.3 KB)."""
+    now = "2026-01-01T00:00:00Z"
+    name = obj["metadata"]["name"]
+
+    def condition(type_: str, status: str, reason: str, text: str) -> JsonObject:
+        return {
+            "type": type_,
+            "status": status,
+            "lastTransitionTime": now,
+            "reason": reason,
+            "message": text,
+        }
+
+    return {
+        "phase": "Running",
+        "conditions": [
+            condition("PolicyAllowed", "True", "PolicyAllowed", "allowed by policy"),
+            condition("BudgetReserved", "True", "BudgetReserved", f"reserved 0.10 on {OPERATOR_NS}/{TEAM}"),
+            condition("Admitted", "True", "Admitted", "dependencies, policy and budgets allow the run"),
+            condition("Ready", "False", "Running", f"running attempt 1 in job {name}-a1"),
+            condition("Running", "True", "JobCreated", f"runner job {name}-a1 created (attempt 1)"),
+        ],
+        "message": f"running attempt 1 in job {name}-a1",
+        "policy": {"allowed": True, "evaluatedAt": now},
+        "budgetReservations": [
+            {"namespace": BARE_RUNS_NS, "budget": TEAM, "amountMicros": 100000, "settled": False}
+        ],
+        "jobName": f"{name}-a1",
+        "attempts": [{"number": 1, "jobName": f"{name}-a1", "outcome": "Running", "startTime": now}],
+        "traceId": "0" * 32,
+        "specDigest": "sha256:" + "0" * 64,
+        "startTime": now,
+    }
 
 
 def bare_runner_jobs(count: int, namespace: str) -> list[JsonObject]:
@@ -822,6 +859,7 @@ class Bench:
         api = await kr8s.asyncio.api(kubeconfig=str(self.plane.kubeconfig))
         kube = KubeClient(api)
         await self.bare(api, kube)
+        await self.bare_runs(api, kube)
         processes_alive = check_alive(router, *(replica.process for replica in replicas))
         router.start()
         wait_until(lambda: router_ready(self.args.router_port), timeout=30, what="the router")
@@ -931,6 +969,52 @@ class Bench:
             if len(pods) >= n:
                 break
             await asyncio.sleep(2)
+
+    async def bare_runs(self, api: kr8s.asyncio.Api, kube: KubeClient) -> None:
+        """What a run's own two writes cost the API server, before any operator runs: the same client
+        creates N AgentRuns, then writes each a status like an admitted run's; then they are deleted."""
+        n = self.args.runs
+        components = {r.name: r.pid for r in self.plane.running()}
+        pids: dict[str, int] = {k: components[k] for k in ("kube-apiserver", "etcd") if k in components}
+        created_cpu = CpuMeter(pids)
+        created_cpu.start()
+        runs = [bench_run(f"bare-run-{i:05d}", namespace=BARE_RUNS_NS) for i in range(n)]
+        await create_all(kube, runs, self.args.concurrency)
+        created_wall, created_used = created_cpu.read()
+        stored = await kube.list("AgentRun", BARE_RUNS_NS)
+        written_cpu = CpuMeter(pids)
+        written_cpu.start()
+        gate = asyncio.Semaphore(self.args.concurrency)
+
+        async def admit(obj: JsonObject) -> None:
+            async with gate:
+                await kube.replace_status({**obj, "status": admitted_status(obj)})
+
+        await asyncio.gather(*(admit(obj) for obj in stored))
+        written_wall, written_used = written_cpu.read()
+        async with api.call_api(
+            "DELETE", version="v1alpha1", base="/apis/jesus.dev", namespace=BARE_RUNS_NS, url="agentruns"
+        ):
+            pass
+        wait_until_gone = time.monotonic() + 120
+        for _ in range(120):  # the collection's deletion ends before the operator's turn
+            if not await kube.list("AgentRun", BARE_RUNS_NS) or time.monotonic() > wait_until_gone:
+                break
+            await asyncio.sleep(1)
+        create_ms = created_used.get("kube-apiserver", 0.0) / n * 1000
+        status_ms = written_used.get("kube-apiserver", 0.0) / n * 1000
+        self.figures["bare_runs"] = {
+            "runs": n,
+            "created_seconds": round(created_wall, 3),
+            "create_cpu_seconds": {k: round(v, 2) for k, v in created_used.items()},
+            "status_seconds": round(written_wall, 3),
+            "status_cpu_seconds": {k: round(v, 2) for k, v in written_used.items()},
+        }
+        self.report(
+            f"bare AgentRuns (no operator): {n} created in {created_wall:.2f} s, kube-apiserver "
+            f"{create_ms:.1f} ms each; one admitted-like status written to each in {written_wall:.2f} s, "
+            f"{status_ms:.1f} ms each"
+        )
 
     async def create(
         self, kube: KubeClient, cpu: CpuMeter, runs: list[JsonObject]
@@ -1228,7 +1312,7 @@ class Bench:
 
 
 def setup_namespace(plane: ControlPlane, objects: list[JsonObject], replicas: int) -> None:
-    for namespace in (OPERATOR_NS, BARE_NS, *([LEASE_NS] if replicas > 1 else [])):
+    for namespace in (OPERATOR_NS, BARE_NS, BARE_RUNS_NS, *([LEASE_NS] if replicas > 1 else [])):
         plane.kubectl("create", "namespace", namespace)
     apply(plane, OPERATOR_NS, *objects)
 
