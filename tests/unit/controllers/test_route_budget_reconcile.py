@@ -241,6 +241,21 @@ async def test_a_runs_events_go_through_the_queue_and_its_deletion_gives_back_it
         await queue.idle()
         assert {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()} == versions
         assert queue.scheduled((NS, "run")) is not None  # running: the slow safety look
+        # Safety looks start from the run as last seen: two in a row read nothing and write nothing.
+        reads: list[str] = []
+        real_get = world.kube.get
+
+        async def counted_get(kind: str, namespace: str | None, name: str) -> JsonObject | None:
+            reads.append(kind)
+            return await real_get(kind, namespace, name)
+
+        world.kube.get = counted_get  # type: ignore[method-assign]
+        for _ in range(2):
+            queue.requeue([(NS, "run")])
+            await queue.idle()
+        assert reads == []
+        assert {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()} == versions
+        world.kube.get = real_get  # type: ignore[method-assign]
 
         budget_obj = world.kube.find("Budget", NS, "budget")
         assert budget_obj is not None
