@@ -241,7 +241,11 @@ async def test_a_runs_events_go_through_the_queue_and_its_deletion_gives_back_it
         await queue.idle()
         assert {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()} == versions
         assert queue.scheduled((NS, "run")) is not None  # running: the slow safety look
-        # Safety looks start from the run as last seen: two in a row read nothing and write nothing.
+        # Safety looks start from the run as last seen: two in a row read the run's Job, not the run.
+        job = world.kube.find("Job", NS, status["jobName"])
+        assert job is not None
+        job["status"] = {"active": 1}  # as the Job controller says of a Job whose pod runs
+        world.kube.put(job)
         reads: list[str] = []
         real_get = world.kube.get
 
@@ -253,10 +257,20 @@ async def test_a_runs_events_go_through_the_queue_and_its_deletion_gives_back_it
         for _ in range(2):
             queue.requeue([(NS, "run")])
             await queue.idle()
-        assert reads == []
-        assert {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()} == versions
+        assert "AgentRun" not in reads, reads
         world.kube.get = real_get  # type: ignore[method-assign]
+        # The Job's end, queued while the last-seen run is kept: the run is decided on, not skipped as
+        # an echo of our own write.
+        job = world.kube.find("Job", NS, status["jobName"])
+        assert job is not None
+        assert world.status("AgentRun", "run")["phase"] == "Running"
+        job["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+        world.kube.put(job)
+        queue.add((NS, "run"))
+        await queue.idle()
+        assert world.status("AgentRun", "run")["phase"] == "Failed"
 
+        versions = {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()}
         budget_obj = world.kube.find("Budget", NS, "budget")
         assert budget_obj is not None
         await handler(registry, "agentrun-budget-wake")(type="DELETED", body=body(budget_obj))

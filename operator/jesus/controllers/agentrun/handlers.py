@@ -149,12 +149,6 @@ def next_look(context: OperatorContext, done: reconcile.Reconciled) -> float | N
 
 async def _pass(context: OperatorContext, key: tuple[str, str], body: JsonObject | None) -> float | None:
     """One reconcile of a queued run; its failures become the queue's retries."""
-    if body is not None and _echo(context, key, body):
-        # Our own write's echo (its event came before the write's answer did, or a safety look starts
-        # from it): nothing to decide; the next look starts from it again, with no read.
-        if context.run_queue is not None:
-            context.run_queue.keep(key, body)
-        return next_look(context, reconcile.Reconciled(body.get("status")))
     try:
         # Through the module, so a benchmark's instrumentation of reconcile_run sees every call.
         done = await reconcile.reconcile_run(context, key[0], key[1], body)
