@@ -197,3 +197,12 @@ def test_the_result_carries_the_reflection_verdict_and_reads_it_defensively() ->
     assert parsed is not None and parsed.reflection == runs.ReflectionSummary(False, ("evidence",))
     assert parsed.reflection.describe() == "the reflection failed LAW-REFLECT-001 on: evidence"
     assert runs.parse_result(runs.summarize_record({"outcome": "Succeeded"})).reflection is None  # type: ignore[union-attr]
+
+
+def test_a_token_secret_of_a_job_made_before_sealing_still_gives_its_token_or_none() -> None:
+    # Jobs made before tokens were sealed into them are metered from their Secret.
+    assert manifests.secret_token({"data": {"token": "anIyLmEuYg=="}}) == "jr2.a.b"
+    assert manifests.secret_token({"stringData": {"token": "jr2.a.b"}}) == "jr2.a.b"
+    assert manifests.secret_token({"data": {"token": "%%%"}}) is None  # careless: not base64
+    assert manifests.secret_token({"data": {}}) is None
+    assert manifests.secret_token({}) is None
