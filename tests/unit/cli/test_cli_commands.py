@@ -501,3 +501,39 @@ def test_bad_runner_placement_stops_the_operator_naming_the_flag_and_field(
     assert capsys.readouterr().err.strip() == (
         "error: --runner-placement: nodeSelector['pool'] must be a label value (a string)"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--shards", "4"], "--shards needs --identity"),  # careless: half the flags
+        (["--identity", "op-0"], "--identity and --lease-namespace need --shards"),
+        (["--shards", "4", "--identity", "op-0", "--lease-namespace", "ns", "--peering", "p"], "exclude"),
+        (["--shards", "0", "--identity", "op-0", "--lease-namespace", "ns"], "--shards/--identity"),
+        (["--shards", "4", "--identity", "Op 0; rm -rf /", "--lease-namespace", "ns"], "--shards/--identity"),
+    ],
+)
+def test_the_shard_flags_are_checked_before_the_operator_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flags: list[str], says: str
+) -> None:
+    started: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        started.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    assert main(["operator", *flags]) != 0
+    assert says in capsys.readouterr().err
+    assert started == []
+
+
+def test_the_shard_flags_reach_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[operator_app.OperatorOptions] = []
+
+    async def fake_run_operator(options: operator_app.OperatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(operator_app, "run_operator", fake_run_operator)
+    assert main(["operator", "--shards", "4", "--identity", "op-0", "--lease-namespace", "jesus"]) == 0
+    [options] = seen
+    assert (options.shards, options.identity, options.lease_namespace) == (4, "op-0", "jesus")
