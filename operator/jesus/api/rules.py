@@ -100,21 +100,23 @@ class ListType(_FieldMarker):
         """Items are objects, unique by the values of `keys` (camelCase field names)."""
         return cls(keys=keys)
 
-    def _key_of(self, item: Any) -> Any:
-        if not self.keys:
-            return item
-        values = []
-        for key in self.keys:
-            for name, info in type(item).model_fields.items():
-                if key in (name, info.alias):
-                    values.append(getattr(item, name))
-        return tuple(values)
+    def _key_of(self, item: Any, names: tuple[str, ...]) -> Any:
+        return tuple(getattr(item, name) for name in names) if self.keys else item
+
+    def _attributes(self, model: type[Any]) -> tuple[str, ...]:
+        """The attribute names of `keys` (given by field name or alias) on `model`, in key order."""
+        fields = getattr(model, "model_fields", {})
+        return tuple(name for key in self.keys for name, info in fields.items() if key in (name, info.alias))
 
     def enforce(self, items: list[Any]) -> None:
         """Raise an error naming the first item that repeats another."""
         seen: set[Any] = set()
+        names: dict[type[Any], tuple[str, ...]] = {}  # looked up once per item type, not per item
         for item in items:
-            key = self._key_of(item)
+            model = type(item)
+            if model not in names:
+                names[model] = self._attributes(model)
+            key = self._key_of(item, names[model])
             if key in seen:
                 shown = (
                     key

@@ -55,7 +55,7 @@ def find_reservation(budget: Budget, run: RunKey) -> Reservation | None:
         (
             r
             for r in _reservations(budget)
-            if (r.namespace, r.run) == (run.namespace, run.name) and r.uid in (run.uid, None)
+            if r.run == run.name and r.namespace == run.namespace and r.uid in (run.uid, None)
         ),
         None,
     )
@@ -101,20 +101,23 @@ def _with_figures(
         generation,
         now,
     )
+    reserved = sum(r.amount_micros for r in reservations)
     status = BudgetStatus(
         observed_generation=generation,
         conditions=conditions,
         period_start=period_start,
         spent_micros=figures.spent_micros,
-        reserved_micros=sum(r.amount_micros for r in reservations),
-        remaining_micros=figures.limit_micros
-        - figures.spent_micros
-        - sum(r.amount_micros for r in reservations),
+        reserved_micros=reserved,
+        remaining_micros=figures.limit_micros - figures.spent_micros - reserved,
         utilization_percent=figures.utilization_percent,
         fired_thresholds=fired or None,
-        reservations=reservations or None,
     )
-    return budget.model_copy(update={"status": status})
+    # The list is set after validation: its items are validated Reservations and each operation keeps
+    # them unique by run, so checking all of them again on every operation of a batch would make a
+    # thousand admissions cost a million checks (the API server still checks the list on the write).
+    return budget.model_copy(
+        update={"status": status.model_copy(update={"reservations": reservations or None})}
+    )
 
 
 def _figures(
