@@ -195,6 +195,23 @@ def api_cost_line(bare: dict[str, Any], apiserver_seconds: float, admitted: int,
     )
 
 
+def floor_line(bare: dict[str, Any], bare_runs: dict[str, Any]) -> str:
+    """What an operator that cost nothing would still take: the run's own three writes (the user's
+    create, the admitted status, the Job), made by the bare client one kind after the other, and that
+    time's ratio to the bare Jobs alone; with the API server's CPU for them per run."""
+    seconds = bare_runs["created_seconds"] + bare_runs["status_seconds"] + bare["seen_seconds"]
+    runs = bare_runs["runs"]
+    cpu = (
+        bare_runs["create_cpu_seconds"].get("kube-apiserver", 0.0)
+        + bare_runs["status_cpu_seconds"].get("kube-apiserver", 0.0)
+        + bare["cpu_seconds"].get("kube-apiserver", 0.0)
+    )
+    return (
+        f"floor (a run's own three writes, no operator): {seconds:.2f} s for {runs} runs, ratio to the bare "
+        f"Jobs {seconds / bare['seen_seconds']:.2f}; kube-apiserver {cpu / runs * 1000:.1f} ms per run"
+    )
+
+
 def fold_replicas(used: dict[str, float], replicas: list[str]) -> dict[str, float]:
     """CPU per process with several replicas: their sum first under "operator" (the key of a replica
     alone, so figures stay comparable), then each replica, then the others. One replica: unchanged."""
@@ -1015,6 +1032,7 @@ class Bench:
             f"{create_ms:.1f} ms each; one admitted-like status written to each in {written_wall:.2f} s, "
             f"{status_ms:.1f} ms each"
         )
+        self.report(floor_line(self.figures["bare"], self.figures["bare_runs"]))
 
     async def create(
         self, kube: KubeClient, cpu: CpuMeter, runs: list[JsonObject]
@@ -1434,6 +1452,11 @@ def parse_args() -> argparse.Namespace:
         default=1,
         help=f"active operator replicas; above 1 they share {SHARDS_PER_REPLICA} shards each through Leases",
     )
+    parser.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="start the API server without its audit log (what the dev plane's audit policy costs)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if args.replicas < 1:
@@ -1454,8 +1477,12 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, interrupted)
     ensure_all()
-    print(f"work directory (logs): {workdir}; load average before: {os.getloadavg()[0]:.2f}", flush=True)
-    plane = ControlPlane(workdir / "plane", die_with_parent=True)
+    print(
+        f"work directory (logs): {workdir}; load average before: {os.getloadavg()[0]:.2f}; "
+        f"audit log {'off' if args.no_audit else 'on'}",
+        flush=True,
+    )
+    plane = ControlPlane(workdir / "plane", die_with_parent=True, audit=not args.no_audit)
     objects = world_objects(args)
     jaeger = JaegerServer(workdir) if args.jaeger else None
     router, replicas = processes(plane, workdir, args, objects, jaeger.otlp_endpoint if jaeger else None)

@@ -106,12 +106,25 @@ def write_audit_policy(state_dir: Path) -> Path:
 
 
 def apiserver_args(
-    p: Ports, d: Path, state_dir: Path, authentication_config: Path | None = None
+    p: Ports, d: Path, state_dir: Path, authentication_config: Path | None = None, *, audit: bool = True
 ) -> list[str]:
     """kube-apiserver: TLS from the PKI in `d`, RBAC, service accounts signed with its key, the audit
-    log (`audit.log` in `state_dir`, one JSON event a line), and, given one, a structured
+    log (`audit.log` in `state_dir`, one JSON event a line; none without `audit`, which only the load
+    benchmark turns off to measure what the log costs), and, given one, a structured
     AuthenticationConfiguration (the dev OIDC provider's ID tokens)."""
     authentication = [f"--authentication-config={authentication_config}"] if authentication_config else []
+    audit_log = (
+        []
+        if not audit
+        else [
+            f"--audit-policy-file={write_audit_policy(state_dir)}",
+            f"--audit-log-path={state_dir / AUDIT_LOG}",
+            "--audit-log-format=json",
+            # Bounded: a long test session or benchmark rotates the log instead of filling the disk.
+            "--audit-log-maxsize=100",
+            "--audit-log-maxbackup=2",
+        ]
+    )
     return [
         *authentication,
         f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
@@ -130,12 +143,7 @@ def apiserver_args(
         "--allow-privileged=true",
         "--profiling=false",
         "--event-ttl=1h",
-        f"--audit-policy-file={write_audit_policy(state_dir)}",
-        f"--audit-log-path={state_dir / AUDIT_LOG}",
-        "--audit-log-format=json",
-        # Bounded: a long test session or benchmark rotates the log instead of filling the disk.
-        "--audit-log-maxsize=100",
-        "--audit-log-maxbackup=2",
+        *audit_log,
     ]
 
 

@@ -75,8 +75,10 @@ class ControlPlane:
         oidc: bool = False,
         oidc_users: tuple[DevUser, ...] = DEV_USERS,
         kueue: bool = False,
+        audit: bool = True,
     ) -> None:
         self.state_dir = state_dir
+        self.audit = audit  # the API server's audit log (off only to measure what it costs)
         self.die_with_parent = die_with_parent
         self.oidc = oidc
         self.kueue = kueue
@@ -259,7 +261,9 @@ class ControlPlane:
         progress("Starting kube-apiserver...")
         self._spawn(
             "kube-apiserver",
-            components.apiserver_args(self.ports_, self.pki_dir, self.state_dir, authentication_config),
+            components.apiserver_args(
+                self.ports_, self.pki_dir, self.state_dir, authentication_config, audit=self.audit
+            ),
         )
         self._wait("kube-apiserver", lambda: self._api_ok("/readyz"))
 

@@ -42,6 +42,13 @@ def test_the_api_server_writes_the_audit_log_into_the_planes_directory(tmp_path:
     assert (tmp_path / "audit-policy.yaml").read_text() == POLICY_TEXT
 
 
+def test_a_plane_without_audit_gets_no_audit_flag(tmp_path: Path) -> None:
+    args = components.apiserver_args(Ports(1, 2, 3, 4, 5, 6), tmp_path / "pki", tmp_path, audit=False)
+    assert not [a for a in args if a.startswith("--audit")]
+    assert any(a.startswith("--etcd-servers=") for a in args)
+    assert not (tmp_path / "audit-policy.yaml").exists()
+
+
 def test_secrets_and_tokens_stay_at_metadata_and_platform_writes_are_recorded_in_full() -> None:
     policy = YAML(typ="safe", pure=True).load(POLICY_TEXT)
     assert (policy["apiVersion"], policy["kind"]) == ("audit.k8s.io/v1", "Policy")
