@@ -8,6 +8,8 @@ made with the old key fails its attempt with an error that says so, and the run'
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,13 +42,23 @@ class RunnerKeys:
         self._clock = clock
         self._reread = reread_seconds
         self._known: dict[str, _Known] = {}
+        self._reading: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def key(self, namespace: str) -> str:
         """The runner key of `namespace`; RunnerKeyError naming the Secret when its key is unusable."""
+        known = self._fresh(namespace)
+        if known is not None:
+            return known
+        # Runs of one namespace arrive together: one of them reads (or makes) the key, the others wait.
+        async with self._reading[namespace]:
+            return self._fresh(namespace) or await self._read(namespace)
+
+    def _fresh(self, namespace: str) -> str | None:
         known = self._known.get(namespace)
+        return known.key if known is not None and self._clock() - known.read_at < self._reread else None
+
+    async def _read(self, namespace: str) -> str:
         now = self._clock()
-        if known is not None and now - known.read_at < self._reread:
-            return known.key
         secret = await self._kube.get("Secret", namespace, RUNNER_KEY_SECRET)
         if secret is None:
             labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: COMPONENT_RUNNER}

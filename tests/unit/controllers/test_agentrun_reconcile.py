@@ -3,7 +3,9 @@ runner Job of each attempt, retries, settlement. The cluster tier proves the sam
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,10 +55,15 @@ class World:
     """One namespace with an adapter, a route, a Budget and a run, and the operator over it."""
 
     def __init__(
-        self, engine: Engine | None = None, *, limit: str = "100.00", run: JsonObject | None = None
+        self,
+        engine: Engine | None = None,
+        *,
+        limit: str = "100.00",
+        run: JsonObject | None = None,
+        kube: FakeKube | None = None,
     ) -> None:
         self.now = NOW
-        self.kube = FakeKube()
+        self.kube = kube or FakeKube()
         self.engine = engine or Engine()
         self.context = operator_context(self.kube, self.engine, lambda: self.now)
         for obj in (
@@ -153,6 +160,38 @@ async def test_every_run_of_a_namespace_shares_one_runner_key_and_a_replaced_key
     with pytest.raises(RunnerKeyError, match=f"Secret {NS}/jesus-runner-key is not a Jesus runner key"):
         await world.reconcile("third")
     assert world.kube.find("Job", NS, "third-a1") is None
+
+
+class CountingKube(FakeKube):
+    """A FakeKube that counts reads and creates and, like a real API server, answers after a pause,
+    so reconciles running at once interleave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: Counter[tuple[str, str]] = Counter()
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> JsonObject | None:
+        self.asked["GET", kind] += 1
+        await asyncio.sleep(0)
+        return await super().get(kind, namespace, name)
+
+    async def create(self, obj: JsonObject) -> JsonObject:
+        self.asked["POST", obj["kind"]] += 1
+        await asyncio.sleep(0)
+        return await super().create(obj)
+
+
+async def test_the_first_runs_of_a_namespace_at_once_make_its_account_and_key_once() -> None:
+    world = World(kube=CountingKube(), limit="1000.00")
+    names = [f"burst-{i}" for i in range(20)]
+    for name in names:
+        world.kube.put(agent_run(name=name, namespace=NS))
+    sync_cache(world.context, world.kube)
+    await asyncio.gather(*(reconcile_run(world.context, NS, name) for name in names))
+    assert all(world.kube.find("Job", NS, f"{name}-a1") is not None for name in names)
+    asked = world.kube.asked  # type: ignore[attr-defined]
+    assert asked["POST", "ServiceAccount"] == 1
+    assert (asked["GET", "Secret"], asked["POST", "Secret"]) == (1, 1)
 
 
 async def test_a_succeeded_job_settles_the_metered_cost() -> None:

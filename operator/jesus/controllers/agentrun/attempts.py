@@ -119,8 +119,12 @@ async def _ensure_job(
     namespace = run.metadata.namespace or ""
     started_ns = spans.now_ns()
     if namespace not in context.runner_accounts:
-        await context.kube.create_or_get(manifests.build_runner_service_account(namespace, settings))
-        context.runner_accounts.add(namespace)
+        account = manifests.build_runner_service_account(namespace, settings)
+        # The first runs of a namespace arrive together: one of them makes the account, the others wait.
+        async with context.lock("ServiceAccount", namespace, account["metadata"]["name"]):
+            if namespace not in context.runner_accounts:
+                await context.kube.create_or_get(account)
+                context.runner_accounts.add(namespace)
     sealed_token = await _sealed_token(context, draft)
     # Before the Job: a pod no NetworkPolicy selects may reach anything.
     await _ensure_network_policy(context, draft, obj)
