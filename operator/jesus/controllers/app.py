@@ -197,6 +197,8 @@ async def run_operator(
             else options.router_admin_token,
         ),
         settings=options.settings,
+        namespaces=tuple(options.namespaces),
+        peering=options.peering is not None,
     )
     context.lesson_policy = build_lesson_policy(engine, context.clock)
     if options.archive_database:

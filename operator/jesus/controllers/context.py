@@ -88,6 +88,11 @@ class OperatorContext:
     """Which runs this process reconciles; every run unless it is one of several active replicas."""
     run_queue: WorkQueue | None = None
     """The AgentRun work queue, once the handlers are registered (unit tests reconcile directly)."""
+    namespaces: tuple[str, ...] = ()
+    """The namespaces the operator watches (`--namespace`); empty: every namespace."""
+    peering: bool = False
+    """Kopf peering (one active replica, the others on standby): Kopf pauses its watches in standby,
+    so runner Jobs are followed through Kopf too, not through the operator's own watch of them."""
     locks: defaultdict[tuple[str, str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )

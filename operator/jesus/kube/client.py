@@ -149,7 +149,7 @@ class KubeClient:
         self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
     ) -> list[JsonObject]:
         """Objects of `kind` in `namespace` (all namespaces when None), optionally by labels."""
-        params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else {}
+        params = _selector(labels)
         resource = RESOURCES[kind]
         try:
             async with (
@@ -170,20 +170,32 @@ class KubeClient:
             raise error_from_response(exc.response) from exc
         return items
 
-    async def list_at(self, kind: str, namespace: str | None = None) -> tuple[builtins.list[JsonObject], str]:
-        """Every object of `kind` in `namespace` (all when None) and the list's resourceVersion, from
-        which a watch continues (`watch`)."""
-        body = await self._call("GET", kind, namespace if RESOURCES[kind].namespaced else None)
+    async def list_at(
+        self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> tuple[builtins.list[JsonObject], str]:
+        """Every object of `kind` in `namespace` (all when None), only those with `labels` when given,
+        and the list's resourceVersion, from which a watch continues (`watch`)."""
+        body = await self._call(
+            "GET", kind, namespace if RESOURCES[kind].namespaced else None, params=_selector(labels)
+        )
         return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion", ""))
 
     async def watch(
-        self, kind: str, namespace: str | None, resource_version: str, *, timeout_seconds: int = 300
+        self,
+        kind: str,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        labels: Mapping[str, str] | None = None,
     ) -> AsyncIterator[tuple[str, JsonObject]]:
-        """The changes of `kind` after `resource_version`: (ADDED | MODIFIED | DELETED | BOOKMARK, object)
-        until the server ends the watch (after about `timeout_seconds`). WatchExpiredError when that
-        version is too old to continue from (410 Gone: list again); KubeError for other failures."""
+        """The changes of `kind` after `resource_version` (of objects with `labels` when given, chosen
+        by the API server): (ADDED | MODIFIED | DELETED | BOOKMARK, object) until the server ends the
+        watch (after about `timeout_seconds`). WatchExpiredError when that version is too old to
+        continue from (410 Gone: list again); KubeError for other failures."""
         resource = RESOURCES[kind]
         params = {
+            **_selector(labels),
             "watch": "true",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
@@ -436,3 +448,8 @@ def _walk_free_text(value: Any, redact: Callable[[str], str], free: bool) -> Any
     if isinstance(value, list):
         return [_walk_free_text(item, redact, free) for item in value]
     return value
+
+
+def _selector(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """The query parameters that ask the API server for objects with `labels` only (none: all)."""
+    return {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,14 +26,22 @@ MAX_PAUSE_SECONDS = 30.0
 class ListWatchClient(Protocol):
     """What a reflector (and a view that reads one object more) needs of the cluster: `KubeClient`."""
 
-    async def list_at(self, kind: str, namespace: str | None = None) -> tuple[list[JsonObject], str]:
-        """Every object and the list's resourceVersion."""
+    async def list_at(
+        self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> tuple[list[JsonObject], str]:
+        """Every object (with `labels`, when given) and the list's resourceVersion."""
         ...
 
     def watch(
-        self, kind: str, namespace: str | None, resource_version: str, *, timeout_seconds: int = 300
+        self,
+        kind: str,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        labels: Mapping[str, str] | None = None,
     ) -> AsyncIterator[tuple[str, JsonObject]]:
-        """The changes after `resource_version`."""
+        """The changes after `resource_version` (of objects with `labels`, when given)."""
         ...
 
     async def get(self, kind: str, namespace: str | None, name: str) -> JsonObject | None:
@@ -51,6 +59,8 @@ class Reflector:
     on_replace: Callable[[list[JsonObject]], Awaitable[None]]
     on_change: Callable[[str, JsonObject], Awaitable[None]]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    labels: Mapping[str, str] | None = None
+    """Only objects with these labels, chosen by the API server (None: every object)."""
     watch_timeout_seconds: int = 300
     first_pause_seconds: float = 0.5
     synced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,12 +79,16 @@ class Reflector:
         while True:
             try:
                 if version is None:
-                    items, version = await self.client.list_at(self.kind, self.namespace)
+                    items, version = await self.client.list_at(self.kind, self.namespace, labels=self.labels)
                     await self.on_replace(items)
                     self.synced.set()
                     self.last_error = None
                 async for type_, obj in self.client.watch(
-                    self.kind, self.namespace, version, timeout_seconds=self.watch_timeout_seconds
+                    self.kind,
+                    self.namespace,
+                    version,
+                    timeout_seconds=self.watch_timeout_seconds,
+                    labels=self.labels,
                 ):
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if type_ in ("ADDED", "MODIFIED", "DELETED"):

@@ -3,6 +3,7 @@ policy engine it is given, its metrics, and the router registration failing in a
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,6 @@ def test_the_registry_holds_every_controller_and_the_settings() -> None:
     for expected in (
         "cache-budgets",
         "agentrun-event",
-        "agentrun-job-event",
         "agentrun-queue",
         "budget-resync",
         "modeladapter-deployment-event",
@@ -70,6 +70,33 @@ def test_the_registry_holds_every_controller_and_the_settings() -> None:
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert settings.queueing.worker_limit == 17
     assert settings.networking.error_backoffs == [1, 2, 5, 10, 30]
+
+
+def test_runner_jobs_come_through_kopf_only_with_kopf_peering() -> None:
+    """Kopf watches every Job and filters by label afterwards; the operator's own watch asks the API
+    server for runner Jobs only. Under Kopf peering a standby replica must hear nothing, and only
+    Kopf's watches pause, so there the Jobs go through Kopf."""
+    for peering in (False, True):
+        context = operator_context(FakeKube(), Engine(), lambda: datetime(2026, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+        context.peering = peering
+        jobs = [
+            h
+            for h in build_registry(context, OperatorOptions())._watching.get_all_handlers()
+            if "jobs" in str(h.selector)
+        ]
+        assert [str(h.id) for h in jobs] == (["agentrun-job-event"] if peering else []), peering
+    # Through Kopf, a finished runner Job queues its run as the operator's own watch would.
+    finished = {
+        "kind": "Job",
+        "metadata": {
+            "name": "run-a1",
+            "namespace": "ns",
+            "ownerReferences": [{"kind": "AgentRun", "name": "run"}],
+        },
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    asyncio.run(jobs[0].fn(type="MODIFIED", body=kopf.Body(finished)))  # type: ignore[call-arg]
+    assert context.run_queue is not None and context.run_queue.known() == {("ns", "run")}
 
 
 def test_the_policy_engine_is_the_opa_sidecar_when_given_else_embedded() -> None:

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -65,24 +65,42 @@ class FakeCluster:
     def fail(self, kind: str, error: Exception, namespace: str = NS) -> None:
         self.queues[(kind, namespace)].put_nowait(error)
 
-    async def list_at(self, kind: str, namespace: str | None = None) -> tuple[list[JsonObject], str]:
+    async def list_at(
+        self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> tuple[list[JsonObject], str]:
         self.lists[kind] += 1
-        items = [obj for (where, _), obj in self.objects[kind].items() if namespace in (None, where)]
+        items = [
+            obj
+            for (where, _), obj in self.objects[kind].items()
+            if namespace in (None, where) and _labelled(obj, labels)
+        ]
         return items, str(self.version)
 
     async def watch(
-        self, kind: str, namespace: str | None, resource_version: str, *, timeout_seconds: int = 300
+        self,
+        kind: str,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        labels: Mapping[str, str] | None = None,
     ) -> AsyncIterator[tuple[str, JsonObject]]:
         self.watched_from[kind].append(resource_version)
         while True:
             item = await self.queues[(kind, namespace)].get()
             if isinstance(item, Exception):
                 raise item
-            yield item
+            if _labelled(item[1], labels):
+                yield item
 
     async def get(self, kind: str, namespace: str | None, name: str) -> JsonObject | None:
         self.gets.append((kind, namespace or "", name))
         return self.objects[kind].get((namespace or "", name))
+
+
+def _labelled(obj: JsonObject, labels: Mapping[str, str] | None) -> bool:
+    """Whether `obj` has `labels` (as the API server's label selector chooses)."""
+    return all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in (labels or {}).items())
 
 
 def secret(name: str, **data: str) -> JsonObject:
@@ -379,10 +397,12 @@ async def test_a_cluster_wide_source_keys_adapters_by_namespace() -> None:
 
 async def test_a_kind_it_may_not_list_is_named_with_the_refusal_when_start_gives_up() -> None:
     class NoSecrets(FakeCluster):
-        async def list_at(self, kind: str, namespace: str | None = None) -> tuple[list[JsonObject], str]:
+        async def list_at(
+            self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+        ) -> tuple[list[JsonObject], str]:
             if kind == "Secret":
                 raise KubeError(403, "Forbidden", 'secrets is forbidden: cannot list resource "secrets"')
-            return await super().list_at(kind, namespace)
+            return await super().list_at(kind, namespace, labels=labels)
 
     source = ClusterRouteSource(namespaces=(NS,))
     with pytest.raises(TimeoutError):

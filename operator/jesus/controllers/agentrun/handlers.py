@@ -21,6 +21,7 @@ from jesus.controllers.router_admin import RouterRegistrationError
 from jesus.controllers.runner_keys import RunnerKeyError
 from jesus.controllers.workqueue import GiveUp, Retry, WorkQueue
 from jesus.kube import JsonObject, KubeError
+from jesus.kube.reflector import Reflector
 from jesus.logic import manifests, queueing, runs
 
 logger = logging.getLogger(__name__)
@@ -46,16 +47,19 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         owns=lambda key: context.shards.owns(*key),
     )
 
-    sweeps: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(id="agentrun-queue", registry=registry)
     async def start_queue(**_: Any) -> None:
         queue.start()
-        sweeps.append(asyncio.create_task(_sweep_orphaned_holds(context), name="orphaned-holds"))
+        tasks.append(asyncio.create_task(_sweep_orphaned_holds(context), name="orphaned-holds"))
+        if not context.peering:
+            for feed in runner_job_feeds(context):
+                tasks.append(asyncio.create_task(feed.run(), name=f"runner-jobs:{feed.where}"))
 
     @kopf.on.cleanup(id="agentrun-queue-stop", registry=registry)
     async def stop_queue(**_: Any) -> None:
-        for task in sweeps:
+        for task in tasks:
             task.cancel()
         await queue.stop()
 
@@ -77,20 +81,10 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         else:
             queue.add(key, obj)
 
-    @kopf.on.event(
-        "batch",
-        "v1",
-        "jobs",
-        id="agentrun-job-event",
-        registry=registry,
-        labels={manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER},
-        when=lambda status, **_: runs.job_finished({"status": status}),
-    )
-    async def on_job(body: kopf.Body, **_: Any) -> None:
-        _queue_job_owner(context, dict(body))
-
+    if context.peering:
+        _register_kopf_job_events(registry, context)
     if context.settings.queueing is not None:
-        _register_queue_events(registry, context)
+        _register_workload_events(registry, context)
 
     @kopf.on.event(GROUP, VERSION, "budgets", id="agentrun-budget-wake", registry=registry)
     async def on_budget(*, type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -175,24 +169,51 @@ def _queue_job_owner(context: OperatorContext, job: JsonObject) -> None:
             context.run_queue.add((namespace, owner["name"]))
 
 
-def _register_queue_events(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
-    """With Kueue: a queued Job's every change (Kueue unsuspends or suspends it) and its Workload's
-    (Kueue's reason, admission, eviction) reconcile the run that owns the Job."""
+RUNNER_JOBS = {manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER}
 
-    @kopf.on.event(
-        "batch",
-        "v1",
-        "jobs",
-        id="agentrun-queued-job-event",
-        registry=registry,
-        labels={
-            manifests.LABEL_COMPONENT: manifests.COMPONENT_RUNNER,
-            queueing.LABEL_QUEUE_NAME: kopf.PRESENT,
-        },
-        when=lambda status, **_: not runs.job_finished({"status": status}),  # finished: on_job's
-    )
-    async def on_queued_job(body: kopf.Body, **_: Any) -> None:
-        _queue_job_owner(context, dict(body))
+
+def runner_job_feeds(context: OperatorContext) -> list[Reflector]:
+    """The operator's own watches of runner Jobs, one per watched namespace (or one over all).
+
+    The API server picks the runner Jobs by label, so the operator never receives the cluster's other
+    Jobs; Kopf's label filters are applied after the event arrived, over a watch of every Job (and
+    Kopf keeps a record of each). Only with Kopf peering do runner Jobs go through Kopf, which pauses
+    its watches while the replica stands by.
+    """
+
+    async def listed(jobs: list[JsonObject]) -> None:
+        for job in jobs:
+            on_runner_job(context, "ADDED", job)
+
+    async def changed(type_: str, job: JsonObject) -> None:
+        on_runner_job(context, type_, job)
+
+    return [
+        Reflector(context.kube, "Job", namespace, listed, changed, labels=RUNNER_JOBS)
+        for namespace in (context.namespaces or (None,))
+    ]
+
+
+def on_runner_job(context: OperatorContext, type_: str, job: JsonObject) -> None:
+    """Queue the run that owns runner Job `job` when the event can matter to it: the Job finished or
+    went away, or (with Kueue) it is queued, where Kueue's every unsuspension or suspension counts."""
+    labels = job["metadata"].get("labels") or {}
+    queued = context.settings.queueing is not None and queueing.LABEL_QUEUE_NAME in labels
+    if type_ == "DELETED" or runs.job_finished(job) or queued:
+        _queue_job_owner(context, job)
+
+
+def _register_kopf_job_events(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """With Kopf peering: runner Jobs' events through Kopf (see `runner_job_feeds`)."""
+
+    @kopf.on.event("batch", "v1", "jobs", id="agentrun-job-event", registry=registry, labels=RUNNER_JOBS)
+    async def on_job(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        on_runner_job(context, type or "ADDED", plain(body))
+
+
+def _register_workload_events(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
+    """With Kueue: a Workload's every change (Kueue's reason, admission, eviction) reconciles the run
+    that owns its Job (the queued Job's own changes come through `on_runner_job`)."""
 
     @kopf.on.event(
         "kueue.x-k8s.io",
