@@ -75,6 +75,11 @@ def answer(body: Body) -> Response:
     return Response(body.model_dump_json(by_alias=True), media_type="application/json")
 
 
+def json_response(body: bytes) -> Response:
+    """A JSON body the service wrote (`jesus.readapi.bodies`)."""
+    return Response(body, media_type="application/json")
+
+
 def error(status: int, code: str, message: str, parameter: str | None = None) -> JSONResponse:
     """The error body every refusal has."""
     detail: dict[str, Any] = {"code": code, "message": message}
@@ -151,7 +156,7 @@ def create_app(
         cursor: Cursor = None,
     ) -> Response:
         """Archived runs, newest first (by completion time), one page at a time."""
-        return answer(await service.list_runs(
+        return json_response(await service.list_runs_body(
             who, namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
             limit=limit, cursor=cursor,
         ))  # fmt: skip
@@ -164,7 +169,7 @@ def create_app(
     )
     async def get_run(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> Response:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
-        return answer(await service.get_run(who, namespace, name, uid))
+        return json_response(await service.get_run_body(who, namespace, name, uid))
 
     @app.get(
         "/v1/runs/{namespace}/{name}/calls",
@@ -187,7 +192,9 @@ def create_app(
         end: To = None,
     ) -> Response:
         """Spend of the runs completed in [from, to), summed per team, user, model or adapter."""
-        return answer(await service.costs(who, group_by=group_by, namespace=namespace, start=start, end=end))
+        return json_response(
+            await service.costs_body(who, group_by=group_by, namespace=namespace, start=start, end=end)
+        )
 
     @app.get("/v1/budgets", response_model=BudgetList, responses=_ERRORS, tags=["budgets"])
     async def list_budgets(who: Authenticated, namespace: str | None = None) -> BudgetList:
