@@ -106,3 +106,53 @@ async def test_a_first_asker_who_hangs_up_does_not_cancel_the_others() -> None:
     release.set()
     assert await second == "sum"
     assert first.cancelled() and cache.get("costs") == "sum"
+
+
+async def test_an_answer_asked_for_near_its_end_is_asked_again_meanwhile() -> None:
+    clock = Clock()
+    cache = AnswerCache(clock, seconds=2.0)
+    made: list[int] = []
+    gate = asyncio.Event()
+
+    async def make() -> str:
+        made.append(len(made))
+        if len(made) > 1:
+            await gate.wait()
+        return f"answer {len(made)}"
+
+    assert await cache.answer("q", make, len) == "answer 1"
+    clock.now += 1.49  # more than a quarter of its time left: given, not asked again
+    assert await cache.answer("q", make, len) == "answer 1" and len(made) == 1
+    clock.now += 0.02  # less: still given at once, and asked again in the background
+    assert await cache.answer("q", make, len) == "answer 1"
+    assert await cache.answer("q", make, len) == "answer 1"
+    await asyncio.sleep(0)
+    assert len(made) == 2  # once, however many asked meanwhile
+    gate.set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    clock.now += 1.0  # the first answer has expired; the new one is 1 s old
+    assert await cache.answer("q", make, len) == "answer 2" and len(made) == 2
+
+
+async def test_a_refresh_that_fails_leaves_the_answer_until_it_expires() -> None:
+    clock = Clock()
+    cache = AnswerCache(clock, seconds=2.0)
+    calls = 0
+
+    async def make() -> str:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError("the archive is down")
+        return "kept"
+
+    assert await cache.answer("q", make, len) == "kept"
+    clock.now += 1.6
+    assert await cache.answer("q", make, len) == "kept"
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert calls == 2 and await cache.answer("q", make, len) == "kept"
+    clock.now += 0.5  # expired, and the archive still down: the asker gets the failure
+    with pytest.raises(OSError, match="down"):
+        await cache.answer("q", make, len)
