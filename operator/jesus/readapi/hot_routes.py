@@ -30,7 +30,7 @@ Refusal = Callable[[Exception], JSONResponse]
 MAX_NAMESPACE = 63
 MAX_NAME = 253
 MAX_UID = 64
-_LIST_PARAMETERS = {
+LIST_PARAMETERS = {
     "namespace": "namespace",
     "team": "team",
     "user": "user",
@@ -41,7 +41,7 @@ _LIST_PARAMETERS = {
     "limit": "limit",
     "cursor": "cursor",
 }
-_COST_PARAMETERS = {"groupBy": "group_by", "namespace": "namespace", "from": "start", "to": "end"}
+COST_PARAMETERS = {"groupBy": "group_by", "namespace": "namespace", "from": "start", "to": "end"}
 _RUNS = "/v1/runs"
 _RUN_PREFIX = "/v1/runs/"
 
@@ -83,14 +83,14 @@ class HotRoutes:
         """What answers this request, or None for FastAPI to answer it."""
         path: str = scope["path"]
         if path == _RUNS:
-            asked = _parameters(scope, _LIST_PARAMETERS)
+            asked = _parameters(scope, LIST_PARAMETERS)
             if asked is None or not _plain_number(asked.get("limit")):
                 return None
             if "limit" in asked:
                 asked["limit"] = int(asked["limit"])  # as FastAPI gives it to the route
             return lambda who: self.service.list_runs_body(who, **asked)
         if path == "/v1/costs":
-            cost_asked = _parameters(scope, _COST_PARAMETERS)
+            cost_asked = _parameters(scope, COST_PARAMETERS)
             if cost_asked is None:
                 return None
             group_by = cost_asked.pop("group_by", None)

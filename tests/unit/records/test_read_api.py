@@ -575,3 +575,18 @@ async def test_the_hot_routes_answer_exactly_as_fastapi_does(
     assert answered_here.count("/v1/costs") == 9  # every cost request above
     assert "/v1/runs/team-a/a1/" not in answered_here and f"/v1/runs/{'n' * 64}/a1" not in answered_here
     assert sum(path == "/v1/runs" for path in answered_here) == 12
+
+
+def test_the_hot_routes_know_every_parameter_the_routes_declare() -> None:
+    # A parameter added to a route and not to HotRoutes would be ignored on the hot path.
+    from jesus.cli.api import openapi_document
+    from jesus.readapi import hot_routes
+
+    paths = json.loads(openapi_document())["paths"]
+
+    def declared(path: str) -> set[str]:
+        return {p["name"] for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
+
+    assert declared("/v1/runs") == set(hot_routes.LIST_PARAMETERS)
+    assert declared("/v1/costs") == set(hot_routes.COST_PARAMETERS)
+    assert declared("/v1/runs/{namespace}/{name}") == {"uid"}
