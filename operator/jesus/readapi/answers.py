@@ -10,10 +10,7 @@ but new ones arrive: an answer is at most `seconds` old (an archived run is in t
 newest of its name and the cost sums within that bound; docs/read-api.md).
 
 Callers asking the same question at once share one query (`answer`): when the newest page expires,
-the fifty clients that ask for it next wait for one query, not fifty. An answer asked for in the last
-quarter of its time is asked again in the background while it is still given (refresh ahead), so a
-question asked all the time, such as last month's spend everywhere (55 ms to sum at 100,000 runs), never
-makes its askers wait for it after the first time, and no answer given is older than `seconds`.
+the fifty clients that ask for it next wait for one query, not fifty.
 
 The cache is bounded twice: `max_entries` answers and `max_bytes` of their estimated size (a run's
 record can be large), the least recently used leaving first. The clock is injected.
@@ -32,8 +29,6 @@ V = TypeVar("V")
 DEFAULT_ANSWER_SECONDS = 2.0
 DEFAULT_MAX_ANSWERS = 4096
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
-REFRESH_AHEAD_SHARE = 0.25
-"""An answer asked for with less than this share of its `seconds` left is asked again meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -97,37 +92,22 @@ class AnswerCache:
         failure are not kept: each waiter gets it, and the next asker asks again."""
         kept = self.get(key)
         if kept is not None:
-            if key not in self._asked and self._kept[key].until - self._clock() < self._ahead:
-                self._ask(key, make, size).add_done_callback(_ignore)  # nobody waits for it
             return cast(V, kept)  # what `make` gave for this key
-        asking = self._asked.get(key) or self._ask(key, make, size)
+        asking = self._asked.get(key)
+        if asking is None:
+
+            async def ask() -> object:
+                try:
+                    made = await make()
+                    if made is not None:
+                        self.put(key, made, size(made))
+                    return made
+                finally:
+                    del self._asked[key]
+
+            # A task of its own: a first asker who hangs up does not cancel the others' answer.
+            asking = self._asked[key] = asyncio.ensure_future(ask())
         return cast(V, await asyncio.shield(asking))
-
-    @property
-    def _ahead(self) -> float:
-        return self.seconds * REFRESH_AHEAD_SHARE
-
-    def _ask(
-        self, key: Hashable, make: Callable[[], Awaitable[V]], size: Callable[[V], int]
-    ) -> asyncio.Task[object]:
-        async def ask() -> object:
-            try:
-                made = await make()
-                if made is not None:
-                    self.put(key, made, size(made))
-                return made
-            finally:
-                del self._asked[key]
-
-        # A task of its own: a first asker who hangs up does not cancel the others' answer.
-        asking = self._asked[key] = asyncio.ensure_future(ask())
-        return asking
 
     def _drop(self, key: Hashable) -> None:
         self.bytes -= self._kept.pop(key).size
-
-
-def _ignore(asked: asyncio.Task[object]) -> None:
-    """A refresh nobody waited for: its failure (the archive down for a moment) is the next asker's."""
-    if not asked.cancelled():
-        asked.exception()
