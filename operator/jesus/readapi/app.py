@@ -19,6 +19,7 @@ from jesus.logic.run_queries import QueryError
 from jesus.readapi.access import AccessUnavailableError, Authenticator, Caller, UnauthenticatedError
 from jesus.readapi.artifacts import artifact_router
 from jesus.readapi.dashboard import DashboardSettings, dashboard_router, session_header, static_files
+from jesus.readapi.hot_routes import HotRoutes, Refusal
 from jesus.readapi.models import (
     AuditList,
     Body,
@@ -75,6 +76,11 @@ def answer(body: Body) -> Response:
     return Response(body.model_dump_json(by_alias=True), media_type="application/json")
 
 
+def json_response(body: bytes) -> Response:
+    """A JSON body the service wrote (`jesus.readapi.bodies`)."""
+    return Response(body, media_type="application/json")
+
+
 def error(status: int, code: str, message: str, parameter: str | None = None) -> JSONResponse:
     """The error body every refusal has."""
     detail: dict[str, Any] = {"code": code, "message": message}
@@ -84,11 +90,58 @@ def error(status: int, code: str, message: str, parameter: str | None = None) ->
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
+def _bad_request(exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path")]
+    parameter = location[0] if location else "request"
+    return error(400, "BadParameter", str(first.get("msg", "is not valid")), parameter)
+
+
+def _bad_query(exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueryError)
+    return error(400, "BadParameter", exc.message, exc.parameter)
+
+
+def _no_reviews(exc: Exception) -> JSONResponse:
+    logger.warning("Refused a request: access could not be reviewed: %s", exc)
+    return error(503, "Unavailable", f"access cannot be checked now ({exc}); refused")
+
+
+def _no_archive(exc: Exception) -> JSONResponse:
+    logger.warning("Failed a request: %s", exc)
+    return error(503, "Unavailable", str(exc))
+
+
+REFUSALS: dict[type[Exception], Refusal] = {
+    QueryError: _bad_query,
+    RequestValidationError: _bad_request,
+    UnauthenticatedError: lambda exc: error(401, "Unauthenticated", str(exc)),
+    AccessUnavailableError: _no_reviews,
+    StoreUnavailableError: _no_archive,
+    NotFoundError: lambda exc: error(404, "NotFound", str(exc)),
+}
+"""Every refusal's response by the exception that makes it: FastAPI's handlers and `HotRoutes` use it."""
+
+
+async def _handler(_request: Request, exc: Exception) -> JSONResponse:
+    for kind in type(exc).__mro__:
+        if kind in REFUSALS:
+            return REFUSALS[kind](exc)
+    raise exc  # unreachable: registered for the refusals' classes only
+
+
 def create_app(
-    service: ReadService, authenticator: Authenticator, dashboard: DashboardSettings | None = None
+    service: ReadService,
+    authenticator: Authenticator,
+    dashboard: DashboardSettings | None = None,
+    *,
+    hot_routes: bool = True,
 ) -> FastAPI:
     """The ASGI application of the read API: `service`'s answers behind `authenticator`, and the web
-    dashboard's pages with `dashboard` settings (docs/dashboard.md)."""
+    dashboard's pages with `dashboard` settings (docs/dashboard.md). `hot_routes`: the list, detail and
+    cost GETs answered in front of FastAPI's routing (`jesus.readapi.hot_routes`; off only to test
+    that both give the same answers)."""
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
@@ -104,34 +157,8 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.service = service
 
-    @app.exception_handler(QueryError)
-    async def _bad_query(_request: Request, exc: QueryError) -> JSONResponse:
-        return error(400, "BadParameter", exc.message, exc.parameter)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path")]
-        parameter = location[0] if location else "request"
-        return error(400, "BadParameter", str(first.get("msg", "is not valid")), parameter)
-
-    @app.exception_handler(UnauthenticatedError)
-    async def _unauthenticated(_request: Request, exc: UnauthenticatedError) -> JSONResponse:
-        return error(401, "Unauthenticated", str(exc))
-
-    @app.exception_handler(AccessUnavailableError)
-    async def _no_reviews(_request: Request, exc: AccessUnavailableError) -> JSONResponse:
-        logger.warning("Refused a request: access could not be reviewed: %s", exc)
-        return error(503, "Unavailable", f"access cannot be checked now ({exc}); refused")
-
-    @app.exception_handler(StoreUnavailableError)
-    async def _no_archive(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
-        logger.warning("Failed a request: %s", exc)
-        return error(503, "Unavailable", str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return error(404, "NotFound", str(exc))
+    for kind in REFUSALS:
+        app.add_exception_handler(kind, _handler)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -151,7 +178,7 @@ def create_app(
         cursor: Cursor = None,
     ) -> Response:
         """Archived runs, newest first (by completion time), one page at a time."""
-        return answer(await service.list_runs(
+        return json_response(await service.list_runs_body(
             who, namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
             limit=limit, cursor=cursor,
         ))  # fmt: skip
@@ -164,7 +191,7 @@ def create_app(
     )
     async def get_run(who: Authenticated, namespace: Namespace, name: Name, uid: Uid = None) -> Response:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
-        return answer(await service.get_run(who, namespace, name, uid))
+        return json_response(await service.get_run_body(who, namespace, name, uid))
 
     @app.get(
         "/v1/runs/{namespace}/{name}/calls",
@@ -187,7 +214,9 @@ def create_app(
         end: To = None,
     ) -> Response:
         """Spend of the runs completed in [from, to), summed per team, user, model or adapter."""
-        return answer(await service.costs(who, group_by=group_by, namespace=namespace, start=start, end=end))
+        return json_response(
+            await service.costs_body(who, group_by=group_by, namespace=namespace, start=start, end=end)
+        )
 
     @app.get("/v1/budgets", response_model=BudgetList, responses=_ERRORS, tags=["budgets"])
     async def list_budgets(who: Authenticated, namespace: str | None = None) -> BudgetList:
@@ -215,4 +244,6 @@ def create_app(
     if dashboard is not None:
         app.include_router(dashboard_router(service, authenticator, dashboard))
         app.mount("/ui/static", static_files(), name="dashboard-static")
+    if hot_routes:
+        app.add_middleware(HotRoutes, service=service, authenticator=authenticator, refusals=REFUSALS)
     return app

@@ -10,12 +10,16 @@ reviewed, under a key that holds what the caller may read.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from jesus.api.objects import JsonObject
 from jesus.logic.run_queries import (
     CursorSigner,
+    GroupBy,
     QueryError,
+    RunFilter,
+    TimeRange,
     parse_audit_filter,
     parse_group_by,
     parse_limit,
@@ -24,6 +28,7 @@ from jesus.logic.run_queries import (
 )
 from jesus.readapi.access import Caller, NamespaceAccess
 from jesus.readapi.answers import AnswerCache
+from jesus.readapi.bodies import cost_report_body, run_detail_body, run_list_body
 from jesus.readapi.models import (
     AuditItem,
     AuditList,
@@ -37,12 +42,27 @@ from jesus.readapi.models import (
     RunDetail,
     RunList,
 )
-from jesus.records.reader import ArchiveReader, CostPoint
+from jesus.records.reader import ArchiveReader, CostLine, CostPoint, FoundRun, RunSummary, Visible
 
 A = TypeVar("A")
 
 BudgetSource = Callable[[], Awaitable[list[JsonObject]]]
 """Every Budget object (the cluster's, or the spec files' in local mode)."""
+
+
+@dataclass(frozen=True)
+class _PageAsked:
+    """A page asked for, checked: what it is kept under (the caller's namespaces included)."""
+
+    question: RunFilter
+    visible: Visible
+    after: tuple[object, ...] | None
+    size: int
+
+    @property
+    def key(self) -> tuple[Hashable, ...]:
+        visible = None if self.visible is None else frozenset(self.visible)
+        return (self.question, visible, self.after, self.size)
 
 
 class NotFoundError(Exception):
@@ -92,6 +112,58 @@ class ReadService:
         search: str | None = None,
     ) -> RunList:
         """Archived runs, newest first, one page at a time (`search`: a part of the name)."""
+        asked = await self._page_asked(
+            who, namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
+            limit=limit, cursor=cursor, search=search,
+        )  # fmt: skip
+
+        async def page() -> RunList:
+            shown, more = await self._page(asked)
+            return RunList(items=[Run.of(r) for r in shown], next_cursor=more)
+
+        return await self._answer(("runs", *asked.key), page, lambda answer: 512 + 1024 * len(answer.items))
+
+    async def list_runs_body(
+        self,
+        who: Caller,
+        *,
+        namespace: str | None = None,
+        team: str | None = None,
+        user: str | None = None,
+        phase: str | None = None,
+        model: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | str | None = None,
+        cursor: str | None = None,
+    ) -> bytes:
+        """`list_runs`'s answer as the JSON of a `RunList` (kept as such: a kept page is not written
+        again)."""
+        asked = await self._page_asked(
+            who, namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
+            limit=limit, cursor=cursor, search=None,
+        )  # fmt: skip
+
+        async def page() -> bytes:
+            return run_list_body(*await self._page(asked))
+
+        return await self._answer(("runs-json", *asked.key), page, len)
+
+    async def _page_asked(
+        self,
+        who: Caller,
+        *,
+        namespace: str | None,
+        team: str | None,
+        user: str | None,
+        phase: str | None,
+        model: str | None,
+        start: str | None,
+        end: str | None,
+        limit: int | str | None,
+        cursor: str | None,
+        search: str | None,
+    ) -> _PageAsked:
         question = parse_run_filter(
             namespace=namespace, team=team, user=user, phase=phase, model=model, start=start, end=end,
             search=search,
@@ -101,36 +173,44 @@ class ReadService:
         if after is not None and (len(after) != 2 or not all(isinstance(x, str | None) for x in after)):
             raise QueryError("cursor", "holds no run position")
         visible = await self._visible(who, question.namespace)
+        return _PageAsked(question, visible, None if after is None else tuple(after), size)
 
-        async def page() -> RunList:
-            found = await self.reader.list_runs(question, visible, after, size + 1)
-            shown = found[:size]
-            more = self.signer.make("runs", question, shown[-1].position) if len(found) > size else None
-            return RunList(items=[Run.of(r) for r in shown], next_cursor=more)
-
-        key = ("runs", question, visible, None if after is None else tuple(after), size)
-        return await self._answer(key, page, lambda answer: 512 + 1024 * len(answer.items))
+    async def _page(self, asked: _PageAsked) -> tuple[list[RunSummary], str | None]:
+        """The page's runs and the cursor after them (None on the last page)."""
+        found = await self.reader.list_runs(asked.question, asked.visible, asked.after, asked.size + 1)
+        shown = found[: asked.size]
+        more = None
+        if len(found) > asked.size:
+            more = self.signer.make("runs", asked.question, shown[-1].position)
+        return shown, more
 
     async def get_run(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> RunDetail:
         """One archived run with its whole record (the newest of that name unless `uid` is given)."""
+        found = await self._found_run(who, namespace, name, uid)
+        return RunDetail.with_record(found.summary, found.record)
+
+    async def get_run_body(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> bytes:
+        """`get_run`'s answer as the JSON of a `RunDetail`, the record as the archive holds it."""
+        found = await self._found_run(who, namespace, name, uid)
+        return run_detail_body(found.summary, found.record_json)
+
+    async def _found_run(self, who: Caller, namespace: str, name: str, uid: str | None) -> FoundRun:
         if await self.access.may_read(who, namespace):
 
-            async def run() -> tuple[RunDetail, int] | None:
-                found = await self.reader.find_run(namespace, name, None, uid)
-                if found is None:
-                    return None
-                return RunDetail.with_record(found.summary, found.record), found.record_chars
+            async def run() -> FoundRun | None:
+                return await self.reader.find_run(namespace, name, None, uid)
 
-            answer = await self._answer(
-                ("run", namespace, name, uid), run, lambda kept: 0 if kept is None else 1024 + kept[1]
-            )
+            def size(kept: FoundRun | None) -> int:
+                return 0 if kept is None else 1024 + kept.record_chars
+
+            answer = await self._answer(("run", namespace, name, uid), run, size)
             if answer is not None:
-                return answer[0]
+                return answer
         raise NotFoundError(f"no archived AgentRun {namespace}/{name}" + (f" with uid {uid}" if uid else ""))
 
     async def calls(self, who: Caller, namespace: str, name: str, uid: str | None = None) -> CallList:
         """The model calls of an archived run, in order, with their fallbacks."""
-        run = (await self.get_run(who, namespace, name, uid)).uid  # the caller's access checked there
+        run = (await self._found_run(who, namespace, name, uid)).summary.uid  # the caller's access checked
 
         async def calls() -> CallList:
             found = await self.reader.calls(run)
@@ -148,23 +228,41 @@ class ReadService:
         end: str | None = None,
     ) -> CostReport:
         """Spend of the runs completed in [start, end), summed per team, user, model or adapter."""
+        grouping, window, lines = await self._cost_lines(who, group_by, namespace, start, end)
+        return CostReport(
+            group_by=grouping.value,
+            from_=window.start,
+            to=window.end,
+            groups=[CostGroup.of(line) for line in lines],
+            total_micros=sum(line.cost_micros for line in lines),
+        )
+
+    async def costs_body(
+        self,
+        who: Caller,
+        *,
+        group_by: str | None,
+        namespace: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> bytes:
+        """`costs`' answer as the JSON of a `CostReport`."""
+        grouping, window, lines = await self._cost_lines(who, group_by, namespace, start, end)
+        return cost_report_body(grouping.value, window.start, window.end, lines)
+
+    async def _cost_lines(
+        self, who: Caller, group_by: str | None, namespace: str | None, start: str | None, end: str | None
+    ) -> tuple[GroupBy, TimeRange, tuple[CostLine, ...]]:
         grouping = parse_group_by(group_by)
         window = parse_time_range(start, end)
         asked = parse_run_filter(namespace=namespace).namespace
         visible = await self._visible(who, asked)
 
-        async def report() -> CostReport:
-            lines = await self.reader.costs(grouping, window, visible)
-            return CostReport(
-                group_by=grouping.value,
-                from_=window.start,
-                to=window.end,
-                groups=[CostGroup.of(line) for line in lines],
-                total_micros=sum(line.cost_micros for line in lines),
-            )
+        async def lines() -> tuple[CostLine, ...]:
+            return tuple(await self.reader.costs(grouping, window, visible))
 
         key = ("costs", grouping, window, visible)
-        return await self._answer(key, report, lambda answer: 512 + 256 * len(answer.groups))
+        return grouping, window, await self._answer(key, lines, lambda found: 512 + 256 * len(found))
 
     async def cost_series(
         self,

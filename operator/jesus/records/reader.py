@@ -21,15 +21,19 @@ that finds its connection dead is tried once more on a fresh one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    bindparam,
     create_engine,
     desc,
     distinct,
@@ -45,6 +49,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from jesus.logic.clock import parse_time
 from jesus.logic.run_queries import AuditFilter, GroupBy, RunFilter, TimeRange
 from jesus.records.schema import audit_log, run_calls, runs
 from jesus.records.store import StoreUnavailableError
@@ -102,11 +107,20 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class FoundRun:
-    """One archived run, its whole record, and the size of the record's JSON text."""
+    """One archived run and its whole record, as the archive's JSON text (parsed when asked for)."""
 
     summary: RunSummary
-    record: Any
-    record_chars: int
+    record_json: str
+
+    @cached_property
+    def record(self) -> Any:
+        """The record, parsed."""
+        return json.loads(self.record_json)
+
+    @property
+    def record_chars(self) -> int:
+        """The size of the record's JSON text."""
+        return len(self.record_json)
 
 
 @dataclass(frozen=True)
@@ -225,12 +239,82 @@ def _after(
     ]
 
 
+QUICK_COST_SPAN = timedelta(days=8)
+"""A cost sum of one namespace over at most this long is a quick read (a week of one namespace: about
+400 runs of the 100,000 of bench_read_api, 0.2 to 0.6 ms on SQLite)."""
+
+
+def quick_cost_sum(window: TimeRange, shown: list[str] | None) -> bool:
+    """Whether the cost sum over `window` of the namespaces `shown` (None: all) is a quick read."""
+    if shown is None or len(shown) != 1 or window.start is None or window.end is None:
+        return False
+    return parse_time(window.end) - parse_time(window.start) <= QUICK_COST_SPAN
+
+
+def _namespace_values(visible: Visible, asked: str | None) -> list[str] | None:
+    """The namespaces a query may read, as bound values: None for all of them, [] for none."""
+    if asked is not None:
+        return [] if visible is not None and asked not in visible else [asked]
+    return None if visible is None else sorted(visible)
+
+
+# The hot queries are built once per shape, with bound parameters, and kept: building one (the clauses,
+# their coercions) and its cache key cost more CPU than SQLite's reading of a week of one namespace.
+
+
+@functools.cache
+def _run_query(by_uid: bool) -> Select[Any]:
+    """The runs of one name with their records (`:namespace`, `:name`, and `:uid` when `by_uid`)."""
+    where = [runs.c.namespace == bindparam("namespace"), runs.c.name == bindparam("name")]
+    if by_uid:
+        where.append(runs.c.uid == bindparam("uid"))
+    return select(*_SUMMARY, runs.c.record).where(*where)
+
+
+@functools.cache
+def _cost_query(group_by: GroupBy, some_namespaces: bool, start: bool, end: bool) -> Select[Any]:
+    """The sums per group (`:namespaces` when `some_namespaces`, `:start` and `:end` as given)."""
+    if group_by in (GroupBy.TEAM, GroupBy.USER):
+        key = runs.c.team if group_by is GroupBy.TEAM else runs.c.owner_user
+        # One scan of runs, no calls table: a team's or a user's call count is not summed (None).
+        columns: tuple[Any, ...] = (
+            key.label("key"),
+            func.count().label("runs"),
+            literal(None).label("calls"),
+            func.sum(runs.c.input_tokens).label("input_tokens"),
+            func.sum(runs.c.output_tokens).label("output_tokens"),
+            func.sum(runs.c.cost_micros).label("cost_micros"),
+        )
+        table = runs
+    else:
+        # The calls carry their run's namespace and completion time: one table, one index.
+        key = run_calls.c.model if group_by is GroupBy.MODEL else run_calls.c.adapter
+        columns = (
+            key.label("key"),
+            func.count(distinct(run_calls.c.run_uid)).label("runs"),
+            func.count().label("calls"),
+            func.sum(run_calls.c.input_tokens).label("input_tokens"),
+            func.sum(run_calls.c.output_tokens).label("output_tokens"),
+            func.sum(run_calls.c.cost_micros).label("cost_micros"),
+        )
+        table = run_calls
+    where: list[ColumnElement[bool]] = []
+    if some_namespaces:
+        where.append(table.c.namespace.in_(bindparam("namespaces", expanding=True)))
+    if start:
+        where.append(table.c.completion_time >= bindparam("start"))
+    if end:
+        where.append(table.c.completion_time < bindparam("end"))
+    return select(*columns).where(*where).group_by(key).order_by(desc("cost_micros"), key)
+
+
 class ArchiveReader:
     """Read-only queries over one archive database."""
 
     def __init__(self, url: URL, *, pool_size: int = 8) -> None:
         self.url = url
         self._sqlite: Engine | None = None
+        self._inline = True
         self._threads: ThreadPoolExecutor | None = None
         if url.get_backend_name() == "sqlite":
             # SQLite runs in this process: a query is one hop to a thread of our own, which runs the
@@ -242,6 +326,7 @@ class ArchiveReader:
                     sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
                 )
                 pool_size = 1  # one connection, one database
+                self._inline = False  # that one connection is used by one thread only
             else:
                 self._sqlite = create_engine(
                     sync_url,
@@ -271,32 +356,42 @@ class ArchiveReader:
         else:
             await self.engine.dispose()
 
-    async def _all(self, query: Select[Any]) -> Sequence[Any]:
+    async def _all(
+        self, query: Select[Any], values: Mapping[str, Any] | None = None, *, quick: bool = False
+    ) -> Sequence[Any]:
+        """The rows of `query`; `quick`: a read of a few index entries (see `_rows`)."""
         try:
             try:
-                return await self._rows(query)
+                return await self._rows(query, values, quick)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
                 # A pooled connection the database had closed (a restart, an idle timeout): the pool
                 # has dropped it and its elders; one more try gets a fresh one.
-                return await self._rows(query)
+                return await self._rows(query, values, quick)
         except _TRANSIENT as exc:
             original = getattr(exc, "orig", None) or exc
             why = " ".join(f"{type(original).__name__}: {original}".split())[:300]
             raise StoreUnavailableError(f"failed to read the archive {self}: {why}") from exc
 
-    async def _rows(self, query: Select[Any]) -> Sequence[Any]:
+    async def _rows(self, query: Select[Any], values: Mapping[str, Any] | None, quick: bool) -> Sequence[Any]:
         if self._sqlite is not None:
-            return await asyncio.get_running_loop().run_in_executor(self._threads, self._sqlite_rows, query)
+            if quick and self._inline:
+                # SQLite answers a quick read in less CPU than the hop to a thread and back costs
+                # (0.5 to 0.8 ms: a run's detail took 1.16 ms of CPU with it, 0.34 ms without), so it
+                # runs here, holding the event loop about as long as the hop would.
+                return self._sqlite_rows(query, values)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._sqlite_rows, query, values
+            )
         async with self.engine.connect() as connection:
-            rows: Sequence[Any] = (await connection.execute(query)).all()
+            rows: Sequence[Any] = (await connection.execute(query, values)).all()
             return rows
 
-    def _sqlite_rows(self, query: Select[Any]) -> Sequence[Any]:
+    def _sqlite_rows(self, query: Select[Any], values: Mapping[str, Any] | None) -> Sequence[Any]:
         assert self._sqlite is not None
         with self._sqlite.connect() as connection:
-            return connection.execute(query).all()
+            return connection.execute(query, values).all()
 
     async def namespaces(self) -> list[str]:
         """Every namespace with an archived run or an audit row."""
@@ -326,6 +421,12 @@ class ArchiveReader:
             )
         where += _in_window(question.window)
         timed, untimed = _after(after)
+        # Without filters beyond the namespace and the window, a page is a walk of `limit` entries of an
+        # index; a filter may have it read far (a rare phase, a name's part).
+        quick = all(
+            value is None
+            for value in (question.team, question.user, question.phase, question.model, question.search)
+        )
         found = []
         if timed is not None:
             found = [
@@ -334,7 +435,8 @@ class ArchiveReader:
                     select(*_SUMMARY)
                     .where(*where, *timed)
                     .order_by(runs.c.completion_time.desc(), runs.c.uid.desc())
-                    .limit(limit)
+                    .limit(limit),
+                    quick=quick,
                 )
             ]
         if len(found) < limit and question.window.start is None and question.window.end is None:
@@ -345,7 +447,8 @@ class ArchiveReader:
                     select(*_SUMMARY)
                     .where(*where, *untimed)
                     .order_by(runs.c.uid.desc())
-                    .limit(limit - len(found))
+                    .limit(limit - len(found)),
+                    quick=quick,
                 )
             ]
         return found
@@ -362,22 +465,21 @@ class ArchiveReader:
         self, namespace: str, name: str, visible: Visible, uid: str | None = None
     ) -> FoundRun | None:
         """As `get_run`, with the size of the record."""
-        where = _namespaces(runs.c.namespace, visible, namespace)
-        if where is None:
+        if visible is not None and namespace not in visible:
             return None
-        where.append(runs.c.name == name)
+        values = {"namespace": namespace, "name": name}
         if uid is not None:
-            where.append(runs.c.uid == uid)
+            values["uid"] = uid
         # Every run of the name (a handful at most, by the namespace-name index) with its record, in one
         # round trip; the newest chosen here: an ORDER BY would tempt SQLite into walking the
         # completion-time index instead.
-        rows = await self._all(select(*_SUMMARY, runs.c.record).where(*where))
+        rows = await self._all(_run_query(uid is not None), values, quick=True)
         if not rows:
             return None
         newest = max(
             rows, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
         )
-        return FoundRun(_summary(newest), json.loads(newest.record), len(newest.record))
+        return FoundRun(_summary(newest), newest.record)
 
     async def records(self, uids: Sequence[str]) -> dict[str, Any]:
         """The whole records of the runs `uids` (the caller has listed them first), by UID."""
@@ -403,46 +505,23 @@ class ArchiveReader:
                 duration_milliseconds=row.duration_milliseconds,
                 fallbacks=json.loads(row.fallbacks),
             )
-            for row in await self._all(query)
+            for row in await self._all(query, quick=True)
         ]
 
     async def costs(
         self, group_by: GroupBy, window: TimeRange, visible: Visible, namespace: str | None = None
     ) -> list[CostLine]:
         """Spend per team, user, model or adapter of the runs completed in `window`, largest first."""
-        where = _namespaces(runs.c.namespace, visible, namespace)
-        if where is None:
+        shown = _namespace_values(visible, namespace)
+        if shown is not None and not shown:
             return []
-        where += _in_window(window)
-        query: Select[Any]
-        if group_by in (GroupBy.TEAM, GroupBy.USER):
-            key = runs.c.team if group_by is GroupBy.TEAM else runs.c.owner_user
-            # One scan of runs, no calls table: a team's or a user's call count is not summed (None).
-            query = select(
-                key.label("key"),
-                func.count().label("runs"),
-                literal(None).label("calls"),
-                func.sum(runs.c.input_tokens).label("input_tokens"),
-                func.sum(runs.c.output_tokens).label("output_tokens"),
-                func.sum(runs.c.cost_micros).label("cost_micros"),
-            ).where(*where)
-        else:
-            # The calls carry their run's namespace and completion time: one table, one index.
-            where = _namespaces(run_calls.c.namespace, visible, namespace) or []
-            if window.start is not None:
-                where.append(run_calls.c.completion_time >= window.start)
-            if window.end is not None:
-                where.append(run_calls.c.completion_time < window.end)
-            key = run_calls.c.model if group_by is GroupBy.MODEL else run_calls.c.adapter
-            query = select(
-                key.label("key"),
-                func.count(distinct(run_calls.c.run_uid)).label("runs"),
-                func.count().label("calls"),
-                func.sum(run_calls.c.input_tokens).label("input_tokens"),
-                func.sum(run_calls.c.output_tokens).label("output_tokens"),
-                func.sum(run_calls.c.cost_micros).label("cost_micros"),
-            ).where(*where)
-        query = query.group_by(key).order_by(desc("cost_micros"), key)
+        values: dict[str, Any] = {"start": window.start, "end": window.end}
+        if shown is not None:
+            values["namespaces"] = shown
+        query = _cost_query(group_by, shown is not None, window.start is not None, window.end is not None)
+        rows = await self._all(
+            query, {k: v for k, v in values.items() if v is not None}, quick=quick_cost_sum(window, shown)
+        )
         return [
             CostLine(
                 key=str(row.key),
@@ -452,7 +531,7 @@ class ArchiveReader:
                 output_tokens=int(row.output_tokens or 0),
                 cost_micros=int(row.cost_micros or 0),
             )
-            for row in await self._all(query)
+            for row in rows
         ]
 
     async def cost_series(

@@ -479,3 +479,114 @@ def test_a_detail_and_a_cost_group_built_without_validation_are_the_validated_on
         assert CostGroup.of(line).model_dump_json(by_alias=True) == checked_line.model_dump_json(
             by_alias=True
         )
+
+
+async def test_the_hot_routes_answer_exactly_as_fastapi_does(
+    filled: RecordStore, server: FakeApiServer, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The list, detail and cost GETs are answered in front of FastAPI's routing (HotRoutes): for plain
+    # requests, careless and hostile ones, every refusal, both apps give the same status, headers and
+    # bytes; the odd ones are passed on to FastAPI, which answers them itself.
+    from jesus.readapi.hot_routes import HotRoutes
+
+    answered_here: list[str] = []
+    answer_for = HotRoutes._answer_for
+
+    def counted(self: HotRoutes, scope: Any) -> Any:
+        found = answer_for(self, scope)
+        if found is not None:
+            answered_here.append(scope["path"])
+        return found
+
+    monkeypatch.setattr(HotRoutes, "_answer_for", counted)
+    reader = ArchiveReader(filled.url)
+
+    async def budgets() -> list[JsonObject]:
+        return BUDGETS
+
+    def app(hot: bool) -> Any:
+        access = NamespaceAccess(server, reader.namespaces, clock=clock, cache_seconds=10)
+        service = ReadService(reader, access, CursorSigner(KEY), budgets, AnswerCache(clock, seconds=0))
+        authenticator = TokenReviewAuthenticator(server, clock=clock, cache_seconds=10)
+        return create_app(service, authenticator, hot_routes=hot)
+
+    hot, plain = app(True), app(False)
+    first_page = "/v1/runs?limit=2"
+    requests: list[tuple[str, str | None]] = [
+        (first_page, "admin"),
+        ("/v1/runs", "viewer-a"),
+        ("/v1/runs?namespace=team-b", "viewer-a"),
+        ("/v1/runs?limit=2&limit=3&team=team-a&phase=Succeeded&from=2026-11-30T10:01:00Z", "admin"),
+        ("/v1/runs?limit=007&user=&model=m-small", "admin"),
+        ("/v1/runs?limit=0", "admin"),
+        ("/v1/runs?limit=00000001000", "admin"),
+        ("/v1/runs?limit=%2B5", "admin"),
+        ("/v1/runs?limit=abc", "admin"),
+        ("/v1/runs?limit=99999999999999999999999", "admin"),
+        ("/v1/runs?cursor=forged&limit=2", "admin"),
+        ("/v1/runs?namespace=team-a'%20OR%201=1", "admin"),
+        ("/v1/runs?team=%ff%fe", "admin"),
+        ("/v1/runs", None),
+        ("/v1/runs", "unknown-token"),
+        ("/v1/runs/team-a/a1", "admin"),
+        ("/v1/runs/team-a/a1", "viewer-a"),
+        ("/v1/runs/team-b/b1", "viewer-a"),
+        ("/v1/runs/team-a/nothing", "admin"),
+        ("/v1/runs/team-a/a1?uid=not-its-uid", "admin"),
+        (f"/v1/runs/team-a/a1?uid={'u' * 65}", "admin"),
+        (f"/v1/runs/{'n' * 64}/a1", "admin"),
+        (f"/v1/runs/team-a/{'r' * 254}", "admin"),
+        ("/v1/runs/team-a/a1/", "admin"),
+        ("/v1/runs/team-a/a1/calls", "admin"),
+        ("/v1/runs/team%2Fa/a1", "admin"),
+        ("/v1/costs?groupBy=model", "admin"),
+        (
+            "/v1/costs?groupBy=user&namespace=team-a&from=2026-11-30T10:00:00Z&to=2026-11-30T10:03:00Z",
+            "admin",
+        ),
+        ("/v1/costs?groupBy=team", "viewer-a"),
+        ("/v1/costs?groupBy=team&namespace=team-b", "viewer-a"),
+        ("/v1/costs", "admin"),
+        ("/v1/costs?groupBy=namespace", "admin"),
+        ("/v1/costs?groupBy=team&from=2026-13-40T00:00:00Z", "admin"),
+        ("/v1/costs?groupBy=team", None),
+        ("/healthz", None),
+    ]
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(hot), base_url="http://api") as fast,
+        httpx.AsyncClient(transport=httpx.ASGITransport(plain), base_url="http://api") as slow,
+    ):
+        for path, token in requests:
+            headers = auth(token) if token else {}
+            one, other = await fast.get(path, headers=headers), await slow.get(path, headers=headers)
+            assert (one.status_code, one.content) == (other.status_code, other.content), path
+            assert one.headers == other.headers, path
+        server.down = True
+        clock.now += 100  # the reviews have expired: the API server cannot be asked
+        for path in ("/v1/runs", "/v1/runs/team-a/a1", "/v1/costs?groupBy=team"):
+            one, other = (
+                await fast.get(path, headers=auth("admin")),
+                await slow.get(path, headers=auth("admin")),
+            )
+            assert one.status_code == other.status_code == 503 and one.content == other.content, path
+    await reader.close()
+    # The plain ones were answered in front of FastAPI; the odd ones (a limit FastAPI must read, paths
+    # and uids too long, a path of three segments, bytes that are not UTF-8) were not.
+    assert answered_here.count("/v1/costs") == 9  # every cost request above
+    assert "/v1/runs/team-a/a1/" not in answered_here and f"/v1/runs/{'n' * 64}/a1" not in answered_here
+    assert sum(path == "/v1/runs" for path in answered_here) == 12
+
+
+def test_the_hot_routes_know_every_parameter_the_routes_declare() -> None:
+    # A parameter added to a route and not to HotRoutes would be ignored on the hot path.
+    from jesus.cli.api import openapi_document
+    from jesus.readapi import hot_routes
+
+    paths = json.loads(openapi_document())["paths"]
+
+    def declared(path: str) -> set[str]:
+        return {p["name"] for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
+
+    assert declared("/v1/runs") == set(hot_routes.LIST_PARAMETERS)
+    assert declared("/v1/costs") == set(hot_routes.COST_PARAMETERS)
+    assert declared("/v1/runs/{namespace}/{name}") == {"uid"}

@@ -151,6 +151,23 @@ async def test_costs_are_summed_per_team_user_model_and_adapter(
     assert await reader.costs(GroupBy.TEAM, everything, frozenset()) == []
 
 
+async def test_a_week_of_one_namespace_sums_as_the_same_window_read_whole(
+    store: RecordStore, reader: ArchiveReader
+) -> None:
+    # One namespace's week is a quick read (on SQLite, on the event loop) and a month of two namespaces
+    # is not: the sums of team-a are the same either way, for every grouping.
+    await archive(store, *standard_runs())
+    week = TimeRange("2026-11-27T00:00:00Z", "2026-12-04T00:00:00Z")
+    month = TimeRange("2026-11-04T00:00:00Z", "2026-12-04T00:00:00Z")
+    for grouping in GroupBy:
+        quick = await reader.costs(grouping, week, frozenset({"team-a"}))
+        assert sum(g.cost_micros for g in quick) == 1500 * 8, grouping  # every call of team-a
+        whole = await reader.costs(grouping, month, None, "team-a")
+        assert quick == whole == await reader.costs(grouping, week, None, "team-a"), grouping
+        assert await reader.costs(grouping, week, frozenset({"team-b"}), "team-a") == [], grouping
+    assert await reader.find_run("team-a", "a1", frozenset({"team-b"})) is None
+
+
 async def test_hostile_filter_values_are_only_ever_compared(
     store: RecordStore, reader: ArchiveReader
 ) -> None:
