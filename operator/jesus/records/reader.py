@@ -15,7 +15,9 @@ parameters.
 
 The reader's connections are in autocommit: a SELECT opens no transaction, so a connection goes back to
 the pool without a ROLLBACK, and none is pinged before use (a round trip each on PostgreSQL); a query
-that finds its connection dead is tried once more on a fresh one.
+that finds its connection dead is tried once more on a fresh one. On PostgreSQL the hot reads (a run by
+its name, one namespace's or every namespace's cost sum) skip SQLAlchemy's engine: see
+`jesus.records.direct_postgres`.
 """
 
 from __future__ import annotations
