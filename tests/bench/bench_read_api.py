@@ -289,6 +289,9 @@ def main() -> None:
                 f"{args.requests} requests of each kind each, answer cache {args.answer_seconds:g} s, "
                 f"{args.workers} worker(s); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
             )
+            # PostgreSQL's processes (the postmaster's children: a backend per connection) apart.
+            database_pid = None if postgres is None else postgres.postmaster_pid()
+            database_before = 0.0 if database_pid is None else server_cpu_seconds(database_pid)
             server_before, client_before = server_cpu_seconds(server.pid), time.process_time()
             started = time.perf_counter()
             timings = asyncio.run(load(port, names, args.clients, args.requests, args.seed))
@@ -296,9 +299,13 @@ def main() -> None:
             server_cpu = server_cpu_seconds(server.pid) - server_before
             client_cpu = time.process_time() - client_before
             total = sum(len(timings[kind]) for kind in ("list", "detail", "cost"))
+            database = ""
+            if database_pid is not None:
+                database_cpu = server_cpu_seconds(database_pid) - database_before
+                database = f", PostgreSQL {1000 * database_cpu / total:.2f} ms"
             print(
                 f"{total} requests in {elapsed:.1f}s ({total / elapsed:.0f}/s); CPU a request: server "
-                f"{1000 * server_cpu / total:.2f} ms, clients {1000 * client_cpu / total:.2f} ms; "
+                f"{1000 * server_cpu / total:.2f} ms, clients {1000 * client_cpu / total:.2f} ms{database}; "
                 f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
             )
             for kind, samples in timings.items():

@@ -86,6 +86,10 @@ class PostgresServer:
         if (self.data / "postmaster.pid").exists():
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def postmaster_pid(self) -> int:
+        """The running server's first process (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def url(self, database: str = "postgres") -> str:
         """The URL the archive is given."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"

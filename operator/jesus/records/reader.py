@@ -15,7 +15,9 @@ parameters.
 
 The reader's connections are in autocommit: a SELECT opens no transaction, so a connection goes back to
 the pool without a ROLLBACK, and none is pinged before use (a round trip each on PostgreSQL); a query
-that finds its connection dead is tried once more on a fresh one.
+that finds its connection dead is tried once more on a fresh one. On PostgreSQL the hot reads (a run by
+its name, one namespace's or every namespace's cost sum) skip SQLAlchemy's engine: see
+`jesus.records.direct_postgres`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -51,6 +54,7 @@ from sqlalchemy.pool import StaticPool
 
 from jesus.logic.clock import parse_time
 from jesus.logic.run_queries import AuditFilter, GroupBy, RunFilter, TimeRange
+from jesus.records.direct_postgres import CompiledQuery, DirectConnections
 from jesus.records.schema import audit_log, run_calls, runs
 from jesus.records.store import StoreUnavailableError
 from jesus.records.urls import describe
@@ -176,28 +180,41 @@ class AuditEntry:
     hash: str
 
 
-_TRANSIENT = (OperationalError, InterfaceError, OSError, DBAPIError)
+_TRANSIENT = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    DBAPIError,
+    psycopg.OperationalError,  # the hot reads on PostgreSQL, straight on psycopg
+    psycopg.InterfaceError,
+)
 
 
-def _summary(row: Any) -> RunSummary:
+def _summary(row: Sequence[Any]) -> RunSummary:
+    """A run from the `_SUMMARY` columns, by position (SQLAlchemy's rows and psycopg's tuples alike)."""
+    (uid, namespace, name, phase, team, user, created, start, completion, digest, trace) = row[:11]
     return RunSummary(
-        uid=row.uid,
-        namespace=row.namespace,
-        name=row.name,
-        phase=row.phase,
-        team=row.team,
-        user=row.owner_user,
-        created=row.created,
-        start_time=row.start_time,
-        completion_time=row.completion_time,
-        spec_digest=row.spec_digest,
-        trace_id=row.trace_id,
-        cost_micros=int(row.cost_micros),
-        input_tokens=int(row.input_tokens),
-        output_tokens=int(row.output_tokens),
-        attempts=int(row.attempts),
-        archived_at=row.archived_at,
+        uid=uid,
+        namespace=namespace,
+        name=name,
+        phase=phase,
+        team=team,
+        user=user,
+        created=created,
+        start_time=start,
+        completion_time=completion,
+        spec_digest=digest,
+        trace_id=trace,
+        cost_micros=int(row[11]),
+        input_tokens=int(row[12]),
+        output_tokens=int(row[13]),
+        attempts=int(row[14]),
+        archived_at=row[15],
     )
+
+
+_RECORD = len(_SUMMARY)
+"""The position of the record after the `_SUMMARY` columns in `_run_query`'s rows."""
 
 
 def _in_window(window: TimeRange) -> list[ColumnElement[bool]]:
@@ -271,9 +288,14 @@ def _run_query(by_uid: bool) -> Select[Any]:
     return select(*_SUMMARY, runs.c.record).where(*where)
 
 
+Namespaces = Literal["all", "one", "some"]
+"""Which namespaces a cost sum reads: every one, `:namespace`, or the list `:namespaces`."""
+
+
 @functools.cache
-def _cost_query(group_by: GroupBy, some_namespaces: bool, start: bool, end: bool) -> Select[Any]:
-    """The sums per group (`:namespaces` when `some_namespaces`, `:start` and `:end` as given)."""
+def _cost_query(group_by: GroupBy, namespaces: Namespaces, start: bool, end: bool) -> Select[Any]:
+    """The sums per group (`key, runs, calls, input_tokens, output_tokens, cost_micros`) of the
+    `namespaces`, `:start` and `:end` as given."""
     if group_by in (GroupBy.TEAM, GroupBy.USER):
         key = runs.c.team if group_by is GroupBy.TEAM else runs.c.owner_user
         # One scan of runs, no calls table: a team's or a user's call count is not summed (None).
@@ -299,7 +321,10 @@ def _cost_query(group_by: GroupBy, some_namespaces: bool, start: bool, end: bool
         )
         table = run_calls
     where: list[ColumnElement[bool]] = []
-    if some_namespaces:
+    if namespaces == "one":
+        # Not an expanding IN of one: a plain parameter compiles to one text, which psycopg can prepare.
+        where.append(table.c.namespace == bindparam("namespace"))
+    elif namespaces == "some":
         where.append(table.c.namespace.in_(bindparam("namespaces", expanding=True)))
     if start:
         where.append(table.c.completion_time >= bindparam("start"))
@@ -316,6 +341,8 @@ class ArchiveReader:
         self._sqlite: Engine | None = None
         self._inline = True
         self._threads: ThreadPoolExecutor | None = None
+        self._direct: DirectConnections | None = None
+        self._compiled: dict[Select[Any], CompiledQuery] = {}
         if url.get_backend_name() == "sqlite":
             # SQLite runs in this process: a query is one hop to a thread of our own, which runs the
             # driver's calls (execute, fetch, close) in one go. aiosqlite made each of them a hop of its
@@ -344,6 +371,8 @@ class ArchiveReader:
                 pool_size=pool_size,
                 max_overflow=pool_size,
             )
+            # The hot reads (see `_all`'s `direct`) skip SQLAlchemy: as many connections again.
+            self._direct = DirectConnections(url, 2 * pool_size)
 
     def __str__(self) -> str:
         return describe(self.url)
@@ -355,12 +384,26 @@ class ArchiveReader:
             self._sqlite.dispose()
         else:
             await self.engine.dispose()
+        if self._direct is not None:
+            await self._direct.close()
 
     async def _all(
-        self, query: Select[Any], values: Mapping[str, Any] | None = None, *, quick: bool = False
+        self,
+        query: Select[Any],
+        values: Mapping[str, Any] | None = None,
+        *,
+        quick: bool = False,
+        direct: bool = False,
     ) -> Sequence[Any]:
-        """The rows of `query`; `quick`: a read of a few index entries (see `_rows`)."""
+        """The rows of `query`; `quick`: a read of a few index entries (see `_rows`); `direct`: a
+        statement built once, without an expanding parameter, that PostgreSQL runs straight on psycopg
+        (`jesus.records.direct_postgres`). Read the rows by position: psycopg's are plain tuples."""
         try:
+            if direct and self._direct is not None:
+                compiled = self._compiled.get(query)
+                if compiled is None:
+                    compiled = self._compiled[query] = CompiledQuery(query, self.engine.dialect)
+                return await self._direct.rows(compiled, values)
             try:
                 return await self._rows(query, values, quick)
             except DBAPIError as exc:
@@ -473,13 +516,12 @@ class ArchiveReader:
         # Every run of the name (a handful at most, by the namespace-name index) with its record, in one
         # round trip; the newest chosen here: an ORDER BY would tempt SQLite into walking the
         # completion-time index instead.
-        rows = await self._all(_run_query(uid is not None), values, quick=True)
+        rows = await self._all(_run_query(uid is not None), values, quick=True, direct=True)
         if not rows:
             return None
-        newest = max(
-            rows, key=lambda row: (row.completion_time is not None, row.completion_time or "", row.uid)
-        )
-        return FoundRun(_summary(newest), newest.record)
+        # By position: completion time 8, UID 0.
+        newest = max(rows, key=lambda row: (row[8] is not None, row[8] or "", row[0]))
+        return FoundRun(_summary(newest), newest[_RECORD])
 
     async def records(self, uids: Sequence[str]) -> dict[str, Any]:
         """The whole records of the runs `uids` (the caller has listed them first), by UID."""
@@ -516,22 +558,28 @@ class ArchiveReader:
         if shown is not None and not shown:
             return []
         values: dict[str, Any] = {"start": window.start, "end": window.end}
-        if shown is not None:
-            values["namespaces"] = shown
-        query = _cost_query(group_by, shown is not None, window.start is not None, window.end is not None)
+        namespaces: Namespaces = "all"
+        if shown is not None and len(shown) == 1:
+            namespaces, values["namespace"] = "one", shown[0]
+        elif shown is not None:
+            namespaces, values["namespaces"] = "some", shown
+        query = _cost_query(group_by, namespaces, window.start is not None, window.end is not None)
         rows = await self._all(
-            query, {k: v for k, v in values.items() if v is not None}, quick=quick_cost_sum(window, shown)
+            query,
+            {k: v for k, v in values.items() if v is not None},
+            quick=quick_cost_sum(window, shown),
+            direct=namespaces != "some",
         )
         return [
             CostLine(
-                key=str(row.key),
-                runs=int(row.runs),
-                calls=None if row.calls is None else int(row.calls),
-                input_tokens=int(row.input_tokens or 0),
-                output_tokens=int(row.output_tokens or 0),
-                cost_micros=int(row.cost_micros or 0),
+                key=str(key),
+                runs=int(runs_),
+                calls=None if calls is None else int(calls),
+                input_tokens=int(input_tokens or 0),
+                output_tokens=int(output_tokens or 0),
+                cost_micros=int(cost_micros or 0),
             )
-            for row in rows
+            for key, runs_, calls, input_tokens, output_tokens, cost_micros in rows
         ]
 
     async def cost_series(
