@@ -369,10 +369,12 @@ class ArchiveReader:
                 isolation_level="AUTOCOMMIT",
                 pool_reset_on_return=None,
                 pool_size=pool_size,
-                max_overflow=pool_size,
+                max_overflow=0,
             )
-            # The hot reads (see `_all`'s `direct`) skip SQLAlchemy: as many connections again.
-            self._direct = DirectConnections(url, 2 * pool_size)
+            # The hot reads (see `_all`'s `direct`) skip SQLAlchemy, on as many connections again: at
+            # most 2 * pool_size to the database per process (16 by default), what max_connections
+            # must allow for each API worker and replica.
+            self._direct = DirectConnections(url, pool_size)
 
     def __str__(self) -> str:
         return describe(self.url)
